@@ -1,0 +1,146 @@
+"""Prometheus remote write 1.0: ``WriteRequest`` protobuf, snappy block compressed.
+
+Field numbers from the published ``prompb`` definitions::
+
+    WriteRequest { repeated TimeSeries timeseries = 1; repeated MetricMetadata metadata = 3; }
+    TimeSeries   { repeated Label labels = 1; repeated Sample samples = 2; }
+    Label        { string name = 1; string value = 2; }
+    Sample       { double value = 1; int64 timestamp = 2; }   // timestamp in ms
+
+HTTP headers a receiver expects are in :data:`HEADERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import cramjam
+
+from .protobuf import (
+    FIXED64,
+    LENGTH,
+    VARINT,
+    DecodeError,
+    bytes_field,
+    double_field,
+    fields,
+    sint_to_int64,
+    varint_field,
+)
+
+__all__ = [
+    "HEADERS",
+    "Sample",
+    "TimeSeries",
+    "decode_write_request",
+    "encode_write_request",
+    "snappy_compress",
+    "snappy_decompress",
+    "sorted_labels",
+]
+
+HEADERS = {
+    "Content-Type": "application/x-protobuf",
+    "Content-Encoding": "snappy",
+    "X-Prometheus-Remote-Write-Version": "0.1.0",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    value: float
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSeries:
+    """One series: labels sorted by name (``__name__`` among them) and its samples."""
+
+    labels: tuple[tuple[str, str], ...]
+    samples: tuple[Sample, ...]
+
+    def label(self, name: str) -> str | None:
+        for key, value in self.labels:
+            if key == name:
+                return value
+        return None
+
+
+def _encode_series(series: TimeSeries) -> bytes:
+    parts = []
+    for name, value in series.labels:
+        parts.append(bytes_field(1, bytes_field(1, name.encode())
+                                 + bytes_field(2, value.encode())))
+    for sample in series.samples:
+        parts.append(bytes_field(2, double_field(1, sample.value)
+                                 + varint_field(2, sample.timestamp_ms)))
+    return b"".join(parts)
+
+
+def encode_write_request(series: Iterable[TimeSeries]) -> bytes:
+    """Serialise (uncompressed) a WriteRequest holding ``series``."""
+    return b"".join(bytes_field(1, _encode_series(s)) for s in series)
+
+
+def _decode_label(buf: memoryview) -> tuple[str, str]:
+    name = value = ""
+    for number, wire_type, raw in fields(buf):
+        if wire_type != LENGTH or not isinstance(raw, memoryview):
+            continue
+        try:
+            text = bytes(raw).decode()
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"label is not UTF-8: {exc}") from exc
+        if number == 1:
+            name = text
+        elif number == 2:
+            value = text
+    return name, value
+
+
+def _decode_sample(buf: memoryview) -> Sample:
+    value = 0.0
+    timestamp = 0
+    for number, wire_type, raw in fields(buf):
+        if number == 1 and wire_type == FIXED64:
+            value = float(raw)
+        elif number == 2 and wire_type == VARINT:
+            timestamp = sint_to_int64(int(raw))
+    return Sample(value, timestamp)
+
+
+def decode_write_request(buf: bytes | memoryview) -> list[TimeSeries]:
+    """Parse an uncompressed WriteRequest; raises :class:`DecodeError` on bad bytes."""
+    out = []
+    for number, wire_type, raw in fields(buf):
+        if number != 1 or wire_type != LENGTH or not isinstance(raw, memoryview):
+            continue
+        labels: list[tuple[str, str]] = []
+        samples: list[Sample] = []
+        for inner_number, inner_type, inner in fields(raw):
+            if inner_type != LENGTH or not isinstance(inner, memoryview):
+                continue
+            if inner_number == 1:
+                labels.append(_decode_label(inner))
+            elif inner_number == 2:
+                samples.append(_decode_sample(inner))
+        out.append(TimeSeries(tuple(labels), tuple(samples)))
+    return out
+
+
+def snappy_compress(data: bytes) -> bytes:
+    """Snappy block format (not framed), as remote write and Loki push require."""
+    return bytes(cramjam.snappy.compress_raw(data))
+
+
+def snappy_decompress(data: bytes | memoryview) -> bytes:
+    try:
+        return bytes(cramjam.snappy.decompress_raw(bytes(data)))
+    except cramjam.DecompressionError as exc:
+        raise DecodeError(f"not snappy block data: {exc}") from exc
+
+
+def sorted_labels(labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Labels in the order remote write requires: sorted by name."""
+    return tuple(sorted(labels.items()))

@@ -1,0 +1,1 @@
+"""Deployment material: the local stack of real services and, later, Kubernetes bases."""

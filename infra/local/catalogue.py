@@ -1,0 +1,300 @@
+"""The services of the local stack, in start order.
+
+Every service binds to 127.0.0.1 only and keeps its data under the stack home.
+Ports are the services' usual ones; VictoriaLogs stands in for Grafana Loki
+(see the README: Loki's module is not allowed here) through its Loki push API.
+"""
+
+from __future__ import annotations
+
+import base64
+import string
+import subprocess
+import uuid
+from pathlib import Path
+
+from .errors import StartError
+from .install import apt_install, apt_version, maven_classpath, run_script, tail
+from .paths import ASSETS, Layout
+from .probes import http_probe, kafka_probe, redis_probe
+from .service import Service
+
+__all__ = ["KAFKA_TOPICS", "SERVICES", "by_name"]
+
+HOST = "127.0.0.1"
+
+KAFKA_VERSION = "4.4.0"
+ELASTICSEARCH_VERSION = "8.19.0"
+
+#: Topics created at start (auto-creation is off): name -> partitions.
+KAFKA_TOPICS: dict[str, int] = {
+    "ferryman.metrics": 4,
+    "ferryman.logs": 4,
+    "ferryman.traces": 2,
+    "ferryman.dlq": 1,
+}
+
+
+def _apt(service: str, package: str, *extra: str) -> str:
+    apt_install(service, [package, *extra])
+    return apt_version(package) or "unknown"
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file() or path.read_text() != text:
+        path.write_text(text)
+
+
+# --- Kafka -------------------------------------------------------------------------
+
+def _kafka_libs(layout: Layout) -> Path:
+    return layout.opt / f"kafka-{KAFKA_VERSION}"
+
+
+def _kafka_install(layout: Layout) -> str:
+    maven_classpath("kafka", ASSETS / "kafka" / "pom.xml", _kafka_libs(layout))
+    return KAFKA_VERSION
+
+
+def _kafka_java(layout: Layout, heap: str = "-Xmx512m") -> list[str]:
+    # Serial GC and C1 only: starts faster and stays smaller on a 2-core box.
+    return ["java", "-Xms64m", heap, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={ASSETS / 'kafka' / 'log4j2.properties'}",
+            "-cp", f"{_kafka_libs(layout)}/*"]
+
+
+def _kafka_cluster_id() -> str:
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def _kafka_prepare(layout: Layout) -> None:
+    log_dir = layout.data("kafka") / "log"
+    props = string.Template((ASSETS / "kafka" / "server.properties.tmpl").read_text())
+    conf = layout.conf("kafka") / "server.properties"
+    _write(conf, props.substitute(KAFKA_LOG_DIR=log_dir, KAFKA_BROKER_PORT=9092,
+                                  KAFKA_CONTROLLER_PORT=9093))
+    if (log_dir / "meta.properties").is_file():
+        return
+    log_dir.mkdir(parents=True, exist_ok=True)
+    argv = [*_kafka_java(layout, "-Xmx256m"), "kafka.tools.StorageTool", "format",
+            "--config", str(conf), "--cluster-id", _kafka_cluster_id(), "--ignore-formatted"]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise StartError("kafka", " ".join(argv), tail(proc.stdout + proc.stderr))
+
+
+def _kafka_topics(layout: Layout) -> None:
+    del layout
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=f"{HOST}:9092")
+    try:
+        existing = set(admin.list_topics())
+        wanted = [NewTopic(name, partitions, 1) for name, partitions in KAFKA_TOPICS.items()
+                  if name not in existing]
+        if wanted:
+            admin.create_topics(wanted)
+    finally:
+        admin.close()
+
+
+KAFKA = Service(
+    name="kafka",
+    endpoints={"bootstrap": f"{HOST}:9092"},
+    install=_kafka_install,
+    prepare=_kafka_prepare,
+    command=lambda layout: [*_kafka_java(layout), "kafka.Kafka",
+                            str(layout.conf("kafka") / "server.properties")],
+    probe=kafka_probe(f"{HOST}:9092"),
+    after_start=_kafka_topics,
+    start_timeout=90,
+)
+
+# --- Elasticsearch ------------------------------------------------------------------
+
+ELASTICSEARCH = Service(
+    name="elasticsearch",
+    endpoints={"http": f"http://{HOST}:9200"},
+    install=lambda layout: ELASTICSEARCH_VERSION,
+    command=lambda layout: ["false"],
+    probe=http_probe(f"http://{HOST}:9200/_cluster/health?wait_for_status=yellow&timeout=1s"),
+    start_timeout=120,
+)
+
+# --- Prometheus ---------------------------------------------------------------------
+
+_PROMETHEUS_CONFIG = """\
+# Written by ferryman stack: a remote-write receiver with no scrape jobs of its own.
+global:
+  scrape_interval: 15s
+storage:
+  tsdb:
+    # Replays after a worker restart re-send recent samples; accept them.
+    out_of_order_time_window: 2h
+scrape_configs: []
+"""
+
+
+def _prometheus_prepare(layout: Layout) -> None:
+    _write(layout.conf("prometheus") / "prometheus.yml", _PROMETHEUS_CONFIG)
+
+
+PROMETHEUS = Service(
+    name="prometheus",
+    endpoints={"http": f"http://{HOST}:9090",
+               "remote_write": f"http://{HOST}:9090/api/v1/write"},
+    install=lambda layout: _apt("prometheus", "prometheus"),
+    prepare=_prometheus_prepare,
+    command=lambda layout: [
+        "/usr/bin/prometheus",
+        f"--config.file={layout.conf('prometheus') / 'prometheus.yml'}",
+        f"--storage.tsdb.path={layout.data('prometheus')}",
+        f"--web.listen-address={HOST}:9090",
+        "--web.enable-remote-write-receiver",
+        "--storage.tsdb.retention.time=7d",
+    ],
+    probe=http_probe(f"http://{HOST}:9090/-/ready"),
+)
+
+# --- VictoriaMetrics ---------------------------------------------------------------
+
+VICTORIAMETRICS = Service(
+    name="victoriametrics",
+    endpoints={"http": f"http://{HOST}:8428",
+               "remote_write": f"http://{HOST}:8428/api/v1/write",
+               "influx": f"http://{HOST}:8428/write",
+               "opentsdb": f"http://{HOST}:4242"},
+    install=lambda layout: _apt("victoriametrics", "victoria-metrics"),
+    command=lambda layout: [
+        "/usr/bin/victoria-metrics",
+        f"-httpListenAddr={HOST}:8428",
+        f"-opentsdbHTTPListenAddr={HOST}:4242",
+        f"-storageDataPath={layout.data('victoriametrics')}",
+        "-retentionPeriod=30d",
+        # Make freshly written samples visible to queries at once (tests read back).
+        "-search.latencyOffset=0s",
+        "-loggerLevel=WARN",
+    ],
+    probe=http_probe(f"http://{HOST}:8428/health", contains="OK"),
+)
+
+# --- InfluxDB 1.x -------------------------------------------------------------------
+
+
+def _influxdb_config(layout: Layout) -> str:
+    data = layout.data("influxdb")
+    return f"""\
+# Written by ferryman stack.
+reporting-disabled = true
+bind-address = "{HOST}:8088"
+
+[meta]
+  dir = "{data / 'meta'}"
+
+[data]
+  dir = "{data / 'data'}"
+  wal-dir = "{data / 'wal'}"
+  query-log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "{HOST}:8086"
+  log-enabled = false
+"""
+
+
+INFLUXDB = Service(
+    name="influxdb",
+    endpoints={"http": f"http://{HOST}:8086"},
+    install=lambda layout: _apt("influxdb", "influxdb"),
+    prepare=lambda layout: _write(layout.conf("influxdb") / "influxdb.conf",
+                                  _influxdb_config(layout)),
+    command=lambda layout: ["/usr/bin/influxd", "-config",
+                            str(layout.conf("influxdb") / "influxdb.conf")],
+    probe=http_probe(f"http://{HOST}:8086/ping", status=204),
+)
+
+# --- VictoriaLogs (Loki push API) ----------------------------------------------------
+
+VICTORIALOGS = Service(
+    name="victorialogs",
+    endpoints={"http": f"http://{HOST}:9428",
+               "loki_push": f"http://{HOST}:9428/insert/loki/api/v1/push"},
+    install=lambda layout: (run_script("victorialogs", ASSETS / "build" / "victorialogs.sh",
+                                       str(layout.bin / "victoria-logs")) or "built"),
+    command=lambda layout: [str(layout.bin / "victoria-logs"),
+                            f"-httpListenAddr={HOST}:9428",
+                            f"-storageDataPath={layout.data('victorialogs')}",
+                            "-loggerLevel=WARN"],
+    probe=http_probe(f"http://{HOST}:9428/health", contains="OK"),
+)
+
+# --- Jaeger v2 ----------------------------------------------------------------------
+
+JAEGER = Service(
+    name="jaeger",
+    endpoints={"otlp_grpc": f"{HOST}:4317", "otlp_http": f"http://{HOST}:4318",
+               "query": f"http://{HOST}:16686"},
+    install=lambda layout: (run_script("jaeger", ASSETS / "build" / "jaeger.sh",
+                                       str(layout.bin / "jaeger")) or "built"),
+    command=lambda layout: [str(layout.bin / "jaeger"),
+                            f"--config={ASSETS / 'jaeger' / 'config.yaml'}"],
+    probe=http_probe(f"http://{HOST}:16686/api/services"),
+)
+
+# --- Redis --------------------------------------------------------------------------
+
+REDIS = Service(
+    name="redis",
+    endpoints={"url": f"redis://{HOST}:6379/0"},
+    install=lambda layout: _apt("redis", "redis-server"),
+    command=lambda layout: [
+        "/usr/bin/redis-server", "--bind", HOST, "--port", "6379",
+        "--dir", str(layout.data("redis")), "--appendonly", "yes", "--save", "",
+        "--daemonize", "no", "--protected-mode", "yes",
+    ],
+    probe=redis_probe(HOST, 6379),
+)
+
+# --- node-exporter ------------------------------------------------------------------
+
+NODE_EXPORTER = Service(
+    name="node-exporter",
+    endpoints={"metrics": f"http://{HOST}:9100/metrics"},
+    install=lambda layout: _apt("node-exporter", "prometheus-node-exporter"),
+    command=lambda layout: ["/usr/bin/prometheus-node-exporter",
+                            f"--web.listen-address={HOST}:9100"],
+    probe=http_probe(f"http://{HOST}:9100/metrics", contains="node_cpu_seconds_total"),
+)
+
+# --- rsyslog (benchmark peer, started by the benchmark) --------------------------------
+
+RSYSLOG = Service(
+    name="rsyslog",
+    endpoints={},
+    install=lambda layout: _apt("rsyslog", "rsyslog", "rsyslog-kafka"),
+    command=lambda layout: ["/usr/sbin/rsyslogd", "-n"],
+    probe=lambda: True,
+    autostart=False,
+)
+
+SERVICES: tuple[Service, ...] = (
+    KAFKA, ELASTICSEARCH, PROMETHEUS, VICTORIAMETRICS, INFLUXDB, VICTORIALOGS, JAEGER,
+    REDIS, NODE_EXPORTER, RSYSLOG,
+)
+
+
+def by_name(name: str) -> Service:
+    for service in SERVICES:
+        if service.name == name:
+            return service
+    raise KeyError(f"no service named {name!r}; known: {', '.join(s.name for s in SERVICES)}")

@@ -1,0 +1,102 @@
+"""Process groups on Linux: spawn detached, measure, stop."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+__all__ = ["alive", "group_members", "group_rss_bytes", "spawn", "start_ticks", "stop_group"]
+
+
+def spawn(argv: Sequence[str], *, log: Path, cwd: Path, env: Mapping[str, str]) -> int:
+    """Start ``argv`` in its own session (so it outlives us and stops as a group)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    cwd.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cwd=cwd, env={**os.environ, **env}, start_new_session=True,
+        )
+    return proc.pid
+
+
+def start_ticks(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks since boot; None if it is gone or a zombie.
+
+    Stored with the pid so that a pid reused by another program after a reboot or a
+    crash is not mistaken for our service.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def alive(pid: int, ticks: int | None = None) -> bool:
+    """True while ``pid`` exists, is not a zombie and (if given) started at ``ticks``."""
+    started = start_ticks(pid)
+    return started is not None and (ticks is None or started == ticks)
+
+
+def group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+def group_rss_bytes(pgid: int) -> int:
+    total = 0
+    for pid in group_members(pgid):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def stop_group(pgid: int, timeout: float) -> bool:
+    """SIGTERM the group, wait up to ``timeout``, then SIGKILL. True if it went quietly."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pgid)
+        if not group_members(pgid):
+            return True
+        time.sleep(0.2)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    for _ in range(50):
+        _reap(pgid)
+        if not group_members(pgid):
+            break
+        time.sleep(0.1)
+    return False
+
+
+def _reap(pid: int) -> None:
+    # A child of this very process (started in the same run) must be reaped to vanish.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

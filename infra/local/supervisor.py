@@ -1,0 +1,208 @@
+"""``ferryman stack up|down|status``: install, start, probe and stop the local services.
+
+State (pids, endpoints, versions, measured start times) is kept in
+``<home>/run/stack.json`` so tests and ``ferryman up`` find the endpoints, and a
+second ``up`` only probes what already runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from .catalogue import SERVICES, by_name
+from .errors import StackError, StartError
+from .install import tail
+from .paths import Layout, default_layout
+from .procs import alive, group_rss_bytes, spawn, start_ticks, stop_group
+from .service import Service
+
+__all__ = ["ServiceStatus", "down", "load_state", "status", "up"]
+
+Say = Callable[[str], None]
+
+
+def load_state(layout: Layout | None = None) -> dict[str, Any]:
+    """The state file's content: ``{"services": {name: {...}}}`` (empty when absent)."""
+    layout = layout or default_layout()
+    try:
+        state: dict[str, Any] = json.loads(layout.state_file.read_text())
+    except (OSError, ValueError):
+        state = {}
+    state.setdefault("services", {})
+    return state
+
+
+def _save_state(layout: Layout, state: dict[str, Any]) -> None:
+    layout.run.mkdir(parents=True, exist_ok=True)
+    tmp = layout.state_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    tmp.replace(layout.state_file)
+
+
+def _select(names: Iterable[str] | None) -> list[Service]:
+    return [by_name(n) for n in names] if names else list(SERVICES)
+
+
+def _install_all(layout: Layout, services: list[Service], say: Say) -> dict[str, str]:
+    started = time.monotonic()
+    # Debian packages go first and alone: apt holds one lock for all of them.
+    apt_like = [s for s in services if s.name not in {"kafka", "elasticsearch", "jaeger",
+                                                      "victorialogs"}]
+    versions = {s.name: s.install(layout) for s in apt_like}
+    others = [s for s in services if s not in apt_like]
+    errors: list[StackError] = []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {s.name: pool.submit(s.install, layout) for s in others}
+        for name, future in futures.items():
+            try:
+                versions[name] = future.result()
+            except StackError as exc:
+                errors.append(exc)
+    if errors:
+        raise errors[0]
+    say(f"installed {len(services)} services in {time.monotonic() - started:.1f}s")
+    return versions
+
+
+def up(names: Iterable[str] | None = None, *, layout: Layout | None = None,
+       say: Say = print) -> dict[str, Any]:
+    """Install what is missing, start what is not running, wait until all are healthy.
+
+    Idempotent: a healthy service that we started before is left alone.
+    Raises :class:`StackError` naming the service, the command and the log tail.
+    """
+    layout = layout or default_layout()
+    layout.ensure()
+    services = _select(names)
+    versions = _install_all(layout, services, say)
+    state = load_state(layout)
+    entries = state["services"]
+    pending: dict[str, Service] = {}
+    for service in services:
+        if not service.autostart:
+            entries[service.name] = {"version": versions[service.name], "pid": None,
+                                     "endpoints": dict(service.endpoints), "installed_only": True}
+            continue
+        entry = entries.get(service.name) or {}
+        pid = entry.get("pid")
+        ours = bool(pid) and alive(pid, entry.get("ticks"))
+        if ours and service.probe():
+            service.after_start(layout)  # idempotent: e.g. topics deleted meanwhile
+            continue
+        if ours:
+            pending[service.name] = service  # still starting from an earlier call
+            continue
+        if service.probe():
+            raise StartError(service.name, "start",
+                             f"something else already serves {dict(service.endpoints)}; "
+                             "stop it or change FERRYMAN_HOME")
+        service.prepare(layout)
+        argv = service.command(layout)
+        pid = spawn(argv, log=layout.log(service.name), cwd=layout.data(service.name),
+                    env=service.env)
+        entries[service.name] = {
+            "pid": pid, "ticks": start_ticks(pid), "version": versions[service.name],
+            "command": argv,
+            "endpoints": dict(service.endpoints), "log": str(layout.log(service.name)),
+            "started_at": time.time(),
+        }
+        pending[service.name] = service
+        _save_state(layout, state)
+    _wait_healthy(layout, state, pending, say)
+    _save_state(layout, state)
+    return state
+
+
+def _wait_healthy(layout: Layout, state: dict[str, Any], pending: dict[str, Service],
+                  say: Say) -> None:
+    entries = state["services"]
+    deadline = {name: time.monotonic() + s.start_timeout for name, s in pending.items()}
+    while pending:
+        for name, service in list(pending.items()):
+            entry = entries[name]
+            if service.probe():
+                service.after_start(layout)
+                started = entry.get("started_at", time.time())
+                entry["start_seconds"] = round(time.time() - started, 1)
+                say(f"{name} healthy after {entry['start_seconds']}s")
+                del pending[name]
+            elif not alive(entry["pid"]) or time.monotonic() > deadline[name]:
+                reason = "exited" if not alive(entry["pid"]) else "never became healthy"
+                if alive(entry["pid"]):
+                    stop_group(entry["pid"], service.stop_timeout)
+                    entries.pop(name)
+                log_tail = tail(layout.log(name).read_text(errors="replace"), 40)
+                _save_state(layout, state)
+                raise StartError(name, " ".join(entry["command"]),
+                                 f"{reason}; tail of {layout.log(name)}:\n{log_tail}")
+        time.sleep(0.5)
+
+
+def down(names: Iterable[str] | None = None, *, layout: Layout | None = None,
+         say: Say = print) -> None:
+    """Stop services (all by default) in reverse start order; nothing is left running."""
+    layout = layout or default_layout()
+    state = load_state(layout)
+    entries = state["services"]
+    for service in reversed(_select(names)):
+        entry = entries.pop(service.name, None)
+        if not entry or not entry.get("pid") or not alive(entry["pid"], entry.get("ticks")):
+            continue
+        quiet = stop_group(entry["pid"], service.stop_timeout)
+        say(f"{service.name} stopped" + ("" if quiet else " (killed after timeout)"))
+        _save_state(layout, state)
+    _save_state(layout, state)
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    version: str
+    endpoint: str
+    healthy: bool
+    pid: int | None
+    rss_bytes: int
+    start_seconds: float | None
+
+
+def status(*, layout: Layout | None = None) -> list[ServiceStatus]:
+    layout = layout or default_layout()
+    entries = load_state(layout)["services"]
+    rows = []
+    for service in SERVICES:
+        entry = entries.get(service.name) or {}
+        pid: int | None = entry.get("pid")
+        running = pid is not None and alive(pid, entry.get("ticks"))
+        rows.append(ServiceStatus(
+            name=service.name,
+            version=entry.get("version", "-"),
+            endpoint=next(iter(service.endpoints.values()), "-"),
+            healthy=running and service.probe(),
+            pid=pid if running else None,
+            rss_bytes=group_rss_bytes(pid) if pid is not None and running else 0,
+            start_seconds=entry.get("start_seconds"),
+        ))
+    return rows
+
+
+def format_status(rows: list[ServiceStatus]) -> str:
+    header = ("SERVICE", "VERSION", "ENDPOINT", "HEALTH", "PID", "RSS MiB", "START s")
+    lines = [header]
+    for r in rows:
+        lines.append((
+            r.name, r.version, r.endpoint,
+            "healthy" if r.healthy else ("installed" if r.name == "rsyslog" else "down"),
+            str(r.pid or "-"), f"{r.rss_bytes / 2**20:.0f}" if r.pid else "-",
+            f"{r.start_seconds}" if r.start_seconds is not None and r.pid else "-",
+        ))
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+           for row in lines]
+    total = sum(r.rss_bytes for r in rows)
+    out.append(f"total RSS {total / 2**20:.0f} MiB")
+    return "\n".join(out)

@@ -1,0 +1,1 @@
+"""The worker runtime: consume, batch, retry, commit, dead-letter, drain, observe."""
