@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -40,6 +41,28 @@ def _up(args: argparse.Namespace) -> int:
     return _stack(argparse.Namespace(action="up", services=None))
 
 
+def _worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from workers.main import run_worker
+
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # One line per HTTP request or per fetch would drown the worker's own sentences.
+    for noisy in ("httpx", "httpcore", "kafka"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    return run_worker(args.name, args.config)
+
+
+def _functions(args: argparse.Namespace) -> int:
+    from functions import registry
+
+    for name in registry.names():
+        spec = registry.load(name)
+        print(f"{name:28} {spec.kind:10} {spec.summary}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferryman", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument("services", nargs="*", help="limit to these services (default: all)")
     stack.set_defaults(func=_stack)
+
+    worker = sub.add_parser("worker", help="run one function (container entrypoint)")
+    worker.add_argument("name", help="registered function name (see: ferryman functions list)")
+    worker.add_argument("--config", type=Path, default=None, help="YAML settings file")
+    worker.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    worker.set_defaults(func=_worker)
+
+    functions = sub.add_parser("functions", help="registered functions")
+    functions.add_argument("action", choices=["list"])
+    functions.set_defaults(func=_functions)
     return parser
 
 

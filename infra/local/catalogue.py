@@ -8,6 +8,8 @@ Ports are the services' usual ones; VictoriaLogs stands in for Grafana Loki
 from __future__ import annotations
 
 import base64
+import os
+import shutil
 import string
 import subprocess
 import uuid
@@ -24,7 +26,7 @@ __all__ = ["KAFKA_TOPICS", "SERVICES", "by_name"]
 HOST = "127.0.0.1"
 
 KAFKA_VERSION = "4.4.0"
-ELASTICSEARCH_VERSION = "8.19.0"
+ELASTICSEARCH_VERSION = "8.19.21"
 
 #: Topics created at start (auto-creation is off): name -> partitions.
 KAFKA_TOPICS: dict[str, int] = {
@@ -117,14 +119,69 @@ KAFKA = Service(
 )
 
 # --- Elasticsearch ------------------------------------------------------------------
+# Elastic's own distribution as published to Maven (the "integ-test-zip": server,
+# launcher and the netty4/x-pack-core/security/apm modules; no bundled JDK). It lacks
+# the modules that are not published there (data-streams REST endpoints, ingest,
+# painless, mapper-extras, analysis-common); see the README.
+
+def _es_home(layout: Layout) -> Path:
+    return layout.opt / f"elasticsearch-dist-{ELASTICSEARCH_VERSION}" / \
+        f"elasticsearch-{ELASTICSEARCH_VERSION}"
+
+
+def _es_install(layout: Layout) -> str:
+    maven_classpath("elasticsearch", ASSETS / "elasticsearch" / "pom.xml",
+                    _es_home(layout).parent, goal="dependency:unpack-dependencies")
+    return ELASTICSEARCH_VERSION
+
+
+def _es_prepare(layout: Layout) -> None:
+    data = layout.data("elasticsearch")
+    for sub in ("data", "logs", "tmp"):
+        (data / sub).mkdir(parents=True, exist_ok=True)
+    conf = data / "config"
+    if not conf.is_dir():
+        shutil.copytree(_es_home(layout) / "config", conf)
+
+
+def _es_command(layout: Layout) -> list[str]:
+    data = layout.data("elasticsearch")
+    launcher = [str(_es_home(layout) / "bin" / "elasticsearch"),
+                "-Ediscovery.type=single-node", f"-Enetwork.host={HOST}",
+                "-Ehttp.port=9200", "-Etransport.port=9300",
+                "-Expack.security.enabled=false",
+                "-Ecluster.routing.allocation.disk.threshold_enabled=false",
+                "-Ecluster.name=ferryman-local", "-Enode.name=ferryman-es",
+                "-Eaction.destructive_requires_name=false",
+                f"-Epath.data={data / 'data'}", f"-Epath.logs={data / 'logs'}"]
+    if os.geteuid() != 0:
+        return launcher
+    # Elasticsearch refuses to run as root; a user namespace maps us to uid 1000
+    # without privileges while the files stay ours.
+    return ["unshare", "--user", "--map-user=1000", "--map-group=1000", *launcher]
+
+
+def _java_home() -> str:
+    java = shutil.which("java")
+    if java is None:
+        return os.environ.get("JAVA_HOME", "")
+    return str(Path(java).resolve().parent.parent)
+
 
 ELASTICSEARCH = Service(
     name="elasticsearch",
     endpoints={"http": f"http://{HOST}:9200"},
-    install=lambda layout: ELASTICSEARCH_VERSION,
-    command=lambda layout: ["false"],
+    install=_es_install,
+    prepare=_es_prepare,
+    command=_es_command,
+    env=lambda layout: {
+        "ES_JAVA_HOME": _java_home(),
+        "ES_PATH_CONF": str(layout.data("elasticsearch") / "config"),
+        "ES_TMPDIR": str(layout.data("elasticsearch") / "tmp"),
+        "ES_JAVA_OPTS": "-Xms512m -Xmx512m -XX:-AlwaysPreTouch",
+    },
     probe=http_probe(f"http://{HOST}:9200/_cluster/health?wait_for_status=yellow&timeout=1s"),
-    start_timeout=120,
+    start_timeout=150,
 )
 
 # --- Prometheus ---------------------------------------------------------------------
@@ -223,18 +280,27 @@ INFLUXDB = Service(
     probe=http_probe(f"http://{HOST}:8086/ping", status=204),
 )
 
+# --- Built from Go modules -----------------------------------------------------------
+
+
+def _go_build(service: str, script: str, binary: Path) -> str:
+    run_script(service, ASSETS / "build" / script, str(binary))
+    stamp = binary.with_name(binary.name + ".version")
+    return stamp.read_text().split()[1] if stamp.is_file() else "unknown"
+
+
 # --- VictoriaLogs (Loki push API) ----------------------------------------------------
 
 VICTORIALOGS = Service(
     name="victorialogs",
     endpoints={"http": f"http://{HOST}:9428",
                "loki_push": f"http://{HOST}:9428/insert/loki/api/v1/push"},
-    install=lambda layout: (run_script("victorialogs", ASSETS / "build" / "victorialogs.sh",
-                                       str(layout.bin / "victoria-logs")) or "built"),
+    install=lambda layout: _go_build("victorialogs", "victorialogs.sh",
+                                     layout.bin / "victoria-logs"),
     command=lambda layout: [str(layout.bin / "victoria-logs"),
                             f"-httpListenAddr={HOST}:9428",
                             f"-storageDataPath={layout.data('victorialogs')}",
-                            "-loggerLevel=WARN"],
+                            "-retentionPeriod=7d", "-loggerLevel=WARN"],
     probe=http_probe(f"http://{HOST}:9428/health", contains="OK"),
 )
 
@@ -244,11 +310,10 @@ JAEGER = Service(
     name="jaeger",
     endpoints={"otlp_grpc": f"{HOST}:4317", "otlp_http": f"http://{HOST}:4318",
                "query": f"http://{HOST}:16686"},
-    install=lambda layout: (run_script("jaeger", ASSETS / "build" / "jaeger.sh",
-                                       str(layout.bin / "jaeger")) or "built"),
+    install=lambda layout: _go_build("jaeger", "jaeger.sh", layout.bin / "jaeger"),
     command=lambda layout: [str(layout.bin / "jaeger"),
                             f"--config={ASSETS / 'jaeger' / 'config.yaml'}"],
-    probe=http_probe(f"http://{HOST}:16686/api/services"),
+    probe=http_probe(f"http://{HOST}:13133/status"),
 )
 
 # --- Redis --------------------------------------------------------------------------

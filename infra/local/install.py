@@ -77,10 +77,13 @@ def apt_install(service: str, packages: Sequence[str]) -> None:
                 policy.unlink()
 
 
-def maven_classpath(service: str, pom: Path, dest: Path) -> Path:
-    """Copy the runtime classpath of ``pom`` into ``dest`` once; returns ``dest``.
+def maven_classpath(service: str, pom: Path, dest: Path,
+                    goal: str = "dependency:copy-dependencies") -> Path:
+    """Resolve ``pom``'s runtime dependencies into ``dest`` once; returns ``dest``.
 
-    The stamp is the pom's digest, so editing the pom re-resolves the classpath.
+    ``goal`` copies jars (a classpath) or, with ``dependency:unpack-dependencies``,
+    unpacks a distribution archive. The stamp is the pom's digest, so editing the
+    pom resolves again.
     """
     stamp = dest / ".installed"
     stamp_text = hashlib.sha256(pom.read_bytes()).hexdigest()
@@ -91,7 +94,7 @@ def maven_classpath(service: str, pom: Path, dest: Path) -> Path:
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    _run(service, ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+    _run(service, ["mvn", "-q", "-B", "-f", str(pom), goal,
                    "-DincludeScope=runtime", f"-DoutputDirectory={partial}"])
     shutil.rmtree(dest, ignore_errors=True)
     partial.rename(dest)

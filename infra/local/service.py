@@ -33,7 +33,7 @@ class Service:
     probe: Probe
     prepare: Callable[[Layout], None] = _nothing
     after_start: Callable[[Layout], None] = _nothing
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Callable[[Layout], Mapping[str, str]] = field(default=lambda layout: {})
     start_timeout: float = 60.0
     stop_timeout: float = 30.0
     autostart: bool = True

@@ -89,8 +89,8 @@ def up(names: Iterable[str] | None = None, *, layout: Layout | None = None,
                                      "endpoints": dict(service.endpoints), "installed_only": True}
             continue
         entry = entries.get(service.name) or {}
-        pid = entry.get("pid")
-        ours = bool(pid) and alive(pid, entry.get("ticks"))
+        pid: int | None = entry.get("pid")
+        ours = pid is not None and alive(pid, entry.get("ticks"))
         if ours and service.probe():
             service.after_start(layout)  # idempotent: e.g. topics deleted meanwhile
             continue
@@ -104,7 +104,7 @@ def up(names: Iterable[str] | None = None, *, layout: Layout | None = None,
         service.prepare(layout)
         argv = service.command(layout)
         pid = spawn(argv, log=layout.log(service.name), cwd=layout.data(service.name),
-                    env=service.env)
+                    env=service.env(layout))
         entries[service.name] = {
             "pid": pid, "ticks": start_ticks(pid), "version": versions[service.name],
             "command": argv,

@@ -1,0 +1,29 @@
+"""The explicit list of functions. Importing a function module registers nothing;
+this table is the only place a name becomes runnable, and modules load lazily so a
+worker imports just its own function."""
+
+from __future__ import annotations
+
+import importlib
+
+from workers.function import FunctionSpec
+
+__all__ = ["load", "names"]
+
+_FUNCTIONS: dict[str, str] = {
+    "prometheus_remote_write": "functions.prometheus_remote_write",
+}
+
+
+def names() -> list[str]:
+    return sorted(_FUNCTIONS)
+
+
+def load(name: str) -> FunctionSpec:
+    """The spec of function ``name``; raises KeyError listing the known names."""
+    try:
+        module = importlib.import_module(_FUNCTIONS[name])
+    except KeyError:
+        raise KeyError(f"unknown function {name!r}; known: {', '.join(names())}") from None
+    spec: FunctionSpec = module.SPEC
+    return spec

@@ -1,0 +1,116 @@
+"""Helpers for tests that run real workers against the real stack."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+
+from ferryman import headers as h
+from ferryman.wire.remote_write import Sample, TimeSeries, encode_write_request, snappy_compress
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def create_topics(bootstrap: str, *topics: tuple[str, int]) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(name, partitions, 1) for name, partitions in topics])
+    finally:
+        admin.close()
+
+
+def produce_series(bootstrap: str, topic: str, metric: str, messages: int,
+                   series_per_message: int, *, cluster: str = "alpha",
+                   start: int = 0, extra: Iterable[tuple[bytes, bytes | None]] = ()) -> set[str]:
+    """Produce remote-write messages the way the edge does; returns the series ids sent."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type="snappy", acks="all")
+    now_ms = int(time.time() * 1000)
+    sent = set()
+    for m in range(start, start + messages):
+        batch = []
+        for s in range(series_per_message):
+            sid = f"{m}-{s}"
+            sent.add(sid)
+            labels = {"__name__": metric, "cluster": cluster, "sid": sid}
+            batch.append(TimeSeries(tuple(sorted(labels.items())), (Sample(float(m), now_ms),)))
+        producer.send(topic, key=f"{metric}-{m}".encode(),
+                      value=snappy_compress(encode_write_request(batch)),
+                      headers=[(h.SCHEMA, h.SCHEMA_REMOTE_WRITE), (h.CLUSTER, cluster.encode())])
+    for value, key in extra:
+        producer.send(topic, value=value, key=key)
+    producer.flush(timeout=30)
+    producer.close()
+    return sent
+
+
+def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return sum(meta.offset for tp, meta in offsets.items()
+               if isinstance(tp, TopicPartition) and tp.topic == topic and meta.offset > 0)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def series_ids(base: str, metric: str) -> set[str]:
+    response = httpx.get(f"{base}/api/v1/series", params={"match[]": metric,
+                                                         "start": str(time.time() - 3600)},
+                         timeout=30)
+    response.raise_for_status()
+    return {s["sid"] for s in response.json()["data"]}
+
+
+class Worker:
+    """``ferryman worker NAME`` as a real subprocess, as a container would run it."""
+
+    def __init__(self, tmp: Path, name: str, settings: dict[str, Any]) -> None:
+        self.config = tmp / f"{name}-{time.monotonic_ns()}.yaml"
+        self.config.write_text(yaml.safe_dump(settings))
+        self.log = self.config.with_suffix(".log")
+        self.name = name
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ferryman", "worker", self.name,
+                 "--config", str(self.config)],
+                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ))
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")

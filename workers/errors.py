@@ -1,0 +1,43 @@
+"""Errors a function raises to tell the runtime what to do with a batch.
+
+    DeliveryError            anything else raised by a function is retryable too
+     ├── Permanent           dead-letter now: retrying can never succeed
+     └── Throttled           retry after the delay the backend asked for
+    ConfigError              the configuration is invalid (start-up only)
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "DeliveryError", "Permanent", "Throttled"]
+
+
+class DeliveryError(Exception):
+    """Raised when a batch was not delivered and may succeed if tried again."""
+
+
+class Permanent(DeliveryError):
+    """Raised when a batch can never be delivered (bad data, a 4xx that will not change).
+
+    The runtime dead-letters the batch with ``reason`` in the headers and commits.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Throttled(DeliveryError):
+    """Raised when the backend pushed back (429, Retry-After); retry after ``delay`` s."""
+
+    def __init__(self, reason: str, delay: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+class ConfigError(Exception):
+    """Raised at start when settings are invalid; lists every error by its dotted path."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {e}" for e in errors))
+        self.errors = errors

@@ -1,0 +1,57 @@
+"""The contract between the runtime and a function.
+
+A function supplies one step, :meth:`Handler.handle`; the runtime wraps batching,
+retry with backoff, timeouts, dead-lettering, commits and telemetry around it.
+Functions never sleep, retry or commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import httpx
+from pydantic import BaseModel
+
+from .records import Batch, Delivered
+from .telemetry import Registry
+
+__all__ = ["Context", "FunctionSpec", "Handler"]
+
+
+class Handler(Protocol):
+    def handle(self, batch: Batch) -> Delivered:
+        """Deliver ``batch``; return what happened, or raise a DeliveryError.
+
+        Guarantee asked of the handler: when it returns, every record not listed in
+        ``dead`` or ``retry`` was acknowledged by the next hop. Raising means nothing
+        in the batch may be assumed delivered (the whole batch is tried again, so
+        sinks must tolerate re-sends: ids, dedup, or idempotent writes).
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the runtime injects into a function."""
+
+    function: str
+    http_client: Callable[..., httpx.Client]
+    registry: Registry
+    log: logging.Logger
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One registered function: its config model, factory and an example config."""
+
+    name: str
+    kind: Literal["sink", "transform"]
+    summary: str
+    config_model: type[BaseModel]
+    create: Callable[[BaseModel, Context], Handler]
+    example: str

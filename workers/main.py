@@ -1,0 +1,90 @@
+"""``ferryman worker NAME``: one function per process (the container entrypoint)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+from pydantic import ValidationError
+
+from .errors import ConfigError
+from .function import Context, FunctionSpec
+from .http import serve
+from .runtime import Runtime
+from .settings import WorkerSettings, format_errors, load_settings
+from .telemetry import Registry
+
+__all__ = ["prepare", "run_worker"]
+
+log = logging.getLogger("ferryman.worker")
+
+
+def prepare(name: str, config_path: Path | None,
+            **overrides: Any) -> tuple[WorkerSettings, FunctionSpec, Any]:
+    """Load and validate everything; raises ConfigError listing every problem."""
+    from functions import registry
+
+    try:
+        spec = registry.load(name)
+    except KeyError as exc:
+        raise ConfigError([f"function: {exc.args[0]}"]) from None
+    errors: list[str] = []
+    settings: WorkerSettings | None = None
+    try:
+        settings = load_settings(config_path, function=name, **overrides)
+        raw_config = settings.config
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+        raw_config = _raw_section(config_path, "config")
+    try:
+        config = spec.config_model.model_validate(raw_config)
+    except ValidationError as exc:
+        errors.extend(format_errors(exc, prefix="config"))
+    if errors or settings is None:
+        raise ConfigError(errors)
+    return settings, spec, config
+
+
+def _raw_section(path: Path | None, key: str) -> Any:
+    """The section as written in the file, to report its errors alongside the others."""
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        return {}
+    return data.get(key, {}) if isinstance(data, dict) else {}
+
+
+def run_worker(name: str, config_path: Path | None, **overrides: Any) -> int:
+    started = time.monotonic()
+    try:
+        settings, spec, config = prepare(name, config_path, **overrides)
+    except ConfigError as exc:
+        log.error("worker %s cannot start: %s", name, exc)
+        return 2
+    registry = Registry()
+    context = Context(
+        function=name,
+        http_client=lambda **kw: httpx.Client(**kw),
+        registry=registry,
+        log=logging.getLogger(f"ferryman.function.{name}"),
+    )
+    handler = spec.create(config, context)
+    runtime = Runtime(settings, handler, registry)
+    runtime.install_signal_handlers()
+    server = serve(settings.http.listen, registry,
+                   healthy=lambda: time.monotonic() - runtime.last_loop < 60,
+                   ready=lambda: runtime.ready)
+    log.info("worker %s consuming %s as group %s; http on %s:%d; started in %.2fs",
+             name, settings.kafka.input_topic, settings.group_id,
+             *server.server_address[:2], time.monotonic() - started)
+    try:
+        runtime.run()
+    finally:
+        server.shutdown()
+    return 0

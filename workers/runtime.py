@@ -1,0 +1,318 @@
+"""The consume → deliver → commit loop around one function.
+
+Guarantees (at-least-once):
+
+* an offset is committed only after the function reported the records up to it
+  delivered, dead-lettered (the dead-letter topic acknowledged) or produced to the
+  output topic (acknowledged);
+* records of a partition are handed to the function in offset order and a batch
+  is finished (delivered or dead-lettered) before the next one starts;
+* retryable failures are retried for as long as it takes, with exponential
+  backoff and jitter; fetching is paused meanwhile but the group membership kept;
+* on SIGTERM fetching stops, the batch in flight gets until the deadline, then
+  the offsets are committed and the group is left. A batch not finished by the
+  deadline is handed back uncommitted (the next owner delivers it again).
+
+Not guaranteed: exactly-once. A crash after delivery and before the commit
+re-delivers that batch, so sinks are written to tolerate replays.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
+
+from .errors import Permanent, Throttled
+from .function import Handler
+from .records import Batch, Delivered, Record
+from .settings import WorkerSettings
+from .telemetry import Registry
+
+__all__ = ["Abandoned", "Runtime"]
+
+log = logging.getLogger("ferryman.worker")
+
+
+class Abandoned(Exception):
+    """Raised inside the loop when an in-flight batch must be handed back uncommitted."""
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        self.runtime.revoked.update(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.runtime.revoked.difference_update(assigned)
+
+
+class Runtime:
+    """Runs ``handler`` over ``settings.kafka.input_topic`` until stopped."""
+
+    def __init__(self, settings: WorkerSettings, handler: Handler, registry: Registry,
+                 *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.handler = handler
+        self.clock = clock
+        self.stopping = threading.Event()
+        self.stop_deadline: float | None = None
+        self.revoked: set[TopicPartition] = set()
+        self.consumer: KafkaConsumer | None = None
+        self.producer: KafkaProducer | None = None
+        self.last_loop = clock()
+        self.ready = False
+        name = settings.function
+        self.m_received = registry.counter(
+            "ferryman_records_received_total", "Records consumed from Kafka.", ["function"])
+        self.m_sent = registry.counter(
+            "ferryman_records_sent_total", "Records delivered to the next hop.", ["function"])
+        self.m_dead = registry.counter(
+            "ferryman_records_dead_lettered_total", "Records sent to the dead-letter topic.",
+            ["function"])
+        self.m_batches = registry.counter(
+            "ferryman_batches_total", "Batches finished, by outcome.", ["function", "outcome"])
+        self.m_errors = registry.counter(
+            "ferryman_errors_total", "Errors by type and stage.",
+            ["function", "error_type", "stage"])
+        self.m_latency = registry.histogram(
+            "ferryman_batch_duration_seconds", "Time from batch start to commit.", ["function"])
+        self.m_lag = registry.gauge(
+            "ferryman_consumer_lag", "Records behind the end of the partition.",
+            ["function", "topic", "partition"])
+        self.m_commits = registry.counter(
+            "ferryman_commits_total", "Offset commits after delivery.", ["function"])
+        self._labels = (name,)
+        self._lag_at = 0.0
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+
+    def stop(self) -> None:
+        if not self.stopping.is_set():
+            self.stop_deadline = self.clock() + self.settings.shutdown_deadline_s
+            self.stopping.set()
+            log.info("stop requested; draining within %.0fs", self.settings.shutdown_deadline_s)
+
+    def _connect(self) -> None:
+        k = self.settings.kafka
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=k.bootstrap_servers, group_id=self.settings.group_id,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            max_poll_records=k.max_poll_records, session_timeout_ms=k.session_timeout_ms,
+            max_poll_interval_ms=k.max_poll_interval_ms,
+            client_id=f"ferryman-{self.settings.function}",
+        )
+        self.consumer.subscribe([k.input_topic], listener=_Rebalance(self))
+        self.producer = KafkaProducer(
+            bootstrap_servers=k.bootstrap_servers, acks="all", compression_type="snappy",
+            linger_ms=5, max_in_flight_requests_per_connection=1, retries=5,
+            client_id=f"ferryman-{self.settings.function}-producer",
+        )
+
+    def run(self) -> None:
+        """Consume until :meth:`stop`; returns after the group was left."""
+        self._connect()
+        assert self.consumer is not None
+        held: list[Record] = []
+        held_bytes = 0
+        oldest = 0.0
+        b = self.settings.batch
+        try:
+            while not self.stopping.is_set():
+                self.last_loop = self.clock()
+                polled = self.consumer.poll(timeout_ms=100, max_records=b.max_records)
+                self.ready = bool(self.consumer.assignment())
+                for tp_records in polled.values():
+                    for m in tp_records:
+                        if not held:
+                            oldest = self.clock()
+                        held.append(Record(m.topic, m.partition, m.offset, m.key,
+                                           m.value or b"", tuple(m.headers or ()),
+                                           m.timestamp))
+                        held_bytes += len(m.value or b"")
+                self._update_lag()
+                if held and (len(held) >= b.max_records or held_bytes >= b.max_bytes
+                             or self.clock() - oldest >= b.max_wait_s):
+                    self._process_or_hand_back(held)
+                    held, held_bytes = [], 0
+            if held:
+                self._process_or_hand_back(held)
+        finally:
+            self._close()
+
+    def _process_or_hand_back(self, batch: list[Record]) -> None:
+        try:
+            self._process(batch)
+        except Abandoned:
+            reason = "the drain deadline passed" if self._past_deadline() else "a rebalance"
+            log.warning("handed back %d in-flight records uncommitted after %s",
+                        len(batch), reason)
+            self.m_batches.inc(1, *self._labels, "handed_back")
+        finally:
+            self.revoked.clear()
+
+    def _close(self) -> None:
+        if self.producer is not None:
+            self.producer.flush(timeout=5)
+            self.producer.close(timeout=5)
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)  # leaves the group
+        self.handler.close()
+        log.info("worker stopped")
+
+    # ---- one batch -------------------------------------------------------------------
+
+    def _process(self, batch: list[Record]) -> None:
+        started = self.clock()
+        self.m_received.inc(len(batch), *self._labels)
+        pending: Sequence[Record] = batch
+        delay_hint: list[float | None] = [None]
+
+        def wait(state: RetryCallState) -> float:
+            hint = delay_hint[0]
+            computed: float = wait_random_exponential(
+                multiplier=self.settings.retry.initial_backoff_s,
+                max=self.settings.retry.max_backoff_s)(state)
+            return max(hint, computed) if hint is not None else computed
+
+        def note(state: RetryCallState) -> None:
+            outcome = state.outcome
+            exc = outcome.exception() if outcome is not None else None
+            kind = type(exc).__name__ if exc is not None else "retry_partial"
+            self.m_errors.inc(1, *self._labels, kind, "deliver")
+            log.warning("delivery attempt %d failed (%s: %s); retrying in %.1fs",
+                        state.attempt_number, kind, exc,
+                        state.next_action.sleep if state.next_action else 0.0)
+
+        retrying = Retrying(
+            wait=wait, sleep=self._sleep_polling, before_sleep=note, reraise=True,
+            stop=lambda _: self._past_deadline(),
+            retry=retry_if_exception(lambda e: not isinstance(e, Permanent | Abandoned)),
+        )
+        dead: list[tuple[Record, str]] = []
+        for attempt in retrying:
+            with attempt:
+                self._check_owned(batch)
+                delay_hint[0] = None
+                try:
+                    result = self.handler.handle(pending)
+                except Permanent as exc:
+                    result = Delivered(dead=[(r, exc.reason) for r in pending])
+                except Throttled as exc:
+                    delay_hint[0] = exc.delay
+                    raise
+                self._finish(result, dead)
+                if result.retry:
+                    pending = result.retry
+                    delay_hint[0] = result.retry_delay
+                    raise _RetryPartial(f"{len(result.retry)} records refused for now")
+        if self._past_deadline():
+            raise Abandoned
+        self._commit(batch)
+        self.m_sent.inc(len(batch) - len(dead), *self._labels)
+        self.m_batches.inc(1, *self._labels, "dead_lettered" if dead else "delivered")
+        self.m_latency.observe(self.clock() - started, *self._labels)
+
+    def _finish(self, result: Delivered, dead: list[tuple[Record, str]]) -> None:
+        """Dead-letter and produce what the function handed back; both must be acked."""
+        assert self.producer is not None
+        futures = [self._dead_letter(record, reason) for record, reason in result.dead]
+        output_topic = self.settings.kafka.output_topic
+        if result.outputs and output_topic is None:
+            raise Permanent("function produced outputs but kafka.output_topic is not set")
+        futures += [self.producer.send(output_topic, value=o.value, key=o.key,
+                                       headers=list(o.headers)) for o in result.outputs]
+        self.producer.flush(timeout=self.settings.retry.delivery_timeout_s)
+        for future in futures:
+            future.get(timeout=self.settings.retry.delivery_timeout_s)
+        dead.extend(result.dead)
+        if result.dead:
+            self.m_dead.inc(len(result.dead), *self._labels)
+            self.m_errors.inc(len(result.dead), *self._labels, "permanent", "deliver")
+            log.error("dead-lettered %d records to %s; first reason: %s", len(result.dead),
+                      self.settings.kafka.dead_letter_topic, result.dead[0][1])
+
+    def _dead_letter(self, record: Record, reason: str) -> Any:
+        assert self.producer is not None
+        headers = [*record.headers,
+                   ("ferryman.error", reason.encode("utf-8", "replace")[:4096]),
+                   ("ferryman.function", self.settings.function.encode()),
+                   ("ferryman.source", f"{record.topic}/{record.partition}/{record.offset}"
+                    .encode())]
+        return self.producer.send(self.settings.kafka.dead_letter_topic, value=record.value,
+                                  key=record.key, headers=headers)
+
+    def _commit(self, batch: Batch) -> None:
+        assert self.consumer is not None
+        last: dict[TopicPartition, int] = {}
+        for record in batch:
+            tp = TopicPartition(record.topic, record.partition)
+            last[tp] = max(last.get(tp, -1), record.offset)
+        self._check_owned(batch)
+        self.consumer.commit({tp: OffsetAndMetadata(offset + 1, "", -1)
+                              for tp, offset in last.items()})
+        self.m_commits.inc(1, *self._labels)
+
+    # ---- waiting while a backend pushes back -----------------------------------------
+
+    def _sleep_polling(self, seconds: float) -> None:
+        """Sleep without fetching, but keep polling so the group keeps us."""
+        assert self.consumer is not None
+        until = self.clock() + seconds
+        assigned = self.consumer.assignment()
+        self.consumer.pause(*assigned)
+        try:
+            while self.clock() < until and not self._past_deadline():
+                self.last_loop = self.clock()
+                self.consumer.poll(timeout_ms=min(200, max(1, int((until - self.clock()) * 1000))))
+        finally:
+            self.consumer.resume(*[tp for tp in assigned if tp in self.consumer.assignment()])
+
+    def _past_deadline(self) -> bool:
+        return self.stop_deadline is not None and self.clock() >= self.stop_deadline
+
+    def _check_owned(self, batch: Batch) -> None:
+        if self._past_deadline():
+            raise Abandoned
+        if self.revoked and any(TopicPartition(r.topic, r.partition) in self.revoked
+                                for r in batch):
+            # Another member owns these partitions now and will deliver them again.
+            raise Abandoned
+
+    def _update_lag(self) -> None:
+        assert self.consumer is not None
+        now = self.clock()
+        if now - self._lag_at < 5.0:
+            return
+        self._lag_at = now
+        assigned = list(self.consumer.assignment())
+        if not assigned:
+            return
+        try:
+            ends = self.consumer.end_offsets(assigned)
+        except Exception as exc:  # lag is telemetry: never let it stop delivery
+            log.debug("lag update failed: %s", exc)
+            return
+        for tp in assigned:
+            position = self.consumer.position(tp)
+            self.m_lag.set(max(0, ends.get(tp, 0) - (position or 0)), *self._labels,
+                           tp.topic, str(tp.partition))
+
+
+class _RetryPartial(Exception):
+    """Raised to make tenacity retry the records a function handed back as retryable."""
+

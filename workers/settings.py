@@ -1,0 +1,113 @@
+"""Worker settings: a YAML file and ``FERRYMAN_*`` environment variables.
+
+Environment variables win over the file; nesting uses ``__``, for example
+``FERRYMAN_KAFKA__BOOTSTRAP_SERVERS=broker:9092``. Everything is validated at
+start and every error is reported with its dotted path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from .errors import ConfigError
+
+__all__ = ["BatchSettings", "HttpSettings", "KafkaSettings", "RetrySettings", "WorkerSettings",
+           "format_errors", "load_settings"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap host:port list.")
+    input_topic: str = Field(description="Topic the function consumes.")
+    group_id: str | None = Field(None, description="Consumer group; default ferryman-<function>.")
+    output_topic: str | None = Field(None, description="Where a transform produces its output.")
+    dead_letter_topic: str = Field("ferryman.dlq", description="Where undeliverable records go.")
+    max_poll_records: int = Field(500, ge=1, description="Records per poll at most.")
+    session_timeout_ms: int = Field(10_000, ge=1000, description="Group session timeout.")
+    max_poll_interval_ms: int = Field(300_000, ge=1000, description="Max time between polls.")
+
+
+class BatchSettings(_Section):
+    max_records: int = Field(500, ge=1, description="Deliver once this many records are held.")
+    max_bytes: int = Field(16 * 2**20, ge=1, description="...or this many payload bytes.")
+    max_wait_s: float = Field(0.5, gt=0, description="...or the oldest record waited this long.")
+
+
+class RetrySettings(_Section):
+    initial_backoff_s: float = Field(0.2, gt=0, description="First retry delay.")
+    max_backoff_s: float = Field(30.0, gt=0, description="Delays grow exponentially to this.")
+    delivery_timeout_s: float = Field(30.0, gt=0, description="Timeout of one delivery call.")
+
+
+class HttpSettings(_Section):
+    listen: str = Field("127.0.0.1:0", description="host:port of /metrics, /healthz, /readyz; "
+                                                   "port 0 picks a free one.")
+
+
+class WorkerSettings(BaseSettings):
+    """Everything one worker process needs; ``config`` is the function's own section."""
+
+    model_config = SettingsConfigDict(env_prefix="FERRYMAN_", env_nested_delimiter="__",
+                                      extra="forbid", frozen=True)
+
+    function: str = Field(description="Registered function name (ferryman functions list).")
+    kafka: KafkaSettings
+    batch: BatchSettings = BatchSettings()
+    retry: RetrySettings = RetrySettings()
+    http: HttpSettings = HttpSettings()
+    shutdown_deadline_s: float = Field(20.0, gt=0, description="SIGTERM drain deadline.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The function's config.")
+
+    @property
+    def group_id(self) -> str:
+        return self.kafka.group_id or f"ferryman-{self.function}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+
+def format_errors(exc: ValidationError, prefix: str = "") -> list[str]:
+    out = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
+        out.append(f"{path or '<root>'}: {error['msg']}")
+    return out
+
+
+def load_settings(path: Path | None, **overrides: Any) -> WorkerSettings:
+    """Read ``path`` (YAML, optional), then the environment, then ``overrides``.
+
+    Raises :class:`ConfigError` listing every problem by dotted path.
+    """
+    yaml_file = str(path) if path is not None else None
+    if path is not None and not path.is_file():
+        raise ConfigError([f"<file>: {path} does not exist"])
+    loaded = type("LoadedWorkerSettings", (WorkerSettings,), {
+        "model_config": SettingsConfigDict(**{**WorkerSettings.model_config,
+                                              "yaml_file": yaml_file}),
+    })
+    try:
+        settings: WorkerSettings = loaded(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc)) from None
+    return settings
