@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -114,3 +115,43 @@ class Worker:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class PrivatePrometheus:
+    """A Prometheus of the test's own (same binary as the stack's) that it may stop."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.data = tmp / "prometheus-data"
+        self.config = tmp / "prometheus.yml"
+        self.config.write_text("storage:\n  tsdb:\n    out_of_order_time_window: 2h\n"
+                               "scrape_configs: []\n")
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PrivatePrometheus:
+        self.proc = subprocess.Popen(
+            ["/usr/bin/prometheus", f"--config.file={self.config}",
+             f"--storage.tsdb.path={self.data}", f"--web.listen-address=127.0.0.1:{self.port}",
+             "--web.enable-remote-write-receiver"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._ready, 30, "private prometheus ready", interval=0.2)
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.base}/-/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)

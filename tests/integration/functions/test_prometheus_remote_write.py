@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 from kafka import KafkaConsumer
 
 from tests.integration.pipeline import (
+    PrivatePrometheus,
     Worker,
     committed_total,
     create_topics,
+    free_port,
     produce_series,
     series_ids,
     wait_for,
@@ -53,7 +56,6 @@ def test_every_series_arrives_and_offsets_follow(stack, unique, workers, backend
     wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 120, 60,
              "all 120 offsets committed")
     if backend == "victoriametrics":
-        import httpx
         httpx.get(f"{stack(backend, 'http')}/internal/force_flush", timeout=10)
     got = wait_for(lambda: series_ids(stack(backend, "http"), metric) == sent or None, 30,
                    "all series queryable")
@@ -121,3 +123,46 @@ def test_sigterm_drains_and_leaves_the_group(stack, unique, workers):
     assert worker.terminate(timeout=30) == 0
     assert time.monotonic() - started < 15
     assert series_ids(stack("prometheus", "http"), metric) == sent
+
+
+def _metric_value(base: str, name: str) -> float:
+    text = httpx.get(f"{base}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name))
+
+
+def test_backend_down_60s_nothing_committed_then_everything_arrives(stack, unique, workers,
+                                                                     tmp_path):
+    bootstrap = stack("kafka", "bootstrap")
+    create_topics(bootstrap, (unique, 2), (f"{unique}-dlq", 1))
+    metric = f"rw_{unique}"
+    prometheus = PrivatePrometheus(tmp_path).start()
+    try:
+        port = free_port()
+        settings = _settings(stack, unique, f"{unique}-dlq", f"{prometheus.base}/api/v1/write")
+        settings["http"] = {"listen": f"127.0.0.1:{port}"}
+        worker_api = f"http://127.0.0.1:{port}"
+        sent = produce_series(bootstrap, unique, metric, messages=20, series_per_message=10)
+        workers(settings)
+        wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 20, 60,
+                 "first 20 committed")
+
+        prometheus.stop()
+        sent |= produce_series(bootstrap, unique, metric, messages=30, series_per_message=10,
+                               start=20)
+        outage_end = time.monotonic() + 60
+        while time.monotonic() < outage_end:
+            assert committed_total(bootstrap, f"g-{unique}", unique) == 20, \
+                "an offset was committed while the backend was down"
+            time.sleep(2)
+        assert _metric_value(worker_api, "ferryman_errors_total") > 0
+        assert _metric_value(worker_api, "ferryman_records_dead_lettered_total") == 0
+        assert httpx.get(f"{worker_api}/healthz", timeout=5).status_code == 200
+
+        prometheus.start()
+        wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 50, 90,
+                 "all 50 committed after the outage")
+        assert wait_for(lambda: series_ids(prometheus.base, metric) == sent, 30,
+                        "every series after the outage")
+    finally:
+        prometheus.stop()

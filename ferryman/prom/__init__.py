@@ -1,0 +1,1 @@
+"""Prometheus semantics shared by the edge and the functions."""
