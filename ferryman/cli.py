@@ -42,16 +42,41 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    import logging
-
     from workers.main import run_worker
 
-    logging.basicConfig(level=args.log_level.upper(),
+    _logging(args.log_level)
+    return run_worker(args.name, args.config)
+
+
+def _logging(level: str) -> None:
+    import logging
+
+    logging.basicConfig(level=level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # One line per HTTP request or per fetch would drown the worker's own sentences.
+    # One line per HTTP request or per fetch would drown the process's own sentences.
     for noisy in ("httpx", "httpcore", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    return run_worker(args.name, args.config)
+
+
+def _edge(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
+    from workers.errors import ConfigError
+
+    _logging(args.log_level)
+    if args.kind == "metrics":
+        from edge.metrics.shipper import MetricsShipper
+
+        try:
+            shipper = MetricsShipper(args.config)
+        except ConfigError as exc:
+            logging.getLogger("ferryman.edge").error("cannot start: %s", exc)
+            return 2
+        asyncio.run(shipper.run())
+        return 0
+    print("ferryman edge logs: not built yet (see the logs issue)", file=sys.stderr)
+    return 2
 
 
 def _functions(args: argparse.Namespace) -> int:
@@ -80,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--config", type=Path, default=None, help="YAML settings file")
     worker.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     worker.set_defaults(func=_worker)
+
+    edge = sub.add_parser("edge", help="edge shippers")
+    edge.add_argument("kind", choices=["metrics", "logs"])
+    edge.add_argument("--config", type=Path, required=True, help="configuration file")
+    edge.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    edge.set_defaults(func=_edge)
 
     functions = sub.add_parser("functions", help="registered functions")
     functions.add_argument("action", choices=["list"])

@@ -1,31 +1,31 @@
-"""The worker's own HTTP endpoints: ``/metrics``, ``/healthz``, ``/readyz``."""
+"""A tiny HTTP server for a process's own ``/metrics`` and health endpoints."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .telemetry import Registry
 
-__all__ = ["serve"]
+__all__ = ["Check", "serve"]
+
+#: A health check: True when healthy.
+Check = Callable[[], bool]
 
 
-def serve(listen: str, registry: Registry, healthy: Callable[[], bool],
-          ready: Callable[[], bool]) -> ThreadingHTTPServer:
-    """Start serving in a daemon thread; returns the server (its port may be chosen)."""
+def serve(listen: str, registry: Registry, checks: Mapping[str, Check]) -> ThreadingHTTPServer:
+    """Serve ``/metrics`` and each ``checks`` path (200 when it passes, else 503) from a
+    daemon thread; returns the server (``server_address`` tells a port chosen as 0)."""
     host, _, port = listen.rpartition(":")
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
                 self._send(200, registry.render(), "text/plain; version=0.0.4")
-            elif self.path == "/healthz":
-                ok = healthy()
-                self._send(200 if ok else 503, "ok\n" if ok else "stuck\n")
-            elif self.path == "/readyz":
-                ok = ready()
-                self._send(200 if ok else 503, "ready\n" if ok else "not ready\n")
+            elif self.path in checks:
+                ok = checks[self.path]()
+                self._send(200 if ok else 503, "OK\n" if ok else "not OK\n")
             else:
                 self._send(404, "not found\n")
 
@@ -38,7 +38,7 @@ def serve(listen: str, registry: Registry, healthy: Callable[[], bool],
             self.wfile.write(data)
 
         def log_message(self, format: str, *args: object) -> None:
-            del format, args  # one line per request would drown the worker's own log
+            del format, args  # one line per request would drown the process's own log
 
     server = ThreadingHTTPServer((host or "127.0.0.1", int(port or 0)), Handler)
     server.daemon_threads = True

@@ -77,9 +77,10 @@ def run_worker(name: str, config_path: Path | None, **overrides: Any) -> int:
     handler = spec.create(config, context)
     runtime = Runtime(settings, handler, registry)
     runtime.install_signal_handlers()
-    server = serve(settings.http.listen, registry,
-                   healthy=lambda: time.monotonic() - runtime.last_loop < 60,
-                   ready=lambda: runtime.ready)
+    server = serve(settings.http.listen, registry, {
+        "/healthz": lambda: time.monotonic() - runtime.last_loop < 60,
+        "/readyz": lambda: runtime.ready,
+    })
     log.info("worker %s consuming %s as group %s; http on %s:%d; started in %.2fs",
              name, settings.kafka.input_topic, settings.group_id,
              *server.server_address[:2], time.monotonic() - started)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -14,17 +13,20 @@ __all__ = ["alive", "group_members", "group_rss_bytes", "spawn", "start_ticks", 
 
 
 def spawn(argv: Sequence[str], *, log: Path, cwd: Path, env: Mapping[str, str]) -> int:
-    """Start ``argv`` in its own session (so it outlives us and stops as a group)."""
+    """Start ``argv`` as the leader of a new session, detached from us; returns its pid.
+
+    A shell starts it in the background and exits at once, so the service is not our
+    child: it outlives us, nobody has to reap it, and it stops as a process group.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     cwd.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
-        out.flush()
-        proc = subprocess.Popen(
-            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            cwd=cwd, env={**os.environ, **env}, start_new_session=True,
-        )
-    return proc.pid
+    launcher = 'setsid "$@" </dev/null >>"$FERRYMAN_LOG" 2>&1 & echo $!'
+    proc = subprocess.run(["/bin/sh", "-c", launcher, "sh", *argv], cwd=cwd,
+                          env={**os.environ, **env, "FERRYMAN_LOG": str(log)},
+                          stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, check=True)
+    return int(proc.stdout.strip())
 
 
 def start_ticks(pid: int) -> int | None:
@@ -80,7 +82,6 @@ def stop_group(pgid: int, timeout: float) -> bool:
         return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        _reap(pgid)
         if not group_members(pgid):
             return True
         time.sleep(0.2)
@@ -89,14 +90,7 @@ def stop_group(pgid: int, timeout: float) -> bool:
     except ProcessLookupError:
         return True
     for _ in range(50):
-        _reap(pgid)
         if not group_members(pgid):
             break
         time.sleep(0.1)
     return False
-
-
-def _reap(pid: int) -> None:
-    # A child of this very process (started in the same run) must be reaped to vanish.
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)

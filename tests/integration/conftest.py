@@ -42,3 +42,29 @@ def stack() -> Endpoints:
 def unique() -> str:
     """A short unique token to keep tests from seeing each other's data."""
     return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def processes():
+    """Starts ferryman processes and kills whatever is still running at teardown."""
+    from tests.integration.pipeline import Process
+
+    started: list[Process] = []
+
+    def start(process: Process) -> Process:
+        started.append(process.start())
+        return process
+
+    yield start
+    for process in started:
+        if process.alive():
+            process.kill9()
+
+
+@pytest.fixture
+def exporter():
+    from tests.integration.exporter import Exporter
+
+    served = Exporter()
+    yield served
+    served.close()

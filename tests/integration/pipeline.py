@@ -84,21 +84,20 @@ def series_ids(base: str, metric: str) -> set[str]:
     return {s["sid"] for s in response.json()["data"]}
 
 
-class Worker:
-    """``ferryman worker NAME`` as a real subprocess, as a container would run it."""
+class Process:
+    """A ferryman command as a real subprocess, as a container or systemd would run it."""
 
-    def __init__(self, tmp: Path, name: str, settings: dict[str, Any]) -> None:
-        self.config = tmp / f"{name}-{time.monotonic_ns()}.yaml"
+    def __init__(self, tmp: Path, argv: list[str], settings: dict[str, Any]) -> None:
+        self.config = tmp / f"{'-'.join(argv)}-{time.monotonic_ns()}.yaml"
         self.config.write_text(yaml.safe_dump(settings))
         self.log = self.config.with_suffix(".log")
-        self.name = name
+        self.argv = argv
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Worker:
+    def start(self) -> Process:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ferryman", "worker", self.name,
-                 "--config", str(self.config)],
+                [sys.executable, "-m", "ferryman", *self.argv, "--config", str(self.config)],
                 stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ))
         return self
 
@@ -106,6 +105,10 @@ class Worker:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
 
     def terminate(self, timeout: float = 30) -> int:
         assert self.proc is not None
@@ -115,6 +118,23 @@ class Worker:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+class Worker(Process):
+    """``ferryman worker NAME``."""
+
+    def __init__(self, tmp: Path, name: str, settings: dict[str, Any]) -> None:
+        super().__init__(tmp, ["worker", name], settings)
+
+
+class EdgeMetrics(Process):
+    """``ferryman edge metrics``."""
+
+    def __init__(self, tmp: Path, settings: dict[str, Any]) -> None:
+        super().__init__(tmp, ["edge", "metrics"], settings)
 
 
 def free_port() -> int:
