@@ -27,7 +27,10 @@ def _stack(args: argparse.Namespace) -> int:
             rows = local.status()
             print(local.format_status(rows))
             wanted = [r for r in rows if r.name in (args.services or [r.name for r in rows])]
-            return 0 if all(r.healthy for r in wanted if r.name != "rsyslog") else 1
+            return 0 if all(r.healthy for r in wanted if r.autostart) else 1
+    except KeyError as exc:
+        print(f"ferryman stack {args.action}: {exc.args[0]}", file=sys.stderr)
+        return 2
     except local.StackError as exc:
         print(f"ferryman stack {args.action}: {exc.service} failed\n"
               f"  command: {exc.command}\n{exc.detail}", file=sys.stderr)
@@ -36,9 +39,18 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    # For now the local pipeline is the stack itself; shippers and functions join it
-    # as they are built.
-    return _stack(argparse.Namespace(action="up", services=None))
+    from infra import local
+
+    try:
+        local.up(pipeline=True)
+    except (local.StackError, KeyError) as exc:
+        print(f"ferryman up: {exc}", file=sys.stderr)
+        return 1
+    print(local.format_status(local.status()))
+    print("\nSeries arrive within a minute: Prometheus http://127.0.0.1:9090 "
+          "(try up{cluster=\"local\"}), VictoriaMetrics http://127.0.0.1:8428, "
+          "Elasticsearch index metrics-ferryman-*, InfluxDB database 'ferryman'.")
+    return 0
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator
 
-__all__ = ["Duration", "Size", "parse_duration", "parse_size"]
+__all__ = ["Duration", "Size", "format_duration", "parse_duration", "parse_size"]
 
 _DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800,
@@ -35,6 +35,19 @@ def parse_duration(value: object) -> float:
     if pos != len(value):
         raise ValueError(f"not a duration: {value!r} (use e.g. 15s, 1m30s, 500ms)")
     return total
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of :func:`parse_duration`, in Prometheus's style: 90.5 → ``1m30s500ms``."""
+    ms = round(seconds * 1000)
+    if ms == 0:
+        return "0s"
+    out = []
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+        count, ms = divmod(ms, size)
+        if count:
+            out.append(f"{count}{unit}")
+    return "".join(out)
 
 
 def parse_size(value: object) -> int:

@@ -11,7 +11,11 @@ from workers.function import FunctionSpec
 __all__ = ["load", "names"]
 
 _FUNCTIONS: dict[str, str] = {
+    "elasticsearch_metrics": "functions.elasticsearch_metrics",
+    "influxdb": "functions.influxdb",
+    "opentsdb": "functions.opentsdb",
     "prometheus_remote_write": "functions.prometheus_remote_write",
+    "relabel": "functions.relabel",
 }
 
 

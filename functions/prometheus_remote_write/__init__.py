@@ -5,6 +5,10 @@ from __future__ import annotations
 import httpx
 from pydantic import BaseModel
 
+from ferryman.prom.relabel import compile_rules
+from ferryman.prom.rewrite import Rewriter
+from ferryman.wire.protobuf import DecodeError
+from ferryman.wire.remote_write import snappy_compress, snappy_decompress
 from workers.function import Context, FunctionSpec
 from workers.records import Batch, Delivered, Record
 
@@ -20,6 +24,15 @@ class RemoteWriteSink:
     def __init__(self, config: RemoteWriteConfig, context: Context) -> None:
         self.config = config
         self.client = make_client(config, context)
+        self.rewriter = (Rewriter(compile_rules(config.metric_relabel_configs))
+                         if config.metric_relabel_configs else None)
+
+    def _body(self, record: Record) -> bytes | None:
+        """The request body: the payload as is, or relabeled (None: nothing left)."""
+        if self.rewriter is None:
+            return record.value
+        result = self.rewriter.rewrite(snappy_decompress(record.value))
+        return snappy_compress(result.payload) if result.payload else None
 
     def handle(self, batch: Batch) -> Delivered:
         dead: list[tuple[Record, str]] = []
@@ -28,12 +41,14 @@ class RemoteWriteSink:
         for index, record in enumerate(batch):
             try:
                 headers = request_headers(self.config, record)
-            except UnsupportedRecord as exc:
+                body = self._body(record)
+            except (UnsupportedRecord, DecodeError) as exc:
                 dead.append((record, str(exc)))
                 continue
+            if body is None:
+                continue  # every series relabeled away
             try:
-                response = self.client.post(self.config.url, content=record.value,
-                                            headers=headers)
+                response = self.client.post(self.config.url, content=body, headers=headers)
             except httpx.TransportError:
                 # The receiver is unreachable: everything from here on waits for it.
                 retry.extend(batch[index:])

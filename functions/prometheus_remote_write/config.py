@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ferryman.prom.relabel import RelabelConfig
+
 __all__ = ["BasicAuth", "RemoteWriteConfig", "TLSConfig"]
 
 
@@ -40,6 +42,9 @@ class RemoteWriteConfig(_Frozen):
     tls: TLSConfig = Field(default_factory=TLSConfig, description="TLS options.")
     timeout_s: float = Field(30.0, gt=0, description="Timeout of one request (default 30 s).")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
+    metric_relabel_configs: tuple[RelabelConfig, ...] = Field(
+        (), description="Relabel series before sending (decode + relabel + encode). "
+                        "Default none: the edge's payload is forwarded as is.")
 
     @field_validator("url")
     @classmethod

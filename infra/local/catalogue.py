@@ -21,7 +21,7 @@ from .paths import ASSETS, Layout
 from .probes import http_probe, kafka_probe, redis_probe
 from .service import Service
 
-__all__ = ["KAFKA_TOPICS", "SERVICES", "by_name"]
+__all__ = ["KAFKA_TOPICS", "SERVICES", "by_name", "prepare_kafka"]
 
 HOST = "127.0.0.1"
 
@@ -74,20 +74,31 @@ def _kafka_cluster_id() -> str:
             return cluster_id
 
 
-def _kafka_prepare(layout: Layout) -> None:
-    log_dir = layout.data("kafka") / "log"
+def prepare_kafka(layout: Layout, data: Path, conf: Path, broker_port: int,
+                  controller_port: int) -> list[str]:
+    """Write a broker config and format its storage once; returns the broker command.
+
+    Also used by tests that need a Kafka of their own to stop and start.
+    """
+    log_dir = data / "log"
     props = string.Template((ASSETS / "kafka" / "server.properties.tmpl").read_text())
-    conf = layout.conf("kafka") / "server.properties"
-    _write(conf, props.substitute(KAFKA_LOG_DIR=log_dir, KAFKA_BROKER_PORT=9092,
-                                  KAFKA_CONTROLLER_PORT=9093))
+    _write(conf, props.substitute(KAFKA_LOG_DIR=log_dir, KAFKA_BROKER_PORT=broker_port,
+                                  KAFKA_CONTROLLER_PORT=controller_port))
+    command = [*_kafka_java(layout), "kafka.Kafka", str(conf)]
     if (log_dir / "meta.properties").is_file():
-        return
+        return command
     log_dir.mkdir(parents=True, exist_ok=True)
     argv = [*_kafka_java(layout, "-Xmx256m"), "kafka.tools.StorageTool", "format",
             "--config", str(conf), "--cluster-id", _kafka_cluster_id(), "--ignore-formatted"]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise StartError("kafka", " ".join(argv), tail(proc.stdout + proc.stderr))
+    return command
+
+
+def _kafka_prepare(layout: Layout) -> None:
+    prepare_kafka(layout, layout.data("kafka"), layout.conf("kafka") / "server.properties",
+                  9092, 9093)
 
 
 def _kafka_topics(layout: Layout) -> None:

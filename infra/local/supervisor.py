@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .catalogue import SERVICES, by_name
+from .catalogue import SERVICES
 from .errors import StackError, StartError
 from .install import tail
 from .paths import Layout, default_layout
@@ -44,8 +44,21 @@ def _save_state(layout: Layout, state: dict[str, Any]) -> None:
     tmp.replace(layout.state_file)
 
 
-def _select(names: Iterable[str] | None) -> list[Service]:
-    return [by_name(n) for n in names] if names else list(SERVICES)
+def _everything() -> list[Service]:
+    from .pipeline import PIPELINE
+
+    return [*SERVICES, *PIPELINE]
+
+
+def _select(names: Iterable[str] | None, pipeline: bool = False) -> list[Service]:
+    if names:
+        known = {s.name: s for s in _everything()}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise KeyError(f"unknown service(s) {', '.join(unknown)}; known: "
+                           f"{', '.join(known)}")
+        return [known[n] for n in names]
+    return _everything() if pipeline else list(SERVICES)
 
 
 def _install_all(layout: Layout, services: list[Service], say: Say) -> dict[str, str]:
@@ -70,7 +83,7 @@ def _install_all(layout: Layout, services: list[Service], say: Say) -> dict[str,
 
 
 def up(names: Iterable[str] | None = None, *, layout: Layout | None = None,
-       say: Say = print) -> dict[str, Any]:
+       say: Say = print, pipeline: bool = False) -> dict[str, Any]:
     """Install what is missing, start what is not running, wait until all are healthy.
 
     Idempotent: a healthy service that we started before is left alone.
@@ -78,7 +91,7 @@ def up(names: Iterable[str] | None = None, *, layout: Layout | None = None,
     """
     layout = layout or default_layout()
     layout.ensure()
-    services = _select(names)
+    services = _select(names, pipeline)
     versions = _install_all(layout, services, say)
     state = load_state(layout)
     entries = state["services"]
@@ -149,7 +162,7 @@ def down(names: Iterable[str] | None = None, *, layout: Layout | None = None,
     layout = layout or default_layout()
     state = load_state(layout)
     entries = state["services"]
-    for service in reversed(_select(names)):
+    for service in reversed(_select(names, pipeline=True)):
         entry = entries.pop(service.name, None)
         if not entry or not entry.get("pid") or not alive(entry["pid"], entry.get("ticks")):
             continue
@@ -168,14 +181,17 @@ class ServiceStatus:
     pid: int | None
     rss_bytes: int
     start_seconds: float | None
+    autostart: bool = True
 
 
 def status(*, layout: Layout | None = None) -> list[ServiceStatus]:
     layout = layout or default_layout()
     entries = load_state(layout)["services"]
     rows = []
-    for service in SERVICES:
+    for service in _everything():
         entry = entries.get(service.name) or {}
+        if service not in SERVICES and not entry:
+            continue  # pipeline processes are listed once ferryman up started them
         pid: int | None = entry.get("pid")
         running = pid is not None and alive(pid, entry.get("ticks"))
         rows.append(ServiceStatus(
@@ -186,6 +202,7 @@ def status(*, layout: Layout | None = None) -> list[ServiceStatus]:
             pid=pid if running else None,
             rss_bytes=group_rss_bytes(pid) if pid is not None and running else 0,
             start_seconds=entry.get("start_seconds"),
+            autostart=service.autostart,
         ))
     return rows
 
@@ -196,7 +213,7 @@ def format_status(rows: list[ServiceStatus]) -> str:
     for r in rows:
         lines.append((
             r.name, r.version, r.endpoint,
-            "healthy" if r.healthy else ("installed" if r.name == "rsyslog" else "down"),
+            "healthy" if r.healthy else ("down" if r.autostart else "installed"),
             str(r.pid or "-"), f"{r.rss_bytes / 2**20:.0f}" if r.pid else "-",
             f"{r.start_seconds}" if r.start_seconds is not None and r.pid else "-",
         ))

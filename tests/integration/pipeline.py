@@ -175,3 +175,31 @@ class PrivatePrometheus:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(30)
+
+
+class PrivateKafka:
+    """A single-node Kafka of the test's own (same install as the stack's) it may stop."""
+
+    def __init__(self, tmp: Path) -> None:
+        from infra.local import default_layout
+        from infra.local.catalogue import prepare_kafka
+
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.log = tmp / "private-kafka.log"
+        self.command = prepare_kafka(default_layout(), tmp / "kafka", tmp / "kafka.properties",
+                                     self.port, free_port())
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PrivateKafka:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.command, stdout=out, stderr=subprocess.STDOUT)
+        from infra.local.probes import kafka_probe
+
+        wait_for(kafka_probe(self.bootstrap), 60, "private kafka ready", interval=0.3)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(60)

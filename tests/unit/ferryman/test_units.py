@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ferryman.units import parse_duration, parse_size
+from ferryman.units import format_duration, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -31,3 +31,11 @@ def test_sizes(text: object, size: int) -> None:
 def test_bad_sizes(bad: object) -> None:
     with pytest.raises(ValueError, match="not a size"):
         parse_size(bad)
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (15.0, "15s"), (0.3, "300ms"), (90.5, "1m30s500ms"), (3600.0, "1h"), (0.0, "0s"),
+])
+def test_format_duration_round_trips(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == seconds

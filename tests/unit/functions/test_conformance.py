@@ -61,6 +61,8 @@ def test_every_config_field_is_described(spec: FunctionSpec) -> None:
 ])
 def test_classify(spec: FunctionSpec, status: int, headers: dict[str, str], kind: str,
                   delay: float | None) -> None:
+    if spec.kind != "sink":
+        return  # transforms talk to Kafka only; the runtime classifies that
     module = inspect.getmodule(spec.create)
     assert module is not None
     classify = __import__(f"{module.__name__}.classify", fromlist=["classify"]).classify

@@ -1,0 +1,234 @@
+"""``ferryman edge metrics --config F``: scrape targets, batch, buffer on disk, ship to Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from ferryman import headers as h
+from ferryman.prom.relabel import compile_rules
+from workers.http import serve
+from workers.telemetry import Registry
+
+from ..diskqueue import DiskQueue
+from ..sender import KafkaSender
+from .batcher import Batcher
+from .config import EdgeMetricsConfig, ScrapeConfig, load_config
+from .discovery import Discoverer, FileSD, Static
+from .scrape import ScrapeLoop
+from .series import SeriesBuilder
+from .targets import build_targets
+
+__all__ = ["MetricsShipper"]
+
+log = logging.getLogger("ferryman.edge.metrics")
+
+
+@dataclass
+class _Job:
+    config: ScrapeConfig
+    discoverers: list[Discoverer]
+    client: httpx.AsyncClient
+    loops: dict[tuple[str, tuple[tuple[str, str], ...]], ScrapeLoop] = field(default_factory=dict)
+
+
+class MetricsShipper:
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self.config: EdgeMetricsConfig = load_config(config_path)
+        self.registry = Registry()
+        r = self.registry
+        self.m_scrapes = r.counter("ferryman_scrapes_total", "Scrapes by job and result.",
+                                   ["job", "result"])
+        self.m_targets = r.gauge("ferryman_targets", "Active scrape targets by job.", ["job"])
+        self.m_messages = r.counter("ferryman_messages_buffered_total",
+                                    "Remote-write messages written to the disk buffer.")
+        self.m_samples = r.counter("ferryman_samples_buffered_total",
+                                   "Samples written to the disk buffer.")
+        self.m_sent = r.counter("ferryman_records_sent_total",
+                                "Samples acknowledged by Kafka.")
+        self.m_dropped = r.counter("ferryman_samples_dropped_total",
+                                   "Samples dropped, by reason.", ["reason"])
+        self.m_errors = r.counter("ferryman_errors_total", "Errors by type and stage.",
+                                  ["error_type", "stage"])
+        self.m_backlog = r.gauge("ferryman_buffer_bytes", "Bytes waiting in the disk buffer.")
+        self.m_reloads = r.counter("ferryman_config_reloads_total", "Reloads by result.",
+                                   ["result"])
+        settings = self.config.ferryman
+        self.queue = DiskQueue(settings.buffer.directory, max_bytes=settings.buffer.max_bytes,
+                               on_drop=self._dropped)
+        self.batcher = Batcher(self.queue, buckets=settings.buckets,
+                               max_samples=settings.max_samples_per_message,
+                               messages=self.m_messages, samples=self.m_samples)
+        self.sender = KafkaSender(
+            self.queue, bootstrap_servers=settings.kafka.bootstrap_servers,
+            topic=settings.kafka.topic, headers=self._headers(),
+            ack_timeout=settings.kafka.acks_timeout, sent=self.m_sent, errors=self.m_errors,
+            backlog=self.m_backlog)
+        self.jobs: dict[str, _Job] = {}
+        self._stop = asyncio.Event()
+        self._reload = False
+        self._synced = False
+
+    def _headers(self) -> list[tuple[str, bytes]]:
+        out = [(h.SCHEMA, h.SCHEMA_REMOTE_WRITE)]
+        cluster = self.config.global_.external_labels.get("cluster")
+        if cluster:
+            out.append((h.CLUSTER, cluster.encode()))
+        if self.config.ferryman.kafka.tenant:
+            out.append((h.TENANT, self.config.ferryman.kafka.tenant.encode()))
+        return out
+
+    def _dropped(self, records: int, samples: int) -> None:
+        self.m_dropped.inc(samples, "buffer_full")
+        log.error("disk buffer full (%d bytes): dropped the oldest %d messages, %d samples",
+                  self.config.ferryman.buffer.max_bytes, records, samples)
+
+    # ---- running --------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._request_reload)
+        server = serve(self.config.ferryman.listen, self.registry, {
+            "/-/healthy": lambda: True,
+            "/-/ready": lambda: self._synced,
+        })
+        self.sender.start()
+        self._apply(self.config)
+        log.info("edge metrics shipper running: %d jobs, buffer %s, Kafka %s topic %s, "
+                 "http on %s:%d", len(self.jobs), self.config.ferryman.buffer.directory,
+                 self.config.ferryman.kafka.bootstrap_servers, self.config.ferryman.kafka.topic,
+                 *server.server_address[:2])
+        last_flush = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=0.2)
+                if self._reload:
+                    self._reload = False
+                    self._reload_config()
+                await self._sync_targets()
+                if time.monotonic() - last_flush >= self.config.ferryman.flush_interval:
+                    self.batcher.flush()
+                    self.sender.wake()
+                    last_flush = time.monotonic()
+        finally:
+            for job in self.jobs.values():
+                for scrape_loop in job.loops.values():
+                    task = scrape_loop._task
+                    if task is not None:
+                        task.cancel()
+                await job.client.aclose()
+            self.batcher.flush()
+            self.sender.stop(drain_timeout=10.0)
+            self.queue.close()
+            server.shutdown()
+            log.info("edge metrics shipper stopped; %d bytes left in the disk buffer",
+                     self.queue.pending_bytes())
+
+    def _scrape_counter(self, job: str) -> Callable[[bool], None]:
+        def count(up: bool) -> None:
+            self.m_scrapes.inc(1, job, "success" if up else "failure")
+
+        return count
+
+    def _request_reload(self) -> None:
+        self._reload = True
+
+    def _reload_config(self) -> None:
+        try:
+            config = load_config(self.config_path)
+        except Exception as exc:
+            self.m_reloads.inc(1, "failure")
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        self.m_reloads.inc(1, "success")
+        log.info("configuration reloaded from %s", self.config_path)
+        self.config = config
+        self._apply(config)
+
+    def _apply(self, config: EdgeMetricsConfig) -> None:
+        for name in list(self.jobs):
+            job = self.jobs.pop(name)
+            for key, scrape_loop in job.loops.items():
+                del key
+                asyncio.get_running_loop().create_task(scrape_loop.stop())
+        for job_config in config.scrape_configs:
+            discoverers: list[Discoverer] = [Static(job_config.job_name,
+                                                    job_config.static_configs)]
+            discoverers += [FileSD(c) for c in job_config.file_sd_configs]
+            if job_config.kubernetes_sd_configs:
+                from .kubernetes import KubernetesSD
+
+                discoverers += [KubernetesSD(c) for c in job_config.kubernetes_sd_configs]
+            self.jobs[job_config.job_name] = _Job(job_config, discoverers,
+                                                  _client(job_config))
+        self._synced = False
+
+    async def _sync_targets(self) -> None:
+        config = self.config
+        for name, job in self.jobs.items():
+            changed = [d.changed() for d in job.discoverers]
+            if not any(changed):
+                continue
+            relabeler = compile_rules(job.config.relabel_configs)
+            groups = [g for d in job.discoverers for g in d.groups()]
+            targets, errors = build_targets(job.config, config, relabeler, groups)
+            for error in errors:
+                self.m_errors.inc(1, "target", "discovery")
+                log.error("discovery: %s", error)
+            wanted = {t.key: t for t in targets}
+            for key in [k for k in job.loops if k not in wanted]:
+                await job.loops.pop(key).stop()
+            metric_relabel = (compile_rules(job.config.metric_relabel_configs)
+                              if job.config.metric_relabel_configs else None)
+            for key, target in wanted.items():
+                if key in job.loops:
+                    continue
+                builder = SeriesBuilder(
+                    target.labels, honor_labels=job.config.honor_labels,
+                    metric_relabel=metric_relabel,
+                    external_labels=config.global_.external_labels,
+                    buckets=config.ferryman.buckets, label_limit=job.config.label_limit,
+                    name_length_limit=job.config.label_name_length_limit,
+                    value_length_limit=job.config.label_value_length_limit)
+                scrape_loop = ScrapeLoop(
+                    target, job.client, builder, self.batcher.add,
+                    honor_timestamps=job.config.honor_timestamps,
+                    sample_limit=job.config.sample_limit,
+                    body_size_limit=job.config.body_size_limit,
+                    auth_header=job.config.auth_header(),
+                    on_result=self._scrape_counter(name))
+                job.loops[key] = scrape_loop
+                scrape_loop.start()
+            self.m_targets.set(len(job.loops), name)
+        self._synced = True
+
+
+def _client(job: ScrapeConfig) -> httpx.AsyncClient:
+    verify: ssl.SSLContext | bool = True
+    tls = job.tls_config
+    if tls.insecure_skip_verify:
+        verify = False
+    elif tls.ca_file or tls.cert_file:
+        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
+        if tls.cert_file:
+            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
+        verify = ctx
+    auth = None
+    if job.basic_auth is not None:
+        auth = httpx.BasicAuth(job.basic_auth.username, job.basic_auth.secret())
+    return httpx.AsyncClient(verify=verify, auth=auth, follow_redirects=True,
+                             limits=httpx.Limits(max_connections=256,
+                                                 max_keepalive_connections=256))

@@ -1,0 +1,88 @@
+"""``ferryman up``: the local pipeline on top of the stack.
+
+An edge metrics shipper scrapes this machine's node-exporter and the stack's own
+``/metrics``, with ``cluster: local``; workers carry the metrics topic into
+Prometheus, VictoriaMetrics (remote write and OpenTSDB), Elasticsearch and
+InfluxDB. Each runs as its own process, exactly as it would in a container, and
+is supervised like the services (``ferryman stack status`` lists them).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+
+from ferryman import __version__
+
+from .catalogue import HOST
+from .paths import Layout
+from .probes import http_probe
+from .service import Service
+
+__all__ = ["PIPELINE"]
+
+EDGE_PORT = 9901
+METRICS_TOPIC = "ferryman.metrics"
+
+#: (process name, function, listen port, function config)
+_WORKERS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
+    ("to-prometheus", "prometheus_remote_write", 9911,
+     {"url": f"http://{HOST}:9090/api/v1/write"}),
+    ("to-victoriametrics", "prometheus_remote_write", 9912,
+     {"url": f"http://{HOST}:8428/api/v1/write"}),
+    ("to-elasticsearch", "elasticsearch_metrics", 9913, {"url": f"http://{HOST}:9200"}),
+    ("to-influxdb", "influxdb", 9914, {"url": f"http://{HOST}:8086", "database": "ferryman"}),
+    ("to-opentsdb", "opentsdb", 9915, {"url": f"http://{HOST}:4242"}),
+)
+
+
+def _edge_config(layout: Layout) -> dict[str, Any]:
+    own = [f"{HOST}:9090", f"{HOST}:8428", f"{HOST}:9428", f"{HOST}:8888"]
+    return {
+        "global": {"scrape_interval": "15s", "scrape_timeout": "10s",
+                   "external_labels": {"cluster": "local"}},
+        "scrape_configs": [
+            {"job_name": "node", "static_configs": [{"targets": [f"{HOST}:9100"]}]},
+            {"job_name": "stack", "static_configs": [{"targets": own}]},
+            {"job_name": "ferryman", "static_configs": [{"targets": [
+                f"{HOST}:{port}" for _, _, port, _ in _WORKERS]}]},
+        ],
+        "ferryman": {"kafka": {"bootstrap_servers": f"{HOST}:9092", "topic": METRICS_TOPIC},
+                     "buffer": {"directory": str(layout.data("edge-metrics") / "buffer")},
+                     "listen": f"{HOST}:{EDGE_PORT}"},
+    }
+
+
+def _worker_config(name: str, port: int, config: dict[str, Any]) -> dict[str, Any]:
+    return {"kafka": {"bootstrap_servers": f"{HOST}:9092", "input_topic": METRICS_TOPIC,
+                      "group_id": f"ferryman-local-{name}"},
+            "http": {"listen": f"{HOST}:{port}"}, "config": config}
+
+
+def _process(name: str, argv: list[str], settings: Any, probe_url: str) -> Service:
+    def prepare(layout: Layout) -> None:
+        path = layout.conf("pipeline") / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(settings(layout) if callable(settings) else settings))
+
+    return Service(
+        name=name,
+        endpoints={"http": probe_url.rsplit("/", 1)[0]},
+        install=lambda layout: __version__,
+        prepare=prepare,
+        command=lambda layout: [sys.executable, "-m", "ferryman", *argv, "--config",
+                                str(layout.conf("pipeline") / f"{name}.yaml")],
+        probe=http_probe(probe_url),
+        start_timeout=60,
+    )
+
+
+PIPELINE: tuple[Service, ...] = (
+    _process("edge-metrics", ["edge", "metrics"], _edge_config,
+             f"http://{HOST}:{EDGE_PORT}/-/ready"),
+    *(_process(name, ["worker", function], _worker_config(name, port, config),
+               f"http://{HOST}:{port}/readyz")
+      for name, function, port, config in _WORKERS),
+)

@@ -1,0 +1,98 @@
+"""The edge metrics shipper end to end: real targets → Kafka → worker → Prometheus."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.integration.exporter import TEXT
+from tests.integration.pipeline import (
+    EdgeMetrics,
+    Worker,
+    create_topics,
+    wait_for,
+)
+
+
+def _edge_settings(stack, tmp_path, name, topic, cluster, targets, **job):
+    return {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s",
+                   "external_labels": {"cluster": cluster}},
+        "scrape_configs": [
+            {"job_name": "node", "static_configs": [
+                {"targets": [stack("node-exporter", "metrics").split("/")[2]]}]},
+            {"job_name": "app", "static_configs": [{"targets": targets,
+                                                    "labels": {"team": "ops"}}], **job},
+        ],
+        "ferryman": {"kafka": {"bootstrap_servers": stack("kafka", "bootstrap"),
+                               "topic": topic},
+                     "buffer": {"directory": str(tmp_path / f"buffer-{name}")},
+                     "listen": "127.0.0.1:0", "flush_interval": "200ms"},
+    }
+
+
+def _query(base: str, promql: str) -> list[dict]:
+    response = httpx.get(f"{base}/api/v1/query", params={"query": promql}, timeout=10)
+    response.raise_for_status()
+    result: list[dict] = response.json()["data"]["result"]
+    return result
+
+
+def test_two_clusters_arrive_in_prometheus_with_their_labels(stack, unique, tmp_path,
+                                                            processes, exporter):
+    bootstrap = stack("kafka", "bootstrap")
+    create_topics(bootstrap, (unique, 4), (f"{unique}-dlq", 1))
+    metric = f"app_{unique}"
+    exporter.routes["/metrics"] = lambda n: (200, TEXT, (
+        f"# TYPE {metric}_requests_total counter\n"
+        f'{metric}_requests_total{{code="200"}} {n * 10}\n'
+        f'{metric}_requests_total{{code="500"}} {n}\n'
+        f"# TYPE {metric}_temp gauge\n{metric}_temp 21.5\n").encode())
+    exporter.routes["/broken"] = lambda n: (200, TEXT, b"this is { not exposition\n")
+    for cluster in ("alpha", "beta"):
+        processes(EdgeMetrics(tmp_path, _edge_settings(
+            stack, tmp_path, cluster, unique, cluster, [exporter.address])))
+    broken = processes(EdgeMetrics(tmp_path, _edge_settings(
+        stack, tmp_path, "gamma", unique, "gamma", [exporter.address],
+        metrics_path="/broken")))
+    processes(Worker(tmp_path, "prometheus_remote_write", {
+        "kafka": {"bootstrap_servers": bootstrap, "input_topic": unique,
+                  "group_id": f"g-{unique}", "dead_letter_topic": f"{unique}-dlq"},
+        "batch": {"max_wait_s": 0.2},
+        "config": {"url": stack("prometheus", "remote_write")}}))
+    prom = stack("prometheus", "http")
+
+    rows = wait_for(lambda: len(_query(prom, f"{metric}_requests_total")) == 4
+                    and _query(prom, f"{metric}_requests_total"), 60,
+                    "the app series of both clusters")
+    seen = {(r["metric"]["cluster"], r["metric"]["code"]) for r in rows}
+    assert seen == {("alpha", "200"), ("alpha", "500"), ("beta", "200"), ("beta", "500")}
+    for row in rows:
+        assert row["metric"]["job"] == "app"
+        assert row["metric"]["team"] == "ops"
+        assert row["metric"]["instance"] == exporter.address
+    temps = _query(prom, f"{metric}_temp")
+    assert sorted((r["metric"]["cluster"], float(r["value"][1])) for r in temps) == [
+        ("alpha", 21.5), ("beta", 21.5)]
+
+    node = wait_for(lambda: _query(prom, 'count by (cluster) (node_cpu_seconds_total'
+                                         '{job="node", cluster=~"alpha|beta"})'), 30,
+                    "node-exporter series of both clusters")
+    assert {r["metric"]["cluster"] for r in node} == {"alpha", "beta"}
+    assert all(float(r["value"][1]) > 0 for r in node)
+
+    ups = wait_for(lambda: _query(prom, f'up{{instance="{exporter.address}"}}'), 30,
+                   "up series")
+    by_cluster = {}
+    for r in ups:
+        by_cluster[(r["metric"]["cluster"], r["metric"]["job"])] = float(r["value"][1])
+    assert by_cluster[("alpha", "app")] == 1.0
+    assert by_cluster[("beta", "app")] == 1.0
+    assert by_cluster[("gamma", "app")] == 0.0, "malformed exposition must give up=0"
+    # The malformed target's shipper keeps scraping its healthy target and says why.
+    gamma_node = _query(prom, 'up{cluster="gamma", job="node"}')
+    assert [float(r["value"][1]) for r in gamma_node] == [1.0]
+    assert broken.alive()
+    assert "target down" in broken.output() and "unparsable exposition" in broken.output()
+
+    meta = _query(prom, 'scrape_samples_scraped{cluster="alpha", job="app"}')
+    assert [float(r["value"][1]) for r in meta] == [3.0]
