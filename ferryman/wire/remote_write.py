@@ -12,6 +12,7 @@ HTTP headers a receiver expects are in :data:`HEADERS`.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -29,10 +30,13 @@ from .protobuf import (
     varint_field,
 )
 
+_DOUBLE = struct.Struct("<d")
+
 __all__ = [
     "HEADERS",
     "Sample",
     "TimeSeries",
+    "decode_labels",
     "decode_write_request",
     "encode_write_request",
     "snappy_compress",
@@ -110,8 +114,17 @@ def _decode_sample(buf: memoryview) -> Sample:
     return Sample(value, timestamp)
 
 
-def decode_write_request(buf: bytes | memoryview) -> list[TimeSeries]:
-    """Parse an uncompressed WriteRequest; raises :class:`DecodeError` on bad bytes."""
+def decode_labels(buf: bytes | memoryview) -> dict[str, str]:
+    """The Label fields of one TimeSeries (and nothing else) as a dict."""
+    labels = {}
+    for number, wire_type, raw in fields(buf):
+        if number == 1 and wire_type == LENGTH and isinstance(raw, memoryview):
+            name, value = _decode_label(raw)
+            labels[name] = value
+    return labels
+
+
+def _decode_careful(buf: bytes | memoryview) -> list[TimeSeries]:
     out = []
     for number, wire_type, raw in fields(buf):
         if number != 1 or wire_type != LENGTH or not isinstance(raw, memoryview):
@@ -127,6 +140,98 @@ def decode_write_request(buf: bytes | memoryview) -> list[TimeSeries]:
                 samples.append(_decode_sample(inner))
         out.append(TimeSeries(tuple(labels), tuple(samples)))
     return out
+
+
+class _NotCommon(Exception):
+    """Raised by the fast path on anything but the common shape; the careful path decides."""
+
+
+# Label sets repeat every scrape: remember the decoded form of their raw bytes.
+_LABELS: dict[bytes, tuple[tuple[str, str], ...]] = {}
+_LABELS_MAX = 500_000
+_unpack_double = _DOUBLE.unpack_from
+
+
+def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise _NotCommon
+
+
+def _decode_fast(data: bytes) -> list[TimeSeries]:
+    out = []
+    pos, end = 0, len(data)
+    labels_cache = _LABELS
+    while pos < end:
+        if data[pos] != 0x0A:
+            raise _NotCommon  # metadata or unknown fields
+        length, pos = _varint_at(data, pos + 1)
+        stop = pos + length
+        if stop > end:
+            raise _NotCommon
+        start = pos
+        while pos < stop and data[pos] == 0x0A:
+            n, pos = _varint_at(data, pos + 1)
+            pos += n
+        if pos > stop:
+            raise _NotCommon
+        raw_labels = data[start:pos]
+        labels = labels_cache.get(raw_labels)
+        if labels is None:
+            labels = tuple(_decode_label(memoryview(raw_labels)[s:e])
+                           for s, e in _spans(raw_labels))
+            if len(labels_cache) >= _LABELS_MAX:
+                labels_cache.clear()
+            labels_cache[raw_labels] = labels
+        samples = []
+        while pos < stop:
+            if data[pos] != 0x12:
+                raise _NotCommon  # exemplars, histograms
+            n, pos = _varint_at(data, pos + 1)
+            sample_end = pos + n
+            if n >= 11 and data[pos] == 0x09 and data[pos + 9] == 0x10:
+                timestamp, after = _varint_at(data, pos + 10)
+                if after != sample_end:
+                    raise _NotCommon
+                samples.append(Sample(_unpack_double(data, pos + 1)[0],
+                                      sint_to_int64(timestamp)))
+            else:  # zero values left out by proto3 encoders, and the like
+                samples.append(_decode_sample(memoryview(data)[pos:sample_end]))
+            pos = sample_end
+        if pos != stop:
+            raise _NotCommon
+        out.append(TimeSeries(labels, tuple(samples)))
+    return out
+
+
+def _spans(raw_labels: bytes) -> list[tuple[int, int]]:
+    spans = []
+    pos = 0
+    while pos < len(raw_labels):
+        n, start = _varint_at(raw_labels, pos + 1)
+        spans.append((start, start + n))
+        pos = start + n
+    return spans
+
+
+def decode_write_request(buf: bytes | memoryview) -> list[TimeSeries]:
+    """Parse an uncompressed WriteRequest; raises :class:`DecodeError` on bad bytes.
+
+    Common payloads (labels first, plain samples) take a fast path that caches
+    decoded label sets; anything else, and every error, goes the careful way.
+    """
+    data = bytes(buf)
+    try:
+        return _decode_fast(data)
+    except (_NotCommon, IndexError, UnicodeDecodeError):
+        return _decode_careful(data)
 
 
 def snappy_compress(data: bytes) -> bytes:

@@ -78,3 +78,17 @@ def test_unknown_fields_are_skipped() -> None:
     request = extra + encode_write_request([TimeSeries((("a", "b"),), ())])
     assert decode_write_request(request) == [TimeSeries((("a", "b"),), ())]
     assert [n for n, _, _ in fields(request)] == [3, 1]
+
+
+@given(st.lists(series, max_size=10))
+def test_fast_and_careful_decoders_agree(batch: list[TimeSeries]) -> None:
+    from ferryman.wire.remote_write import _decode_careful
+
+    raw = encode_write_request(batch)
+    assert decode_write_request(raw) == _decode_careful(raw) == batch
+
+
+def test_zero_value_and_zero_timestamp_left_out_by_proto3_encoders() -> None:
+    # Sample{} with both fields at their zero value is an empty message.
+    raw = bytes.fromhex("0a0a" "0a06" "0a0161" "120162" "1200")
+    assert decode_write_request(raw) == [TimeSeries((("a", "b"),), (Sample(0.0, 0),))]

@@ -1,0 +1,68 @@
+"""Thin I/O: the HTTP client, the template PUTs and one ``_bulk`` POST."""
+
+from __future__ import annotations
+
+import ssl
+
+import httpx
+
+from workers.errors import DeliveryError
+from workers.function import Context
+
+from .classify import FILTER_PATH
+from .config import ElasticsearchMetricsConfig
+from .encode import component_template, component_template_name, index_template
+
+__all__ = ["install_templates", "make_client", "post_bulk"]
+
+_NDJSON = {"Content-Type": "application/x-ndjson"}
+
+
+def make_client(config: ElasticsearchMetricsConfig, context: Context) -> httpx.Client:
+    verify: ssl.SSLContext | bool = True
+    if config.tls.insecure_skip_verify:
+        verify = False
+    elif config.tls.ca_file or config.tls.cert_file:
+        ctx = ssl.create_default_context(cafile=str(config.tls.ca_file)
+                                         if config.tls.ca_file else None)
+        if config.tls.cert_file:
+            ctx.load_cert_chain(str(config.tls.cert_file),
+                                str(config.tls.key_file) if config.tls.key_file else None)
+        verify = ctx
+    auth: httpx.Auth | None = None
+    if config.basic_auth is not None:
+        auth = httpx.BasicAuth(config.basic_auth.username, config.basic_auth.password)
+    headers = dict(config.headers)
+    if config.api_key:
+        headers["Authorization"] = f"ApiKey {config.api_key}"
+    elif config.bearer_token:
+        headers["Authorization"] = f"Bearer {config.bearer_token}"
+    return context.http_client(timeout=config.timeout_s, verify=verify, auth=auth,
+                               headers=headers)
+
+
+def install_templates(client: httpx.Client, config: ElasticsearchMetricsConfig) -> None:
+    """PUT the component template, then the index template using it. Both PUTs are
+    upserts, and Elasticsearch leaves its cluster state alone when nothing changed, so
+    every worker may do this at start. Raises DeliveryError (retryable) on failure:
+    nothing is written before the templates are in place."""
+    puts = [(f"_component_template/{component_template_name(config)}",
+             component_template(config)),
+            (f"_index_template/{config.template_name}", index_template(config))]
+    for path, body in puts:
+        try:
+            response = client.put(f"{config.url}/{path}", json=body)
+        except httpx.TransportError as exc:
+            raise DeliveryError(f"PUT {path}: {type(exc).__name__}: {exc}") from exc
+        if not response.is_success:
+            raise DeliveryError(f"PUT {path}: HTTP {response.status_code}: "
+                                f"{response.text[:500]}")
+
+
+def post_bulk(client: httpx.Client, config: ElasticsearchMetricsConfig,
+              body: bytes) -> httpx.Response:
+    """POST one bulk body; raises httpx.TransportError when the node is unreachable."""
+    target = f"{config.url}/{config.data_stream}/_bulk" if config.data_stream \
+        else f"{config.url}/_bulk"
+    return client.post(target, content=body, headers=_NDJSON,
+                       params={"filter_path": FILTER_PATH})
