@@ -19,12 +19,20 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import httpx
 
 from ferryman.prom.exposition import ParseError, ScrapedSample, negotiate_accept, parse
 
-from .series import STALE_NAN, EncodedSeries, LimitExceeded, SeriesBuilder, encode_sample
+from .series import (
+    STALE_NAN,
+    EncodedSeries,
+    LimitExceeded,
+    SeriesBuilder,
+    encode_sample,
+    timestamp_field,
+)
 from .targets import Target
 
 __all__ = ["ScrapeFailed", "ScrapeLoop", "ScrapeResult"]
@@ -85,12 +93,17 @@ class ScrapeLoop:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def stop(self) -> None:
-        """Stop scraping and mark every series of this target stale."""
+    async def close(self) -> None:
+        """Stop scraping (shutdown: the series are not marked stale)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.client.aclose()
+
+    async def stop(self) -> None:
+        """Stop scraping and mark every series of this target stale (target gone)."""
+        await self.close()
         now = int(time.time() * 1000)
         for series in [*self._tracked.values(), *self._report]:
             self.emit(series.bucket, encode_sample(series, STALE_NAN, now))
@@ -174,7 +187,7 @@ class ScrapeLoop:
                 fresh[key] = entry
                 if entry is None:
                     continue
-                assert isinstance(entry, EncodedSeries)
+                entry = cast(EncodedSeries, entry)
                 if honor and sample.timestamp_ms is not None:
                     out.append((entry, sample.value, sample.timestamp_ms))
                 else:
@@ -185,11 +198,14 @@ class ScrapeLoop:
         if self.sample_limit and len(out) > self.sample_limit:
             raise ScrapeFailed(f"{len(out)} samples exceed sample_limit {self.sample_limit}")
         previous = self._tracked
+        emit = self.emit
+        now_field = timestamp_field(now_ms)
         for series, value, ts in out:
-            self.emit(series.bucket, encode_sample(series, value, ts))
+            emit(series.bucket, encode_sample(series, value, ts,
+                                              now_field if ts == now_ms else None))
         for pb, series in previous.items():
             if pb not in tracked:
-                self.emit(series.bucket, encode_sample(series, STALE_NAN, now_ms))
+                emit(series.bucket, encode_sample(series, STALE_NAN, now_ms, now_field))
         added = sum(1 for pb in tracked if pb not in previous)
         self._cache = fresh
         self._tracked = tracked

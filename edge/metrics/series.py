@@ -30,18 +30,32 @@ class LimitExceeded(ValueError):
     """Raised when a series breaks label_limit or a label length limit: the scrape fails."""
 
 
+#: Length of ``0x10 + varint(ms)`` for any timestamp from 2004 to 2527: the common case.
+COMMON_TS_LEN = 7
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedSeries:
-    """A series ready to ship: its labels' protobuf bytes and its bucket."""
+    """A series ready to ship: its labels' protobuf bytes, its bucket, and ``prefix``,
+    every byte of its one-sample ``TimeSeries`` field up to the value, for the
+    common timestamp length (so a sample costs one concatenation)."""
 
     labels_pb: bytes
     bucket: int
-    labels: tuple[tuple[str, str], ...]
+    prefix: bytes
 
 
-def encode_sample(series: EncodedSeries, value: float, timestamp_ms: int) -> bytes:
+def timestamp_field(timestamp_ms: int) -> bytes:
+    return b"\x10" + varint(timestamp_ms)
+
+
+def encode_sample(series: EncodedSeries, value: float, timestamp_ms: int,
+                  ts_field: bytes | None = None) -> bytes:
     """One ``TimeSeries`` field of a WriteRequest holding one sample."""
-    sample = b"\x09" + _DOUBLE.pack(value) + b"\x10" + varint(timestamp_ms)
+    ts_field = ts_field if ts_field is not None else timestamp_field(timestamp_ms)
+    if len(ts_field) == COMMON_TS_LEN:
+        return series.prefix + _DOUBLE.pack(value) + ts_field
+    sample = b"\x09" + _DOUBLE.pack(value) + ts_field
     body = series.labels_pb + b"\x12" + varint(len(sample)) + sample
     return b"\x0a" + varint(len(body)) + body
 
@@ -98,7 +112,10 @@ class SeriesBuilder:
         pb = b"".join(bytes_field(1, bytes_field(1, k.encode()) + bytes_field(2, v.encode()))
                       for k, v in ordered)
         bucket = zlib.crc32(pb) % self.buckets
-        return EncodedSeries(pb, bucket, ordered)
+        sample_len = 9 + COMMON_TS_LEN
+        body_len = len(pb) + 2 + sample_len
+        prefix = b"\x0a" + varint(body_len) + pb + b"\x12" + bytes((sample_len,)) + b"\x09"
+        return EncodedSeries(pb, bucket, prefix)
 
     def _check_limits(self, labels: Mapping[str, str]) -> None:
         if self.label_limit and len(labels) > self.label_limit:
