@@ -94,6 +94,8 @@ class Runtime:
             "ferryman_commits_total", "Offset commits after delivery.", ["function"])
         self._labels = (name,)
         self._lag_at = 0.0
+        self._unassigned_since: float | None = None
+        self._rejoin_after = 30.0
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -114,6 +116,8 @@ class Runtime:
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=k.max_poll_records, session_timeout_ms=k.session_timeout_ms,
             max_poll_interval_ms=k.max_poll_interval_ms,
+            # A topic created after the worker started is seen within seconds.
+            metadata_max_age_ms=10_000,
             client_id=f"ferryman-{self.settings.function}",
         )
         self.consumer.subscribe([k.input_topic], listener=_Rebalance(self))
@@ -134,8 +138,13 @@ class Runtime:
         try:
             while not self.stopping.is_set():
                 self.last_loop = self.clock()
-                polled = self.consumer.poll(timeout_ms=100, max_records=b.max_records)
+                assigned = bool(self.consumer.assignment())
+                # While joining, poll long enough for the join to complete inside one
+                # call: short polls can leave kafka-python joined but unassigned.
+                polled = self.consumer.poll(timeout_ms=100 if assigned else 1000,
+                                            max_records=b.max_records)
                 self.ready = bool(self.consumer.assignment())
+                self._watch_assignment()
                 for tp_records in polled.values():
                     for m in tp_records:
                         if not held:
@@ -153,6 +162,32 @@ class Runtime:
                 self._process_or_hand_back(held)
         finally:
             self._close()
+
+    def _watch_assignment(self) -> None:
+        """Rejoin the group when left without partitions for too long.
+
+        KEDA keeps replicas at or below the partition count, so a member with no
+        partitions is stuck (a join whose assignment the client never applied), not
+        idle by design. Rejoins back off from 30 s to 5 min.
+        """
+        assert self.consumer is not None
+        now = self.clock()
+        if self.ready:
+            self._unassigned_since = None
+            self._rejoin_after = 30.0
+            return
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+            return
+        if now - self._unassigned_since < self._rejoin_after:
+            return
+        log.warning("no partitions assigned for %.0fs; rejoining group %s",
+                    now - self._unassigned_since, self.settings.group_id)
+        self.m_errors.inc(1, *self._labels, "unassigned", "consume")
+        self.consumer.unsubscribe()
+        self.consumer.subscribe([self.settings.kafka.input_topic], listener=_Rebalance(self))
+        self._unassigned_since = now
+        self._rejoin_after = min(self._rejoin_after * 2, 300.0)
 
     def _process_or_hand_back(self, batch: list[Record]) -> None:
         try:

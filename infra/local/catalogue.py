@@ -363,9 +363,26 @@ RSYSLOG = Service(
     autostart=False,
 )
 
+# --- kube-apiserver + etcd (for Kubernetes discovery tests, which start their own) -----
+
+
+def _kube_install(layout: Layout) -> str:
+    apt_install("kube-apiserver", ["etcd-server"])
+    return _go_build("kube-apiserver", "kube-apiserver.sh", layout.bin / "kube-apiserver")
+
+
+KUBE_APISERVER = Service(
+    name="kube-apiserver",
+    endpoints={},
+    install=_kube_install,
+    command=lambda layout: [str(layout.bin / "kube-apiserver"), "--version"],
+    probe=lambda: True,
+    autostart=False,
+)
+
 SERVICES: tuple[Service, ...] = (
     KAFKA, ELASTICSEARCH, PROMETHEUS, VICTORIAMETRICS, INFLUXDB, VICTORIALOGS, JAEGER,
-    REDIS, NODE_EXPORTER, RSYSLOG,
+    REDIS, NODE_EXPORTER, RSYSLOG, KUBE_APISERVER,
 )
 
 

@@ -65,7 +65,7 @@ def _install_all(layout: Layout, services: list[Service], say: Say) -> dict[str,
     started = time.monotonic()
     # Debian packages go first and alone: apt holds one lock for all of them.
     apt_like = [s for s in services if s.name not in {"kafka", "elasticsearch", "jaeger",
-                                                      "victorialogs"}]
+                                                      "victorialogs", "kube-apiserver"}]
     versions = {s.name: s.install(layout) for s in apt_like}
     others = [s for s in services if s not in apt_like]
     errors: list[StackError] = []

@@ -71,7 +71,13 @@ def _key(obj: Obj) -> Key:
 
 
 class TargetStore:
-    """Objects by kind, and the role's target groups kept in step with them."""
+    """Objects by kind, and the role's target groups kept in step with them.
+
+    Reflector threads feed it (``expect``, ``replace``, ``apply``); every change
+    rebuilds only the groups it touches: the object's own, or for a Service or Pod
+    the endpoints/endpointslice groups that use it. ``version`` grows whenever a
+    group changed; nothing counts as synced before every expected stream listed.
+    """
 
     def __init__(self, role: str) -> None:
         self.role = role

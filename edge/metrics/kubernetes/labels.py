@@ -74,6 +74,13 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
+def _group(source: str, targets: Iterable[Labels], labels: Labels) -> TargetGroup:
+    """A TargetGroup without empty label values: Prometheus' label sets hold none (an
+    empty value means "absent" to relabeling and is dropped), so neither do ours."""
+    return TargetGroup(source, tuple({k: v for k, v in t.items() if v} for t in targets),
+                       {k: v for k, v in labels.items() if v})
+
+
 def _namespaced_source(kind: str, meta: Obj) -> str:
     return f"{kind}/{_str(meta.get('namespace'))}/{_str(meta.get('name'))}"
 
@@ -116,13 +123,13 @@ def build_node(node: Obj) -> TargetGroup:
     if address is None:
         # Prometheus logs "No node address found" and sends no update at all; a node
         # with no address cannot be scraped, so it keeps its labels but no target here.
-        return TargetGroup(f"node/{name}", (), labels)
+        return _group(f"node/{name}", (), labels)
     kubelet = _map(_map(status.get("daemonEndpoints")).get("kubeletEndpoint"))
     target: Labels = {"__address__": join_host_port(address, int(kubelet.get("Port") or 0)),
                       "instance": name}
     for kind, values in addresses.items():
         target[sanitize_label_name(f"{META}node_address_{kind}")] = values[0]
-    return TargetGroup(f"node/{name}", (target,), labels)
+    return _group(f"node/{name}", [target], labels)
 
 
 # --- pod -----------------------------------------------------------------------------
@@ -186,7 +193,7 @@ def build_pod(pod: Obj) -> TargetGroup:
     source = _namespaced_source("pod", meta)
     pod_ip = _str(status.get("podIP"))
     if not pod_ip:
-        return TargetGroup(source, (), {})
+        return _group(source, (), {})
     labels = pod_labels(pod)
     labels[NAMESPACE] = _str(meta.get("namespace"))
 
@@ -215,7 +222,7 @@ def build_pod(pod: Obj) -> TargetGroup:
                 META + "pod_container_port_name": _str(port.get("name")),
                 META + "pod_container_port_protocol": _str(port.get("protocol")),
             })
-    return TargetGroup(source, tuple(targets), labels)
+    return _group(source, targets, labels)
 
 
 # --- service -------------------------------------------------------------------------
@@ -252,7 +259,7 @@ def build_service(service: Obj) -> TargetGroup:
         if kind == "LoadBalancer":
             target[META + "service_loadbalancer_ip"] = _str(spec.get("loadBalancerIP"))
         targets.append(target)
-    return TargetGroup(_namespaced_source("svc", meta), tuple(targets),
+    return _group(_namespaced_source("svc", meta), targets,
                        service_labels(service))
 
 
@@ -359,7 +366,7 @@ def build_endpoints(endpoints: Obj, service: Obj | None, pods: PodLookup) -> Tar
                                                     _str(port.get("protocol")))
                     targets.append(target)
     targets += pod_targets.unaccounted()
-    return TargetGroup(_namespaced_source("endpoints", meta), tuple(targets), labels)
+    return _group(_namespaced_source("endpoints", meta), targets, labels)
 
 
 def _secondary_ip_family(service: Obj | None, slice_: Obj) -> bool:
@@ -386,7 +393,7 @@ def build_endpointslice(slice_: Obj, service: Obj | None, pods: PodLookup) -> Ta
         labels.update(service_labels(service))
     source = _namespaced_source("endpointslice", meta)
     if _secondary_ip_family(service, slice_):
-        return TargetGroup(source, (), labels)
+        return _group(source, (), labels)
 
     pod_targets = _PodTargets(pods)
     targets: list[Labels] = []
@@ -415,7 +422,7 @@ def build_endpointslice(slice_: Obj, service: Obj | None, pods: PodLookup) -> Ta
                     target = pod_targets.attach(target, pod, number, None)
                 targets.append(target)
     targets += pod_targets.unaccounted()
-    return TargetGroup(source, tuple(targets), labels)
+    return _group(source, targets, labels)
 
 
 def _endpoint_labels(endpoint: Obj) -> Labels:

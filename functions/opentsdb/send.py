@@ -1,0 +1,46 @@
+"""Thin I/O: the HTTP client and one POST to ``/api/put``."""
+
+from __future__ import annotations
+
+import ssl
+
+import httpx
+
+from workers.function import Context
+
+from .config import OpenTSDBConfig
+
+__all__ = ["make_client", "post", "put_params"]
+
+
+def make_client(config: OpenTSDBConfig, context: Context) -> httpx.Client:
+    verify: ssl.SSLContext | bool = True
+    if config.tls.insecure_skip_verify:
+        verify = False
+    elif config.tls.ca_file or config.tls.cert_file:
+        ctx = ssl.create_default_context(cafile=str(config.tls.ca_file)
+                                         if config.tls.ca_file else None)
+        if config.tls.cert_file:
+            ctx.load_cert_chain(str(config.tls.cert_file),
+                                str(config.tls.key_file) if config.tls.key_file else None)
+        verify = ctx
+    auth: httpx.Auth | None = None
+    if config.basic_auth is not None:
+        auth = httpx.BasicAuth(config.basic_auth.username, config.basic_auth.password)
+    return context.http_client(timeout=config.timeout_s, verify=verify, auth=auth,
+                               headers={"Content-Type": "application/json", **config.headers})
+
+
+def put_params(config: OpenTSDBConfig) -> dict[str, str]:
+    """``details`` always (per-datapoint errors); ``sync`` to be told only once stored."""
+    params = {"details": ""}
+    if config.sync:
+        params["sync"] = ""
+        if config.sync_timeout_s:
+            params["sync_timeout"] = str(int(config.sync_timeout_s * 1000))
+    return params
+
+
+def post(client: httpx.Client, config: OpenTSDBConfig, body: bytes) -> httpx.Response:
+    """POST ``body``; raises httpx.TransportError when OpenTSDB cannot be reached."""
+    return client.post(f"{config.url}/api/put", params=put_params(config), content=body)
