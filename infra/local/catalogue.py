@@ -280,6 +280,15 @@ bind-address = "{HOST}:8088"
 """
 
 
+def _influxdb_database(layout: Layout) -> None:
+    """The database ``ferryman up`` writes to (idempotent in InfluxDB 1.x)."""
+    del layout
+    import httpx
+
+    httpx.post(f"http://{HOST}:8086/query", params={"q": 'CREATE DATABASE "ferryman"'},
+               timeout=10).raise_for_status()
+
+
 INFLUXDB = Service(
     name="influxdb",
     endpoints={"http": f"http://{HOST}:8086"},
@@ -289,6 +298,7 @@ INFLUXDB = Service(
     command=lambda layout: ["/usr/bin/influxd", "-config",
                             str(layout.conf("influxdb") / "influxdb.conf")],
     probe=http_probe(f"http://{HOST}:8086/ping", status=204),
+    after_start=_influxdb_database,
 )
 
 # --- Built from Go modules -----------------------------------------------------------

@@ -30,6 +30,24 @@ def _edge_settings(stack, tmp_path, name, topic, cluster, targets, **job):
     }
 
 
+def _start_shippers(stack, tmp_path, processes, exporter, topic, metric):
+    exporter.routes["/metrics"] = lambda n: (200, TEXT, (
+        f"# TYPE {metric}_requests_total counter\n"
+        f'{metric}_requests_total{{code="200"}} {n * 10}\n'
+        f'{metric}_requests_total{{code="500"}} {n}\n'
+        f"# TYPE {metric}_temp gauge\n{metric}_temp 21.5\n").encode())
+    for cluster in ("alpha", "beta"):
+        processes(EdgeMetrics(tmp_path, _edge_settings(
+            stack, tmp_path, cluster, topic, cluster, [exporter.address])))
+
+
+def _worker(stack, tmp_path, topic, function, config):
+    return Worker(tmp_path, function, {
+        "kafka": {"bootstrap_servers": stack("kafka", "bootstrap"), "input_topic": topic,
+                  "group_id": f"g-{topic}-{function}", "dead_letter_topic": f"{topic}-dlq"},
+        "batch": {"max_wait_s": 0.2}, "config": config})
+
+
 def _query(base: str, promql: str) -> list[dict]:
     response = httpx.get(f"{base}/api/v1/query", params={"query": promql}, timeout=10)
     response.raise_for_status()
@@ -42,23 +60,13 @@ def test_two_clusters_arrive_in_prometheus_with_their_labels(stack, unique, tmp_
     bootstrap = stack("kafka", "bootstrap")
     create_topics(bootstrap, (unique, 4), (f"{unique}-dlq", 1))
     metric = f"app_{unique}"
-    exporter.routes["/metrics"] = lambda n: (200, TEXT, (
-        f"# TYPE {metric}_requests_total counter\n"
-        f'{metric}_requests_total{{code="200"}} {n * 10}\n'
-        f'{metric}_requests_total{{code="500"}} {n}\n'
-        f"# TYPE {metric}_temp gauge\n{metric}_temp 21.5\n").encode())
+    _start_shippers(stack, tmp_path, processes, exporter, unique, metric)
     exporter.routes["/broken"] = lambda n: (200, TEXT, b"this is { not exposition\n")
-    for cluster in ("alpha", "beta"):
-        processes(EdgeMetrics(tmp_path, _edge_settings(
-            stack, tmp_path, cluster, unique, cluster, [exporter.address])))
     broken = processes(EdgeMetrics(tmp_path, _edge_settings(
         stack, tmp_path, "gamma", unique, "gamma", [exporter.address],
         metrics_path="/broken")))
-    processes(Worker(tmp_path, "prometheus_remote_write", {
-        "kafka": {"bootstrap_servers": bootstrap, "input_topic": unique,
-                  "group_id": f"g-{unique}", "dead_letter_topic": f"{unique}-dlq"},
-        "batch": {"max_wait_s": 0.2},
-        "config": {"url": stack("prometheus", "remote_write")}}))
+    processes(_worker(stack, tmp_path, unique, "prometheus_remote_write",
+                      {"url": stack("prometheus", "remote_write")}))
     prom = stack("prometheus", "http")
 
     rows = wait_for(lambda: len(_query(prom, f"{metric}_requests_total")) == 4
@@ -96,3 +104,51 @@ def test_two_clusters_arrive_in_prometheus_with_their_labels(stack, unique, tmp_
 
     meta = _query(prom, 'scrape_samples_scraped{cluster="alpha", job="app"}')
     assert [float(r["value"][1]) for r in meta] == [3.0]
+
+
+def test_two_clusters_reach_elasticsearch_influxdb_and_opentsdb(stack, unique, tmp_path,
+                                                                 processes, exporter):
+    create_topics(stack("kafka", "bootstrap"), (unique, 4), (f"{unique}-dlq", 1))
+    metric = f"app_{unique}"
+    _start_shippers(stack, tmp_path, processes, exporter, unique, metric)
+    influx = stack("influxdb", "http")
+    httpx.post(f"{influx}/query", params={"q": f'CREATE DATABASE "{unique}"'},
+               timeout=10).raise_for_status()
+    stream = f"metrics-e2e-{unique}"
+    processes(_worker(stack, tmp_path, unique, "elasticsearch_metrics",
+                      {"url": stack("elasticsearch", "http"), "data_stream": stream}))
+    processes(_worker(stack, tmp_path, unique, "influxdb",
+                      {"url": influx, "database": unique}))
+    processes(_worker(stack, tmp_path, unique, "opentsdb",
+                      {"url": stack("victoriametrics", "opentsdb")}))
+
+    def es_clusters() -> dict[str, float]:
+        response = httpx.post(f"{stack('elasticsearch', 'http')}/{stream}/_search", json={
+            "size": 50, "query": {"term": {"metric.name": f"{metric}_temp"}}}, timeout=10)
+        if response.status_code == 404:
+            return {}
+        hits = response.json()["hits"]["hits"]
+        return {h["_source"]["cluster"]: h["_source"]["metric"]["value"] for h in hits}
+
+    assert wait_for(lambda: es_clusters().keys() == {"alpha", "beta"} and es_clusters(), 60,
+                    "both clusters in Elasticsearch") == {"alpha": 21.5, "beta": 21.5}
+
+    def influx_clusters() -> dict[str, float]:
+        answer = httpx.get(f"{influx}/query", params={
+            "db": unique, "q": f'SELECT last(value) FROM "{metric}_temp" GROUP BY "cluster"'},
+            timeout=10).json()
+        series = answer["results"][0].get("series", [])
+        return {s["tags"]["cluster"]: s["values"][0][1] for s in series}
+
+    assert wait_for(lambda: len(influx_clusters()) == 2 and influx_clusters(), 60,
+                    "both clusters in InfluxDB") == {"alpha": 21.5, "beta": 21.5}
+
+    vm = stack("victoriametrics", "http")
+
+    def tsdb_clusters() -> dict[str, float]:
+        httpx.get(f"{vm}/internal/force_flush", timeout=10)
+        rows = _query(vm, f"{metric}_temp")
+        return {r["metric"]["cluster"]: float(r["value"][1]) for r in rows}
+
+    assert wait_for(lambda: len(tsdb_clusters()) == 2 and tsdb_clusters(), 60,
+                    "both clusters through OpenTSDB") == {"alpha": 21.5, "beta": 21.5}
