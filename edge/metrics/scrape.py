@@ -65,6 +65,7 @@ class ScrapeLoop:
     def __init__(self, target: Target, client: httpx.AsyncClient, builder: SeriesBuilder,
                  emit: Emit, *, honor_timestamps: bool, sample_limit: int,
                  body_size_limit: int, auth_header: str | None = None,
+                 sni_hostname: str | None = None,
                  on_result: Callable[[bool], None] = lambda up: None) -> None:
         self.target = target
         self.client = client
@@ -74,6 +75,8 @@ class ScrapeLoop:
         self.sample_limit = sample_limit
         self.body_size_limit = body_size_limit
         self.on_result = on_result
+        # tls_config.server_name: the name sent as SNI and verified in the certificate.
+        self.extensions = {"sni_hostname": sni_hostname} if sni_hostname else {}
         self.headers = {"Accept": negotiate_accept(), "User-Agent": "ferryman-edge/0.1",
                         "X-Prometheus-Scrape-Timeout-Seconds": f"{target.timeout:g}"}
         if auth_header:
@@ -151,8 +154,8 @@ class ScrapeLoop:
     async def _fetch(self) -> tuple[bytes, str]:
         try:
             async with asyncio.timeout(self.target.timeout):
-                async with self.client.stream("GET", self.target.url,
-                                              headers=self.headers) as response:
+                async with self.client.stream("GET", self.target.url, headers=self.headers,
+                                              extensions=self.extensions) as response:
                     if response.status_code != 200:
                         raise ScrapeFailed(f"server returned HTTP {response.status_code}")
                     chunks = []

@@ -7,7 +7,6 @@ import contextlib
 import gc
 import logging
 import signal
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import httpx
 
 from ferryman import headers as h
 from ferryman.prom.relabel import compile_rules
+from ferryman.tls import ssl_verify
 from workers.http import serve
 from workers.telemetry import Registry
 
@@ -210,6 +210,7 @@ class MetricsShipper:
                     sample_limit=job.config.sample_limit,
                     body_size_limit=job.config.body_size_limit,
                     auth_header=job.config.auth_header(),
+                    sni_hostname=job.config.tls_config.server_name,
                     on_result=self._scrape_counter(name))
                 job.loops[key] = scrape_loop
                 scrape_loop.start()
@@ -218,15 +219,9 @@ class MetricsShipper:
 
 
 def _client(job: ScrapeConfig) -> httpx.AsyncClient:
-    verify: ssl.SSLContext | bool = True
     tls = job.tls_config
-    if tls.insecure_skip_verify:
-        verify = False
-    elif tls.ca_file or tls.cert_file:
-        ctx = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file:
-            ctx.load_cert_chain(str(tls.cert_file), str(tls.key_file) if tls.key_file else None)
-        verify = ctx
+    verify = ssl_verify(ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file,
+                        insecure_skip_verify=tls.insecure_skip_verify)
     auth = None
     if job.basic_auth is not None:
         auth = httpx.BasicAuth(job.basic_auth.username, job.basic_auth.secret())

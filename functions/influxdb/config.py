@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from functions.common import TLSConfig
 
 __all__ = ["InfluxDBConfig", "TLSConfig"]
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class TLSConfig(_Frozen):
-    ca_file: Path | None = Field(None, description="CA bundle to verify the server; "
-                                                   "default: the system store.")
-    cert_file: Path | None = Field(None, description="Client certificate (mTLS).")
-    key_file: Path | None = Field(None, description="Client key (mTLS).")
-    insecure_skip_verify: bool = Field(False, description="Do not verify the server. Tests only.")
 
 
 _V1_ONLY = ("database", "retention_policy", "username", "password")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
-
 import httpx
 
 from workers.function import Context
@@ -15,16 +13,7 @@ __all__ = ["make_client", "post"]
 
 
 def make_client(config: InfluxDBConfig, context: Context) -> httpx.Client:
-    verify: ssl.SSLContext | bool = True
-    if config.tls.insecure_skip_verify:
-        verify = False
-    elif config.tls.ca_file or config.tls.cert_file:
-        ctx = ssl.create_default_context(cafile=str(config.tls.ca_file)
-                                         if config.tls.ca_file else None)
-        if config.tls.cert_file:
-            ctx.load_cert_chain(str(config.tls.cert_file),
-                                str(config.tls.key_file) if config.tls.key_file else None)
-        verify = ctx
+    verify = config.tls.verify()
     auth: httpx.Auth | None = None
     if config.username is not None and config.password is not None:
         auth = httpx.BasicAuth(config.username, config.password)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from functions.common import BasicAuth, TLSConfig
 
 __all__ = ["BasicAuth", "OpenTSDBConfig", "PlaceholderTag", "TLSConfig"]
 
@@ -15,19 +16,6 @@ ALLOWED = re.compile(r"[A-Za-z0-9\-_./]+")
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class BasicAuth(_Frozen):
-    username: str = Field(description="Basic auth user.")
-    password: str = Field(description="Basic auth password.")
-
-
-class TLSConfig(_Frozen):
-    ca_file: Path | None = Field(None, description="CA bundle to verify the server; "
-                                                   "default: the system store.")
-    cert_file: Path | None = Field(None, description="Client certificate (mTLS).")
-    key_file: Path | None = Field(None, description="Client key (mTLS).")
-    insecure_skip_verify: bool = Field(False, description="Do not verify the server. Tests only.")
 
 
 class PlaceholderTag(_Frozen):

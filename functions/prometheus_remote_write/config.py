@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ferryman.prom.relabel import RelabelConfig
+from functions.common import BasicAuth, TLSConfig
 
 __all__ = ["BasicAuth", "RemoteWriteConfig", "TLSConfig"]
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class BasicAuth(_Frozen):
-    username: str = Field(description="Basic auth user.")
-    password: str = Field(description="Basic auth password.")
-
-
-class TLSConfig(_Frozen):
-    ca_file: Path | None = Field(None, description="CA bundle to verify the server; "
-                                                   "default: the system store.")
-    cert_file: Path | None = Field(None, description="Client certificate (mTLS).")
-    key_file: Path | None = Field(None, description="Client key (mTLS).")
-    insecure_skip_verify: bool = Field(False, description="Do not verify the server. Tests only.")
 
 
 class RemoteWriteConfig(_Frozen):

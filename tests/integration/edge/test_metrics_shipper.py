@@ -102,7 +102,8 @@ def test_two_clusters_arrive_in_prometheus_with_their_labels(stack, unique, tmp_
     assert broken.alive()
     assert "target down" in broken.output() and "unparsable exposition" in broken.output()
 
-    meta = _query(prom, 'scrape_samples_scraped{cluster="alpha", job="app"}')
+    meta = _query(prom, 'scrape_samples_scraped{cluster="alpha", job="app", '
+                        f'instance="{exporter.address}"}}')
     assert [float(r["value"][1]) for r in meta] == [3.0]
 
 
