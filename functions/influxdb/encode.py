@@ -41,44 +41,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from ferryman import headers as h
-from ferryman.wire.protobuf import DecodeError
-from ferryman.wire.remote_write import TimeSeries, decode_write_request, snappy_decompress
-from workers.records import Record
+from ferryman.wire.remote_write import TimeSeries
+from functions.common import UnsupportedRecord, decode_record, skip_reason
 
 from .config import InfluxDBConfig
 
 __all__ = ["Chunk", "LineEncoder", "Tally", "Target", "UnsupportedRecord", "chunk",
            "decode_record", "request_body", "skip_reason", "write_target"]
 
-STALE_MARKER = 0x7FF0000000000002
 _CACHE_SIZE = 1 << 16
 _double = struct.Struct("<d")
 Labels = tuple[tuple[str, str], ...]
 _u64 = struct.Struct("<Q")
-
-
-class UnsupportedRecord(ValueError):
-    """Raised when a record is not a remote-write payload (wrong schema header, bad bytes)."""
-
-
-def decode_record(record: Record) -> list[TimeSeries]:
-    schema = record.header(h.SCHEMA)
-    if schema is not None and schema != h.SCHEMA_REMOTE_WRITE:
-        raise UnsupportedRecord(f"schema {schema!r} is not {h.SCHEMA_REMOTE_WRITE!r}")
-    try:
-        return decode_write_request(snappy_decompress(record.value))
-    except DecodeError as exc:
-        raise UnsupportedRecord(f"not a remote-write message: {exc}") from exc
-
-
-def skip_reason(value: float) -> str | None:
-    """Why ``value`` cannot be written (None when it can)."""
-    if math.isfinite(value):
-        return None
-    if math.isinf(value):
-        return "inf"
-    return "stale_marker" if _u64.unpack(_double.pack(value))[0] == STALE_MARKER else "nan"
 
 
 @dataclass(slots=True)

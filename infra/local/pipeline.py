@@ -69,7 +69,7 @@ def _process(name: str, argv: list[str], settings: Any, probe_url: str) -> Servi
 
     return Service(
         name=name,
-        endpoints={"http": probe_url.rsplit("/", 1)[0]},
+        endpoints={"http": probe_url.split("/-/")[0].removesuffix("/readyz")},
         install=lambda layout: __version__,
         prepare=prepare,
         command=lambda layout: [sys.executable, "-m", "ferryman", *argv, "--config",
