@@ -17,6 +17,7 @@ class Exporter:
     def __init__(self) -> None:
         self.routes: dict[str, Body] = {}
         self.counts: dict[str, int] = {}
+        self.headers: dict[str, dict[str, str]] = {}  # the last request's, by path
         self._lock = threading.Lock()
         exporter = self
 
@@ -26,6 +27,7 @@ class Exporter:
                 with exporter._lock:
                     n = exporter.counts.get(path, 0) + 1
                     exporter.counts[path] = n
+                    exporter.headers[path] = dict(self.headers.items())
                 route = exporter.routes.get(path)
                 status, ctype, body = route(n) if route else (404, "text/plain", b"no route\n")
                 self.send_response(status)
