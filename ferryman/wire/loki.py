@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .protobuf import bytes_field, varint_field
+from .protobuf import LENGTH, VARINT, DecodeError, bytes_field, fields, sint_to_int64, varint_field
 
-__all__ = ["HEADERS", "Entry", "Stream", "encode_push_request", "format_labels"]
+__all__ = ["HEADERS", "Entry", "Stream", "decode_push_request", "encode_push_request",
+           "format_labels", "parse_labels"]
 
 HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
 
@@ -55,3 +56,77 @@ def encode_push_request(streams: Iterable[Stream]) -> bytes:
         body += b"".join(bytes_field(2, _encode_entry(e)) for e in stream.entries)
         out.append(bytes_field(1, body))
     return b"".join(out)
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """Parse Loki's label-set text ``{a="b", c="d"}`` (the inverse of format_labels)."""
+    text = text.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        raise DecodeError(f"not a label set: {text[:60]!r}")
+    labels: dict[str, str] = {}
+    pos, end = 1, len(text) - 1
+    while pos < end:
+        while pos < end and text[pos] in " ,":
+            pos += 1
+        if pos >= end:
+            break
+        eq = text.find("=", pos)
+        if eq < 0 or eq + 1 >= end or text[eq + 1] != '"':
+            raise DecodeError(f"bad label set near {text[pos:pos + 30]!r}")
+        name = text[pos:eq].strip()
+        value, pos = _quoted(text, eq + 2)
+        labels[name] = value
+    return labels
+
+
+def _quoted(text: str, pos: int) -> tuple[str, int]:
+    out = []
+    while pos < len(text):
+        char = text[pos]
+        if char == "\\" and pos + 1 < len(text):
+            nxt = text[pos + 1]
+            out.append({"n": "\n", "t": "\t"}.get(nxt, nxt))
+            pos += 2
+        elif char == '"':
+            return "".join(out), pos + 1
+        else:
+            out.append(char)
+            pos += 1
+    raise DecodeError("unterminated label value")
+
+
+def decode_push_request(buf: bytes | memoryview) -> list[Stream]:
+    """Parse an uncompressed PushRequest; raises DecodeError on bad bytes.
+
+    Lines are decoded as UTF-8 with invalid bytes replaced (U+FFFD), as Loki does.
+    """
+    streams = []
+    for number, wire_type, raw in fields(buf):
+        if number != 1 or wire_type != LENGTH or not isinstance(raw, memoryview):
+            continue
+        labels: dict[str, str] = {}
+        entries: list[Entry] = []
+        for inner_number, inner_type, inner in fields(raw):
+            if inner_type != LENGTH or not isinstance(inner, memoryview):
+                continue
+            if inner_number == 1:
+                labels = parse_labels(bytes(inner).decode("utf-8", "replace"))
+            elif inner_number == 2:
+                entries.append(_decode_entry(inner))
+        streams.append(Stream(labels, entries))
+    return streams
+
+
+def _decode_entry(buf: memoryview) -> Entry:
+    seconds = nanos = 0
+    line = ""
+    for number, wire_type, raw in fields(buf):
+        if number == 1 and wire_type == LENGTH and isinstance(raw, memoryview):
+            for ts_number, ts_type, ts_value in fields(raw):
+                if ts_number == 1 and ts_type == VARINT:
+                    seconds = sint_to_int64(int(ts_value))
+                elif ts_number == 2 and ts_type == VARINT:
+                    nanos = int(ts_value)
+        elif number == 2 and wire_type == LENGTH and isinstance(raw, memoryview):
+            line = bytes(raw).decode("utf-8", "replace")
+    return Entry(seconds * 1_000_000_000 + nanos, line)
