@@ -1,0 +1,76 @@
+"""Where each file was read up to, persisted so a restart neither loses nor re-ships.
+
+The file is replaced atomically (temp file, fsync, rename, fsync of the directory):
+a crash leaves either the old or the new positions, never a torn file. Positions
+are written only for lines Kafka acknowledged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Position", "Positions"]
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A file is identified by device and inode, so a rename keeps its position and a
+    new file under the old name starts at zero."""
+
+    path: str
+    device: int
+    inode: int
+    offset: int
+
+
+class Positions:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._by_identity: dict[tuple[int, int], Position] = {}
+        self._load()
+
+    def _load(self) -> None:
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        except ValueError as exc:
+            # Only a file we did not write can be torn; keep it for inspection.
+            self.path.rename(self.path.with_suffix(".corrupt"))
+            raise ValueError(f"positions file {self.path} is not valid JSON ({exc}); "
+                             f"moved aside to {self.path.with_suffix('.corrupt')}") from None
+        for item in data.get("files", []):
+            position = Position(item["path"], item["device"], item["inode"], item["offset"])
+            self._by_identity[(position.device, position.inode)] = position
+
+    def get(self, device: int, inode: int) -> Position | None:
+        return self._by_identity.get((device, inode))
+
+    def set(self, position: Position) -> None:
+        self._by_identity[(position.device, position.inode)] = position
+
+    def forget(self, device: int, inode: int) -> None:
+        self._by_identity.pop((device, inode), None)
+
+    def all(self) -> list[Position]:
+        return sorted(self._by_identity.values(), key=lambda p: p.path)
+
+    def save(self) -> None:
+        payload = json.dumps({"version": 1, "files": [
+            {"path": p.path, "device": p.device, "inode": p.inode, "offset": p.offset}
+            for p in self.all()]}, indent=1)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("w") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
