@@ -87,8 +87,15 @@ def _edge(args: argparse.Namespace) -> int:
             return 2
         asyncio.run(shipper.run())
         return 0
-    print("ferryman edge logs: not built yet (see the logs issue)", file=sys.stderr)
-    return 2
+    from edge.logs.shipper import LogShipper
+
+    try:
+        log_shipper = LogShipper(args.config)
+    except (ConfigError, ValueError) as exc:
+        logging.getLogger("ferryman.edge").error("cannot start: %s", exc)
+        return 2
+    log_shipper.run()
+    return 0
 
 
 def _functions(args: argparse.Namespace) -> int:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Position", "Positions"]
+__all__ = ["HEAD_BYTES", "Position", "Positions", "head_crc"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,10 @@ class Position:
     device: int
     inode: int
     offset: int
+    #: crc32 of the file's first ``head_len`` bytes: a file truncated and rewritten
+    #: (copytruncate) while we were away keeps its inode but not its head.
+    head_crc: int = 0
+    head_len: int = 0
 
 
 class Positions:
@@ -43,7 +48,8 @@ class Positions:
             raise ValueError(f"positions file {self.path} is not valid JSON ({exc}); "
                              f"moved aside to {self.path.with_suffix('.corrupt')}") from None
         for item in data.get("files", []):
-            position = Position(item["path"], item["device"], item["inode"], item["offset"])
+            position = Position(item["path"], item["device"], item["inode"], item["offset"],
+                                item.get("head_crc", 0), item.get("head_len", 0))
             self._by_identity[(position.device, position.inode)] = position
 
     def get(self, device: int, inode: int) -> Position | None:
@@ -60,7 +66,8 @@ class Positions:
 
     def save(self) -> None:
         payload = json.dumps({"version": 1, "files": [
-            {"path": p.path, "device": p.device, "inode": p.inode, "offset": p.offset}
+            {"path": p.path, "device": p.device, "inode": p.inode, "offset": p.offset,
+             "head_crc": p.head_crc, "head_len": p.head_len}
             for p in self.all()]}, indent=1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
@@ -74,3 +81,16 @@ class Positions:
             os.fsync(directory)
         finally:
             os.close(directory)
+
+
+HEAD_BYTES = 256
+
+
+def head_crc(path: str, length: int) -> int | None:
+    """crc32 of the first ``length`` bytes of ``path``; None if it has fewer."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(length)
+    except OSError:
+        return None
+    return zlib.crc32(data) if len(data) == length else None

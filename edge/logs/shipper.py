@@ -1,0 +1,279 @@
+"""``ferryman edge logs --config F``: tail files, batch lines into Loki push messages,
+produce them to Kafka, and advance positions only after Kafka acknowledged.
+
+One batch is in flight at a time; while Kafka is slow or away the shipper stops
+reading, so the files are the buffer and memory stays bounded. Each stream (a
+file's label set) goes to Kafka as its own message keyed by its labels, so its
+lines stay in order in one partition.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from ferryman import headers as h
+from ferryman.prom.relabel import compile_rules
+from ferryman.wire import loki
+from ferryman.wire.remote_write import snappy_compress
+from workers.http import serve
+from workers.telemetry import Registry
+
+from .config import EdgeLogsConfig, load_config
+from .positions import HEAD_BYTES, Position, Positions, head_crc
+from .tailer import Tailer
+
+__all__ = ["LogShipper", "file_labels"]
+
+log = logging.getLogger("ferryman.edge.logs")
+
+# /var/log/pods/<namespace>_<pod>_<uid>/<container>/<n>.log
+_POD_LOG = re.compile(r"/var/log/pods/([^_/]+)_([^_/]+)_([^/]+)/([^/]+)/[^/]+\.log$")
+
+
+def file_labels(path: str, static: dict[str, str]) -> dict[str, str]:
+    """Labels of one file before relabeling: the static ones, ``filename`` and, for a
+    Kubernetes pod log path, namespace, pod, pod uid and container."""
+    labels = {**static, "filename": path}
+    match = _POD_LOG.search(path)
+    if match:
+        labels.update(namespace=match.group(1), pod=match.group(2), pod_uid=match.group(3),
+                      container=match.group(4))
+    return labels
+
+
+@dataclass
+class _File:
+    tailer: Tailer
+    labels: dict[str, str]
+
+
+@dataclass
+class _Batch:
+    streams: dict[str, list[loki.Entry]] = field(default_factory=dict)
+    ends: dict[tuple[int, int], tuple[str, int]] = field(default_factory=dict)
+    size: int = 0
+    lines: int = 0
+    started: float = 0.0
+
+
+class LogShipper:
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self.config: EdgeLogsConfig = load_config(config_path)
+        r = self.registry = Registry()
+        self.m_read = r.counter("ferryman_lines_read_total", "Lines read from files.")
+        self.m_bytes = r.counter("ferryman_bytes_read_total", "Bytes of lines read.")
+        self.m_sent = r.counter("ferryman_records_sent_total",
+                                "Lines acknowledged by Kafka.")
+        self.m_truncated = r.counter("ferryman_lines_truncated_total",
+                                     "Lines cut at max_line_bytes.")
+        self.m_errors = r.counter("ferryman_errors_total", "Errors by type and stage.",
+                                  ["error_type", "stage"])
+        self.m_files = r.gauge("ferryman_files", "Files being tailed.")
+        self.m_lag = r.gauge("ferryman_file_lag_bytes", "Bytes not yet shipped, per file.",
+                             ["filename"])
+        self.positions = Positions(self.config.positions.filename)
+        self.files: dict[str, _File] = {}
+        self.stopping = threading.Event()
+        self._reload = False
+        self._producer: KafkaProducer | None = None
+
+    # ---- discovery ------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        settings = self.config.ferryman
+        wanted: dict[str, dict[str, str]] = {}
+        for job in self.config.scrape_configs:
+            rules = compile_rules(job.relabel_configs)
+            for static in job.static_configs:
+                pattern = static.labels.get("__path__", "")
+                for path in sorted(glob.glob(pattern, recursive=True)):
+                    if not os.path.isfile(path) or path in wanted:
+                        continue
+                    relabeled = rules.apply({**file_labels(path, static.labels),
+                                             "job": static.labels.get("job", job.job_name)})
+                    if relabeled is None:
+                        continue
+                    labels = {k: v for k, v in relabeled.items() if not k.startswith("__")}
+                    labels.setdefault("host", settings.host)
+                    for key, value in self.config.global_.external_labels.items():
+                        labels.setdefault(key, value)
+                    wanted[path] = labels
+        for path in [p for p in self.files if p not in wanted]:
+            self.files.pop(path).tailer.close()
+        for path, labels in wanted.items():
+            if path in self.files:
+                self.files[path].labels = labels
+                continue
+            start = 0
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                continue
+            known = self.positions.get(stat.st_dev, stat.st_ino)
+            if known is not None:
+                start = known.offset
+                if known.head_len and head_crc(path, known.head_len) != known.head_crc:
+                    log.warning("%s was truncated and rewritten while we were away; "
+                                "reading it from the start", path)
+                    start = 0
+            self.files[path] = _File(Tailer(Path(path), start_offset=start,
+                                            max_line_bytes=settings.max_line_bytes), labels)
+            log.info("tailing %s from offset %d", path, start)
+        self.m_files.set(len(self.files))
+
+    # ---- the loop -------------------------------------------------------------------
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGHUP, lambda *_: setattr(self, "_reload", True))
+        server = serve(self.config.ferryman.listen, self.registry,
+                       {"/-/healthy": lambda: True, "/-/ready": lambda: True})
+        log.info("edge log shipper running: Kafka %s topic %s, positions %s",
+                 self.config.ferryman.kafka.bootstrap_servers,
+                 self.config.ferryman.kafka.topic, self.config.positions.filename)
+        batch = _Batch()
+        scanned = 0.0
+        backoff = 0.2
+        try:
+            while not self.stopping.is_set():
+                if self._reload:
+                    self._reload = False
+                    self._reload_config()
+                    scanned = 0.0
+                if time.monotonic() - scanned >= self.config.ferryman.rescan_interval:
+                    self._scan()
+                    scanned = time.monotonic()
+                read_any = self._fill(batch)
+                due = batch.lines and (batch.size >= self.config.ferryman.batch_bytes
+                                       or time.monotonic() - batch.started
+                                       >= self.config.ferryman.batch_wait)
+                if due:
+                    if self._ship(batch):
+                        batch = _Batch()
+                        backoff = 0.2
+                    else:
+                        self.stopping.wait(backoff)
+                        backoff = min(backoff * 2, 10.0)
+                elif not read_any:
+                    self.stopping.wait(0.1)
+            if batch.lines:
+                self._ship(batch)
+        finally:
+            for f in self.files.values():
+                f.tailer.close()
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+            server.shutdown()
+            log.info("edge log shipper stopped")
+
+    def _fill(self, batch: _Batch) -> bool:
+        """Read new lines into the batch, up to its size bound."""
+        read_any = False
+        limit = self.config.ferryman.batch_bytes
+        now_ns = time.time_ns()
+        for path, f in self.files.items():
+            if batch.size >= limit:
+                break
+            before = f.tailer.truncations
+            lines = f.tailer.read()
+            self.m_truncated.inc(f.tailer.truncations - before)
+            if not lines:
+                continue
+            read_any = True
+            if not batch.lines:
+                batch.started = time.monotonic()
+            entries = batch.streams.setdefault(loki.format_labels(f.labels), [])
+            for i, line in enumerate(lines):
+                entries.append(loki.Entry(now_ns + i, line.text))
+                batch.size += len(line.text)
+            batch.lines += len(lines)
+            last = lines[-1]
+            batch.ends[(last.device, last.inode)] = (path, last.end_offset)
+            self.m_read.inc(len(lines))
+            self.m_bytes.inc(sum(len(line.text) for line in lines))
+        return read_any
+
+    def _ship(self, batch: _Batch) -> bool:
+        """Produce one message per stream; positions advance only if all were acked."""
+        kafka = self.config.ferryman.kafka
+        try:
+            producer = self._ensure_producer()
+            futures = []
+            for labels_text, entries in batch.streams.items():
+                payload = loki.encode_push_request(
+                    [loki.Stream(loki.parse_labels(labels_text), entries)])
+                futures.append(producer.send(kafka.topic, key=labels_text.encode(),
+                                             value=snappy_compress(payload),
+                                             headers=self._headers()))
+            producer.flush(timeout=kafka.acks_timeout)
+            for future in futures:
+                future.get(timeout=kafka.acks_timeout)
+        except (KafkaError, OSError) as exc:
+            self.m_errors.inc(1, type(exc).__name__, "produce")
+            log.warning("Kafka did not take %d lines (%s: %s); holding them, reading paused",
+                        batch.lines, type(exc).__name__, exc)
+            self._discard_producer()
+            return False
+        for (device, inode), (path, offset) in batch.ends.items():
+            length = min(HEAD_BYTES, offset)
+            crc = head_crc(path, length) if length else 0
+            self.positions.set(Position(path, device, inode, offset, crc or 0,
+                                        length if crc is not None else 0))
+            try:
+                self.m_lag.set(max(0, os.stat(path).st_size - offset), path)
+            except FileNotFoundError:
+                self.m_lag.remove(path)
+        live = {f.tailer.identity for f in self.files.values()}
+        for stale in [p for p in self.positions.all() if (p.device, p.inode) not in live]:
+            self.positions.forget(stale.device, stale.inode)  # rotated away and finished
+        self.positions.save()
+        self.m_sent.inc(batch.lines)
+        return True
+
+    def _headers(self) -> list[tuple[str, bytes]]:
+        out = [(h.SCHEMA, h.SCHEMA_LOKI_PUSH)]
+        cluster = self.config.global_.external_labels.get("cluster")
+        if cluster:
+            out.append((h.CLUSTER, cluster.encode()))
+        if self.config.ferryman.kafka.tenant:
+            out.append((h.TENANT, self.config.ferryman.kafka.tenant.encode()))
+        return out
+
+    def _ensure_producer(self) -> KafkaProducer:
+        if self._producer is None:
+            timeout_ms = int(self.config.ferryman.kafka.acks_timeout * 1000)
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.config.ferryman.kafka.bootstrap_servers, acks="all",
+                linger_ms=5, max_in_flight_requests_per_connection=1, retries=3,
+                max_request_size=16 * 2**20, request_timeout_ms=timeout_ms,
+                max_block_ms=timeout_ms, client_id="ferryman-edge-logs")
+        return self._producer
+
+    def _discard_producer(self) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=1)
+            except Exception as exc:  # a broken producer must not stop the shipper
+                log.debug("closing producer: %s", exc)
+            self._producer = None
+
+    def _reload_config(self) -> None:
+        try:
+            self.config = load_config(self.config_path)
+        except Exception as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        log.info("configuration reloaded from %s", self.config_path)
