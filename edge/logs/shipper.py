@@ -85,6 +85,8 @@ class LogShipper:
                              ["filename"])
         self.positions = Positions(self.config.positions.filename)
         self.files: dict[str, _File] = {}
+        # Files renamed away while we were down, read to their end from the saved offset.
+        self.draining: dict[str, _File] = {}
         self.stopping = threading.Event()
         self._reload = False
         self._producer: KafkaProducer | None = None
@@ -131,7 +133,31 @@ class LogShipper:
             self.files[path] = _File(Tailer(Path(path), start_offset=start,
                                             max_line_bytes=settings.max_line_bytes), labels)
             log.info("tailing %s from offset %d", path, start)
-        self.m_files.set(len(self.files))
+        self._find_rotated(wanted)
+        self.m_files.set(len(self.files) + len(self.draining))
+
+    def _find_rotated(self, wanted: dict[str, dict[str, str]]) -> None:
+        """A saved position whose file now lives under another name (rotated while we
+        were down) is drained from that offset, with the labels of its old path."""
+        live = {f.tailer.identity for f in [*self.files.values(), *self.draining.values()]}
+        for position in self.positions.all():
+            identity = (position.device, position.inode)
+            labels = wanted.get(position.path)
+            if identity in live or labels is None:
+                continue
+            try:
+                entries = list(os.scandir(os.path.dirname(position.path)))
+            except OSError:
+                continue
+            for entry in entries:
+                stat = entry.stat(follow_symlinks=False)
+                if (stat.st_dev, stat.st_ino) == identity and stat.st_size > position.offset:
+                    log.info("draining %s (rotated from %s while we were away) from offset %d",
+                             entry.path, position.path, position.offset)
+                    self.draining[entry.path] = _File(
+                        Tailer(Path(entry.path), start_offset=position.offset,
+                               max_line_bytes=self.config.ferryman.max_line_bytes), labels)
+                    break
 
     # ---- the loop -------------------------------------------------------------------
 
@@ -172,7 +198,7 @@ class LogShipper:
             if batch.lines:
                 self._ship(batch)
         finally:
-            for f in self.files.values():
+            for f in [*self.files.values(), *self.draining.values()]:
                 f.tailer.close()
             if self._producer is not None:
                 self._producer.close(timeout=5)
@@ -184,7 +210,9 @@ class LogShipper:
         read_any = False
         limit = self.config.ferryman.batch_bytes
         now_ns = time.time_ns()
-        for path, f in self.files.items():
+        for path in [p for p, f in self.draining.items() if f.tailer.at_end()]:
+            self.draining.pop(path).tailer.close()
+        for path, f in [*self.draining.items(), *self.files.items()]:
             if batch.size >= limit:
                 break
             before = f.tailer.truncations
@@ -236,7 +264,7 @@ class LogShipper:
                 self.m_lag.set(max(0, os.stat(path).st_size - offset), path)
             except FileNotFoundError:
                 self.m_lag.remove(path)
-        live = {f.tailer.identity for f in self.files.values()}
+        live = {f.tailer.identity for f in [*self.files.values(), *self.draining.values()]}
         for stale in [p for p in self.positions.all() if (p.device, p.inode) not in live]:
             self.positions.forget(stale.device, stale.inode)  # rotated away and finished
         self.positions.save()

@@ -60,6 +60,12 @@ class Tailer:
         self._device, self._inode = stat.st_dev, stat.st_ino
         return True
 
+    def at_end(self) -> bool:
+        """Everything in the open file was handed out."""
+        if self._file is None:
+            return True
+        return not self._pending and self._file.tell() >= os.fstat(self._file.fileno()).st_size
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()

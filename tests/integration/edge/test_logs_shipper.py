@@ -88,14 +88,16 @@ def test_rotation_kill_9_long_lines_and_bad_utf8_lose_nothing(stack, unique, tmp
         f.truncate(0)
     write(web, [f"web {i}" for i in range(50, 70)])
 
-    # kill -9 mid-stream, more lines while it is down, then a restart.
+    # kill -9 mid-stream; while it is down, more lines and a rename rotation; restart.
     write(app, [f"app {i}" for i in range(100, 400)])
     shipper.kill9()
     write(app, [f"app {i}" for i in range(400, 450)])
+    app.rename(logs / "app.log.2")
+    write(app, [f"app {i}" for i in range(450, 460)])
     # A 5,000-byte line (cut at 1,000 with a marker) and invalid UTF-8.
     _write(web, [], b"W" * 5000 + b"\nbad \xff\xfe bytes\n")
     expected[str(web)] += ["W" * 1000 + " …[truncated by ferryman]", "bad \ufffd\ufffd bytes"]
-    processes(EdgeLogs(tmp_path, settings))
+    restarted = processes(EdgeLogs(tmp_path, settings))
 
     def complete() -> bool:
         shipped.poll()
@@ -115,4 +117,6 @@ def test_rotation_kill_9_long_lines_and_bad_utf8_lose_nothing(stack, unique, tmp
         ("shop", "cart-7d", "cart")
     assert labels["cluster"] == "alpha" and labels["host"] == "node-1"
     assert shipped.labels[str(app)]["job"] == "varlogs"
+    # app.log.2 was renamed away while the shipper was down: drained on restart.
+    assert "rotated from" in restarted.output()
     shipped.consumer.close()
