@@ -11,8 +11,10 @@ from workers.function import FunctionSpec
 __all__ = ["load", "names"]
 
 _FUNCTIONS: dict[str, str] = {
+    "elasticsearch_logs": "functions.elasticsearch_logs",
     "elasticsearch_metrics": "functions.elasticsearch_metrics",
     "influxdb": "functions.influxdb",
+    "loki": "functions.loki",
     "opentsdb": "functions.opentsdb",
     "prometheus_remote_write": "functions.prometheus_remote_write",
     "relabel": "functions.relabel",

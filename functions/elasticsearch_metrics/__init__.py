@@ -22,48 +22,17 @@ time and has no such gap.
 
 from __future__ import annotations
 
-import httpx
 from pydantic import BaseModel
 
+from functions.elasticsearch_common import BulkWriter
 from workers.function import Context, FunctionSpec
-from workers.records import Batch, Delivered, Record
+from workers.records import Batch, Delivered
 
-from .classify import classify, classify_bulk
 from .config import ElasticsearchMetricsConfig
-from .encode import BulkEncoder, Chunk, document_record
+from .encode import BulkEncoder
 from .send import install_templates, make_client, post_bulk
 
 __all__ = ["SPEC"]
-
-
-class _Tally:
-    """What became of each record of one batch; retry beats dead beats ok."""
-
-    def __init__(self, batch: Batch) -> None:
-        self.batch = batch
-        self.retry: set[int] = set()
-        self.dead: dict[int, str] = {}
-        self.dead_documents: dict[int, list[tuple[Record, str]]] = {}
-        self.delay: float | None = None
-
-    def retry_chunks(self, chunks: list[Chunk], delay: float | None = None) -> None:
-        for chunk in chunks:
-            self.retry.update(chunk.owners)
-        self.delay = delay
-
-    def delivered(self) -> Delivered:
-        dead: list[tuple[Record, str]] = []
-        retry: list[Record] = []
-        for position, record in enumerate(self.batch):
-            if position in self.retry:
-                # Its rejected documents will be rejected again and dead-lettered then,
-                # once: dead-lettering them now too would do it twice.
-                retry.append(record)
-            elif position in self.dead:
-                dead.append((record, self.dead[position]))
-            else:
-                dead.extend(self.dead_documents.get(position, ()))
-        return Delivered(dead=dead, retry=retry, retry_delay=self.delay if retry else None)
 
 
 class ElasticsearchMetricsSink:
@@ -78,9 +47,8 @@ class ElasticsearchMetricsSink:
             "ferryman_samples_skipped_total",
             "Samples not written because Elasticsearch cannot store them (NaN, stale "
             "marker, Inf, timestamp out of range).", labels)
-        self.m_documents = context.registry.counter(
-            "ferryman_documents_total", "Documents sent, by what the backend answered "
-            "(created, duplicate, retry, rejected).", ["function", "result"])
+        self.writer = BulkWriter(lambda body: post_bulk(self.client, config, body), context)
+        self.m_documents = self.writer.m_documents
         self.function = context.function
 
     def handle(self, batch: Batch) -> Delivered:
@@ -92,47 +60,7 @@ class ElasticsearchMetricsSink:
         encoded = self.encoder.encode(batch)
         for reason, count in encoded.skipped.items():
             self.m_skipped.inc(count, self.function, reason)
-        tally = _Tally(batch)
-        for position, reason in encoded.undecodable:
-            tally.dead[position] = reason
-        for number, chunk in enumerate(encoded.chunks):
-            try:
-                response = post_bulk(self.client, self.config, chunk.body())
-            except httpx.TransportError:
-                # The node is unreachable: everything not yet sent waits for it.
-                tally.retry_chunks(encoded.chunks[number:])
-                break
-            # A 2xx body is read item by item below, not as text.
-            outcome = classify(response.status_code, response.headers,
-                               "" if response.is_success else response.text)
-            if outcome.kind == "retry":
-                tally.retry_chunks(encoded.chunks[number:], outcome.delay)
-                break
-            if outcome.kind == "permanent":
-                for position in chunk.owners:
-                    tally.dead.setdefault(position, f"bulk request refused: {outcome.reason}")
-                continue
-            self._judge_items(chunk, response.content, tally)
-        return tally.delivered()
-
-    def _judge_items(self, chunk: Chunk, body: bytes, tally: _Tally) -> None:
-        result = classify_bulk(body, len(chunk))
-        self.m_documents.inc(result.created, self.function, "created")
-        self.m_documents.inc(result.duplicates, self.function, "duplicate")
-        refused = [outcome for _, outcome in result.failed if outcome.kind == "retry"]
-        if refused:
-            self.m_documents.inc(len(refused), self.function, "retry")
-            self.log.warning("Elasticsearch refused %d of %d documents for now; their records "
-                             "will be retried; first reason: %s", len(refused), len(chunk),
-                             refused[0].reason)
-        for item, outcome in result.failed:
-            position = chunk.owners[item]
-            if outcome.kind == "retry":
-                tally.retry.add(position)
-            else:
-                self.m_documents.inc(1, self.function, "rejected")
-                tally.dead_documents.setdefault(position, []).append(
-                    (document_record(tally.batch[position], chunk, item), outcome.reason))
+        return self.writer.write(batch, encoded.chunks, encoded.undecodable)
 
     def close(self) -> None:
         self.client.close()

@@ -34,7 +34,7 @@ import json.encoder
 import struct
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
@@ -42,6 +42,7 @@ from typing import Any
 from ferryman import headers as h
 from ferryman.wire.protobuf import DecodeError
 from ferryman.wire.remote_write import TimeSeries, decode_write_request, snappy_decompress
+from functions.elasticsearch_common import DOC_SCHEMA, Chunk, document_record
 from workers.records import Batch, Record
 
 from .config import ElasticsearchMetricsConfig
@@ -50,8 +51,6 @@ __all__ = ["DOC_SCHEMA", "STALE_MARKER_BITS", "TEMPLATE_VERSION", "BulkEncoder",
            "Encoded", "component_template", "component_template_name", "document_record",
            "index_template", "skip_reason"]
 
-#: Schema header of a dead-lettered document (the value is the JSON document).
-DOC_SCHEMA = b"elasticsearch.doc.v1"
 STALE_MARKER_BITS = 0x7FF0000000000002
 _bits = struct.Struct("<Q")
 _float = struct.Struct("<d")
@@ -69,30 +68,6 @@ def skip_reason(value: float) -> str:
         return "stale_marker" if _bits.unpack(_float.pack(value))[0] == STALE_MARKER_BITS \
             else "nan"
     return "inf"
-
-
-@dataclass(slots=True)
-class Chunk:
-    """One ``_bulk`` body: ``lines`` alternate action and document (each ending in a
-    newline); ``owners[i]`` is the batch position of the record document ``i`` came from."""
-
-    lines: list[str] = field(default_factory=list)
-    owners: list[int] = field(default_factory=list)
-    size: int = 0
-
-    def __len__(self) -> int:
-        return len(self.owners)
-
-    def body(self) -> bytes:
-        return "".join(self.lines).encode()
-
-    def document(self, item: int) -> str:
-        return self.lines[2 * item + 1].rstrip("\n")
-
-    def action(self, item: int) -> dict[str, str]:
-        """The ``create`` action of document ``item``: its ``_id`` and maybe ``_index``."""
-        action: dict[str, str] = json.loads(self.lines[2 * item])["create"]
-        return action
 
 
 @dataclass(slots=True)
@@ -207,19 +182,6 @@ def _series_id(labels: list[tuple[str, str]]) -> str:
     # in UTF-8, so no two label sets share a key. U+DCFF becomes exactly that byte.
     key = "\udcff".join(chain.from_iterable(labels)).encode("utf-8", "surrogateescape")
     return base64.urlsafe_b64encode(hashlib.blake2b(key, digest_size=15).digest()).decode()
-
-
-def document_record(record: Record, chunk: Chunk, item: int) -> Record:
-    """Document ``item`` of ``chunk`` as a record of its own, for the dead-letter topic:
-    the value is the JSON document; the headers are the source record's with ``schema``
-    replaced and the target's ``_index``/``_id`` added, so it can be re-indexed as is."""
-    action = chunk.action(item)
-    headers = tuple((k, v) for k, v in record.headers if k != h.SCHEMA)
-    headers += ((h.SCHEMA, DOC_SCHEMA), ("elasticsearch.id", action["_id"].encode()))
-    if "_index" in action:
-        headers += (("elasticsearch.index", action["_index"].encode()),)
-    return Record(record.topic, record.partition, record.offset, record.key,
-                  chunk.document(item).encode(), headers, record.timestamp_ms)
 
 
 # ---- templates --------------------------------------------------------------------------

@@ -1,0 +1,16 @@
+"""Pure: a ``_bulk`` response → ok / retry / permanent, for the request (usual HTTP
+rules) and for each document (the rules shared with ``elasticsearch_metrics``, in
+:mod:`functions.elasticsearch_common`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from functions.elasticsearch_common import FILTER_PATH, BulkResult, classify_bulk, classify_item
+from workers.outcome import Outcome, classify_http
+
+__all__ = ["FILTER_PATH", "BulkResult", "classify", "classify_bulk", "classify_item"]
+
+
+def classify(status: int, headers: Mapping[str, str], body: str) -> Outcome:
+    return classify_http(status, headers, body)

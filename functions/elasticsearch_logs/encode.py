@@ -1,0 +1,241 @@
+"""Pure: Kafka records (snappy Loki ``PushRequest``) → ``_bulk`` bodies, one ``create``
+per log line, and the templates.
+
+One ECS-style document per line::
+
+    {"@timestamp": "2023-11-14T22:13:20.000000001Z", "message": "GET /",
+     "log": {"file": {"path": "/var/log/app.log"}}, "host": {"name": "node-1"},
+     "kubernetes": {"namespace": "web", "pod": {"name": "web-0"},
+                    "container": {"name": "nginx"}},
+     "cluster": "alpha", "labels": {"job": "…"}}
+
+Labels ``filename``, ``host``, ``namespace``, ``pod`` and ``container`` become the ECS
+fields above, the cluster label becomes ``cluster`` (the message's ``cluster`` header
+when the stream lacks it), every other label goes under ``labels``; absent fields are
+left out. ``@timestamp`` keeps Loki's nanoseconds (ISO-8601 with nine fractional
+digits, mapped ``date_nanos``). A timestamp no calendar can name is sent as epoch
+milliseconds, which Elasticsearch refuses for that document alone (dead-lettered).
+
+The ``_id`` is the timestamp in hex followed by 20 characters of base64url(BLAKE2b-120)
+over the stream's label set (cluster included), the timestamp, the line, and the
+line's rank among identical (labels, timestamp, line) entries of the same record: two
+identical lines in the same nanosecond are two lines. Sent with ``op_type`` create, a
+replay stores nothing twice (Elasticsearch answers 409, "already stored").
+
+Bodies are cut at ``max_bulk_bytes``; a document is never split. Documents are
+written ASCII-only, so sizes are exact.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import json.encoder
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ferryman import headers as h
+from ferryman.wire.loki import Stream, decode_push_request
+from ferryman.wire.protobuf import DecodeError
+from ferryman.wire.remote_write import snappy_decompress
+from functions.elasticsearch_common import Chunk
+from workers.records import Batch, Record
+
+from .config import ElasticsearchLogsConfig
+
+__all__ = ["TEMPLATE_VERSION", "BulkEncoder", "Encoded", "component_template",
+           "component_template_name", "index_template", "iso_timestamp"]
+
+_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
+_SEP = "\udcff"  # becomes byte 0xff, which never occurs in UTF-8: keys stay unambiguous
+_NS = 1_000_000_000
+
+#: Labels that become ECS fields, and the path each one takes.
+ECS_LABELS: dict[str, tuple[str, ...]] = {
+    "filename": ("log", "file", "path"),
+    "host": ("host", "name"),
+    "namespace": ("kubernetes", "namespace"),
+    "pod": ("kubernetes", "pod", "name"),
+    "container": ("kubernetes", "container", "name"),
+}
+
+
+def iso_timestamp(ts_ns: int) -> str | None:
+    """``ts_ns`` as ISO-8601 UTC with nanoseconds, or None when no calendar names it."""
+    seconds, nanos = divmod(ts_ns, _NS)
+    try:
+        when = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return f"{when:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"
+
+
+@dataclass(slots=True)
+class Encoded:
+    """A batch as bulk chunks, plus the records that could not be read, with why."""
+
+    chunks: list[Chunk]
+    undecodable: list[tuple[int, str]]
+    lines: int = 0
+
+
+class BulkEncoder:
+    """Turns batches into bulk chunks for one configuration."""
+
+    def __init__(self, config: ElasticsearchLogsConfig) -> None:
+        self.max_bytes = config.max_bulk_bytes
+        self.cluster_label = config.cluster_label
+        self._stamps: dict[int, str] = {}
+
+    def encode(self, batch: Batch) -> Encoded:
+        chunks = [Chunk()]
+        undecodable: list[tuple[int, str]] = []
+        max_bytes = self.max_bytes
+        lines = 0
+        for position, record in enumerate(batch):
+            try:
+                streams = _decode(record)
+            except ValueError as exc:
+                undecodable.append((position, str(exc)))
+                continue
+            raw_cluster = record.header(h.CLUSTER)
+            cluster = raw_cluster.decode("utf-8", "replace") if raw_cluster else None
+            for action, document in self._documents(streams, cluster):
+                chunk = chunks[-1]
+                size = len(action) + len(document)
+                if chunk.size + size > max_bytes and chunk.owners:
+                    chunk = Chunk()
+                    chunks.append(chunk)
+                chunk.lines.append(action)
+                chunk.lines.append(document)
+                chunk.owners.append(position)
+                chunk.size += size
+                lines += 1
+        self._stamps.clear()
+        return Encoded([c for c in chunks if c.owners], undecodable, lines)
+
+    def _documents(self, streams: list[Stream],
+                   header_cluster: str | None) -> Iterator[tuple[str, str]]:
+        # Ranks of identical (labels, ts, line) entries are counted per record.
+        seen: dict[tuple[str, int, str], int] = {}
+        for stream in streams:
+            identity = dict(stream.labels)
+            if self.cluster_label not in identity and header_cluster is not None:
+                identity[self.cluster_label] = header_cluster
+            series_key = _SEP.join(f"{k}{_SEP}{v}" for k, v in sorted(identity.items()))
+            series_hash = hashlib.blake2b(
+                series_key.encode("utf-8", "surrogateescape") + b"\xfe", digest_size=15)
+            tail = _tail(identity, self.cluster_label)
+            for entry in stream.entries:
+                ts, line = entry.timestamp_ns, entry.line
+                key = (series_key, ts, line)
+                rank = seen.get(key, 0)
+                seen[key] = rank + 1
+                digest = series_hash.copy()
+                digest.update(f"{ts}{_SEP}{line}{_SEP}{rank}".encode("utf-8", "surrogatepass"))
+                entry_id = base64.urlsafe_b64encode(digest.digest()).decode()
+                yield (f'{{"create":{{"_id":"{ts:x}{entry_id}"}}}}\n',
+                       f'{{"@timestamp":{self._stamp(ts)},"message":{_quote(line)}{tail}')
+
+    def _stamp(self, ts_ns: int) -> str:
+        seconds, nanos = divmod(ts_ns, _NS)
+        prefix = self._stamps.get(seconds)
+        if prefix is None:
+            text = iso_timestamp(seconds * _NS)
+            prefix = self._stamps[seconds] = "" if text is None else '"' + text[:20]
+        if not prefix:
+            return str(ts_ns // 1_000_000)
+        return f'{prefix}{nanos:09d}Z"'
+
+
+def _tail(labels: dict[str, str], cluster_label: str) -> str:
+    """Everything after ``message``, through the closing brace and newline."""
+    fields: dict[str, Any] = {}
+    rest: dict[str, str] = {}
+    cluster = labels.get(cluster_label)
+    for name, value in sorted(labels.items()):
+        path = ECS_LABELS.get(name)
+        if name == cluster_label:
+            continue
+        if path is None:
+            rest[name] = value
+            continue
+        node = fields
+        for step in path[:-1]:
+            node = node.setdefault(step, {})
+        node[path[-1]] = value
+    if cluster is not None:
+        fields["cluster"] = cluster
+    fields["labels"] = rest
+    text = json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
+    return "," + text[1:] + "\n"
+
+
+def _decode(record: Record) -> list[Stream]:
+    schema = record.header(h.SCHEMA)
+    if schema is not None and schema != h.SCHEMA_LOKI_PUSH:
+        raise ValueError(f"schema {schema!r} is not {h.SCHEMA_LOKI_PUSH!r}")
+    try:
+        return decode_push_request(snappy_decompress(record.value))
+    except (DecodeError, IndexError, struct.error, OverflowError) as exc:
+        # Whatever the bytes, a bad record must be routed, never block its partition.
+        raise ValueError(f"undecodable loki push message: {exc}") from exc
+
+
+# ---- templates --------------------------------------------------------------------------
+
+_META = {"managed_by": "ferryman", "function": "elasticsearch_logs"}
+#: Bumped whenever the templates below change, so operators can tell what is installed.
+TEMPLATE_VERSION = 1
+_KEYWORD = {"type": "keyword", "ignore_above": 1024}
+
+
+def component_template(config: ElasticsearchLogsConfig) -> dict[str, Any]:
+    """ferryman's own settings and mappings, the first component of the index template."""
+    t = config.template
+    return {
+        "version": TEMPLATE_VERSION,
+        "_meta": _META,
+        "template": {
+            "settings": {"index": {"number_of_shards": t.number_of_shards,
+                                   "number_of_replicas": t.number_of_replicas}},
+            "mappings": {
+                "dynamic_templates": [{"ferryman_labels": {
+                    "path_match": "labels.*", "match_mapping_type": "string",
+                    "mapping": _KEYWORD}}],
+                "properties": {
+                    "@timestamp": {"type": "date_nanos"},
+                    # match_only_text needs the mapper-extras module, not everywhere.
+                    "message": {"type": "text"},
+                    "log": {"properties": {"file": {"properties": {"path": _KEYWORD}}}},
+                    "host": {"properties": {"name": _KEYWORD}},
+                    "kubernetes": {"properties": {
+                        "namespace": _KEYWORD,
+                        "pod": {"properties": {"name": _KEYWORD}},
+                        "container": {"properties": {"name": _KEYWORD}}}},
+                    "cluster": _KEYWORD,
+                    # subobjects: false keeps a label named "a.b" a leaf, never an object "a".
+                    "labels": {"type": "object", "subobjects": False, "dynamic": True},
+                },
+            },
+        },
+    }
+
+
+def component_template_name(config: ElasticsearchLogsConfig) -> str:
+    return f"{config.template_name}@ferryman"
+
+
+def index_template(config: ElasticsearchLogsConfig) -> dict[str, Any]:
+    return {
+        "version": TEMPLATE_VERSION,
+        "_meta": _META,
+        "index_patterns": [config.data_stream],
+        "priority": config.template.priority,
+        "composed_of": [component_template_name(config), *config.template.composed_of],
+        "data_stream": {},
+    }

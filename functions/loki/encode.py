@@ -1,0 +1,243 @@
+"""Pure: log records → Loki push requests, within Loki's limits.
+
+A record holds ``snappy(PushRequest)``. Its streams are checked against the limits of
+:class:`~.config.LokiConfig`, then the entries of every record of a batch are grouped by
+tenant and label set (streams with the same labels in several records become one stream)
+and cut into requests of at most ``max_request_bytes``. Within a stream entries are sorted
+by time (stable), as Loki before unordered writes requires and as readers expect.
+
+Limits, each counted by reason once per stream and record (see the sink's counters):
+
+* a line longer than ``max_line_bytes`` is cut at a character boundary and ends with the
+  truncation marker (``lines_truncated{reason="line_too_long"}``), or dropped
+  (``lines_dropped{reason="line_too_long"}``);
+* a stream over ``max_label_names_per_series`` (``too_many_labels``), with a label name over
+  ``max_label_name_length`` (``label_name_too_long``) or a value over
+  ``max_label_value_length`` (``label_value_too_long``) keeps its first labels by name and
+  has long names and values cut (``labels_truncated{reason}``), or has all its lines
+  dropped (``lines_dropped{reason}``). Streams whose labels become equal are merged.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ferryman import headers as h
+from ferryman.wire.loki import HEADERS, Entry, Stream, decode_push_request, encode_push_request
+from ferryman.wire.protobuf import DecodeError
+from ferryman.wire.remote_write import snappy_compress, snappy_decompress
+from workers.records import Record
+
+from .config import LokiConfig
+
+__all__ = ["Chunk", "Labels", "Limiter", "Tally", "UnsupportedRecord", "chunk",
+           "cut_utf8", "decode_record", "record_cluster", "record_tenant", "request_body",
+           "request_headers"]
+
+Labels = tuple[tuple[str, str], ...]
+_CACHE_SIZE = 1 << 16
+# Protobuf framing around one entry (tags, lengths, timestamp) and one stream, at most.
+_ENTRY_OVERHEAD = 24
+_STREAM_OVERHEAD = 16
+
+
+class UnsupportedRecord(ValueError):
+    """Raised when a record is not a Loki push payload (wrong schema header, bad bytes)."""
+
+
+def decode_record(record: Record) -> list[Stream]:
+    """The streams of a log record; raises UnsupportedRecord for anything else."""
+    schema = record.header(h.SCHEMA)
+    if schema is not None and schema != h.SCHEMA_LOKI_PUSH:
+        raise UnsupportedRecord(f"schema {schema!r} is not {h.SCHEMA_LOKI_PUSH!r}")
+    try:
+        return decode_push_request(snappy_decompress(record.value))
+    except (DecodeError, ValueError) as exc:
+        raise UnsupportedRecord(f"not a Loki push message: {exc}") from exc
+
+
+def _header_text(record: Record, name: str) -> str:
+    raw = record.header(name)
+    return raw.decode("utf-8", "replace") if raw else ""
+
+
+def record_tenant(config: LokiConfig, record: Record) -> str:
+    """The X-Scope-OrgID of ``record``'s entries ("" = send none)."""
+    if config.tenant is not None:
+        return config.tenant
+    return _header_text(record, h.TENANT) if config.tenant_from_header else ""
+
+
+def record_cluster(config: LokiConfig, record: Record) -> str:
+    return _header_text(record, h.CLUSTER) if config.cluster_from_header else ""
+
+
+def cut_utf8(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` of at most ``limit`` UTF-8 bytes."""
+    return text.encode()[:limit].decode("utf-8", "ignore")
+
+
+def utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+@dataclass(slots=True)
+class Tally:
+    """What the limits changed in one record; counted once the record is finished."""
+
+    lines_truncated: Counter[str] = field(default_factory=Counter)
+    lines_dropped: Counter[str] = field(default_factory=Counter)
+    labels_truncated: Counter[str] = field(default_factory=Counter)
+
+
+class Limiter:
+    """Applies the line and label limits of ``config`` (see the module docstring)."""
+
+    def __init__(self, config: LokiConfig) -> None:
+        self._max_line = config.max_line_bytes
+        self._drop_lines = config.on_long_line == "drop"
+        self._marker = config.truncation_marker
+        self._keep = config.max_line_bytes - utf8_length(config.truncation_marker)
+        self._max_names = config.max_label_names_per_series
+        self._max_name = config.max_label_name_length
+        self._max_value = config.max_label_value_length
+        self._drop_streams = config.on_label_limit == "drop"
+        # The same streams come back in every message: their labels are worked out once.
+        self._labels: dict[tuple[Labels, str], tuple[Labels | None, tuple[str, ...]]] = {}
+
+    def line(self, line: str, tally: Tally) -> str | None:
+        """``line`` within the size limit, or None when it is dropped."""
+        # A character is at most four UTF-8 bytes: most lines need no encoding to know.
+        if not self._max_line or len(line) * 4 <= self._max_line:
+            return line
+        if utf8_length(line) <= self._max_line:
+            return line
+        if self._drop_lines:
+            tally.lines_dropped["line_too_long"] += 1
+            return None
+        tally.lines_truncated["line_too_long"] += 1
+        return cut_utf8(line, self._keep) + self._marker
+
+    def labels(self, labels: Mapping[str, str], cluster: str, entries: int,
+               tally: Tally) -> Labels | None:
+        """The label set to send for a stream of ``entries`` lines, or None when the
+        stream is dropped; ``cluster`` is added as label ``cluster`` when missing."""
+        key = (tuple(sorted(labels.items())), cluster)
+        cached = self._labels.get(key)
+        if cached is None:
+            cached = self._limit(*key)
+            if len(self._labels) >= _CACHE_SIZE:
+                self._labels.clear()
+            self._labels[key] = cached
+        limited, reasons = cached
+        for reason in reasons:
+            if limited is None:
+                tally.lines_dropped[reason] += entries
+            else:
+                tally.labels_truncated[reason] += 1
+        return limited
+
+    def _limit(self, labels: Labels, cluster: str) -> tuple[Labels | None, tuple[str, ...]]:
+        items = dict(labels)
+        if cluster and not items.get("cluster"):
+            items["cluster"] = cluster
+        reasons: list[str] = []
+        if len(items) > self._max_names:
+            reasons.append("too_many_labels")
+        if any(utf8_length(name) > self._max_name for name in items):
+            reasons.append("label_name_too_long")
+        if any(utf8_length(value) > self._max_value for value in items.values()):
+            reasons.append("label_value_too_long")
+        if reasons and self._drop_streams:
+            return None, tuple(reasons)
+        out: dict[str, str] = {}
+        for name in sorted(items)[:self._max_names]:
+            # On a clash of cut names the first by name wins.
+            out.setdefault(cut_utf8(name, self._max_name), cut_utf8(items[name], self._max_value))
+        return tuple(sorted(out.items())), tuple(reasons)
+
+
+# --- grouping and cutting into requests ---------------------------------------------
+
+
+Owned = tuple[int, Entry]
+"""An entry with the batch index of the record it came from."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """The streams of one request, all for one tenant."""
+
+    tenant: str
+    streams: tuple[tuple[Labels, tuple[Owned, ...]], ...]
+
+    @property
+    def owners(self) -> frozenset[int]:
+        return frozenset(owner for _, entries in self.streams for owner, _ in entries)
+
+    def push_request(self) -> bytes:
+        """The uncompressed PushRequest protobuf."""
+        return encode_push_request(
+            Stream(dict(labels), [entry for _, entry in entries])
+            for labels, entries in self.streams)
+
+    def by_owner(self) -> list[Chunk]:
+        """This chunk split into one chunk per record, in record order."""
+        split: dict[int, dict[Labels, list[Owned]]] = {}
+        for labels, entries in self.streams:
+            for owned in entries:
+                split.setdefault(owned[0], {}).setdefault(labels, []).append(owned)
+        return [Chunk(self.tenant, tuple((labels, tuple(entries))
+                                         for labels, entries in split[owner].items()))
+                for owner in sorted(split)]
+
+
+def _label_size(labels: Labels) -> int:
+    return _STREAM_OVERHEAD + sum(utf8_length(n) + utf8_length(v) + 6 for n, v in labels)
+
+
+def chunk(items: Iterable[tuple[int, str, Labels, Entry]], max_bytes: int) -> list[Chunk]:
+    """Group ``(owner, tenant, labels, entry)`` by tenant and label set, sort each stream's
+    entries by time and cut them into chunks of about ``max_bytes`` of protobuf at most
+    (a single larger entry gets a chunk of its own). Tenants and streams keep the order
+    in which they were first seen."""
+    grouped: dict[str, dict[Labels, list[Owned]]] = {}
+    for owner, tenant, labels, entry in items:
+        grouped.setdefault(tenant, {}).setdefault(labels, []).append((owner, entry))
+    chunks: list[Chunk] = []
+    for tenant, streams in grouped.items():
+        current: list[tuple[Labels, tuple[Owned, ...]]] = []
+        size = 0
+        for labels, entries in streams.items():
+            entries.sort(key=lambda owned: owned[1].timestamp_ns)
+            head = _label_size(labels)
+            run: list[Owned] = []
+            for owned in entries:
+                length = utf8_length(owned[1].line) + _ENTRY_OVERHEAD
+                if (current or run) and size + length + (0 if run else head) > max_bytes:
+                    if run:
+                        current.append((labels, tuple(run)))
+                    chunks.append(Chunk(tenant, tuple(current)))
+                    current, run, size = [], [], 0
+                if not run:
+                    size += head
+                run.append(owned)
+                size += length
+            if run:
+                current.append((labels, tuple(run)))
+        if current:
+            chunks.append(Chunk(tenant, tuple(current)))
+    return chunks
+
+
+def request_body(chunk: Chunk) -> bytes:
+    return snappy_compress(chunk.push_request())
+
+
+def request_headers(config: LokiConfig, tenant: str) -> dict[str, str]:
+    out = {**HEADERS, **config.headers}
+    if tenant:
+        out["X-Scope-OrgID"] = tenant
+    return out
