@@ -3,21 +3,27 @@ which sample values a store cannot take."""
 
 from __future__ import annotations
 
+import logging
 import math
 import ssl
 import struct
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol, Self, TypeVar
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from ferryman import headers as h
 from ferryman.tls import ssl_verify
 from ferryman.wire.protobuf import DecodeError
 from ferryman.wire.remote_write import TimeSeries, decode_write_request, snappy_decompress
+from workers.outcome import Outcome
 from workers.records import Record
 
-__all__ = ["STALE_MARKER", "BasicAuth", "TLSConfig", "UnsupportedRecord", "decode_record",
-           "skip_reason"]
+__all__ = ["STALE_MARKER", "BasicAuth", "OwnedChunk", "TLSConfig", "UnsupportedRecord",
+           "decode_record", "deliver_chunks", "skip_reason"]
 
 
 class _Frozen(BaseModel):
@@ -73,3 +79,62 @@ def skip_reason(value: float) -> str | None:
     if math.isinf(value):
         return "inf"
     return "stale_marker" if _u64.unpack(_double.pack(value))[0] == STALE_MARKER else "nan"
+
+
+# --- sending chunks that mix records ------------------------------------------------
+
+
+class OwnedChunk(Protocol):
+    """A request body built from several records (``owners``: their batch indexes)."""
+
+    @property
+    def owners(self) -> frozenset[int]: ...
+
+    def by_owner(self) -> Sequence[Self]: ...
+
+
+_C = TypeVar("_C", bound=OwnedChunk)
+
+
+def deliver_chunks(chunks: Sequence[_C], send: Callable[[_C], httpx.Response], *,
+                   classify: Callable[[int, Mapping[str, str], str], Outcome],
+                   data_at_fault: Callable[[int], bool], dead: dict[int, str],
+                   backend: str, log: logging.Logger) -> tuple[set[int], float | None]:
+    """Send ``chunks`` in order and decide the fate of every record in them.
+
+    A refusal of the data in a request that mixes records is retried one record at
+    a time, so only the records still refused are dead-lettered (``dead`` collects
+    them with the reason). On a retryable answer or an unreachable backend, the
+    records of that chunk and of every chunk not sent yet are returned for retry,
+    with the delay the backend asked for.
+    """
+    queue = deque(chunks)
+    while queue:
+        current = queue.popleft()
+        owners = current.owners
+        if owners <= dead.keys():
+            continue
+        try:
+            response = send(current)
+        except httpx.TransportError as exc:
+            return _hand_back(current, queue, dead, backend, f"unreachable: {exc!r}", log), None
+        outcome = classify(response.status_code, response.headers, response.text)
+        if outcome.kind == "ok":
+            continue
+        if outcome.kind == "retry":
+            return _hand_back(current, queue, dead, backend, outcome.reason, log), outcome.delay
+        if data_at_fault(response.status_code) and len(owners) > 1:
+            log.warning("%s refused a request holding %d records (%s); sending them one by "
+                        "one to find the bad ones", backend, len(owners), outcome.reason)
+            queue.extendleft(reversed(current.by_owner()))
+            continue
+        for owner in owners:
+            dead.setdefault(owner, outcome.reason)
+    return set(), None
+
+
+def _hand_back(current: OwnedChunk, queue: deque[_C], dead: dict[int, str], backend: str,
+               reason: str, log: logging.Logger) -> set[int]:
+    retry = set(current.owners).union(*(c.owners for c in queue)) - dead.keys()
+    log.warning("%d records wait for %s: %s", len(retry), backend, reason)
+    return retry

@@ -120,12 +120,27 @@ class Runtime:
             metadata_max_age_ms=10_000,
             client_id=f"ferryman-{self.settings.function}",
         )
+        self._wait_for_topic()
         self.consumer.subscribe([k.input_topic], listener=_Rebalance(self))
         self.producer = KafkaProducer(
             bootstrap_servers=k.bootstrap_servers, acks="all", compression_type="snappy",
             linger_ms=5, max_in_flight_requests_per_connection=1, retries=5,
             client_id=f"ferryman-{self.settings.function}-producer",
         )
+
+    def _wait_for_topic(self) -> None:
+        """Join the group only once the topic's partitions are known: a member that joins
+        without them is assigned nothing until the next rebalance."""
+        assert self.consumer is not None
+        topic = self.settings.kafka.input_topic
+        waited = 0.0
+        while not self.stopping.is_set():
+            if self.consumer.partitions_for_topic(topic):
+                return
+            if waited % 10 == 0:
+                log.warning("topic %s has no partitions yet (does it exist?); waiting", topic)
+            self.stopping.wait(0.5)
+            waited += 0.5
 
     def run(self) -> None:
         """Consume until :meth:`stop`; returns after the group was left."""

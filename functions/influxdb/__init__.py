@@ -22,13 +22,13 @@ Counters: ``ferryman_samples_skipped_total{function,reason}`` and
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 
 import httpx
 from pydantic import BaseModel
 
 from ferryman import headers as h
+from functions.common import deliver_chunks
 from workers.function import Context, FunctionSpec
 from workers.records import Batch, Delivered
 
@@ -90,38 +90,13 @@ class InfluxDBSink:
     def _deliver(self, chunks: Sequence[Chunk],
                  dead: dict[int, str]) -> tuple[set[int], float | None]:
         """Send ``chunks`` in order; fills ``dead``; returns the records to retry."""
-        queue = deque(chunks)
-        while queue:
-            current = queue.popleft()
-            owners = current.owners
-            if owners <= dead.keys():
-                continue
-            try:
-                response = post(self.client, self.target,
-                                request_body(current, self.config.gzip))
-            except httpx.TransportError as exc:
-                return self._hand_back(current, queue, dead, f"unreachable: {exc!r}"), None
-            outcome = classify(response.status_code, response.headers, response.text)
-            if outcome.kind == "ok":
-                continue
-            if outcome.kind == "retry":
-                return self._hand_back(current, queue, dead, outcome.reason), outcome.delay
-            if data_at_fault(response.status_code) and len(owners) > 1:
-                self.log.warning("InfluxDB refused a request holding %d records (%s); "
-                                 "sending them one by one to find the bad ones",
-                                 len(owners), outcome.reason)
-                queue.extendleft(reversed(current.by_owner()))
-                continue
-            for owner in owners:
-                dead.setdefault(owner, outcome.reason)
-        return set(), None
+        return deliver_chunks(
+            chunks, self._post,
+            classify=classify, data_at_fault=data_at_fault, dead=dead, backend="InfluxDB",
+            log=self.log)
 
-    def _hand_back(self, current: Chunk, queue: deque[Chunk], dead: dict[int, str],
-                   reason: str) -> set[int]:
-        """The records of ``current`` and of every chunk not sent yet, to retry."""
-        retry = set(current.owners).union(*(c.owners for c in queue)) - dead.keys()
-        self.log.warning("%d records wait for InfluxDB: %s", len(retry), reason)
-        return retry
+    def _post(self, chunk: Chunk) -> httpx.Response:
+        return post(self.client, self.target, request_body(chunk, self.config.gzip))
 
     def _count(self, tallies: list[Tally], retry: set[int]) -> None:
         for index, tally in enumerate(tallies):

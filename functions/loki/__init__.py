@@ -26,12 +26,11 @@ count twice: ``ferryman_lines_truncated_total{function,reason}``,
 
 from __future__ import annotations
 
-from collections import deque
-
 import httpx
 from pydantic import BaseModel
 
 from ferryman.wire.loki import Entry
+from functions.common import deliver_chunks
 from workers.function import Context, FunctionSpec
 from workers.records import Batch, Delivered
 
@@ -106,38 +105,14 @@ class LokiSink:
     def _deliver(self, chunks: list[Chunk],
                  dead: dict[int, str]) -> tuple[set[int], float | None]:
         """Push ``chunks`` in order; fills ``dead``; returns the records to retry."""
-        queue = deque(chunks)
-        while queue:
-            current = queue.popleft()
-            owners = current.owners
-            if owners <= dead.keys():
-                continue
-            try:
-                response = post(self.client, self.config.push_url, request_body(current),
-                                request_headers(self.config, current.tenant))
-            except httpx.TransportError as exc:
-                return self._hand_back(current, queue, dead, f"unreachable: {exc!r}"), None
-            outcome = classify(response.status_code, response.headers, response.text)
-            if outcome.kind == "ok":
-                continue
-            if outcome.kind == "retry":
-                return self._hand_back(current, queue, dead, outcome.reason), outcome.delay
-            if data_at_fault(response.status_code) and len(owners) > 1:
-                self.log.warning("Loki refused a request holding %d records (%s); "
-                                 "pushing them one by one to find the bad ones",
-                                 len(owners), outcome.reason)
-                queue.extendleft(reversed(current.by_owner()))
-                continue
-            for owner in owners:
-                dead.setdefault(owner, outcome.reason)
-        return set(), None
+        return deliver_chunks(
+            chunks, self._post,
+            classify=classify, data_at_fault=data_at_fault, dead=dead, backend="Loki",
+            log=self.log)
 
-    def _hand_back(self, current: Chunk, queue: deque[Chunk], dead: dict[int, str],
-                   reason: str) -> set[int]:
-        """The records of ``current`` and of every chunk not sent yet, to retry."""
-        retry = set(current.owners).union(*(c.owners for c in queue)) - dead.keys()
-        self.log.warning("%d records wait for Loki: %s", len(retry), reason)
-        return retry
+    def _post(self, chunk: Chunk) -> httpx.Response:
+        return post(self.client, self.config.push_url, request_body(chunk),
+                    request_headers(self.config, chunk.tenant))
 
     def _count(self, tallies: list[Tally], retry: set[int]) -> None:
         for index, tally in enumerate(tallies):

@@ -88,8 +88,9 @@ def test_two_clusters_arrive_in_prometheus_with_their_labels(stack, unique, tmp_
     assert {r["metric"]["cluster"] for r in node} == {"alpha", "beta"}
     assert all(float(r["value"][1]) > 0 for r in node)
 
-    ups = wait_for(lambda: _query(prom, f'up{{instance="{exporter.address}"}}'), 30,
-                   "up series")
+    ups = wait_for(lambda: len(_query(prom, f'up{{instance="{exporter.address}"}}')) == 3
+                   and _query(prom, f'up{{instance="{exporter.address}"}}'), 30,
+                   "up series of the three shippers")
     by_cluster = {}
     for r in ups:
         by_cluster[(r["metric"]["cluster"], r["metric"]["job"])] = float(r["value"][1])
@@ -97,13 +98,15 @@ def test_two_clusters_arrive_in_prometheus_with_their_labels(stack, unique, tmp_
     assert by_cluster[("beta", "app")] == 1.0
     assert by_cluster[("gamma", "app")] == 0.0, "malformed exposition must give up=0"
     # The malformed target's shipper keeps scraping its healthy target and says why.
-    gamma_node = _query(prom, 'up{cluster="gamma", job="node"}')
+    gamma_node = wait_for(lambda: _query(prom, 'up{cluster="gamma", job="node"}'), 30,
+                          "up of the healthy target beside the malformed one")
     assert [float(r["value"][1]) for r in gamma_node] == [1.0]
     assert broken.alive()
     assert "target down" in broken.output() and "unparsable exposition" in broken.output()
 
-    meta = _query(prom, 'scrape_samples_scraped{cluster="alpha", job="app", '
-                        f'instance="{exporter.address}"}}')
+    meta = wait_for(lambda: _query(prom, 'scrape_samples_scraped{cluster="alpha", job="app", '
+                                         f'instance="{exporter.address}"}}'), 30,
+                    "scrape_samples_scraped")
     assert [float(r["value"][1]) for r in meta] == [3.0]
 
 
@@ -126,7 +129,7 @@ def test_two_clusters_reach_elasticsearch_influxdb_and_opentsdb(stack, unique, t
     def es_clusters() -> dict[str, float]:
         response = httpx.post(f"{stack('elasticsearch', 'http')}/{stream}/_search", json={
             "size": 50, "query": {"term": {"metric.name": f"{metric}_temp"}}}, timeout=10)
-        if response.status_code == 404:
+        if response.status_code != 200:  # not created yet, or its shard still starting
             return {}
         hits = response.json()["hits"]["hits"]
         return {h["_source"]["cluster"]: h["_source"]["metric"]["value"] for h in hits}
