@@ -1,9 +1,9 @@
 """The edge log shipper's configuration, in the spirit of Promtail's.
 
 ``scrape_configs`` with ``static_configs`` whose labels hold ``__path__`` globs
-(``**`` allowed), ``relabel_configs`` over those labels, and a ``ferryman:``
-section instead of Promtail's ``clients``. Differences from Promtail are listed in
-the README.
+(``**`` allowed), ``relabel_configs`` over those labels, ``pipeline_stages``
+(see :mod:`edge.logs.stages`), and a ``ferryman:`` section instead of Promtail's
+``clients``. Differences from Promtail are listed in docs/promtail-migration.md.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from ferryman.prom.relabel import RelabelConfig
 from ferryman.units import Duration, Size
 from workers.errors import ConfigError
 from workers.settings import format_errors
+
+from .stages.config import StageConfig
 
 __all__ = ["EdgeLogsConfig", "LogScrapeConfig", "load_config"]
 
@@ -42,6 +44,8 @@ class LogScrapeConfig(_Strict):
     static_configs: tuple[StaticLogConfig, ...] = Field((), description="Files to tail.")
     relabel_configs: tuple[RelabelConfig, ...] = Field((), description="Relabel the files' "
                                                        "labels (drop a file, add a label).")
+    pipeline_stages: tuple[StageConfig, ...] = Field((), description="Promtail-style stages "
+                                                     "run over each file's lines, in order.")
 
 
 class GlobalLogs(_Strict):

@@ -5,6 +5,13 @@ One batch is in flight at a time; while Kafka is slow or away the shipper stops
 reading, so the files are the buffer and memory stays bounded. Each stream (a
 file's label set) goes to Kafka as its own message keyed by its labels, so its
 lines stay in order in one partition.
+
+A file whose scrape config has ``pipeline_stages`` runs its lines through its own
+:class:`~edge.logs.stages.FilePipeline`; entries may then carry label sets of
+their own and are grouped per label set. Its position advances only to the
+pipeline's safe offset: past lines shipped or dropped, never past a line a stage
+still holds (a partial CRI line, a multiline record in progress). Held lines are
+not flushed at shutdown: the restarted shipper reads and re-assembles them.
 """
 
 from __future__ import annotations
@@ -29,8 +36,9 @@ from ferryman.wire.remote_write import snappy_compress
 from workers.http import serve
 from workers.telemetry import Registry
 
-from .config import EdgeLogsConfig, load_config
+from .config import EdgeLogsConfig, LogScrapeConfig, load_config
 from .positions import HEAD_BYTES, Position, Positions, head_crc
+from .stages import FilePipeline, Record, StageConfig, StageMetrics, build_stages
 from .tailer import Tailer
 
 __all__ = ["LogShipper", "file_labels"]
@@ -56,6 +64,10 @@ def file_labels(path: str, static: dict[str, str]) -> dict[str, str]:
 class _File:
     tailer: Tailer
     labels: dict[str, str]
+    stages: tuple[StageConfig, ...] = ()
+    pipeline: FilePipeline | None = None
+    #: safe offsets already put in a batch, per (device, inode)
+    marks: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
 @dataclass
@@ -80,6 +92,9 @@ class LogShipper:
                                      "Lines cut at max_line_bytes.")
         self.m_errors = r.counter("ferryman_errors_total", "Errors by type and stage.",
                                   ["error_type", "stage"])
+        self.m_dropped = r.counter("ferryman_lines_dropped_total",
+                                   "Lines dropped by pipeline stages, by reason.", ["reason"])
+        self.stage_metrics = StageMetrics(self.m_errors, self.m_dropped)
         self.m_files = r.gauge("ferryman_files", "Files being tailed.")
         self.m_lag = r.gauge("ferryman_file_lag_bytes", "Bytes not yet shipped, per file.",
                              ["filename"])
@@ -93,9 +108,10 @@ class LogShipper:
 
     # ---- discovery ------------------------------------------------------------------
 
-    def _scan(self) -> None:
+    def _scan(self, batch: _Batch) -> None:
         settings = self.config.ferryman
         wanted: dict[str, dict[str, str]] = {}
+        jobs: dict[str, LogScrapeConfig] = {}
         for job in self.config.scrape_configs:
             rules = compile_rules(job.relabel_configs)
             for static in job.static_configs:
@@ -112,11 +128,15 @@ class LogShipper:
                     for key, value in self.config.global_.external_labels.items():
                         labels.setdefault(key, value)
                     wanted[path] = labels
+                    jobs[path] = job
         for path in [p for p in self.files if p not in wanted]:
             self.files.pop(path).tailer.close()
         for path, labels in wanted.items():
             if path in self.files:
-                self.files[path].labels = labels
+                known_file = self.files[path]
+                known_file.labels = labels
+                if known_file.stages != jobs[path].pipeline_stages:
+                    self._restage(path, known_file, jobs[path], batch)
                 continue
             start = 0
             try:
@@ -130,13 +150,34 @@ class LogShipper:
                     log.warning("%s was truncated and rewritten while we were away; "
                                 "reading it from the start", path)
                     start = 0
-            self.files[path] = _File(Tailer(Path(path), start_offset=start,
-                                            max_line_bytes=settings.max_line_bytes), labels)
+            self.files[path] = self._file(path, start, labels, jobs[path])
             log.info("tailing %s from offset %d", path, start)
-        self._find_rotated(wanted)
+        self._find_rotated(wanted, jobs)
         self.m_files.set(len(self.files) + len(self.draining))
 
-    def _find_rotated(self, wanted: dict[str, dict[str, str]]) -> None:
+    def _file(self, path: str, start: int, labels: dict[str, str],
+              job: LogScrapeConfig) -> _File:
+        tailer = Tailer(Path(path), start_offset=start,
+                        max_line_bytes=self.config.ferryman.max_line_bytes)
+        return _File(tailer, labels, job.pipeline_stages, self._pipeline(tailer, job))
+
+    def _pipeline(self, tailer: Tailer, job: LogScrapeConfig) -> FilePipeline | None:
+        if not job.pipeline_stages:
+            return None
+        stages = build_stages(job.pipeline_stages, self.stage_metrics,
+                              self.config.ferryman.max_line_bytes)
+        return FilePipeline(stages, tailer.identity, tailer.offset)
+
+    def _restage(self, path: str, f: _File, job: LogScrapeConfig, batch: _Batch) -> None:
+        """The file's stages changed on reload: what the old ones held is shipped as it
+        is, and the new ones start after it."""
+        if f.pipeline is not None:
+            self._add(path, f, f.pipeline.release(time.monotonic()), batch)
+        f.stages = job.pipeline_stages
+        f.pipeline = self._pipeline(f.tailer, job)
+
+    def _find_rotated(self, wanted: dict[str, dict[str, str]],
+                      jobs: dict[str, LogScrapeConfig]) -> None:
         """A saved position whose file now lives under another name (rotated while we
         were down) is drained from that offset, with the labels of its old path."""
         live = {f.tailer.identity for f in [*self.files.values(), *self.draining.values()]}
@@ -154,9 +195,8 @@ class LogShipper:
                 if (stat.st_dev, stat.st_ino) == identity and stat.st_size > position.offset:
                     log.info("draining %s (rotated from %s while we were away) from offset %d",
                              entry.path, position.path, position.offset)
-                    self.draining[entry.path] = _File(
-                        Tailer(Path(entry.path), start_offset=position.offset,
-                               max_line_bytes=self.config.ferryman.max_line_bytes), labels)
+                    self.draining[entry.path] = self._file(entry.path, position.offset,
+                                                           labels, jobs[position.path])
                     break
 
     # ---- the loop -------------------------------------------------------------------
@@ -180,12 +220,13 @@ class LogShipper:
                     self._reload_config()
                     scanned = 0.0
                 if time.monotonic() - scanned >= self.config.ferryman.rescan_interval:
-                    self._scan()
+                    self._scan(batch)
                     scanned = time.monotonic()
                 read_any = self._fill(batch)
-                due = batch.lines and (batch.size >= self.config.ferryman.batch_bytes
-                                       or time.monotonic() - batch.started
-                                       >= self.config.ferryman.batch_wait)
+                settings = self.config.ferryman
+                due = (batch.lines or batch.ends) and (
+                    batch.size >= settings.batch_bytes
+                    or time.monotonic() - batch.started >= settings.batch_wait)
                 if due:
                     if self._ship(batch):
                         batch = _Batch()
@@ -195,7 +236,7 @@ class LogShipper:
                         backoff = min(backoff * 2, 10.0)
                 elif not read_any:
                     self.stopping.wait(0.1)
-            if batch.lines:
+            if batch.lines or batch.ends:
                 self._ship(batch)
         finally:
             for f in [*self.files.values(), *self.draining.values()]:
@@ -211,13 +252,25 @@ class LogShipper:
         limit = self.config.ferryman.batch_bytes
         now_ns = time.time_ns()
         for path in [p for p, f in self.draining.items() if f.tailer.at_end()]:
-            self.draining.pop(path).tailer.close()
+            done = self.draining.pop(path)
+            if done.pipeline is not None:  # nothing more will come: ship what is held
+                self._add(path, done, done.pipeline.release(time.monotonic()), batch)
+            done.tailer.close()
         for path, f in [*self.draining.items(), *self.files.items()]:
             if batch.size >= limit:
                 break
             before = f.tailer.truncations
             lines = f.tailer.read()
             self.m_truncated.inc(f.tailer.truncations - before)
+            if f.pipeline is not None:
+                if lines:
+                    read_any = True
+                    self.m_read.inc(len(lines))
+                    self.m_bytes.inc(sum(len(line.text) for line in lines))
+                if lines or f.pipeline.held_start() is not None:
+                    self._add(path, f, f.pipeline.process(lines, f.labels, now_ns,
+                                                          time.monotonic()), batch)
+                continue
             if not lines:
                 continue
             read_any = True
@@ -234,19 +287,43 @@ class LogShipper:
             self.m_bytes.inc(sum(len(line.text) for line in lines))
         return read_any
 
+    def _add(self, path: str, f: _File, records: list[Record], batch: _Batch) -> None:
+        """Put a pipeline's output in the batch, and its file's safe offsets."""
+        assert f.pipeline is not None
+        if records and not batch.lines and not batch.ends:
+            batch.started = time.monotonic()
+        file_key = ""
+        for record in records:
+            if record.labels is f.labels:
+                key = file_key = file_key or loki.format_labels(f.labels)
+            else:
+                key = loki.format_labels(record.labels)
+            batch.streams.setdefault(key, []).append(loki.Entry(record.timestamp_ns,
+                                                                record.line))
+            batch.size += len(record.line)
+        batch.lines += len(records)
+        for identity, offset in f.pipeline.safe_offsets().items():
+            if f.marks.get(identity) != offset:
+                if not batch.lines and not batch.ends:
+                    batch.started = time.monotonic()  # only dropped lines: save positions
+                f.marks[identity] = offset
+                batch.ends[identity] = (path, offset)
+
     def _ship(self, batch: _Batch) -> bool:
         """Produce one message per stream; positions advance only if all were acked."""
         kafka = self.config.ferryman.kafka
         try:
-            producer = self._ensure_producer()
+            producer = self._ensure_producer() if batch.streams else None
             futures = []
             for labels_text, entries in batch.streams.items():
+                assert producer is not None
                 payload = loki.encode_push_request(
                     [loki.Stream(loki.parse_labels(labels_text), entries)])
                 futures.append(producer.send(kafka.topic, key=labels_text.encode(),
                                              value=snappy_compress(payload),
                                              headers=self._headers()))
-            producer.flush(timeout=kafka.acks_timeout)
+            if producer is not None:
+                producer.flush(timeout=kafka.acks_timeout)
             for future in futures:
                 future.get(timeout=kafka.acks_timeout)
         except (KafkaError, OSError) as exc:
@@ -265,6 +342,10 @@ class LogShipper:
             except FileNotFoundError:
                 self.m_lag.remove(path)
         live = {f.tailer.identity for f in [*self.files.values(), *self.draining.values()]}
+        # A file rotated away keeps its position while its pipeline still holds lines
+        # of it, so a crash now re-reads them from the renamed file.
+        live.update(f.pipeline.identity for f in self.files.values()
+                    if f.pipeline is not None and f.pipeline.held_start() is not None)
         for stale in [p for p in self.positions.all() if (p.device, p.inode) not in live]:
             self.positions.forget(stale.device, stale.inode)  # rotated away and finished
         self.positions.save()

@@ -47,6 +47,11 @@ class Tailer:
     def identity(self) -> tuple[int, int]:
         return self._device, self._inode
 
+    @property
+    def offset(self) -> int:
+        """End of the last line handed out of the open file."""
+        return self._offset
+
     def _open(self) -> bool:
         try:
             handle = self.path.open("rb")
