@@ -11,12 +11,16 @@ from workers.function import FunctionSpec
 __all__ = ["load", "names"]
 
 _FUNCTIONS: dict[str, str] = {
+    "count": "functions.count",
     "elasticsearch_logs": "functions.elasticsearch_logs",
     "elasticsearch_metrics": "functions.elasticsearch_metrics",
+    "filter": "functions.filter",
     "influxdb": "functions.influxdb",
     "loki": "functions.loki",
     "opentsdb": "functions.opentsdb",
+    "parse": "functions.parse",
     "prometheus_remote_write": "functions.prometheus_remote_write",
+    "redact": "functions.redact",
     "relabel": "functions.relabel",
 }
 

@@ -4,8 +4,13 @@ Field numbers from the published ``logproto`` definitions::
 
     PushRequest { repeated Stream streams = 1; }
     Stream      { string labels = 1; repeated Entry entries = 2; }   // labels: {a="b", ...}
-    Entry       { Timestamp timestamp = 1; string line = 2; }
+    Entry       { Timestamp timestamp = 1; string line = 2;
+                  repeated LabelPair structuredMetadata = 3; }
+    LabelPair   { string name = 1; string value = 2; }
     Timestamp   { int64 seconds = 1; int32 nanos = 2; }
+
+Structured metadata (Loki 3) are name/value pairs that travel with one entry without
+becoming stream labels; an entry without any encodes exactly as before.
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy
 
 @dataclass(frozen=True, slots=True)
 class Entry:
+    """One log line; ``metadata`` is its structured metadata, in order (default none)."""
+
     timestamp_ns: int
     line: str
+    metadata: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +53,12 @@ def format_labels(labels: Mapping[str, str]) -> str:
 def _encode_entry(entry: Entry) -> bytes:
     seconds, nanos = divmod(entry.timestamp_ns, 1_000_000_000)
     stamp = varint_field(1, seconds) + (varint_field(2, nanos) if nanos else b"")
-    return bytes_field(1, stamp) + bytes_field(2, entry.line.encode())
+    out = bytes_field(1, stamp) + bytes_field(2, entry.line.encode())
+    if entry.metadata:
+        out += b"".join(
+            bytes_field(3, bytes_field(1, name.encode()) + bytes_field(2, value.encode()))
+            for name, value in entry.metadata)
+    return out
 
 
 def encode_push_request(streams: Iterable[Stream]) -> bytes:
@@ -120,6 +133,7 @@ def decode_push_request(buf: bytes | memoryview) -> list[Stream]:
 def _decode_entry(buf: memoryview) -> Entry:
     seconds = nanos = 0
     line = ""
+    metadata: list[tuple[str, str]] | None = None  # most entries have none: no list
     for number, wire_type, raw in fields(buf):
         if number == 1 and wire_type == LENGTH and isinstance(raw, memoryview):
             for ts_number, ts_type, ts_value in fields(raw):
@@ -129,4 +143,20 @@ def _decode_entry(buf: memoryview) -> Entry:
                     nanos = int(ts_value)
         elif number == 2 and wire_type == LENGTH and isinstance(raw, memoryview):
             line = bytes(raw).decode("utf-8", "replace")
-    return Entry(seconds * 1_000_000_000 + nanos, line)
+        elif number == 3 and wire_type == LENGTH and isinstance(raw, memoryview):
+            if metadata is None:
+                metadata = []
+            metadata.append(_decode_pair(raw))
+    return Entry(seconds * 1_000_000_000 + nanos, line, tuple(metadata) if metadata else ())
+
+
+def _decode_pair(buf: memoryview) -> tuple[str, str]:
+    name = value = ""
+    for number, wire_type, raw in fields(buf):
+        if wire_type != LENGTH or not isinstance(raw, memoryview):
+            continue
+        if number == 1:
+            name = bytes(raw).decode("utf-8", "replace")
+        elif number == 2:
+            value = bytes(raw).decode("utf-8", "replace")
+    return name, value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, field_validator
 
 from functions.common import BasicAuth, TLSConfig
@@ -12,6 +14,10 @@ from functions.elasticsearch_config import (
 )
 
 __all__ = ["BasicAuth", "ElasticsearchLogsConfig", "TLSConfig", "TemplateConfig"]
+
+
+#: Top-level fields the documents already have.
+_WRITTEN = frozenset({"message", "log", "host", "kubernetes", "cluster", "labels"})
 
 
 class TemplateConfig(BaseTemplateConfig):
@@ -26,6 +32,9 @@ class ElasticsearchLogsConfig(ElasticsearchConnection):
                                          "logs-ferryman-default).")
     template: TemplateConfig = Field(default_factory=TemplateConfig,
                                      description="Index template options.")
+    metadata_field: str = Field("fields", description="Object holding each line's structured "
+                                "metadata (fields from the `parse` transform), one keyword "
+                                "per name: `fields.trace_id` (default fields).")
 
     @field_validator("data_stream")
     @classmethod
@@ -33,6 +42,15 @@ class ElasticsearchLogsConfig(ElasticsearchConnection):
         if name.startswith(".ds-"):
             raise ValueError("a data stream name may not start with .ds-")
         return check_name(name, "data stream")
+
+    @field_validator("metadata_field")
+    @classmethod
+    def _metadata_field(cls, name: str) -> str:
+        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name):
+            raise ValueError("metadata_field must be a plain field name")
+        if name in _WRITTEN:
+            raise ValueError(f"metadata_field may not be one of {sorted(_WRITTEN)}")
+        return name
 
     @property
     def template_name(self) -> str:

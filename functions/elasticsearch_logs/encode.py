@@ -7,12 +7,26 @@ One ECS-style document per line::
      "log": {"file": {"path": "/var/log/app.log"}}, "host": {"name": "node-1"},
      "kubernetes": {"namespace": "web", "pod": {"name": "web-0"},
                     "container": {"name": "nginx"}},
-     "cluster": "alpha", "labels": {"job": "…"}}
+     "cluster": "alpha", "labels": {"job": "…"},
+     "fields": {"trace_id": "4bf9…", "status": "200"}}
 
 Labels ``filename``, ``host``, ``namespace``, ``pod`` and ``container`` become the ECS
 fields above, the cluster label becomes ``cluster`` (the message's ``cluster`` header
 when the stream lacks it), every other label goes under ``labels``; absent fields are
-left out. ``@timestamp`` keeps Loki's nanoseconds (ISO-8601 with nine fractional
+left out.
+
+An entry's structured metadata (the fields the ``parse`` transform adds) go under one
+object, ``fields`` by default (``metadata_field``), each value a ``keyword``; the
+object is left out when an entry has none. Why there: top-level keys would collide
+with ECS field sets (a parsed ``host`` or ``message`` is a string where ECS has an
+object or our line; ``@timestamp`` would be overwritten) and bring mapping conflicts;
+``labels`` already holds the stream labels, which name a stream and stay few, while
+metadata are per line and may be many (trace ids, user ids), so they are kept apart
+and a field never shadows a label of the same name. ``fields`` is where Filebeat puts
+custom fields, so dashboards and habits carry over. Metadata are not part of the
+``_id``: a line is the same line whatever was parsed out of it.
+
+``@timestamp`` keeps Loki's nanoseconds (ISO-8601 with nine fractional
 digits, mapped ``date_nanos``). A timestamp no calendar can name is sent as epoch
 milliseconds, which Elasticsearch refuses for that document alone (dead-lettered).
 
@@ -89,6 +103,7 @@ class BulkEncoder:
     def __init__(self, config: ElasticsearchLogsConfig) -> None:
         self.max_bytes = config.max_bulk_bytes
         self.cluster_label = config.cluster_label
+        self.metadata_prefix = f",{_quote(config.metadata_field)}:"
         self._stamps: dict[int, str] = {}
 
     def encode(self, batch: Batch) -> Encoded:
@@ -138,8 +153,13 @@ class BulkEncoder:
                 digest = series_hash.copy()
                 digest.update(f"{ts}{_SEP}{line}{_SEP}{rank}".encode("utf-8", "surrogatepass"))
                 entry_id = base64.urlsafe_b64encode(digest.digest()).decode()
-                yield (f'{{"create":{{"_id":"{ts:x}{entry_id}"}}}}\n',
-                       f'{{"@timestamp":{self._stamp(ts)},"message":{_quote(line)}{tail}')
+                document = f'{{"@timestamp":{self._stamp(ts)},"message":{_quote(line)}'
+                if entry.metadata:
+                    document += tail[:-2] + self.metadata_prefix + _object(entry.metadata)
+                    document += "}\n"
+                else:
+                    document += tail
+                yield f'{{"create":{{"_id":"{ts:x}{entry_id}"}}}}\n', document
 
     def _stamp(self, ts_ns: int) -> str:
         seconds, nanos = divmod(ts_ns, _NS)
@@ -175,6 +195,11 @@ def _tail(labels: dict[str, str], cluster_label: str) -> str:
     return "," + text[1:] + "\n"
 
 
+def _object(pairs: tuple[tuple[str, str], ...]) -> str:
+    """Name/value pairs as a JSON object (ASCII); a later duplicate name wins."""
+    return json.dumps(dict(pairs), separators=(",", ":"), ensure_ascii=True)
+
+
 def _decode(record: Record) -> list[Stream]:
     schema = record.header(h.SCHEMA)
     if schema is not None and schema != h.SCHEMA_LOKI_PUSH:
@@ -190,7 +215,7 @@ def _decode(record: Record) -> list[Stream]:
 
 _META = {"managed_by": "ferryman", "function": "elasticsearch_logs"}
 #: Bumped whenever the templates below change, so operators can tell what is installed.
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
 _KEYWORD = {"type": "keyword", "ignore_above": 1024}
 
 
@@ -204,9 +229,13 @@ def component_template(config: ElasticsearchLogsConfig) -> dict[str, Any]:
             "settings": {"index": {"number_of_shards": t.number_of_shards,
                                    "number_of_replicas": t.number_of_replicas}},
             "mappings": {
-                "dynamic_templates": [{"ferryman_labels": {
-                    "path_match": "labels.*", "match_mapping_type": "string",
-                    "mapping": _KEYWORD}}],
+                "dynamic_templates": [
+                    {"ferryman_labels": {"path_match": "labels.*",
+                                         "match_mapping_type": "string",
+                                         "mapping": _KEYWORD}},
+                    {"ferryman_metadata": {"path_match": f"{config.metadata_field}.*",
+                                           "match_mapping_type": "string",
+                                           "mapping": _KEYWORD}}],
                 "properties": {
                     "@timestamp": {"type": "date_nanos"},
                     # match_only_text needs the mapper-extras module, not everywhere.
@@ -220,6 +249,8 @@ def component_template(config: ElasticsearchLogsConfig) -> dict[str, Any]:
                     "cluster": _KEYWORD,
                     # subobjects: false keeps a label named "a.b" a leaf, never an object "a".
                     "labels": {"type": "object", "subobjects": False, "dynamic": True},
+                    config.metadata_field: {"type": "object", "subobjects": False,
+                                            "dynamic": True},
                 },
             },
         },

@@ -95,7 +95,7 @@ class LokiSink:
                     if line is None:
                         continue
                     if line is not entry.line:
-                        entry = Entry(entry.timestamp_ns, line)
+                        entry = Entry(entry.timestamp_ns, line, entry.metadata)
                     items.append((index, tenant, labels, entry))
         retry, delay = self._deliver(chunk(items, self.config.max_request_bytes), dead)
         self._count(tallies, retry)

@@ -4,7 +4,8 @@ A record holds ``snappy(PushRequest)``. Its streams are checked against the limi
 :class:`~.config.LokiConfig`, then the entries of every record of a batch are grouped by
 tenant and label set (streams with the same labels in several records become one stream)
 and cut into requests of at most ``max_request_bytes``. Within a stream entries are sorted
-by time (stable), as Loki before unordered writes requires and as readers expect.
+by time (stable), as Loki before unordered writes requires and as readers expect. An
+entry's structured metadata travel with it unchanged and count towards the request size.
 
 Limits, each counted by reason once per stream and record (see the sink's counters):
 
@@ -198,6 +199,13 @@ def _label_size(labels: Labels) -> int:
     return _STREAM_OVERHEAD + sum(utf8_length(n) + utf8_length(v) + 6 for n, v in labels)
 
 
+def _entry_size(entry: Entry) -> int:
+    size = utf8_length(entry.line) + _ENTRY_OVERHEAD
+    for name, value in entry.metadata:
+        size += utf8_length(name) + utf8_length(value) + 6
+    return size
+
+
 def chunk(items: Iterable[tuple[int, str, Labels, Entry]], max_bytes: int) -> list[Chunk]:
     """Group ``(owner, tenant, labels, entry)`` by tenant and label set, sort each stream's
     entries by time and cut them into chunks of about ``max_bytes`` of protobuf at most
@@ -215,7 +223,7 @@ def chunk(items: Iterable[tuple[int, str, Labels, Entry]], max_bytes: int) -> li
             head = _label_size(labels)
             run: list[Owned] = []
             for owned in entries:
-                length = utf8_length(owned[1].line) + _ENTRY_OVERHEAD
+                length = _entry_size(owned[1])
                 if (current or run) and size + length + (0 if run else head) > max_bytes:
                     if run:
                         current.append((labels, tuple(run)))

@@ -85,6 +85,26 @@ def test_cluster_label_wins_over_the_header_and_absent_fields_are_left_out() -> 
                       "labels": {"app": "x"}}
 
 
+def test_structured_metadata_go_under_fields_and_leave_the_id_alone() -> None:
+    meta = (("trace_id", "4bf9"), ("host", "parsed-host"), ("message", "m"), ("a.b", "é"))
+    plain = Stream({"app": "x"}, [Entry(TS, "GET /")])
+    parsed = Stream({"app": "x"}, [Entry(TS, "GET /", meta)])
+    [(action, document)] = docs(BulkEncoder(config()).encode([record(parsed)]))
+    assert document == {"@timestamp": "2023-11-14T22:13:20.000000001Z", "message": "GET /",
+                        "cluster": "alpha", "labels": {"app": "x"},
+                        "fields": {"trace_id": "4bf9", "host": "parsed-host", "message": "m",
+                                   "a.b": "é"}}
+    assert [action["create"]["_id"]] == ids(record(plain))
+    other = docs(BulkEncoder(config(metadata_field="meta")).encode([record(parsed)]))
+    assert other[0][1]["meta"]["trace_id"] == "4bf9" and "fields" not in other[0][1]
+
+
+@pytest.mark.parametrize("name", ["labels", "message", "a.b", ""])
+def test_metadata_field_may_not_clash_or_nest(name: str) -> None:
+    with pytest.raises(ValidationError, match="metadata_field"):
+        config(metadata_field=name)
+
+
 def test_timestamps_keep_nanoseconds() -> None:
     assert iso_timestamp(0) == "1970-01-01T00:00:00.000000000Z"
     assert iso_timestamp(TS + 998_999_999) == "2023-11-14T22:13:20.999000000Z"
@@ -176,6 +196,8 @@ def test_templates_map_ecs_fields_and_put_operator_components_last() -> None:
     assert props["kubernetes"]["properties"]["pod"]["properties"]["name"]["type"] == "keyword"
     assert props["labels"]["subobjects"] is False
     assert mappings["dynamic_templates"][0]["ferryman_labels"]["mapping"]["type"] == "keyword"
+    assert props["fields"]["subobjects"] is False
+    assert mappings["dynamic_templates"][1]["ferryman_metadata"]["path_match"] == "fields.*"
     assert index_template(cfg) | {"version": 0, "_meta": {}} == {
         "version": 0, "_meta": {}, "index_patterns": ["logs-x-default"], "priority": 200,
         "composed_of": ["logs-x-default@ferryman", "ilm"], "data_stream": {}}

@@ -340,3 +340,15 @@ def test_counters_count_finished_records_only() -> None:
     assert s.entries[1].line == "y"
     assert 'ferryman_lines_truncated_total{function="loki",reason="line_too_long"} 1' \
         in registry.render().splitlines()
+
+
+def test_structured_metadata_are_forwarded_even_on_truncated_lines() -> None:
+    meta = (("trace_id", "abc"), ("user", "bob"))
+    batch = [record(Stream({"app": "a"}, [Entry(TS, "short", meta),
+                                          Entry(TS + 1, "L" * 2000, meta)]))]
+    script = Script([204])
+    handler, _ = sink(script, max_line_bytes=1000)
+    assert not handler.handle(batch).dead
+    [(_, [pushed])] = script.requests
+    assert [e.metadata for e in pushed.entries] == [meta, meta]
+    assert pushed.entries[1].line.endswith(MARKER)

@@ -1,0 +1,38 @@
+"""What the log transforms (``parse``, ``redact``, ``filter``) share: one Loki push
+message in, at most one out, with the same key and headers.
+
+A record that is not a Loki push message (wrong ``schema`` header, not snappy, bad
+protobuf) is dead-lettered with the reason; the runtime counts it in
+``ferryman_records_dead_lettered_total``. A message whose entries were all removed
+produces nothing. Streams without entries are left out of the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ferryman.wire.loki import Stream, encode_push_request
+from ferryman.wire.remote_write import snappy_compress
+from functions.loki.encode import UnsupportedRecord, decode_record
+from workers.records import Batch, Delivered, Output, Record
+
+__all__ = ["rewrite_batch"]
+
+Rewrite = Callable[[list[Stream]], list[Stream]]
+
+
+def rewrite_batch(batch: Batch, rewrite: Rewrite) -> Delivered:
+    """Apply ``rewrite`` to the streams of every record of ``batch``."""
+    outputs: list[Output] = []
+    dead: list[tuple[Record, str]] = []
+    for record in batch:
+        try:
+            streams = decode_record(record)
+        except UnsupportedRecord as exc:
+            dead.append((record, str(exc)))
+            continue
+        kept = [stream for stream in rewrite(streams) if stream.entries]
+        if kept:
+            outputs.append(Output(snappy_compress(encode_push_request(kept)), record.key,
+                                  record.headers))
+    return Delivered(dead=dead, outputs=outputs)

@@ -1,0 +1,185 @@
+"""filter → parse → redact → loki (VictoriaLogs) and elasticsearch_logs (Elasticsearch),
+and count → prometheus_remote_write (VictoriaMetrics): real workers, real Kafka."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+from elasticsearch import Elasticsearch
+from kafka import KafkaConsumer, KafkaProducer
+
+from ferryman import headers as h
+from ferryman.wire.loki import Entry, Stream, encode_push_request, format_labels
+from ferryman.wire.remote_write import snappy_compress
+from tests.integration.pipeline import Worker, committed_total, create_topics, wait_for
+
+GARBAGE = b"\x00\xffnot a push request"
+
+
+def _kafka(stack: Any, source: str, group: str, output: str | None = None) -> dict[str, Any]:
+    settings = {"bootstrap_servers": stack("kafka", "bootstrap"), "input_topic": source,
+                "group_id": group, "dead_letter_topic": f"{source}-dlq"}
+    if output is not None:
+        settings["output_topic"] = output
+    return settings
+
+
+def _worker(tmp_path: Any, name: str, kafka: dict[str, Any],
+            config: dict[str, Any]) -> Worker:
+    return Worker(tmp_path, name, {"kafka": kafka, "batch": {"max_records": 50,
+                                                              "max_wait_s": 0.2},
+                                   "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0},
+                                   "config": config})
+
+
+def _produce(bootstrap: str, topic: str, job: str, messages: int) -> dict[str, int]:
+    """Edge-style messages: one stream a message, keyed by its label text. Each holds
+    three logfmt lines with secrets in them, one plain line and one health check;
+    returns the lines sent per app."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    base = time.time_ns() - 30 * 10**9
+    sent: dict[str, int] = {}
+    for m in range(messages):
+        app = f"app{m % 2}"
+        labels = {"job": job, "app": app}
+        texts = [f'level={"warn" if i == 1 else "info"} trace_id=t{m}-{i} '
+                 f'user=user{m}@example.com msg="login ok" '
+                 f"db=postgres://svc:hunter2@db:5432/x token=tok{m}{i}" for i in range(3)]
+        texts += [f"plain line {m} Authorization: Bearer secret{m}", "GET /healthz 200"]
+        entries = [Entry(base + m * 1000 + i, text) for i, text in enumerate(texts)]
+        sent[app] = sent.get(app, 0) + len(entries)
+        producer.send(topic, key=format_labels(labels).encode(),
+                      value=snappy_compress(encode_push_request([Stream(labels, entries)])),
+                      headers=[(h.SCHEMA, h.SCHEMA_LOKI_PUSH), (h.CLUSTER, b"alpha")])
+    producer.send(topic, value=GARBAGE, headers=[(h.SCHEMA, h.SCHEMA_LOKI_PUSH)])
+    producer.flush(timeout=30)
+    producer.close()
+    return sent
+
+
+def _dead_letters(bootstrap: str, topic: str) -> list[Any]:
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=5000)
+    dead = list(consumer)
+    consumer.close()
+    return dead
+
+
+def _victorialogs(base: str, job: str) -> list[dict[str, str]]:
+    response = httpx.get(f"{base}/select/logsql/query",
+                         params={"query": f'job:="{job}"', "limit": "10000"}, timeout=30)
+    response.raise_for_status()
+    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+
+def _elasticsearch(es: Elasticsearch, stream: str) -> list[dict[str, Any]]:
+    if not es.indices.exists(index=stream):
+        return []
+    es.indices.refresh(index=stream)
+    hits = es.search(index=stream, size=10_000, query={"match_all": {}})["hits"]["hits"]
+    return [hit["_source"] for hit in hits]
+
+
+def test_parsed_and_masked_lines_reach_victorialogs_and_elasticsearch(stack, unique, tmp_path,
+                                                                       processes):
+    bootstrap = stack("kafka", "bootstrap")
+    raw, kept, parsed, masked = unique, f"{unique}-kept", f"{unique}-parsed", f"{unique}-masked"
+    create_topics(bootstrap, (raw, 2), (kept, 2), (parsed, 2), (masked, 2),
+                  *((f"{t}-dlq", 1) for t in (raw, kept, parsed, masked)))
+    data_stream = f"logs-{unique}-default"
+    messages = 10
+    _produce(bootstrap, raw, unique, messages)
+    for name, source, output, config in [
+            ("filter", raw, kept, {"action": "drop", "selector": f'{{job="{unique}"}}',
+                                   "line_regex": "/healthz"}),
+            ("parse", kept, parsed, {"format": "logfmt", "promote": ["level"],
+                                     "keep": ["trace_id", "user", "db", "msg"]}),
+            ("redact", parsed, masked, {})]:
+        processes(_worker(tmp_path, name, _kafka(stack, source, f"g-{source}", output),
+                          config))
+    processes(_worker(tmp_path, "loki", _kafka(stack, masked, f"g-{masked}-loki"),
+                      {"url": stack("victorialogs", "http"),
+                       "push_path": "/insert/loki/api/v1/push"}))
+    processes(_worker(tmp_path, "elasticsearch_logs", _kafka(stack, masked, f"g-{masked}-es"),
+                      {"url": stack("elasticsearch", "http"), "data_stream": data_stream}))
+    wait_for(lambda: committed_total(bootstrap, f"g-{raw}", raw) == messages + 1, 60,
+             "the filter committed every message")
+    want = messages * 4  # the health checks were filtered out
+
+    rows = wait_for(lambda: (found := _victorialogs(stack("victorialogs", "http"), unique))
+                    and len(found) == want and found, 60, "every line in VictoriaLogs")
+    parsed_rows = [r for r in rows if "trace_id" in r]
+    assert len(parsed_rows) == messages * 3
+    for row in parsed_rows:
+        assert row["level"] in ("info", "warn")  # promoted: a stream label
+        assert "level" in row["_stream"] and "trace_id" not in row["_stream"]
+        assert row["user"] == "***@***"  # metadata masked
+        assert row["db"] == "postgres://svc:***@db:5432/x"
+        assert row["msg"] == "login ok" and row["cluster"] == "alpha"
+        assert "token" not in row  # not in keep
+        assert "hunter2" not in row["_msg"] and "@example.com" not in row["_msg"]
+        assert "token=***" in row["_msg"]
+    plain = [r["_msg"] for r in rows if "trace_id" not in r]
+    assert sorted(plain) == sorted(f"plain line {m} Authorization: Bearer ***"
+                                   for m in range(messages))
+    assert {r["trace_id"] for r in parsed_rows} == {f"t{m}-{i}" for m in range(messages)
+                                                    for i in range(3)}
+
+    es = Elasticsearch(stack("elasticsearch", "http"), request_timeout=30)
+    try:
+        docs = wait_for(lambda: (found := _elasticsearch(es, data_stream))
+                        and len(found) == want and found, 60, "every line in Elasticsearch")
+        hits = es.search(index=data_stream, query={"term": {"fields.trace_id": "t3-1"}})
+        [hit] = hits["hits"]["hits"]
+        assert hit["_source"]["fields"]["user"] == "***@***"
+        assert hit["_source"]["labels"]["level"] == "warn"
+        mapping = es.indices.get_mapping(index=data_stream)
+        [index] = mapping.values()
+        assert index["mappings"]["properties"]["fields"]["properties"]["trace_id"]["type"] \
+            == "keyword"
+    finally:
+        es.close()
+    assert all("secret" not in d["message"] and "hunter2" not in d["message"] for d in docs)
+    assert sum("fields" in d for d in docs) == messages * 3
+
+    dead = _dead_letters(bootstrap, f"{raw}-dlq")
+    assert [d.value for d in dead] == [GARBAGE]
+    headers = dict(dead[0].headers)
+    assert headers["ferryman.function"] == b"filter"
+    assert headers["ferryman.error"].startswith(b"not a Loki push message")
+
+
+def _victoriametrics(base: str, metric: str) -> dict[str, float]:
+    httpx.get(f"{base}/internal/force_flush", timeout=10)
+    response = httpx.get(f"{base}/api/v1/query",
+                         params={"query": f"sum by (app, cluster) ({metric})"}, timeout=10)
+    response.raise_for_status()
+    return {f'{r["metric"].get("app", "")}/{r["metric"]["cluster"]}': float(r["value"][1])
+            for r in response.json()["data"]["result"]}
+
+
+def test_count_publishes_counters_that_victoriametrics_stores(stack, unique, tmp_path,
+                                                              processes):
+    bootstrap = stack("kafka", "bootstrap")
+    logs, metrics = unique, f"{unique}-metrics"
+    create_topics(bootstrap, (logs, 2), (metrics, 1), (f"{logs}-dlq", 1),
+                  (f"{metrics}-dlq", 1))
+    metric = f"lines_{unique}_total"
+    sent = _produce(bootstrap, logs, unique, 12)
+    processes(_worker(tmp_path, "count", _kafka(stack, logs, f"g-{logs}", metrics),
+                      {"metric": metric, "by": ["app"]}))
+    processes(_worker(tmp_path, "prometheus_remote_write",
+                      _kafka(stack, metrics, f"g-{metrics}"),
+                      {"url": stack("victoriametrics", "remote_write")}))
+    wait_for(lambda: committed_total(bootstrap, f"g-{logs}", logs) == 13, 60,
+             "count committed every message")
+    want = {f"{app}/alpha": float(n) for app, n in sent.items()}
+    assert wait_for(lambda: _victoriametrics(stack("victoriametrics", "http"), metric) == want
+                    and want, 60, "the counts in VictoriaMetrics")
+    dead = _dead_letters(bootstrap, f"{logs}-dlq")
+    assert [(d.value, dict(d.headers)["ferryman.function"]) for d in dead] == \
+        [(GARBAGE, b"count")]
+    assert _dead_letters(bootstrap, f"{metrics}-dlq") == []
