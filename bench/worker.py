@@ -50,24 +50,31 @@ def _committed(admin: KafkaAdminClient, group: str, topic: str) -> int:
     return sum(m.offset for tp, m in offsets.items() if tp.topic == topic and m.offset > 0)
 
 
-def _run_worker(name: str, tmp: Path, topic: str, config: dict[str, Any]) -> dict[str, Any]:
+def run_worker(name: str, function: str, tmp: Path, topic: str, config: dict[str, Any], *,
+               messages: int, units_per_message: float, warmup: int = 20,
+               batch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run ``ferryman worker FUNCTION`` over ``topic`` (``messages`` long) and measure
+    CPU, wall time and peak RSS from its ``warmup``-th committed message to the last."""
     admin = KafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
-    group = f"bench-{name.replace(' ', '-')}-{int(time.time())}"
+    group = f"bench-{name.replace(' ', '-').replace('+', '-')}-{int(time.time())}"
     settings = {"kafka": {"bootstrap_servers": "127.0.0.1:9092", "input_topic": topic,
                           "group_id": group, "max_poll_records": 500},
-                "batch": {"max_records": 100, "max_wait_s": 0.05}, "config": config}
+                "batch": batch or {"max_records": 100, "max_wait_s": 0.05}, "config": config}
     path = tmp / f"{group}.yaml"
     path.write_text(yaml.safe_dump(settings))
     with (tmp / f"{group}.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "ferryman", "worker",
-                                 "prometheus_remote_write", "--config", str(path),
-                                 "--log-level", "warning"], stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "-m", "ferryman", "worker", function,
+                                 "--config", str(path), "--log-level", "warning"],
+                                stdout=log, stderr=subprocess.STDOUT)
     try:
-        while (start := _committed(admin, group, topic)) < 20:
+        while (start := _committed(admin, group, topic)) < warmup:
+            if proc.poll() is not None:
+                raise SystemExit(f"{name} exited; see {tmp / (group + '.log')}")
             time.sleep(0.05)
         cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
-        while (done := _committed(admin, group, topic)) < MESSAGES:
+        while (done := _committed(admin, group, topic)) < messages:
+            if proc.poll() is not None:
+                raise SystemExit(f"{name} exited; see {tmp / (group + '.log')}")
             time.sleep(0.1)
         cpu, elapsed = cpu_seconds(proc.pid) - cpu0, time.monotonic() - t0
         rss = peak_rss_mib(proc.pid)
@@ -75,10 +82,16 @@ def _run_worker(name: str, tmp: Path, topic: str, config: dict[str, Any]) -> dic
         proc.terminate()
         proc.wait(30)
         admin.close()
-    samples = (done - start) * SERIES
-    return {"peer": name, "samples": samples, "samples_per_s": samples / elapsed, "cpu_s": cpu,
-            "cpu_s_per_million": cpu / samples * 1e6, "per_core": samples / cpu,
+    units = (done - start) * units_per_message
+    return {"peer": name, "units": units, "per_s": units / elapsed, "cpu_s": cpu,
+            "cpu_s_per_million": cpu / units * 1e6, "per_core": units / cpu,
             "peak_rss_mib": rss}
+
+
+def _run_worker(name: str, tmp: Path, topic: str, config: dict[str, Any]) -> dict[str, Any]:
+    row = run_worker(name, "prometheus_remote_write", tmp, topic, config,
+                     messages=MESSAGES, units_per_message=SERIES)
+    return {**row, "samples": row["units"], "samples_per_s": row["per_s"]}
 
 
 def _vmagent(tmp: Path, sink: str, body: bytes) -> dict[str, Any]:

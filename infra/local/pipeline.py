@@ -3,8 +3,11 @@
 An edge metrics shipper scrapes this machine's node-exporter and the stack's own
 ``/metrics``, with ``cluster: local``; workers carry the metrics topic into
 Prometheus, VictoriaMetrics (remote write and OpenTSDB), Elasticsearch and
-InfluxDB. Each runs as its own process, exactly as it would in a container, and
-is supervised like the services (``ferryman stack status`` lists them).
+InfluxDB. An edge log shipper tails this machine's ``/var/log`` (and its journal
+where there is one); workers carry the logs topic into Loki (VictoriaLogs' Loki
+API) and Elasticsearch. Each runs as its own process, exactly as it would in a
+container, and is supervised like the services (``ferryman stack status`` lists
+them).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from .service import Service
 __all__ = ["PIPELINE"]
 
 EDGE_PORT = 9901
+EDGE_LOGS_PORT = 9902
 METRICS_TOPIC = "ferryman.metrics"
+LOGS_TOPIC = "ferryman.logs"
 
 #: (process name, function, listen port, function config)
 _WORKERS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
@@ -37,6 +42,14 @@ _WORKERS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
     ("to-opentsdb", "opentsdb", 9915, {"url": f"http://{HOST}:4242"}),
 )
 
+#: The same for the logs topic.
+_LOG_WORKERS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
+    ("to-loki", "loki", 9916,
+     {"url": f"http://{HOST}:9428", "push_path": "/insert/loki/api/v1/push"}),
+    ("to-elasticsearch-logs", "elasticsearch_logs", 9917,
+     {"url": f"http://{HOST}:9200", "data_stream": "logs-ferryman-local"}),
+)
+
 
 def _edge_config(layout: Layout) -> dict[str, Any]:
     own = [f"{HOST}:9090", f"{HOST}:8428", f"{HOST}:9428", f"{HOST}:8888"]
@@ -47,7 +60,8 @@ def _edge_config(layout: Layout) -> dict[str, Any]:
             {"job_name": "node", "static_configs": [{"targets": [f"{HOST}:9100"]}]},
             {"job_name": "stack", "static_configs": [{"targets": own}]},
             {"job_name": "ferryman", "static_configs": [{"targets": [
-                f"{HOST}:{port}" for _, _, port, _ in _WORKERS]}]},
+                f"{HOST}:{port}" for _, _, port, _ in (*_WORKERS, *_LOG_WORKERS)]
+                + [f"{HOST}:{EDGE_LOGS_PORT}"]}]},
         ],
         "ferryman": {"kafka": {"bootstrap_servers": f"{HOST}:9092", "topic": METRICS_TOPIC},
                      "buffer": {"directory": str(layout.data("edge-metrics") / "buffer")},
@@ -55,8 +69,24 @@ def _edge_config(layout: Layout) -> dict[str, Any]:
     }
 
 
-def _worker_config(name: str, port: int, config: dict[str, Any]) -> dict[str, Any]:
-    return {"kafka": {"bootstrap_servers": f"{HOST}:9092", "input_topic": METRICS_TOPIC,
+def _edge_logs_config(layout: Layout) -> dict[str, Any]:
+    return {
+        "global": {"external_labels": {"cluster": "local"}},
+        "positions": {"filename": str(layout.data("edge-logs") / "positions.json")},
+        "scrape_configs": [
+            {"job_name": "varlog", "static_configs": [
+                {"labels": {"job": "varlog", "__path__": "/var/log/**/*.log"}},
+                {"labels": {"job": "varlog", "__path__": "/var/log/syslog"}},
+                {"labels": {"job": "varlog", "__path__": "/var/log/messages"}}]},
+        ],
+        "ferryman": {"kafka": {"bootstrap_servers": f"{HOST}:9092", "topic": LOGS_TOPIC},
+                     "listen": f"{HOST}:{EDGE_LOGS_PORT}"},
+    }
+
+
+def _worker_config(name: str, port: int, config: dict[str, Any],
+                   topic: str = METRICS_TOPIC) -> dict[str, Any]:
+    return {"kafka": {"bootstrap_servers": f"{HOST}:9092", "input_topic": topic,
                       "group_id": f"ferryman-local-{name}"},
             "http": {"listen": f"{HOST}:{port}"}, "config": config}
 
@@ -85,4 +115,9 @@ PIPELINE: tuple[Service, ...] = (
     *(_process(name, ["worker", function], _worker_config(name, port, config),
                f"http://{HOST}:{port}/readyz")
       for name, function, port, config in _WORKERS),
+    _process("edge-logs", ["edge", "logs"], _edge_logs_config,
+             f"http://{HOST}:{EDGE_LOGS_PORT}/-/ready"),
+    *(_process(name, ["worker", function], _worker_config(name, port, config, LOGS_TOPIC),
+               f"http://{HOST}:{port}/readyz")
+      for name, function, port, config in _LOG_WORKERS),
 )

@@ -203,3 +203,37 @@ class PrivateKafka:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(60)
+
+
+class PrivateVictoriaLogs:
+    """A VictoriaLogs (the stack's Loki stand-in) of the test's own that it may stop; its
+    data survives a stop, like a real outage."""
+
+    def __init__(self, tmp: Path, *args: str) -> None:
+        from infra.local import default_layout
+
+        self.binary = default_layout().bin / "victoria-logs"
+        self.data = tmp / "victorialogs-data"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PrivateVictoriaLogs:
+        self.proc = subprocess.Popen(
+            [str(self.binary), f"-httpListenAddr=127.0.0.1:{self.port}",
+             f"-storageDataPath={self.data}", "-loggerLevel=WARN", *self.args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self._ready, 30, "private victorialogs ready", interval=0.2)
+        return self
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.base}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
