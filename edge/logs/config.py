@@ -58,6 +58,11 @@ class KafkaOut(_Strict):
     topic: str = Field("ferryman.logs", description="Topic for Loki push batches.")
     tenant: str | None = Field(None, description="Tenant header on every message.")
     acks_timeout: Duration = Field(30.0, description="Wait this long for an acknowledgement.")
+    max_message_bytes: Size = Field(
+        1 << 20, ge=64 << 10, description="The topic's max.message.bytes (Kafka's default, "
+        "1 MiB): a stream's lines are split over messages below it, and a single line "
+        "too big for one message is cut with the truncation marker.")
+    client_id: str = Field("ferryman-edge-logs", description="Kafka client id (quotas).")
 
 
 class LogShipperSettings(_Strict):

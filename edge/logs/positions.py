@@ -29,6 +29,8 @@ class Position:
     #: (copytruncate) while we were away keeps its inode but not its head.
     head_crc: int = 0
     head_len: int = 0
+    #: read-time anchors ``(start, end, ts)`` of lines not yet acknowledged (readclock)
+    stamps: tuple[tuple[int, int, int], ...] = ()
 
 
 class Positions:
@@ -49,7 +51,8 @@ class Positions:
                              f"moved aside to {self.path.with_suffix('.corrupt')}") from None
         for item in data.get("files", []):
             position = Position(item["path"], item["device"], item["inode"], item["offset"],
-                                item.get("head_crc", 0), item.get("head_len", 0))
+                                item.get("head_crc", 0), item.get("head_len", 0),
+                                tuple(tuple(s) for s in item.get("stamps", ())))
             self._by_identity[(position.device, position.inode)] = position
 
     def get(self, device: int, inode: int) -> Position | None:
@@ -67,7 +70,8 @@ class Positions:
     def save(self) -> None:
         payload = json.dumps({"version": 1, "files": [
             {"path": p.path, "device": p.device, "inode": p.inode, "offset": p.offset,
-             "head_crc": p.head_crc, "head_len": p.head_len}
+             "head_crc": p.head_crc, "head_len": p.head_len,
+             **({"stamps": [list(s) for s in p.stamps]} if p.stamps else {})}
             for p in self.all()]}, indent=1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")

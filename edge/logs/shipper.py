@@ -16,6 +16,7 @@ not flushed at shutdown: the restarted shipper reads and re-assembles them.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import logging
 import os
@@ -38,8 +39,9 @@ from workers.telemetry import Registry
 
 from .config import EdgeLogsConfig, LogScrapeConfig, load_config
 from .positions import HEAD_BYTES, Position, Positions, head_crc
+from .readclock import Anchor, ReadClock
 from .stages import FilePipeline, Record, StageConfig, StageMetrics, build_stages
-from .tailer import Tailer
+from .tailer import TRUNCATION_MARKER, Tailer
 
 __all__ = ["LogShipper", "file_labels"]
 
@@ -99,6 +101,9 @@ class LogShipper:
         self.m_lag = r.gauge("ferryman_file_lag_bytes", "Bytes not yet shipped, per file.",
                              ["filename"])
         self.positions = Positions(self.config.positions.filename)
+        self.clock = ReadClock({(p.device, p.inode): [Anchor(*s) for s in p.stamps]
+                                for p in self.positions.all() if p.stamps})
+        self._paths: dict[tuple[int, int], str] = {}  # where each identity was read from
         self.files: dict[str, _File] = {}
         # Files renamed away while we were down, read to their end from the saved offset.
         self.draining: dict[str, _File] = {}
@@ -262,13 +267,16 @@ class LogShipper:
             before = f.tailer.truncations
             lines = f.tailer.read()
             self.m_truncated.inc(f.tailer.truncations - before)
+            stamps = self.clock.stamps(lines, now_ns) if lines else []
+            for line in lines[:1] + lines[-1:]:
+                self._paths[(line.device, line.inode)] = path
             if f.pipeline is not None:
                 if lines:
                     read_any = True
                     self.m_read.inc(len(lines))
                     self.m_bytes.inc(sum(len(line.text) for line in lines))
                 if lines or f.pipeline.held_start() is not None:
-                    self._add(path, f, f.pipeline.process(lines, f.labels, now_ns,
+                    self._add(path, f, f.pipeline.process(lines, f.labels, stamps,
                                                           time.monotonic()), batch)
                 continue
             if not lines:
@@ -277,8 +285,8 @@ class LogShipper:
             if not batch.lines:
                 batch.started = time.monotonic()
             entries = batch.streams.setdefault(loki.format_labels(f.labels), [])
-            for i, line in enumerate(lines):
-                entries.append(loki.Entry(now_ns + i, line.text))
+            for stamp, line in zip(stamps, lines, strict=True):
+                entries.append(loki.Entry(stamp, line.text))
                 batch.size += len(line.text)
             batch.lines += len(lines)
             last = lines[-1]
@@ -309,19 +317,40 @@ class LogShipper:
                 f.marks[identity] = offset
                 batch.ends[identity] = (path, offset)
 
+    def _save_anchors(self) -> None:
+        """Before a batch is produced, the anchors of its lines go to disk, so lines
+        read again after a crash get the timestamps they were shipped with."""
+        if not self.clock.unsaved:
+            return
+        for identity, path in self._paths.items():
+            anchors = self.clock.pending(identity)
+            known = self.positions.get(*identity)
+            if known is None and not anchors:
+                continue
+            stamps = tuple((a.start, a.end, a.ts) for a in anchors)
+            if known is None:
+                known = Position(path, identity[0], identity[1], 0)
+            elif known.stamps == stamps:
+                continue
+            self.positions.set(dataclasses.replace(known, stamps=stamps))
+        self.positions.save()
+        self.clock.unsaved = False
+
     def _ship(self, batch: _Batch) -> bool:
         """Produce one message per stream; positions advance only if all were acked."""
         kafka = self.config.ferryman.kafka
         try:
+            self._save_anchors()
             producer = self._ensure_producer() if batch.streams else None
             futures = []
             for labels_text, entries in batch.streams.items():
                 assert producer is not None
-                payload = loki.encode_push_request(
-                    [loki.Stream(loki.parse_labels(labels_text), entries)])
-                futures.append(producer.send(kafka.topic, key=labels_text.encode(),
-                                             value=snappy_compress(payload),
-                                             headers=self._headers()))
+                labels = loki.parse_labels(labels_text)
+                for part in self._split(entries, kafka.max_message_bytes):
+                    payload = loki.encode_push_request([loki.Stream(labels, part)])
+                    futures.append(producer.send(kafka.topic, key=labels_text.encode(),
+                                                 value=snappy_compress(payload),
+                                                 headers=self._headers()))
             if producer is not None:
                 producer.flush(timeout=kafka.acks_timeout)
             for future in futures:
@@ -335,8 +364,10 @@ class LogShipper:
         for (device, inode), (path, offset) in batch.ends.items():
             length = min(HEAD_BYTES, offset)
             crc = head_crc(path, length) if length else 0
+            self.clock.acknowledged((device, inode), offset)
+            stamps = tuple((a.start, a.end, a.ts) for a in self.clock.pending((device, inode)))
             self.positions.set(Position(path, device, inode, offset, crc or 0,
-                                        length if crc is not None else 0))
+                                        length if crc is not None else 0, stamps))
             try:
                 self.m_lag.set(max(0, os.stat(path).st_size - offset), path)
             except FileNotFoundError:
@@ -348,9 +379,33 @@ class LogShipper:
                     if f.pipeline is not None and f.pipeline.held_start() is not None)
         for stale in [p for p in self.positions.all() if (p.device, p.inode) not in live]:
             self.positions.forget(stale.device, stale.inode)  # rotated away and finished
+            self.clock.forget((stale.device, stale.inode))
+            self._paths.pop((stale.device, stale.inode), None)
         self.positions.save()
         self.m_sent.inc(batch.lines)
         return True
+
+    def _split(self, entries: list[loki.Entry], max_message: int) -> list[list[loki.Entry]]:
+        """Cut a stream's entries into messages Kafka will take: snappy may grow its
+        input by a sixth, headers and framing need a little more."""
+        budget = (max_message - 4096) * 6 // 7
+        parts: list[list[loki.Entry]] = [[]]
+        size = 0
+        for entry in entries:
+            line = entry.line
+            length = (len(line) if line.isascii() else len(line.encode())) + 32
+            if length > budget:
+                raw = line.encode()[:budget - 64 - len(TRUNCATION_MARKER.encode())]
+                entry = loki.Entry(entry.timestamp_ns, raw.decode("utf-8", "ignore")
+                                   + TRUNCATION_MARKER, entry.metadata)
+                length = budget
+                self.m_truncated.inc()
+            if size + length > budget and parts[-1]:
+                parts.append([])
+                size = 0
+            parts[-1].append(entry)
+            size += length
+        return parts
 
     def _headers(self) -> list[tuple[str, bytes]]:
         out = [(h.SCHEMA, h.SCHEMA_LOKI_PUSH)]
@@ -367,8 +422,9 @@ class LogShipper:
             self._producer = KafkaProducer(
                 bootstrap_servers=self.config.ferryman.kafka.bootstrap_servers, acks="all",
                 linger_ms=5, max_in_flight_requests_per_connection=1, retries=3,
-                max_request_size=16 * 2**20, request_timeout_ms=timeout_ms,
-                max_block_ms=timeout_ms, client_id="ferryman-edge-logs")
+                max_request_size=max(16 << 20, self.config.ferryman.kafka.max_message_bytes),
+                request_timeout_ms=timeout_ms,
+                max_block_ms=timeout_ms, client_id=self.config.ferryman.kafka.client_id)
         return self._producer
 
     def _discard_producer(self) -> None:

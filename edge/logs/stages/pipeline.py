@@ -58,13 +58,13 @@ class FilePipeline:
         self._end = start_offset  # end of the last line taken from the current file
         self._finished: dict[Identity, int] = {}  # old files, fully handed on
 
-    def process(self, lines: Sequence[Line], labels: dict[str, str], now_ns: int,
-                now: float) -> list[Record]:
+    def process(self, lines: Sequence[Line], labels: dict[str, str],
+                stamps: Sequence[int], now: float) -> list[Record]:
         """Run ``lines`` (one read of the file, in order) through the stages. With no
         lines this is a tick: records held past their wait time come out.
 
-        ``now_ns`` is the wall-clock time given to lines that no stage timestamps
-        (``now_ns + i`` keeps them in order); ``now`` is a monotonic clock.
+        ``stamps`` are the read times of the lines (see :mod:`edge.logs.readclock`),
+        kept by lines that no stage timestamps; ``now`` is a monotonic clock.
         """
         out: list[Record] = []
         records: list[Record] = []
@@ -82,7 +82,7 @@ class FilePipeline:
                         self._finished[self.identity] = end
                     self.identity = identity
                 end = 0
-            records.append(Record(line.text, labels, now_ns + i, dict(labels), end,
+            records.append(Record(line.text, labels, stamps[i], dict(labels), end,
                                   line.end_offset))
             end = line.end_offset
         self._end = end

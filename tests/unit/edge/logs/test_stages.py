@@ -44,8 +44,9 @@ class Run:
              identity: tuple[int, int] | None = None) -> list[Any]:
         """Records that came out of feeding ``texts`` ``after`` seconds later."""
         self.now += after
-        return self.pipeline.process(self.lines(*texts, identity=identity), self.labels,
-                                     NOW_NS, self.now)
+        lines = self.lines(*texts, identity=identity)
+        return self.pipeline.process(lines, self.labels,
+                                     [NOW_NS + i for i in range(len(lines))], self.now)
 
     def tick(self, after: float) -> list[Any]:
         return self.feed(after=after)

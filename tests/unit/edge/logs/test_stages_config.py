@@ -191,6 +191,6 @@ def test_every_stage_name_builds_and_runs(name: str) -> None:
     (stage,) = build_stages([config], metrics, 1000)
     assert stage.name == name
     pipeline = FilePipeline([stage], (1, 1), 0)
-    pipeline.process([Line("S x", 4, 1, 1, False)], {"a": "1"}, 0, 0.0)
+    pipeline.process([Line("S x", 4, 1, 1, False)], {"a": "1"}, [0], 0.0)
     pipeline.release(0.0)
     assert pipeline.held_start() is None
