@@ -18,6 +18,7 @@ import logging
 import random
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 from kubernetes import config as kube_config
@@ -77,10 +78,13 @@ class TargetStore:
     rebuilds only the groups it touches: the object's own, or for a Service or Pod
     the endpoints/endpointslice groups that use it. ``version`` grows whenever a
     group changed; nothing counts as synced before every expected stream listed.
+    ``build``, for a role whose groups come from its own objects alone (node, pod,
+    service), replaces Prometheus' group of an object (the log shipper's pod logs).
     """
 
-    def __init__(self, role: str) -> None:
+    def __init__(self, role: str, build: Callable[[Obj], TargetGroup] | None = None) -> None:
         self.role = role
+        self._custom_build = build
         self._lock = threading.Lock()
         self._objects: dict[str, dict[Key, Obj]] = {kind: {} for kind in ROLE_KINDS[role]}
         self._groups: dict[Key, TargetGroup] = {}
@@ -185,6 +189,8 @@ class TargetStore:
             self._deps[key] = deps
 
     def _build(self, obj: Obj) -> TargetGroup:
+        if self._custom_build is not None:
+            return self._custom_build(obj)
         if self.role == "node":
             return build_node(obj)
         if self.role == "pod":
@@ -214,12 +220,16 @@ class KubernetesSD(Discoverer):
     overrides its server URL), else to ``api_server`` without credentials, else with
     the in-cluster service account. Configuration problems Prometheus would reject
     at load time (selectors for another role, own_namespace outside a cluster) are
-    logged and the offending setting ignored: a shipper keeps running.
+    logged and the offending setting ignored: a shipper keeps running. ``build``: see
+    TargetStore.
     """
 
-    def __init__(self, config: KubernetesSDConfig) -> None:
+    def __init__(self, config: KubernetesSDConfig,
+                 build: Callable[[Obj], TargetGroup] | None = None) -> None:
         self.config = config
-        self._store = TargetStore(config.role)
+        if build is not None and len(ROLE_KINDS[config.role]) > 1:
+            raise ValueError(f"role {config.role} builds its groups from several kinds")
+        self._store = TargetStore(config.role, build)
         self._stop = threading.Event()
         self._reflectors: list[Reflector] = []
         self._reported: int | None = None
