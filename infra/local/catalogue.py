@@ -373,6 +373,18 @@ RSYSLOG = Service(
     autostart=False,
 )
 
+# --- journald tools (the shipper's journal source runs journalctl; tests write real
+# journal files with systemd-journal-remote, as this machine runs no journald) --------
+
+JOURNAL = Service(
+    name="journal",
+    endpoints={},
+    install=lambda layout: _apt("journal", "systemd", "systemd-journal-remote"),
+    command=lambda layout: ["journalctl", "--version"],
+    probe=lambda: True,
+    autostart=False,
+)
+
 # --- kube-apiserver + etcd (for Kubernetes discovery tests, which start their own) -----
 
 
@@ -392,7 +404,7 @@ KUBE_APISERVER = Service(
 
 SERVICES: tuple[Service, ...] = (
     KAFKA, ELASTICSEARCH, PROMETHEUS, VICTORIAMETRICS, INFLUXDB, VICTORIALOGS, JAEGER,
-    REDIS, NODE_EXPORTER, RSYSLOG, KUBE_APISERVER,
+    REDIS, NODE_EXPORTER, RSYSLOG, JOURNAL, KUBE_APISERVER,
 )
 
 
