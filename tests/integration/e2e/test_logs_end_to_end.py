@@ -1,9 +1,10 @@
 """The logs path end to end on the real stack: files → edge log shipper → Kafka →
 ``loki`` (a private VictoriaLogs on its Loki API) and ``elasticsearch_logs`` (the
-stack's Elasticsearch), with rotation of both kinds mid-stream, a 1 MiB line, invalid
-UTF-8, kill -9 of the shipper and of each worker at random points, and the Loki
-backend down for 60 s. Every line must arrive in both, in order per file, and in
-Elasticsearch exactly once.
+stack's Elasticsearch), with rotation of both kinds mid-stream, a Kubernetes pod log
+in CRI format with partial lines and multiline Java stack traces (``cri`` and
+``multiline`` stages), a 1 MiB line, invalid UTF-8, kill -9 of the shipper and of
+each worker at random points, and the Loki backend down for 60 s. Every line must
+arrive in both, in order per file, and in Elasticsearch exactly once.
 """
 
 from __future__ import annotations
@@ -78,6 +79,49 @@ class Writer:
         self.seq[f] += 1
 
 
+class PodWriter:
+    """A container's CRI log under /var/log/pods/<ns>_<pod>_<uid>/<container>/0.log:
+    records of one or more lines (stack traces), some lines split into partials."""
+
+    def __init__(self, root: Path, rng: random.Random) -> None:
+        self.path = root / "pods" / "shop_cart-7d9f_0a1b2c3d" / "cart" / "0.log"
+        self.path.parent.mkdir(parents=True)
+        self.rng = rng
+        self.records: list[str] = []
+        self.clock = time.time_ns() - 3600 * 10**9
+        self.n = 0
+
+    def _cri(self, content: str) -> str:
+        pieces = [content]
+        if len(content) > 30 and self.rng.random() < 0.4:  # the runtime split it
+            cut = sorted(self.rng.sample(range(1, len(content)), 2))
+            pieces = [content[:cut[0]], content[cut[0]:cut[1]], content[cut[1]:]]
+        self.clock += 1_000_000
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.clock // 10**9))
+        stamp += f".{self.clock % 10**9:09d}Z"
+        return "".join(f"{stamp} stdout {'F' if i == len(pieces) - 1 else 'P'} {piece}\n"
+                       for i, piece in enumerate(pieces))
+
+    def write(self, count: int, *, trace: bool = False) -> None:
+        out = []
+        for _ in range(count):
+            day = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.clock // 10**9))
+            first = f"{day} INFO cart request n={self.n:05d} items={self.n % 7}"
+            lines = [first]
+            if trace and not out:
+                lines = [f"{day} ERROR cart failed n={self.n:05d}",
+                         "java.lang.IllegalStateException: basket is closed",
+                         "\tat com.example.cart.Basket.add(Basket.java:42)",
+                         "\tat com.example.cart.Api.post(Api.java:17)",
+                         "Caused by: java.io.IOException: broken pipe",
+                         "\t... 12 more"]
+            self.n += 1
+            self.records.append("\n".join(lines))
+            out.extend(self._cri(line) for line in lines)
+        with self.path.open("a") as f:
+            f.write("".join(out))
+
+
 def _metric(port: int, name: str) -> float:
     try:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
@@ -87,11 +131,22 @@ def _metric(port: int, name: str) -> float:
                if line.startswith(name))
 
 
+def _position(positions: Path, path: Path) -> int:
+    """The acknowledged offset of the file now at ``path`` (-1 when none)."""
+    try:
+        files = json.loads(positions.read_text())["files"]
+    except (FileNotFoundError, ValueError):
+        return -1
+    inode = path.stat().st_ino
+    return next((f["offset"] for f in files if f["inode"] == inode), -1)
+
+
 def _es_documents(es: str, stream: str) -> list[dict[str, Any]]:
     httpx.post(f"{es}/{stream}/_refresh", timeout=30)
     docs: list[dict[str, Any]] = []
     body: dict[str, Any] = {"size": 5000, "sort": [{"@timestamp": "asc"}, {"_doc": "asc"}],
-                            "_source": ["message", "log.file.path", "cluster", "@timestamp"]}
+                            "_source": ["message", "log.file.path", "cluster", "@timestamp",
+                                        "kubernetes"]}
     while True:
         response = httpx.post(f"{es}/{stream}/_search", json=body, timeout=60)
         if response.status_code == 404:
@@ -141,14 +196,24 @@ def test_every_line_arrives_through_rotation_kills_and_a_loki_outage(stack, uniq
     _topics(bootstrap, unique)
     loki = PrivateVictoriaLogs(tmp_path, f"-insert.maxLineSizeBytes={3 * MiB}").start()
     writer = Writer(tmp_path / "logs")
+    pods = PodWriter(tmp_path / "var" / "log", rng)
     data_stream = f"logs-e2e-{unique}"
     edge_port = free_port()
     edge = EdgeLogs(tmp_path, {
         "global": {"external_labels": {"cluster": "e2e"}},
         "positions": {"filename": str(tmp_path / "positions.json")},
-        "scrape_configs": [{"job_name": "e2e", "static_configs": [
-            {"labels": {"job": unique, "__path__": str(writer.directory / "*.log")}}]}],
-        "ferryman": {"kafka": {"bootstrap_servers": bootstrap, "topic": unique},
+        "scrape_configs": [
+            {"job_name": "e2e", "static_configs": [
+                {"labels": {"job": unique, "__path__": str(writer.directory / "*.log")}}]},
+            {"job_name": "pods", "static_configs": [
+                {"labels": {"job": unique,
+                            "__path__": str(pods.path.parents[2] / "*" / "*" / "*.log")}}],
+             "pipeline_stages": [
+                 {"cri": {}},
+                 {"multiline": {"firstline": r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d",
+                                "max_wait_time": "1s"}}]}],
+        "ferryman": {"kafka": {"bootstrap_servers": bootstrap, "topic": unique,
+                               "max_message_bytes": 4 * MiB},
                      "listen": f"127.0.0.1:{edge_port}", "max_line_bytes": 2 * MiB,
                      "batch_wait": 0.2, "rescan_interval": 0.5}})
 
@@ -176,6 +241,7 @@ def test_every_line_arrives_through_rotation_kills_and_a_loki_outage(stack, uniq
         for step in range(12):
             for f in range(FILES):
                 writer.write(f, rng.randrange(50, 150), payload="x" * rng.randrange(0, 200))
+            pods.write(rng.randrange(5, 40), trace=step % 2 == 0)
             if step == 3:
                 os.rename(writer.path(0), writer.path(0).with_suffix(".log.1"))
                 writer.write(0, 100)  # a new app-0.log, followed from its start
@@ -193,9 +259,9 @@ def test_every_line_arrives_through_rotation_kills_and_a_loki_outage(stack, uniq
                 # not read before the truncation would be lost by any tailer, so wait
                 # until the shipper has them all (as logrotate's delaycompress window).
                 path = writer.path(1)
-                lag = f'ferryman_file_lag_bytes{{filename="{path}"}}'
-                wait_for(lambda lag=lag: _metric(edge_port, lag) == 0 and edge.alive(), 60,
-                         "app-1.log fully shipped before copytruncate")
+                size = path.stat().st_size
+                wait_for(lambda p=path, n=size: _position(tmp_path / "positions.json", p) == n
+                         and edge.alive(), 60, "app-1.log fully shipped before copytruncate")
                 shutil.copyfile(path, path.with_suffix(".log.1"))
                 os.truncate(path, 0)
                 writer.write(1, 80)
@@ -212,12 +278,14 @@ def test_every_line_arrives_through_rotation_kills_and_a_loki_outage(stack, uniq
         while time.monotonic() - stopped < 60:
             for f in range(FILES):
                 writer.write(f, 40)
+            pods.write(10, trace=True)
             time.sleep(2)
         loki.start()
         for f in range(FILES):
             writer.write(f, 25)
+        pods.write(5, trace=True)
 
-        total = sum(len(lines) for lines in writer.expected.values())
+        total = sum(len(lines) for lines in writer.expected.values()) + len(pods.records)
 
         seen: dict[str, Any] = {}
 
@@ -238,20 +306,31 @@ def test_every_line_arrives_through_rotation_kills_and_a_loki_outage(stack, uniq
         messages = Counter(d["message"] for d in docs)
         assert [m for m, n in messages.items() if n > 1] == []  # exactly once
         assert len(docs) == total
+        pod_docs = [d for d in docs if "/pods/" in d["log"]["file"]["path"]]
+        assert [d["message"] for d in pod_docs] == pods.records  # whole, in order, once
+        assert {(d["kubernetes"]["namespace"], d["kubernetes"]["pod"]["name"],
+                 d["kubernetes"]["container"]["name"]) for d in pod_docs} == {
+            ("shop", "cart-7d9f", "cart")}
+        docs = [d for d in docs if "/pods/" not in d["log"]["file"]["path"]]
         es_files = _by_file([(d["log"]["file"]["path"], d["message"]) for d in docs])
         for f in range(FILES):
             assert es_files[f] == writer.expected[f], f"app-{f}.log differs in Elasticsearch"
         assert {d["cluster"] for d in docs} == {"e2e"}
 
-        def loki_complete() -> dict[int, list[str]] | None:
+        def loki_complete() -> bool:
             rows = _vl_rows(loki.base)
-            got = _by_file([(r["filename"], r["_msg"]) for r in rows])
-            return got if all(_in_order(writer.expected[f], got[f])
-                              for f in range(FILES)) else None
+            got = _by_file([(r["filename"], r["_msg"]) for r in rows
+                            if "/pods/" not in r["filename"]])
+            pod_rows = [r["_msg"] for r in rows if "/pods/" in r["filename"]]
+            return all(_in_order(writer.expected[f], got[f]) for f in range(FILES)) \
+                and _in_order(pods.records, pod_rows)
 
         wait_for(loki_complete, 240, "every line in order in Loki", interval=2)
         rows = _vl_rows(loki.base)
         assert {r["cluster"] for r in rows} == {"e2e"}
+        assert {(r["namespace"], r["pod"], r["container"], r["stream"])
+                for r in rows if "/pods/" in r["filename"]} == {
+            ("shop", "cart-7d9f", "cart", "stdout")}
         assert {r["job"] for r in rows} == {unique}
         huge = [r["_msg"] for r in rows if " huge " in r["_msg"]]
         assert huge and len(huge[0]) == MiB + len("f2 seq=000000 huge ")
