@@ -54,9 +54,11 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from workers.main import run_worker
+    from workers.main import run_retry_worker, run_worker
 
     _logging(args.log_level)
+    if args.retry_lane:
+        return run_retry_worker(args.name, args.config)
     return run_worker(args.name, args.config)
 
 
@@ -107,6 +109,57 @@ def _functions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq(args: argparse.Namespace) -> int:
+    import os
+    import re
+    import signal
+    import threading
+
+    from ferryman.dlq import ReplayError, ReplayOptions, Selection, parse_time, replay
+    from workers.errors import ConfigError
+    from workers.settings import load_settings
+
+    _logging(args.log_level)
+    topic = args.topic
+    bootstrap = args.bootstrap_servers
+    if args.config is not None:
+        try:
+            settings = load_settings(args.config, function=args.function or "dlq-replay")
+        except ConfigError as exc:
+            print(f"ferryman dlq replay: {exc}", file=sys.stderr)
+            return 2
+        topic = topic or settings.kafka.dead_letter_topic
+        bootstrap = bootstrap or settings.kafka.bootstrap_servers
+    if topic is None:
+        print("ferryman dlq replay: give --topic or --config", file=sys.stderr)
+        return 2
+    try:
+        selection = Selection(
+            function=args.function, error=re.compile(args.error) if args.error else None,
+            from_offset=args.from_offset, until_offset=args.until_offset,
+            since_ms=parse_time(args.since) if args.since else None,
+            until_ms=parse_time(args.until) if args.until else None)
+    except (re.error, ValueError) as exc:
+        print(f"ferryman dlq replay: {exc}", file=sys.stderr)
+        return 2
+    options = ReplayOptions(
+        topic=topic,
+        bootstrap_servers=bootstrap or os.environ.get("FERRYMAN_KAFKA__BOOTSTRAP_SERVERS",
+                                                      "127.0.0.1:9092"),
+        selection=selection, to=args.to, group=args.group, dry_run=args.dry_run,
+        limit=args.limit, show=args.show)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        summary = replay(options, stop=stop)
+    except ReplayError as exc:
+        print(f"ferryman dlq replay: {exc}", file=sys.stderr)
+        return 1
+    print(summary.render(options))
+    return 3 if summary.interrupted else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferryman", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run one function (container entrypoint)")
     worker.add_argument("name", help="registered function name (see: ferryman functions list)")
     worker.add_argument("--config", type=Path, default=None, help="YAML settings file")
+    worker.add_argument("--retry-lane", action="store_true",
+                        help="retry the records waiting in the function's retry lane "
+                             "(needs a retry_lane section) instead of consuming its topic")
     worker.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     worker.set_defaults(func=_worker)
 
@@ -130,6 +186,45 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--config", type=Path, required=True, help="configuration file")
     edge.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     edge.set_defaults(func=_edge)
+
+    dlq = sub.add_parser("dlq", help="dead-letter topics")
+    dlq_actions = dlq.add_subparsers(dest="action", required=True)
+    replay = dlq_actions.add_parser(
+        "replay", help="re-inject dead-lettered records once their cause is fixed",
+        description="Produce dead-lettered records back to their original topic (or --to), "
+                    "without the ferryman.error/function/source headers and with "
+                    "ferryman.replayed-from. Offsets of the replay's own consumer group are "
+                    "committed after Kafka acknowledged, so running the same command again "
+                    "resumes without duplicates. Exit 3 when interrupted.")
+    replay.add_argument("--config", type=Path, default=None,
+                        help="a worker's YAML settings: default --topic and Kafka from it")
+    replay.add_argument("--topic", help="dead-letter topic (default: the config's "
+                                        "kafka.dead_letter_topic)")
+    replay.add_argument("--bootstrap-servers", help="Kafka (default: the config's, "
+                                                    "else 127.0.0.1:9092)")
+    replay.add_argument("--function", help="only records dead-lettered by this function")
+    replay.add_argument("--error", metavar="REGEX",
+                        help="only records whose ferryman.error matches REGEX")
+    replay.add_argument("--from-offset", type=int, metavar="N",
+                        help="start at this offset (per partition)")
+    replay.add_argument("--until-offset", type=int, metavar="N",
+                        help="stop before this offset (per partition)")
+    replay.add_argument("--since", metavar="TIME",
+                        help="only records dead-lettered at or after TIME "
+                             "(2026-11-25T20:00:00Z, or 2h for two hours ago)")
+    replay.add_argument("--until", metavar="TIME", help="...and before TIME")
+    replay.add_argument("--to", metavar="TOPIC",
+                        help="produce here instead of each record's original topic")
+    replay.add_argument("--group", help="consumer group (default: derived from the topic, "
+                                        "the selection and --to)")
+    replay.add_argument("--limit", type=int, metavar="N", help="stop after N records")
+    replay.add_argument("--dry-run", action="store_true",
+                        help="print what would be replayed; produce and commit nothing")
+    replay.add_argument("--show", type=int, default=5, metavar="N",
+                        help="list the first N selected records (default 5)")
+    replay.add_argument("--log-level", default="warning",
+                        choices=["debug", "info", "warning"])
+    replay.set_defaults(func=_dlq)
 
     functions = sub.add_parser("functions", help="registered functions")
     functions.add_argument("action", choices=["list"])

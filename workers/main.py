@@ -1,4 +1,6 @@
-"""``ferryman worker NAME``: one function per process (the container entrypoint)."""
+"""``ferryman worker NAME [--retry-lane]``: one function per process (the container
+entrypoint); with ``--retry-lane``, the process retries that function's lane instead of
+consuming its topic."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from .runtime import Runtime
 from .settings import WorkerSettings, format_errors, load_settings
 from .telemetry import Registry
 
-__all__ = ["prepare", "run_worker"]
+__all__ = ["prepare", "run_retry_worker", "run_worker"]
 
 log = logging.getLogger("ferryman.worker")
 
@@ -60,6 +62,15 @@ def _raw_section(path: Path | None, key: str) -> Any:
     return data.get(key, {}) if isinstance(data, dict) else {}
 
 
+def _context(name: str, registry: Registry) -> Context:
+    return Context(
+        function=name,
+        http_client=lambda **kw: httpx.Client(**kw),
+        registry=registry,
+        log=logging.getLogger(f"ferryman.function.{name}"),
+    )
+
+
 def run_worker(name: str, config_path: Path | None, **overrides: Any) -> int:
     started = time.monotonic()
     try:
@@ -68,24 +79,45 @@ def run_worker(name: str, config_path: Path | None, **overrides: Any) -> int:
         log.error("worker %s cannot start: %s", name, exc)
         return 2
     registry = Registry()
-    context = Context(
-        function=name,
-        http_client=lambda **kw: httpx.Client(**kw),
-        registry=registry,
-        log=logging.getLogger(f"ferryman.function.{name}"),
-    )
-    handler = spec.create(config, context)
+    handler = spec.create(config, _context(name, registry))
     runtime = Runtime(settings, handler, registry)
     runtime.install_signal_handlers()
     server = serve(settings.http.listen, registry, {
         "/healthz": lambda: time.monotonic() - runtime.last_loop < 60,
         "/readyz": lambda: runtime.ready,
     })
-    log.info("worker %s consuming %s as group %s; http on %s:%d; started in %.2fs",
-             name, settings.kafka.input_topic, settings.group_id,
+    lane = f"; retry lane {runtime.lane.describe()}" if runtime.lane is not None else ""
+    log.info("worker %s consuming %s as group %s%s; http on %s:%d; started in %.2fs",
+             name, settings.kafka.input_topic, settings.group_id, lane,
              *server.server_address[:2], time.monotonic() - started)
     try:
         runtime.run()
+    finally:
+        server.shutdown()
+    return 0
+
+
+def run_retry_worker(name: str, config_path: Path | None, **overrides: Any) -> int:
+    """Retry function ``name``'s lane until SIGTERM (exit 2 when the settings are bad or
+    have no ``retry_lane`` section)."""
+    from .retry_worker import RetryWorker
+
+    try:
+        settings, spec, config = prepare(name, config_path, **overrides)
+        if settings.retry_lane is None:
+            raise ConfigError(["retry_lane: required by --retry-lane"])
+    except ConfigError as exc:
+        log.error("retry worker %s cannot start: %s", name, exc)
+        return 2
+    registry = Registry()
+    handler = spec.create(config, _context(name, registry))
+    worker = RetryWorker(settings, handler, registry)
+    worker.install_signal_handlers()
+    server = serve(settings.http.listen, registry, worker.checks())
+    log.info("retry worker %s on lane %s; http on %s:%d", name, worker.lane.describe(),
+             *server.server_address[:2])
+    try:
+        worker.run()
     finally:
         server.shutdown()
     return 0

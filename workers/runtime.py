@@ -9,6 +9,12 @@ Guarantees (at-least-once):
   is finished (delivered or dead-lettered) before the next one starts;
 * retryable failures are retried for as long as it takes, with exponential
   backoff and jitter; fetching is paused meanwhile but the group membership kept;
+* with a retry lane configured (``retry_lane:``), records the backend refuses for now
+  while it takes others of the same batch are handed to the lane once the in-process
+  budget is spent, and the batch is committed only after Redis acknowledged every one
+  of them (Redis unreachable or the lane full: retrying in process goes on). A batch
+  of which nothing was delivered (backend down, pushing back as a whole, exceptions)
+  never goes to the lane: it holds the partition, so an outage does not flood Redis;
 * on SIGTERM fetching stops, the batch in flight gets until the deadline, then
   the offsets are committed and the group is left. A batch not finished by the
   deadline is handed back uncommitted (the next owner delivers it again).
@@ -31,9 +37,11 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
+from .dead_letter import dead_letter_headers
 from .errors import Permanent, Throttled
 from .function import Handler
 from .records import Batch, Delivered, Record
+from .retry_lane import Lane, LaneFull, LaneMessage, LaneUnavailable, backoff_delay
 from .settings import WorkerSettings
 from .telemetry import Registry
 
@@ -61,10 +69,14 @@ class Runtime:
     """Runs ``handler`` over ``settings.kafka.input_topic`` until stopped."""
 
     def __init__(self, settings: WorkerSettings, handler: Handler, registry: Registry,
-                 *, clock: Callable[[], float] = time.monotonic) -> None:
+                 *, clock: Callable[[], float] = time.monotonic,
+                 lane: Lane | None = None) -> None:
         self.settings = settings
         self.handler = handler
         self.clock = clock
+        if lane is None and settings.retry_lane is not None:
+            lane = Lane(settings.retry_lane, settings.function)
+        self.lane = lane
         self.stopping = threading.Event()
         self.stop_deadline: float | None = None
         self.revoked: set[TopicPartition] = set()
@@ -92,6 +104,10 @@ class Runtime:
             ["function", "topic", "partition"])
         self.m_commits = registry.counter(
             "ferryman_commits_total", "Offset commits after delivery.", ["function"])
+        self.m_handed = registry.counter(
+            "ferryman_records_handed_to_lane_total",
+            "Records refused for now handed to the retry lane (Redis acknowledged).",
+            ["function"])
         self._labels = (name,)
         self._lag_at = 0.0
         self._unassigned_since: float | None = None
@@ -212,8 +228,29 @@ class Runtime:
             log.warning("handed back %d in-flight records uncommitted after %s",
                         len(batch), reason)
             self.m_batches.inc(1, *self._labels, "handed_back")
+            self._rewind(batch)
         finally:
             self.revoked.clear()
+
+    def _rewind(self, batch: Batch) -> None:
+        """Fetch handed-back records again where their partition is still ours.
+
+        kafka-python keeps a partition's position across a rebalance that assigns it
+        back to the same member; without this the next batch of that partition would
+        be committed past the records handed back, and they would never be delivered.
+        """
+        assert self.consumer is not None
+        first: dict[TopicPartition, int] = {}
+        for record in batch:
+            tp = TopicPartition(record.topic, record.partition)
+            first[tp] = min(first.get(tp, record.offset), record.offset)
+        assigned = self.consumer.assignment()
+        for tp, offset in first.items():
+            if tp in assigned:
+                try:
+                    self.consumer.seek(tp, offset)
+                except Exception as exc:  # lost it meanwhile: the next owner starts there
+                    log.debug("could not rewind %s to %d: %s", tp, offset, exc)
 
     def _close(self) -> None:
         if self.producer is not None:
@@ -221,6 +258,8 @@ class Runtime:
             self.producer.close(timeout=5)
         if self.consumer is not None:
             self.consumer.close(autocommit=False)  # leaves the group
+        if self.lane is not None:
+            self.lane.close()
         self.handler.close()
         log.info("worker stopped")
 
@@ -254,6 +293,7 @@ class Runtime:
             retry=retry_if_exception(lambda e: not isinstance(e, Permanent | Abandoned)),
         )
         dead: list[tuple[Record, str]] = []
+        handoff = _HandOff()
         for attempt in retrying:
             with attempt:
                 self._check_owned(batch)
@@ -267,15 +307,60 @@ class Runtime:
                     raise
                 self._finish(result, dead)
                 if result.retry:
+                    handoff.note(pending, result)
                     pending = result.retry
                     delay_hint[0] = result.retry_delay
-                    raise _RetryPartial(f"{len(result.retry)} records refused for now")
+                    if self._lane_due(handoff, attempt.retry_state.attempt_number, started):
+                        pending = self._hand_off(handoff, pending, result.retry_delay,
+                                                 attempt.retry_state.attempt_number)
+                    if pending:
+                        raise _RetryPartial(f"{len(pending)} records refused for now")
         if self._past_deadline():
             raise Abandoned
         self._commit(batch)
-        self.m_sent.inc(len(batch) - len(dead), *self._labels)
-        self.m_batches.inc(1, *self._labels, "dead_lettered" if dead else "delivered")
+        self.m_sent.inc(len(batch) - len(dead) - len(handoff.handed), *self._labels)
+        outcome = ("dead_lettered" if dead else "handed_to_lane" if handoff.handed
+                   else "delivered")
+        self.m_batches.inc(1, *self._labels, outcome)
         self.m_latency.observe(self.clock() - started, *self._labels)
+
+    # ---- the retry lane --------------------------------------------------------------
+
+    def _lane_due(self, handoff: _HandOff, attempts: int, started: float) -> bool:
+        """Whether the records refused now should leave for the lane: it is configured,
+        the backend took some of this batch, and the in-process budget is spent."""
+        lane = self.settings.retry_lane
+        if self.lane is None or lane is None or not handoff.progress:
+            return False
+        return ((lane.budget_attempts is not None and attempts >= lane.budget_attempts)
+                or (lane.budget_s is not None and self.clock() - started >= lane.budget_s))
+
+    def _hand_off(self, handoff: _HandOff, refused: Sequence[Record], hint: float | None,
+                  attempts: int) -> Sequence[Record]:
+        """Enqueue ``refused`` on the lane; returns the records still to retry in process
+        (none once Redis acknowledged them all)."""
+        assert self.lane is not None and self.settings.retry_lane is not None
+        lane = self.settings.retry_lane
+        delay = backoff_delay(0, lane, hint)
+        left = list(refused)
+        try:
+            if self.lane.held() + len(left) > lane.max_in_flight:
+                raise LaneFull(f"the lane holds {lane.max_in_flight} records or more")
+            while left:
+                record = left[0]
+                self.lane.send(LaneMessage(record, self.settings.function,
+                                           handoff.first_failure, attempts,
+                                           last_error="refused for now in process"), delay)
+                handoff.handed.append(left.pop(0))
+                self.m_handed.inc(1, *self._labels)
+        except (LaneUnavailable, LaneFull) as exc:
+            self.m_errors.inc(1, *self._labels, type(exc).__name__, "hand_off")
+            log.warning("could not hand %d refused records to the retry lane %s (%s); "
+                        "retrying them in process", len(left), self.lane.describe(), exc)
+            return left
+        log.info("handed %d records refused for now to the retry lane %s after %d attempts",
+                 len(refused), self.lane.describe(), attempts)
+        return left
 
     def _finish(self, result: Delivered, dead: list[tuple[Record, str]]) -> None:
         """Dead-letter and produce what the function handed back; both must be acked."""
@@ -298,13 +383,9 @@ class Runtime:
 
     def _dead_letter(self, record: Record, reason: str) -> Any:
         assert self.producer is not None
-        headers = [*record.headers,
-                   ("ferryman.error", reason.encode("utf-8", "replace")[:4096]),
-                   ("ferryman.function", self.settings.function.encode()),
-                   ("ferryman.source", f"{record.topic}/{record.partition}/{record.offset}"
-                    .encode())]
+        headers = dead_letter_headers(record, reason, self.settings.function)
         return self.producer.send(self.settings.kafka.dead_letter_topic, value=record.value,
-                                  key=record.key, headers=headers)
+                                  key=record.key, headers=list(headers))
 
     def _commit(self, batch: Batch) -> None:
         assert self.consumer is not None
@@ -361,6 +442,24 @@ class Runtime:
             position = self.consumer.position(tp)
             self.m_lag.set(max(0, ends.get(tp, 0) - (position or 0)), *self._labels,
                            tp.topic, str(tp.partition))
+
+
+class _HandOff:
+    """What one batch's attempts tell about the lane: whether the backend took any of
+    its records, when it first refused some, and which records Redis holds now."""
+
+    def __init__(self) -> None:
+        self.progress = False
+        self.first_failure = 0.0
+        self.handed: list[Record] = []
+
+    def note(self, pending: Sequence[Record], result: Delivered) -> None:
+        if not self.first_failure:
+            self.first_failure = time.time()
+        unfinished = {(r.topic, r.partition, r.offset)
+                      for r in (*result.retry, *(d for d, _ in result.dead))}
+        if any((r.topic, r.partition, r.offset) not in unfinished for r in pending):
+            self.progress = True
 
 
 class _RetryPartial(Exception):

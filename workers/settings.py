@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,8 +20,11 @@ from pydantic_settings import (
 
 from .errors import ConfigError
 
-__all__ = ["BatchSettings", "HttpSettings", "KafkaSettings", "RetrySettings", "WorkerSettings",
-           "format_errors", "load_settings"]
+__all__ = ["BatchSettings", "HttpSettings", "KafkaSettings", "RetryLaneSettings", "RetrySettings",
+           "WorkerSettings", "format_errors", "load_settings"]
+
+#: dramatiq cannot delay a message by more than seven days.
+_SEVEN_DAYS_S = 7 * 86400.0
 
 
 class _Section(BaseModel):
@@ -51,6 +54,56 @@ class RetrySettings(_Section):
     delivery_timeout_s: float = Field(30.0, gt=0, description="Timeout of one delivery call.")
 
 
+class RetryLaneSettings(_Section):
+    """The dramatiq retry lane on Redis (off unless this section is present).
+
+    Records a backend refuses for now (``Delivered.retry``) while it takes the rest of
+    their batch are retried in process until the budget is spent (``budget_attempts``
+    attempts or ``budget_s`` seconds, whichever comes first), then handed to the lane so
+    the partition moves on; ``ferryman worker NAME --retry-lane`` retries them from
+    there with exponential backoff until ``max_age_s``, then dead-letters them.
+    """
+
+    redis_url: str = Field(description="Redis holding the lane, e.g. redis://host:6379/0.")
+    namespace: str = Field("ferryman", min_length=1,
+                           description="Prefix of the lane's Redis keys (default ferryman).")
+    queue: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9._-]*$",
+                              description="dramatiq queue; default retry.<function>.")
+    budget_attempts: int | None = Field(3, ge=1, description="Hand records to the lane after "
+                                        "this many delivery attempts in process (default 3).")
+    budget_s: float | None = Field(30.0, gt=0, description="...or after this many seconds of "
+                                   "trying in process (default 30).")
+    min_backoff_s: float = Field(1.0, gt=0, description="First delay in the lane (default 1).")
+    max_backoff_s: float = Field(300.0, gt=0, le=_SEVEN_DAYS_S,
+                                 description="Delays double up to this (default 300).")
+    max_age_s: float = Field(86400.0, gt=0, le=_SEVEN_DAYS_S,
+                             description="Dead-letter a record still refused this long after "
+                                         "its first refusal (default 1 day, at most 7).")
+    max_in_flight: int = Field(100_000, ge=1,
+                               description="Records the lane may hold at once; beyond that "
+                                           "the worker keeps retrying in process (default "
+                                           "100000).")
+    timeout_s: float = Field(5.0, gt=0, description="Timeout of one Redis call (default 5).")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, url: str) -> str:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return url
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RetryLaneSettings:
+        if self.budget_attempts is None and self.budget_s is None:
+            raise ValueError("set budget_attempts, budget_s or both")
+        if self.min_backoff_s > self.max_backoff_s:
+            raise ValueError("min_backoff_s is greater than max_backoff_s")
+        return self
+
+    def queue_for(self, function: str) -> str:
+        return self.queue or f"retry.{function}"
+
+
 class HttpSettings(_Section):
     listen: str = Field("127.0.0.1:0", description="host:port of /metrics, /healthz, /readyz; "
                                                    "port 0 picks a free one.")
@@ -67,6 +120,8 @@ class WorkerSettings(BaseSettings):
     batch: BatchSettings = BatchSettings()
     retry: RetrySettings = RetrySettings()
     http: HttpSettings = HttpSettings()
+    retry_lane: RetryLaneSettings | None = Field(None, description="The dramatiq retry lane; "
+                                                 "off when absent.")
     shutdown_deadline_s: float = Field(20.0, gt=0, description="SIGTERM drain deadline.")
     config: dict[str, Any] = Field(default_factory=dict, description="The function's config.")
 
