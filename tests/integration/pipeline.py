@@ -144,30 +144,30 @@ def free_port() -> int:
         return port
 
 
-class PrivatePrometheus:
-    """A Prometheus of the test's own (same binary as the stack's) that it may stop."""
+class _PrivateHTTPService:
+    """A service binary of the test's own on a free port, which the test may stop; its
+    data directory survives a stop, like a real outage."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.data = tmp / "prometheus-data"
-        self.config = tmp / "prometheus.yml"
-        self.config.write_text("storage:\n  tsdb:\n    out_of_order_time_window: 2h\n"
-                               "scrape_configs: []\n")
+    name = "service"
+    ready_path = "/"
+
+    def __init__(self) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> PrivatePrometheus:
-        self.proc = subprocess.Popen(
-            ["/usr/bin/prometheus", f"--config.file={self.config}",
-             f"--storage.tsdb.path={self.data}", f"--web.listen-address=127.0.0.1:{self.port}",
-             "--web.enable-remote-write-receiver"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._ready, 30, "private prometheus ready", interval=0.2)
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> Any:
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for(self._ready, 30, f"private {self.name} ready", interval=0.2)
         return self
 
     def _ready(self) -> bool:
         try:
-            return httpx.get(f"{self.base}/-/ready", timeout=1).status_code == 200
+            return httpx.get(f"{self.base}{self.ready_path}", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -175,6 +175,26 @@ class PrivatePrometheus:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(30)
+
+
+class PrivatePrometheus(_PrivateHTTPService):
+    """A Prometheus of the test's own (same binary as the stack's)."""
+
+    name = "prometheus"
+    ready_path = "/-/ready"
+
+    def __init__(self, tmp: Path) -> None:
+        super().__init__()
+        self.data = tmp / "prometheus-data"
+        self.config = tmp / "prometheus.yml"
+        self.config.write_text("storage:\n  tsdb:\n    out_of_order_time_window: 2h\n"
+                               "scrape_configs: []\n")
+
+    def argv(self) -> list[str]:
+        return ["/usr/bin/prometheus", f"--config.file={self.config}",
+                f"--storage.tsdb.path={self.data}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-remote-write-receiver"]
 
 
 class PrivateKafka:
@@ -205,35 +225,20 @@ class PrivateKafka:
             self.proc.wait(60)
 
 
-class PrivateVictoriaLogs:
-    """A VictoriaLogs (the stack's Loki stand-in) of the test's own that it may stop; its
-    data survives a stop, like a real outage."""
+class PrivateVictoriaLogs(_PrivateHTTPService):
+    """A VictoriaLogs (the stack's Loki stand-in) of the test's own."""
+
+    name = "victorialogs"
+    ready_path = "/health"
 
     def __init__(self, tmp: Path, *args: str) -> None:
         from infra.local import default_layout
 
+        super().__init__()
         self.binary = default_layout().bin / "victoria-logs"
         self.data = tmp / "victorialogs-data"
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
         self.args = args
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> PrivateVictoriaLogs:
-        self.proc = subprocess.Popen(
-            [str(self.binary), f"-httpListenAddr=127.0.0.1:{self.port}",
-             f"-storageDataPath={self.data}", "-loggerLevel=WARN", *self.args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._ready, 30, "private victorialogs ready", interval=0.2)
-        return self
-
-    def _ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.base}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
+    def argv(self) -> list[str]:
+        return [str(self.binary), f"-httpListenAddr=127.0.0.1:{self.port}",
+                f"-storageDataPath={self.data}", "-loggerLevel=WARN", *self.args]
