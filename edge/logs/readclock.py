@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate, islice
+from operator import attrgetter, lt
 
-from .tailer import Line
+from .tailer import Line, Lines
 
 __all__ = ["Anchor", "ReadClock"]
 
 Identity = tuple[int, int]
+_IDENTITY = attrgetter("device", "inode")
+_END = attrgetter("end_offset")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,9 @@ class Anchor:
     start: int
     end: int
     ts: int
+
+
+_Opened = tuple[Identity, Anchor]  # the anchor a call to stamps opened last, and its file
 
 
 class ReadClock:
@@ -44,27 +51,72 @@ class ReadClock:
     def stamps(self, lines: Sequence[Line], now_ns: int) -> list[int]:
         """One timestamp per line: from a saved anchor when the line was stamped before,
         else from a new anchor at ``now_ns`` (never before a stamp already given)."""
+        if len(set(map(_IDENTITY, lines))) == 1:
+            return self.stamp_ends((lines[0].device, lines[0].inode),
+                                   list(map(_END, lines)), now_ns)
         out: list[int] = []
-        open_anchor: Anchor | None = None
-        open_identity: Identity | None = None
+        opened: _Opened | None = None
         for line in lines:
-            identity = (line.device, line.inode)
-            anchor = self._covering(identity, line.end_offset)
-            if anchor is None:
-                if open_anchor is not None and open_identity == identity \
-                        and line.end_offset > open_anchor.end:
-                    open_anchor = Anchor(open_anchor.start, line.end_offset, open_anchor.ts)
-                    self.anchors[identity][-1] = open_anchor
-                else:
-                    start = line.end_offset - 1
-                    ts = max(now_ns, self._last_ts + 1) - 1
-                    open_anchor, open_identity = Anchor(start, line.end_offset, ts), identity
-                    self._open(identity, open_anchor)
-                anchor = open_anchor
-            stamp = anchor.ts + (line.end_offset - anchor.start)
-            self._last_ts = max(self._last_ts, stamp)
+            stamp, opened = self._stamp((line.device, line.inode), line.end_offset, now_ns,
+                                        opened)
             out.append(stamp)
         return out
+
+    def stamp_lines(self, lines: Lines, now_ns: int) -> list[int]:
+        """:meth:`stamps` for one read by column; when no line of it was stamped before
+        (all but the first reads after a restart), by arithmetic over the spans."""
+        if not lines:
+            return []
+        identity = lines.identity
+        first_end = lines.start + lines.spans[0]
+        known = self.anchors.get(identity)
+        if known and first_end <= known[-1].end:
+            return self.stamp_ends(identity, lines.ends, now_ns)
+        start, ts = first_end - 1, max(now_ns, self._last_ts + 1) - 1
+        self._open(identity, Anchor(start, lines.end, ts))
+        out = list(islice(accumulate(lines.spans, initial=ts - start + lines.start), 1, None))
+        self._last_ts = max(self._last_ts, out[-1])
+        return out
+
+    def stamp_ends(self, identity: Identity, ends: Sequence[int], now_ns: int) -> list[int]:
+        """:meth:`stamps` for lines of one file given by their end offsets. The lines
+        past every anchor (all but lines read again) are stamped together."""
+        out: list[int] = []
+        rising = all(map(lt, ends, islice(ends, 1, None)))
+        opened: _Opened | None = None
+        for index, end in enumerate(ends):
+            known = self.anchors.get(identity)
+            if rising and (not known or end > known[-1].end):
+                # One anchor for the rest: the one this call opened, extended, or a new one.
+                if opened is not None and end > opened[1].end:
+                    start, ts = opened[1].start, opened[1].ts
+                else:
+                    start, ts = end - 1, max(now_ns, self._last_ts + 1) - 1
+                    self._open(identity, Anchor(start, end, ts))
+                self.anchors[identity][-1] = Anchor(start, ends[-1], ts)
+                out += map((ts - start).__add__, islice(ends, index, None))
+                self._last_ts = max(self._last_ts, out[-1])
+                break
+            stamp, opened = self._stamp(identity, end, now_ns, opened)
+            out.append(stamp)
+        return out
+
+    def _stamp(self, identity: Identity, end: int, now_ns: int,
+               opened: _Opened | None) -> tuple[int, _Opened | None]:
+        """The stamp of one line, and the anchor this call opened last (which a later
+        line of the same file past it extends)."""
+        anchor = self._covering(identity, end)
+        if anchor is None:
+            if opened is not None and opened[0] == identity and end > opened[1].end:
+                anchor = Anchor(opened[1].start, end, opened[1].ts)
+                self.anchors[identity][-1] = anchor
+            else:
+                anchor = Anchor(end - 1, end, max(now_ns, self._last_ts + 1) - 1)
+                self._open(identity, anchor)
+            opened = (identity, anchor)
+        stamp = anchor.ts + (end - anchor.start)
+        self._last_ts = max(self._last_ts, stamp)
+        return stamp, opened
 
     def _covering(self, identity: Identity, end: int) -> Anchor | None:
         for anchor in reversed(self.anchors.get(identity, ())):

@@ -1,21 +1,26 @@
 """Follow one file through appends, rotation by rename, copytruncate and deletion.
 
 A :class:`Tailer` holds the open file it is reading and the offset up to which
-complete lines were handed out. It reads at most ``max_bytes`` per call, so memory
+complete lines were handed out. It reads at most ``read_bytes`` per call, so memory
 stays bounded whatever the backlog: the file is the buffer. Lines longer than
 ``max_line_bytes`` are cut, marked and counted; invalid UTF-8 is replaced, never
 fatal. A partial last line waits for its newline (or for the file to be rotated
 away, when it is handed out as is).
+
+A read is split and decoded a whole block at a time (:meth:`Tailer.read_lines`
+hands the lines out by column, with no object per line); only a block holding a
+line longer than ``max_line_bytes`` goes through lines one by one.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
+from itertools import accumulate, islice
 from pathlib import Path
-from typing import BinaryIO
 
-__all__ = ["TRUNCATION_MARKER", "Line", "Tailer"]
+__all__ = ["TRUNCATION_MARKER", "Line", "Lines", "Tailer"]
 
 TRUNCATION_MARKER = " …[truncated by ferryman]"
 
@@ -29,6 +34,44 @@ class Line:
     truncated: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Lines:
+    """The complete lines of one read of one file, by column: line ``i`` is
+    ``texts[i]`` and took ``spans[i]`` bytes of the file (its newline included), the
+    first one starting at offset ``start``. ``cut`` holds the indexes of the lines cut
+    at ``max_line_bytes`` (usually none). The lists belong to the caller."""
+
+    texts: list[str]
+    spans: list[int]
+    start: int
+    device: int
+    inode: int
+    cut: frozenset[int] = frozenset()
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def identity(self) -> tuple[int, int]:
+        return self.device, self.inode
+
+    @property
+    def ends(self) -> list[int]:
+        """Each line's end offset, just after its newline (computed on each call)."""
+        return list(islice(accumulate(self.spans, initial=self.start), 1, None))
+
+    @property
+    def end(self) -> int:
+        """End offset of the last line (``start`` when there is none)."""
+        return self.start + sum(self.spans)
+
+    def rows(self) -> list[Line]:
+        """One :class:`Line` per line, for the stage pipelines."""
+        device, inode, cut = self.device, self.inode, self.cut
+        return [Line(text, end, device, inode, index in cut)
+                for index, (text, end) in enumerate(zip(self.texts, self.ends, strict=True))]
+
+
 class Tailer:
     def __init__(self, path: Path, *, start_offset: int = 0, max_line_bytes: int = 256 * 1024,
                  read_bytes: int = 1 << 20) -> None:
@@ -36,11 +79,12 @@ class Tailer:
         self.max_line_bytes = max_line_bytes
         self.read_bytes = read_bytes
         self.truncations = 0
-        self._file: BinaryIO | None = None
+        self._file: io.BufferedReader | None = None
         self._device = self._inode = 0
         self._offset = start_offset  # where the next unread byte of the open file is
         self._pending = b""  # bytes of an incomplete last line
         self._skipping = False  # inside an over-long line, dropping until its newline
+        self._buffer = bytearray()  # what each read fills: pending bytes, then new ones
         self._open()
 
     @property
@@ -78,8 +122,12 @@ class Tailer:
 
     def read(self) -> list[Line]:
         """Complete lines appended since the last call (at most ``read_bytes`` of them)."""
+        return self.read_lines().rows()
+
+    def read_lines(self) -> Lines:
+        """:meth:`read`, by column: all of one file (one identity)."""
         if self._file is None and not self._open():
-            return []
+            return Lines([], [], self._offset, self._device, self._inode)
         assert self._file is not None
         size = os.fstat(self._file.fileno()).st_size
         if size < self._offset + len(self._pending):
@@ -104,52 +152,92 @@ class Tailer:
             return True
         return (stat.st_dev, stat.st_ino) != (self._device, self._inode)
 
-    def _drain(self, final: bool = False) -> list[Line]:
-        assert self._file is not None
-        chunk = self._file.read(self.read_bytes)
-        if not chunk and not (final and self._pending):
-            return []
-        data = self._pending + chunk
-        start_offset = self._offset
-        lines: list[Line] = []
+    def _drain(self, final: bool = False) -> Lines:
+        texts: list[str] = []
+        spans: list[int] = []
+        cut: list[int] = []
+        start = self._offset
+        data, got = self._read_more()
+        if not got and not (final and self._pending):
+            return Lines(texts, spans, start, self._device, self._inode)
+        buffer, size = self._buffer, len(data)
         pos = 0
-        while True:
-            newline = data.find(b"\n", pos)
-            if newline < 0:
-                break
-            self._emit(lines, data[pos:newline], start_offset + newline + 1)
+        if self._skipping and (newline := buffer.find(b"\n", 0, size)) >= 0:
+            self._skipping = False  # the newline ending an over-long line: dropped with it
             pos = newline + 1
-        rest = data[pos:]
+        first = start + pos
+        complete = buffer.rfind(b"\n", pos, size) + 1
+        if complete:
+            texts, spans = self._split(data[pos:complete], cut)
+            pos = complete
+        rest = bytes(data[pos:])
         if final and rest:
-            self._emit(lines, rest, start_offset + len(data))
+            self._emit(texts, spans, cut, rest, len(rest))
             rest = b""
         elif len(rest) > self.max_line_bytes:
             # Hand out the head of an over-long line now and drop the rest until its
             # newline, so memory stays bounded by max_line_bytes.
             if not self._skipping:
-                self._emit(lines, rest, start_offset + len(data), cut=True)
+                self._emit(texts, spans, cut, rest, len(rest), cut_now=True)
             self._skipping = True
-            rest = b""
-            start_offset += len(data)
-            pos = 0
-            self._offset = start_offset
-            self._pending = b""
-            return lines
-        self._offset = start_offset + pos
+            pos, rest = size, b""
+        self._offset = start + pos
         self._pending = rest
-        return lines
+        return Lines(texts, spans, first, self._device, self._inode, frozenset(cut))
 
-    def _emit(self, lines: list[Line], raw: bytes, end: int, cut: bool = False) -> None:
+    def _read_more(self) -> tuple[memoryview, int]:
+        """The pending bytes then up to ``read_bytes`` new ones, in a buffer kept from
+        read to read (a read allocates no large block), and how many are new."""
+        assert self._file is not None
+        pending = len(self._pending)
+        if len(self._buffer) < pending + self.read_bytes:
+            self._buffer = bytearray(pending + self.read_bytes)
+        view = memoryview(self._buffer)
+        view[:pending] = self._pending
+        got = self._file.readinto(view[pending:pending + self.read_bytes]) or 0
+        return view[:pending + got], got
+
+    def _split(self, block: memoryview, cut: list[int]) -> tuple[list[str], list[int]]:
+        """Texts and spans of the lines of ``block`` (whole lines, each ending in a
+        newline), the first ones of a read."""
+        text = str(block, "utf-8", "replace")
+        # "\n" is ASCII: a replacement never swallows one, so lines split the same
+        # whether decoded together or one by one.
+        parts = text.split("\n")
+        parts.pop()  # the empty string after the last newline
+        if text.isascii():
+            sizes = map(len, parts)
+        else:
+            raws = bytes(block).split(b"\n")
+            raws.pop()
+            sizes = map(len, raws)
+        spans = list(map((1).__add__, sizes))
+        if len(block) - 1 > self.max_line_bytes and max(spans) - 1 > self.max_line_bytes:
+            # Some line must be cut (and may then end inside a character): one by one.
+            texts: list[str] = []
+            spans = []
+            for raw in bytes(block).split(b"\n")[:-1]:
+                self._emit(texts, spans, cut, raw, len(raw) + 1)
+            return texts, spans
+        if "\r" in text:
+            parts = text.replace("\r\n", "\n").split("\n")
+            parts.pop()
+        return parts, spans
+
+    def _emit(self, texts: list[str], spans: list[int], cut: list[int], raw: bytes, span: int,
+              cut_now: bool = False) -> None:
         if self._skipping:
-            self._skipping = False  # the newline ending an over-long line
+            self._skipping = False  # the end of an over-long line
             return
         if raw.endswith(b"\r"):
             raw = raw[:-1]
-        truncated = cut or len(raw) > self.max_line_bytes
+        truncated = cut_now or len(raw) > self.max_line_bytes
         if truncated:
             raw = raw[:self.max_line_bytes]
             self.truncations += 1
         text = raw.decode("utf-8", "replace")
         if truncated:
             text += TRUNCATION_MARKER
-        lines.append(Line(text, end, self._device, self._inode, truncated))
+            cut.append(len(texts))
+        texts.append(text)
+        spans.append(span)
