@@ -1,9 +1,12 @@
 """The edge log shipper's configuration, in the spirit of Promtail's.
 
 ``scrape_configs`` with ``static_configs`` whose labels hold ``__path__`` globs
-(``**`` allowed), ``relabel_configs`` over those labels, ``pipeline_stages``
-(see :mod:`edge.logs.stages`), and a ``ferryman:`` section instead of Promtail's
-``clients``. Differences from Promtail are listed in docs/promtail-migration.md.
+(``**`` allowed), ``file_sd_configs`` and ``kubernetes_sd_configs`` (pod logs; see
+:mod:`edge.logs.discovery`), ``journal`` (see :mod:`edge.logs.journal`),
+``relabel_configs`` over those labels, ``pipeline_stages`` (see
+:mod:`edge.logs.stages`), ferryman's ``pod_labels`` (see :mod:`edge.logs.podlabels`),
+and a ``ferryman:`` section instead of Promtail's ``clients``. Differences from
+Promtail are listed in docs/promtail-migration.md.
 """
 
 from __future__ import annotations
@@ -13,13 +16,23 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ferryman.prom.relabel import RelabelConfig
 from ferryman.units import Duration, Size
 from workers.errors import ConfigError
 from workers.settings import format_errors
 
+from .discovery import FileSDConfig, PodLogsSDConfig
+from .journal import JournalConfig
+from .podlabels import PodLabelsConfig
 from .stages.config import StageConfig
 
 __all__ = ["EdgeLogsConfig", "LogScrapeConfig", "load_config"]
@@ -44,8 +57,34 @@ class LogScrapeConfig(_Strict):
     static_configs: tuple[StaticLogConfig, ...] = Field((), description="Files to tail.")
     relabel_configs: tuple[RelabelConfig, ...] = Field((), description="Relabel the files' "
                                                        "labels (drop a file, add a label).")
+    file_sd_configs: tuple[FileSDConfig, ...] = Field(
+        (), description="Label sets with __path__ globs from JSON/YAML files, re-read "
+        "when they change.")
+    kubernetes_sd_configs: tuple[PodLogsSDConfig, ...] = Field(
+        (), description="The containers of this node's pods (role pod), __path__ "
+        "defaulting to their kubelet log files.")
+    journal: JournalConfig | None = Field(None, description="Read the systemd journal "
+                                                            "(default: no journal).")
     pipeline_stages: tuple[StageConfig, ...] = Field((), description="Promtail-style stages "
                                                      "run over each file's lines, in order.")
+    pod_labels: PodLabelsConfig | None = Field(
+        None, description="Add the labels of each pod to the files of static_configs "
+        "globs over the kubelet's pod log directory, before relabeling (default: none).")
+
+    @field_validator("pod_labels", mode="before")
+    @classmethod
+    def _every_pod_label(cls, value: Any) -> Any:
+        # ``labels: "*"`` reads as Promtail users would write it; the model wants a list.
+        if isinstance(value, dict) and value.get("labels") == "*":
+            return {**value, "labels": ["*"]}
+        return value
+
+    @model_validator(mode="after")
+    def _stages_are_for_files(self) -> LogScrapeConfig:
+        if self.journal is not None and self.pipeline_stages:
+            raise ValueError("pipeline_stages do not run on journal entries: give the "
+                             "journal a scrape config of its own, without pipeline_stages")
+        return self
 
 
 class GlobalLogs(_Strict):
@@ -80,9 +119,19 @@ class EdgeLogsConfig(_Strict):
                                 description="External labels.")
     positions: PositionsConfig = Field(default_factory=PositionsConfig,
                                        description="Positions file.")
-    scrape_configs: tuple[LogScrapeConfig, ...] = Field((), description="Files to ship.")
+    scrape_configs: tuple[LogScrapeConfig, ...] = Field((), description="What to ship.")
     ferryman: LogShipperSettings = Field(default_factory=LogShipperSettings,
                                          description="Shipper settings.")
+
+    @model_validator(mode="after")
+    def _journal_jobs_are_unique(self) -> EdgeLogsConfig:
+        # A journal's cursor is saved under its job's name.
+        names = [job.job_name for job in self.scrape_configs if job.journal is not None]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"scrape_configs: job_name {', '.join(twice)} is used by more "
+                             "than one journal scrape config")
+        return self
 
 
 def load_config(path: Path) -> EdgeLogsConfig:

@@ -28,16 +28,21 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from edge.metrics.config import FileSDConfig, KubernetesSDConfig, KubernetesSDSelector
 from edge.metrics.discovery import Discoverer, FileSD
-from edge.metrics.kubernetes import KubernetesSD
-from edge.metrics.kubernetes.labels import NAMESPACE, Obj, pod_labels
 from edge.metrics.targets import TargetGroup
 from ferryman.prom.relabel import Relabeler
+
+if TYPE_CHECKING:
+    from edge.metrics.kubernetes.labels import Obj
+
+# edge.metrics.kubernetes is imported where it is used: it loads the Kubernetes client
+# (most of a second), which a shipper without Kubernetes discovery should not pay for
+# at every start.
 
 __all__ = [
     "FileSDConfig",
@@ -108,6 +113,8 @@ def _containers(pod: Obj) -> list[tuple[dict[str, Any], bool]]:
 
 def build_pod_logs(pod: Obj, directory: Path = DEFAULT_POD_LOGS) -> TargetGroup:
     """A pod → its group: the pod's labels on the group, one target per container."""
+    from edge.metrics.kubernetes.labels import NAMESPACE, pod_labels
+
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
     labels = pod_labels(pod)
     labels[NAMESPACE] = str(meta.get("namespace") or "")
@@ -136,6 +143,8 @@ class PodLogsSD(Discoverer):
     survives API server restarts; ``close()`` stops the threads)."""
 
     def __init__(self, config: PodLogsSDConfig) -> None:
+        from edge.metrics.kubernetes import KubernetesSD
+
         self.config = config
         node = node_name(config)
         if node is None:

@@ -27,7 +27,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge.metrics.config import KubernetesSDNamespaces
 from edge.metrics.discovery import Discoverer
-from edge.metrics.kubernetes.labels import sanitize_label_name
 from ferryman.units import Duration
 
 from .discovery import PodLogsSD, PodLogsSDConfig
@@ -71,6 +70,9 @@ class PodLabels:
     """
 
     def __init__(self, config: PodLabelsConfig, pods: Discoverer | None = None) -> None:
+        # Imported here: it loads the Kubernetes client (see edge.logs.discovery).
+        from edge.metrics.kubernetes.labels import sanitize_label_name
+
         self.config = config
         self._sd = pods if pods is not None else PodLogsSD(PodLogsSDConfig(
             api_server=config.api_server, kubeconfig_file=config.kubeconfig_file,

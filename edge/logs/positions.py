@@ -1,8 +1,14 @@
-"""Where each file was read up to, persisted so a restart neither loses nor re-ships.
+"""Where each file was read up to, and each journal's cursor, persisted so a restart
+neither loses nor re-ships.
 
 The file is replaced atomically (temp file, fsync, rename, fsync of the directory):
 a crash leaves either the old or the new positions, never a torn file. Positions
 are written only for lines Kafka acknowledged.
+
+Format (``version`` 1): ``{"version": 1, "files": [...], "cursors": {key: cursor}}``.
+``cursors`` (``journal/<job>`` → the journald cursor of the last entry acknowledged)
+came later: files without it load with no cursors, and shippers that predate it
+ignore it.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ class Positions:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._by_identity: dict[tuple[int, int], Position] = {}
+        self._cursors: dict[str, str] = {}
         self._load()
 
     def _load(self) -> None:
@@ -54,6 +61,8 @@ class Positions:
                                 item.get("head_crc", 0), item.get("head_len", 0),
                                 tuple(tuple(s) for s in item.get("stamps", ())))
             self._by_identity[(position.device, position.inode)] = position
+        cursors = data.get("cursors") or {}
+        self._cursors = {str(k): str(v) for k, v in cursors.items() if v}
 
     def get(self, device: int, inode: int) -> Position | None:
         return self._by_identity.get((device, inode))
@@ -67,12 +76,23 @@ class Positions:
     def all(self) -> list[Position]:
         return sorted(self._by_identity.values(), key=lambda p: p.path)
 
+    def cursor(self, key: str) -> str | None:
+        """The saved cursor of a non-file source (``journal/<job>``), or None."""
+        return self._cursors.get(key)
+
+    def set_cursor(self, key: str, cursor: str) -> None:
+        self._cursors[key] = cursor
+
+    def cursors(self) -> dict[str, str]:
+        return dict(self._cursors)
+
     def save(self) -> None:
         payload = json.dumps({"version": 1, "files": [
             {"path": p.path, "device": p.device, "inode": p.inode, "offset": p.offset,
              "head_crc": p.head_crc, "head_len": p.head_len,
              **({"stamps": [list(s) for s in p.stamps]} if p.stamps else {})}
-            for p in self.all()]}, indent=1)
+            for p in self.all()], **({"cursors": dict(sorted(self._cursors.items()))}
+                                     if self._cursors else {})}, indent=1)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with tmp.open("w") as f:

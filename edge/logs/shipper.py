@@ -1,10 +1,14 @@
-"""``ferryman edge logs --config F``: tail files, batch lines into Loki push messages,
-produce them to Kafka, and advance positions only after Kafka acknowledged.
+"""``ferryman edge logs --config F``: tail files and read journals, batch lines into
+Loki push messages, produce them to Kafka, and advance positions (file offsets,
+journal cursors) only after Kafka acknowledged.
+
+Which files, with which labels: :mod:`edge.logs.filetargets`. The journal:
+:mod:`edge.logs.journals`.
 
 One batch is in flight at a time; while Kafka is slow or away the shipper stops
-reading, so the files are the buffer and memory stays bounded. Each stream (a
-file's label set) goes to Kafka as its own message keyed by its labels, so its
-lines stay in order in one partition.
+reading, so the files and the journal are the buffer and memory stays bounded.
+Each stream (a label set) goes to Kafka as its own message keyed by its labels, so
+its lines stay in order in one partition.
 
 A file whose scrape config has ``pipeline_stages`` runs its lines through its own
 :class:`~edge.logs.stages.FilePipeline`; entries may then carry label sets of
@@ -17,10 +21,8 @@ not flushed at shutdown: the restarted shipper reads and re-assembles them.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import logging
 import os
-import re
 import signal
 import threading
 import time
@@ -31,35 +33,23 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ferryman import headers as h
-from ferryman.prom.relabel import compile_rules
 from ferryman.wire import loki
 from ferryman.wire.remote_write import snappy_compress
 from workers.http import serve
 from workers.telemetry import Registry
 
+from .batch import Batch
 from .config import EdgeLogsConfig, LogScrapeConfig, load_config
+from .filetargets import FileTargets, rotated_away
+from .journals import JournalMetrics, Journals
 from .positions import HEAD_BYTES, Position, Positions, head_crc
 from .readclock import Anchor, ReadClock
 from .stages import FilePipeline, Record, StageConfig, StageMetrics, build_stages
 from .tailer import TRUNCATION_MARKER, Tailer
 
-__all__ = ["LogShipper", "file_labels"]
+__all__ = ["LogShipper"]
 
 log = logging.getLogger("ferryman.edge.logs")
-
-# /var/log/pods/<namespace>_<pod>_<uid>/<container>/<n>.log
-_POD_LOG = re.compile(r"/var/log/pods/([^_/]+)_([^_/]+)_([^/]+)/([^/]+)/[^/]+\.log$")
-
-
-def file_labels(path: str, static: dict[str, str]) -> dict[str, str]:
-    """Labels of one file before relabeling: the static ones, ``filename`` and, for a
-    Kubernetes pod log path, namespace, pod, pod uid and container."""
-    labels = {**static, "filename": path}
-    match = _POD_LOG.search(path)
-    if match:
-        labels.update(namespace=match.group(1), pod=match.group(2), pod_uid=match.group(3),
-                      container=match.group(4))
-    return labels
 
 
 @dataclass
@@ -72,21 +62,13 @@ class _File:
     marks: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
-@dataclass
-class _Batch:
-    streams: dict[str, list[loki.Entry]] = field(default_factory=dict)
-    ends: dict[tuple[int, int], tuple[str, int]] = field(default_factory=dict)
-    size: int = 0
-    lines: int = 0
-    started: float = 0.0
-
-
 class LogShipper:
     def __init__(self, config_path: Path) -> None:
         self.config_path = config_path
         self.config: EdgeLogsConfig = load_config(config_path)
         r = self.registry = Registry()
-        self.m_read = r.counter("ferryman_lines_read_total", "Lines read from files.")
+        self.m_read = r.counter("ferryman_lines_read_total",
+                                "Lines read from files and journal entries read.")
         self.m_bytes = r.counter("ferryman_bytes_read_total", "Bytes of lines read.")
         self.m_sent = r.counter("ferryman_records_sent_total",
                                 "Lines acknowledged by Kafka.")
@@ -94,8 +76,8 @@ class LogShipper:
                                      "Lines cut at max_line_bytes.")
         self.m_errors = r.counter("ferryman_errors_total", "Errors by type and stage.",
                                   ["error_type", "stage"])
-        self.m_dropped = r.counter("ferryman_lines_dropped_total",
-                                   "Lines dropped by pipeline stages, by reason.", ["reason"])
+        self.m_dropped = r.counter("ferryman_lines_dropped_total", "Lines dropped by "
+                                   "pipeline stages or relabeling, by reason.", ["reason"])
         self.stage_metrics = StageMetrics(self.m_errors, self.m_dropped)
         self.m_files = r.gauge("ferryman_files", "Files being tailed.")
         self.m_lag = r.gauge("ferryman_file_lag_bytes", "Bytes not yet shipped, per file.",
@@ -104,44 +86,28 @@ class LogShipper:
         self.clock = ReadClock({(p.device, p.inode): [Anchor(*s) for s in p.stamps]
                                 for p in self.positions.all() if p.stamps})
         self._paths: dict[tuple[int, int], str] = {}  # where each identity was read from
+        self.targets = FileTargets(self.config)
         self.files: dict[str, _File] = {}
         # Files renamed away while we were down, read to their end from the saved offset.
         self.draining: dict[str, _File] = {}
         self.stopping = threading.Event()
         self._reload = False
         self._producer: KafkaProducer | None = None
+        self.journals = Journals(self.positions, JournalMetrics(
+            self.m_read, self.m_bytes, self.m_truncated, self.m_dropped, self.m_errors))
 
     # ---- discovery ------------------------------------------------------------------
 
-    def _scan(self, batch: _Batch) -> None:
-        settings = self.config.ferryman
-        wanted: dict[str, dict[str, str]] = {}
-        jobs: dict[str, LogScrapeConfig] = {}
-        for job in self.config.scrape_configs:
-            rules = compile_rules(job.relabel_configs)
-            for static in job.static_configs:
-                pattern = static.labels.get("__path__", "")
-                for path in sorted(glob.glob(pattern, recursive=True)):
-                    if not os.path.isfile(path) or path in wanted:
-                        continue
-                    relabeled = rules.apply({**file_labels(path, static.labels),
-                                             "job": static.labels.get("job", job.job_name)})
-                    if relabeled is None:
-                        continue
-                    labels = {k: v for k, v in relabeled.items() if not k.startswith("__")}
-                    labels.setdefault("host", settings.host)
-                    for key, value in self.config.global_.external_labels.items():
-                        labels.setdefault(key, value)
-                    wanted[path] = labels
-                    jobs[path] = job
+    def _scan(self, batch: Batch) -> None:
+        wanted = self.targets.wanted()
         for path in [p for p in self.files if p not in wanted]:
             self.files.pop(path).tailer.close()
-        for path, labels in wanted.items():
+        for path, target in wanted.items():
             if path in self.files:
                 known_file = self.files[path]
-                known_file.labels = labels
-                if known_file.stages != jobs[path].pipeline_stages:
-                    self._restage(path, known_file, jobs[path], batch)
+                known_file.labels = target.labels
+                if known_file.stages != target.job.pipeline_stages:
+                    self._restage(path, known_file, target.job, batch)
                 continue
             start = 0
             try:
@@ -155,9 +121,14 @@ class LogShipper:
                     log.warning("%s was truncated and rewritten while we were away; "
                                 "reading it from the start", path)
                     start = 0
-            self.files[path] = self._file(path, start, labels, jobs[path])
+            self.files[path] = self._file(path, start, target.labels, target.job)
             log.info("tailing %s from offset %d", path, start)
-        self._find_rotated(wanted, jobs)
+        live = {f.tailer.identity for f in [*self.files.values(), *self.draining.values()]}
+        for path, position in rotated_away(self.positions.all(), live, wanted):
+            log.info("draining %s (rotated from %s while we were away) from offset %d",
+                     path, position.path, position.offset)
+            old = wanted[position.path]
+            self.draining[path] = self._file(path, position.offset, old.labels, old.job)
         self.m_files.set(len(self.files) + len(self.draining))
 
     def _file(self, path: str, start: int, labels: dict[str, str],
@@ -173,36 +144,13 @@ class LogShipper:
                               self.config.ferryman.max_line_bytes)
         return FilePipeline(stages, tailer.identity, tailer.offset)
 
-    def _restage(self, path: str, f: _File, job: LogScrapeConfig, batch: _Batch) -> None:
+    def _restage(self, path: str, f: _File, job: LogScrapeConfig, batch: Batch) -> None:
         """The file's stages changed on reload: what the old ones held is shipped as it
         is, and the new ones start after it."""
         if f.pipeline is not None:
             self._add(path, f, f.pipeline.release(time.monotonic()), batch)
         f.stages = job.pipeline_stages
         f.pipeline = self._pipeline(f.tailer, job)
-
-    def _find_rotated(self, wanted: dict[str, dict[str, str]],
-                      jobs: dict[str, LogScrapeConfig]) -> None:
-        """A saved position whose file now lives under another name (rotated while we
-        were down) is drained from that offset, with the labels of its old path."""
-        live = {f.tailer.identity for f in [*self.files.values(), *self.draining.values()]}
-        for position in self.positions.all():
-            identity = (position.device, position.inode)
-            labels = wanted.get(position.path)
-            if identity in live or labels is None:
-                continue
-            try:
-                entries = list(os.scandir(os.path.dirname(position.path)))
-            except OSError:
-                continue
-            for entry in entries:
-                stat = entry.stat(follow_symlinks=False)
-                if (stat.st_dev, stat.st_ino) == identity and stat.st_size > position.offset:
-                    log.info("draining %s (rotated from %s while we were away) from offset %d",
-                             entry.path, position.path, position.offset)
-                    self.draining[entry.path] = self._file(entry.path, position.offset,
-                                                           labels, jobs[position.path])
-                    break
 
     # ---- the loop -------------------------------------------------------------------
 
@@ -215,35 +163,41 @@ class LogShipper:
         log.info("edge log shipper running: Kafka %s topic %s, positions %s",
                  self.config.ferryman.kafka.bootstrap_servers,
                  self.config.ferryman.kafka.topic, self.config.positions.filename)
-        batch = _Batch()
+        batch = Batch()
         scanned = 0.0
         backoff = 0.2
         try:
+            self.journals.configure(self.config)
             while not self.stopping.is_set():
                 if self._reload:
                     self._reload = False
                     self._reload_config()
                     scanned = 0.0
+                if self.targets.refresh():
+                    scanned = 0.0
                 if time.monotonic() - scanned >= self.config.ferryman.rescan_interval:
                     self._scan(batch)
                     scanned = time.monotonic()
-                read_any = self._fill(batch)
                 settings = self.config.ferryman
-                due = (batch.lines or batch.ends) and (
+                read_any = self._fill(batch)
+                read_any = self.journals.fill(batch, settings.batch_bytes) or read_any
+                due = batch.pending() and (
                     batch.size >= settings.batch_bytes
                     or time.monotonic() - batch.started >= settings.batch_wait)
                 if due:
                     if self._ship(batch):
-                        batch = _Batch()
+                        batch = Batch()
                         backoff = 0.2
                     else:
                         self.stopping.wait(backoff)
                         backoff = min(backoff * 2, 10.0)
                 elif not read_any:
                     self.stopping.wait(0.1)
-            if batch.lines or batch.ends:
+            if batch.pending():
                 self._ship(batch)
         finally:
+            self.journals.close()
+            self.targets.close()
             for f in [*self.files.values(), *self.draining.values()]:
                 f.tailer.close()
             if self._producer is not None:
@@ -251,7 +205,7 @@ class LogShipper:
             server.shutdown()
             log.info("edge log shipper stopped")
 
-    def _fill(self, batch: _Batch) -> bool:
+    def _fill(self, batch: Batch) -> bool:
         """Read new lines into the batch, up to its size bound."""
         read_any = False
         limit = self.config.ferryman.batch_bytes
@@ -295,7 +249,7 @@ class LogShipper:
             self.m_bytes.inc(sum(len(line.text) for line in lines))
         return read_any
 
-    def _add(self, path: str, f: _File, records: list[Record], batch: _Batch) -> None:
+    def _add(self, path: str, f: _File, records: list[Record], batch: Batch) -> None:
         """Put a pipeline's output in the batch, and its file's safe offsets."""
         assert f.pipeline is not None
         if records and not batch.lines and not batch.ends:
@@ -336,7 +290,7 @@ class LogShipper:
         self.positions.save()
         self.clock.unsaved = False
 
-    def _ship(self, batch: _Batch) -> bool:
+    def _ship(self, batch: Batch) -> bool:
         """Produce one message per stream; positions advance only if all were acked."""
         kafka = self.config.ferryman.kafka
         try:
@@ -381,6 +335,8 @@ class LogShipper:
             self.positions.forget(stale.device, stale.inode)  # rotated away and finished
             self.clock.forget((stale.device, stale.inode))
             self._paths.pop((stale.device, stale.inode), None)
+        for key, cursor in batch.cursors.items():
+            self.positions.set_cursor(key, cursor)
         self.positions.save()
         self.m_sent.inc(batch.lines)
         return True
@@ -441,4 +397,6 @@ class LogShipper:
         except Exception as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
+        self.targets.reconfigure(self.config)
+        self.journals.configure(self.config)
         log.info("configuration reloaded from %s", self.config_path)

@@ -77,7 +77,7 @@ def test_lines_read_before_a_kill_9_keep_their_timestamps(unique, tmp_path):
     ends = _ends(log)
     for i in range(100):
         line = f"second {i}"
-        [(start, end, ts)] = [a for a in anchors if a[0] < ends[line] <= a[1]]
+        [(start, _end, ts)] = [a for a in anchors if a[0] < ends[line] <= a[1]]
         assert shipped[line] == ts + ends[line] - start
     stamps = [shipped[f"first {i}"] for i in range(100)] + \
         [shipped[f"second {i}"] for i in range(100)]

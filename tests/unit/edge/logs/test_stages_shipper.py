@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from edge.logs.shipper import LogShipper, _Batch
+from edge.logs.batch import Batch
+from edge.logs.shipper import LogShipper
 from ferryman.wire.loki import parse_labels
 
 T = "2024-05-01T10:00:00.000000001Z"
@@ -55,7 +56,7 @@ def _append(path: Path, *lines: str) -> None:
 def test_no_stages_keeps_the_fast_path(tmp_path: Path, make: Make) -> None:
     _append(tmp_path / "a.log", "one", "two")
     shipper = make(None)
-    batch = _Batch()
+    batch = Batch()
     shipper._scan(batch)
     assert shipper.files[str(tmp_path / "a.log")].pipeline is None
     shipper._fill(batch)
@@ -76,7 +77,7 @@ def test_entries_grouped_by_label_set_and_positions_stop_at_held_lines(
         {"drop": {"source": "level", "value": "debug", "drop_counter_reason": "debug"}},
         {"labels": {"level": ""}},
     ])
-    batch = _Batch()
+    batch = Batch()
     shipper._scan(batch)
     shipper._fill(batch)
     streams = {(parse_labels(k)["stream"], parse_labels(k)["level"]): [e.line for e in v]
@@ -99,7 +100,7 @@ def test_only_dropped_lines_still_make_positions_due(tmp_path: Path, make: Make)
     log = tmp_path / "a.log"
     _append(log, "noise 1", "noise 2")
     shipper = make([{"drop": {"expression": "noise"}}])
-    batch = _Batch()
+    batch = Batch()
     shipper._scan(batch)
     shipper._fill(batch)
     assert batch.lines == 0 and batch.streams == {}
@@ -113,7 +114,7 @@ def test_stage_failures_are_counted_never_raised(tmp_path: Path, make: Make) -> 
     _append(log, "not json", '{"ts": "yesterday"}')
     shipper = make([{"json": {"expressions": {"ts": ""}}},
                                   {"timestamp": {"source": "ts", "format": "RFC3339"}}])
-    batch = _Batch()
+    batch = Batch()
     shipper._scan(batch)
     shipper._fill(batch)
     assert batch.lines == 2
@@ -125,12 +126,13 @@ def test_reload_with_other_stages_ships_what_the_old_ones_held(tmp_path: Path, m
     log = tmp_path / "a.log"
     _append(log, "S1", "  more")
     shipper = make([{"multiline": {"firstline": "^S"}}])
-    batch = _Batch()
+    batch = Batch()
     shipper._scan(batch)
     shipper._fill(batch)
     assert batch.lines == 0
     replaced = make([{"static_labels": {"x": "y"}}])
     shipper.config = replaced.config
+    shipper.targets.reconfigure(replaced.config)
     shipper._scan(batch)
     assert [e.line for v in batch.streams.values() for e in v] == ["S1\n  more"]
     assert list(batch.ends.values()) == [(str(log), log.stat().st_size)]
