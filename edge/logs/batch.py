@@ -18,7 +18,7 @@ __all__ = ["Batch", "stream_labels"]
 @dataclass
 class Batch:
     #: formatted label set → its entries, in reading order
-    streams: dict[str, list[loki.Entry]] = field(default_factory=dict)
+    streams: dict[str, loki.Entries] = field(default_factory=dict)
     #: (device, inode) → (path, offset) a file is read up to once this batch is in Kafka
     ends: dict[tuple[int, int], tuple[str, int]] = field(default_factory=dict)
     #: positions cursor key (``journal/<job>``) → cursor of the last entry read

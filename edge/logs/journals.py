@@ -131,8 +131,8 @@ class Journals:
             key = keys.get(identity)
             if key is None:
                 key = keys[identity] = loki.format_labels(labels)
-            batch.streams.setdefault(key, []).append(loki.Entry(entry.timestamp_ns,
-                                                                entry.line))
+            batch.streams.setdefault(key, loki.Entries()).append(
+                loki.Entry(entry.timestamp_ns, entry.line))
             batch.size += len(entry.line) or 1
             added += 1
         batch.lines += added

@@ -26,7 +26,10 @@ import os
 import signal
 import threading
 import time
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 
 from kafka import KafkaProducer
@@ -219,18 +222,19 @@ class LogShipper:
             if batch.size >= limit:
                 break
             before = f.tailer.truncations
-            lines = f.tailer.read()
+            lines = f.tailer.read_lines()
             self.m_truncated.inc(f.tailer.truncations - before)
-            stamps = self.clock.stamps(lines, now_ns) if lines else []
-            for line in lines[:1] + lines[-1:]:
-                self._paths[(line.device, line.inode)] = path
+            stamps = self.clock.stamp_lines(lines, now_ns)
+            if lines:
+                self._paths[lines.identity] = path
             if f.pipeline is not None:
-                if lines:
+                rows = lines.rows()
+                if rows:
                     read_any = True
-                    self.m_read.inc(len(lines))
-                    self.m_bytes.inc(sum(len(line.text) for line in lines))
-                if lines or f.pipeline.held_start() is not None:
-                    self._add(path, f, f.pipeline.process(lines, f.labels, stamps,
+                    self.m_read.inc(len(rows))
+                    self.m_bytes.inc(sum(len(line.text) for line in rows))
+                if rows or f.pipeline.held_start() is not None:
+                    self._add(path, f, f.pipeline.process(rows, f.labels, stamps,
                                                           time.monotonic()), batch)
                 continue
             if not lines:
@@ -238,15 +242,15 @@ class LogShipper:
             read_any = True
             if not batch.lines:
                 batch.started = time.monotonic()
-            entries = batch.streams.setdefault(loki.format_labels(f.labels), [])
-            for stamp, line in zip(stamps, lines, strict=True):
-                entries.append(loki.Entry(stamp, line.text))
-                batch.size += len(line.text)
+            # By column: no object per line on the way from the file to the message.
+            entries = batch.streams.setdefault(loki.format_labels(f.labels), loki.Entries())
+            entries.extend_columns(stamps, lines.texts)
+            size = sum(map(len, lines.texts))
+            batch.size += size
             batch.lines += len(lines)
-            last = lines[-1]
-            batch.ends[(last.device, last.inode)] = (path, last.end_offset)
+            batch.ends[lines.identity] = (path, lines.end)
             self.m_read.inc(len(lines))
-            self.m_bytes.inc(sum(len(line.text) for line in lines))
+            self.m_bytes.inc(size)
         return read_any
 
     def _add(self, path: str, f: _File, records: list[Record], batch: Batch) -> None:
@@ -260,8 +264,8 @@ class LogShipper:
                 key = file_key = file_key or loki.format_labels(f.labels)
             else:
                 key = loki.format_labels(record.labels)
-            batch.streams.setdefault(key, []).append(loki.Entry(record.timestamp_ns,
-                                                                record.line))
+            batch.streams.setdefault(key, loki.Entries()).append(
+                loki.Entry(record.timestamp_ns, record.line))
             batch.size += len(record.line)
         batch.lines += len(records)
         for identity, offset in f.pipeline.safe_offsets().items():
@@ -341,27 +345,40 @@ class LogShipper:
         self.m_sent.inc(batch.lines)
         return True
 
-    def _split(self, entries: list[loki.Entry], max_message: int) -> list[list[loki.Entry]]:
+    def _split(self, entries: Sequence[loki.Entry], max_message: int) -> list[loki.Entries]:
         """Cut a stream's entries into messages Kafka will take: snappy may grow its
         input by a sixth, headers and framing need a little more."""
         budget = (max_message - 4096) * 6 // 7
-        parts: list[list[loki.Entry]] = [[]]
-        size = 0
-        for entry in entries:
-            line = entry.line
-            length = (len(line) if line.isascii() else len(line.encode())) + 32
-            if length > budget:
-                raw = line.encode()[:budget - 64 - len(TRUNCATION_MARKER.encode())]
-                entry = loki.Entry(entry.timestamp_ns, raw.decode("utf-8", "ignore")
-                                   + TRUNCATION_MARKER, entry.metadata)
-                length = budget
+        columns = loki.Entries.of(entries)
+        lines = columns.lines
+        if all(map(str.isascii, lines)):
+            sizes = list(map(len, lines))
+        else:
+            sizes = list(map(len, map(str.encode, lines)))
+        if sizes and max(sizes) + 32 > budget:
+            columns, sizes = self._cut(columns, sizes, budget)
+        # A part takes entries while their sizes (+ 32 each) add up to the budget.
+        sums = list(accumulate(map((32).__add__, sizes), initial=0))
+        parts: list[loki.Entries] = []
+        start = 0
+        while start < len(sizes):
+            end = max(bisect_right(sums, sums[start] + budget, start + 1) - 1, start + 1)
+            parts.append(columns[start:end])
+            start = end
+        return parts or [loki.Entries()]
+
+    def _cut(self, columns: loki.Entries, sizes: list[int],
+             budget: int) -> tuple[loki.Entries, list[int]]:
+        """Lines too big for any message are cut, marked and counted."""
+        lines, sizes = list(columns.lines), list(sizes)
+        keep = budget - 64 - len(TRUNCATION_MARKER.encode())
+        for index, size in enumerate(sizes):
+            if size + 32 > budget:
+                lines[index] = (lines[index].encode()[:keep].decode("utf-8", "ignore")
+                                + TRUNCATION_MARKER)
+                sizes[index] = budget - 32
                 self.m_truncated.inc()
-            if size + length > budget and parts[-1]:
-                parts.append([])
-                size = 0
-            parts[-1].append(entry)
-            size += length
-        return parts
+        return loki.Entries(list(columns.timestamps), lines), sizes
 
     def _headers(self) -> list[tuple[str, bytes]]:
         out = [(h.SCHEMA, h.SCHEMA_LOKI_PUSH)]
