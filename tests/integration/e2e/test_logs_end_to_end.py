@@ -235,6 +235,9 @@ def test_every_line_arrives_through_rotation_kills_and_a_loki_outage(stack, uniq
     try:
         for process in everything:
             process.start()
+        # A file renamed before the shipper first saw it is beyond any tailer: start
+        # writing once it runs.
+        wait_for(lambda: _metric(edge_port, "ferryman_files") >= 0, 30, "the shipper up")
         # Phase 1: steady writes, both rotations, a 1 MiB line and invalid UTF-8, with a
         # kill -9 of each process at a random step.
         kill_at = {id(p): rng.randrange(2, 10) for p in everything}
