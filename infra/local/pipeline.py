@@ -4,7 +4,7 @@ An edge metrics shipper scrapes this machine's node-exporter and the stack's own
 ``/metrics``, with ``cluster: local``; workers carry the metrics topic into
 Prometheus, VictoriaMetrics (remote write and OpenTSDB), Elasticsearch and
 InfluxDB. An edge log shipper tails this machine's ``/var/log`` (and its journal
-where there is one); workers carry the logs topic into Loki (VictoriaLogs' Loki
+where one runs or has left files); workers carry the logs topic into Loki (VictoriaLogs' Loki
 API) and Elasticsearch. Each runs as its own process, exactly as it would in a
 container, and is supervised like the services (``ferryman stack status`` lists
 them).
@@ -13,6 +13,7 @@ them).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -69,16 +70,30 @@ def _edge_config(layout: Layout) -> dict[str, Any]:
     }
 
 
+def _has_journal() -> bool:
+    """A journald runs here (its socket) or has left journal files."""
+    return (Path("/run/systemd/journal/socket").exists()
+            or any(Path("/var/log/journal").glob("*/*.journal")))
+
+
 def _edge_logs_config(layout: Layout) -> dict[str, Any]:
+    jobs: list[dict[str, Any]] = [
+        {"job_name": "varlog", "static_configs": [
+            {"labels": {"job": "varlog", "__path__": "/var/log/**/*.log"}},
+            {"labels": {"job": "varlog", "__path__": "/var/log/syslog"}},
+            {"labels": {"job": "varlog", "__path__": "/var/log/messages"}}]},
+    ]
+    if _has_journal():
+        jobs.append({"job_name": "journal", "journal": {"max_age": "12h",
+                                                        "labels": {"job": "journal"}},
+                     "relabel_configs": [
+                         {"source_labels": ["__journal__systemd_unit"], "target_label": "unit"},
+                         {"source_labels": ["__journal_priority_keyword"],
+                          "target_label": "level"}]})
     return {
         "global": {"external_labels": {"cluster": "local"}},
         "positions": {"filename": str(layout.data("edge-logs") / "positions.json")},
-        "scrape_configs": [
-            {"job_name": "varlog", "static_configs": [
-                {"labels": {"job": "varlog", "__path__": "/var/log/**/*.log"}},
-                {"labels": {"job": "varlog", "__path__": "/var/log/syslog"}},
-                {"labels": {"job": "varlog", "__path__": "/var/log/messages"}}]},
-        ],
+        "scrape_configs": jobs,
         "ferryman": {"kafka": {"bootstrap_servers": f"{HOST}:9092", "topic": LOGS_TOPIC},
                      "listen": f"{HOST}:{EDGE_LOGS_PORT}"},
     }
