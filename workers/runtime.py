@@ -294,27 +294,34 @@ class Runtime:
         )
         dead: list[tuple[Record, str]] = []
         handoff = _HandOff()
-        for attempt in retrying:
-            with attempt:
-                self._check_owned(batch)
-                delay_hint[0] = None
-                try:
-                    result = self.handler.handle(pending)
-                except Permanent as exc:
-                    result = Delivered(dead=[(r, exc.reason) for r in pending])
-                except Throttled as exc:
-                    delay_hint[0] = exc.delay
-                    raise
-                self._finish(result, dead)
-                if result.retry:
-                    handoff.note(pending, result)
-                    pending = result.retry
-                    delay_hint[0] = result.retry_delay
-                    if self._lane_due(handoff, attempt.retry_state.attempt_number, started):
-                        pending = self._hand_off(handoff, pending, result.retry_delay,
-                                                 attempt.retry_state.attempt_number)
-                    if pending:
-                        raise _RetryPartial(f"{len(pending)} records refused for now")
+        try:
+            for attempt in retrying:
+                with attempt:
+                    self._check_owned(batch)
+                    delay_hint[0] = None
+                    try:
+                        result = self.handler.handle(pending)
+                    except Permanent as exc:
+                        result = Delivered(dead=[(r, exc.reason) for r in pending])
+                    except Throttled as exc:
+                        delay_hint[0] = exc.delay
+                        raise
+                    self._finish(result, dead)
+                    if result.retry:
+                        handoff.note(pending, result)
+                        pending = result.retry
+                        delay_hint[0] = result.retry_delay
+                        if self._lane_due(handoff, attempt.retry_state.attempt_number, started):
+                            pending = self._hand_off(handoff, pending, result.retry_delay,
+                                                     attempt.retry_state.attempt_number)
+                        if pending:
+                            raise _RetryPartial(f"{len(pending)} records refused for now")
+        except Exception as exc:
+            # The drain deadline stops tenacity, which re-raises the last attempt's
+            # error: that is a hand-back, not a failure of the worker.
+            if self._past_deadline() and not isinstance(exc, Abandoned):
+                raise Abandoned from exc
+            raise
         if self._past_deadline():
             raise Abandoned
         self._commit(batch)
