@@ -382,6 +382,31 @@ def record(cluster: Cluster, out: Path) -> None:
     out.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
 
+# ---- helpers for tests that talk to the apiserver through Cluster.http() ---------------
+
+CORE = "/api/v1"
+
+
+def create(api: httpx.Client, path: str, obj: dict[str, Any],
+           status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST ``obj`` to ``path`` (201 expected), then set its status if given."""
+    response = api.post(path, json=obj)
+    assert response.status_code == 201, response.text
+    if status is not None:
+        return patch(api, f"{path}/{obj['metadata']['name']}/status", {"status": status})
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def patch(api: httpx.Client, path: str, change: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (200 expected)."""
+    response = api.patch(path, json=change,
+                         headers={"Content-Type": "application/merge-patch+json"})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] != "record":
         print("usage: python -m tests.integration.kube record FILE", file=sys.stderr)

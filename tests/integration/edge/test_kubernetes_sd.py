@@ -27,29 +27,11 @@ from edge.metrics.kubernetes.labels import Obj
 from edge.metrics.kubernetes.reflector import Reflector, Stream
 from edge.metrics.targets import TargetGroup
 from tests.integration.exporter import TEXT
-from tests.integration.kube import Cluster, running_apiserver
+from tests.integration.kube import Cluster, create, patch
 from tests.integration.pipeline import EdgeMetrics, Worker, create_topics, wait_for
 
 M = "__meta_kubernetes_"
 CORE, SLICES = "/api/v1", "/apis/discovery.k8s.io/v1"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with running_apiserver(tmp_path_factory.mktemp("kube")) as started:
-        yield started
-
-
-@pytest.fixture
-def api(cluster: Cluster) -> Iterator[httpx.Client]:
-    with cluster.http() as client:
-        yield client
-
-
-@pytest.fixture
-def namespace(api: httpx.Client, unique: str) -> str:
-    create(api, f"{CORE}/namespaces", {"metadata": {"name": unique}})
-    return unique
 
 
 @pytest.fixture
@@ -69,24 +51,6 @@ def discover(cluster: Cluster) -> Iterator[Callable[..., KubernetesSD]]:
 
 
 # --- helpers -------------------------------------------------------------------------
-
-
-def create(api: httpx.Client, path: str, obj: dict[str, Any],
-           status: dict[str, Any] | None = None) -> dict[str, Any]:
-    response = api.post(path, json=obj)
-    assert response.status_code == 201, response.text
-    if status is not None:
-        return patch(api, f"{path}/{obj['metadata']['name']}/status", {"status": status})
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def patch(api: httpx.Client, path: str, change: dict[str, Any]) -> dict[str, Any]:
-    response = api.patch(path, json=change,
-                         headers={"Content-Type": "application/merge-patch+json"})
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def delete(api: httpx.Client, path: str) -> None:

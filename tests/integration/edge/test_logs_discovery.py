@@ -30,29 +30,11 @@ from edge.logs.discovery import (
 )
 from edge.logs.podlabels import PodLabels, PodLabelsConfig
 from ferryman.prom.relabel import RelabelConfig, compile_rules
-from tests.integration.kube import Cluster, running_apiserver
+from tests.integration.kube import create
 from tests.integration.pipeline import wait_for
 
 M = "__meta_kubernetes_"
 CORE = "/api/v1"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with running_apiserver(tmp_path_factory.mktemp("kube")) as started:
-        yield started
-
-
-@pytest.fixture
-def api(cluster: Cluster) -> Iterator[httpx.Client]:
-    with cluster.http() as client:
-        yield client
-
-
-@pytest.fixture
-def namespace(api: httpx.Client, unique: str) -> str:
-    create(api, f"{CORE}/namespaces", {"metadata": {"name": unique}})
-    return unique
 
 
 @pytest.fixture
@@ -67,20 +49,6 @@ def discover() -> Iterator[Callable[..., LogDiscovery]]:
     yield start
     for discovery in started:
         discovery.close()
-
-
-def create(api: httpx.Client, path: str, obj: dict[str, Any],
-           status: dict[str, Any] | None = None) -> dict[str, Any]:
-    response = api.post(path, json=obj)
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    if status is not None:
-        response = api.patch(f"{path}/{obj['metadata']['name']}/status",
-                             json={"status": status},
-                             headers={"Content-Type": "application/merge-patch+json"})
-        assert response.status_code == 200, response.text
-        body = response.json()
-    return body
 
 
 def patch(api: httpx.Client, path: str, change: dict[str, Any]) -> None:

@@ -13,13 +13,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from kafka import KafkaConsumer
 
 from ferryman.wire.loki import decode_push_request
 from ferryman.wire.remote_write import snappy_decompress
-from tests.integration.kube import Cluster, running_apiserver
+from tests.integration.kube import create
 from tests.integration.pipeline import Process, create_topics, wait_for
 
 M = "__meta_kubernetes_"
@@ -147,25 +146,6 @@ def test_file_sd_targets_that_change_while_running(stack, unique, tmp_path, proc
 
 
 # --- Kubernetes ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with running_apiserver(tmp_path_factory.mktemp("kube")) as started:
-        yield started
-
-
-@pytest.fixture
-def api(cluster: Cluster) -> Iterator[httpx.Client]:
-    with cluster.http() as client:
-        yield client
-
-
-def create(api: httpx.Client, path: str, obj: dict[str, Any]) -> dict[str, Any]:
-    response = api.post(path, json=obj)
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def pod(namespace: str, name: str, node: str, labels: dict[str, str],
