@@ -137,6 +137,13 @@ class EdgeMetrics(Process):
         super().__init__(tmp, ["edge", "metrics"], settings)
 
 
+class EdgeLogs(Process):
+    """``ferryman edge logs``."""
+
+    def __init__(self, tmp: Path, settings: dict[str, Any]) -> None:
+        super().__init__(tmp, ["edge", "logs"], settings)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -23,8 +23,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
 from tests.integration.pipeline import (
+    EdgeLogs,
     PrivateVictoriaLogs,
-    Process,
     Worker,
     free_port,
     wait_for,
@@ -33,10 +33,6 @@ from tests.integration.pipeline import (
 MiB = 1 << 20
 FILES = 3
 
-
-class EdgeLogs(Process):
-    def __init__(self, tmp: Path, settings: dict[str, object]) -> None:
-        super().__init__(tmp, ["edge", "logs"], settings)
 
 
 def _topics(bootstrap: str, topic: str) -> None:

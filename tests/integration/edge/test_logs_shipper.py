@@ -9,12 +9,7 @@ from kafka import KafkaConsumer
 
 from ferryman.wire.loki import decode_push_request
 from ferryman.wire.remote_write import snappy_decompress
-from tests.integration.pipeline import Process, create_topics, wait_for
-
-
-class EdgeLogs(Process):
-    def __init__(self, tmp: Path, settings: dict[str, object]) -> None:
-        super().__init__(tmp, ["edge", "logs"], settings)
+from tests.integration.pipeline import EdgeLogs, create_topics, wait_for
 
 
 class Lines:

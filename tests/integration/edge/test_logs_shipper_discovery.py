@@ -19,16 +19,12 @@ from kafka import KafkaConsumer
 from ferryman.wire.loki import decode_push_request
 from ferryman.wire.remote_write import snappy_decompress
 from tests.integration.kube import create
-from tests.integration.pipeline import Process, create_topics, wait_for
+from tests.integration.pipeline import EdgeLogs, create_topics, wait_for
 
 M = "__meta_kubernetes_"
 CORE = "/api/v1"
 CRI = "2026-01-01T00:00:00.000000001Z stdout F "
 
-
-class EdgeLogs(Process):
-    def __init__(self, tmp: Path, settings: dict[str, Any]) -> None:
-        super().__init__(tmp, ["edge", "logs"], settings)
 
 
 class Shipped:

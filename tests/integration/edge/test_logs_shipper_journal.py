@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kafka import KafkaConsumer
@@ -16,12 +15,7 @@ from kafka import KafkaConsumer
 from ferryman.wire.loki import decode_push_request
 from ferryman.wire.remote_write import snappy_decompress
 from tests.integration.journald import JournalWriter, cursors
-from tests.integration.pipeline import Process, create_topics, wait_for
-
-
-class EdgeLogs(Process):
-    def __init__(self, tmp: Path, settings: dict[str, Any]) -> None:
-        super().__init__(tmp, ["edge", "logs"], settings)
+from tests.integration.pipeline import EdgeLogs, create_topics, wait_for
 
 
 class Shipped:
