@@ -17,6 +17,11 @@ message is assembled as latin-1 text (one character per byte) from per-line piec
 looked up in small tables — varints of line lengths, of timestamps within a second —
 and encoded once. :class:`Entries` holds a stream's entries by column, so the edge
 shipper never builds an object per line; the bytes are the same either way.
+
+:func:`decode_push_request_columns` reads a request laid out that way back into
+:class:`Entries`, with no object per entry; anything else (structured metadata, other
+layouts, bad bytes) goes to :func:`decode_push_request`, the reference, so results and
+errors are the same.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ from .protobuf import (
 )
 
 __all__ = ["HEADERS", "Entries", "Entry", "Stream", "decode_push_request",
-           "encode_push_request", "format_labels", "parse_labels"]
+           "decode_push_request_columns", "encode_push_request", "format_labels",
+           "parse_labels"]
 
 HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
 
@@ -377,3 +383,133 @@ def _decode_pair(buf: memoryview) -> tuple[str, str]:
         elif number == 2:
             value = bytes(raw).decode("utf-8", "replace")
     return name, value
+
+
+# --- decoding by column --------------------------------------------------------------
+
+
+class _Irregular(Exception):
+    """Raised when bytes are not laid out as encode_push_request lays them out."""
+
+
+def decode_push_request_columns(buf: bytes | memoryview) -> list[Stream]:
+    """What :func:`decode_push_request` returns, but each stream's entries are
+    :class:`Entries` (by column, no object per entry) when the request is laid out as
+    :func:`encode_push_request` lays it out and has no structured metadata; any other
+    request is decoded by :func:`decode_push_request` (so errors are the same)."""
+    data = bytes(buf)
+    try:
+        return _decode_columns(data)
+    except (_Irregular, IndexError):
+        return decode_push_request(data)
+
+
+# Continuation bits of a varint of 2 … 5 bytes, read little-endian as one int.
+_CONTINUED = {size: int.from_bytes(b"\x80" * (size - 1) + b"\x00", "little")
+              for size in range(2, 6)}
+_HIGH_BITS = 0x8080808080
+
+
+def _decode_columns(data: bytes) -> list[Stream]:
+    # Latin-1 text has one character per byte: an ASCII line is a slice of it.
+    text = data.decode("latin-1")
+    streams: list[Stream] = []
+    size = len(data)
+    pos = 0
+    while pos < size:
+        if data[pos] != 0x0A:
+            raise _Irregular
+        length, pos = _varint_at(data, pos + 1)
+        end = pos + length
+        if end > size:
+            raise _Irregular
+        streams.append(_decode_stream(data, text, pos, end))
+        pos = end
+    return streams
+
+
+def _decode_stream(data: bytes, text: str, pos: int, end: int) -> Stream:
+    labels: dict[str, str] = {}
+    stamps: list[int] = []
+    lines: list[str] = []
+    add_stamp, add_line = stamps.append, lines.append
+    from_bytes = int.from_bytes
+    continued, high_bits = _CONTINUED, _HIGH_BITS
+    # "\x08" seconds "\x10" of the last timestamp, and its seconds in nanoseconds; at
+    # first a character no latin-1 text holds, so the first timestamp is read in full.
+    prefix, base = "\u0100", 0
+    while pos < end:
+        tag = data[pos]
+        length = data[pos + 1]
+        if length < 0x80:
+            start = pos + 2
+        else:
+            length, start = _varint_at(data, pos + 1)
+        pos = start + length
+        if pos > end:
+            raise _Irregular
+        if tag == 0x0A:
+            labels = parse_labels(data[start:pos].decode("utf-8", "replace"))
+            continue
+        if tag != 0x12 or data[start] != 0x0A or data[start + 1] >= 0x80:
+            raise _Irregular
+        stamp_start = start + 2
+        stamp_end = stamp_start + data[start + 1]
+        if not text.startswith(prefix, stamp_start):
+            prefix, base = _second(data, text, stamp_start, stamp_end)
+        nanos_start = stamp_start + len(prefix)
+        width = stamp_end - nanos_start
+        if width == 1:
+            nanos = data[nanos_start]
+            if nanos >= 0x80:
+                raise _Irregular
+        elif 1 < width <= 5:
+            value = from_bytes(data[nanos_start:stamp_end], "little")
+            if value & high_bits != continued[width]:
+                raise _Irregular
+            nanos = ((value & 0x7F) | (value >> 1 & 0x3F80) | (value >> 2 & 0x1FC000)
+                     | (value >> 3 & 0xFE00000) | (value >> 4 & 0x7F0000000))
+        elif width == -1 and data[stamp_end - 1] < 0x80:
+            nanos = 0  # no nanoseconds field: the prefix ends one byte after the stamp
+        else:
+            raise _Irregular
+        if data[stamp_end] != 0x12:
+            raise _Irregular
+        line_length = data[stamp_end + 1]
+        if line_length < 0x80:
+            line_start = stamp_end + 2
+        else:
+            line_length, line_start = _varint_at(data, stamp_end + 1)
+        if line_start + line_length != pos:
+            raise _Irregular  # structured metadata, or fields we do not lay out
+        add_stamp(base + nanos)
+        add_line(text[line_start:pos])
+    if not all(map(str.isascii, lines)):
+        lines = [line if line.isascii() else line.encode("latin-1").decode("utf-8", "replace")
+                 for line in lines]
+    return Stream(labels, Entries(stamps, lines))
+
+
+def _second(data: bytes, text: str, start: int, end: int) -> tuple[str, int]:
+    """The prefix ``"\\x08" seconds "\\x10"`` of the Timestamp at ``start``, and its
+    seconds in nanoseconds."""
+    if data[start] != 0x08:
+        raise _Irregular
+    seconds, pos = _varint_at(data, start + 1)
+    if pos > end or (pos < end and data[pos] != 0x10):
+        raise _Irregular
+    # Without nanoseconds the prefix ends one byte past the Timestamp (the reader sees it).
+    return text[start:pos] + "\x10", sint_to_int64(seconds) * 1_000_000_000
+
+
+def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift >= 70:
+            raise _Irregular

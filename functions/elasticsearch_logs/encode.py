@@ -42,18 +42,20 @@ written ASCII-only, so sizes are exact.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import json.encoder
 import struct
-from collections.abc import Callable, Iterator
+from binascii import b2a_base64
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import islice
+from operator import lt
 from typing import Any
 
 from ferryman import headers as h
-from ferryman.wire.loki import Stream, decode_push_request
+from ferryman.wire.loki import Entries, Stream, decode_push_request_columns
 from ferryman.wire.protobuf import DecodeError
 from ferryman.wire.remote_write import snappy_decompress
 from functions.elasticsearch_common import Chunk
@@ -119,57 +121,109 @@ class BulkEncoder:
                 continue
             raw_cluster = record.header(h.CLUSTER)
             cluster = raw_cluster.decode("utf-8", "replace") if raw_cluster else None
-            for action, document in self._documents(streams, cluster):
+            for pairs in self._documents(streams, cluster):
                 chunk = chunks[-1]
-                size = len(action) + len(document)
-                if chunk.size + size > max_bytes and chunk.owners:
-                    chunk = Chunk()
-                    chunks.append(chunk)
-                chunk.lines.append(action)
-                chunk.lines.append(document)
-                chunk.owners.append(position)
-                chunk.size += size
-                lines += 1
+                chunk_lines, owners = chunk.lines, chunk.owners
+                size = chunk.size
+                for action, document in pairs:
+                    length = len(action) + len(document)
+                    if size + length > max_bytes and owners:
+                        chunk.size = size
+                        chunk = Chunk()
+                        chunks.append(chunk)
+                        chunk_lines, owners, size = chunk.lines, chunk.owners, 0
+                    chunk_lines += action, document
+                    owners.append(position)
+                    size += length
+                chunk.size = size
+                lines += len(pairs)
         self._stamps.clear()
         return Encoded([c for c in chunks if c.owners], undecodable, lines)
 
     def _documents(self, streams: list[Stream],
-                   header_cluster: str | None) -> Iterator[tuple[str, str]]:
+                   header_cluster: str | None) -> Iterator[list[tuple[str, str]]]:
+        """Each stream's (action, document) pairs, a list per stream."""
         # Ranks of identical (labels, ts, line) entries are counted per record.
         seen: dict[tuple[str, int, str], int] = {}
+        identities: list[dict[str, str]] = []
         for stream in streams:
             identity = dict(stream.labels)
             if self.cluster_label not in identity and header_cluster is not None:
                 identity[self.cluster_label] = header_cluster
-            series_key = _SEP.join(f"{k}{_SEP}{v}" for k, v in sorted(identity.items()))
-            series_hash = hashlib.blake2b(
-                series_key.encode("utf-8", "surrogateescape") + b"\xfe", digest_size=15)
-            tail = _tail(identity, self.cluster_label)
-            for entry in stream.entries:
-                ts, line = entry.timestamp_ns, entry.line
-                key = (series_key, ts, line)
-                rank = seen.get(key, 0)
-                seen[key] = rank + 1
-                digest = series_hash.copy()
-                digest.update(f"{ts}{_SEP}{line}{_SEP}{rank}".encode("utf-8", "surrogatepass"))
-                entry_id = base64.urlsafe_b64encode(digest.digest()).decode()
-                document = f'{{"@timestamp":{self._stamp(ts)},"message":{_quote(line)}'
-                if entry.metadata:
-                    document += tail[:-2] + self.metadata_prefix + _object(entry.metadata)
-                    document += "}\n"
-                else:
-                    document += tail
-                yield f'{{"create":{{"_id":"{ts:x}{entry_id}"}}}}\n', document
+            identities.append(identity)
+        keys = [_SEP.join(f"{k}{_SEP}{v}" for k, v in sorted(identity.items()))
+                for identity in identities]
+        for stream, identity, series_key in zip(streams, identities, keys, strict=True):
+            entries = stream.entries
+            if isinstance(entries, Entries):
+                stamps, lines = entries.timestamps, entries.lines
+                metadata: Iterable[tuple[tuple[str, str], ...]] = [()] * len(lines)
+            else:
+                stamps = [entry.timestamp_ns for entry in entries]
+                lines = [entry.line for entry in entries]
+                metadata = [entry.metadata for entry in entries]
+            if keys.count(series_key) == 1 and all(map(lt, stamps, islice(stamps, 1, None))):
+                # Every (labels, ts, line) of the record is unique here: every rank is 0.
+                ranks: Iterable[int] = [0] * len(lines)
+            else:
+                ranks = list(map(_Ranker(seen, series_key), stamps, lines))
+            yield self._stream_documents(identity, series_key, stamps, lines, metadata, ranks)
 
-    def _stamp(self, ts_ns: int) -> str:
-        seconds, nanos = divmod(ts_ns, _NS)
+    def _stream_documents(self, identity: dict[str, str], series_key: str,
+                          stamps: list[int], lines: list[str],
+                          metadata: Iterable[tuple[tuple[str, str], ...]],
+                          ranks: Iterable[int]) -> list[tuple[str, str]]:
+        series_hash = hashlib.blake2b(
+            series_key.encode("utf-8", "surrogateescape") + b"\xfe", digest_size=15)
+        copy = series_hash.copy
+        tail = _tail(identity, self.cluster_label)
+        with_metadata = tail[:-2] + self.metadata_prefix
+        stamp_prefix = self._stamp_prefix
+        last_second, prefix = None, ""
+        out: list[tuple[str, str]] = []
+        add = out.append
+        for ts, line, pairs, rank in zip(stamps, lines, metadata, ranks, strict=True):
+            digest = copy()
+            digest.update(f"{ts}{_SEP}{line}{_SEP}{rank}".encode("utf-8", "surrogatepass"))
+            entry_id = b2a_base64(digest.digest(), newline=False).translate(_URLSAFE).decode()
+            second, nanos = divmod(ts, _NS)
+            if second != last_second:
+                last_second, prefix = second, stamp_prefix(second)
+            stamp = f'{prefix}{nanos:09d}Z"' if prefix else str(ts // 1_000_000)
+            document = f'{{"@timestamp":{stamp},"message":{_quote(line)}'
+            if pairs:
+                document += with_metadata + _object(pairs) + "}\n"
+            else:
+                document += tail
+            add((f'{{"create":{{"_id":"{ts:x}{entry_id}"}}}}\n', document))
+        return out
+
+    def _stamp_prefix(self, seconds: int) -> str:
+        """``"YYYY-MM-DDTHH:MM:SS.`` of a second, or "" when no calendar names it."""
         prefix = self._stamps.get(seconds)
         if prefix is None:
             text = iso_timestamp(seconds * _NS)
             prefix = self._stamps[seconds] = "" if text is None else '"' + text[:20]
-        if not prefix:
-            return str(ts_ns // 1_000_000)
-        return f'{prefix}{nanos:09d}Z"'
+        return prefix
+
+
+class _Ranker:
+    """The rank of each (ts, line) of one series among identical ones of the record."""
+
+    __slots__ = ("seen", "series_key")
+
+    def __init__(self, seen: dict[tuple[str, int, str], int], series_key: str) -> None:
+        self.seen = seen
+        self.series_key = series_key
+
+    def __call__(self, ts: int, line: str) -> int:
+        key = (self.series_key, ts, line)
+        rank = self.seen.get(key, 0)
+        self.seen[key] = rank + 1
+        return rank
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def _tail(labels: dict[str, str], cluster_label: str) -> str:
@@ -205,7 +259,7 @@ def _decode(record: Record) -> list[Stream]:
     if schema is not None and schema != h.SCHEMA_LOKI_PUSH:
         raise ValueError(f"schema {schema!r} is not {h.SCHEMA_LOKI_PUSH!r}")
     try:
-        return decode_push_request(snappy_decompress(record.value))
+        return decode_push_request_columns(snappy_decompress(record.value))
     except (DecodeError, IndexError, struct.error, OverflowError) as exc:
         # Whatever the bytes, a bad record must be routed, never block its partition.
         raise ValueError(f"undecodable loki push message: {exc}") from exc

@@ -26,6 +26,8 @@ count twice: ``ferryman_lines_truncated_total{function,reason}``,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import httpx
 from pydantic import BaseModel
 
@@ -42,8 +44,8 @@ from .encode import (
     Limiter,
     Tally,
     UnsupportedRecord,
-    chunk,
-    decode_record,
+    chunk_streams,
+    decode_record_columns,
     record_cluster,
     record_tenant,
     request_body,
@@ -75,11 +77,11 @@ class LokiSink:
     def handle(self, batch: Batch) -> Delivered:
         tallies = [Tally() for _ in batch]
         dead: dict[int, str] = {}
-        items: list[tuple[int, str, Labels, Entry]] = []
+        items: list[tuple[int, str, Labels, Sequence[Entry]]] = []
         limiter = self.limiter
         for index, record in enumerate(batch):
             try:
-                streams = decode_record(record)
+                streams = decode_record_columns(record)
             except UnsupportedRecord as exc:
                 dead[index] = str(exc)
                 continue
@@ -90,14 +92,8 @@ class LokiSink:
                 labels = limiter.labels(stream.labels, cluster, len(stream.entries), tally)
                 if labels is None:
                     continue
-                for entry in stream.entries:
-                    line = limiter.line(entry.line, tally)
-                    if line is None:
-                        continue
-                    if line is not entry.line:
-                        entry = Entry(entry.timestamp_ns, line, entry.metadata)
-                    items.append((index, tenant, labels, entry))
-        retry, delay = self._deliver(chunk(items, self.config.max_request_bytes), dead)
+                items.append((index, tenant, labels, limiter.entries(stream.entries, tally)))
+        retry, delay = self._deliver(chunk_streams(items, self.config.max_request_bytes), dead)
         self._count(tallies, retry)
         return Delivered(dead=[(batch[i], reason) for i, reason in sorted(dead.items())],
                          retry=[batch[i] for i in sorted(retry)], retry_delay=delay)

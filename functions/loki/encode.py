@@ -21,12 +21,23 @@ Limits, each counted by reason once per stream and record (see the sink's counte
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate, chain, islice, repeat
+from operator import is_, le
 
 from ferryman import headers as h
-from ferryman.wire.loki import HEADERS, Entry, Stream, decode_push_request, encode_push_request
+from ferryman.wire.loki import (
+    HEADERS,
+    Entries,
+    Entry,
+    Stream,
+    decode_push_request,
+    decode_push_request_columns,
+    encode_push_request,
+)
 from ferryman.wire.protobuf import DecodeError
 from ferryman.wire.remote_write import snappy_compress, snappy_decompress
 from workers.records import Record
@@ -34,8 +45,8 @@ from workers.records import Record
 from .config import LokiConfig
 
 __all__ = ["Chunk", "Labels", "Limiter", "Tally", "UnsupportedRecord", "chunk",
-           "cut_utf8", "decode_record", "record_cluster", "record_tenant", "request_body",
-           "request_headers"]
+           "chunk_streams", "cut_utf8", "decode_record", "decode_record_columns",
+           "record_cluster", "record_tenant", "request_body", "request_headers"]
 
 Labels = tuple[tuple[str, str], ...]
 _CACHE_SIZE = 1 << 16
@@ -50,11 +61,21 @@ class UnsupportedRecord(ValueError):
 
 def decode_record(record: Record) -> list[Stream]:
     """The streams of a log record; raises UnsupportedRecord for anything else."""
+    return _decode(record, decode_push_request)
+
+
+def decode_record_columns(record: Record) -> list[Stream]:
+    """:func:`decode_record`, but entries without structured metadata come by column
+    (:class:`~ferryman.wire.loki.Entries`)."""
+    return _decode(record, decode_push_request_columns)
+
+
+def _decode(record: Record, decode: Callable[[bytes], list[Stream]]) -> list[Stream]:
     schema = record.header(h.SCHEMA)
     if schema is not None and schema != h.SCHEMA_LOKI_PUSH:
         raise UnsupportedRecord(f"schema {schema!r} is not {h.SCHEMA_LOKI_PUSH!r}")
     try:
-        return decode_push_request(snappy_decompress(record.value))
+        return decode(snappy_decompress(record.value))
     except (DecodeError, ValueError) as exc:
         raise UnsupportedRecord(f"not a Loki push message: {exc}") from exc
 
@@ -121,6 +142,30 @@ class Limiter:
         tally.lines_truncated["line_too_long"] += 1
         return cut_utf8(line, self._keep) + self._marker
 
+    def entries(self, entries: Sequence[Entry], tally: Tally) -> Sequence[Entry]:
+        """``entries`` with every line within the size limit (see :meth:`line`): the
+        same object when no line needs a change."""
+        if isinstance(entries, Entries):
+            lines = entries.lines
+            # A character is at most four UTF-8 bytes: most streams need no look at a line.
+            if not self._max_line or max(map(len, lines), default=0) * 4 <= self._max_line:
+                return entries
+            limited = list(map(self.line, lines, repeat(tally)))
+            if all(map(is_, limited, lines)):
+                return entries
+            kept = [(ts, line) for ts, line in zip(entries.timestamps, limited, strict=True)
+                    if line is not None]
+            return Entries([ts for ts, _ in kept], [line for _, line in kept])
+        out: list[Entry] = []
+        for entry in entries:
+            line = self.line(entry.line, tally)
+            if line is None:
+                continue
+            if line is not entry.line:
+                entry = Entry(entry.timestamp_ns, line, entry.metadata)
+            out.append(entry)
+        return out
+
     def labels(self, labels: Mapping[str, str], cluster: str, entries: int,
                tally: Tally) -> Labels | None:
         """The label set to send for a stream of ``entries`` lines, or None when the
@@ -163,8 +208,9 @@ class Limiter:
 # --- grouping and cutting into requests ---------------------------------------------
 
 
-Owned = tuple[int, Entry]
-"""An entry with the batch index of the record it came from."""
+Part = tuple[Labels, tuple[int, ...], Sequence[Entry]]
+"""A stream of a request: its labels, then its entries and for each the batch index of
+the record it came from (``owners[i]`` for ``entries[i]``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,25 +218,24 @@ class Chunk:
     """The streams of one request, all for one tenant."""
 
     tenant: str
-    streams: tuple[tuple[Labels, tuple[Owned, ...]], ...]
+    streams: tuple[Part, ...]
 
     @property
     def owners(self) -> frozenset[int]:
-        return frozenset(owner for _, entries in self.streams for owner, _ in entries)
+        return frozenset().union(*(owners for _, owners, _ in self.streams))
 
     def push_request(self) -> bytes:
         """The uncompressed PushRequest protobuf."""
-        return encode_push_request(
-            Stream(dict(labels), [entry for _, entry in entries])
-            for labels, entries in self.streams)
+        return encode_push_request(Stream(dict(labels), entries)
+                                   for labels, _, entries in self.streams)
 
     def by_owner(self) -> list[Chunk]:
         """This chunk split into one chunk per record, in record order."""
-        split: dict[int, dict[Labels, list[Owned]]] = {}
-        for labels, entries in self.streams:
-            for owned in entries:
-                split.setdefault(owned[0], {}).setdefault(labels, []).append(owned)
-        return [Chunk(self.tenant, tuple((labels, tuple(entries))
+        split: dict[int, dict[Labels, list[Entry]]] = {}
+        for labels, owners, entries in self.streams:
+            for owner, entry in zip(owners, entries, strict=True):
+                split.setdefault(owner, {}).setdefault(labels, []).append(entry)
+        return [Chunk(self.tenant, tuple((labels, (owner,) * len(entries), entries)
                                          for labels, entries in split[owner].items()))
                 for owner in sorted(split)]
 
@@ -206,38 +251,82 @@ def _entry_size(entry: Entry) -> int:
     return size
 
 
+def _entry_sizes(entries: Sequence[Entry]) -> list[int]:
+    """What :func:`_entry_size` gives for each entry."""
+    if not isinstance(entries, Entries):
+        return list(map(_entry_size, entries))
+    lines = entries.lines
+    if all(map(str.isascii, lines)):
+        return list(map(_ENTRY_OVERHEAD.__add__, map(len, lines)))
+    return [len(line.encode()) + _ENTRY_OVERHEAD for line in lines]
+
+
 def chunk(items: Iterable[tuple[int, str, Labels, Entry]], max_bytes: int) -> list[Chunk]:
     """Group ``(owner, tenant, labels, entry)`` by tenant and label set, sort each stream's
     entries by time and cut them into chunks of about ``max_bytes`` of protobuf at most
     (a single larger entry gets a chunk of its own). Tenants and streams keep the order
     in which they were first seen."""
-    grouped: dict[str, dict[Labels, list[Owned]]] = {}
-    for owner, tenant, labels, entry in items:
-        grouped.setdefault(tenant, {}).setdefault(labels, []).append((owner, entry))
+    return chunk_streams(((owner, tenant, labels, (entry,))
+                          for owner, tenant, labels, entry in items), max_bytes)
+
+
+def chunk_streams(items: Iterable[tuple[int, str, Labels, Sequence[Entry]]],
+                  max_bytes: int) -> list[Chunk]:
+    """:func:`chunk` for ``(owner, tenant, labels, entries)``: the same chunks as for the
+    entries one by one, with no object per entry when they are :class:`Entries`."""
+    grouped: dict[str, dict[Labels, list[tuple[int, Sequence[Entry]]]]] = {}
+    for owner, tenant, labels, entries in items:
+        if entries:  # a stream is placed where its first entry is seen
+            grouped.setdefault(tenant, {}).setdefault(labels, []).append((owner, entries))
     chunks: list[Chunk] = []
     for tenant, streams in grouped.items():
-        current: list[tuple[Labels, tuple[Owned, ...]]] = []
+        current: list[Part] = []
         size = 0
-        for labels, entries in streams.items():
-            entries.sort(key=lambda owned: owned[1].timestamp_ns)
+        for labels, parts in streams.items():
+            owners, entries = _merge(parts)
             head = _label_size(labels)
-            run: list[Owned] = []
-            for owned in entries:
-                length = _entry_size(owned[1])
-                if (current or run) and size + length + (0 if run else head) > max_bytes:
-                    if run:
-                        current.append((labels, tuple(run)))
+            sums = list(accumulate(_entry_sizes(entries), initial=0))
+            start, count = 0, len(owners)
+            while start < count:
+                if current and size + head + sums[start + 1] - sums[start] > max_bytes:
                     chunks.append(Chunk(tenant, tuple(current)))
-                    current, run, size = [], [], 0
-                if not run:
-                    size += head
-                run.append(owned)
-                size += length
-            if run:
-                current.append((labels, tuple(run)))
+                    current, size = [], 0
+                size += head
+                # The run takes entries while they fit, and its first one whatever its size.
+                end = max(bisect_right(sums, max_bytes - size + sums[start], start) - 1,
+                          start + 1)
+                size += sums[end] - sums[start]
+                current.append((labels, owners[start:end], entries[start:end]))
+                if end < count:
+                    chunks.append(Chunk(tenant, tuple(current)))
+                    current, size = [], 0
+                start = end
         if current:
             chunks.append(Chunk(tenant, tuple(current)))
     return chunks
+
+
+def _merge(parts: list[tuple[int, Sequence[Entry]]]) -> tuple[tuple[int, ...],
+                                                               Sequence[Entry]]:
+    """One stream's entries from several records, sorted by time (stable), with the
+    owner of each; by column when every part is."""
+    owners = tuple(chain.from_iterable(repeat(owner, len(entries)) for owner, entries in parts))
+    merged: Sequence[Entry]
+    if all(isinstance(entries, Entries) for _, entries in parts):
+        columns = Entries()
+        for _, entries in parts:
+            assert isinstance(entries, Entries)
+            columns.extend_columns(entries.timestamps, entries.lines)
+        stamps = columns.timestamps
+        if all(map(le, stamps, islice(stamps, 1, None))):
+            return owners, columns
+        order = sorted(range(len(stamps)), key=stamps.__getitem__)
+        merged = Entries([stamps[i] for i in order], [columns.lines[i] for i in order])
+    else:
+        listed = [entry for _, entries in parts for entry in entries]
+        order = sorted(range(len(listed)), key=lambda i: listed[i].timestamp_ns)
+        merged = [listed[i] for i in order]
+    return tuple(owners[i] for i in order), merged
 
 
 def request_body(chunk: Chunk) -> bytes:
