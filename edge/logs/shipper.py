@@ -127,6 +127,11 @@ class LogShipper:
             self.files[path] = self._file(path, start, target.labels, target.job)
             log.info("tailing %s from offset %d", path, start)
         live = {f.tailer.identity for f in [*self.files.values(), *self.draining.values()]}
+        # A file our tailer followed through its rotation has lines in the batch in
+        # flight: its saved position lags until Kafka acknowledges, which must not
+        # make it look rotated away while we were down (it would be read twice).
+        live.update(batch.ends)
+        live.update(f.pipeline.identity for f in self.files.values() if f.pipeline is not None)
         for path, position in rotated_away(self.positions.all(), live, wanted):
             log.info("draining %s (rotated from %s while we were away) from offset %d",
                      path, position.path, position.offset)
