@@ -43,6 +43,7 @@ from .protobuf import (
     key,
     sint_to_int64,
     varint,
+    varint_at,
     varint_field,
 )
 
@@ -400,7 +401,7 @@ def decode_push_request_columns(buf: bytes | memoryview) -> list[Stream]:
     data = bytes(buf)
     try:
         return _decode_columns(data)
-    except (_Irregular, IndexError):
+    except (_Irregular, IndexError, DecodeError):
         return decode_push_request(data)
 
 
@@ -419,7 +420,7 @@ def _decode_columns(data: bytes) -> list[Stream]:
     while pos < size:
         if data[pos] != 0x0A:
             raise _Irregular
-        length, pos = _varint_at(data, pos + 1)
+        length, pos = varint_at(data, pos + 1)
         end = pos + length
         if end > size:
             raise _Irregular
@@ -444,7 +445,7 @@ def _decode_stream(data: bytes, text: str, pos: int, end: int) -> Stream:
         if length < 0x80:
             start = pos + 2
         else:
-            length, start = _varint_at(data, pos + 1)
+            length, start = varint_at(data, pos + 1)
         pos = start + length
         if pos > end:
             raise _Irregular
@@ -479,7 +480,7 @@ def _decode_stream(data: bytes, text: str, pos: int, end: int) -> Stream:
         if line_length < 0x80:
             line_start = stamp_end + 2
         else:
-            line_length, line_start = _varint_at(data, stamp_end + 1)
+            line_length, line_start = varint_at(data, stamp_end + 1)
         if line_start + line_length != pos:
             raise _Irregular  # structured metadata, or fields we do not lay out
         add_stamp(base + nanos)
@@ -495,21 +496,8 @@ def _second(data: bytes, text: str, start: int, end: int) -> tuple[str, int]:
     seconds in nanoseconds."""
     if data[start] != 0x08:
         raise _Irregular
-    seconds, pos = _varint_at(data, start + 1)
+    seconds, pos = varint_at(data, start + 1)
     if pos > end or (pos < end and data[pos] != 0x10):
         raise _Irregular
     # Without nanoseconds the prefix ends one byte past the Timestamp (the reader sees it).
     return text[start:pos] + "\x10", sint_to_int64(seconds) * 1_000_000_000
-
-
-def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise _Irregular

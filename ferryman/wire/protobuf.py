@@ -18,6 +18,7 @@ __all__ = [
     "key",
     "sint_to_int64",
     "varint",
+    "varint_at",
     "varint_field",
 ]
 
@@ -63,6 +64,22 @@ def double_field(number: int, value: float) -> bytes:
 def sint_to_int64(value: int) -> int:
     """Reinterpret a decoded uint64 varint as int64."""
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def varint_at(data: bytes, pos: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it, without bounds checks, for
+    fast paths that fall back to a careful decoder: IndexError when ``data`` ends
+    inside it, DecodeError when it runs past ten bytes."""
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift >= 70:
+            raise DecodeError("varint longer than 10 bytes")
 
 
 def _read_varint(buf: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:

@@ -27,6 +27,7 @@ from .protobuf import (
     double_field,
     fields,
     sint_to_int64,
+    varint_at,
     varint_field,
 )
 
@@ -152,19 +153,6 @@ _LABELS_MAX = 500_000
 _unpack_double = _DOUBLE.unpack_from
 
 
-def _varint_at(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise _NotCommon
-
-
 def _decode_fast(data: bytes) -> list[TimeSeries]:
     out = []
     pos, end = 0, len(data)
@@ -172,13 +160,13 @@ def _decode_fast(data: bytes) -> list[TimeSeries]:
     while pos < end:
         if data[pos] != 0x0A:
             raise _NotCommon  # metadata or unknown fields
-        length, pos = _varint_at(data, pos + 1)
+        length, pos = varint_at(data, pos + 1)
         stop = pos + length
         if stop > end:
             raise _NotCommon
         start = pos
         while pos < stop and data[pos] == 0x0A:
-            n, pos = _varint_at(data, pos + 1)
+            n, pos = varint_at(data, pos + 1)
             pos += n
         if pos > stop:
             raise _NotCommon
@@ -194,10 +182,10 @@ def _decode_fast(data: bytes) -> list[TimeSeries]:
         while pos < stop:
             if data[pos] != 0x12:
                 raise _NotCommon  # exemplars, histograms
-            n, pos = _varint_at(data, pos + 1)
+            n, pos = varint_at(data, pos + 1)
             sample_end = pos + n
             if n >= 11 and data[pos] == 0x09 and data[pos + 9] == 0x10:
-                timestamp, after = _varint_at(data, pos + 10)
+                timestamp, after = varint_at(data, pos + 10)
                 if after != sample_end:
                     raise _NotCommon
                 samples.append(Sample(_unpack_double(data, pos + 1)[0],
@@ -215,7 +203,7 @@ def _spans(raw_labels: bytes) -> list[tuple[int, int]]:
     spans = []
     pos = 0
     while pos < len(raw_labels):
-        n, start = _varint_at(raw_labels, pos + 1)
+        n, start = varint_at(raw_labels, pos + 1)
         spans.append((start, start + n))
         pos = start + n
     return spans
@@ -230,7 +218,7 @@ def decode_write_request(buf: bytes | memoryview) -> list[TimeSeries]:
     data = bytes(buf)
     try:
         return _decode_fast(data)
-    except (_NotCommon, IndexError, UnicodeDecodeError):
+    except (_NotCommon, IndexError, UnicodeDecodeError, DecodeError):
         return _decode_careful(data)
 
 
