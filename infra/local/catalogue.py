@@ -162,6 +162,10 @@ def _es_command(layout: Layout) -> list[str]:
                 "-Ehttp.port=9200", "-Etransport.port=9300",
                 "-Expack.security.enabled=false",
                 "-Ecluster.routing.allocation.disk.threshold_enabled=false",
+                # With the disk threshold off, the first disk-info refresh lifts every
+                # read_only_allow_delete block once: tests set that block on purpose
+                # (a real per-item 429), so the refresh must not come mid-run.
+                "-Ecluster.info.update.interval=1d",
                 "-Ecluster.name=ferryman-local", "-Enode.name=ferryman-es",
                 "-Eaction.destructive_requires_name=false",
                 f"-Epath.data={data / 'data'}", f"-Epath.logs={data / 'logs'}"]
