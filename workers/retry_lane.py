@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +30,8 @@ from dramatiq.middleware import Middleware
 from .records import Record
 from .settings import RetryLaneSettings
 
-__all__ = ["ACTOR", "Lane", "LaneFull", "LaneMessage", "LaneUnavailable", "backoff_delay",
-           "make_broker", "next_delay"]
+__all__ = ["ACTOR", "Lane", "LaneBroker", "LaneFull", "LaneMessage", "LaneUnavailable",
+           "backoff_delay", "make_broker", "next_delay"]
 
 #: The dramatiq actor name every lane message is addressed to.
 ACTOR = "ferryman_retry"
@@ -150,17 +151,43 @@ def next_delay(message: LaneMessage, now: float, settings: RetryLaneSettings,
 
 # ---- Redis ------------------------------------------------------------------------------
 
+class LaneBroker(RedisBroker):
+    """dramatiq's Redis broker, with queue maintenance that can be asked for.
+
+    Messages a dead retry worker held (its heartbeat is older than
+    ``heartbeat_timeout_s``) go back to their queue when maintenance runs on that
+    queue. dramatiq runs it on a random share of Redis calls only; :meth:`maintain`
+    runs it now, so a retry worker restarted after a kill -9 takes over its
+    predecessor's messages within a heartbeat timeout instead of at random.
+    """
+
+    _forced = threading.local()
+
+    def _should_do_maintenance(self, command: str) -> int:
+        if getattr(self._forced, "on", False):
+            return 1
+        return int(super()._should_do_maintenance(command))
+
+    def maintain(self, queues: Sequence[str]) -> None:
+        """Run maintenance on each of ``queues`` (raises redis errors)."""
+        self._forced.on = True
+        try:
+            for queue in queues:
+                self.do_qsize(queue)
+        finally:
+            self._forced.on = False
+
+
 def make_broker(settings: RetryLaneSettings,
-                middleware: Sequence[Middleware] = ()) -> RedisBroker:
+                middleware: Sequence[Middleware] = ()) -> LaneBroker:
     """A dramatiq broker on the lane's Redis; nothing connects before the first call."""
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.timeout_s,
                                   socket_connect_timeout=settings.timeout_s)
-    # Messages a killed retry worker held are put back by dramatiq's queue maintenance,
-    # which runs on a random share of Redis calls: 1 % rather than 0.1 %, because a lane
-    # sees few calls and should not wait long for that.
-    broker: RedisBroker = RedisBroker(  # type: ignore[no-untyped-call]
+    # Besides the retry worker's own maintain() calls, maintenance runs on 1 % of Redis
+    # calls rather than dramatiq's 0.1 %: a lane sees few calls.
+    broker = LaneBroker(  # type: ignore[no-untyped-call]
         client=client, namespace=settings.namespace, middleware=list(middleware),
-        maintenance_chance=10_000)
+        maintenance_chance=10_000, heartbeat_timeout=int(settings.heartbeat_timeout_s * 1000))
     return broker
 
 
@@ -168,7 +195,7 @@ class Lane:
     """The runtime's side of the lane: enqueue refused records and count what it holds."""
 
     def __init__(self, settings: RetryLaneSettings, function: str,
-                 broker: RedisBroker | None = None) -> None:
+                 broker: LaneBroker | None = None) -> None:
         self.settings = settings
         self.function = function
         self.queue = settings.queue_for(function)
@@ -179,27 +206,35 @@ class Lane:
 
     def held(self) -> int:
         """Records waiting in the lane (ready, delayed, or being retried right now)."""
-        ns, queue = self.settings.namespace, self.queue
-        try:
-            pipe = self.broker.client.pipeline(transaction=False)
-            pipe.hlen(f"{ns}:{queue}.msgs")
-            pipe.hlen(f"{ns}:{queue}.DQ.msgs")
-            ready, delayed = pipe.execute()
-        except redis.RedisError as exc:
-            raise LaneUnavailable(f"Redis: {exc}") from exc
-        return int(ready) + int(delayed)
+        ready, delayed = self._both("hlen", ".msgs")
+        return ready + delayed
 
     def lengths(self) -> tuple[int, int]:
         """Lengths of the Redis lists KEDA scales on: ready and delayed message ids."""
-        ns, queue = self.settings.namespace, self.queue
+        return self._both("llen", "")
+
+    def queues(self) -> tuple[str, str]:
+        """The lane's dramatiq queues: ready, then delayed."""
+        return self.queue, f"{self.queue}.DQ"
+
+    def _both(self, command: str, suffix: str) -> tuple[int, int]:
+        """``command`` on the ready and the delayed queue's ``suffix`` key, in one trip."""
+        ns = self.settings.namespace
         try:
             pipe = self.broker.client.pipeline(transaction=False)
-            pipe.llen(f"{ns}:{queue}")
-            pipe.llen(f"{ns}:{queue}.DQ")
+            for queue in self.queues():
+                getattr(pipe, command)(f"{ns}:{queue}{suffix}")
             ready, delayed = pipe.execute()
         except redis.RedisError as exc:
             raise LaneUnavailable(f"Redis: {exc}") from exc
         return int(ready), int(delayed)
+
+    def maintain(self) -> None:
+        """Put the messages of dead retry workers back in the lane's queues."""
+        try:
+            self.broker.maintain(self.queues())
+        except redis.RedisError as exc:
+            raise LaneUnavailable(f"Redis: {exc}") from exc
 
     def send(self, message: LaneMessage, delay_s: float) -> None:
         """Enqueue ``message`` to be tried in ``delay_s`` seconds; returns once Redis has

@@ -141,7 +141,10 @@ class RetryWorker:
             log.info("retry worker stopped")
 
     def _refresh_gauge(self) -> None:
+        """The queue-length gauges; and maintenance, so messages a killed retry worker
+        held come back once its heartbeat has timed out."""
         try:
+            self.lane.maintain()
             ready, delayed = self.lane.lengths()
         except LaneUnavailable as exc:
             self.m_errors.inc(1, *self._labels, "LaneUnavailable", "queue_length")

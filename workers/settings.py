@@ -84,6 +84,9 @@ class RetryLaneSettings(_Section):
                                            "the worker keeps retrying in process (default "
                                            "100000).")
     timeout_s: float = Field(5.0, gt=0, description="Timeout of one Redis call (default 5).")
+    heartbeat_timeout_s: float = Field(
+        60.0, ge=5, description="A retry worker silent this long (killed, frozen) is taken "
+        "for dead: the messages it held go back to the lane (default 60).")
 
     @field_validator("redis_url")
     @classmethod

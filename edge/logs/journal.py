@@ -41,6 +41,7 @@ import json
 import logging
 import random
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -70,6 +71,12 @@ log = logging.getLogger("ferryman.edge.logs")
 PRIORITY_KEYWORDS = ("emerg", "alert", "crit", "error", "warning", "notice", "info", "debug")
 META_PREFIX = "__journal_"
 BACKOFF_INITIAL, BACKOFF_MAX = 0.5, 30.0
+# journalctl gets SIGTERM when the thread that started it ends, the shipper's kill -9
+# included (PR_SET_PDEATHSIG, kept across exec); without it journalctl would live on
+# until its next write failed. util-linux's setpriv sets it (absent: no guard).
+_SETPRIV = shutil.which("setpriv")
+_ORPHAN_GUARD: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "TERM", "--") if _SETPRIV else ()
+
 # A run of journalctl that lasted this long resets the backoff even if it read nothing.
 HEALTHY_RUN = 10.0
 _CURSOR_FIELDS = frozenset("sibmtx")
@@ -403,7 +410,7 @@ class JournalSource:
             command = journalctl_command(self.config, self._resume,
                                          resuming=self._resuming)
             try:
-                process = subprocess.Popen(command, stdin=subprocess.DEVNULL,
+                process = subprocess.Popen([*_ORPHAN_GUARD, *command], stdin=subprocess.DEVNULL,
                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             except OSError as exc:
                 self._count("journalctl_start")

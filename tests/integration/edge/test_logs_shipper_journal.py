@@ -70,6 +70,23 @@ def saved_cursor(positions: Path) -> str | None:
     return cursor
 
 
+def journalctl_pids(journal_file: Path) -> list[int]:
+    """Live (not zombie) journalctl processes reading ``journal_file``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if (state != "Z" and argv and argv[0].endswith(b"journalctl")
+                and f"--file={journal_file}".encode() in argv):
+            found.append(int(proc.name))
+    return found
+
+
 def test_journal_entries_relabeled_and_a_kill_9_neither_loses_nor_repeats(
         stack, unique, tmp_path, processes, journal):
     bootstrap = stack("kafka", "bootstrap")
@@ -115,7 +132,11 @@ def test_journal_entries_relabeled_and_a_kill_9_neither_loses_nor_repeats(
         journal.append(f"we {i:04d}", unit="web.service")
         expected.append(f"we {i:04d}")
     wait_for(lambda: len(shipped.poll().entries) >= 100, 60, "some of the new entries")
+    followers = journalctl_pids(journal.path)
+    assert followers, "no journalctl following the journal"
     shipper.kill9()
+    # journalctl goes with the shipper (its parent-death signal), not at its next write.
+    wait_for(lambda: not journalctl_pids(journal.path), 10, "journalctl gone with the shipper")
     at_kill = saved_cursor(positions)
     assert at_kill is not None
     for i in range(660, 700):

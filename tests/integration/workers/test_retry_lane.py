@@ -329,3 +329,38 @@ def test_a_full_lane_keeps_the_records_in_process(
     wait_for(lambda: scene.committed() == 6, 60, "delivered in process once unblocked")
     assert scene.count(scene.blocked) == 3 * SERIES
     assert worker.terminate() == 0
+
+
+def _acked_by_workers(client: redis.Redis, namespace: str) -> int:
+    """Messages retry workers took from the lane and have not acknowledged yet."""
+    return sum(int(client.scard(key)) for key in client.scan_iter(match=f"{namespace}:__acks__.*"))
+
+
+def test_messages_a_killed_retry_worker_held_go_back_to_the_lane(
+        scene: Scene, lane_redis: redis.Redis, tmp_path: Path, processes) -> None:
+    scene.produce(["y", "t"] * 5)
+    worker = processes(Worker(tmp_path, "elasticsearch_metrics",
+                              scene.settings(port=scene.worker_port)))
+    wait_for(lambda: scene.committed() == 10, 60, "the first 10 committed, 5 in the lane")
+    settings = scene.settings(port=scene.retry_port, heartbeat_timeout_s=5)
+    retry = processes(RetryWorker(tmp_path, "elasticsearch_metrics", settings))
+    wait_for(lambda: _metric(scene.retry_port, "ferryman_records_retried_total") >= 5, 60,
+             "the retry worker refused and delayed each record once")
+    wait_for(lambda: _acked_by_workers(lane_redis, scene.unique) >= 1, 30,
+             "the retry worker holding lane messages")
+    retry.kill9()
+    held_by_the_dead = _acked_by_workers(lane_redis, scene.unique)
+    assert held_by_the_dead >= 1
+    assert _held(lane_redis, scene.unique, QUEUE) == 5  # nothing acknowledged, nothing lost
+
+    scene.block(False)
+    successor = processes(RetryWorker(tmp_path, "elasticsearch_metrics", settings))
+    # Within the 5 s heartbeat timeout and a maintenance round, not at random.
+    wait_for(lambda: scene.count(scene.blocked) == 5 * SERIES, 40,
+             "the dead worker's messages delivered by its successor")
+    wait_for(lambda: _held(lane_redis, scene.unique, QUEUE) == 0, 30, "the lane emptied")
+    assert _acked_by_workers(lane_redis, scene.unique) == 0
+    assert _metric(scene.retry_port, "ferryman_records_sent_total") == 5
+    assert _dead_letters(scene.bootstrap, scene.dlq, 0) == []
+    assert successor.terminate() == 0
+    assert worker.terminate() == 0
