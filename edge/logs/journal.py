@@ -410,6 +410,8 @@ class JournalSource:
             command = journalctl_command(self.config, self._resume,
                                          resuming=self._resuming)
             try:
+                if _ORPHAN_GUARD and shutil.which(command[0]) is None:  # setpriv would start
+                    raise FileNotFoundError(f"No such file or directory: {command[0]!r}")
                 process = subprocess.Popen([*_ORPHAN_GUARD, *command], stdin=subprocess.DEVNULL,
                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             except OSError as exc:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
 
+from ferryman_native import loki_push_parts
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
@@ -63,6 +64,12 @@ class _File:
     pipeline: FilePipeline | None = None
     #: safe offsets already put in a batch, per (device, inode)
     marks: dict[tuple[int, int], int] = field(default_factory=dict)
+
+
+def _budget(max_message: int) -> int:
+    """Bytes of lines (plus 32 per line) one Kafka message may carry: snappy may grow
+    its input by a sixth, headers and framing need a little more."""
+    return (max_message - 4096) * 6 // 7
 
 
 class LogShipper:
@@ -308,12 +315,9 @@ class LogShipper:
             futures = []
             for labels_text, entries in batch.streams.items():
                 assert producer is not None
-                labels = loki.parse_labels(labels_text)
-                for part in self._split(entries, kafka.max_message_bytes):
-                    payload = loki.encode_push_request([loki.Stream(labels, part)])
+                for payload in self._messages(labels_text, entries, kafka.max_message_bytes):
                     futures.append(producer.send(kafka.topic, key=labels_text.encode(),
-                                                 value=snappy_compress(payload),
-                                                 headers=self._headers()))
+                                                 value=payload, headers=self._headers()))
             if producer is not None:
                 producer.flush(timeout=kafka.acks_timeout)
             for future in futures:
@@ -350,10 +354,22 @@ class LogShipper:
         self.m_sent.inc(batch.lines)
         return True
 
+    def _messages(self, labels_text: str, entries: loki.Entries,
+                  max_message: int) -> list[bytes]:
+        """A stream's Kafka messages, snappy-compressed Loki pushes each below
+        ``max_message``: natively in one pass (``ferryman_native``); in Python when
+        that declines (a line too big for any message is cut here, with the marker)."""
+        parts = loki_push_parts(labels_text, entries.timestamps, entries.lines,
+                                _budget(max_message))
+        if parts is not None:
+            return parts
+        labels = loki.parse_labels(labels_text)
+        return [snappy_compress(loki.encode_push_request([loki.Stream(labels, part)]))
+                for part in self._split(entries, max_message)]
+
     def _split(self, entries: Sequence[loki.Entry], max_message: int) -> list[loki.Entries]:
-        """Cut a stream's entries into messages Kafka will take: snappy may grow its
-        input by a sixth, headers and framing need a little more."""
-        budget = (max_message - 4096) * 6 // 7
+        """Cut a stream's entries into messages Kafka will take (see :func:`_budget`)."""
+        budget = _budget(max_message)
         columns = loki.Entries.of(entries)
         lines = columns.lines
         if all(map(str.isascii, lines)):
