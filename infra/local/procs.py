@@ -6,10 +6,11 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["alive", "group_members", "group_rss_bytes", "spawn", "start_ticks", "stop_group"]
+__all__ = ["alive", "group_members", "group_rss_bytes", "live_processes", "spawn", "start_ticks",
+           "stop_group"]
 
 
 def spawn(argv: Sequence[str], *, log: Path, cwd: Path, env: Mapping[str, str]) -> int:
@@ -48,8 +49,9 @@ def alive(pid: int, ticks: int | None = None) -> bool:
     return started is not None and (ticks is None or started == ticks)
 
 
-def group_members(pgid: int) -> list[int]:
-    members = []
+def live_processes() -> Iterator[tuple[int, list[str]]]:
+    """Each process that is not a zombie: its pid and the fields of its
+    ``/proc/PID/stat`` after the command name (state first, then ppid, pgrp, ...)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -57,9 +59,12 @@ def group_members(pgid: int) -> list[int]:
             fields = (entry / "stat").read_text().rpartition(")")[2].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+        if fields and fields[0] != "Z":
+            yield int(entry.name), fields
+
+
+def group_members(pgid: int) -> list[int]:
+    return [pid for pid, fields in live_processes() if int(fields[2]) == pgid]
 
 
 def group_rss_bytes(pgid: int) -> int:

@@ -14,6 +14,7 @@ from kafka import KafkaConsumer
 
 from ferryman.wire.loki import decode_push_request
 from ferryman.wire.remote_write import snappy_decompress
+from infra.local.procs import live_processes
 from tests.integration.journald import JournalWriter, cursors
 from tests.integration.pipeline import EdgeLogs, create_topics, wait_for
 
@@ -73,17 +74,13 @@ def saved_cursor(positions: Path) -> str | None:
 def journalctl_pids(journal_file: Path) -> list[int]:
     """Live (not zombie) journalctl processes reading ``journal_file``."""
     found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for pid, _ in live_processes():
         try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if (state != "Z" and argv and argv[0].endswith(b"journalctl")
-                and f"--file={journal_file}".encode() in argv):
-            found.append(int(proc.name))
+        if argv[0].endswith(b"journalctl") and f"--file={journal_file}".encode() in argv:
+            found.append(pid)
     return found
 
 

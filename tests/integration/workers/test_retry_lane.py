@@ -171,12 +171,19 @@ def _dead_letters(bootstrap: str, dlq: str, expected: int) -> list[Any]:
 QUEUE = "retry.elasticsearch_metrics"
 
 
-def test_refused_records_wait_in_redis_while_the_partition_moves_on(
-        scene: Scene, lane_redis: redis.Redis, tmp_path: Path, processes) -> None:
+def _five_in_the_lane(scene: Scene, tmp_path: Path, processes) -> Worker:
+    """Ten records, every other one refused: a worker commits all ten and hands the
+    five refused to the lane."""
     scene.produce(["y", "t"] * 5)
     worker = processes(Worker(tmp_path, "elasticsearch_metrics",
                               scene.settings(port=scene.worker_port)))
     wait_for(lambda: scene.committed() == 10, 60, "the first 10 committed, 5 in the lane")
+    return worker
+
+
+def test_refused_records_wait_in_redis_while_the_partition_moves_on(
+        scene: Scene, lane_redis: redis.Redis, tmp_path: Path, processes) -> None:
+    worker = _five_in_the_lane(scene, tmp_path, processes)
     assert _held(lane_redis, scene.unique, QUEUE) == 5
     assert _metric(scene.worker_port, "ferryman_records_handed_to_lane_total") == 5
     # Later records flow while the refused ones wait in Redis.
@@ -338,10 +345,7 @@ def _acked_by_workers(client: redis.Redis, namespace: str) -> int:
 
 def test_messages_a_killed_retry_worker_held_go_back_to_the_lane(
         scene: Scene, lane_redis: redis.Redis, tmp_path: Path, processes) -> None:
-    scene.produce(["y", "t"] * 5)
-    worker = processes(Worker(tmp_path, "elasticsearch_metrics",
-                              scene.settings(port=scene.worker_port)))
-    wait_for(lambda: scene.committed() == 10, 60, "the first 10 committed, 5 in the lane")
+    worker = _five_in_the_lane(scene, tmp_path, processes)
     settings = scene.settings(port=scene.retry_port, heartbeat_timeout_s=5)
     retry = processes(RetryWorker(tmp_path, "elasticsearch_metrics", settings))
     wait_for(lambda: _metric(scene.retry_port, "ferryman_records_retried_total") >= 5, 60,
