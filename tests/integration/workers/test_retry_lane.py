@@ -33,6 +33,9 @@ from tests.integration.pipeline import (
     free_port,
     wait_for,
 )
+from workers.records import Record
+from workers.retry_lane import Lane, LaneBroker, LaneMessage
+from workers.settings import RetryLaneSettings
 
 DAY_MS = 86_400_000
 SERIES = 5  # documents per record
@@ -368,3 +371,26 @@ def test_messages_a_killed_retry_worker_held_go_back_to_the_lane(
     assert _dead_letters(scene.bootstrap, scene.dlq, 0) == []
     assert successor.terminate() == 0
     assert worker.terminate() == 0
+
+
+def test_maintain_hands_back_what_a_silent_worker_held(stack, unique, lane_redis) -> None:
+    """Forced maintenance alone (random maintenance off) puts back a message a worker
+    took and never acknowledged once its heartbeat is older than the timeout."""
+    settings = RetryLaneSettings(redis_url=stack("redis", "url"), namespace=unique,
+                                 heartbeat_timeout_s=5)
+    ours = Lane(settings, "elasticsearch_metrics", broker=LaneBroker(
+        client=lane_redis, namespace=unique, maintenance_chance=0, heartbeat_timeout=5000))
+    ours.send(LaneMessage(Record("t", 0, 7, None, b"v"), "elasticsearch_metrics",
+                          time.time(), 1), 0)
+    silent = LaneBroker(
+        client=lane_redis, namespace=unique, maintenance_chance=0, heartbeat_timeout=5000)
+    consumer = silent.consume(ours.queue, prefetch=1, timeout=100)
+    taken = next(message for message in consumer if message is not None)
+    assert taken.message_id
+    assert _acked_by_workers(lane_redis, unique) == 1 and ours.lengths() == (0, 0)
+    ours.maintain()  # its heartbeat is fresh: it keeps what it holds
+    assert _acked_by_workers(lane_redis, unique) == 1
+    time.sleep(5.5)
+    ours.maintain()
+    assert ours.lengths() == (1, 0)
+    assert _acked_by_workers(lane_redis, unique) == 0
