@@ -8,7 +8,7 @@
 //!
 //! It declines (returns `None`) whatever it does not handle, and the shipper's
 //! Python path takes over: a line too big for any message (cut there, with the
-//! truncation marker) and a negative timestamp.
+//! truncation marker) and a timestamp outside 0 ..= 2**63 - 1 nanoseconds.
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -120,7 +120,7 @@ fn part_ends(lines: &[&str], budget: usize) -> Option<Vec<usize>> {
 /// Snappy-compressed Loki `PushRequest` messages of one stream (`labels` as Loki
 /// writes them, e.g. `{job="app"}`), its entries in order, cut so that each message's
 /// lines plus 32 bytes each stay within `budget`. `None` when the Python path must
-/// take over: a line longer than that, or a negative timestamp.
+/// take over: a line longer than that, or a timestamp outside 0 ..= 2**63 - 1.
 #[pyfunction]
 fn loki_push_parts<'py>(
     py: Python<'py>,
@@ -138,11 +138,10 @@ fn loki_push_parts<'py>(
     }
     let mut stamps = Vec::with_capacity(timestamps.len());
     for stamp in timestamps.iter() {
-        let value: i64 = stamp.extract()?;
-        if value < 0 {
-            return Ok(None);
+        match stamp.extract::<i64>() {
+            Ok(value) if value >= 0 => stamps.push(value as u64),
+            _ => return Ok(None), // before 1970 or past 2262: Python's arithmetic
         }
-        stamps.push(value as u64);
     }
     let owned: Vec<Bound<'py, PyString>> = lines
         .iter()

@@ -64,7 +64,8 @@ def test_parts_fit_their_budget_and_carry_every_entry_in_order(entries, budget):
 
 def test_declines_what_the_python_path_handles():
     assert loki_push_parts(LABELS, [1, 2], ["short", "x" * 100], 100) is None  # too big
-    assert loki_push_parts(LABELS, [1, -1], ["a", "b"], 10_000) is None  # negative stamp
+    assert loki_push_parts(LABELS, [1, -1], ["a", "b"], 10_000) is None  # before 1970
+    assert loki_push_parts(LABELS, [1, 2**64], ["a", "b"], 10_000) is None  # past 2262
     assert loki_push_parts(LABELS, [], [], 10_000) == []
 
 

@@ -10,7 +10,7 @@ import yaml
 from edge.logs.shipper import LogShipper
 from edge.logs.tailer import TRUNCATION_MARKER
 from ferryman.wire import loki
-from ferryman.wire.remote_write import snappy_compress
+from ferryman.wire.remote_write import snappy_compress, snappy_decompress
 
 
 def _shipper(tmp_path, max_message: int) -> LogShipper:
@@ -44,4 +44,31 @@ def test_a_line_too_big_for_any_message_is_cut_with_the_marker_and_counted(tmp_p
     assert lines[1].endswith(TRUNCATION_MARKER) and huge.startswith(
         lines[1][:-len(TRUNCATION_MARKER)])
     assert len(lines[1].encode()) < 128 << 10
+    assert "ferryman_lines_truncated_total 1" in shipper.registry.render()
+
+
+def _decoded(messages: list[bytes]) -> list[loki.Entry]:
+    return [entry for message in messages
+            for stream in loki.decode_push_request(snappy_decompress(message))
+            for entry in stream.entries]
+
+
+def test_kafka_messages_natively_stay_under_the_limit_with_every_line(tmp_path) -> None:
+    shipper = _shipper(tmp_path, 256 << 10)
+    rng = random.Random(2)
+    entries = loki.Entries(list(range(10**18, 10**18 + 2000)),
+                           [os.urandom(rng.randrange(1, 3000)).hex() + " é" for _ in range(2000)])
+    messages = shipper._messages('{job="x"}', entries, 256 << 10)
+    assert len(messages) > 10
+    assert all(len(message) < (256 << 10) - 4096 for message in messages)
+    assert _decoded(messages) == list(entries)
+
+
+def test_kafka_messages_the_native_pass_declines_go_the_python_way(tmp_path) -> None:
+    shipper = _shipper(tmp_path, 128 << 10)
+    odd = loki.Entries([-86_400 * 10**9, 2**64, 3], ["1969", "after 2262", "now"])
+    assert _decoded(shipper._messages('{job="x"}', odd, 128 << 10)) == list(odd)
+    huge = loki.Entries([1, 2, 3], ["a", "x" * (1 << 20), "b"])
+    lines = [e.line for e in _decoded(shipper._messages('{job="x"}', huge, 128 << 10))]
+    assert lines[0] == "a" and lines[2] == "b" and lines[1].endswith(TRUNCATION_MARKER)
     assert "ferryman_lines_truncated_total 1" in shipper.registry.render()
