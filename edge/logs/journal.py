@@ -23,10 +23,11 @@ What an entry carries, as Promtail's journal target does:
 
 An entry without ``MESSAGE`` is skipped (counted as ``skipped``), as Promtail does,
 unless ``json: true``. A line that is not a journal entry is counted as
-``malformed_entry`` and skipped; a line above ``max_entry_bytes`` as
-``oversized_entry``. When journalctl exits it is started again, after the last
-entry read, with an exponential backoff (0.5 s doubling to 30 s); each exit counts
-as ``journalctl_exit``. Nothing here raises after start.
+``malformed_entry`` and skipped; a line above ``max_entry_bytes`` counts as
+``oversized_entry`` and is kept with its MESSAGE cut (:mod:`edge.logs.journalcut`),
+or skipped when something else in it is what is big. When journalctl exits it is
+started again, after the last entry read, with an exponential backoff (0.5 s
+doubling to 30 s); each exit counts as ``journalctl_exit``. Nothing here raises after start.
 
 journalctl runs with ``--merge``: without it, ``--follow`` (systemd 252) shows the
 current boot only. On the system journal that also takes in journals of other
@@ -37,6 +38,7 @@ machines stored under /var/log/journal (remote/, containers); ``matches`` on
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import logging
 import random
@@ -54,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ferryman.units import Duration, Size
 
+from .journalcut import cut_oversized
 from .tailer import TRUNCATION_MARKER
 
 __all__ = [
@@ -117,8 +120,9 @@ class JournalConfig(_Strict):
         8 << 20, description="Size of the lines read ahead of the shipper at most, "
         "counted in characters (default 8MiB).")
     max_entry_bytes: Size = Field(
-        4 << 20, description="An entry whose JSON is longer is skipped and counted "
-        "(default 4MiB).")
+        4 << 20, description="An entry whose JSON is longer has its MESSAGE cut, with "
+        "the truncation marker, and is counted (skipped when something else in it is "
+        "what is long); default 4MiB.")
 
     @model_validator(mode="after")
     def _one_location(self) -> JournalConfig:
@@ -462,17 +466,23 @@ class JournalSource:
             if not raw:
                 break
             if not raw.endswith(b"\n") and len(raw) > limit:
-                while raw and not raw.endswith(b"\n"):  # skip the rest of the line
-                    raw = stdout.readline(1 << 16)
-                self._problem("oversized_entry", f"an entry above {limit} bytes")
-                continue
+                cut = cut_oversized(raw, lambda: stdout.readline(1 << 16), limit)
+                self._problem("oversized_entry", f"an entry above {limit} bytes" + (
+                    ", its MESSAGE cut" if cut is not None else ", skipped"))
+                if cut is None:
+                    continue
+                raw = cut
+            else:
+                cut = None
             if not raw.strip():
                 continue
             try:
                 entry = parse_entry(raw, self.config, self.max_line_bytes)
             except MalformedEntry as exc:
-                self._problem("malformed_entry", str(exc))
+                self._problem("malformed_entry", f"{exc}, skipped")
                 continue
+            if cut is not None and entry is not None:
+                entry = dataclasses.replace(entry, truncated=True)
             cursor = _cursor_of(raw) if entry is None else entry.cursor
             if entry is None:
                 self._count("skipped")
@@ -490,7 +500,7 @@ class JournalSource:
         now = time.monotonic()
         if now - self._last_warning >= 60:
             self._last_warning = now
-            log.warning("journal %s: skipping %s (%s); %d so far", self.name,
+            log.warning("journal %s: %s (%s); %d so far", self.name,
                         kind.replace("_", " "), detail, self.errors.get(kind, 0))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from edge.logs.journal import JournalConfig, JournalEntry, JournalSource
+from edge.logs.tailer import TRUNCATION_MARKER
 from tests.integration.journald import BOOT_ID, JournalWriter
 from tests.integration.pipeline import wait_for
 
@@ -181,3 +182,20 @@ def test_a_directory_of_journal_files(journal, sources):
     assert lines(read_until(source, 1)) == ["in a directory"]
     journal.append("appended")
     assert lines(read_until(source, 1)) == ["appended"]
+
+
+def test_an_entry_above_max_entry_bytes_arrives_with_its_message_cut(journal, sources):
+    """journalctl's real JSON for a 3 MiB message, read with a 1 MiB entry bound: the
+    head of MESSAGE with the marker, and the fields journalctl writes after it."""
+    journal.append("before")
+    journal.append("é" + "x" * (3 << 20), unit="huge.service", CODE_LINE="42")
+    journal.append("after")
+    source = follow(sources, journal, max_entry_bytes="1MiB")
+    got = read_until(source, 3)
+    assert lines(got)[0] == "before" and lines(got)[2] == "after"
+    huge = got[1]
+    assert huge.truncated and huge.line.endswith(TRUNCATION_MARKER)
+    assert huge.line.startswith("éxxx") and len(huge.line.encode()) < 1 << 20
+    assert huge.labels["__journal__systemd_unit"] == "huge.service"
+    assert huge.labels["__journal_code_line"] == "42"
+    assert source.errors.get("oversized_entry") == 1

@@ -276,17 +276,28 @@ def test_a_refused_cursor_falls_back_to_max_age(tmp_path: Path,
     assert runs[1][-1].startswith("--since=@")
 
 
-def test_an_oversized_entry_is_skipped(tmp_path: Path, sources: list[JournalSource]) -> None:
-    big = json.dumps({"__CURSOR": CURSOR, "__REALTIME_TIMESTAMP": "1",
-                      "MESSAGE": "x" * 5000})
-    script = (f"out.write({line(1) + chr(10) + big + chr(10) + line(2) + chr(10)!r})\n"
+def test_an_oversized_entry_keeps_its_message_cut_or_is_skipped(
+        tmp_path: Path, sources: list[JournalSource]) -> None:
+    big = json.dumps({"__CURSOR": CURSOR.replace("i=1;", "i=7;"), "__REALTIME_TIMESTAMP": "1",
+                      "MESSAGE": "x" * 5000, "_SYSTEMD_UNIT": "big.service"},
+                     separators=(",", ":"))
+    other = json.dumps({"__CURSOR": CURSOR.replace("i=1;", "i=8;"), "__REALTIME_TIMESTAMP": "1",
+                        "MESSAGE": "m", "_CMDLINE": "y" * 5000}, separators=(",", ":"))
+    lines = [line(1), big, other, line(2)]
+    script = (f"out.write({chr(10).join(lines) + chr(10)!r})\n"
               "out.flush(); time.sleep(60)\n")
     config = JournalConfig(journalctl=fake_journalctl(tmp_path, script),
                            max_entry_bytes=1000, max_age=0)
     source = JournalSource(config)
     sources.append(source.start())
-    assert [e.line for e in read_all(source, 2)] == ["m1", "m2"]
-    assert source.errors == {"oversized_entry": 1}
+    got = read_all(source, 3)
+    assert [e.line[:3] for e in got] == ["m1", "xxx", "m2"]
+    cut = got[1]
+    assert cut.line.endswith(TRUNCATION_MARKER) and cut.truncated
+    assert len(cut.line.encode()) < 1000
+    assert cut.labels["__journal__systemd_unit"] == "big.service"  # a field after MESSAGE
+    assert cut.cursor == CURSOR.replace("i=1;", "i=7;")
+    assert source.errors == {"oversized_entry": 2}  # one cut, one skipped
 
 
 def test_the_buffer_is_bounded_by_entries_and_bytes(tmp_path: Path,
