@@ -1,5 +1,6 @@
-"""What the log transforms (``parse``, ``redact``, ``filter``) share: one Loki push
-message in, at most one out, with the same key and headers.
+"""What the log transforms (``parse``, ``redact``, ``filter``, ``count``) share: one
+Loki push message in, at most one message out (for the first three, a Loki push with
+the same key and headers).
 
 A record that is not a Loki push message (wrong ``schema`` header, not snappy, bad
 protobuf) is dead-lettered with the reason; the runtime counts it in
@@ -16,13 +17,15 @@ from ferryman.wire.remote_write import snappy_compress
 from functions.loki.encode import UnsupportedRecord, decode_record
 from workers.records import Batch, Delivered, Output, Record
 
-__all__ = ["rewrite_batch"]
+__all__ = ["each_push", "rewrite_batch"]
 
 Rewrite = Callable[[list[Stream]], list[Stream]]
+Make = Callable[[Record, list[Stream]], Output | None]
 
 
-def rewrite_batch(batch: Batch, rewrite: Rewrite) -> Delivered:
-    """Apply ``rewrite`` to the streams of every record of ``batch``."""
+def each_push(batch: Batch, make: Make) -> Delivered:
+    """``make`` (at most one output) for each record's decoded streams; records that
+    are not Loki push messages are dead-lettered with the reason."""
     outputs: list[Output] = []
     dead: list[tuple[Record, str]] = []
     for record in batch:
@@ -31,8 +34,19 @@ def rewrite_batch(batch: Batch, rewrite: Rewrite) -> Delivered:
         except UnsupportedRecord as exc:
             dead.append((record, str(exc)))
             continue
-        kept = [stream for stream in rewrite(streams) if stream.entries]
-        if kept:
-            outputs.append(Output(snappy_compress(encode_push_request(kept)), record.key,
-                                  record.headers))
+        output = make(record, streams)
+        if output is not None:
+            outputs.append(output)
     return Delivered(dead=dead, outputs=outputs)
+
+
+def rewrite_batch(batch: Batch, rewrite: Rewrite) -> Delivered:
+    """Apply ``rewrite`` to the streams of every record of ``batch``."""
+
+    def make(record: Record, streams: list[Stream]) -> Output | None:
+        kept = [stream for stream in rewrite(streams) if stream.entries]
+        if not kept:
+            return None
+        return Output(snappy_compress(encode_push_request(kept)), record.key, record.headers)
+
+    return each_push(batch, make)

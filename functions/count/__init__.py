@@ -29,8 +29,9 @@ import time
 from pydantic import BaseModel
 
 from ferryman import headers as h
+from ferryman.wire.loki import Stream
 from ferryman.wire.remote_write import encode_write_request, snappy_compress
-from functions.loki.encode import UnsupportedRecord, decode_record
+from functions.log_transform import each_push
 from workers.function import Context, FunctionSpec
 from workers.records import Batch, Delivered, Output, Record
 
@@ -55,26 +56,23 @@ class CountTransform:
             ["function"])
 
     def handle(self, batch: Batch) -> Delivered:
-        outputs: list[Output] = []
-        dead: list[tuple[Record, str]] = []
         overflowed = 0
-        for record in batch:
-            try:
-                streams = decode_record(record)
-            except UnsupportedRecord as exc:
-                dead.append((record, str(exc)))
-                continue
+
+        def make(record: Record, streams: list[Stream]) -> Output | None:
+            nonlocal overflowed
             raw_cluster = record.header(h.CLUSTER)
             cluster = raw_cluster.decode("utf-8", "replace") if raw_cluster else ""
             series, folded = self.counter.add(streams, cluster)
             overflowed += folded
-            if series:
-                headers = ((h.SCHEMA, h.SCHEMA_REMOTE_WRITE),
-                           *((k, v) for k, v in record.headers if k != h.SCHEMA))
-                outputs.append(Output(snappy_compress(encode_write_request(series)),
-                                      self.key, headers))
+            if not series:
+                return None
+            headers = ((h.SCHEMA, h.SCHEMA_REMOTE_WRITE),
+                       *((k, v) for k, v in record.headers if k != h.SCHEMA))
+            return Output(snappy_compress(encode_write_request(series)), self.key, headers)
+
+        delivered = each_push(batch, make)
         self.m_overflow.inc(overflowed, self.name)
-        return Delivered(dead=dead, outputs=outputs)
+        return delivered
 
     def close(self) -> None:
         pass
