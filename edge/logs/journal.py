@@ -465,15 +465,14 @@ class JournalSource:
             raw = stdout.readline(limit + 1)
             if not raw:
                 break
-            if not raw.endswith(b"\n") and len(raw) > limit:
+            oversized = not raw.endswith(b"\n") and len(raw) > limit
+            if oversized:
                 cut = cut_oversized(raw, lambda: stdout.readline(1 << 16), limit)
                 self._problem("oversized_entry", f"an entry above {limit} bytes" + (
                     ", its MESSAGE cut" if cut is not None else ", skipped"))
                 if cut is None:
                     continue
                 raw = cut
-            else:
-                cut = None
             if not raw.strip():
                 continue
             try:
@@ -481,7 +480,7 @@ class JournalSource:
             except MalformedEntry as exc:
                 self._problem("malformed_entry", f"{exc}, skipped")
                 continue
-            if cut is not None and entry is not None:
+            if oversized and entry is not None:
                 entry = dataclasses.replace(entry, truncated=True)
             cursor = _cursor_of(raw) if entry is None else entry.cursor
             if entry is None:
