@@ -63,6 +63,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_assigned(self, assigned: Any) -> None:
         self.runtime.revoked.difference_update(assigned)
+        self.runtime.apply_rewinds(assigned)
 
 
 class Runtime:
@@ -80,6 +81,8 @@ class Runtime:
         self.stopping = threading.Event()
         self.stop_deadline: float | None = None
         self.revoked: set[TopicPartition] = set()
+        #: first offsets of records handed back while their partition was unassigned
+        self._rewinds: dict[TopicPartition, int] = {}
         self.consumer: KafkaConsumer | None = None
         self.producer: KafkaProducer | None = None
         self.last_loop = clock()
@@ -233,11 +236,13 @@ class Runtime:
             self.revoked.clear()
 
     def _rewind(self, batch: Batch) -> None:
-        """Fetch handed-back records again where their partition is still ours.
+        """Fetch handed-back records again where their partition is ours.
 
         kafka-python keeps a partition's position across a rebalance that assigns it
         back to the same member; without this the next batch of that partition would
         be committed past the records handed back, and they would never be delivered.
+        When the rebalance has not assigned the partition yet, the seek waits for it
+        (:meth:`apply_rewinds`).
         """
         assert self.consumer is not None
         first: dict[TopicPartition, int] = {}
@@ -247,10 +252,25 @@ class Runtime:
         assigned = self.consumer.assignment()
         for tp, offset in first.items():
             if tp in assigned:
-                try:
-                    self.consumer.seek(tp, offset)
-                except Exception as exc:  # lost it meanwhile: the next owner starts there
-                    log.debug("could not rewind %s to %d: %s", tp, offset, exc)
+                self._seek(tp, offset)
+            else:  # the rebalance is still under way: seek when it assigns the partition
+                self._rewinds[tp] = min(self._rewinds.get(tp, offset), offset)
+
+    def apply_rewinds(self, assigned: Any) -> None:
+        """Rewinds waiting for this assignment: those of partitions assigned to us again
+        are applied; the others were given to another member, which starts at the
+        committed offset."""
+        for tp in assigned:
+            if tp in self._rewinds:
+                self._seek(tp, self._rewinds[tp])
+        self._rewinds.clear()
+
+    def _seek(self, tp: TopicPartition, offset: int) -> None:
+        assert self.consumer is not None
+        try:
+            self.consumer.seek(tp, offset)
+        except Exception as exc:  # lost it meanwhile: the next owner starts there
+            log.debug("could not rewind %s to %d: %s", tp, offset, exc)
 
     def _close(self) -> None:
         if self.producer is not None:
