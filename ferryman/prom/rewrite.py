@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ferryman.wire.protobuf import DecodeError, bytes_field, varint
+from ferryman.wire.protobuf import DecodeError, bytes_field, varint, varint_at
 from ferryman.wire.remote_write import decode_labels
 
 from .relabel import Relabeler
@@ -25,20 +25,6 @@ class RewriteResult:
     payload: bytes  # uncompressed WriteRequest; empty when every series was dropped
     series_in: int
     series_out: int
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise DecodeError("varint longer than 10 bytes")
 
 
 class Rewriter:
@@ -70,10 +56,10 @@ class Rewriter:
         pos, end = 0, len(raw)
         while pos < end:
             field_start = pos
-            key, pos = _varint(raw, pos)
+            key, pos = varint_at(raw, pos)
             if key & 7 != 2:
                 raise DecodeError(f"unexpected wire type {key & 7} in WriteRequest")
-            length, pos = _varint(raw, pos)
+            length, pos = varint_at(raw, pos)
             stop = pos + length
             if stop > end:
                 raise DecodeError("TimeSeries runs past the end")
@@ -84,7 +70,7 @@ class Rewriter:
             series_in += 1
             labels_end = pos
             while labels_end < stop and raw[labels_end] == 0x0A:  # Label fields come first
-                n, after = _varint(raw, labels_end + 1)
+                n, after = varint_at(raw, labels_end + 1)
                 labels_end = after + n
             if labels_end > stop:
                 raise DecodeError("Label runs past its TimeSeries")
