@@ -17,7 +17,8 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from workers.telemetry import Counter, Gauge
+from ferryman.kafka import producer as kafka_producer
+from ferryman.telemetry import Counter, Gauge
 
 from .diskqueue import DiskQueue
 
@@ -112,13 +113,11 @@ class KafkaSender:
 
     def _ensure_producer(self) -> KafkaProducer:
         if self._producer is None:
-            producer = KafkaProducer(
-                bootstrap_servers=self.bootstrap_servers, acks="all",
-                # Payloads are snappy'd remote-write already: no second compression.
-                compression_type=None, linger_ms=5, max_request_size=16 * 2**20,
-                max_in_flight_requests_per_connection=1, retries=3,
+            # Payloads are snappy'd remote-write already: no second compression.
+            producer = kafka_producer(
+                self.bootstrap_servers, "ferryman-edge",
                 request_timeout_ms=int(self.ack_timeout * 1000),
-                max_block_ms=int(self.ack_timeout * 1000), client_id="ferryman-edge")
+                max_block_ms=int(self.ack_timeout * 1000))
             partitions = producer.partitions_for(self.topic)
             if not partitions:
                 producer.close(timeout=1)

@@ -54,12 +54,13 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from functions.registry import load
     from workers.main import run_retry_worker, run_worker
 
     _logging(args.log_level)
     if args.retry_lane:
-        return run_retry_worker(args.name, args.config)
-    return run_worker(args.name, args.config)
+        return run_retry_worker(load, args.name, args.config)
+    return run_worker(load, args.name, args.config)
 
 
 def _logging(level: str) -> None:
@@ -76,7 +77,7 @@ def _edge(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from workers.errors import ConfigError
+    from ferryman.errors import ConfigError
 
     _logging(args.log_level)
     if args.kind == "metrics":
@@ -115,8 +116,8 @@ def _dlq(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from ferryman.dlq import ReplayError, ReplayOptions, Selection, parse_time, replay
-    from workers.errors import ConfigError
+    from ferryman.errors import ConfigError
+    from workers.dlq import ReplayError, ReplayOptions, Selection, parse_time, replay
     from workers.settings import load_settings
 
     _logging(args.log_level)

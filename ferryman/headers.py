@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["CLUSTER", "SCHEMA", "SCHEMA_LOKI_PUSH", "SCHEMA_REMOTE_WRITE", "TENANT",
-           "TRACEPARENT"]
+__all__ = ["CLUSTER", "DEAD_LETTER", "DEAD_LETTER_ERROR", "DEAD_LETTER_FUNCTION",
+           "DEAD_LETTER_SOURCE", "REPLAYED_FROM", "SCHEMA", "SCHEMA_LOKI_PUSH",
+           "SCHEMA_REMOTE_WRITE", "TENANT", "TRACEPARENT"]
 
 SCHEMA = "schema"
 CLUSTER = "cluster"
@@ -14,3 +15,15 @@ TRACEPARENT = "traceparent"
 SCHEMA_REMOTE_WRITE = b"prometheus.remote_write.v1"
 #: value = snappy(logproto.PushRequest)
 SCHEMA_LOKI_PUSH = b"loki.push.v1"
+
+# A record on a dead-letter topic keeps its own headers and gains these three:
+#: why it was dead-lettered (UTF-8, at most 4096 bytes)
+DEAD_LETTER_ERROR = "ferryman.error"
+#: the function that gave up on it
+DEAD_LETTER_FUNCTION = "ferryman.function"
+#: where it was consumed from, ``topic/partition/offset``
+DEAD_LETTER_SOURCE = "ferryman.source"
+DEAD_LETTER = frozenset({DEAD_LETTER_ERROR, DEAD_LETTER_FUNCTION, DEAD_LETTER_SOURCE})
+#: set by ``ferryman dlq replay`` in place of the three: ``topic/partition/offset`` on the
+#: dead-letter topic
+REPLAYED_FROM = "ferryman.replayed-from"

@@ -5,6 +5,7 @@ worker imports just its own function."""
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from workers.function import FunctionSpec
 
@@ -29,11 +30,11 @@ def names() -> list[str]:
     return sorted(_FUNCTIONS)
 
 
-def load(name: str) -> FunctionSpec:
+def load(name: str) -> FunctionSpec[Any]:
     """The spec of function ``name``; raises KeyError listing the known names."""
     try:
         module = importlib.import_module(_FUNCTIONS[name])
     except KeyError:
         raise KeyError(f"unknown function {name!r}; known: {', '.join(names())}") from None
-    spec: FunctionSpec = module.SPEC
+    spec: FunctionSpec[Any] = module.SPEC
     return spec

@@ -12,16 +12,18 @@ A record on a dead-letter topic keeps its own headers and gains three:
 
 from __future__ import annotations
 
+from ferryman import headers as h
+
 from .records import Headers, Record
 
 __all__ = ["DEAD_LETTER_HEADERS", "ERROR", "FUNCTION", "REPLAYED_FROM", "SOURCE",
            "dead_letter_headers", "format_source", "parse_source"]
 
-ERROR = "ferryman.error"
-FUNCTION = "ferryman.function"
-SOURCE = "ferryman.source"
-REPLAYED_FROM = "ferryman.replayed-from"
-DEAD_LETTER_HEADERS = frozenset({ERROR, FUNCTION, SOURCE})
+ERROR = h.DEAD_LETTER_ERROR
+FUNCTION = h.DEAD_LETTER_FUNCTION
+SOURCE = h.DEAD_LETTER_SOURCE
+REPLAYED_FROM = h.REPLAYED_FROM
+DEAD_LETTER_HEADERS = h.DEAD_LETTER
 
 _MAX_REASON_BYTES = 4096
 

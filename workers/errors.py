@@ -1,17 +1,19 @@
 """Errors a function raises to tell the runtime what to do with a batch.
 
-    DeliveryError            anything else raised by a function is retryable too
-     ├── Permanent           dead-letter now: retrying can never succeed
-     └── Throttled           retry after the delay the backend asked for
-    ConfigError              the configuration is invalid (start-up only)
+    FerrymanError (ferryman.errors)
+     └── DeliveryError        anything else raised by a function is retryable too
+          ├── Permanent       dead-letter now: retrying can never succeed
+          └── Throttled       retry after the delay the backend asked for
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DeliveryError", "Permanent", "Throttled"]
+from ferryman.errors import FerrymanError
+
+__all__ = ["DeliveryError", "Permanent", "Throttled"]
 
 
-class DeliveryError(Exception):
+class DeliveryError(FerrymanError):
     """Raised when a batch was not delivered and may succeed if tried again."""
 
 
@@ -34,10 +36,3 @@ class Throttled(DeliveryError):
         self.reason = reason
         self.delay = delay
 
-
-class ConfigError(Exception):
-    """Raised at start when settings are invalid; lists every error by its dotted path."""
-
-    def __init__(self, errors: list[str]) -> None:
-        super().__init__("invalid configuration:\n" + "\n".join(f"  {e}" for e in errors))
-        self.errors = errors

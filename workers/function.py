@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Generic, Literal, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel
 
+from ferryman.telemetry import Registry
+
 from .records import Batch, Delivered
-from .telemetry import Registry
 
 __all__ = ["Context", "FunctionSpec", "Handler"]
 
@@ -45,13 +46,16 @@ class Context:
     log: logging.Logger
 
 
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
 @dataclass(frozen=True)
-class FunctionSpec:
+class FunctionSpec(Generic[ConfigT]):
     """One registered function: its config model, factory and an example config."""
 
     name: str
     kind: Literal["sink", "transform"]
     summary: str
-    config_model: type[BaseModel]
-    create: Callable[[BaseModel, Context], Handler]
+    config_model: type[ConfigT]
+    create: Callable[[ConfigT, Context], Handler]
     example: str

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,25 +14,29 @@ import httpx
 import yaml
 from pydantic import ValidationError
 
-from .errors import ConfigError
+from ferryman.errors import ConfigError, format_errors
+from ferryman.http import serve
+from ferryman.telemetry import Registry
+
 from .function import Context, FunctionSpec
-from .http import serve
 from .runtime import Runtime
-from .settings import WorkerSettings, format_errors, load_settings
-from .telemetry import Registry
+from .settings import WorkerSettings, load_settings
 
 __all__ = ["prepare", "run_retry_worker", "run_worker"]
 
 log = logging.getLogger("ferryman.worker")
 
 
-def prepare(name: str, config_path: Path | None,
-            **overrides: Any) -> tuple[WorkerSettings, FunctionSpec, Any]:
-    """Load and validate everything; raises ConfigError listing every problem."""
-    from functions import registry
+#: Looks a function up by name (the CLI passes ``functions.registry.load``); raises
+#: KeyError naming the known functions.
+Lookup = Callable[[str], FunctionSpec[Any]]
 
+
+def prepare(lookup: Lookup, name: str, config_path: Path | None,
+            **overrides: Any) -> tuple[WorkerSettings, FunctionSpec[Any], Any]:
+    """Load and validate everything; raises ConfigError listing every problem."""
     try:
-        spec = registry.load(name)
+        spec = lookup(name)
     except KeyError as exc:
         raise ConfigError([f"function: {exc.args[0]}"]) from None
     errors: list[str] = []
@@ -71,10 +76,10 @@ def _context(name: str, registry: Registry) -> Context:
     )
 
 
-def run_worker(name: str, config_path: Path | None, **overrides: Any) -> int:
+def run_worker(lookup: Lookup, name: str, config_path: Path | None, **overrides: Any) -> int:
     started = time.monotonic()
     try:
-        settings, spec, config = prepare(name, config_path, **overrides)
+        settings, spec, config = prepare(lookup, name, config_path, **overrides)
     except ConfigError as exc:
         log.error("worker %s cannot start: %s", name, exc)
         return 2
@@ -97,13 +102,14 @@ def run_worker(name: str, config_path: Path | None, **overrides: Any) -> int:
     return 0
 
 
-def run_retry_worker(name: str, config_path: Path | None, **overrides: Any) -> int:
+def run_retry_worker(lookup: Lookup, name: str, config_path: Path | None,
+                     **overrides: Any) -> int:
     """Retry function ``name``'s lane until SIGTERM (exit 2 when the settings are bad or
     have no ``retry_lane`` section)."""
     from .retry_worker import RetryWorker
 
     try:
-        settings, spec, config = prepare(name, config_path, **overrides)
+        settings, spec, config = prepare(lookup, name, config_path, **overrides)
         if settings.retry_lane is None:
             raise ConfigError(["retry_lane: required by --retry-lane"])
     except ConfigError as exc:

@@ -38,13 +38,15 @@ import dramatiq
 from dramatiq.middleware import Retries
 from kafka import KafkaProducer
 
+from ferryman.kafka import producer as kafka_producer
+from ferryman.telemetry import Registry
+
 from .dead_letter import dead_letter_headers
 from .errors import Permanent, Throttled
 from .function import Handler
 from .records import Delivered, Record
 from .retry_lane import ACTOR, Lane, LaneMessage, LaneUnavailable, make_broker, next_delay
 from .settings import RetryLaneSettings, WorkerSettings
-from .telemetry import Registry
 
 __all__ = ["RetryWorker"]
 
@@ -117,11 +119,9 @@ class RetryWorker:
     def run(self) -> None:
         """Consume the lane until :meth:`stop`; returns once the worker has stopped."""
         k = self.settings.kafka
-        self.producer = KafkaProducer(
-            bootstrap_servers=k.bootstrap_servers, acks="all", compression_type="snappy",
-            linger_ms=5, max_in_flight_requests_per_connection=1, retries=5,
-            client_id=f"ferryman-{self.settings.function}-retry-lane",
-        )
+        self.producer = kafka_producer(k.bootstrap_servers,
+                                       f"ferryman-{self.settings.function}-retry-lane",
+                                       compression="snappy")
         self.redis_ok_at = time.monotonic()
         self.worker = dramatiq.Worker(self.broker, worker_threads=1, worker_timeout=500)
         self.worker.start()

@@ -37,13 +37,15 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_random_exponential
 
+from ferryman.kafka import producer as kafka_producer
+from ferryman.telemetry import Registry
+
 from .dead_letter import dead_letter_headers
 from .errors import Permanent, Throttled
 from .function import Handler
 from .records import Batch, Delivered, Record
 from .retry_lane import Lane, LaneFull, LaneMessage, LaneUnavailable, backoff_delay
 from .settings import WorkerSettings
-from .telemetry import Registry
 
 __all__ = ["Abandoned", "Runtime"]
 
@@ -141,11 +143,9 @@ class Runtime:
         )
         self._wait_for_topic()
         self.consumer.subscribe([k.input_topic], listener=_Rebalance(self))
-        self.producer = KafkaProducer(
-            bootstrap_servers=k.bootstrap_servers, acks="all", compression_type="snappy",
-            linger_ms=5, max_in_flight_requests_per_connection=1, retries=5,
-            client_id=f"ferryman-{self.settings.function}-producer",
-        )
+        self.producer = kafka_producer(k.bootstrap_servers,
+                                       f"ferryman-{self.settings.function}-producer",
+                                       compression="snappy")
 
     def _wait_for_topic(self) -> None:
         """Join the group only once the topic's partitions are known: a member that joins

@@ -18,10 +18,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from .errors import ConfigError
+from ferryman.errors import ConfigError, format_errors
 
 __all__ = ["BatchSettings", "HttpSettings", "KafkaSettings", "RetryLaneSettings", "RetrySettings",
-           "WorkerSettings", "format_errors", "load_settings"]
+           "WorkerSettings", "load_settings"]
 
 #: dramatiq cannot delay a message by more than seven days.
 _SEVEN_DAYS_S = 7 * 86400.0
@@ -142,14 +142,6 @@ class WorkerSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
-
-
-def format_errors(exc: ValidationError, prefix: str = "") -> list[str]:
-    out = []
-    for error in exc.errors():
-        path = ".".join(str(part) for part in (prefix, *error["loc"]) if part != "")
-        out.append(f"{path or '<root>'}: {error['msg']}")
-    return out
 
 
 def load_settings(path: Path | None, **overrides: Any) -> WorkerSettings:

@@ -25,10 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from ferryman.errors import ConfigError, format_errors
 from ferryman.prom.relabel import RelabelConfig
 from ferryman.units import Duration, Size
-from workers.errors import ConfigError
-from workers.settings import format_errors
 
 from .discovery import FileSDConfig, PodLogsSDConfig
 from .journal import JournalConfig

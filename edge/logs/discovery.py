@@ -5,13 +5,13 @@ labels; the job's ``relabel_configs`` then decide the final labels and may rewri
 or drop ``__path__``; labels starting with ``__`` leave the set afterwards.
 
 - ``file_sd_configs``: Prometheus file SD, the metrics shipper's own
-  (:class:`edge.metrics.discovery.FileSD`): JSON/YAML lists of
+  (:class:`edge.discovery.files.FileSD`): JSON/YAML lists of
   ``{targets: [...], labels: {__path__: ..., ...}}``, re-read when a file changes
   and every ``refresh_interval``; a file that fails to parse keeps its last good
   content; ``__meta_filepath`` names the file. One label set per target, as
   Promtail (a group with no targets yields nothing).
 - ``kubernetes_sd_configs`` (role ``pod`` only): the metrics shipper's list+watch
-  (:class:`edge.metrics.kubernetes.KubernetesSD`) of the pods on this node only
+  (:class:`edge.discovery.kubernetes.KubernetesSD`) of the pods on this node only
   (field selector ``spec.nodeName``), one label set per container (init containers
   included) rather than per port: the pod's ``__meta_kubernetes_*`` labels (namespace,
   name, uid, labels, annotations, node name, controller kind and name, phase, ready,
@@ -32,15 +32,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from edge.metrics.config import FileSDConfig, KubernetesSDConfig, KubernetesSDSelector
-from edge.metrics.discovery import Discoverer, FileSD
-from edge.metrics.targets import TargetGroup
+from edge.discovery.config import FileSDConfig, KubernetesSDConfig, KubernetesSDSelector
+from edge.discovery.files import Discoverer, FileSD
+from edge.discovery.group import TargetGroup
 from ferryman.prom.relabel import Relabeler
 
 if TYPE_CHECKING:
-    from edge.metrics.kubernetes.labels import Obj
+    from edge.discovery.kubernetes.labels import Obj
 
-# edge.metrics.kubernetes is imported where it is used: it loads the Kubernetes client
+# edge.discovery.kubernetes is imported where it is used: it loads the Kubernetes client
 # (most of a second), which a shipper without Kubernetes discovery should not pay for
 # at every start.
 
@@ -113,7 +113,7 @@ def _containers(pod: Obj) -> list[tuple[dict[str, Any], bool]]:
 
 def build_pod_logs(pod: Obj, directory: Path = DEFAULT_POD_LOGS) -> TargetGroup:
     """A pod → its group: the pod's labels on the group, one target per container."""
-    from edge.metrics.kubernetes.labels import NAMESPACE, pod_labels
+    from edge.discovery.kubernetes.labels import NAMESPACE, pod_labels
 
     meta, status = pod.get("metadata") or {}, pod.get("status") or {}
     labels = pod_labels(pod)
@@ -143,7 +143,7 @@ class PodLogsSD(Discoverer):
     survives API server restarts; ``close()`` stops the threads)."""
 
     def __init__(self, config: PodLogsSDConfig) -> None:
-        from edge.metrics.kubernetes import KubernetesSD
+        from edge.discovery.kubernetes import KubernetesSD
 
         self.config = config
         node = node_name(config)

@@ -20,8 +20,8 @@ import time
 from dataclasses import dataclass
 
 from ferryman.prom.relabel import Relabeler, compile_rules
+from ferryman.telemetry import Counter
 from ferryman.wire import loki
-from workers.telemetry import Counter
 
 from .batch import Batch, stream_labels
 from .config import EdgeLogsConfig, LogScrapeConfig

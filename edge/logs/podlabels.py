@@ -25,8 +25,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.metrics.config import KubernetesSDNamespaces
-from edge.metrics.discovery import Discoverer
+from edge.discovery.config import KubernetesSDNamespaces
+from edge.discovery.files import Discoverer
 from ferryman.units import Duration
 
 from .discovery import PodLogsSD, PodLogsSDConfig
@@ -71,7 +71,7 @@ class PodLabels:
 
     def __init__(self, config: PodLabelsConfig, pods: Discoverer | None = None) -> None:
         # Imported here: it loads the Kubernetes client (see edge.logs.discovery).
-        from edge.metrics.kubernetes.labels import sanitize_label_name
+        from edge.discovery.kubernetes.labels import sanitize_label_name
 
         self.config = config
         self._sd = pods if pods is not None else PodLogsSD(PodLogsSDConfig(

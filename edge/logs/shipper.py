@@ -37,10 +37,11 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ferryman import headers as h
+from ferryman.http import serve
+from ferryman.kafka import producer as kafka_producer
+from ferryman.telemetry import Registry
 from ferryman.wire import loki
 from ferryman.wire.remote_write import snappy_compress
-from workers.http import serve
-from workers.telemetry import Registry
 
 from .batch import Batch
 from .config import EdgeLogsConfig, LogScrapeConfig, load_config
@@ -413,12 +414,11 @@ class LogShipper:
     def _ensure_producer(self) -> KafkaProducer:
         if self._producer is None:
             timeout_ms = int(self.config.ferryman.kafka.acks_timeout * 1000)
-            self._producer = KafkaProducer(
-                bootstrap_servers=self.config.ferryman.kafka.bootstrap_servers, acks="all",
-                linger_ms=5, max_in_flight_requests_per_connection=1, retries=3,
+            self._producer = kafka_producer(
+                self.config.ferryman.kafka.bootstrap_servers,
+                self.config.ferryman.kafka.client_id,
                 max_request_size=max(16 << 20, self.config.ferryman.kafka.max_message_bytes),
-                request_timeout_ms=timeout_ms,
-                max_block_ms=timeout_ms, client_id=self.config.ferryman.kafka.client_id)
+                request_timeout_ms=timeout_ms, max_block_ms=timeout_ms)
         return self._producer
 
     def _discard_producer(self) -> None:

@@ -7,8 +7,8 @@ through one partition, in order. A message is closed when it holds
 
 from __future__ import annotations
 
+from ferryman.telemetry import Counter
 from ferryman.wire.remote_write import snappy_compress
-from workers.telemetry import Counter
 
 from ..diskqueue import DiskQueue
 

@@ -15,21 +15,18 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from edge.discovery.config import FileSDConfig, KubernetesSDConfig, StaticConfig
+from ferryman.errors import ConfigError, format_errors
 from ferryman.prom.relabel import RelabelConfig
 from ferryman.units import Duration, Size
-from workers.errors import ConfigError
-from workers.settings import format_errors
 
 __all__ = [
     "Authorization",
     "BasicAuth",
     "EdgeMetricsConfig",
-    "FileSDConfig",
     "GlobalConfig",
-    "KubernetesSDConfig",
     "ScrapeConfig",
     "ShipperSettings",
-    "StaticConfig",
     "TLSConfig",
     "load_config",
 ]
@@ -72,39 +69,6 @@ class TLSConfig(_Strict):
     key_file: Path | None = Field(None, description="Client key.")
     server_name: str | None = Field(None, description="SNI / expected server name.")
     insecure_skip_verify: bool = Field(False, description="Do not verify the target.")
-
-
-class StaticConfig(_Strict):
-    targets: tuple[str, ...] = Field((), description="host:port addresses.")
-    labels: dict[str, str] = Field(default_factory=dict, description="Labels for these targets.")
-
-
-class FileSDConfig(_Strict):
-    files: tuple[str, ...] = Field(description="Globs of JSON/YAML target group files.")
-    refresh_interval: Duration = Field(300.0, description="Re-read period (default 5m); "
-                                                          "changes are also watched.")
-
-
-class KubernetesSDNamespaces(_Strict):
-    names: tuple[str, ...] = Field((), description="Namespaces to watch (default: all).")
-    own_namespace: bool = Field(False, description="Also watch the pod's own namespace.")
-
-
-class KubernetesSDSelector(_Strict):
-    role: str = Field(description="Which role the selector applies to.")
-    label: str | None = Field(None, description="Label selector.")
-    field: str | None = Field(None, description="Field selector.")
-
-
-class KubernetesSDConfig(_Strict):
-    role: Literal["node", "pod", "service", "endpoints", "endpointslice"] = Field(
-        description="What to discover.")
-    api_server: str | None = Field(None, description="API server URL (default: in-cluster).")
-    kubeconfig_file: Path | None = Field(None, description="kubeconfig to use instead.")
-    namespaces: KubernetesSDNamespaces = Field(default_factory=KubernetesSDNamespaces,
-                                               description="Namespaces to watch.")
-    selectors: tuple[KubernetesSDSelector, ...] = Field((), description="Label/field "
-                                                                         "selectors.")
 
 
 class ScrapeConfig(_Strict):

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import httpx
 
+from edge.discovery.files import Discoverer, FileSD, Static
 from ferryman import headers as h
+from ferryman.http import serve
 from ferryman.prom.relabel import compile_rules
+from ferryman.telemetry import Registry
 from ferryman.tls import ssl_verify
-from workers.http import serve
-from workers.telemetry import Registry
 
 from ..diskqueue import DiskQueue
 from ..sender import KafkaSender
 from .batcher import Batcher
 from .config import EdgeMetricsConfig, ScrapeConfig, load_config
-from .discovery import Discoverer, FileSD, Static
 from .scrape import ScrapeLoop
 from .series import SeriesBuilder
 from .targets import build_targets
@@ -169,7 +169,7 @@ class MetricsShipper:
                                                     job_config.static_configs)]
             discoverers += [FileSD(c) for c in job_config.file_sd_configs]
             if job_config.kubernetes_sd_configs:
-                from .kubernetes import KubernetesSD
+                from edge.discovery.kubernetes import KubernetesSD
 
                 discoverers += [KubernetesSD(c) for c in job_config.kubernetes_sd_configs]
             self.jobs[job_config.job_name] = _Job(job_config, discoverers)

@@ -15,21 +15,13 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from edge.discovery.group import TargetGroup
 from ferryman.prom.relabel import Relabeler
 from ferryman.units import format_duration, parse_duration
 
 from .config import EdgeMetricsConfig, ScrapeConfig
 
-__all__ = ["Target", "TargetError", "TargetGroup", "build_targets"]
-
-
-@dataclass(frozen=True)
-class TargetGroup:
-    """What a discovery mechanism yields: addresses with their labels, from one source."""
-
-    source: str
-    targets: tuple[Mapping[str, str], ...]  # each holds at least __address__
-    labels: Mapping[str, str]
+__all__ = ["Target", "TargetError", "build_targets"]
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workers.telemetry import Counter
+from ferryman.telemetry import Counter
 
 __all__ = ["Record", "Stage", "StageMetrics"]
 

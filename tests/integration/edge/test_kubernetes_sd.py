@@ -21,11 +21,11 @@ from kafka import KafkaConsumer
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
-from edge.metrics.config import KubernetesSDConfig
-from edge.metrics.kubernetes import KubernetesSD
-from edge.metrics.kubernetes.labels import Obj
-from edge.metrics.kubernetes.reflector import Reflector, Stream
-from edge.metrics.targets import TargetGroup
+from edge.discovery.config import KubernetesSDConfig
+from edge.discovery.group import TargetGroup
+from edge.discovery.kubernetes import KubernetesSD
+from edge.discovery.kubernetes.labels import Obj
+from edge.discovery.kubernetes.reflector import Reflector, Stream
 from tests.integration.exporter import TEXT
 from tests.integration.kube import Cluster, create, patch
 from tests.integration.pipeline import EdgeMetrics, Worker, create_topics, wait_for
@@ -384,7 +384,7 @@ def test_a_watch_from_a_version_the_server_no_longer_has_relists(api, cluster, n
     reflector = Reflector(_client(cluster.kubeconfig), Stream("pod", namespace), sink, stop,
                           resource_version=version)
     thread = threading.Thread(target=reflector.run, daemon=True)
-    with caplog.at_level(logging.INFO, logger="ferryman.edge.metrics"):
+    with caplog.at_level(logging.INFO, logger="ferryman.edge.discovery"):
         thread.start()
         try:
             wait_for(lambda: sink.lists, 20, "a list after the 410")

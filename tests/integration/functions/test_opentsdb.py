@@ -13,6 +13,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from ferryman import headers as h
+from ferryman.telemetry import Registry
 from ferryman.wire.remote_write import Sample, TimeSeries, encode_write_request, snappy_compress
 from functions import registry
 from tests.integration.pipeline import (
@@ -24,7 +25,6 @@ from tests.integration.pipeline import (
 )
 from workers.function import Context
 from workers.records import Record
-from workers.telemetry import Registry
 
 STALE = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from edge.metrics.config import KubernetesSDConfig
-from edge.metrics.kubernetes.discoverer import TargetStore, plan_streams
-from edge.metrics.kubernetes.labels import (
+from edge.discovery.config import KubernetesSDConfig
+from edge.discovery.group import TargetGroup
+from edge.discovery.kubernetes.discoverer import TargetStore, plan_streams
+from edge.discovery.kubernetes.labels import (
     build_endpoints,
     build_endpointslice,
     build_node,
@@ -26,8 +27,7 @@ from edge.metrics.kubernetes.labels import (
     join_host_port,
     sanitize_label_name,
 )
-from edge.metrics.kubernetes.reflector import Stream
-from edge.metrics.targets import TargetGroup
+from edge.discovery.kubernetes.reflector import Stream
 
 M = "__meta_kubernetes_"
 RECORDED = json.loads((Path(__file__).parent / "kubernetes_sd_objects.json").read_text())

@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from ferryman import headers as h
+from ferryman.telemetry import Registry
 from ferryman.wire.loki import Entry, Stream, encode_push_request
 from ferryman.wire.remote_write import (
     TimeSeries,
@@ -24,7 +25,6 @@ from functions.count.config import CountConfig
 from functions.count.core import LineCounter
 from workers.function import Context
 from workers.records import Record
-from workers.telemetry import Registry
 
 TS = 1_700_000_000_000_000_000
 

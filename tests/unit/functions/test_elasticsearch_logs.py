@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from ferryman import headers as h
+from ferryman.telemetry import Registry
 from ferryman.wire.loki import Entry, Stream, encode_push_request
 from ferryman.wire.remote_write import snappy_compress
 from functions.elasticsearch_common import DOC_SCHEMA
@@ -27,7 +28,6 @@ from functions.elasticsearch_logs.encode import (
 )
 from workers.function import Context
 from workers.records import Record
-from workers.telemetry import Registry
 
 TS = 1_700_000_000_000_000_001  # 2023-11-14T22:13:20.000000001Z
 POD = {"filename": "/var/log/pods/web-0/nginx.log", "host": "node-1", "namespace": "web",

@@ -14,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from ferryman import headers as h
+from ferryman.telemetry import Registry
 from ferryman.wire.remote_write import (
     Sample,
     TimeSeries,
@@ -33,7 +34,6 @@ from functions.elasticsearch_metrics.encode import (
 )
 from workers.function import Context
 from workers.records import Record
-from workers.telemetry import Registry
 
 STALE = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 TS = 1_700_000_000_000

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ferryman import headers as h
+from ferryman.telemetry import Registry
 from ferryman.wire.loki import (
     Entry,
     Stream,
@@ -36,7 +37,6 @@ from functions.loki.encode import (
 )
 from workers.function import Context
 from workers.records import Record
-from workers.telemetry import Registry
 
 TS = 1_700_000_000_000_000_000
 MARKER = "…[truncated]"

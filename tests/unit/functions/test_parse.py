@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from ferryman import headers as h
+from ferryman.telemetry import Registry
 from ferryman.wire.loki import Entry, Stream, decode_push_request, encode_push_request
 from ferryman.wire.remote_write import snappy_compress, snappy_decompress
 from functions.parse import SPEC
@@ -17,7 +18,6 @@ from functions.parse.config import ParseConfig
 from functions.parse.core import Parser, Tally, sanitize
 from workers.function import Context
 from workers.records import Output, Record
-from workers.telemetry import Registry
 
 TS = 1_700_000_000_000_000_000
 HEADERS = ((h.SCHEMA, h.SCHEMA_LOKI_PUSH), (h.CLUSTER, b"alpha"), (h.TENANT, b"7"))

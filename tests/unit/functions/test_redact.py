@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from ferryman import headers as h
+from ferryman.telemetry import Registry
 from ferryman.wire.loki import Entry, Stream, decode_push_request, encode_push_request
 from ferryman.wire.remote_write import snappy_compress, snappy_decompress
 from functions.redact import SPEC
@@ -18,7 +19,6 @@ from functions.redact.config import RedactConfig
 from functions.redact.core import Redactor
 from workers.function import Context
 from workers.records import Record
-from workers.telemetry import Registry
 
 TS = 1_700_000_000_000_000_000
 

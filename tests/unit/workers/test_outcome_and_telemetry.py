@@ -1,7 +1,7 @@
 from __future__ import annotations
 
+from ferryman.telemetry import Registry
 from workers.outcome import classify_http, retry_after_seconds
-from workers.telemetry import Registry
 
 
 def test_retry_after_seconds_and_http_date() -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.errors import ConfigError
+from ferryman.errors import ConfigError
 from workers.records import Record
 from workers.retry_lane import LaneMessage, backoff_delay, next_delay
 from workers.settings import RetryLaneSettings, load_settings

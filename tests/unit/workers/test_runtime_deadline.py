@@ -6,10 +6,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from ferryman.telemetry import Registry
 from workers.records import Batch, Delivered, Record
 from workers.runtime import Abandoned, Runtime
 from workers.settings import WorkerSettings
-from workers.telemetry import Registry
 
 
 class _Clock:

@@ -8,10 +8,10 @@ from typing import Any
 
 from kafka import TopicPartition
 
+from ferryman.telemetry import Registry
 from workers.records import Delivered, Record
 from workers.runtime import Runtime, _Rebalance
 from workers.settings import WorkerSettings
-from workers.telemetry import Registry
 
 TP = TopicPartition("t", 0)
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from workers.errors import ConfigError
+from ferryman.errors import ConfigError
+from functions.registry import load
 from workers.main import prepare
 from workers.settings import load_settings
 
@@ -30,7 +31,7 @@ def test_every_error_is_listed_with_its_path(tmp_path: Path) -> None:
     path = _write(tmp_path, "kafka:\n  bogus: 1\nbatch:\n  max_records: 0\n"
                             "config:\n  url: ftp://x\n  extra: 2\n")
     with pytest.raises(ConfigError) as info:
-        prepare("prometheus_remote_write", path)
+        prepare(load, "prometheus_remote_write", path)
     assert info.value.errors == [
         "kafka.input_topic: Field required",
         "kafka.bogus: Extra inputs are not permitted",
@@ -44,4 +45,4 @@ def test_missing_file_and_unknown_function(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "absent.yaml", function="x")
     with pytest.raises(ConfigError, match="unknown function 'nope'"):
-        prepare("nope", None)
+        prepare(load, "nope", None)

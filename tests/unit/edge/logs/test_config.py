@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge.logs.config import EdgeLogsConfig, load_config
-from workers.errors import ConfigError
+from ferryman.errors import ConfigError
 
 FULL = """
 positions: {filename: /var/lib/ferryman/positions.json}

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from edge.discovery.config import KubernetesSDSelector
 from edge.logs.discovery import (
     FileSDConfig,
     FileTarget,
@@ -25,7 +26,6 @@ from edge.logs.discovery import (
     node_name,
     resolve,
 )
-from edge.metrics.config import KubernetesSDSelector
 from ferryman.prom.relabel import RelabelConfig, compile_rules
 
 M = "__meta_kubernetes_"

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from edge.discovery.files import Discoverer
+from edge.discovery.group import TargetGroup
 from edge.logs import filetargets
 from edge.logs.config import EdgeLogsConfig, load_config
 from edge.logs.filetargets import FileTargets, file_labels
 from edge.logs.podlabels import PodLabels
-from edge.metrics.discovery import Discoverer
-from edge.metrics.targets import TargetGroup
 
 UID = "0a1b2c3d"
 

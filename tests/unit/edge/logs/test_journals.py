@@ -19,8 +19,8 @@ from edge.logs.journal import JournalConfig, JournalEntry
 from edge.logs.journals import JournalMetrics, Journals
 from edge.logs.positions import Positions
 from edge.logs.shipper import LogShipper
+from ferryman.telemetry import Registry
 from ferryman.wire.loki import parse_labels
-from workers.telemetry import Registry
 
 
 class FakeSource:

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from edge.discovery.files import Discoverer
+from edge.discovery.group import TargetGroup
 from edge.logs import podlabels
 from edge.logs.discovery import build_pod_logs
 from edge.logs.podlabels import PodLabels, PodLabelsConfig
-from edge.metrics.discovery import Discoverer
-from edge.metrics.targets import TargetGroup
 
 RECORDED = json.loads((Path(__file__).parents[1] / "kubernetes_sd_objects.json").read_text())
 WEB_UID = "8091fdfd-c7be-42b1-9c0f-d9809ecc8a93"

@@ -8,7 +8,7 @@ from typing import Any
 
 from edge.logs.stages import FilePipeline, StageConfig, StageMetrics, build_stages
 from edge.logs.tailer import Line
-from workers.telemetry import Registry
+from ferryman.telemetry import Registry
 
 IDENTITY = (1, 100)
 NOW_NS = 1_700_000_000_000_000_000

@@ -15,8 +15,8 @@ from edge.logs.config import load_config
 from edge.logs.stages import STAGE_NAMES, FilePipeline, StageConfig, StageMetrics, build_stages
 from edge.logs.stages.timestamps import compile_format, parse_rfc3339
 from edge.logs.tailer import Line
-from workers.errors import ConfigError
-from workers.telemetry import Registry
+from ferryman.errors import ConfigError
+from ferryman.telemetry import Registry
 
 PROMTAIL = """
 server: {http_listen_port: 9080}

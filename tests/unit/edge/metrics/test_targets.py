@@ -4,8 +4,9 @@ from typing import Any
 
 import pytest
 
+from edge.discovery.group import TargetGroup
 from edge.metrics.config import EdgeMetricsConfig
-from edge.metrics.targets import TargetError, TargetGroup, build_targets, populate
+from edge.metrics.targets import TargetError, build_targets, populate
 from ferryman.prom.relabel import compile_rules
 
 

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..targets import TargetGroup
+from ..group import TargetGroup
 
 __all__ = [
     "Obj",

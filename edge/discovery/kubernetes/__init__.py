@@ -1,5 +1,5 @@
 """Prometheus-compatible ``kubernetes_sd_configs`` (roles node, pod, service,
-endpoints, endpointslice) for the edge metrics shipper.
+endpoints, endpointslice) for the edge shippers.
 
 ``labels`` maps API objects to target groups (pure), ``reflector`` lists and watches
 the API server, ``discoverer`` ties them to the shipper's Discoverer interface.

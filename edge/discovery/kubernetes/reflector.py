@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import urllib3
-
 from kubernetes.client import ApiClient, CoreV1Api, DiscoveryV1Api
 from kubernetes.client.exceptions import ApiException
 
@@ -37,7 +36,7 @@ from .labels import Obj
 
 __all__ = ["RESOURCES", "Reflector", "Resource", "Sink", "Stream"]
 
-log = logging.getLogger("ferryman.edge.metrics")
+log = logging.getLogger("ferryman.edge.discovery")
 
 CONNECT_TIMEOUT = 10.0
 # A watch with no event (bookmarks included) for this long is re-opened from the

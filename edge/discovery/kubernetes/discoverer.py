@@ -25,8 +25,8 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
 from ..config import KubernetesSDConfig
-from ..discovery import Discoverer
-from ..targets import TargetGroup
+from ..files import Discoverer
+from ..group import TargetGroup
 from .labels import (
     Obj,
     build_endpoints,
@@ -41,7 +41,7 @@ from .reflector import BACKOFF_INITIAL, BACKOFF_MAX, RESOURCES, Reflector, Strea
 
 __all__ = ["KubernetesSD", "TargetStore", "plan_streams"]
 
-log = logging.getLogger("ferryman.edge.metrics")
+log = logging.getLogger("ferryman.edge.discovery")
 
 OWN_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 

@@ -32,7 +32,10 @@ from typing import Any, TextIO
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from workers.dead_letter import (
+from ferryman.kafka import producer as kafka_producer
+from ferryman.units import parse_duration
+
+from .dead_letter import (
     DEAD_LETTER_HEADERS,
     ERROR,
     FUNCTION,
@@ -41,8 +44,6 @@ from workers.dead_letter import (
     format_source,
     parse_source,
 )
-
-from .units import parse_duration
 
 __all__ = ["ReplayError", "ReplayOptions", "Selection", "Summary", "parse_time", "replay"]
 
@@ -209,8 +210,7 @@ def replay(options: ReplayOptions, *, progress_out: TextIO = sys.stderr,
         stops = _seek(consumer, tps, options.selection)
         remaining = {tp: stops[tp] - consumer.position(tp) for tp in tps}
         if not options.dry_run:
-            producer = KafkaProducer(bootstrap_servers=options.bootstrap_servers, acks="all",
-                                     linger_ms=5, retries=5, client_id="ferryman-dlq-replay")
+            producer = kafka_producer(options.bootstrap_servers, "ferryman-dlq-replay")
         summary = Summary()
         bar = _Progress(sum(max(0, n) for n in remaining.values()), progress_out)
         try:

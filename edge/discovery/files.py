@@ -17,11 +17,11 @@ from typing import Any
 import yaml
 
 from .config import FileSDConfig, StaticConfig
-from .targets import TargetGroup
+from .group import TargetGroup
 
 __all__ = ["Discoverer", "FileSD", "Static"]
 
-log = logging.getLogger("ferryman.edge.metrics")
+log = logging.getLogger("ferryman.edge.discovery")
 
 
 class Discoverer:

@@ -1,0 +1,1 @@
+"""The metrics shipper: discover, scrape, relabel, batch as remote write, produce."""
