@@ -45,12 +45,17 @@ class Delivered:
     The runtime commits the batch once this is returned. ``dead`` lists records that
     can never be delivered, with the reason (dead-lettered before the commit);
     ``retry`` lists records the backend refused for now (retried alone, with backoff,
-    before the commit); ``outputs`` are produced and acknowledged before the commit.
+    before the commit), ``retry_delay`` the wait the backend asked for (None: the
+    runtime's backoff decides) and ``retry_reason`` what the backend said about them
+    (empty when it said nothing usable; it becomes the dead-letter reason of a record
+    refused past ``retry.partial_max_attempts``/``partial_max_age_s``); ``outputs`` are
+    produced and acknowledged before the commit.
     """
 
     dead: Sequence[tuple[Record, str]] = ()
     retry: Sequence[Record] = ()
     retry_delay: float | None = None
+    retry_reason: str = ""
     outputs: Sequence[Output] = field(default_factory=tuple)
 
 

@@ -49,9 +49,36 @@ class BatchSettings(_Section):
 
 
 class RetrySettings(_Section):
-    initial_backoff_s: float = Field(0.2, gt=0, description="First retry delay.")
-    max_backoff_s: float = Field(30.0, gt=0, description="Delays grow exponentially to this.")
-    delivery_timeout_s: float = Field(30.0, gt=0, description="Timeout of one delivery call.")
+    """Retrying in process, while the batch holds its partition.
+
+    Delays between attempts are drawn with full jitter below a cap that doubles from
+    ``initial_backoff_s`` up to ``max_backoff_s``; a delay the backend asked for is a
+    floor. A record the backend keeps refusing for now while it takes others of the
+    same batch (a poison record) is dead-lettered with the backend's reason once it
+    was refused ``partial_max_attempts`` times or ``partial_max_age_s`` after its first
+    refusal, whichever comes first, unless a retry lane is configured (the lane then
+    takes it and its ``max_age_s`` applies). A batch of which nothing is delivered
+    (backend down) is never dead-lettered for that: it holds the partition.
+    """
+
+    initial_backoff_s: float = Field(0.2, gt=0, description="Cap of the first retry delay "
+                                     "(default 0.2).")
+    max_backoff_s: float = Field(30.0, gt=0, description="The cap doubles up to this "
+                                 "(default 30).")
+    delivery_timeout_s: float = Field(30.0, gt=0, description="Timeout of one delivery call "
+                                      "(default 30).")
+    partial_max_attempts: int | None = Field(
+        10, ge=1, description="Dead-letter a record refused for now this many times while "
+        "the backend took others of its batch (default 10; null: no bound).")
+    partial_max_age_s: float | None = Field(
+        600.0, gt=0, description="...or this many seconds after its first such refusal "
+        "(default 600; null: no bound).")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RetrySettings:
+        if self.initial_backoff_s > self.max_backoff_s:
+            raise ValueError("initial_backoff_s is greater than max_backoff_s")
+        return self
 
 
 class RetryLaneSettings(_Section):
