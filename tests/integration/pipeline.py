@@ -3,24 +3,101 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
-from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 from ferryman import headers as h
+from ferryman.wire.loki import Stream, encode_push_request
 from ferryman.wire.remote_write import Sample, TimeSeries, encode_write_request, snappy_compress
 
 ROOT = Path(__file__).resolve().parents[2]
+
+Headers = tuple[tuple[str, bytes], ...]
+#: one ``name="value"`` of a series in the text exposition format
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One Kafka message to produce."""
+
+    value: bytes
+    key: bytes | None = None
+    headers: Headers = ()
+
+
+def message_headers(schema: bytes | None, *, cluster: str | None = None,
+                    tenant: str | bytes | None = None) -> Headers:
+    """The ``schema``/``cluster``/``tenant`` headers the edge sets (absent when None)."""
+    out: list[tuple[str, bytes]] = []
+    if schema is not None:
+        out.append((h.SCHEMA, schema))
+    if cluster is not None:
+        out.append((h.CLUSTER, cluster.encode()))
+    if tenant is not None:
+        out.append((h.TENANT, tenant.encode() if isinstance(tenant, str) else tenant))
+    return tuple(out)
+
+
+def time_series(labels: dict[str, str], *samples: tuple[float, int]) -> TimeSeries:
+    """A series of ``(value, timestamp in ms)`` samples."""
+    return TimeSeries(tuple(sorted(labels.items())), tuple(Sample(v, t) for v, t in samples))
+
+
+def remote_write(series: Iterable[TimeSeries], *, cluster: str | None = None,
+                 tenant: str | bytes | None = None, key: bytes | None = None) -> Message:
+    """A remote-write message as the edge produces it: snappy(WriteRequest)."""
+    return Message(snappy_compress(encode_write_request(list(series))), key,
+                   message_headers(h.SCHEMA_REMOTE_WRITE, cluster=cluster, tenant=tenant))
+
+
+def loki_push(streams: Iterable[Stream], *, cluster: str | None = None,
+              tenant: str | bytes | None = None, key: bytes | None = None) -> Message:
+    """A Loki push message as the edge produces it: snappy(PushRequest)."""
+    return Message(snappy_compress(encode_push_request(list(streams))), key,
+                   message_headers(h.SCHEMA_LOKI_PUSH, cluster=cluster, tenant=tenant))
+
+
+def raw(value: bytes, *, key: bytes | None = None, schema: bytes | None = None,
+        cluster: str | None = None, tenant: str | bytes | None = None) -> Message:
+    """Bytes as they are, with whichever headers are given (none by default)."""
+    return Message(value, key, message_headers(schema, cluster=cluster, tenant=tenant))
+
+
+def produce(bootstrap: str, topic: str, messages: Iterable[Message]) -> None:
+    """Produce ``messages`` in order and wait until the broker acknowledged them all."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type="snappy", acks="all")
+    try:
+        for message in messages:
+            producer.send(topic, value=message.value, key=message.key,
+                          headers=list(message.headers))
+        producer.flush(timeout=30)
+    finally:
+        producer.close()
+
+
+def dead_letters(bootstrap: str, topic: str, *, timeout_ms: int = 5000) -> list[Any]:
+    """Every message on ``topic`` (a dead-letter topic), read from the start until it
+    has been quiet for ``timeout_ms``."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=timeout_ms)
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
 
 
 def create_topics(bootstrap: str, *topics: tuple[str, int]) -> None:
@@ -34,24 +111,21 @@ def create_topics(bootstrap: str, *topics: tuple[str, int]) -> None:
 def produce_series(bootstrap: str, topic: str, metric: str, messages: int,
                    series_per_message: int, *, cluster: str = "alpha",
                    start: int = 0, extra: Iterable[tuple[bytes, bytes | None]] = ()) -> set[str]:
-    """Produce remote-write messages the way the edge does; returns the series ids sent."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type="snappy", acks="all")
+    """Produce remote-write messages the way the edge does, series ``sid`` = ``m-s`` of
+    ``metric``, then ``extra`` (value, key) as raw bytes; returns the series ids sent."""
     now_ms = int(time.time() * 1000)
     sent = set()
+    out = []
     for m in range(start, start + messages):
         batch = []
         for s in range(series_per_message):
             sid = f"{m}-{s}"
             sent.add(sid)
-            labels = {"__name__": metric, "cluster": cluster, "sid": sid}
-            batch.append(TimeSeries(tuple(sorted(labels.items())), (Sample(float(m), now_ms),)))
-        producer.send(topic, key=f"{metric}-{m}".encode(),
-                      value=snappy_compress(encode_write_request(batch)),
-                      headers=[(h.SCHEMA, h.SCHEMA_REMOTE_WRITE), (h.CLUSTER, cluster.encode())])
-    for value, key in extra:
-        producer.send(topic, value=value, key=key)
-    producer.flush(timeout=30)
-    producer.close()
+            batch.append(time_series({"__name__": metric, "cluster": cluster, "sid": sid},
+                                     (float(m), now_ms)))
+        out.append(remote_write(batch, cluster=cluster, key=f"{metric}-{m}".encode()))
+    out += [raw(value, key=key) for value, key in extra]
+    produce(bootstrap, topic, out)
     return sent
 
 
@@ -63,6 +137,16 @@ def committed_total(bootstrap: str, group: str, topic: str) -> int:
         admin.close()
     return sum(meta.offset for tp, meta in offsets.items()
                if isinstance(tp, TopicPartition) and tp.topic == topic and meta.offset > 0)
+
+
+def topic_size(bootstrap: str, topic: str) -> int:
+    """Messages on ``topic`` (end offsets summed): an empty check that does not wait."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum(consumer.end_offsets(partitions).values()) if partitions else 0
+    finally:
+        consumer.close()
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
@@ -90,6 +174,7 @@ class Process:
     def __init__(self, tmp: Path, argv: list[str], settings: dict[str, Any]) -> None:
         self.config = tmp / f"{'-'.join(argv)}-{time.monotonic_ns()}.yaml"
         self.config.write_text(yaml.safe_dump(settings))
+        self.settings = settings
         self.log = self.config.with_suffix(".log")
         self.argv = argv
         self.proc: subprocess.Popen[bytes] | None = None
@@ -128,6 +213,68 @@ class Worker(Process):
 
     def __init__(self, tmp: Path, name: str, settings: dict[str, Any]) -> None:
         super().__init__(tmp, ["worker", name], settings)
+        self.name = name
+
+    @property
+    def bootstrap(self) -> str:
+        return str(self.settings["kafka"].get("bootstrap_servers", "127.0.0.1:9092"))
+
+    @property
+    def input_topic(self) -> str:
+        return str(self.settings["kafka"]["input_topic"])
+
+    @property
+    def group(self) -> str:
+        return str(self.settings["kafka"].get("group_id") or f"ferryman-{self.name}")
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return str(self.settings["kafka"].get("dead_letter_topic", "ferryman.dlq"))
+
+    @property
+    def api(self) -> str:
+        """Base URL of its /metrics, /healthz and /readyz (needs ``http.listen`` set)."""
+        return f"http://{self.settings['http']['listen']}"
+
+    def committed(self) -> int:
+        """Offsets its group committed on its input topic, summed over partitions."""
+        return committed_total(self.bootstrap, self.group, self.input_topic)
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.api}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def wait_ready(self, timeout: float = 60) -> Worker:
+        """Wait until /readyz answers 200 (partitions assigned); fails with the worker's
+        output if it exits or takes longer."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if not self.alive():
+                raise AssertionError(f"worker {self.name} exited before it was ready:\n"
+                                     f"{self.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker {self.name} not ready after {timeout}s:\n"
+                                     f"{self.output()[-3000:]}")
+            time.sleep(0.1)
+        return self
+
+    def metrics(self) -> dict[str, float]:
+        """Its /metrics: ``name{labels}`` → value."""
+        text = httpx.get(f"{self.api}/metrics", timeout=5).text
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines() if line and not line.startswith("#")}
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of every series of ``name`` carrying ``labels`` (0 when none)."""
+        total = 0.0
+        for series, value in self.metrics().items():
+            metric, _, rest = series.partition("{")
+            found = dict(_LABEL.findall(rest))
+            if metric == name and all(found.get(k) == v for k, v in labels.items()):
+                total += value
+        return total
 
 
 class EdgeMetrics(Process):
