@@ -42,6 +42,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from kafka import TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from ferryman.telemetry import Registry
@@ -302,8 +303,17 @@ class Runtime:
             tp = partition_of(record)
             last[tp] = max(last.get(tp, -1), record.offset)
         self._check_owned(batch)
-        self.consumer.commit({tp: OffsetAndMetadata(offset + 1, "", -1)
-                              for tp, offset in last.items()})
+        try:
+            self.consumer.commit({tp: OffsetAndMetadata(offset + 1, "", -1)
+                                  for tp, offset in last.items()})
+        except KafkaError as exc:
+            # The group rebalanced under us (the broker refuses commits of a stale
+            # generation). The records are delivered: the next commit of a partition
+            # that stays ours covers them, another owner delivers them again.
+            self.metrics.count_error(type(exc).__name__, "commit")
+            log.warning("could not commit %d delivered records (%s); a partition that "
+                        "stays ours is committed with its next batch", len(batch), exc)
+            return
         self.metrics.count_commit()
 
     # ---- waiting while a backend pushes back -----------------------------------------

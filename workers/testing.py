@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import TopicPartition
+from kafka.errors import CommitFailedError
 from kafka.structs import OffsetAndMetadata
 
 __all__ = ["FakeClock", "FakeConsumer", "FakeKafka", "FakeMessage", "FakeProducer"]
@@ -90,6 +91,8 @@ class FakeConsumer:
     commits: list[dict[TopicPartition, int]] = field(default_factory=list)
     listener: Any = None
     closed: bool = False
+    #: commits to refuse first, as a broker does after the group rebalanced
+    refuse_commits: int = 0
     _states: dict[TopicPartition, _State] = field(default_factory=dict)
     #: states kept aside while a rebalance is under way (see :meth:`begin_rebalance`)
     _aside: dict[TopicPartition, _State] = field(default_factory=dict)
@@ -186,6 +189,9 @@ class FakeConsumer:
         self.seeks.append((partition, offset))
 
     def commit(self, offsets: Mapping[TopicPartition, OffsetAndMetadata]) -> None:
+        if self.refuse_commits > 0:
+            self.refuse_commits -= 1
+            raise CommitFailedError()
         done = {tp: meta.offset for tp, meta in offsets.items()}
         self.commits.append(done)
         self.kafka.committed.update(done)

@@ -140,6 +140,24 @@ def test_the_main_loop_never_polls_with_a_paused_partition() -> None:
     assert paused_at_main_polls and all(not p for p in paused_at_main_polls)
 
 
+def test_a_commit_the_broker_refuses_after_a_rebalance_does_not_stop_the_worker() -> None:
+    clock = FakeClock()
+    kafka = FakeKafka({TP0: [b"x"] * 3})
+    consumer = FakeConsumer(kafka, clock, refuse_commits=1)
+    backend = _Backend(lambda r: True)
+    runtime = _runtime(consumer, backend, batch={"max_records": 3})
+
+    def more(c: FakeConsumer) -> None:
+        if c.refuse_commits == 0 and len(kafka.log[TP0]) == 3:
+            kafka.append(TP0, b"y", b"y", b"y")
+    consumer.on_poll(more)
+    _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 6)
+    runtime.run()
+    assert kafka.committed == {TP0: 6}  # the next batch's commit covers the first
+    assert sorted(backend.taken) == [(0, n) for n in range(6)]  # each delivered once
+    assert runtime.metrics.errors.value("prw", "CommitFailedError", "commit") == 1
+
+
 # ---- defect 2: a poison record holds its partition for ever -------------------------------
 
 POISON = 2

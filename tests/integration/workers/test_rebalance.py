@@ -1,0 +1,212 @@
+"""Rebalances under load while the backend refuses: nothing lost, nothing stuck.
+
+A real ``ferryman worker elasticsearch_metrics`` consumes a four-partition topic while
+records keep coming and other members keep joining and leaving its group: plain
+kafka-python consumers (which never commit) and a second worker, SIGTERMed after a
+while. Meanwhile Elasticsearch refuses part of every batch (the flood-stage block,
+``read_only_allow_delete``, on yesterday's index: a 429 per document, which the real
+sink hands back in ``Delivered.retry``), so the worker spends its time in the backoff
+sleep with its partitions paused: the moment a rebalance used to leave one paused for
+good. Once the block is lifted every record must end up stored and committed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from elasticsearch import Elasticsearch
+from kafka import KafkaConsumer, KafkaProducer
+
+from ferryman import headers as h
+from ferryman.wire.remote_write import Sample, TimeSeries, encode_write_request, snappy_compress
+from functions.elasticsearch_metrics.config import ElasticsearchMetricsConfig
+from functions.elasticsearch_metrics.send import install_templates
+from tests.integration.pipeline import Worker, committed_total, create_topics, free_port, wait_for
+
+DAY_MS = 86_400_000
+SERIES = 2  # documents per record
+PARTITIONS = 4
+PRODUCE_S = 30.0  # records keep coming this long
+BLOCKED_S = 18.0  # Elasticsearch refuses yesterday's documents this long
+RATE = 12  # records a second
+
+
+@pytest.fixture
+def es(stack) -> Iterator[Elasticsearch]:
+    client = Elasticsearch(stack("elasticsearch", "http"), request_timeout=30)
+    yield client
+    client.close()
+
+
+class Scene:
+    def __init__(self, stack, unique: str, es: Elasticsearch) -> None:
+        self.bootstrap = stack("kafka", "bootstrap")
+        self.es = es
+        self.unique = unique
+        self.topic = unique
+        self.dlq = f"{unique}-dlq"
+        self.group = f"g-{unique}"
+        self.config = {"url": stack("elasticsearch", "http"), "data_stream": None,
+                       "index": f"{unique}-%Y.%m.%d"}
+        self.now = int(time.time() * 1000)
+        self.yesterday = self.now - DAY_MS
+        self.blocked = time.strftime(f"{unique}-%Y.%m.%d", time.gmtime(self.yesterday / 1000))
+        self.open = time.strftime(f"{unique}-%Y.%m.%d", time.gmtime(self.now / 1000))
+        create_topics(self.bootstrap, (self.topic, PARTITIONS), (self.dlq, 1))
+        with httpx.Client() as client:  # the index needs its template before the block
+            install_templates(client, ElasticsearchMetricsConfig.model_validate(self.config))
+        es.indices.create(index=self.blocked)
+        self.block(True)
+
+    def block(self, on: bool) -> None:
+        self.es.indices.put_settings(
+            index=self.blocked, settings={"index.blocks.read_only_allow_delete": on or None})
+
+    def cleanup(self) -> None:
+        self.block(False)
+        self.es.indices.delete(index=f"{self.unique}-*")
+        self.es.indices.delete_index_template(name=self.unique)
+        self.es.cluster.delete_component_template(name=f"{self.unique}@ferryman")
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "kafka": {"bootstrap_servers": self.bootstrap, "input_topic": self.topic,
+                      "group_id": self.group, "dead_letter_topic": self.dlq,
+                      "session_timeout_ms": 6000},
+            "batch": {"max_records": 50, "max_wait_s": 0.3},
+            # Refused records wait in process for as long as the block lasts.
+            "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0,
+                      "partial_max_attempts": None, "partial_max_age_s": None},
+            "http": {"listen": f"127.0.0.1:{free_port()}"},
+            "shutdown_deadline_s": 5,
+            "config": self.config,
+        }
+
+    def count(self, index: str) -> int:
+        self.es.indices.refresh(index=index)
+        return int(self.es.count(index=index)["count"])
+
+
+@pytest.fixture
+def scene(stack, unique, es) -> Iterator[Scene]:
+    made = Scene(stack, unique, es)
+    yield made
+    made.cleanup()
+
+
+class Producing(threading.Thread):
+    """Produces RATE records a second for PRODUCE_S seconds; every third one carries
+    yesterday's samples (refused while the block lasts)."""
+
+    def __init__(self, scene: Scene) -> None:
+        super().__init__(daemon=True)
+        self.scene = scene
+        self.days: list[str] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            producer = KafkaProducer(bootstrap_servers=self.scene.bootstrap, acks="all")
+            end = time.monotonic() + PRODUCE_S
+            m = 0
+            while time.monotonic() < end:
+                for _ in range(RATE):
+                    day = "y" if m % 3 == 0 else "t"
+                    ts = self.scene.yesterday if day == "y" else self.scene.now
+                    body = encode_write_request([
+                        TimeSeries(tuple(sorted({"__name__": f"rb_{self.scene.unique}",
+                                                 "m": str(m), "s": str(s)}.items())),
+                                   (Sample(float(m), ts),)) for s in range(SERIES)])
+                    producer.send(self.scene.topic, key=f"m{m}".encode(),
+                                  value=snappy_compress(body),
+                                  headers=[(h.SCHEMA, h.SCHEMA_REMOTE_WRITE),
+                                           (h.CLUSTER, b"alpha")])
+                    self.days.append(day)
+                    m += 1
+                producer.flush(timeout=30)
+                time.sleep(1.0)
+            producer.close()
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+
+class Churning(threading.Thread):
+    """Plain consumers join the group, hold what they are given for a moment and leave
+    without committing, over and over: a rebalance every second or two."""
+
+    def __init__(self, scene: Scene, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.scene = scene
+        self.stop = stop
+        self.rounds = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                member = KafkaConsumer(
+                    self.scene.topic, bootstrap_servers=self.scene.bootstrap,
+                    group_id=self.scene.group, enable_auto_commit=False,
+                    auto_offset_reset="earliest", session_timeout_ms=6000,
+                    max_poll_records=1)
+                end = time.monotonic() + 1.5
+                while time.monotonic() < end:
+                    member.poll(timeout_ms=300)
+                member.close(autocommit=False)
+                self.rounds += 1
+                self.stop.wait(1.0)
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+
+
+def _dead_letters(bootstrap: str, dlq: str) -> list[Any]:
+    consumer = KafkaConsumer(dlq, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000)
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
+def test_rebalances_under_load_lose_nothing_and_leave_nothing_paused(
+        scene: Scene, tmp_path: Path, processes) -> None:
+    worker = processes(Worker(tmp_path, "elasticsearch_metrics", scene.settings()))
+    started = time.monotonic()
+    producing = Producing(scene)
+    stop_churn = threading.Event()
+    churning = Churning(scene, stop_churn)
+    producing.start()
+    churning.start()
+    try:
+        time.sleep(6)
+        second = processes(Worker(tmp_path, "elasticsearch_metrics", scene.settings()))
+        time.sleep(7)
+        assert second.terminate() == 0, second.output()[-3000:]
+        time.sleep(max(0.0, started + BLOCKED_S - time.monotonic()))
+        scene.block(False)  # the backend takes everything from now on
+        time.sleep(max(0.0, started + PRODUCE_S - 4 - time.monotonic()))
+    finally:
+        stop_churn.set()
+        churning.join(30)
+        producing.join(60)
+    assert producing.error is None, producing.error
+    assert churning.error is None, churning.error
+    assert churning.rounds >= 5, "the group hardly rebalanced"
+    produced = len(producing.days)
+    assert produced >= RATE * PRODUCE_S * 0.5
+
+    wait_for(lambda: committed_total(scene.bootstrap, scene.group, scene.topic) == produced,
+             60, f"all {produced} records committed")
+    yesterday = producing.days.count("y")
+    assert scene.count(scene.blocked) == yesterday * SERIES
+    assert scene.count(scene.open) == (produced - yesterday) * SERIES
+    assert _dead_letters(scene.bootstrap, scene.dlq) == []
+    output = worker.output()
+    assert worker.terminate() == 0, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
