@@ -69,7 +69,8 @@ def sint_to_int64(value: int) -> int:
 def varint_at(data: bytes, pos: int) -> tuple[int, int]:
     """The varint at ``pos`` and the position after it, without bounds checks, for
     fast paths that fall back to a careful decoder: IndexError when ``data`` ends
-    inside it, DecodeError when it runs past ten bytes."""
+    inside it, DecodeError when it runs past ten bytes. The value is a uint64, as
+    :func:`fields` reads it."""
     result = shift = 0
     while True:
         byte = data[pos]
@@ -78,8 +79,8 @@ def varint_at(data: bytes, pos: int) -> tuple[int, int]:
         if byte < 0x80:
             return result, pos
         shift += 7
-        if shift >= 70:
-            raise DecodeError("varint longer than 10 bytes")
+        if shift == 63:
+            return _tenth_byte(data[pos], result), pos + 1
 
 
 def _read_varint(buf: bytes | memoryview, pos: int, end: int) -> tuple[int, int]:
@@ -94,8 +95,22 @@ def _read_varint(buf: bytes | memoryview, pos: int, end: int) -> tuple[int, int]
         if byte < 0x80:
             return result, pos
         shift += 7
-        if shift >= 70:
-            raise DecodeError("varint longer than 10 bytes")
+        if shift == 63:
+            if pos >= end:
+                raise DecodeError("truncated varint")
+            return _tenth_byte(buf[pos], result), pos + 1
+
+
+def _tenth_byte(byte: int, result: int) -> int:
+    """The value of a varint whose first nine bytes gave ``result``.
+
+    Only the lowest bit of a tenth byte fits in 64 bits; like Go's protobuf decoders
+    (which Prometheus and Loki use) we drop the rest, so that every value read is a
+    uint64 and ``sint_to_int64`` an int64.
+    """
+    if byte >= 0x80:
+        raise DecodeError("varint longer than 10 bytes")
+    return result | (byte & 1) << 63
 
 
 def fields(buf: bytes | memoryview, start: int = 0,
@@ -106,7 +121,7 @@ def fields(buf: bytes | memoryview, start: int = 0,
     type we read); FIXED32 as an int.
     """
     view = memoryview(buf)
-    end = len(view) if end is None else end
+    end = len(view) if end is None else min(end, len(view))
     pos = start
     while pos < end:
         tag, pos = _read_varint(view, pos, end)

@@ -227,9 +227,24 @@ def snappy_compress(data: bytes) -> bytes:
     return bytes(cramjam.snappy.compress_raw(data))
 
 
+# A snappy copy element writes at most 64 bytes and takes at least 3: no honest block
+# decompresses to more than 64/3 times its size.
+_SNAPPY_MAX_RATIO = 22
+
+
 def snappy_decompress(data: bytes | memoryview) -> bytes:
+    """Undo :func:`snappy_compress`; raises :class:`DecodeError` on bad bytes."""
+    raw = bytes(data)
+    # The decoder allocates the length the block's header claims before reading on: a
+    # few bytes claiming 4 GiB must not get that far.
     try:
-        return bytes(cramjam.snappy.decompress_raw(bytes(data)))
+        claimed, _ = varint_at(raw, 0)
+    except (IndexError, DecodeError):
+        raise DecodeError("not snappy block data: no length at its start") from None
+    if claimed > _SNAPPY_MAX_RATIO * len(raw):
+        raise DecodeError(f"not snappy block data: {len(raw)} bytes claim to hold {claimed}")
+    try:
+        return bytes(cramjam.snappy.decompress_raw(raw))
     except cramjam.DecompressionError as exc:
         raise DecodeError(f"not snappy block data: {exc}") from exc
 
