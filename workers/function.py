@@ -23,6 +23,18 @@ __all__ = ["Context", "FunctionSpec", "Handler"]
 
 
 class Handler(Protocol):
+    def start(self) -> None:
+        """Prepare what must exist before the first batch (e.g. index templates); called
+        once by the runtime's entry point, before it consumes.
+
+        Raise ``workers.errors.Permanent`` when starting can never succeed as configured
+        (credentials refused, a template the backend rejects), a DeliveryError or an
+        ``httpx.TransportError`` when it may succeed later (the backend is unreachable or
+        busy): the entry point tries again with backoff, then gives up. Anything else
+        raised is a bug and stops the process.
+        """
+        ...
+
     def handle(self, batch: Batch) -> Delivered:
         """Deliver ``batch``; return what happened, or raise a DeliveryError.
 
@@ -51,7 +63,11 @@ ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 @dataclass(frozen=True)
 class FunctionSpec(Generic[ConfigT]):
-    """One registered function: its config model, factory and an example config."""
+    """One registered function: its config model, factory and an example config.
+
+    ``create`` takes the validated config, of type ``config_model`` (not a ``BaseModel``
+    to be narrowed): the runtime validates with ``config_model`` and passes the result.
+    """
 
     name: str
     kind: Literal["sink", "transform"]

@@ -1,6 +1,11 @@
 """``ferryman worker NAME [--retry-lane]``: one function per process (the container
 entrypoint); with ``--retry-lane``, the process retries that function's lane instead of
-consuming its topic."""
+consuming its topic.
+
+Exit codes: 0 after a clean stop, 2 when the configuration is invalid, 1 when the
+function cannot start (its :meth:`~workers.function.Handler.start` refused for good,
+failed unexpectedly, or found its backend unreachable for :data:`START_PATIENCE_S`).
+"""
 
 from __future__ import annotations
 
@@ -18,11 +23,12 @@ from ferryman.errors import ConfigError, format_errors
 from ferryman.http import serve
 from ferryman.telemetry import Registry
 
-from .function import Context, FunctionSpec
+from .errors import DeliveryError, Permanent
+from .function import Context, FunctionSpec, Handler
 from .runtime import Runtime
 from .settings import WorkerSettings, load_settings
 
-__all__ = ["prepare", "run_retry_worker", "run_worker"]
+__all__ = ["START_PATIENCE_S", "prepare", "run_retry_worker", "run_worker", "start_handler"]
 
 log = logging.getLogger("ferryman.worker")
 
@@ -56,6 +62,50 @@ def prepare(lookup: Lookup, name: str, config_path: Path | None,
     return settings, spec, config
 
 
+#: How long a worker keeps trying to start while its backend is unreachable or busy
+#: (DeliveryError, httpx.TransportError), with backoff from 1 s doubling up to 30 s,
+#: before it exits 1 and leaves the restart to its supervisor.
+START_PATIENCE_S = 300.0
+_FIRST_DELAY_S = 1.0
+_MAX_DELAY_S = 30.0
+
+
+def start_handler(handler: Handler, name: str, *,
+                  sleep: Callable[[float], None] = time.sleep,
+                  clock: Callable[[], float] = time.monotonic,
+                  patience_s: float = START_PATIENCE_S) -> bool:
+    """Call ``handler.start()``; True once it returned.
+
+    A Permanent error (start can never succeed as configured) and any unexpected
+    exception (a bug) are logged and give False at once. A transient one — the backend
+    unreachable (httpx.TransportError) or busy (DeliveryError) — is tried again with
+    backoff for up to ``patience_s`` seconds, then gives False.
+    """
+    deadline = clock() + patience_s
+    delay = _FIRST_DELAY_S
+    attempt = 1
+    while True:
+        try:
+            handler.start()
+            return True
+        except Permanent as exc:
+            log.error("worker %s cannot start: %s", name, exc.reason)
+            return False
+        except (DeliveryError, httpx.TransportError) as exc:
+            if clock() + delay > deadline:
+                log.error("worker %s cannot start: its backend still fails after %d "
+                          "attempts in %.0fs: %s", name, attempt, patience_s, exc)
+                return False
+            log.warning("worker %s cannot start yet (attempt %d): %s; trying again in "
+                        "%.0fs", name, attempt, exc, delay)
+            sleep(delay)
+            delay = min(delay * 2, _MAX_DELAY_S)
+            attempt += 1
+        except Exception:
+            log.exception("worker %s cannot start: its start hook failed", name)
+            return False
+
+
 def _raw_section(path: Path | None, key: str) -> Any:
     """The section as written in the file, to report its errors alongside the others."""
     if path is None or not path.is_file():
@@ -85,6 +135,9 @@ def run_worker(lookup: Lookup, name: str, config_path: Path | None, **overrides:
         return 2
     registry = Registry()
     handler = spec.create(config, _context(name, registry))
+    if not start_handler(handler, name):
+        handler.close()
+        return 1
     runtime = Runtime(settings, handler, registry)
     runtime.install_signal_handlers()
     server = serve(settings.http.listen, registry, {
@@ -105,7 +158,7 @@ def run_worker(lookup: Lookup, name: str, config_path: Path | None, **overrides:
 def run_retry_worker(lookup: Lookup, name: str, config_path: Path | None,
                      **overrides: Any) -> int:
     """Retry function ``name``'s lane until SIGTERM (exit 2 when the settings are bad or
-    have no ``retry_lane`` section)."""
+    have no ``retry_lane`` section, 1 when the function cannot start)."""
     from .retry_worker import RetryWorker
 
     try:
@@ -117,6 +170,9 @@ def run_retry_worker(lookup: Lookup, name: str, config_path: Path | None,
         return 2
     registry = Registry()
     handler = spec.create(config, _context(name, registry))
+    if not start_handler(handler, name):
+        handler.close()
+        return 1
     worker = RetryWorker(settings, handler, registry)
     worker.install_signal_handlers()
     server = serve(settings.http.listen, registry, worker.checks())

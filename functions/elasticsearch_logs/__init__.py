@@ -3,7 +3,8 @@ document per log line.
 
 Guarantees, per batch:
 
-* templates are installed (idempotent PUTs) before the first document is written;
+* templates are installed (idempotent PUTs) at start, before any document is written
+  (:meth:`~.sink.ElasticsearchLogsSink.start`);
 * a record is acknowledged only when every one of its lines was stored (201) or
   found already stored (409: the ``_id`` is derived from labels, timestamp, line and
   the line's rank among identical ones, written with ``create``, so replays add
@@ -23,46 +24,12 @@ can store those lines again.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
-from functions.elasticsearch_common import BulkWriter
-from workers.function import Context, FunctionSpec
-from workers.records import Batch, Delivered
+from workers.function import FunctionSpec
 
 from .config import ElasticsearchLogsConfig
-from .encode import BulkEncoder
-from .send import install_templates, make_client, post_bulk
+from .sink import ElasticsearchLogsSink
 
 __all__ = ["SPEC"]
-
-
-class ElasticsearchLogsSink:
-    def __init__(self, config: ElasticsearchLogsConfig, context: Context) -> None:
-        self.config = config
-        self.log = context.log
-        self.client = make_client(config, context)
-        self.encoder = BulkEncoder(config)
-        self.templates_ready = not config.template.install
-        self.writer = BulkWriter(lambda body: post_bulk(self.client, config, body), context)
-        self.m_documents = self.writer.m_documents
-
-    def handle(self, batch: Batch) -> Delivered:
-        if not self.templates_ready:
-            install_templates(self.client, self.config)
-            self.templates_ready = True
-            self.log.info("index template %s for %s is in place", self.config.template_name,
-                          self.config.data_stream)
-        encoded = self.encoder.encode(batch)
-        return self.writer.write(batch, encoded.chunks, encoded.undecodable)
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def _create(config: BaseModel, context: Context) -> ElasticsearchLogsSink:
-    assert isinstance(config, ElasticsearchLogsConfig)
-    return ElasticsearchLogsSink(config, context)
-
 
 SPEC = FunctionSpec(
     name="elasticsearch_logs",
@@ -70,7 +37,7 @@ SPEC = FunctionSpec(
     summary="Index log lines into an Elasticsearch data stream as ECS documents, "
             "one deduplicated document per line.",
     config_model=ElasticsearchLogsConfig,
-    create=_create,
+    create=ElasticsearchLogsSink,
     example="""\
 url: http://127.0.0.1:9200
 data_stream: logs-ferryman-default

@@ -1,12 +1,12 @@
 """Pure: a ``_bulk`` response → ok / retry / permanent, for the request (usual HTTP
 rules) and for each document (the rules shared with ``elasticsearch_metrics``, in
-:mod:`functions.elasticsearch_common`)."""
+:mod:`functions._elasticsearch`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from functions.elasticsearch_common import FILTER_PATH, BulkResult, classify_bulk, classify_item
+from functions._elasticsearch import FILTER_PATH, BulkResult, classify_bulk, classify_item
 from workers.outcome import Outcome, classify_http
 
 __all__ = ["FILTER_PATH", "BulkResult", "classify", "classify_bulk", "classify_item"]

@@ -6,12 +6,8 @@ import re
 
 from pydantic import Field, field_validator
 
-from functions.common import BasicAuth, TLSConfig
-from functions.elasticsearch_config import (
-    BaseTemplateConfig,
-    ElasticsearchConnection,
-    check_name,
-)
+from functions._elasticsearch import BaseTemplateConfig, ElasticsearchConnection, check_name
+from functions._http import BasicAuth, TLSConfig
 
 __all__ = ["BasicAuth", "ElasticsearchLogsConfig", "TLSConfig", "TemplateConfig"]
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 import hashlib
 import json
 import json.encoder
-import struct
 from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -55,11 +54,10 @@ from operator import lt
 from typing import Any
 
 from ferryman import headers as h
-from ferryman.wire.loki import Entries, Stream, decode_push_request_columns
-from ferryman.wire.protobuf import DecodeError
-from ferryman.wire.remote_write import snappy_decompress
-from functions.elasticsearch_common import Chunk
-from workers.records import Batch, Record
+from ferryman.wire.loki import Entries, Stream
+from functions._elasticsearch import Chunk
+from functions._records import UnsupportedRecord, decode_stream_columns
+from workers.records import Batch
 
 from .config import ElasticsearchLogsConfig
 
@@ -115,8 +113,8 @@ class BulkEncoder:
         lines = 0
         for position, record in enumerate(batch):
             try:
-                streams = _decode(record)
-            except ValueError as exc:
+                streams = decode_stream_columns(record)
+            except UnsupportedRecord as exc:
                 undecodable.append((position, str(exc)))
                 continue
             raw_cluster = record.header(h.CLUSTER)
@@ -252,17 +250,6 @@ def _tail(labels: dict[str, str], cluster_label: str) -> str:
 def _object(pairs: tuple[tuple[str, str], ...]) -> str:
     """Name/value pairs as a JSON object (ASCII); a later duplicate name wins."""
     return json.dumps(dict(pairs), separators=(",", ":"), ensure_ascii=True)
-
-
-def _decode(record: Record) -> list[Stream]:
-    schema = record.header(h.SCHEMA)
-    if schema is not None and schema != h.SCHEMA_LOKI_PUSH:
-        raise ValueError(f"schema {schema!r} is not {h.SCHEMA_LOKI_PUSH!r}")
-    try:
-        return decode_push_request_columns(snappy_decompress(record.value))
-    except (DecodeError, IndexError, struct.error, OverflowError) as exc:
-        # Whatever the bytes, a bad record must be routed, never block its partition.
-        raise ValueError(f"undecodable loki push message: {exc}") from exc
 
 
 # ---- templates --------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Guarantees, per batch:
 
-* templates are installed (idempotent PUTs) before the first document is written;
+* templates are installed (idempotent PUTs) at start, before any document is written
+  (:meth:`~.sink.ElasticsearchMetricsSink.start`);
 * a record is acknowledged only when every one of its documents was stored (201) or
   found already stored (409: the ``_id`` is derived from series and timestamp and
   written with ``create``, so replays add nothing);
@@ -22,54 +23,12 @@ time and has no such gap.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
-from functions.elasticsearch_common import BulkWriter
-from workers.function import Context, FunctionSpec
-from workers.records import Batch, Delivered
+from workers.function import FunctionSpec
 
 from .config import ElasticsearchMetricsConfig
-from .encode import BulkEncoder
-from .send import install_templates, make_client, post_bulk
+from .sink import ElasticsearchMetricsSink
 
 __all__ = ["SPEC"]
-
-
-class ElasticsearchMetricsSink:
-    def __init__(self, config: ElasticsearchMetricsConfig, context: Context) -> None:
-        self.config = config
-        self.log = context.log
-        self.client = make_client(config, context)
-        self.encoder = BulkEncoder(config)
-        self.templates_ready = not config.template.install
-        labels = ["function", "reason"]
-        self.m_skipped = context.registry.counter(
-            "ferryman_samples_skipped_total",
-            "Samples not written because Elasticsearch cannot store them (NaN, stale "
-            "marker, Inf, timestamp out of range).", labels)
-        self.writer = BulkWriter(lambda body: post_bulk(self.client, config, body), context)
-        self.m_documents = self.writer.m_documents
-        self.function = context.function
-
-    def handle(self, batch: Batch) -> Delivered:
-        if not self.templates_ready:
-            install_templates(self.client, self.config)
-            self.templates_ready = True
-            self.log.info("index template %s for %s is in place", self.config.template_name,
-                          self.config.index_pattern)
-        encoded = self.encoder.encode(batch)
-        for reason, count in encoded.skipped.items():
-            self.m_skipped.inc(count, self.function, reason)
-        return self.writer.write(batch, encoded.chunks, encoded.undecodable)
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def _create(config: BaseModel, context: Context) -> ElasticsearchMetricsSink:
-    assert isinstance(config, ElasticsearchMetricsConfig)
-    return ElasticsearchMetricsSink(config, context)
-
 
 SPEC = FunctionSpec(
     name="elasticsearch_metrics",
@@ -77,7 +36,7 @@ SPEC = FunctionSpec(
     summary="Index metric samples into an Elasticsearch data stream (or dated indices), "
             "one deduplicated document per sample.",
     config_model=ElasticsearchMetricsConfig,
-    create=_create,
+    create=ElasticsearchMetricsSink,
     example="""\
 url: http://127.0.0.1:9200
 data_stream: metrics-ferryman-default

@@ -1,5 +1,5 @@
 """Pure: a ``_bulk`` response → ok / retry / permanent, for the request and for each item
-(the per-item rules live in :mod:`functions.elasticsearch_common`).
+(the per-item rules live in :mod:`functions._elasticsearch`).
 
 The request as a whole follows the usual HTTP rules (:func:`classify`). A 2xx bulk
 response still judges every document on its own (:func:`classify_bulk`):
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from functions.elasticsearch_common import FILTER_PATH, BulkResult, classify_bulk, classify_item
+from functions._elasticsearch import FILTER_PATH, BulkResult, classify_bulk, classify_item
 from workers.outcome import Outcome, classify_http
 
 __all__ = ["FILTER_PATH", "BulkResult", "classify", "classify_bulk", "classify_item"]

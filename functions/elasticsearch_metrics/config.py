@@ -7,17 +7,15 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from functions.common import BasicAuth, TLSConfig
-from functions.elasticsearch_config import (
-    BaseTemplateConfig,
-    ElasticsearchConnection,
-    check_name,
-)
+from functions._elasticsearch import BaseTemplateConfig, ElasticsearchConnection, check_name
+from functions._http import BasicAuth, TLSConfig
 
 __all__ = ["BasicAuth", "ElasticsearchMetricsConfig", "TLSConfig", "TemplateConfig"]
 
 # Directives whose value is fixed within one UTC hour, so index names can be cached per hour.
 _INDEX_DIRECTIVES = frozenset("YymdHjGVu")
+
+
 class TemplateConfig(BaseTemplateConfig):
     """The index template installed (idempotently, by PUT) before the first write."""
 

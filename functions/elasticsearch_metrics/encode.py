@@ -31,7 +31,6 @@ import base64
 import hashlib
 import json
 import json.encoder
-import struct
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,10 +39,11 @@ from itertools import chain
 from typing import Any
 
 from ferryman import headers as h
-from ferryman.wire.protobuf import DecodeError
-from ferryman.wire.remote_write import TimeSeries, decode_write_request, snappy_decompress
-from functions.elasticsearch_common import DOC_SCHEMA, Chunk, document_record
-from workers.records import Batch, Record
+from ferryman.wire.remote_write import TimeSeries
+from functions._elasticsearch import DOC_SCHEMA, Chunk, document_record
+from functions._records import STALE_MARKER, UnsupportedRecord, decode_series
+from functions._records import skip_reason as _skip_reason
+from workers.records import Batch
 
 from .config import ElasticsearchMetricsConfig
 
@@ -51,9 +51,7 @@ __all__ = ["DOC_SCHEMA", "STALE_MARKER_BITS", "TEMPLATE_VERSION", "BulkEncoder",
            "Encoded", "component_template", "component_template_name", "document_record",
            "index_template", "skip_reason"]
 
-STALE_MARKER_BITS = 0x7FF0000000000002
-_bits = struct.Struct("<Q")
-_float = struct.Struct("<d")
+STALE_MARKER_BITS = STALE_MARKER
 _HOUR_MS = 3_600_000
 
 
@@ -64,10 +62,7 @@ _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 def skip_reason(value: float) -> str:
     """Why a non-finite sample value is skipped."""
-    if value != value:
-        return "stale_marker" if _bits.unpack(_float.pack(value))[0] == STALE_MARKER_BITS \
-            else "nan"
-    return "inf"
+    return _skip_reason(value) or "nan"
 
 
 @dataclass(slots=True)
@@ -95,8 +90,8 @@ class BulkEncoder:
         max_bytes = self.max_bytes
         for position, record in enumerate(batch):
             try:
-                series = _decode(record)
-            except ValueError as exc:
+                series = decode_series(record)
+            except UnsupportedRecord as exc:
                 undecodable.append((position, str(exc)))
                 continue
             raw_cluster = record.header(h.CLUSTER)
@@ -163,17 +158,6 @@ class BulkEncoder:
                 return None
             name = self._index_names[hour] = when.strftime(self.index)
         return name
-
-
-def _decode(record: Record) -> list[TimeSeries]:
-    schema = record.header(h.SCHEMA)
-    if schema is not None and schema != h.SCHEMA_REMOTE_WRITE:
-        raise ValueError(f"schema {schema!r} is not {h.SCHEMA_REMOTE_WRITE!r}")
-    try:
-        return decode_write_request(snappy_decompress(record.value))
-    except (DecodeError, IndexError, struct.error) as exc:
-        # Whatever the bytes, a bad record must be routed, never block its partition.
-        raise ValueError(f"undecodable remote-write message: {exc}") from exc
 
 
 def _series_id(labels: list[tuple[str, str]]) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from workers.errors import DeliveryError
+from functions import _elasticsearch
+from functions._http import make_client as _make_client
 from workers.function import Context
 
 from .classify import FILTER_PATH
@@ -17,35 +18,15 @@ _NDJSON = {"Content-Type": "application/x-ndjson"}
 
 
 def make_client(config: ElasticsearchMetricsConfig, context: Context) -> httpx.Client:
-    verify = config.tls.verify()
-    auth: httpx.Auth | None = None
-    if config.basic_auth is not None:
-        auth = httpx.BasicAuth(config.basic_auth.username, config.basic_auth.password)
-    headers = dict(config.headers)
-    if config.api_key:
-        headers["Authorization"] = f"ApiKey {config.api_key}"
-    elif config.bearer_token:
-        headers["Authorization"] = f"Bearer {config.bearer_token}"
-    return context.http_client(timeout=config.timeout_s, verify=verify, auth=auth,
-                               headers=headers)
+    return _make_client(config, context)
 
 
 def install_templates(client: httpx.Client, config: ElasticsearchMetricsConfig) -> None:
-    """PUT the component template, then the index template using it. Both PUTs are
-    upserts, and Elasticsearch leaves its cluster state alone when nothing changed, so
-    every worker may do this at start. Raises DeliveryError (retryable) on failure:
-    nothing is written before the templates are in place."""
-    puts = [(f"_component_template/{component_template_name(config)}",
-             component_template(config)),
-            (f"_index_template/{config.template_name}", index_template(config))]
-    for path, body in puts:
-        try:
-            response = client.put(f"{config.url}/{path}", json=body)
-        except httpx.TransportError as exc:
-            raise DeliveryError(f"PUT {path}: {type(exc).__name__}: {exc}") from exc
-        if not response.is_success:
-            raise DeliveryError(f"PUT {path}: HTTP {response.status_code}: "
-                                f"{response.text[:500]}")
+    """PUT the component template, then the index template using it (see
+    :func:`functions._elasticsearch.install_templates` for what is raised)."""
+    _elasticsearch.install_templates(client, config.url, [
+        (f"_component_template/{component_template_name(config)}", component_template(config)),
+        (f"_index_template/{config.template_name}", index_template(config))])
 
 
 def post_bulk(client: httpx.Client, config: ElasticsearchMetricsConfig,

@@ -8,48 +8,12 @@ was dropped. Undecodable messages are dead-lettered with the reason. Counter:
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
-from ferryman.wire.loki import Stream
-from functions.log_transform import rewrite_batch
-from workers.function import Context, FunctionSpec
-from workers.records import Batch, Delivered
+from workers.function import FunctionSpec
 
 from .config import FilterConfig
-from .core import EntryFilter
+from .transform import FilterTransform
 
 __all__ = ["SPEC"]
-
-
-class FilterTransform:
-    def __init__(self, config: FilterConfig, context: Context) -> None:
-        self.filter = EntryFilter(config)
-        self.name = context.function
-        self.m_dropped = context.registry.counter(
-            "ferryman_lines_dropped_total", "Log lines dropped, by reason.",
-            ["function", "reason"])
-
-    def handle(self, batch: Batch) -> Delivered:
-        dropped = 0
-
-        def rewrite(streams: list[Stream]) -> list[Stream]:
-            nonlocal dropped
-            kept, count = self.filter.streams(streams)
-            dropped += count
-            return kept
-
-        delivered = rewrite_batch(batch, rewrite)
-        self.m_dropped.inc(dropped, self.name, "filtered")
-        return delivered
-
-    def close(self) -> None:
-        pass
-
-
-def _create(config: BaseModel, context: Context) -> FilterTransform:
-    assert isinstance(config, FilterConfig)
-    return FilterTransform(config, context)
-
 
 SPEC = FunctionSpec(
     name="filter",
@@ -57,7 +21,7 @@ SPEC = FunctionSpec(
     summary="Keep or drop log entries by label selector and line regex: logs topic in, "
             "logs topic out.",
     config_model=FilterConfig,
-    create=_create,
+    create=FilterTransform,
     example="""\
 action: drop
 selector: '{namespace=~"kube-.*|monitoring", app!="ingress"}'

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from functions.common import TLSConfig
+from functions._http import Credentials, HttpClientConfig, TLSConfig
 
 __all__ = ["InfluxDBConfig", "TLSConfig"]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
 
 _V1_ONLY = ("database", "retention_policy", "username", "password")
 _V2_ONLY = ("org", "bucket", "token")
 
 
-class InfluxDBConfig(_Frozen):
+class InfluxDBConfig(HttpClientConfig):
     """Where and how to write line protocol: InfluxDB 1.x ``/write`` (``api: v1``) or
     InfluxDB 2.x ``/api/v2/write`` (``api: v2``); VictoriaMetrics accepts both."""
+
+    auth_fields: ClassVar[tuple[str, ...]] = ("username", "token")
 
     url: str = Field(description="Base URL, e.g. http://influxdb:8086; the API path "
                                  "(/write or /api/v2/write) is appended.")
@@ -65,16 +62,6 @@ class InfluxDBConfig(_Frozen):
     max_bytes: int = Field(4 * 2**20, ge=1024, description="Uncompressed bytes per request at "
                                                             "most (default 4 MiB).")
     gzip: bool = Field(False, description="Send request bodies gzip-compressed (default false).")
-    timeout_s: float = Field(30.0, gt=0, description="Timeout of one request (default 30 s).")
-    tls: TLSConfig = Field(default_factory=TLSConfig, description="TLS options.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
-        return url.rstrip("/")
 
     @field_validator("measurement")
     @classmethod
@@ -107,3 +94,10 @@ class InfluxDBConfig(_Frozen):
             raise ValueError("field applies when the measurement is the metric name; with "
                              "measurement set the metric name is the field key")
         return self
+
+    def credentials(self) -> Credentials:
+        if self.username is not None and self.password is not None:
+            return Credentials(basic=(self.username, self.password))
+        if self.token:
+            return Credentials(authorization=f"Token {self.token}")
+        return Credentials()

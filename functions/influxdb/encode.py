@@ -35,24 +35,20 @@ from __future__ import annotations
 import gzip
 import math
 import re
-import struct
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ferryman.wire.remote_write import TimeSeries
-from functions.common import UnsupportedRecord, decode_record, skip_reason
+from functions._records import skip_reason
 
 from .config import InfluxDBConfig
 
-__all__ = ["Chunk", "LineEncoder", "Tally", "Target", "UnsupportedRecord", "chunk",
-           "decode_record", "request_body", "skip_reason", "write_target"]
+__all__ = ["Chunk", "LineEncoder", "Tally", "Target", "chunk", "request_body", "write_target"]
 
 _CACHE_SIZE = 1 << 16
-_double = struct.Struct("<d")
 Labels = tuple[tuple[str, str], ...]
-_u64 = struct.Struct("<Q")
 
 
 @dataclass(slots=True)
@@ -267,8 +263,6 @@ def write_target(config: InfluxDBConfig) -> Target:
             params["rp"] = config.retention_policy
         return Target(f"{config.url}/write", params, headers)
     assert config.org is not None and config.bucket is not None
-    if config.token:
-        headers["Authorization"] = f"Token {config.token}"
     return Target(f"{config.url}/api/v2/write",
                   {"org": config.org, "bucket": config.bucket, "precision": config.precision},
                   headers)

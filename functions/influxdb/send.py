@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from functions._http import make_client as _make_client
 from workers.function import Context
 
 from .config import InfluxDBConfig
@@ -13,11 +14,7 @@ __all__ = ["make_client", "post"]
 
 
 def make_client(config: InfluxDBConfig, context: Context) -> httpx.Client:
-    verify = config.tls.verify()
-    auth: httpx.Auth | None = None
-    if config.username is not None and config.password is not None:
-        auth = httpx.BasicAuth(config.username, config.password)
-    return context.http_client(timeout=config.timeout_s, verify=verify, auth=auth)
+    return _make_client(config, context)
 
 
 def post(client: httpx.Client, target: Target, body: bytes) -> httpx.Response:

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from functions.common import BasicAuth, TLSConfig
+from functions._http import BasicAuth, HttpAuthConfig, TLSConfig
 
 __all__ = ["BasicAuth", "LokiConfig", "TLSConfig"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LokiConfig(_Frozen):
+class LokiConfig(HttpAuthConfig):
     """Where and how to push logs: Loki's push API (protobuf, snappy), which Grafana
     Loki, VictoriaLogs and other Loki-compatible stores accept. The limits mirror Loki's
     own ``limits_config`` defaults so that a request is not refused for them."""
@@ -52,18 +48,6 @@ class LokiConfig(_Frozen):
                                 "and has long names/values cut (default), or has its lines "
                                 "dropped; counted either way in ferryman_labels_truncated_total "
                                 "/ ferryman_lines_dropped_total.")
-    basic_auth: BasicAuth | None = Field(None, description="Basic auth; default none.")
-    bearer_token: str | None = Field(None, description="Bearer token; default none.")
-    tls: TLSConfig = Field(default_factory=TLSConfig, description="TLS options.")
-    timeout_s: float = Field(30.0, gt=0, description="Timeout of one request (default 30 s).")
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
-        return url.rstrip("/")
 
     @field_validator("push_path")
     @classmethod
@@ -74,8 +58,6 @@ class LokiConfig(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> LokiConfig:
-        if self.basic_auth is not None and self.bearer_token is not None:
-            raise ValueError("set basic_auth or bearer_token, not both")
         if self.max_line_bytes and len(self.truncation_marker.encode()) >= self.max_line_bytes:
             raise ValueError("truncation_marker must be shorter than max_line_bytes")
         return self

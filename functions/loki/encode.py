@@ -23,29 +23,19 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate, chain, islice, repeat
 from operator import is_, le
 
 from ferryman import headers as h
-from ferryman.wire.loki import (
-    HEADERS,
-    Entries,
-    Entry,
-    Stream,
-    decode_push_request,
-    decode_push_request_columns,
-    encode_push_request,
-)
-from ferryman.wire.protobuf import DecodeError
-from ferryman.wire.remote_write import snappy_compress, snappy_decompress
+from ferryman.wire.loki import HEADERS, Entries, Entry, Stream, encode_push_request
+from ferryman.wire.remote_write import snappy_compress
 from workers.records import Record
 
 from .config import LokiConfig
 
-__all__ = ["Chunk", "Labels", "Limiter", "Tally", "UnsupportedRecord", "chunk",
-           "chunk_streams", "cut_utf8", "decode_record", "decode_record_columns",
+__all__ = ["Chunk", "Labels", "Limiter", "Tally", "chunk", "chunk_streams", "cut_utf8",
            "record_cluster", "record_tenant", "request_body", "request_headers"]
 
 Labels = tuple[tuple[str, str], ...]
@@ -53,31 +43,6 @@ _CACHE_SIZE = 1 << 16
 # Protobuf framing around one entry (tags, lengths, timestamp) and one stream, at most.
 _ENTRY_OVERHEAD = 24
 _STREAM_OVERHEAD = 16
-
-
-class UnsupportedRecord(ValueError):
-    """Raised when a record is not a Loki push payload (wrong schema header, bad bytes)."""
-
-
-def decode_record(record: Record) -> list[Stream]:
-    """The streams of a log record; raises UnsupportedRecord for anything else."""
-    return _decode(record, decode_push_request)
-
-
-def decode_record_columns(record: Record) -> list[Stream]:
-    """:func:`decode_record`, but entries without structured metadata come by column
-    (:class:`~ferryman.wire.loki.Entries`)."""
-    return _decode(record, decode_push_request_columns)
-
-
-def _decode(record: Record, decode: Callable[[bytes], list[Stream]]) -> list[Stream]:
-    schema = record.header(h.SCHEMA)
-    if schema is not None and schema != h.SCHEMA_LOKI_PUSH:
-        raise UnsupportedRecord(f"schema {schema!r} is not {h.SCHEMA_LOKI_PUSH!r}")
-    try:
-        return decode(snappy_decompress(record.value))
-    except (DecodeError, ValueError) as exc:
-        raise UnsupportedRecord(f"not a Loki push message: {exc}") from exc
 
 
 def _header_text(record: Record, name: str) -> str:

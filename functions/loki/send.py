@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from functions._http import make_client as _make_client
 from workers.function import Context
 
 from .config import LokiConfig
@@ -12,13 +13,7 @@ __all__ = ["make_client", "post"]
 
 
 def make_client(config: LokiConfig, context: Context) -> httpx.Client:
-    verify = config.tls.verify()
-    auth: httpx.Auth | None = None
-    if config.basic_auth is not None:
-        auth = httpx.BasicAuth(config.basic_auth.username, config.basic_auth.password)
-    headers = {"Authorization": f"Bearer {config.bearer_token}"} if config.bearer_token else {}
-    return context.http_client(timeout=config.timeout_s, verify=verify, auth=auth,
-                               headers=headers)
+    return _make_client(config, context)
 
 
 def post(client: httpx.Client, url: str, body: bytes,

@@ -6,7 +6,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from functions.common import BasicAuth, TLSConfig
+from functions._http import BasicAuth, HttpAuthConfig, TLSConfig
 
 __all__ = ["BasicAuth", "OpenTSDBConfig", "PlaceholderTag", "TLSConfig"]
 
@@ -30,7 +30,7 @@ class PlaceholderTag(_Frozen):
         return text
 
 
-class OpenTSDBConfig(_Frozen):
+class OpenTSDBConfig(HttpAuthConfig):
     """Where and how to put datapoints: OpenTSDB 2.x ``/api/put`` (VictoriaMetrics' OpenTSDB
     HTTP listener speaks it too)."""
 
@@ -59,17 +59,6 @@ class OpenTSDBConfig(_Frozen):
     sync_timeout_s: float = Field(20.0, ge=0, description="How long OpenTSDB may wait for "
                                                           "storage with `sync` (default 20 s, "
                                                           "0 = no limit); below timeout_s.")
-    basic_auth: BasicAuth | None = Field(None, description="Basic auth; default none.")
-    timeout_s: float = Field(30.0, gt=0, description="Timeout of one request (default 30 s).")
-    tls: TLSConfig = Field(default_factory=TLSConfig, description="TLS options.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers.")
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("url must start with http:// or https://")
-        return url.rstrip("/")
 
     @field_validator("replacement")
     @classmethod

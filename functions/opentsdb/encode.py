@@ -36,24 +36,20 @@ from __future__ import annotations
 import json
 import math
 import re
-import struct
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ferryman.wire.remote_write import TimeSeries
-from functions.common import UnsupportedRecord, decode_record, skip_reason
+from functions._records import skip_reason
 
 from .config import OpenTSDBConfig
 
-__all__ = ["Chunk", "DatapointEncoder", "Tally", "UnsupportedRecord", "chunk",
-           "decode_record", "skip_reason"]
+__all__ = ["Chunk", "DatapointEncoder", "Tally", "chunk"]
 
 _CACHE_SIZE = 1 << 16
 _SECONDS_LIMIT = 0xFFFFFFFF
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9\-_./]")
-_double = struct.Struct("<d")
-_u64 = struct.Struct("<Q")
 Labels = tuple[tuple[str, str], ...]
 
 

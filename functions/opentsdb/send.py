@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from functions._http import make_client as _make_client
 from workers.function import Context
 
 from .config import OpenTSDBConfig
@@ -12,12 +13,7 @@ __all__ = ["make_client", "post", "put_params"]
 
 
 def make_client(config: OpenTSDBConfig, context: Context) -> httpx.Client:
-    verify = config.tls.verify()
-    auth: httpx.Auth | None = None
-    if config.basic_auth is not None:
-        auth = httpx.BasicAuth(config.basic_auth.username, config.basic_auth.password)
-    return context.http_client(timeout=config.timeout_s, verify=verify, auth=auth,
-                               headers={"Content-Type": "application/json", **config.headers})
+    return _make_client(config, context, {"Content-Type": "application/json"})
 
 
 def put_params(config: OpenTSDBConfig) -> dict[str, str]:

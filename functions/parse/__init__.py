@@ -19,55 +19,12 @@ dead-lettered with the reason. Counters: ``ferryman_lines_parsed_total{function}
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
-from functions.log_transform import rewrite_batch
-from workers.function import Context, FunctionSpec
-from workers.records import Batch, Delivered
+from workers.function import FunctionSpec
 
 from .config import ParseConfig
-from .core import Parser, Tally
+from .transform import ParseTransform
 
 __all__ = ["SPEC"]
-
-
-class ParseTransform:
-    def __init__(self, config: ParseConfig, context: Context) -> None:
-        self.parser = Parser(config)
-        self.name = context.function
-        self.m_parsed = context.registry.counter(
-            "ferryman_lines_parsed_total", "Log lines parsed into fields.", ["function"])
-        self.m_unparsed = context.registry.counter(
-            "ferryman_lines_unparsed_total",
-            "Log lines that did not parse and passed unchanged.", ["function"])
-        self.m_limited = context.registry.counter(
-            "ferryman_parse_fields_limited_total",
-            "Parsed fields dropped or cut by the field limits, by reason.",
-            ["function", "reason"])
-        self.m_refused = context.registry.counter(
-            "ferryman_parse_promotions_refused_total",
-            "Field values not made stream labels by the cardinality guard, by reason.",
-            ["function", "label", "reason"])
-
-    def handle(self, batch: Batch) -> Delivered:
-        tally = Tally()
-        delivered = rewrite_batch(batch, lambda streams: self.parser.streams(streams, tally))
-        self.m_parsed.inc(tally.parsed, self.name)
-        self.m_unparsed.inc(tally.unparsed, self.name)
-        for reason, count in tally.limited.items():
-            self.m_limited.inc(count, self.name, reason)
-        for (label, reason), count in tally.refused.items():
-            self.m_refused.inc(count, self.name, label, reason)
-        return delivered
-
-    def close(self) -> None:
-        pass
-
-
-def _create(config: BaseModel, context: Context) -> ParseTransform:
-    assert isinstance(config, ParseConfig)
-    return ParseTransform(config, context)
-
 
 SPEC = FunctionSpec(
     name="parse",
@@ -75,7 +32,7 @@ SPEC = FunctionSpec(
     summary="Parse log lines (JSON, logfmt, regex) into structured metadata fields: "
             "logs topic in, logs topic out.",
     config_model=ParseConfig,
-    create=_create,
+    create=ParseTransform,
     example="""\
 format: json
 json_paths:

@@ -1,82 +1,32 @@
-"""``prometheus_remote_write``: Kafka → Prometheus / Cortex / Mimir / Thanos / VictoriaMetrics."""
+"""``prometheus_remote_write``: Kafka → Prometheus / Cortex / Mimir / Thanos / VictoriaMetrics.
+
+One request per record. What the handler guarantees when it returns:
+
+* a record not listed as dead or retry was stored (2xx), or held no series (after
+  relabeling, if configured);
+* a record that is not a remote-write message, or holds a series Prometheus would
+  refuse (an invalid or duplicate label name, labels out of order, no ``__name__``,
+  invalid UTF-8: see :class:`.encode.LabelCheck`), is dead-lettered with the reason and
+  never sent;
+* a 4xx answer dead-letters the record; on 429/5xx or when the receiver is unreachable,
+  that record and every later one are handed back for retry (with Retry-After, if any).
+"""
 
 from __future__ import annotations
 
-import httpx
-from pydantic import BaseModel
+from workers.function import FunctionSpec
 
-from ferryman.prom.relabel import compile_rules
-from ferryman.prom.rewrite import Rewriter
-from ferryman.wire.protobuf import DecodeError
-from ferryman.wire.remote_write import snappy_compress, snappy_decompress
-from workers.function import Context, FunctionSpec
-from workers.records import Batch, Delivered, Record
-
-from .classify import classify
 from .config import RemoteWriteConfig
-from .encode import UnsupportedRecord, request_headers
-from .send import make_client
+from .sink import RemoteWriteSink
 
 __all__ = ["SPEC"]
-
-
-class RemoteWriteSink:
-    def __init__(self, config: RemoteWriteConfig, context: Context) -> None:
-        self.config = config
-        self.client = make_client(config, context)
-        self.rewriter = (Rewriter(compile_rules(config.metric_relabel_configs))
-                         if config.metric_relabel_configs else None)
-
-    def _body(self, record: Record) -> bytes | None:
-        """The request body: the payload as is, or relabeled (None: nothing left)."""
-        if self.rewriter is None:
-            return record.value
-        result = self.rewriter.rewrite(snappy_decompress(record.value))
-        return snappy_compress(result.payload) if result.payload else None
-
-    def handle(self, batch: Batch) -> Delivered:
-        dead: list[tuple[Record, str]] = []
-        retry: list[Record] = []
-        delay: float | None = None
-        for index, record in enumerate(batch):
-            try:
-                headers = request_headers(self.config, record)
-                body = self._body(record)
-            except (UnsupportedRecord, DecodeError) as exc:
-                dead.append((record, str(exc)))
-                continue
-            if body is None:
-                continue  # every series relabeled away
-            try:
-                response = self.client.post(self.config.url, content=body, headers=headers)
-            except httpx.TransportError:
-                # The receiver is unreachable: everything from here on waits for it.
-                retry.extend(batch[index:])
-                break
-            outcome = classify(response.status_code, response.headers, response.text)
-            if outcome.kind == "permanent":
-                dead.append((record, outcome.reason))
-            elif outcome.kind == "retry":
-                retry.extend(batch[index:])
-                delay = outcome.delay
-                break
-        return Delivered(dead=dead, retry=retry, retry_delay=delay)
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def _create(config: BaseModel, context: Context) -> RemoteWriteSink:
-    assert isinstance(config, RemoteWriteConfig)
-    return RemoteWriteSink(config, context)
-
 
 SPEC = FunctionSpec(
     name="prometheus_remote_write",
     kind="sink",
     summary="Remote-write metrics to Prometheus, Cortex, Mimir, Thanos or VictoriaMetrics.",
     config_model=RemoteWriteConfig,
-    create=_create,
+    create=RemoteWriteSink,
     example="""\
 url: http://127.0.0.1:9090/api/v1/write
 tenant: null

@@ -15,43 +15,12 @@ dead-lettered with the reason. Counter: ``ferryman_redactions_total{function,rul
 
 from __future__ import annotations
 
-from collections import Counter
-
-from pydantic import BaseModel
-
-from functions.log_transform import rewrite_batch
-from workers.function import Context, FunctionSpec
-from workers.records import Batch, Delivered
+from workers.function import FunctionSpec
 
 from .config import RedactConfig
-from .core import Redactor
+from .transform import RedactTransform
 
 __all__ = ["SPEC"]
-
-
-class RedactTransform:
-    def __init__(self, config: RedactConfig, context: Context) -> None:
-        self.redactor = Redactor(config)
-        self.name = context.function
-        self.m_redactions = context.registry.counter(
-            "ferryman_redactions_total", "Matches masked, by rule.", ["function", "rule"])
-
-    def handle(self, batch: Batch) -> Delivered:
-        counts: Counter[str] = Counter()
-        delivered = rewrite_batch(batch,
-                                  lambda streams: self.redactor.streams(streams, counts))
-        for rule, count in counts.items():
-            self.m_redactions.inc(count, self.name, rule)
-        return delivered
-
-    def close(self) -> None:
-        pass
-
-
-def _create(config: BaseModel, context: Context) -> RedactTransform:
-    assert isinstance(config, RedactConfig)
-    return RedactTransform(config, context)
-
 
 SPEC = FunctionSpec(
     name="redact",
@@ -59,7 +28,7 @@ SPEC = FunctionSpec(
     summary="Mask secrets and personal data in log lines and metadata: logs topic in, "
             "logs topic out.",
     config_model=RedactConfig,
-    create=_create,
+    create=RedactTransform,
     example="""\
 defaults:
   bearer_token: true

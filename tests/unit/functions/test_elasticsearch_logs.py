@@ -15,7 +15,7 @@ from ferryman import headers as h
 from ferryman.telemetry import Registry
 from ferryman.wire.loki import Entry, Stream, encode_push_request
 from ferryman.wire.remote_write import snappy_compress
-from functions.elasticsearch_common import DOC_SCHEMA
+from functions._elasticsearch import DOC_SCHEMA
 from functions.elasticsearch_logs import SPEC
 from functions.elasticsearch_logs.classify import classify, classify_bulk, classify_item
 from functions.elasticsearch_logs.config import ElasticsearchLogsConfig
@@ -169,7 +169,7 @@ def test_undecodable_records_are_reported_not_raised() -> None:
              record(value=snappy_compress(b"\x0a\x05\x0a\x03abc"))]
     encoded = BulkEncoder(config()).encode(batch)
     assert [p for p, _ in encoded.undecodable] == [0, 2, 3]
-    assert encoded.undecodable[0][1].startswith("undecodable loki push message: not snappy")
+    assert encoded.undecodable[0][1].startswith("not a Loki push message: not snappy")
     assert "is not b'loki.push.v1'" in encoded.undecodable[1][1]
     assert [c.owners for c in encoded.chunks] == [[1]]
 
@@ -262,6 +262,7 @@ def two_records() -> list[Record]:
 def test_partial_throttle_retries_only_its_records_and_dead_letters_once() -> None:
     script = Script([201, 429, 400, 201], [409, 201])
     handler = sink(script)
+    handler.start()
     first = handler.handle(two_records())
     assert [r.offset for r in first.retry] == [0]
     assert [(r.offset, r.header(h.SCHEMA)) for r, _ in first.dead] == [(1, DOC_SCHEMA)]
@@ -290,5 +291,5 @@ def test_permanent_request_failure_and_garbage_dead_letter_whole_records() -> No
     result = sink(Script(401)).handle(batch)
     assert [(r.offset, why.split(":")[0]) for r, why in result.dead] == [
         (0, "bulk request refused"), (1, "bulk request refused"),
-        (2, "undecodable loki push message")]
+        (2, "not a Loki push message")]
     assert result.retry == []

@@ -140,7 +140,7 @@ def test_undecodable_records_are_reported_not_raised() -> None:
     assert len(docs(encoded)) == 1
     (p1, why1), (p2, why2) = encoded.undecodable
     assert (p1, p2) == (1, 2)
-    assert why1.startswith("undecodable remote-write message: not snappy")
+    assert why1.startswith("not a remote-write message: not snappy")
     assert "loki.push.v1" in why2
 
 
@@ -288,6 +288,7 @@ def test_partial_throttle_retries_only_its_records_and_dead_letters_once() -> No
     batch = two_records()
     script = Script([201, 429, 400, 201], [409, 201])
     handler = sink(script)
+    handler.start()
     first = handler.handle(batch)
     assert [r.offset for r in first.retry] == [0]
     assert [(r.offset, r.header(h.SCHEMA)) for r, _ in first.dead] == [(1, DOC_SCHEMA)]
@@ -324,5 +325,5 @@ def test_permanent_request_failure_and_garbage_dead_letter_whole_records() -> No
     result = sink(Script(401)).handle(batch)
     assert [(r.offset, why.split(":")[0]) for r, why in result.dead] == [
         (0, "bulk request refused"), (1, "bulk request refused"),
-        (2, "undecodable remote-write message")]
+        (2, "not a remote-write message")]
     assert result.retry == []

@@ -12,17 +12,17 @@ from hypothesis import strategies as st
 
 from ferryman import headers as h
 from ferryman.wire.remote_write import Sample, TimeSeries, encode_write_request, snappy_compress
+from functions._http import Credentials
+from functions._records import UnsupportedRecord, skip_reason
+from functions._records import decode_series as decode_record
 from functions.influxdb.classify import classify, data_at_fault, error_message
 from functions.influxdb.config import InfluxDBConfig
 from functions.influxdb.encode import (
     Chunk,
     LineEncoder,
     Tally,
-    UnsupportedRecord,
     chunk,
-    decode_record,
     request_body,
-    skip_reason,
     write_target,
 )
 from workers.records import Record
@@ -321,12 +321,15 @@ def test_v1_target() -> None:
     assert "Authorization" not in target.headers
 
 
-def test_v2_target_sends_the_token() -> None:
-    target = write_target(InfluxDBConfig(url="http://influx:8086/", api="v2", org="o",
-                                         bucket="b", token="s3cret", precision="us"))
+def test_v2_target_and_the_token() -> None:
+    v2 = InfluxDBConfig(url="http://influx:8086/", api="v2", org="o", bucket="b",
+                        token="s3cret", precision="us")
+    target = write_target(v2)
     assert target.url == "http://influx:8086/api/v2/write"
     assert target.params == {"org": "o", "bucket": "b", "precision": "us"}
-    assert target.headers["Authorization"] == "Token s3cret"
+    assert v2.credentials() == Credentials(authorization="Token s3cret")
+    v1 = config(username="u", password="p")
+    assert v1.credentials() == Credentials(basic=("u", "p"))
 
 
 @pytest.mark.parametrize(("settings", "message"), [

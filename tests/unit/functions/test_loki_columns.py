@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 from ferryman import headers as h
 from ferryman.wire.loki import Entries, Entry, Stream, encode_push_request
 from ferryman.wire.remote_write import snappy_compress
+from functions._records import decode_stream_columns as decode_record_columns
+from functions._records import decode_streams as decode_record
 from functions.loki.config import LokiConfig
 from functions.loki.encode import (
     Labels,
     Limiter,
     Tally,
     chunk_streams,
-    decode_record,
-    decode_record_columns,
     utf8_length,
 )
 from workers.records import Record

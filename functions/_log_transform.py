@@ -3,7 +3,8 @@ Loki push message in, at most one message out (for the first three, a Loki push 
 the same key and headers).
 
 A record that is not a Loki push message (wrong ``schema`` header, not snappy, bad
-protobuf) is dead-lettered with the reason; the runtime counts it in
+protobuf: whatever :func:`functions._records.decode_streams` refuses) is dead-lettered
+with the reason; the runtime counts it in
 ``ferryman_records_dead_lettered_total``. A message whose entries were all removed
 produces nothing. Streams without entries are left out of the output.
 """
@@ -14,7 +15,7 @@ from collections.abc import Callable
 
 from ferryman.wire.loki import Stream, encode_push_request
 from ferryman.wire.remote_write import snappy_compress
-from functions.loki.encode import UnsupportedRecord, decode_record
+from functions._records import UnsupportedRecord, decode_streams
 from workers.records import Batch, Delivered, Output, Record
 
 __all__ = ["each_push", "rewrite_batch"]
@@ -30,7 +31,7 @@ def each_push(batch: Batch, make: Make) -> Delivered:
     dead: list[tuple[Record, str]] = []
     for record in batch:
         try:
-            streams = decode_record(record)
+            streams = decode_streams(record)
         except UnsupportedRecord as exc:
             dead.append((record, str(exc)))
             continue

@@ -1,6 +1,6 @@
-"""What the Elasticsearch sinks share: bulk chunks, the judgement of a ``_bulk``
-response item by item, and the loop that folds those judgements into a
-:class:`~workers.records.Delivered`.
+"""What the Elasticsearch sinks share: the connection and template configuration, the
+template PUTs, bulk chunks, the judgement of a ``_bulk`` response item by item, and the
+loop that folds those judgements into a :class:`~workers.records.Delivered`.
 
 ========================================  =========================================
 item status                               outcome
@@ -23,25 +23,115 @@ connection) sends back every record not yet acknowledged.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ferryman import headers as h
+from functions._http import Credentials, HttpAuthConfig
+from workers.errors import DeliveryError, Permanent
 from workers.function import Context
 from workers.outcome import Outcome, classify_http
 from workers.records import Batch, Delivered, Record
 
-__all__ = ["DOC_SCHEMA", "FILTER_PATH", "BulkResult", "BulkWriter", "Chunk", "classify_bulk",
-           "classify_item", "document_record"]
+__all__ = ["DOC_SCHEMA", "FILTER_PATH", "BaseTemplateConfig", "BulkResult", "BulkWriter",
+           "Chunk", "ElasticsearchConnection", "check_name", "classify_bulk", "classify_item",
+           "document_record", "install_templates"]
 
 #: Asked of Elasticsearch so a clean response is tiny and starts with ``{"errors":false``.
 FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason"
 _CLEAN = b'{"errors":false'
 #: Schema header of a dead-lettered document (the value is the JSON document).
 DOC_SCHEMA = b"elasticsearch.doc.v1"
+
+
+# ---- configuration ----------------------------------------------------------------------
+
+_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:A-Z]')
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` if Elasticsearch accepts it as an index, data stream or template name."""
+    if not name or _FORBIDDEN.search(name) or name.startswith(("-", "_", "+", ".")):
+        raise ValueError(f"{what} {name!r} is not a valid Elasticsearch name (lowercase, "
+                         "no spaces or \\/*?\"<>|,#:, not starting with -_+.)")
+    return name
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class BaseTemplateConfig(_Frozen):
+    """The index template installed (idempotently, by PUT) before the first write."""
+
+    install: bool = Field(True, description="Install the component and index templates before "
+                                            "the first write (default true). Turn off when "
+                                            "the operator manages templates.")
+    name: str | None = Field(None, description="Index template name; default: the data "
+                                               "stream's name (metrics: or the index "
+                                               "pattern's fixed prefix). Its component "
+                                               "template is <name>@ferryman.")
+    priority: int = Field(200, ge=0, description="Index template priority (default 200: above "
+                                                 "the built-in logs-*-* and metrics-*-* "
+                                                 "templates' 100).")
+    number_of_shards: int = Field(1, ge=1, description="Primary shards (default 1).")
+    number_of_replicas: int = Field(0, ge=0, description="Replicas (default 0).")
+    composed_of: tuple[str, ...] = Field((), description="Extra component templates applied "
+                                                         "after ferryman's own (they win on "
+                                                         "conflicts): lifecycle policy, "
+                                                         "extra mappings. Must exist.")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str | None) -> str | None:
+        return None if name is None else check_name(name, "template name")
+
+
+class ElasticsearchConnection(HttpAuthConfig):
+    """Where Elasticsearch is and how to talk to it."""
+
+    auth_fields: ClassVar[tuple[str, ...]] = ("basic_auth", "api_key", "bearer_token")
+
+    url: str = Field(description="Elasticsearch base URL, e.g. http://elasticsearch:9200.")
+    cluster_label: str = Field("cluster", description="Label holding the cluster (default "
+                                                      "`cluster`); when a series or stream "
+                                                      "lacks it, the message's `cluster` "
+                                                      "header is used.")
+    max_bulk_bytes: int = Field(5 * 2**20, ge=1024, le=100 * 2**20,
+                                description="Bulk bodies are cut at this size (default 5 MiB; "
+                                            "at most Elasticsearch's default "
+                                            "http.max_content_length, 100 MiB).")
+    api_key: str | None = Field(None, description="API key, the base64 `encoded` form "
+                                                  "Elasticsearch returns; default none.")
+
+    def credentials(self) -> Credentials:
+        if self.api_key is not None:
+            return Credentials(authorization=f"ApiKey {self.api_key}")
+        return super().credentials()
+
+
+def install_templates(client: httpx.Client, url: str,
+                      puts: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """PUT each ``(path, body)`` in order (the component template, then the index
+    template using it). Both are upserts that leave cluster state alone when nothing
+    changed, so every worker does this at start. Raises DeliveryError when Elasticsearch
+    cannot be reached or answers 408/429/5xx (worth trying again), Permanent for any
+    other refusal (credentials, a missing ``composed_of`` template, a bad setting)."""
+    for path, body in puts:
+        try:
+            response = client.put(f"{url}/{path}", json=body)
+        except httpx.TransportError as exc:
+            raise DeliveryError(f"PUT {path}: {type(exc).__name__}: {exc}") from exc
+        outcome = classify_http(response.status_code, response.headers, response.text[:500])
+        if outcome.kind == "retry":
+            raise DeliveryError(f"PUT {path}: {outcome.reason}")
+        if outcome.kind == "permanent":
+            raise Permanent(f"PUT {path}: {outcome.reason}")
 
 
 # ---- chunks -----------------------------------------------------------------------------
@@ -148,11 +238,14 @@ class _Tally:
         self.dead: dict[int, str] = {}
         self.dead_documents: dict[int, list[tuple[Record, str]]] = {}
         self.delay: float | None = None
+        self.reason = ""
 
-    def retry_chunks(self, chunks: list[Chunk], delay: float | None = None) -> None:
+    def retry_chunks(self, chunks: list[Chunk], reason: str,
+                     delay: float | None = None) -> None:
         for chunk in chunks:
             self.retry.update(chunk.owners)
         self.delay = delay
+        self.reason = reason
 
     def delivered(self) -> Delivered:
         dead: list[tuple[Record, str]] = []
@@ -166,7 +259,8 @@ class _Tally:
                 dead.append((record, self.dead[position]))
             else:
                 dead.extend(self.dead_documents.get(position, ()))
-        return Delivered(dead=dead, retry=retry, retry_delay=self.delay if retry else None)
+        return Delivered(dead=dead, retry=retry, retry_delay=self.delay if retry else None,
+                         retry_reason=self.reason if retry else "")
 
 
 class BulkWriter:
@@ -192,15 +286,16 @@ class BulkWriter:
         for number, chunk in enumerate(chunks):
             try:
                 response = self.post(chunk.body())
-            except httpx.TransportError:
+            except httpx.TransportError as exc:
                 # The node is unreachable: everything not yet sent waits for it.
-                tally.retry_chunks(chunks[number:])
+                tally.retry_chunks(chunks[number:], f"Elasticsearch unreachable: {exc!r}")
                 break
             # A 2xx body is read item by item below, not as text.
             outcome = classify_http(response.status_code, response.headers,
                                     "" if response.is_success else response.text)
             if outcome.kind == "retry":
-                tally.retry_chunks(chunks[number:], outcome.delay)
+                tally.retry_chunks(chunks[number:], f"bulk request refused for now: "
+                                                    f"{outcome.reason}", outcome.delay)
                 break
             if outcome.kind == "permanent":
                 for position in chunk.owners:
@@ -219,6 +314,7 @@ class BulkWriter:
             self.log.warning("Elasticsearch refused %d of %d documents for now; their records "
                              "will be retried; first reason: %s", len(refused), len(chunk),
                              refused[0].reason)
+            tally.reason = tally.reason or f"documents refused for now: {refused[0].reason}"
         for item, outcome in result.failed:
             position = chunk.owners[item]
             if outcome.kind == "retry":
