@@ -83,7 +83,7 @@ class KafkaSender:
                     log.warning("Kafka unavailable (%s: %s); buffering on disk",
                                 type(exc).__name__, exc)
                 self.connected = False
-                self._errors.inc(1, type(exc).__name__, "produce")
+                self._errors.labels(error_type=type(exc).__name__, stage="produce").inc()
                 self._discard_producer()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

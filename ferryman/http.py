@@ -6,7 +6,9 @@ import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .telemetry import Registry
+from prometheus_client import generate_latest
+
+from .telemetry import CONTENT_TYPE, Registry
 
 __all__ = ["Check", "serve"]
 
@@ -22,15 +24,15 @@ def serve(listen: str, registry: Registry, checks: Mapping[str, Check]) -> Threa
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
-                self._send(200, registry.render(), "text/plain; version=0.0.4")
+                self._send(200, generate_latest(registry.collector_registry), CONTENT_TYPE)
             elif self.path in checks:
                 ok = checks[self.path]()
                 self._send(200 if ok else 503, "OK\n" if ok else "not OK\n")
             else:
                 self._send(404, "not found\n")
 
-        def _send(self, status: int, body: str, ctype: str = "text/plain") -> None:
-            data = body.encode()
+        def _send(self, status: int, body: str | bytes, ctype: str = "text/plain") -> None:
+            data = body.encode() if isinstance(body, str) else body
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))

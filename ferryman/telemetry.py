@@ -1,156 +1,219 @@
-"""A small Prometheus metrics registry for the runtime's own ``/metrics``.
+"""The process's own metrics, served on its ``/metrics``, kept by ``prometheus_client``.
 
 Names follow one scheme across components: ``ferryman_records_received_total``,
-``ferryman_records_sent_total``, ``ferryman_errors_total{error_type,stage}``, ...
-Thread-safe; rendering is the text exposition format 0.0.4.
+``ferryman_records_sent_total``, ``ferryman_errors_total{error_type,stage}``, ... A metric
+is declared once per name, help text included, and takes its labels by name::
+
+    registry = Registry()
+    errors = registry.counter("ferryman_errors_total", "Errors by type and stage.",
+                              ["error_type", "stage"])
+    errors.labels(error_type="timeout", stage="deliver").inc()
+    registry.value("ferryman_errors_total", error_type="timeout", stage="deliver")  # 1.0
+
+Each :class:`Registry` holds its own ``prometheus_client.CollectorRegistry`` (tests build
+several in one process) with the standard ``process_*`` and ``python_*`` series and
+``ferryman_build_info{version}`` next to what the process declares. Thread-safe; rendered in
+the text exposition format 0.0.4.
 """
 
 from __future__ import annotations
 
-import math
-import threading
+import contextlib
+import importlib.metadata
 from collections.abc import Iterable, Sequence
-from typing import TypeVar
+from typing import Generic, TypeVar
 
-__all__ = ["Counter", "Gauge", "Histogram", "Registry"]
+import prometheus_client
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.metrics import MetricWrapperBase
 
-LabelValues = tuple[str, ...]
+__all__ = ["CONTENT_TYPE", "Counter", "Gauge", "Histogram", "Registry"]
 
+#: What :meth:`Registry.render` produces (``prometheus_client.CONTENT_TYPE_LATEST`` names
+#: text format 1.0.0 in recent releases; the scrapers we serve expect 0.0.4).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(names: Sequence[str], values: LabelValues, extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+_Family = TypeVar("_Family", bound=MetricWrapperBase)
 
 
-class _Metric:
-    kind = "untyped"
+class _Metric(Generic[_Family]):
+    """One declared metric: its name, its label names, and the children taken by name."""
 
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> None:
+    def __init__(self, family: _Family, name: str, labelnames: Sequence[str]) -> None:
+        self._family = family
         self.name = name
-        self.help = help_text
         self.labelnames = tuple(labelnames)
-        self._lock = threading.Lock()
 
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
+    def labels(self, **labels: str) -> _Family:
+        """The child for these label values (every label name, by name), made on first use."""
+        return self._family.labels(**labels)
 
-    def render(self) -> list[str]:
-        raise NotImplementedError
+    def _child(self, label_values: tuple[str, ...]) -> _Family:
+        # The transition form below: positional label values, in the order declared.
+        return self._family.labels(*label_values) if label_values else self._family
 
-
-class Counter(_Metric):
-    kind = "counter"
-
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> None:
-        super().__init__(name, help_text, labelnames)
-        self._values: dict[LabelValues, float] = {}
-
-    def inc(self, amount: float = 1.0, *labels: str) -> None:
-        with self._lock:
-            self._values[labels] = self._values.get(labels, 0.0) + amount
-
-    def value(self, *labels: str) -> float:
-        with self._lock:
-            return self._values.get(labels, 0.0)
-
-    def render(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        if not items and not self.labelnames:
-            items = [((), 0.0)]
-        return [f"{self.name}{_labels(self.labelnames, k)} {_number(v)}" for k, v in items]
+    def _wanted(self, label_values: tuple[str, ...], labels: dict[str, str]) -> dict[str, str]:
+        if label_values and labels:
+            raise ValueError(f"{self.name}: label values by position or by name, not both")
+        if label_values:
+            if len(label_values) != len(self.labelnames):
+                raise ValueError(f"{self.name} has labels {self.labelnames}, "
+                                 f"got values {label_values}")
+            return {n: str(v) for n, v in zip(self.labelnames, label_values, strict=True)}
+        if set(labels) != set(self.labelnames):
+            raise ValueError(f"{self.name} has labels {self.labelnames}, got {sorted(labels)}")
+        return {n: str(v) for n, v in labels.items()}
 
 
-class Gauge(Counter):
-    kind = "gauge"
 
-    def set(self, value: float, *labels: str) -> None:
-        with self._lock:
-            self._values[labels] = value
+class _Scalar(_Metric[_Family]):
+    """A metric with one value per child: a counter or a gauge."""
 
-    def remove(self, *labels: str) -> None:
-        with self._lock:
-            self._values.pop(labels, None)
+    def value(self, *label_values: str, **labels: str) -> float:
+        """The current value for these labels, 0.0 for a child never used (reading makes
+        none). Label values by name; positionally is the transition form, to be removed."""
+        wanted = self._wanted(label_values, labels)
+        for family in self._family.collect():
+            for sample in family.samples:
+                if sample.name == self.name and sample.labels == wanted:
+                    return float(sample.value)
+        return 0.0
 
 
-class Histogram(_Metric):
-    kind = "histogram"
+class Counter(_Scalar[prometheus_client.Counter]):
+    """A counter; ``counter.labels(stage="deliver").inc(3)``, or ``counter.inc()`` when it
+    has no labels."""
 
+    def inc(self, amount: float = 1.0, *label_values: str) -> None:
+        """Add ``amount`` (default 1, never negative) to a counter without labels.
+
+        To be removed: label values given positionally after ``amount``, in the order of the
+        label names (``inc(3, "loki")`` for ``labels(function="loki").inc(3)``) -- kept only
+        while workers/ and functions/ move to ``labels``.
+        """
+        self._child(label_values).inc(amount)
+
+
+class Gauge(_Scalar[prometheus_client.Gauge]):
+    """A gauge; ``gauge.labels(job="node").set(4)``, or ``gauge.set(4)`` without labels."""
+
+    def set(self, value: float, *label_values: str) -> None:
+        """Set a gauge without labels to ``value``.
+
+        To be removed: label values given positionally after ``value`` (``set(4, "node")``
+        for ``labels(job="node").set(4)``) -- kept only while workers/ and functions/ move.
+        """
+        self._child(label_values).set(value)
+
+    def inc(self, amount: float = 1.0, *label_values: str) -> None:
+        """Add ``amount`` (default 1) to a gauge without labels. Positional label values
+        are the transition form, to be removed, as for :meth:`set`."""
+        self._child(label_values).inc(amount)
+
+    def remove(self, *label_values: str, **labels: str) -> None:
+        """Forget the child with these labels (by name), if there is one. Positional label
+        values are the transition form, to be removed."""
+        wanted = self._wanted(label_values, labels)
+        with contextlib.suppress(KeyError):  # older prometheus_client releases raise it
+            self._family.remove(*(wanted[n] for n in self.labelnames))
+
+
+class Histogram(_Metric[prometheus_client.Histogram]):
+    """A histogram; ``hist.labels(function="loki").observe(0.2)``, or ``hist.observe(0.2)``
+    without labels. Read it through :meth:`Registry.value` with the ``_count``, ``_sum`` or
+    ``_bucket`` (and ``le``) series name."""
+
+    #: Seconds, from a fast local call to a backend that is struggling.
     DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = (),
-                 buckets: Iterable[float] = DEFAULT_BUCKETS) -> None:
-        super().__init__(name, help_text, labelnames)
-        self.buckets = tuple(sorted(buckets))
-        self._counts: dict[LabelValues, list[int]] = {}
-        self._sums: dict[LabelValues, float] = {}
+    def observe(self, value: float, *label_values: str) -> None:
+        """Count ``value`` into a histogram without labels.
 
-    def observe(self, value: float, *labels: str) -> None:
-        with self._lock:
-            counts = self._counts.setdefault(labels, [0] * (len(self.buckets) + 1))
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    counts[i] += 1
-                    break
-            else:
-                counts[-1] += 1
-            self._sums[labels] = self._sums.get(labels, 0.0) + value
-
-    def render(self) -> list[str]:
-        with self._lock:
-            snapshot = sorted((k, list(v), self._sums[k]) for k, v in self._counts.items())
-        lines = []
-        for key, counts, total in snapshot:
-            cumulative = 0
-            for bound, count in zip((*self.buckets, math.inf), counts, strict=True):
-                cumulative += count
-                le = f'le="{_number(bound)}"'
-                lines.append(f"{self.name}_bucket{_labels(self.labelnames, key, le)} {cumulative}")
-            lines.append(f"{self.name}_sum{_labels(self.labelnames, key)} {_number(total)}")
-            lines.append(f"{self.name}_count{_labels(self.labelnames, key)} {cumulative}")
-        return lines
+        To be removed: label values given positionally after ``value`` (``observe(0.2,
+        "loki")`` for ``labels(function="loki").observe(0.2)``) -- kept only while workers/
+        and functions/ move to ``labels``.
+        """
+        self._child(label_values).observe(value)
 
 
-_M = TypeVar("_M", bound=_Metric)
+def _version() -> str:
+    try:
+        return importlib.metadata.version("ferryman")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class Registry:
-    """Holds metrics by name and renders them all."""
+    """The metrics of one process, by name, with the process's standard series.
+
+    ``collector_registry`` is the ``prometheus_client`` registry behind it, for
+    ``generate_latest`` and anything else that speaks ``prometheus_client``.
+    """
 
     def __init__(self) -> None:
-        self._metrics: dict[str, _Metric] = {}
+        # A ``*_created`` series beside every counter and histogram doubles what Prometheus
+        # stores and what every text parser must skip, for a start time nothing here reads.
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.collector_registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.collector_registry)
+        PlatformCollector(registry=self.collector_registry)
+        GCCollector(registry=self.collector_registry)
+        Info("ferryman_build", "The ferryman release this process runs (always 1).",
+             registry=self.collector_registry).info({"version": _version()})
+        self._series: dict[str, tuple[str, ...]] = {}  # declared name -> series it makes
 
     def counter(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> Counter:
-        return self._add(Counter(name, help_text, labelnames))
+        """Declare a counter; its name ends in ``_total`` (``prometheus_client`` would add
+        it otherwise, and the name read back would not be the one declared)."""
+        if not name.endswith("_total"):
+            raise ValueError(f"counter {name}: counter names end in _total")
+        self._refuse_twice(name)
+        metric = Counter(prometheus_client.Counter(
+            name, help_text, labelnames, registry=self.collector_registry), name, labelnames)
+        self._series[name] = (name,)
+        return metric
 
     def gauge(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> Gauge:
-        return self._add(Gauge(name, help_text, labelnames))
+        """Declare a gauge."""
+        self._refuse_twice(name)
+        metric = Gauge(prometheus_client.Gauge(
+            name, help_text, labelnames, registry=self.collector_registry), name, labelnames)
+        self._series[name] = (name,)
+        return metric
 
     def histogram(self, name: str, help_text: str, labelnames: Sequence[str] = (),
                   buckets: Iterable[float] = Histogram.DEFAULT_BUCKETS) -> Histogram:
-        return self._add(Histogram(name, help_text, labelnames, buckets))
-
-    def _add(self, metric: _M) -> _M:
-        if metric.name in self._metrics:
-            raise ValueError(f"metric {metric.name} registered twice")
-        self._metrics[metric.name] = metric
+        """Declare a histogram; ``buckets`` default to :attr:`Histogram.DEFAULT_BUCKETS`."""
+        self._refuse_twice(name)
+        metric = Histogram(prometheus_client.Histogram(
+            name, help_text, labelnames, buckets=tuple(sorted(buckets)),
+            registry=self.collector_registry), name, labelnames)
+        self._series[name] = (f"{name}_bucket", f"{name}_count", f"{name}_sum")
         return metric
 
+    def _refuse_twice(self, name: str) -> None:
+        # prometheus_client refuses clashing series as well (``x`` beside ``x_total``, or a
+        # ``process_*`` name), in its own words; this names the usual mistake plainly.
+        if name in self._series:
+            raise ValueError(f"metric {name} registered twice")
+
+    def value(self, name: str, **labels: str) -> float:
+        """The value of series ``name`` with exactly these labels (by name): 0.0 when a
+        declared metric has no such child yet; ``KeyError`` when no metric makes ``name``."""
+        found = self.collector_registry.get_sample_value(name, labels)
+        if found is not None:
+            return found
+        if not any(name in series for series in self._series.values()):
+            raise KeyError(f"no metric makes the series {name}")
+        return 0.0
+
     def render(self) -> str:
-        lines: list[str] = []
-        for metric in self._metrics.values():
-            lines.extend(metric.header())
-            lines.extend(metric.render())
-        return "\n".join(lines) + "\n"
+        """Every series, in the text exposition format 0.0.4."""
+        return generate_latest(self.collector_registry).decode()

@@ -103,7 +103,7 @@ class Journals:
         read_any = False
         for name, journal in self._journals.items():
             for kind, count in journal.source.drain_errors().items():
-                self.metrics.errors.inc(count, kind, "journal")
+                self.metrics.errors.labels(error_type=kind, stage="journal").inc(count)
             while batch.size < limit:
                 entries = journal.source.read(READ_CHUNK)
                 if not entries:
@@ -141,7 +141,7 @@ class Journals:
         if truncated:
             self.metrics.truncated.inc(truncated)
         if dropped:
-            self.metrics.dropped.inc(dropped, "relabel")
+            self.metrics.dropped.labels(reason="relabel").inc(dropped)
 
     def close(self) -> None:
         """Stops every journalctl; entries read but not shipped come again after the

@@ -324,7 +324,7 @@ class LogShipper:
             for future in futures:
                 future.get(timeout=kafka.acks_timeout)
         except (KafkaError, OSError) as exc:
-            self.m_errors.inc(1, type(exc).__name__, "produce")
+            self.m_errors.labels(error_type=type(exc).__name__, stage="produce").inc()
             log.warning("Kafka did not take %d lines (%s: %s); holding them, reading paused",
                         batch.lines, type(exc).__name__, exc)
             self._discard_producer()
@@ -337,9 +337,9 @@ class LogShipper:
             self.positions.set(Position(path, device, inode, offset, crc or 0,
                                         length if crc is not None else 0, stamps))
             try:
-                self.m_lag.set(max(0, os.stat(path).st_size - offset), path)
+                self.m_lag.labels(filename=path).set(max(0, os.stat(path).st_size - offset))
             except FileNotFoundError:
-                self.m_lag.remove(path)
+                self.m_lag.remove(filename=path)
         live = {f.tailer.identity for f in [*self.files.values(), *self.draining.values()]}
         # A file rotated away keeps its position while its pipeline still holds lines
         # of it, so a crash now re-reads them from the renamed file.

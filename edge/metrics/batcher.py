@@ -39,5 +39,5 @@ class Batcher:
         parts = self._parts[bucket]
         self._parts[bucket] = []
         self.queue.append(bucket, len(parts), snappy_compress(b"".join(parts)))
-        self._messages.inc(1)
+        self._messages.inc()
         self._samples.inc(len(parts))

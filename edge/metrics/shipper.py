@@ -89,7 +89,7 @@ class MetricsShipper:
         return out
 
     def _dropped(self, records: int, samples: int) -> None:
-        self.m_dropped.inc(samples, "buffer_full")
+        self.m_dropped.labels(reason="buffer_full").inc(samples)
         log.error("disk buffer full (%d bytes): dropped the oldest %d messages, %d samples",
                   self.config.ferryman.buffer.max_bytes, records, samples)
 
@@ -139,7 +139,7 @@ class MetricsShipper:
 
     def _scrape_counter(self, job: str) -> Callable[[bool], None]:
         def count(up: bool) -> None:
-            self.m_scrapes.inc(1, job, "success" if up else "failure")
+            self.m_scrapes.labels(job=job, result="success" if up else "failure").inc()
 
         return count
 
@@ -150,10 +150,10 @@ class MetricsShipper:
         try:
             config = load_config(self.config_path)
         except Exception as exc:
-            self.m_reloads.inc(1, "failure")
+            self.m_reloads.labels(result="failure").inc()
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
-        self.m_reloads.inc(1, "success")
+        self.m_reloads.labels(result="success").inc()
         log.info("configuration reloaded from %s", self.config_path)
         self.config = config
         self._apply(config)
@@ -185,7 +185,7 @@ class MetricsShipper:
             groups = [g for d in job.discoverers for g in d.groups()]
             targets, errors = build_targets(job.config, config, relabeler, groups)
             for error in errors:
-                self.m_errors.inc(1, "target", "discovery")
+                self.m_errors.labels(error_type="target", stage="discovery").inc()
                 log.error("discovery: %s", error)
             wanted = {t.key: t for t in targets}
             for key in [k for k in job.loops if k not in wanted]:
@@ -214,7 +214,7 @@ class MetricsShipper:
                     on_result=self._scrape_counter(name))
                 job.loops[key] = scrape_loop
                 scrape_loop.start()
-            self.m_targets.set(len(job.loops), name)
+            self.m_targets.labels(job=name).set(len(job.loops))
         self._synced = True
 
 

@@ -58,7 +58,7 @@ class JsonStage(Stage):
             document = self._document(record)
             if document is None:
                 if self.drop_malformed:
-                    self.metrics.dropped.inc(1, "malformed_json")
+                    self.metrics.dropped.labels(reason="malformed_json").inc()
                     continue
             else:
                 extracted = record.extracted

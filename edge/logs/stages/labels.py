@@ -102,7 +102,7 @@ class DropStage(Stage):
                   else None)
         kept = [record for record in records if not self._drops(record, cutoff)]
         if len(kept) != len(records):
-            self.metrics.dropped.inc(len(records) - len(kept), self.reason)
+            self.metrics.dropped.labels(reason=self.reason).inc(len(records) - len(kept))
         return kept
 
     def _drops(self, record: Record, cutoff: int | None) -> bool:

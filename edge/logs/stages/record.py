@@ -35,7 +35,7 @@ class StageMetrics:
     dropped: Counter  # ferryman_lines_dropped_total{reason}
 
     def error(self, error_type: str, stage: str, count: int = 1) -> None:
-        self.errors.inc(count, error_type, stage)
+        self.errors.labels(error_type=error_type, stage=stage).inc(count)
 
 
 class Stage:

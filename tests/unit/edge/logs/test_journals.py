@@ -91,9 +91,11 @@ def config(tmp_path: Path, text: str = CONFIG) -> EdgeLogsConfig:
 
 def journals(tmp_path: Path, positions: Positions | None = None) -> tuple[Journals, Registry]:
     r = Registry()
-    metrics = JournalMetrics(r.counter("read", ""), r.counter("bytes", ""),
-                             r.counter("truncated", ""), r.counter("dropped", "", ["reason"]),
-                             r.counter("errors", "", ["error_type", "stage"]))
+    metrics = JournalMetrics(r.counter("ferryman_lines_read_total", ""),
+                             r.counter("ferryman_bytes_read_total", ""),
+                             r.counter("ferryman_lines_truncated_total", ""),
+                             r.counter("ferryman_lines_dropped_total", "", ["reason"]),
+                             r.counter("ferryman_errors_total", "", ["error_type", "stage"]))
     return Journals(positions or Positions(tmp_path / "p.json"), metrics), r
 
 
@@ -120,8 +122,8 @@ def test_entries_are_relabeled_grouped_and_the_last_cursor_kept(tmp_path: Path) 
     assert batch.streams[next(iter(batch.streams))][0].timestamp_ns == 1_000
     assert batch.lines == 3
     assert batch.cursors == {"journal/system": "c3"}  # past the dropped entry
-    assert js.metrics.dropped.value("relabel") == 1
-    assert js.metrics.errors.value("malformed_entry", "journal") == 2
+    assert js.metrics.dropped.value(reason="relabel") == 1
+    assert js.metrics.errors.value(error_type="malformed_entry", stage="journal") == 2
     assert js.metrics.read.value() == 4
     assert not js.fill(batch, 1 << 20)
 

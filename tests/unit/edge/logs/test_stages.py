@@ -98,14 +98,14 @@ def test_cri_bad_line_passes_through_and_is_counted() -> None:
     assert [r.line for r in out] == ["not a cri line", f"{T0} stdboth F x", "ok"]
     assert "stream" not in out[0].labels
     assert out[0].timestamp_ns == NOW_NS
-    assert run.errors.value("unparsable_cri", "cri") == 2
+    assert run.errors.value(error_type="unparsable_cri", stage="cri") == 2
 
 
 def test_cri_partial_bounds_ship_the_joined_part_and_lose_nothing() -> None:
     run = Run([{"cri": {"max_partial_lines": 3}}])
     out = run.texts(*(cri("stdout", "P", f"{i}") for i in range(7)), cri("stdout", "F", "end"))
     assert out == ["012", "345", "6end"]
-    assert run.errors.value("partial_line_limit", "cri") == 2
+    assert run.errors.value(error_type="partial_line_limit", stage="cri") == 2
     sized = Run([{"cri": {"max_partial_line_size": 10}}])
     assert sized.texts(cri("stdout", "P", "aaaaaa"), cri("stdout", "P", "bbbbbb"),
                        cri("stdout", "F", "c")) == ["aaaaaa", "bbbbbbc"]
@@ -137,7 +137,7 @@ def test_docker_strips_newline_joins_split_lines_and_sets_stream() -> None:
 def test_docker_bad_line_passes_through_counted() -> None:
     run = Run([{"docker": {}}])
     assert run.texts("{oops", '{"log": 1}', docker("ok\n")) == ["{oops", '{"log": 1}', "ok"]
-    assert run.errors.value("unparsable_docker", "docker") == 2
+    assert run.errors.value(error_type="unparsable_docker", stage="docker") == 2
 
 
 # ---- json / logfmt / regex / output -----------------------------------------------
@@ -164,10 +164,10 @@ def test_json_bad_line_passes_unchanged_and_counted_or_dropped() -> None:
     run = Run([{"json": {"expressions": {"level": ""}}}, {"labels": {"level": ""}}])
     (record,) = run.feed("plain text")
     assert record.line == "plain text" and "level" not in record.labels
-    assert run.errors.value("unparsable_json", "json") == 1
+    assert run.errors.value(error_type="unparsable_json", stage="json") == 1
     dropping = Run([{"json": {"expressions": {"level": ""}, "drop_malformed": True}}])
     assert dropping.texts("plain", '{"level": "x"}') == ['{"level": "x"}']
-    assert dropping.dropped.value("malformed_json") == 1
+    assert dropping.dropped.value(reason="malformed_json") == 1
 
 
 def test_logfmt_mapping_and_source() -> None:
@@ -187,7 +187,7 @@ def test_regex_no_match_is_counted_and_line_kept() -> None:
     run = Run([{"regex": {"expression": r"id=(?P<id>\d+)"}}, {"labels": {"id": ""}}])
     out = run.feed("id=42 ok", "nothing here")
     assert [r.labels.get("id") for r in out] == ["42", None]
-    assert run.errors.value("regex_no_match", "regex") == 1
+    assert run.errors.value(error_type="regex_no_match", stage="regex") == 1
 
 
 def test_output_missing_source_keeps_line() -> None:
@@ -241,7 +241,7 @@ def test_timestamp_failure_fudge_and_skip() -> None:
     out = fudge.feed("bad-1", "2024-05-01T10:00:00Z ok", "bad-2")
     assert [r.timestamp_ns for r in out] == \
         [NOW_NS, 1_714_557_600_000_000_000, 1_714_557_600_000_000_001]
-    assert fudge.errors.value("unparsable_timestamp", "timestamp") == 2
+    assert fudge.errors.value(error_type="unparsable_timestamp", stage="timestamp") == 2
     skip = Run([*stages, {"timestamp": {"source": "ts", "format": "RFC3339",
                                         "action_on_failure": "skip"}}])
     out = skip.feed("2024-05-01T10:00:00Z ok", "bad")
@@ -263,9 +263,9 @@ def test_drop_variants_and_reason_counter() -> None:
     kept = run.texts("level=debug a=1", "GET /healthz", "app=canary-3", "level=info app=noisy",
                      "level=info app=shop", "level=info app=shop x=1234567890")
     assert kept == ["level=info app=shop"]
-    assert run.dropped.value("debug") == 1
-    assert run.dropped.value("drop_stage") == 3
-    assert run.dropped.value("too_long") == 1
+    assert run.dropped.value(reason="debug") == 1
+    assert run.dropped.value(reason="drop_stage") == 3
+    assert run.dropped.value(reason="too_long") == 1
 
 
 def test_drop_source_alone_drops_when_present_and_conditions_combine() -> None:
@@ -281,7 +281,7 @@ def test_drop_older_than() -> None:
                {"drop": {"older_than": "1h", "drop_counter_reason": "old"}}])
     fresh = str(int(time.time()) - 60)
     assert run.texts("1000 ancient", f"{fresh} fresh") == [f"{fresh} fresh"]
-    assert run.dropped.value("old") == 1
+    assert run.dropped.value(reason="old") == 1
 
 
 # ---- multiline ---------------------------------------------------------------------

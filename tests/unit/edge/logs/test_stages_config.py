@@ -186,8 +186,8 @@ def test_every_stage_name_builds_and_runs(name: str) -> None:
     config = StageConfig.model_validate({name: MINIMAL[name]})
     assert config.name == name
     registry = Registry()
-    metrics = StageMetrics(registry.counter("e", "", ["error_type", "stage"]),
-                           registry.counter("d", "", ["reason"]))
+    metrics = StageMetrics(registry.counter("ferryman_errors_total", "", ["error_type", "stage"]),
+                           registry.counter("ferryman_lines_dropped_total", "", ["reason"]))
     (stage,) = build_stages([config], metrics, 1000)
     assert stage.name == name
     pipeline = FilePipeline([stage], (1, 1), 0)

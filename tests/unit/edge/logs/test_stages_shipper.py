@@ -87,7 +87,7 @@ def test_entries_grouped_by_label_set_and_positions_stop_at_held_lines(
     assert batch.lines == 2
     size = log.stat().st_size
     assert list(batch.ends.values()) == [(str(log), size - len(held) - 1)]
-    assert shipper.m_dropped.value("debug") == 1
+    assert shipper.registry.value("ferryman_lines_dropped_total", reason="debug") == 1
 
     _append(log, f"{T} stdout F tial")
     shipper._fill(batch)
@@ -118,8 +118,10 @@ def test_stage_failures_are_counted_never_raised(tmp_path: Path, make: Make) -> 
     shipper._scan(batch)
     shipper._fill(batch)
     assert batch.lines == 2
-    assert shipper.m_errors.value("unparsable_json", "json") == 1
-    assert shipper.m_errors.value("unparsable_timestamp", "timestamp") == 1
+    assert shipper.registry.value("ferryman_errors_total", error_type="unparsable_json",
+                                  stage="json") == 1
+    assert shipper.registry.value("ferryman_errors_total", error_type="unparsable_timestamp",
+                                  stage="timestamp") == 1
 
 
 def test_reload_with_other_stages_ships_what_the_old_ones_held(tmp_path: Path, make: Make) -> None:
