@@ -82,25 +82,30 @@ class LabelCheck:
 
     def _scan(self, data: bytes) -> str | None:
         """One pass over the common shape: each TimeSeries holds its labels, then its
-        samples; only label bytes not seen before are decoded."""
+        samples; only label bytes not seen before are decoded. Lengths below 128 (one
+        byte) are read inline: a call per field would double the cost."""
         pos, end = 0, len(data)
         verdicts = self._verdicts
         index = 0
         while pos < end:
             if data[pos] != 0x0A:
                 raise _Unusual
-            length, pos = varint_at(data, pos + 1)
+            length = data[pos + 1]
+            if length < 0x80:
+                pos += 2
+            else:
+                length, pos = varint_at(data, pos + 1)
             stop = pos + length
             if stop > end:
                 raise _Unusual
             start = pos
             while pos < stop and data[pos] == 0x0A:
-                n, pos = varint_at(data, pos + 1)
-                pos += n
+                n = data[pos + 1]
+                pos = pos + 2 + n if n < 0x80 else sum(varint_at(data, pos + 1))
             key = data[start:pos]
             while pos < stop and data[pos] == 0x12:
-                n, pos = varint_at(data, pos + 1)
-                pos += n
+                n = data[pos + 1]
+                pos = pos + 2 + n if n < 0x80 else sum(varint_at(data, pos + 1))
             if pos != stop:
                 raise _Unusual
             verdict = verdicts.get(key)
