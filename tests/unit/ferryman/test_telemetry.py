@@ -14,12 +14,15 @@ from ferryman.http import serve
 from ferryman.telemetry import CONTENT_TYPE, Counter, Gauge, Histogram, Registry
 
 
-def ours(registry: Registry, prefix: str = "ferryman_") -> list[str]:
-    """The rendered lines about metrics named ``prefix*``, HELP and TYPE included."""
+def ours(registry: Registry) -> list[str]:
+    """The rendered lines of what the test declared (``ferryman_*`` but the build info),
+    HELP and TYPE included."""
+    def name(line: str) -> str:
+        return line.removeprefix("# HELP ").removeprefix("# TYPE ")
+
     return [line for line in registry.render().splitlines()
-            if line.removeprefix("# HELP ").removeprefix("# TYPE ").startswith(prefix)
-            and not line.startswith("ferryman_build_info")
-            and "ferryman_build_info " not in line]
+            if name(line).startswith("ferryman_")
+            and not name(line).startswith("ferryman_build_info")]
 
 
 def test_counters_and_histograms_render_with_help_type_and_cumulative_buckets() -> None:
