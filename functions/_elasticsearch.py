@@ -306,11 +306,11 @@ class BulkWriter:
 
     def _judge_items(self, chunk: Chunk, body: bytes, tally: _Tally) -> None:
         result = classify_bulk(body, len(chunk))
-        self.m_documents.inc(result.created, self.function, "created")
-        self.m_documents.inc(result.duplicates, self.function, "duplicate")
+        self.m_documents.labels(function=self.function, result="created").inc(result.created)
+        self.m_documents.labels(function=self.function, result="duplicate").inc(result.duplicates)
         refused = [outcome for _, outcome in result.failed if outcome.kind == "retry"]
         if refused:
-            self.m_documents.inc(len(refused), self.function, "retry")
+            self.m_documents.labels(function=self.function, result="retry").inc(len(refused))
             self.log.warning("Elasticsearch refused %d of %d documents for now; their records "
                              "will be retried; first reason: %s", len(refused), len(chunk),
                              refused[0].reason)
@@ -320,6 +320,6 @@ class BulkWriter:
             if outcome.kind == "retry":
                 tally.retry.add(position)
             else:
-                self.m_documents.inc(1, self.function, "rejected")
+                self.m_documents.labels(function=self.function, result="rejected").inc(1)
                 tally.dead_documents.setdefault(position, []).append(
                     (document_record(tally.batch[position], chunk, item), outcome.reason))

@@ -50,7 +50,7 @@ class CountTransform:
             return Output(snappy_compress(encode_write_request(series)), self.key, headers)
 
         delivered = each_push(batch, make)
-        self.m_overflow.inc(overflowed, self.name)
+        self.m_overflow.labels(function=self.name).inc(overflowed)
         return delivered
 
     def close(self) -> None:

@@ -39,7 +39,7 @@ class ElasticsearchMetricsSink:
     def handle(self, batch: Batch) -> Delivered:
         encoded = self.encoder.encode(batch)
         for reason, count in encoded.skipped.items():
-            self.m_skipped.inc(count, self.function, reason)
+            self.m_skipped.labels(function=self.function, reason=reason).inc(count)
         return self.writer.write(batch, encoded.chunks, encoded.undecodable)
 
     def close(self) -> None:

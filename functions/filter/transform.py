@@ -34,7 +34,7 @@ class FilterTransform:
             return kept
 
         delivered = rewrite_batch(batch, rewrite)
-        self.m_dropped.inc(dropped, self.name, "filtered")
+        self.m_dropped.labels(function=self.name, reason="filtered").inc(dropped)
         return delivered
 
     def close(self) -> None:

@@ -74,9 +74,9 @@ class InfluxDBSink:
             if index in retry:
                 continue
             for reason, count in tally.skipped.items():
-                self.m_skipped.inc(count, self.function, reason)
+                self.m_skipped.labels(function=self.function, reason=reason).inc(count)
             for what, count in tally.sanitized.items():
-                self.m_sanitized.inc(count, self.function, what)
+                self.m_sanitized.labels(function=self.function, what=what).inc(count)
 
     def close(self) -> None:
         self.client.close()

@@ -90,11 +90,11 @@ class LokiSink:
             if index in retry:
                 continue
             for reason, count in tally.lines_truncated.items():
-                self.m_truncated.inc(count, self.function, reason)
+                self.m_truncated.labels(function=self.function, reason=reason).inc(count)
             for reason, count in tally.lines_dropped.items():
-                self.m_dropped.inc(count, self.function, reason)
+                self.m_dropped.labels(function=self.function, reason=reason).inc(count)
             for reason, count in tally.labels_truncated.items():
-                self.m_labels.inc(count, self.function, reason)
+                self.m_labels.labels(function=self.function, reason=reason).inc(count)
 
     def close(self) -> None:
         self.client.close()

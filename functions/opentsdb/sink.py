@@ -70,11 +70,11 @@ class OpenTSDBSink:
             if index in retry:
                 continue
             for reason, count in tally.skipped.items():
-                self.m_skipped.inc(count, self.function, reason)
+                self.m_skipped.labels(function=self.function, reason=reason).inc(count)
             for what, count in tally.sanitized.items():
-                self.m_sanitized.inc(count, self.function, what)
+                self.m_sanitized.labels(function=self.function, what=what).inc(count)
             if tally.tags_dropped:
-                self.m_tags_dropped.inc(tally.tags_dropped, self.function)
+                self.m_tags_dropped.labels(function=self.function).inc(tally.tags_dropped)
 
     def close(self) -> None:
         self.client.close()

@@ -36,12 +36,12 @@ class ParseTransform:
     def handle(self, batch: Batch) -> Delivered:
         tally = Tally()
         delivered = rewrite_batch(batch, lambda streams: self.parser.streams(streams, tally))
-        self.m_parsed.inc(tally.parsed, self.name)
-        self.m_unparsed.inc(tally.unparsed, self.name)
+        self.m_parsed.labels(function=self.name).inc(tally.parsed)
+        self.m_unparsed.labels(function=self.name).inc(tally.unparsed)
         for reason, count in tally.limited.items():
-            self.m_limited.inc(count, self.name, reason)
+            self.m_limited.labels(function=self.name, reason=reason).inc(count)
         for (label, reason), count in tally.refused.items():
-            self.m_refused.inc(count, self.name, label, reason)
+            self.m_refused.labels(function=self.name, label=label, reason=reason).inc(count)
         return delivered
 
     def close(self) -> None:

@@ -29,7 +29,7 @@ class RedactTransform:
         delivered = rewrite_batch(batch,
                                   lambda streams: self.redactor.streams(streams, counts))
         for rule, count in counts.items():
-            self.m_redactions.inc(count, self.name, rule)
+            self.m_redactions.labels(function=self.name, rule=rule).inc(count)
         return delivered
 
     def close(self) -> None:

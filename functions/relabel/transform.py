@@ -38,7 +38,7 @@ class RelabelTransform:
             dropped += count
             if output is not None:
                 outputs.append(output)
-        self.dropped.inc(dropped, self.name)
+        self.dropped.labels(function=self.name).inc(dropped)
         return Delivered(dead=dead, outputs=outputs)
 
     def close(self) -> None:
