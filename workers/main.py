@@ -64,7 +64,8 @@ def prepare(lookup: Lookup, name: str, config_path: Path | None,
 
 #: How long a worker keeps trying to start while its backend is unreachable or busy
 #: (DeliveryError, httpx.TransportError), with backoff from 1 s doubling up to 30 s,
-#: before it exits 1 and leaves the restart to its supervisor.
+#: before it exits 1 and leaves the restart to its supervisor. Nothing is consumed yet
+#: and no signal handler is installed, so a SIGTERM during the wait ends the process.
 START_PATIENCE_S = 300.0
 _FIRST_DELAY_S = 1.0
 _MAX_DELAY_S = 30.0
