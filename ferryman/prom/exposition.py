@@ -216,7 +216,10 @@ def _om_timestamp(token: str) -> int | None:
     seconds = _go_float(token)
     if seconds is None or seconds - seconds != 0.0:
         return None
-    millis = int(Decimal(token).scaleb(3))
+    try:
+        millis = int(Decimal(token).scaleb(3))
+    except ArithmeticError:  # an exponent beyond Decimal's (0e99999999999999999999)
+        return None
     return millis if _INT64_MIN <= millis < _INT64_LIMIT else None
 
 
