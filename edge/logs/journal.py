@@ -22,12 +22,13 @@ What an entry carries, as Promtail's journal target does:
   timestamps). A field present several times gives its first value.
 
 An entry without ``MESSAGE`` is skipped (counted as ``skipped``), as Promtail does,
-unless ``json: true``. A line that is not a journal entry is counted as
-``malformed_entry`` and skipped; a line above ``max_entry_bytes`` counts as
-``oversized_entry`` and is kept with its MESSAGE cut (:mod:`edge.logs.journalcut`),
-or skipped when something else in it is what is big. When journalctl exits it is
-started again, after the last entry read, with an exponential backoff (0.5 s
-doubling to 30 s); each exit counts as ``journalctl_exit``. Nothing here raises after start.
+unless ``json: true``. A line that is not a journal entry (:func:`parse_entry` says
+what that is) is counted as ``malformed_entry`` and skipped; a line above
+``max_entry_bytes`` counts as ``oversized_entry`` and is kept with its MESSAGE cut
+(:mod:`edge.logs.journalcut`), or skipped when something else in it is what is big.
+When journalctl exits it is started again, after the last entry read, with an
+exponential backoff (0.5 s doubling to 30 s); each exit counts as
+``journalctl_exit``. Nothing here raises after start.
 
 journalctl runs with ``--merge``: without it, ``--follow`` (systemd 252) shows the
 current boot only. On the system journal that also takes in journals of other
@@ -83,6 +84,7 @@ _ORPHAN_GUARD: tuple[str, ...] = (_SETPRIV, "--pdeathsig", "TERM", "--") if _SET
 # A run of journalctl that lasted this long resets the backoff even if it read nothing.
 HEALTHY_RUN = 10.0
 _CURSOR_FIELDS = frozenset("sibmtx")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 _MATCH_TERM = re.compile(r"[A-Z0-9_]+=.*|\+")
 
 
@@ -153,12 +155,27 @@ class MalformedEntry(ValueError):
     """Raised when a line of journalctl's output is not a journal entry."""
 
 
+_PRIORITY_KEYWORD = {str(level): keyword for level, keyword in enumerate(PRIORITY_KEYWORDS)}
+# Microseconds whose nanoseconds fit in an int64, as every encoder downstream needs.
+_REALTIME_MAX = (2**63 - 1) // 1000
+# journalctl escapes control characters as \u00XX; an escaped UTF-16 surrogate leaves
+# json.loads a lone one in the string, which no UTF-8 encoder downstream takes.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _scrub(text: str) -> str:
+    """Lone surrogates replaced (U+FFFD), as invalid UTF-8 in a byte array is."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 # --- pure parts ----------------------------------------------------------------------
 
 
 def _text(value: Any) -> str | None:
     """A field's value as text: strings as they are, byte arrays decoded (invalid
-    UTF-8 replaced), a repeated field's first value; None for null."""
+    UTF-8 replaced), a repeated field's first value; None for null; ``str()`` of
+    anything else (numbers, objects: journalctl writes none)."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, list):
@@ -187,35 +204,57 @@ def _cut(line: str, limit: int) -> tuple[str, bool]:
 def parse_entry(raw: bytes | str, config: JournalConfig,
                 max_line_bytes: int = 256 * 1024) -> JournalEntry | None:
     """One line of ``journalctl --output=json`` → an entry; None for an entry without
-    MESSAGE (unless ``json: true``). Raises MalformedEntry for anything else."""
+    MESSAGE (unless ``json: true``).
+
+    Raises MalformedEntry, and nothing else, for anything else: bytes that are not
+    UTF-8, text that is not a JSON object (or nests too deeply to read), no
+    ``__CURSOR`` string, a ``__REALTIME_TIMESTAMP`` that is not an integer of
+    0 … 2**63 - 1 ns, or a byte array holding values beyond 0-255. Escaped lone
+    UTF-16 surrogates (``\\ud800``) in names and values are replaced (U+FFFD), like
+    invalid UTF-8 in a byte array.
+    """
     try:
-        fields = json.loads(raw)
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        fields = json.loads(text)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise MalformedEntry(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedEntry("not JSON: nested too deeply") from None
     if not isinstance(fields, dict):
         raise MalformedEntry("not a JSON object")
     cursor = fields.get("__CURSOR")
     if not isinstance(cursor, str) or not cursor:
         raise MalformedEntry("no __CURSOR")
     try:
-        timestamp_ns = int(fields["__REALTIME_TIMESTAMP"]) * 1000
-    except (KeyError, TypeError, ValueError):
+        realtime_us = int(fields["__REALTIME_TIMESTAMP"])
+    except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: 1e999
         raise MalformedEntry("no valid __REALTIME_TIMESTAMP") from None
+    if not 0 <= realtime_us <= _REALTIME_MAX:
+        raise MalformedEntry(f"__REALTIME_TIMESTAMP out of range: {str(realtime_us)[:30]}")
+    timestamp_ns = realtime_us * 1000
+    scrub = _SURROGATE_ESCAPE.search(text) is not None
+    if scrub:
+        cursor = _scrub(cursor)
 
     labels = dict(config.labels)
     texts: dict[str, str] = {}
-    for name, value in fields.items():
-        if name.startswith("__"):
-            continue
-        text = _text(value)
-        if text is None:
-            continue
-        texts[name] = text
-        if name != "MESSAGE" and text:
-            labels[META_PREFIX + name.lower()] = text
-    priority = texts.get("PRIORITY", "")
-    if priority.isdigit() and int(priority) < len(PRIORITY_KEYWORDS):
-        labels[META_PREFIX + "priority_keyword"] = PRIORITY_KEYWORDS[int(priority)]
+    try:
+        for name, value in fields.items():
+            if name.startswith("__"):
+                continue
+            field_text = _text(value)
+            if field_text is None:
+                continue
+            if scrub:
+                name, field_text = _scrub(name), _scrub(field_text)
+            texts[name] = field_text
+            if name != "MESSAGE" and field_text:
+                labels[META_PREFIX + name.lower()] = field_text
+    except RecursionError:  # _text and str() recurse as deep as json.loads did: a guard
+        raise MalformedEntry("a field nests too deeply") from None
+    keyword = _PRIORITY_KEYWORD.get(texts.get("PRIORITY", ""))
+    if keyword is not None:
+        labels[META_PREFIX + "priority_keyword"] = keyword
 
     if config.json_:
         line = json.dumps(texts, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -229,15 +268,16 @@ def parse_entry(raw: bytes | str, config: JournalConfig,
 
 def cursor_time(cursor: str) -> float | None:
     """The realtime (seconds) a journald cursor points at, or None when the text is
-    not a cursor (``s=…;i=…;b=…;m=…;t=…;x=…``, ``t`` in hex µs)."""
+    not a cursor (``s=…;i=…;b=…;m=…;t=…;x=…``, each in hex, ``t`` in µs: 64 bits).
+
+    Only such a cursor goes on journalctl's command line: anything else in an entry's
+    ``__CURSOR`` (a NUL, a lone surrogate) would make starting journalctl fail."""
     parts = cursor.split(";")
     fields = dict(p.split("=", 1) for p in parts if "=" in p)
-    if len(fields) != len(parts) or not set(fields) <= _CURSOR_FIELDS or "t" not in fields:
+    if (len(fields) != len(parts) or not set(fields) <= _CURSOR_FIELDS or "t" not in fields
+            or not all(map(_HEX.fullmatch, fields.values())) or len(fields["t"]) > 16):
         return None
-    try:
-        return int(fields["t"], 16) / 1e6
-    except ValueError:
-        return None
+    return int(fields["t"], 16) / 1e6
 
 
 def journalctl_command(config: JournalConfig, cursor: str | None, now: float | None = None,
@@ -506,7 +546,7 @@ class JournalSource:
 def _cursor_of(raw: bytes) -> str | None:
     try:
         cursor = json.loads(raw).get("__CURSOR")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return None
     return cursor if isinstance(cursor, str) else None
 
