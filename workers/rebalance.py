@@ -14,9 +14,17 @@
   Records such a poll returns all the same are put back (:meth:`Membership.put_back`).
   The main loop never wants a paused partition: :meth:`Membership.release` resumes
   whatever is paused before each of its polls, so no rebalance can leave one paused.
-* Rejoining: a member left without partitions for long rejoins (30 s, doubling to
-  5 min): KEDA keeps replicas at or below the partition count, so such a member is
-  stuck (a join whose assignment the client never applied), not idle by design.
+* Finishing rebalances: kafka-python 3.0.12 drives a rebalance from inside ``poll``
+  and leaves it unfinished when a poll's timeout cuts it short after the group
+  leader computed the assignment of a rebalance it started itself (its metadata had
+  changed, as it does a second after joining a new topic): ``need_rejoin()`` turns
+  false, no later poll awaits the join, and the partitions stay listed but pending
+  revocation, never fetched again (seen as a worker fetching nothing after
+  "handed back ... after a rebalance"). After every poll :meth:`Membership.finish_rebalance`
+  asks the client to finish such a rebalance.
+* Rejoining: a member left without partitions, or in a rebalance that does not
+  finish, for long rejoins (30 s, doubling to 5 min): KEDA keeps replicas at or below
+  the partition count, so such a member is stuck, not idle by design.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any
 
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import MemberState
 
 from .clients import Consumer, Message
 from .records import Batch
@@ -145,12 +154,31 @@ class Membership:
         if firsts:
             log.debug("put back records of %s fetched while holding", sorted(firsts))
 
-    # ---- no partitions -------------------------------------------------------------
+    # ---- rebalances that do not finish ---------------------------------------------
 
-    def watch(self, assigned: bool) -> None:
-        """Rejoin the group when left without partitions for too long."""
+    def finish_rebalance(self) -> None:
+        """Ask kafka-python to finish a rebalance it started and no poll drives any more
+        (see the module docstring); a no-op for clients without that internal state."""
+        coordinator: Any = getattr(self.consumer, "_coordinator", None)
+        try:
+            stalled = bool(coordinator.rejoining) and not coordinator.need_rejoin()
+        except AttributeError:  # another client, or another kafka-python
+            return
+        if stalled:
+            log.warning("the client left a rebalance of group %s unfinished; finishing it",
+                        self.group_id)
+            self.metrics.count_error("rebalance_unfinished", "consume")
+            coordinator.request_rejoin()
+
+    def _stable(self) -> bool:
+        state = getattr(self.consumer.group_metadata(), "state", MemberState.STABLE)
+        return bool(state == MemberState.STABLE)
+
+    def watch(self) -> None:
+        """Rejoin the group when left without partitions, or in a rebalance, too long."""
         now = self.clock()
-        if assigned:
+        assigned = bool(self.consumer.assignment())
+        if assigned and self._stable():
             self._unassigned_since = None
             self._rejoin_after = REJOIN_FIRST_S
             return
@@ -159,9 +187,10 @@ class Membership:
             return
         if now - self._unassigned_since < self._rejoin_after:
             return
-        log.warning("no partitions assigned for %.0fs; rejoining group %s",
+        log.warning("%s for %.0fs; rejoining group %s",
+                    "a rebalance unfinished" if assigned else "no partitions assigned",
                     now - self._unassigned_since, self.group_id)
-        self.metrics.count_error("unassigned", "consume")
+        self.metrics.count_error("unassigned" if not assigned else "unsettled", "consume")
         self.consumer.unsubscribe()
         self.subscribe()
         self._unassigned_since = now

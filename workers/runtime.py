@@ -137,8 +137,9 @@ class Runtime:
                 # call: short polls can leave kafka-python joined but unassigned.
                 polled = consumer.poll(timeout_ms=100 if consumer.assignment() else 1000,
                                        max_records=max_records)
+                membership.finish_rebalance()
                 self.ready = bool(consumer.assignment())
-                membership.watch(self.ready)
+                membership.watch()
                 for messages in polled.values():
                     for message in messages:
                         batcher.add(to_record(message))
@@ -330,6 +331,7 @@ class Runtime:
             self.last_loop = now
             self.membership.hold()
             polled = self.consumer.poll(timeout_ms=min(200, max(1, int((until - now) * 1000))))
+            self.membership.finish_rebalance()
             if polled:
                 self.membership.put_back(polled)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from kafka import TopicPartition
 from kafka.errors import CommitFailedError
-from kafka.structs import OffsetAndMetadata
+from kafka.structs import ConsumerGroupMetadata, MemberState, OffsetAndMetadata
 
 __all__ = ["FakeClock", "FakeConsumer", "FakeKafka", "FakeMessage", "FakeProducer"]
 
@@ -74,6 +74,26 @@ class FakeKafka:
 class _State:
     position: int
     paused: bool = False
+    #: listed during a rebalance but not fetched from (kafka-python's pending revocation)
+    pending: bool = False
+
+
+@dataclass
+class _Coordinator:
+    """The parts of kafka-python's group coordinator the runtime reads: a rebalance
+    started (``rejoining``) that polls no longer drive (``need_rejoin()`` false) until
+    ``request_rejoin()``."""
+
+    rejoining: bool = False
+    rejoin_needed: bool = True
+    #: what the rebalance assigns once it finishes
+    assigning: list[TopicPartition] = field(default_factory=list)
+
+    def need_rejoin(self) -> bool:
+        return self.rejoin_needed
+
+    def request_rejoin(self) -> None:
+        self.rejoin_needed = True
 
 
 @dataclass
@@ -97,6 +117,7 @@ class FakeConsumer:
     #: states kept aside while a rebalance is under way (see :meth:`begin_rebalance`)
     _aside: dict[TopicPartition, _State] = field(default_factory=dict)
     _hooks: list[Callable[[FakeConsumer], None]] = field(default_factory=list)
+    _coordinator: _Coordinator = field(default_factory=_Coordinator)
 
     def on_poll(self, hook: Callable[[FakeConsumer], None]) -> None:
         """Call ``hook(consumer)`` at the start of every poll (the runtime's or the
@@ -105,14 +126,25 @@ class FakeConsumer:
 
     # ---- rebalances ------------------------------------------------------------------
 
-    def begin_rebalance(self, *, listed: bool = False) -> None:
+    def begin_rebalance(self, *, listed: bool = False,
+                        stalled: Iterable[TopicPartition] | None = None) -> None:
         """The first half of a rebalance: the listener hears every partition revoked.
 
         Until :meth:`complete_rebalance` the member lists none (their state kept aside);
-        with ``listed`` it lists them still, as kafka-python 3 does under the eager
-        protocol until the join completes."""
+        with ``listed`` it lists them still, unfetched, as kafka-python 3 does under the
+        eager protocol until the join completes. ``stalled`` is kafka-python 3.0.12's
+        unfinished rebalance: listed, and completed with ``stalled`` assigned only once
+        the client is asked to (``_coordinator.request_rejoin()``)."""
         revoked = set(self._states)
-        if not listed:
+        if stalled is not None:
+            listed = True
+            self._coordinator.rejoining = True
+            self._coordinator.rejoin_needed = False
+            self._coordinator.assigning = list(stalled)
+        if listed:
+            for state in self._states.values():
+                state.pending = True
+        else:
             self._aside.update(self._states)
             self._states.clear()
         if self.listener is not None:
@@ -123,6 +155,9 @@ class FakeConsumer:
         (position, paused flag), the others start at the committed offset."""
         wanted = set(assigned)
         kept = {**self._aside, **self._states}
+        for state in kept.values():
+            state.pending = False
+        self._coordinator.rejoining = False
         self._states = {tp: kept[tp] if tp in kept else _State(self.kafka.committed.get(tp, 0))
                         for tp in wanted}
         self._aside.clear()
@@ -155,10 +190,12 @@ class FakeConsumer:
             raise AssertionError(f"still polling after {self.max_polls} polls")
         for hook in list(self._hooks):
             hook(self)
+        if self._coordinator.rejoining and self._coordinator.rejoin_needed:
+            self.complete_rebalance(self._coordinator.assigning)
         left = max_records if max_records is not None else 500
         out: dict[TopicPartition, list[FakeMessage]] = {}
         for tp, state in self._states.items():
-            if state.paused or left <= 0:
+            if state.paused or state.pending or left <= 0:
                 continue
             values = self.kafka.log.get(tp, [])[state.position:state.position + left]
             if values:
@@ -204,6 +241,12 @@ class FakeConsumer:
 
     def close(self, autocommit: bool = True) -> None:
         self.closed = True
+
+    def group_metadata(self) -> ConsumerGroupMetadata:
+        rebalancing = self._coordinator.rejoining or bool(self._aside)
+        return ConsumerGroupMetadata(
+            group_id="fake", state=MemberState.REBALANCING if rebalancing
+            else MemberState.STABLE if self._states else MemberState.UNJOINED)
 
 
 class _Sent:

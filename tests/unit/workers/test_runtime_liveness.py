@@ -1,9 +1,10 @@
-"""Two ways a partition used to stop moving, driven through ``run()`` with in-memory
+"""Ways a partition used to stop moving, driven through ``run()`` with in-memory
 clients:
 
-* a rebalance during the backoff sleep left a partition paused for good (the client
-  keeps a partition's state, paused flag included, when it assigns it back), or had
-  a poll return records nobody handled;
+* a rebalance during the backoff sleep that kafka-python 3.0.12 left unfinished (the
+  partition listed, never fetched again); one that gave a partition back still
+  paused (the client keeps its state, paused flag included); a poll during the sleep
+  that returned records nobody handled; a commit refused after a rebalance;
 * a record the backend refuses for now every time, while it takes the records around
   it, was retried in process for ever.
 """
@@ -19,6 +20,7 @@ from kafka import TopicPartition
 
 from ferryman.telemetry import Registry
 from workers.errors import Throttled
+from workers.rebalance import Membership
 from workers.records import Batch, Delivered, Record
 from workers.retry_lane import LaneMessage, LaneUnavailable
 from workers.runtime import Runtime
@@ -138,6 +140,45 @@ def test_the_main_loop_never_polls_with_a_paused_partition() -> None:
     runtime.run()
     assert kafka.committed == {TP0: 2}
     assert paused_at_main_polls and all(not p for p in paused_at_main_polls)
+
+
+def _stalled_scene() -> tuple[Runtime, FakeConsumer, _Backend, FakeKafka]:
+    """The rebalance starts during the backoff sleep and kafka-python leaves it
+    unfinished: the partition listed, never fetched from again."""
+    clock = FakeClock()
+    kafka = FakeKafka({TP0: [b"x"] * 3})
+    consumer = FakeConsumer(kafka, clock)
+    up = [False]
+    backend = _Backend(lambda r: up[0])
+    runtime = _runtime(consumer, backend)
+
+    def stall(c: FakeConsumer) -> None:
+        if not up[0] and c.paused():
+            c.begin_rebalance(stalled=[TP0])
+            kafka.append(TP0, b"y", b"y")
+            up[0] = True
+    consumer.on_poll(stall)
+    _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 5)
+    return runtime, consumer, backend, kafka
+
+
+def test_a_rebalance_the_client_left_unfinished_is_finished() -> None:
+    runtime, consumer, backend, kafka = _stalled_scene()
+    runtime.run()
+    assert kafka.committed == {TP0: 5}
+    assert sorted(set(backend.taken)) == [(0, n) for n in range(5)]
+    assert runtime.metrics.errors.value("prw", "rebalance_unfinished", "consume") == 1
+    assert consumer.polls < 1000
+
+
+def test_without_the_clients_internals_the_watchdog_rejoins(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Membership, "finish_rebalance", lambda self: None)
+    runtime, _, backend, kafka = _stalled_scene()
+    runtime.run()
+    assert kafka.committed == {TP0: 5}
+    assert sorted(set(backend.taken)) == [(0, n) for n in range(5)]
+    assert runtime.metrics.errors.value("prw", "unsettled", "consume") == 1
 
 
 def test_a_commit_the_broker_refuses_after_a_rebalance_does_not_stop_the_worker() -> None:
