@@ -8,72 +8,34 @@ import struct
 import time
 
 import httpx
-import pytest
-from elasticsearch import Elasticsearch
-from kafka import KafkaConsumer, KafkaProducer
 
-from ferryman import headers as h
-from ferryman.wire.remote_write import Sample, TimeSeries, encode_write_request, snappy_compress
 from functions.elasticsearch_metrics.config import ElasticsearchMetricsConfig
 from functions.elasticsearch_metrics.send import install_templates
 from tests.integration.pipeline import (
-    Worker,
-    committed_total,
     create_topics,
-    free_port,
+    dead_letters,
+    produce,
     produce_series,
+    remote_write,
+    time_series,
     wait_for,
 )
 
 STALE = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 DAY_MS = 86_400_000
+SINK = "elasticsearch_metrics"
 
 
-@pytest.fixture
-def workers(tmp_path):
-    started: list[Worker] = []
-
-    def make(settings):
-        worker = Worker(tmp_path, "elasticsearch_metrics", settings).start()
-        started.append(worker)
-        return worker
-
-    yield make
-    for worker in started:
-        if worker.proc and worker.proc.poll() is None:
-            worker.kill9()
-
-
-@pytest.fixture
-def es(stack):
-    client = Elasticsearch(stack("elasticsearch", "http"), request_timeout=30)
-    yield client
-    client.close()
-
-
-def _settings(stack, topic, config, *, group=None, port=None):
-    settings = {"kafka": {"bootstrap_servers": stack("kafka", "bootstrap"), "input_topic": topic,
-                          "group_id": group or f"g-{topic}", "dead_letter_topic": f"{topic}-dlq"},
-                "batch": {"max_records": 50, "max_wait_s": 0.2},
-                "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 2.0},
-                "shutdown_deadline_s": 10,
-                "config": {"url": stack("elasticsearch", "http"), **config}}
-    if port is not None:
-        settings["http"] = {"listen": f"127.0.0.1:{port}"}
-    return settings
+def _config(stack, **config):
+    return {"url": stack("elasticsearch", "http"), **config}
 
 
 def _produce(bootstrap, topic, messages, cluster="alpha"):
     """Each message is a list of (labels, [(value, ts_ms), ...]) series."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    for series in messages:
-        body = encode_write_request([
-            TimeSeries(tuple(sorted(labels.items())), tuple(Sample(v, t) for v, t in samples))
-            for labels, samples in series])
-        producer.send(topic, value=snappy_compress(body),
-                      headers=[(h.SCHEMA, h.SCHEMA_REMOTE_WRITE), (h.CLUSTER, cluster.encode())])
-    producer.flush(timeout=30)
-    producer.close()
+    produce(bootstrap, topic, [
+        remote_write([time_series(labels, *samples) for labels, samples in series],
+                     cluster=cluster)
+        for series in messages])
 
 
 def _documents(es, target):
@@ -87,32 +49,14 @@ def _count(es, target):
     return es.count(index=target)["count"]
 
 
-def _metric(port, name, **labels):
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    except httpx.TransportError:  # the worker is still starting
-        return 0.0
-    want = [f'{k}="{v}"' for k, v in labels.items()]
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") and all(w in line for w in want))
-
-
-def _dead_letters(bootstrap, dlq):
-    consumer = KafkaConsumer(dlq, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=5000)
-    dead = list(consumer)
-    consumer.close()
-    return dead
-
-
 def _templates(es, name):
     return (es.indices.get_index_template(name=name).body,
             es.cluster.get_component_template(name=f"{name}@ferryman").body)
 
 
-def test_every_sample_arrives_with_its_fields_for_two_clusters(stack, unique, workers, es):
+def test_every_sample_arrives_with_its_fields_for_two_clusters(stack, unique, worker, es):
     bootstrap = stack("kafka", "bootstrap")
-    create_topics(bootstrap, (unique, 3), (f"{unique}-dlq", 1))
+    create_topics(bootstrap, (unique, 3))
     stream = f"metrics-{unique}-default"
     metric = f"es_{unique}"
     sent = produce_series(bootstrap, unique, metric, messages=30, series_per_message=10)
@@ -122,10 +66,8 @@ def test_every_sample_arrives_with_its_fields_for_two_clusters(stack, unique, wo
     _produce(bootstrap, unique, [[({"__name__": metric, "sid": "odd"},
                                    [(STALE, now), (math.nan, now + 1), (math.inf, now + 2),
                                     (-math.inf, now + 3), (5.0, now + 4)])]])
-    port = free_port()
-    worker = workers(_settings(stack, unique, {"data_stream": stream}, port=port))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 61, 90,
-             "all 61 offsets committed")
+    running = worker(SINK, unique, _config(stack, data_stream=stream))
+    wait_for(lambda: running.committed() == 61, 90, "all 61 offsets committed")
 
     documents = _documents(es, stream)
     assert len(documents) == 601
@@ -149,71 +91,65 @@ def test_every_sample_arrives_with_its_fields_for_two_clusters(stack, unique, wo
         "number_of_replicas"] == "0"
 
     for reason, count in (("stale_marker", 1), ("nan", 1), ("inf", 2)):
-        assert _metric(port, "ferryman_samples_skipped_total", reason=reason) == count
-    assert _metric(port, "ferryman_documents_total", result="created") == 601
-    assert worker.terminate() == 0
-    assert "worker stopped" in worker.output()
-    assert _dead_letters(bootstrap, f"{unique}-dlq") == []
+        assert running.metric("ferryman_samples_skipped_total", reason=reason) == count
+    assert running.metric("ferryman_documents_total", result="created") == 601
+    assert running.terminate() == 0
+    assert "worker stopped" in running.output()
+    assert dead_letters(bootstrap, running.dead_letter_topic) == []
 
 
-def test_replay_and_restart_add_nothing_and_keep_the_templates(stack, unique, workers, es):
+def test_replay_and_restart_add_nothing_and_keep_the_templates(stack, unique, worker, es):
     bootstrap = stack("kafka", "bootstrap")
-    create_topics(bootstrap, (unique, 2), (f"{unique}-dlq", 1))
+    create_topics(bootstrap, (unique, 2))
     stream = f"metrics-{unique}-default"
-    config = {"data_stream": stream}
+    config = _config(stack, data_stream=stream)
     produce_series(bootstrap, unique, f"es_{unique}", messages=40, series_per_message=10)
-    first = workers(_settings(stack, unique, config))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 40, 90,
-             "first worker committed all 40")
+    first = worker(SINK, unique, config)
+    wait_for(lambda: first.committed() == 40, 90, "first worker committed all 40")
     assert _count(es, stream) == 400
     assert first.terminate() == 0
     installed = _templates(es, stream)
 
     # A new consumer group starts from the beginning: every document is sent again.
-    port = free_port()
-    replay = workers(_settings(stack, unique, config, group=f"replay-{unique}", port=port))
-    wait_for(lambda: committed_total(bootstrap, f"replay-{unique}", unique) == 40, 90,
-             "the replay committed all 40")
+    replay = worker(SINK, unique, config, kafka={"group_id": f"replay-{unique}"})
+    wait_for(lambda: replay.committed() == 40, 90, "the replay committed all 40")
     assert _count(es, stream) == 400
-    assert _metric(port, "ferryman_documents_total", result="duplicate") == 400
-    assert _metric(port, "ferryman_documents_total", result="created") == 0
+    assert replay.metric("ferryman_documents_total", result="duplicate") == 400
+    assert replay.metric("ferryman_documents_total", result="created") == 0
     assert replay.terminate() == 0
     for worker in (first, replay):
         assert f"index template {stream} for {stream} is in place" in worker.output()
     assert _templates(es, stream) == installed
     resolved = es.indices.resolve_index(name=stream)
     assert len(resolved["data_streams"][0]["backing_indices"]) == 1
-    assert _dead_letters(bootstrap, f"{unique}-dlq") == []
+    assert dead_letters(bootstrap, first.dead_letter_topic) == []
 
 
-def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, workers, es):
+def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, worker, es):
     bootstrap = stack("kafka", "bootstrap")
-    dlq = f"{unique}-dlq"
-    create_topics(bootstrap, (unique, 1), (dlq, 1))
+    create_topics(bootstrap, (unique, 1))
     stream = f"metrics-{unique}-default"
     metric = f"es_{unique}"
     sent = produce_series(bootstrap, unique, metric, messages=5, series_per_message=3,
                           extra=[(b"\x00\xffnot snappy at all", b"junk")])
     sent |= produce_series(bootstrap, unique, metric, messages=5, series_per_message=3, start=5)
-    workers(_settings(stack, unique, {"data_stream": stream}))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 11, 60,
-             "all 11 offsets committed")
+    running = worker(SINK, unique, _config(stack, data_stream=stream))
+    wait_for(lambda: running.committed() == 11, 60, "all 11 offsets committed")
     assert {d["labels"]["sid"] for d in _documents(es, stream).values()} == sent
-    dead = _dead_letters(bootstrap, dlq)
+    dead = dead_letters(bootstrap, running.dead_letter_topic)
     assert [d.value for d in dead] == [b"\x00\xffnot snappy at all"]
     headers = dict(dead[0].headers)
-    assert headers["ferryman.error"].startswith(b"undecodable remote-write message: not snappy")
+    assert headers["ferryman.error"].startswith(b"not a remote-write message: not snappy")
     assert headers["ferryman.function"] == b"elasticsearch_metrics"
     assert headers["ferryman.source"] == f"{unique}/0/5".encode()
 
 
-def test_documents_refused_for_good_are_dead_lettered_one_by_one(stack, unique, workers, es):
+def test_documents_refused_for_good_are_dead_lettered_one_by_one(stack, unique, worker, es):
     """An operator's component template maps labels.code as long: documents whose code
     is not a number get a per-item 400 (document_parsing_exception) in an otherwise
     successful bulk."""
     bootstrap = stack("kafka", "bootstrap")
-    dlq = f"{unique}-dlq"
-    create_topics(bootstrap, (unique, 1), (dlq, 1))
+    create_topics(bootstrap, (unique, 1))
     es.cluster.put_component_template(name=f"{unique}-codes", template={
         "mappings": {"properties": {"labels": {"properties": {"code": {"type": "long"}}}}}})
     stream = f"metrics-{unique}-default"
@@ -223,15 +159,14 @@ def test_documents_refused_for_good_are_dead_lettered_one_by_one(stack, unique, 
         [({"__name__": metric, "m": str(m), "code": code}, [(float(m), now)])
          for code in ("200", "oops", "404", f"bad-{m}")]
         for m in range(10)], cluster="gamma")
-    config = {"data_stream": stream, "template": {"composed_of": [f"{unique}-codes"]}}
-    workers(_settings(stack, unique, config))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 10, 60,
-             "all 10 offsets committed")
+    running = worker(SINK, unique, _config(stack, data_stream=stream, template={
+        "composed_of": [f"{unique}-codes"]}))
+    wait_for(lambda: running.committed() == 10, 60, "all 10 offsets committed")
 
     stored = _documents(es, stream).values()
     assert sorted((d["labels"]["m"], d["labels"]["code"]) for d in stored) == sorted(
         (str(m), code) for m in range(10) for code in ("200", "404"))
-    dead = _dead_letters(bootstrap, dlq)
+    dead = dead_letters(bootstrap, running.dead_letter_topic)
     assert len(dead) == 20
     documents = [json.loads(d.value) for d in dead]
     assert sorted((d["labels"]["m"], d["labels"]["code"]) for d in documents) == sorted(
@@ -246,13 +181,13 @@ def test_documents_refused_for_good_are_dead_lettered_one_by_one(stack, unique, 
         assert len(headers["elasticsearch.id"]) > 20
 
 
-def test_documents_throttled_per_item_are_retried_until_stored(stack, unique, workers, es):
+def test_documents_throttled_per_item_are_retried_until_stored(stack, unique, worker, es):
     """A real per-item 429: yesterday's index carries the flood-stage block
     (read_only_allow_delete), so in every bulk its documents answer 429 while
     today's are created. Nothing is committed until the block is lifted; then every
     document is stored exactly once."""
     bootstrap = stack("kafka", "bootstrap")
-    create_topics(bootstrap, (unique, 1), (f"{unique}-dlq", 1))
+    create_topics(bootstrap, (unique, 1))
     config = {"data_stream": None, "index": f"{unique}-%Y.%m.%d"}
     now = int(time.time() * 1000)
     yesterday = now - DAY_MS
@@ -267,20 +202,19 @@ def test_documents_throttled_per_item_are_retried_until_stored(stack, unique, wo
         _produce(bootstrap, unique, [
             [({"__name__": f"es_{unique}", "m": str(m), "s": str(s)},
               [(1.0, yesterday), (2.0, now)]) for s in range(5)] for m in range(20)])
-        port = free_port()
-        workers(_settings(stack, unique, config, port=port))
-        wait_for(lambda: _metric(port, "ferryman_documents_total", result="retry") > 200, 60,
+        running = worker(SINK, unique, _config(stack, **config))
+        wait_for(lambda: running.metric("ferryman_documents_total", result="retry") > 200, 60,
                  "yesterday's documents refused with 429 more than once")
         assert _count(es, today) == 100
-        assert committed_total(bootstrap, f"g-{unique}", unique) == 0
+        assert running.committed() == 0
         es.indices.put_settings(index=blocked,
                                 settings={"index.blocks.read_only_allow_delete": None})
-        wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 20, 60,
+        wait_for(lambda: running.committed() == 20, 60,
                  "all 20 committed once the block was lifted")
         assert _count(es, blocked) == 100
         assert _count(es, today) == 100
-        assert _metric(port, "ferryman_documents_total", result="duplicate") >= 100
-        assert _dead_letters(bootstrap, f"{unique}-dlq") == []
+        assert running.metric("ferryman_documents_total", result="duplicate") >= 100
+        assert dead_letters(bootstrap, running.dead_letter_topic) == []
     finally:
         es.indices.delete(index=f"{unique}-*")
         es.indices.delete_index_template(name=unique)

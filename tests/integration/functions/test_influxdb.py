@@ -14,17 +14,19 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kafka import KafkaConsumer, KafkaProducer
 
 from ferryman import headers as h
 from ferryman.telemetry import Registry
-from ferryman.wire.remote_write import Sample, TimeSeries, encode_write_request, snappy_compress
+from ferryman.wire.remote_write import TimeSeries, encode_write_request, snappy_compress
 from functions import registry
 from tests.integration.pipeline import (
-    Worker,
-    committed_total,
     create_topics,
+    dead_letters,
     free_port,
+    produce,
+    raw,
+    remote_write,
+    time_series,
     wait_for,
 )
 from workers.function import Context
@@ -36,49 +38,18 @@ TRICKY = {"note": 'a b,c=d "quoted"', "path": "C:\\Program Files\\app", "eq": "x
           "lead": " spaced ", "uni": "é☃"}
 
 
-@pytest.fixture
-def workers(tmp_path):
-    started: list[Worker] = []
-
-    def make(settings):
-        worker = Worker(tmp_path, "influxdb", settings).start()
-        started.append(worker)
-        return worker
-
-    yield make
-    for worker in started:
-        if worker.proc and worker.proc.poll() is None:
-            worker.kill9()
-
-
-def _settings(stack, topic, config, port=None):
-    out = {"kafka": {"bootstrap_servers": stack("kafka", "bootstrap"), "input_topic": topic,
-                     "group_id": f"g-{topic}", "dead_letter_topic": f"{topic}-dlq"},
-           "batch": {"max_records": 50, "max_wait_s": 0.2},
-           "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 2.0},
-           "shutdown_deadline_s": 10,
-           "config": config}
-    if port is not None:
-        out["http"] = {"listen": f"127.0.0.1:{port}"}
-    return out
+SINK = "influxdb"
 
 
 def _series(labels: dict[str, str], value: float, ts_ms: int) -> TimeSeries:
-    return TimeSeries(tuple(sorted(labels.items())), (Sample(value, ts_ms),))
+    return time_series(labels, (value, ts_ms))
 
 
 def _produce(bootstrap: str, topic: str, messages: list[tuple[list[TimeSeries], str | None]],
              extra: list[bytes] = ()) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type="snappy", acks="all")
-    for batch, cluster in messages:
-        headers = [(h.SCHEMA, h.SCHEMA_REMOTE_WRITE)]
-        if cluster:
-            headers.append((h.CLUSTER, cluster.encode()))
-        producer.send(topic, value=snappy_compress(encode_write_request(batch)), headers=headers)
-    for value in extra:
-        producer.send(topic, value=value)
-    producer.flush(timeout=30)
-    producer.close()
+    produce(bootstrap, topic, [*(remote_write(batch, cluster=cluster or None)
+                                 for batch, cluster in messages),
+                               *(raw(value) for value in extra)])
 
 
 def _two_clusters(metric: str, per_cluster: int = 12, series: int = 5):
@@ -124,40 +95,24 @@ def _create_db(base: str, name: str) -> None:
     assert response.status_code == 200, response.text
 
 
-def _dead_letters(bootstrap: str, topic: str) -> list:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=5000)
-    dead = list(consumer)
-    consumer.close()
-    return dead
-
-
-def _metrics(port: int) -> dict[str, float]:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines() if line and not line.startswith("#")}
-
-
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
-def test_every_sample_arrives_in_influxdb_with_its_tags(stack, unique, workers, compress):
+def test_every_sample_arrives_in_influxdb_with_its_tags(stack, unique, worker, compress):
     bootstrap, base = stack("kafka", "bootstrap"), stack("influxdb", "http")
-    create_topics(bootstrap, (unique, 3), (f"{unique}-dlq", 1))
+    create_topics(bootstrap, (unique, 3))
     _create_db(base, unique)
     metric = f"ifx_{unique}"
     messages, expected = _two_clusters(metric)
     _produce(bootstrap, unique, messages)
-    port = free_port()
-    worker = workers(_settings(stack, unique, {
-        "url": base, "database": unique, "gzip": compress, "max_lines": 7}, port))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == len(messages), 60,
-             "every offset committed")
+    running = worker(SINK, unique, {"url": base, "database": unique, "gzip": compress,
+                                    "max_lines": 7})
+    wait_for(lambda: running.committed() == len(messages), 60, "every offset committed")
     assert _influx_points(base, unique, metric) == expected
-    counters = _metrics(port)
+    counters = running.metrics()
     for reason, count in (("nan", 1), ("stale_marker", 1), ("inf", 2)):
         assert counters[f'ferryman_samples_skipped_total{{function="influxdb",'
                         f'reason="{reason}"}}'] == count
     assert counters.get('ferryman_records_dead_lettered_total{function="influxdb"}', 0) == 0
-    assert worker.terminate() == 0
+    assert running.terminate() == 0
 
 
 def _vm_series(base: str, name: str) -> list[dict]:
@@ -169,18 +124,17 @@ def _vm_series(base: str, name: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("api", ["v1", "v2"])
-def test_every_sample_arrives_in_victoriametrics(stack, unique, workers, api):
+def test_every_sample_arrives_in_victoriametrics(stack, unique, worker, api):
     bootstrap, base = stack("kafka", "bootstrap"), stack("victoriametrics", "http")
-    create_topics(bootstrap, (unique, 2), (f"{unique}-dlq", 1))
+    create_topics(bootstrap, (unique, 2))
     metric = f"ifx_{unique}"
     messages, expected = _two_clusters(metric, per_cluster=6)
     _produce(bootstrap, unique, messages)
     where = {"database": unique} if api == "v1" else {"org": "ops", "bucket": unique,
                                                       "token": "not-checked-by-vm"}
-    workers(_settings(stack, unique, {"url": base, "api": api, "escape_backslashes": True,
-                                      **where}))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == len(messages), 60,
-             "every offset committed")
+    running = worker(SINK, unique, {"url": base, "api": api, "escape_backslashes": True,
+                                    **where})
+    wait_for(lambda: running.committed() == len(messages), 60, "every offset committed")
 
     def arrived():
         got = {}
@@ -192,19 +146,18 @@ def test_every_sample_arrives_in_victoriametrics(stack, unique, workers, api):
     assert wait_for(arrived, 30, "every series in VictoriaMetrics") == expected
 
 
-def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, workers):
+def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, worker):
     bootstrap, base = stack("kafka", "bootstrap"), stack("influxdb", "http")
-    create_topics(bootstrap, (unique, 1), (f"{unique}-dlq", 1))
+    create_topics(bootstrap, (unique, 1))
     _create_db(base, unique)
     metric = f"ifx_{unique}"
     messages, expected = _two_clusters(metric, per_cluster=3, series=2)
     _produce(bootstrap, unique, messages[:3], extra=[b"\x00\xffnot snappy at all"])
     _produce(bootstrap, unique, messages[3:])
-    workers(_settings(stack, unique, {"url": base, "database": unique}))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == len(messages) + 1,
-             60, "every offset committed")
+    running = worker(SINK, unique, {"url": base, "database": unique})
+    wait_for(lambda: running.committed() == len(messages) + 1, 60, "every offset committed")
     assert _influx_points(base, unique, metric) == expected
-    dead = _dead_letters(bootstrap, f"{unique}-dlq")
+    dead = dead_letters(bootstrap, running.dead_letter_topic)
     assert [d.value for d in dead] == [b"\x00\xffnot snappy at all"]
     headers = dict(dead[0].headers)
     assert headers["ferryman.error"].startswith(b"not a remote-write message: ")
@@ -212,9 +165,9 @@ def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, workers):
     assert headers["ferryman.source"] == f"{unique}/0/3".encode()
 
 
-def test_a_field_type_conflict_dead_letters_only_its_record(stack, unique, workers):
+def test_a_field_type_conflict_dead_letters_only_its_record(stack, unique, worker):
     bootstrap, base = stack("kafka", "bootstrap"), stack("influxdb", "http")
-    create_topics(bootstrap, (unique, 1), (f"{unique}-dlq", 1))
+    create_topics(bootstrap, (unique, 1))
     _create_db(base, unique)
     good, clash = f"good_{unique}", f"clash_{unique}"
     now = int(time.time() * 1000)
@@ -228,9 +181,9 @@ def test_a_field_type_conflict_dead_letters_only_its_record(stack, unique, worke
           _series({"__name__": clash, "sid": "b"}, 2.5, now)], "alpha"),
         ([_series({"__name__": good, "sid": "c"}, 3.0, now)], "alpha"),
     ])
-    workers(_settings(stack, unique, {"url": base, "database": unique}))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 3, 60, "3 commits")
-    dead = _dead_letters(bootstrap, f"{unique}-dlq")
+    running = worker(SINK, unique, {"url": base, "database": unique})
+    wait_for(lambda: running.committed() == 3, 60, "3 commits")
+    dead = dead_letters(bootstrap, running.dead_letter_topic)
     assert [dict(d.headers)["ferryman.source"] for d in dead] == [f"{unique}/0/1".encode()]
     reason = dict(dead[0].headers)["ferryman.error"].decode()
     assert reason.startswith("HTTP 400: partial write: field type conflict"), reason
@@ -239,17 +192,16 @@ def test_a_field_type_conflict_dead_letters_only_its_record(stack, unique, worke
         {"a": 1.0, "b": 2.0, "c": 3.0}
 
 
-def test_a_missing_database_dead_letters_with_influxdbs_reason(stack, unique, workers):
+def test_a_missing_database_dead_letters_with_influxdbs_reason(stack, unique, worker):
     bootstrap = stack("kafka", "bootstrap")
-    create_topics(bootstrap, (unique, 1), (f"{unique}-dlq", 1))
+    create_topics(bootstrap, (unique, 1))
     messages, _ = _two_clusters(f"ifx_{unique}", per_cluster=2, series=1)
     messages = messages[:-1]  # the last holds only unwritable samples: nothing to refuse
     _produce(bootstrap, unique, messages)
-    workers(_settings(stack, unique, {"url": stack("influxdb", "http"),
-                                      "database": f"missing_{unique}"}))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == len(messages), 60,
-             "every offset committed")
-    dead = _dead_letters(bootstrap, f"{unique}-dlq")
+    running = worker(SINK, unique, {"url": stack("influxdb", "http"),
+                                    "database": f"missing_{unique}"})
+    wait_for(lambda: running.committed() == len(messages), 60, "every offset committed")
+    dead = dead_letters(bootstrap, running.dead_letter_topic)
     assert len(dead) == len(messages)
     assert {dict(d.headers)["ferryman.error"] for d in dead} == {
         f'HTTP 404: database not found: "missing_{unique}"'.encode()}

@@ -9,39 +9,28 @@ from typing import Any
 
 import httpx
 from elasticsearch import Elasticsearch
-from kafka import KafkaConsumer, KafkaProducer
 
 from ferryman import headers as h
-from ferryman.wire.loki import Entry, Stream, encode_push_request, format_labels
-from ferryman.wire.remote_write import snappy_compress
-from tests.integration.pipeline import Worker, committed_total, create_topics, wait_for
+from ferryman.wire.loki import Entry, Stream, format_labels
+from tests.integration.pipeline import (
+    create_topics,
+    dead_letters,
+    loki_push,
+    produce,
+    raw,
+    wait_for,
+)
 
 GARBAGE = b"\x00\xffnot a push request"
-
-
-def _kafka(stack: Any, source: str, group: str, output: str | None = None) -> dict[str, Any]:
-    settings = {"bootstrap_servers": stack("kafka", "bootstrap"), "input_topic": source,
-                "group_id": group, "dead_letter_topic": f"{source}-dlq"}
-    if output is not None:
-        settings["output_topic"] = output
-    return settings
-
-
-def _worker(tmp_path: Any, name: str, kafka: dict[str, Any],
-            config: dict[str, Any]) -> Worker:
-    return Worker(tmp_path, name, {"kafka": kafka, "batch": {"max_records": 50,
-                                                              "max_wait_s": 0.2},
-                                   "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0},
-                                   "config": config})
 
 
 def _produce(bootstrap: str, topic: str, job: str, messages: int) -> dict[str, int]:
     """Edge-style messages: one stream a message, keyed by its label text. Each holds
     three logfmt lines with secrets in them, one plain line and one health check;
     returns the lines sent per app."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     base = time.time_ns() - 30 * 10**9
     sent: dict[str, int] = {}
+    out = []
     for m in range(messages):
         app = f"app{m % 2}"
         labels = {"job": job, "app": app}
@@ -51,21 +40,11 @@ def _produce(bootstrap: str, topic: str, job: str, messages: int) -> dict[str, i
         texts += [f"plain line {m} Authorization: Bearer secret{m}", "GET /healthz 200"]
         entries = [Entry(base + m * 1000 + i, text) for i, text in enumerate(texts)]
         sent[app] = sent.get(app, 0) + len(entries)
-        producer.send(topic, key=format_labels(labels).encode(),
-                      value=snappy_compress(encode_push_request([Stream(labels, entries)])),
-                      headers=[(h.SCHEMA, h.SCHEMA_LOKI_PUSH), (h.CLUSTER, b"alpha")])
-    producer.send(topic, value=GARBAGE, headers=[(h.SCHEMA, h.SCHEMA_LOKI_PUSH)])
-    producer.flush(timeout=30)
-    producer.close()
+        out.append(loki_push([Stream(labels, entries)], cluster="alpha",
+                             key=format_labels(labels).encode()))
+    out.append(raw(GARBAGE, schema=h.SCHEMA_LOKI_PUSH))
+    produce(bootstrap, topic, out)
     return sent
-
-
-def _dead_letters(bootstrap: str, topic: str) -> list[Any]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=5000)
-    dead = list(consumer)
-    consumer.close()
-    return dead
 
 
 def _victorialogs(base: str, job: str) -> list[dict[str, str]]:
@@ -83,29 +62,27 @@ def _elasticsearch(es: Elasticsearch, stream: str) -> list[dict[str, Any]]:
     return [hit["_source"] for hit in hits]
 
 
-def test_parsed_and_masked_lines_reach_victorialogs_and_elasticsearch(stack, unique, tmp_path,
-                                                                       processes):
+def test_parsed_and_masked_lines_reach_victorialogs_and_elasticsearch(stack, unique, worker):
     bootstrap = stack("kafka", "bootstrap")
-    raw, kept, parsed, masked = unique, f"{unique}-kept", f"{unique}-parsed", f"{unique}-masked"
-    create_topics(bootstrap, (raw, 2), (kept, 2), (parsed, 2), (masked, 2),
-                  *((f"{t}-dlq", 1) for t in (raw, kept, parsed, masked)))
+    source, kept, parsed, masked = (unique, f"{unique}-kept", f"{unique}-parsed",
+                                    f"{unique}-masked")
+    create_topics(bootstrap, (source, 2), (kept, 2), (parsed, 2), (masked, 2))
     data_stream = f"logs-{unique}-default"
     messages = 10
-    _produce(bootstrap, raw, unique, messages)
-    for name, source, output, config in [
-            ("filter", raw, kept, {"action": "drop", "selector": f'{{job="{unique}"}}',
-                                   "line_regex": "/healthz"}),
+    _produce(bootstrap, source, unique, messages)
+    running = {}
+    for name, topic, output, config in [
+            ("filter", source, kept, {"action": "drop", "selector": f'{{job="{unique}"}}',
+                                      "line_regex": "/healthz"}),
             ("parse", kept, parsed, {"format": "logfmt", "promote": ["level"],
                                      "keep": ["trace_id", "user", "db", "msg"]}),
             ("redact", parsed, masked, {})]:
-        processes(_worker(tmp_path, name, _kafka(stack, source, f"g-{source}", output),
-                          config))
-    processes(_worker(tmp_path, "loki", _kafka(stack, masked, f"g-{masked}-loki"),
-                      {"url": stack("victorialogs", "http"),
-                       "push_path": "/insert/loki/api/v1/push"}))
-    processes(_worker(tmp_path, "elasticsearch_logs", _kafka(stack, masked, f"g-{masked}-es"),
-                      {"url": stack("elasticsearch", "http"), "data_stream": data_stream}))
-    wait_for(lambda: committed_total(bootstrap, f"g-{raw}", raw) == messages + 1, 60,
+        running[name] = worker(name, topic, config, kafka={"output_topic": output})
+    worker("loki", masked, {"url": stack("victorialogs", "http"),
+                            "push_path": "/insert/loki/api/v1/push"})
+    worker("elasticsearch_logs", masked, {"url": stack("elasticsearch", "http"),
+                                          "data_stream": data_stream})
+    wait_for(lambda: running["filter"].committed() == messages + 1, 60,
              "the filter committed every message")
     want = messages * 4  # the health checks were filtered out
 
@@ -145,7 +122,7 @@ def test_parsed_and_masked_lines_reach_victorialogs_and_elasticsearch(stack, uni
     assert all("secret" not in d["message"] and "hunter2" not in d["message"] for d in docs)
     assert sum("fields" in d for d in docs) == messages * 3
 
-    dead = _dead_letters(bootstrap, f"{raw}-dlq")
+    dead = dead_letters(bootstrap, running["filter"].dead_letter_topic)
     assert [d.value for d in dead] == [GARBAGE]
     headers = dict(dead[0].headers)
     assert headers["ferryman.function"] == b"filter"
@@ -161,25 +138,21 @@ def _victoriametrics(base: str, metric: str) -> dict[str, float]:
             for r in response.json()["data"]["result"]}
 
 
-def test_count_publishes_counters_that_victoriametrics_stores(stack, unique, tmp_path,
-                                                              processes):
+def test_count_publishes_counters_that_victoriametrics_stores(stack, unique, worker):
     bootstrap = stack("kafka", "bootstrap")
     logs, metrics = unique, f"{unique}-metrics"
-    create_topics(bootstrap, (logs, 2), (metrics, 1), (f"{logs}-dlq", 1),
-                  (f"{metrics}-dlq", 1))
+    create_topics(bootstrap, (logs, 2), (metrics, 1))
     metric = f"lines_{unique}_total"
     sent = _produce(bootstrap, logs, unique, 12)
-    processes(_worker(tmp_path, "count", _kafka(stack, logs, f"g-{logs}", metrics),
-                      {"metric": metric, "by": ["app"]}))
-    processes(_worker(tmp_path, "prometheus_remote_write",
-                      _kafka(stack, metrics, f"g-{metrics}"),
-                      {"url": stack("victoriametrics", "remote_write")}))
-    wait_for(lambda: committed_total(bootstrap, f"g-{logs}", logs) == 13, 60,
-             "count committed every message")
+    count = worker("count", logs, {"metric": metric, "by": ["app"]},
+                   kafka={"output_topic": metrics})
+    remote_write = worker("prometheus_remote_write", metrics,
+                          {"url": stack("victoriametrics", "remote_write")})
+    wait_for(lambda: count.committed() == 13, 60, "count committed every message")
     want = {f"{app}/alpha": float(n) for app, n in sent.items()}
     assert wait_for(lambda: _victoriametrics(stack("victoriametrics", "http"), metric) == want
                     and want, 60, "the counts in VictoriaMetrics")
-    dead = _dead_letters(bootstrap, f"{logs}-dlq")
+    dead = dead_letters(bootstrap, count.dead_letter_topic)
     assert [(d.value, dict(d.headers)["ferryman.function"]) for d in dead] == \
         [(GARBAGE, b"count")]
-    assert _dead_letters(bootstrap, f"{metrics}-dlq") == []
+    assert dead_letters(bootstrap, remote_write.dead_letter_topic) == []

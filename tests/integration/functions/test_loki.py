@@ -8,13 +8,17 @@ from collections import defaultdict
 from datetime import datetime
 
 import httpx
-import pytest
-from kafka import KafkaConsumer, KafkaProducer
 
-from ferryman import headers as h
-from ferryman.wire.loki import Entry, Stream, encode_push_request
-from ferryman.wire.remote_write import snappy_compress
-from tests.integration.pipeline import Worker, committed_total, create_topics, free_port, wait_for
+from ferryman.wire.loki import Entry, Stream
+from tests.integration.pipeline import (
+    create_topics,
+    dead_letters,
+    free_port,
+    loki_push,
+    produce,
+    raw,
+    wait_for,
+)
 
 MARKER = "…[truncated]"
 
@@ -22,28 +26,8 @@ Line = tuple[str, str, str, int]
 """cluster, app, line, timestamp in ns."""
 
 
-@pytest.fixture
-def workers(tmp_path):
-    started: list[Worker] = []
-
-    def make(settings):
-        worker = Worker(tmp_path, "loki", settings).start()
-        started.append(worker)
-        return worker
-
-    yield make
-    for worker in started:
-        if worker.proc and worker.proc.poll() is None:
-            worker.kill9()
-
-
-def _settings(stack, topic, url, **config):
-    return {"kafka": {"bootstrap_servers": stack("kafka", "bootstrap"), "input_topic": topic,
-                      "group_id": f"g-{topic}", "dead_letter_topic": f"{topic}-dlq"},
-            "batch": {"max_records": 50, "max_wait_s": 0.2},
-            "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0},
-            "shutdown_deadline_s": 10,
-            "config": {"url": url, "push_path": "/insert/loki/api/v1/push", **config}}
+def _config(url, **config):
+    return {"url": url, "push_path": "/insert/loki/api/v1/push", **config}
 
 
 def _base(stack) -> str:
@@ -56,12 +40,9 @@ def produce_logs(bootstrap: str, topic: str, job: str, messages: int, lines: int
                  extra: tuple[bytes, ...] = ()) -> set[Line]:
     """Produce Loki push messages the way the edge does: two streams a message (apps
     a0/a1 of ``job``), their entries written newest first; returns the lines sent."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     base = time.time_ns() - 60 * 10**9
     sent: set[Line] = set()
-    headers = [(h.SCHEMA, h.SCHEMA_LOKI_PUSH), (h.CLUSTER, cluster.encode())]
-    if tenant is not None:
-        headers.append((h.TENANT, tenant))
+    out = []
     for m in range(start, start + messages):
         streams = []
         for app in ("a0", "a1"):
@@ -74,12 +55,10 @@ def produce_logs(bootstrap: str, topic: str, job: str, messages: int, lines: int
             streams.append(Stream({"job": job, "app": app}, entries))
         if long_line is not None and m == start:
             streams.append(Stream({"job": job, "app": "long"}, [Entry(base, long_line)]))
-        producer.send(topic, key=f"{job}-{m}".encode(),
-                      value=snappy_compress(encode_push_request(streams)), headers=headers)
-    for value in extra:
-        producer.send(topic, value=value)
-    producer.flush(timeout=30)
-    producer.close()
+        out.append(loki_push(streams, cluster=cluster, tenant=tenant,
+                             key=f"{job}-{m}".encode()))
+    out += [raw(value) for value in extra]
+    produce(bootstrap, topic, out)
     return sent
 
 
@@ -103,17 +82,16 @@ def stored(base: str, job: str, account: str | None = None) -> set[Line]:
 
 
 def test_lines_from_two_clusters_arrive_with_their_labels_in_time_order(stack, unique,
-                                                                           workers):
+                                                                           worker):
     bootstrap = stack("kafka", "bootstrap")
-    create_topics(bootstrap, (unique, 3), (f"{unique}-dlq", 1))
+    create_topics(bootstrap, (unique, 3))
     sent = produce_logs(bootstrap, unique, unique, messages=40, lines=25)
     sent |= produce_logs(bootstrap, unique, unique, messages=40, lines=25, cluster="beta",
                          start=40)
     tenant_sent = produce_logs(bootstrap, unique, unique, messages=5, lines=3, start=80,
                                cluster="gamma", tenant=b"7")
-    worker = workers(_settings(stack, unique, _base(stack)))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 85, 60,
-             "all 85 offsets committed")
+    running = worker("loki", unique, _config(_base(stack)))
+    wait_for(lambda: running.committed() == 85, 60, "all 85 offsets committed")
     assert wait_for(lambda: stored(_base(stack), unique) == sent, 30, "every line stored")
     assert stored(_base(stack), unique, account="7") == tenant_sent  # X-Scope-OrgID: 7
     by_stream: dict[str, list[tuple[int, str]]] = defaultdict(list)
@@ -129,25 +107,20 @@ def test_lines_from_two_clusters_arrive_with_their_labels_in_time_order(stack, u
         # message m, line i was stamped base + m*1000 + i: time order is write order.
         numbers = [tuple(int(word) for word in msg.split()[3::2]) for _, msg in rows]
         assert numbers == sorted(numbers)
-    assert worker.terminate() == 0
-    assert "worker stopped" in worker.output()
+    assert running.terminate() == 0
+    assert "worker stopped" in running.output()
 
 
-def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, workers):
+def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, worker):
     bootstrap = stack("kafka", "bootstrap")
-    dlq = f"{unique}-dlq"
-    create_topics(bootstrap, (unique, 1), (dlq, 1))
+    create_topics(bootstrap, (unique, 1))
     sent = produce_logs(bootstrap, unique, unique, messages=5, lines=3,
                         extra=(b"\x00\xffnot snappy at all",))
     sent |= produce_logs(bootstrap, unique, unique, messages=5, lines=3, start=5)
-    workers(_settings(stack, unique, _base(stack)))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 11, 60,
-             "all 11 offsets committed")
+    running = worker("loki", unique, _config(_base(stack)))
+    wait_for(lambda: running.committed() == 11, 60, "all 11 offsets committed")
     assert wait_for(lambda: stored(_base(stack), unique) == sent, 30, "the good lines")
-    consumer = KafkaConsumer(dlq, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=5000)
-    dead = list(consumer)
-    consumer.close()
+    dead = dead_letters(bootstrap, running.dead_letter_topic)
     assert [d.value for d in dead] == [b"\x00\xffnot snappy at all"]
     headers = dict(dead[0].headers)
     assert headers["ferryman.error"].startswith(b"not a Loki push message")
@@ -155,26 +128,14 @@ def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, workers):
     assert headers["ferryman.source"] == f"{unique}/0/5".encode()
 
 
-def _metric(base: str, name: str) -> float:
-    try:
-        text = httpx.get(f"{base}/metrics", timeout=5).text
-    except httpx.TransportError:
-        return 0.0  # the worker is still starting
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name))
-
-
 def test_a_line_over_the_limit_is_truncated_with_the_marker_and_counted(stack, unique,
-                                                                        workers):
+                                                                        worker):
     bootstrap = stack("kafka", "bootstrap")
-    create_topics(bootstrap, (unique, 1), (f"{unique}-dlq", 1))
-    port = free_port()
-    settings = _settings(stack, unique, _base(stack), max_line_bytes=1000)
-    settings["http"] = {"listen": f"127.0.0.1:{port}"}
+    create_topics(bootstrap, (unique, 1))
     long_line = "start " + "é" * 2000
     sent = produce_logs(bootstrap, unique, unique, messages=3, lines=2, long_line=long_line)
-    workers(settings)
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 3, 60, "commits")
+    running = worker("loki", unique, _config(_base(stack), max_line_bytes=1000))
+    wait_for(lambda: running.committed() == 3, 60, "commits")
 
     def all_rows() -> list[dict[str, str]] | None:
         rows = query(_base(stack), unique)
@@ -186,35 +147,30 @@ def test_a_line_over_the_limit_is_truncated_with_the_marker_and_counted(stack, u
     assert len(cut.encode()) <= 1000 and long_line.startswith(cut[:-len(MARKER)])
     assert {(r["cluster"], r["app"], r["_msg"], _ns(r["_time"]))
             for r in rows if r["app"] != "long"} == sent
-    line = 'ferryman_lines_truncated_total{function="loki",reason="line_too_long"}'
-    assert _metric(f"http://127.0.0.1:{port}", line) == 1
-    assert _metric(f"http://127.0.0.1:{port}", "ferryman_lines_dropped_total") == 0
+    assert running.metric("ferryman_lines_truncated_total", function="loki",
+                          reason="line_too_long") == 1
+    assert running.metric("ferryman_lines_dropped_total") == 0
 
 
-def test_unreachable_backend_commits_nothing_then_everything_arrives(stack, unique, workers):
+def test_unreachable_backend_commits_nothing_then_everything_arrives(stack, unique, worker):
     bootstrap = stack("kafka", "bootstrap")
-    create_topics(bootstrap, (unique, 2), (f"{unique}-dlq", 1))
-    port = free_port()
+    create_topics(bootstrap, (unique, 2))
     closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    settings = _settings(stack, unique, closed)
-    settings["http"] = {"listen": f"127.0.0.1:{port}"}
     sent = produce_logs(bootstrap, unique, unique, messages=20, lines=5)
-    worker = workers(settings)
-    api = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _metric(api, "ferryman_errors_total") >= 3, 60, "failed attempts")
+    first = worker("loki", unique, _config(closed))
+    wait_for(lambda: first.metric("ferryman_errors_total") >= 3, 60, "failed attempts")
     end = time.monotonic() + 5
     while time.monotonic() < end:
-        assert committed_total(bootstrap, f"g-{unique}", unique) == 0, \
+        assert first.committed() == 0, \
             "an offset was committed while the backend was unreachable"
         time.sleep(1)
-    assert _metric(api, "ferryman_records_dead_lettered_total") == 0
-    assert httpx.get(f"{api}/healthz", timeout=5).status_code == 200
-    assert worker.terminate() == 0
-    assert committed_total(bootstrap, f"g-{unique}", unique) == 0
+    assert first.metric("ferryman_records_dead_lettered_total") == 0
+    assert httpx.get(f"{first.api}/healthz", timeout=5).status_code == 200
+    assert first.terminate() == 0
+    assert first.committed() == 0
     assert stored(_base(stack), unique) == set()
 
     sent |= produce_logs(bootstrap, unique, unique, messages=10, lines=5, start=20)
-    workers(_settings(stack, unique, _base(stack)))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 30, 60,
-             "all 30 committed with the right URL")
+    second = worker("loki", unique, _config(_base(stack)))
+    wait_for(lambda: second.committed() == 30, 60, "all 30 committed with the right URL")
     assert wait_for(lambda: stored(_base(stack), unique) == sent, 30, "every line")

@@ -9,18 +9,18 @@ import struct
 import time
 
 import httpx
-import pytest
-from kafka import KafkaConsumer, KafkaProducer
 
-from ferryman import headers as h
 from ferryman.telemetry import Registry
-from ferryman.wire.remote_write import Sample, TimeSeries, encode_write_request, snappy_compress
+from ferryman.wire.remote_write import TimeSeries, encode_write_request, snappy_compress
 from functions import registry
 from tests.integration.pipeline import (
-    Worker,
-    committed_total,
     create_topics,
+    dead_letters,
     free_port,
+    produce,
+    raw,
+    remote_write,
+    time_series,
     wait_for,
 )
 from workers.function import Context
@@ -29,47 +29,22 @@ from workers.records import Record
 STALE = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 
 
-@pytest.fixture
-def workers(tmp_path):
-    started: list[Worker] = []
-
-    def make(settings):
-        worker = Worker(tmp_path, "opentsdb", settings).start()
-        started.append(worker)
-        return worker
-
-    yield make
-    for worker in started:
-        if worker.proc and worker.proc.poll() is None:
-            worker.kill9()
+SINK = "opentsdb"
 
 
-def _settings(stack, topic, port, **config):
-    return {"kafka": {"bootstrap_servers": stack("kafka", "bootstrap"), "input_topic": topic,
-                      "group_id": f"g-{topic}", "dead_letter_topic": f"{topic}-dlq"},
-            "batch": {"max_records": 50, "max_wait_s": 0.2},
-            "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 2.0},
-            "shutdown_deadline_s": 10,
-            "http": {"listen": f"127.0.0.1:{port}"},
-            "config": {"url": stack("victoriametrics", "opentsdb"), **config}}
+def _config(stack, **config):
+    return {"url": stack("victoriametrics", "opentsdb"), **config}
 
 
 def _series(labels: dict[str, str], value: float, ts_ms: int) -> TimeSeries:
-    return TimeSeries(tuple(sorted(labels.items())), (Sample(value, ts_ms),))
+    return time_series(labels, (value, ts_ms))
 
 
 def _produce(bootstrap: str, topic: str, messages: list[tuple[list[TimeSeries], str | None]],
              extra: list[bytes] = ()) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type="snappy", acks="all")
-    for batch, cluster in messages:
-        headers = [(h.SCHEMA, h.SCHEMA_REMOTE_WRITE)]
-        if cluster:
-            headers.append((h.CLUSTER, cluster.encode()))
-        producer.send(topic, value=snappy_compress(encode_write_request(batch)), headers=headers)
-    for value in extra:
-        producer.send(topic, value=value)
-    producer.flush(timeout=30)
-    producer.close()
+    produce(bootstrap, topic, [*(remote_write(batch, cluster=cluster or None)
+                                 for batch, cluster in messages),
+                               *(raw(value) for value in extra)])
 
 
 def _export(base: str, match: str) -> list[dict]:
@@ -90,15 +65,9 @@ def _arrived(base: str, metric: str, expected: dict[str, tuple[dict, float]]):
     return check
 
 
-def _metrics(port: int) -> dict[str, float]:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines() if line and not line.startswith("#")}
-
-
-def test_every_sample_arrives_with_its_tags_for_two_clusters(stack, unique, workers):
+def test_every_sample_arrives_with_its_tags_for_two_clusters(stack, unique, worker):
     bootstrap, base = stack("kafka", "bootstrap"), stack("victoriametrics", "http")
-    create_topics(bootstrap, (unique, 3), (f"{unique}-dlq", 1))
+    create_topics(bootstrap, (unique, 3))
     metric = f"tsdb_{unique}"
     now = int(time.time() * 1000)
     messages, expected = [], {}
@@ -120,24 +89,22 @@ def test_every_sample_arrives_with_its_tags_for_two_clusters(stack, unique, work
     messages.append(([_series({"__name__": metric}, 7.0, now)], "gamma"))
     expected["-"] = ({"cluster": "gamma"}, 7.0)
     _produce(bootstrap, unique, messages)
-    port = free_port()
-    worker = workers(_settings(stack, unique, port, max_datapoints=7))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == len(messages), 60,
-             "every offset committed")
+    running = worker(SINK, unique, _config(stack, max_datapoints=7))
+    wait_for(lambda: running.committed() == len(messages), 60, "every offset committed")
     assert wait_for(_arrived(base, metric, expected), 30, "every series") == expected
-    counters = _metrics(port)
+    counters = running.metrics()
     for reason, count in (("nan", 1), ("stale_marker", 1), ("inf", 1)):
         assert counters[f'ferryman_samples_skipped_total{{function="opentsdb",'
                         f'reason="{reason}"}}'] == count
     assert counters['ferryman_names_sanitized_total{function="opentsdb",what="tag_value"}'] \
         == 120
-    assert worker.terminate() == 0
+    assert running.terminate() == 0
 
 
 def test_twelve_labels_arrive_within_the_tag_limit_and_drops_are_counted(stack, unique,
-                                                                         workers):
+                                                                         worker):
     bootstrap, base = stack("kafka", "bootstrap"), stack("victoriametrics", "http")
-    create_topics(bootstrap, (unique, 1), (f"{unique}-dlq", 1))
+    create_topics(bootstrap, (unique, 1))
     metric = f"wide_{unique}"
     now = int(time.time() * 1000)
     wide = {"__name__": metric, "cluster": "alpha", "zone": "z1", "sid": "x",
@@ -146,35 +113,31 @@ def test_twelve_labels_arrive_within_the_tag_limit_and_drops_are_counted(stack, 
     narrow = {"__name__": f"{metric}:ratio", "job": "api", "sid": "y"}
     _produce(bootstrap, unique, [([_series(wide, 1.0, now)], "alpha"),
                                  ([_series(narrow, 2.0, now)], "alpha")])
-    port = free_port()
-    workers(_settings(stack, unique, port))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 2, 60, "2 commits")
+    running = worker(SINK, unique, _config(stack))
+    wait_for(lambda: running.committed() == 2, 60, "2 commits")
     kept = {"cluster": "alpha", **{f"l{i:02d}": f"v{i}" for i in range(7)}}
     assert wait_for(_arrived(base, metric, {"-": (kept, 1.0)}), 30, "the wide series")
     assert wait_for(_arrived(base, f"{metric}_ratio", {
         "y": ({"cluster": "alpha", "job": "api", "sid": "y"}, 2.0)}), 30, "the narrow series")
-    counters = _metrics(port)
+    counters = running.metrics()
     assert counters['ferryman_tags_dropped_total{function="opentsdb"}'] == 3
     assert counters['ferryman_names_sanitized_total{function="opentsdb",what="metric"}'] == 1
 
 
-def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, workers):
+def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, worker):
     bootstrap, base = stack("kafka", "bootstrap"), stack("victoriametrics", "http")
-    create_topics(bootstrap, (unique, 1), (f"{unique}-dlq", 1))
+    create_topics(bootstrap, (unique, 1))
     metric = f"tsdb_{unique}"
     now = int(time.time() * 1000)
     batches = [([_series({"__name__": metric, "sid": str(i)}, float(i), now)], "alpha")
                for i in range(6)]
     _produce(bootstrap, unique, batches[:3], extra=[b"\x00\xffnot snappy at all"])
     _produce(bootstrap, unique, batches[3:])
-    workers(_settings(stack, unique, free_port()))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 7, 60, "7 commits")
+    running = worker(SINK, unique, _config(stack))
+    wait_for(lambda: running.committed() == 7, 60, "7 commits")
     expected = {str(i): ({"cluster": "alpha", "sid": str(i)}, float(i)) for i in range(6)}
     assert wait_for(_arrived(base, metric, expected), 30, "the good series")
-    consumer = KafkaConsumer(f"{unique}-dlq", bootstrap_servers=bootstrap,
-                             auto_offset_reset="earliest", consumer_timeout_ms=5000)
-    dead = list(consumer)
-    consumer.close()
+    dead = dead_letters(bootstrap, running.dead_letter_topic)
     assert [d.value for d in dead] == [b"\x00\xffnot snappy at all"]
     headers = dict(dead[0].headers)
     assert headers["ferryman.error"].startswith(b"not a remote-write message: ")

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import httpx
-from kafka import KafkaConsumer
 
 from tests.integration.pipeline import (
-    Worker,
-    committed_total,
     create_topics,
+    dead_letters,
     produce_series,
     wait_for,
 )
@@ -31,48 +29,37 @@ def _expected(sent: set[str]) -> set[str]:
     return {sid for sid in sent if not sid.endswith(("-0", "-5"))}
 
 
-def test_relabel_transform_between_topics(stack, unique, tmp_path, processes):
+def test_relabel_transform_between_topics(stack, unique, worker):
     bootstrap = stack("kafka", "bootstrap")
-    raw, relabeled, dlq = unique, f"{unique}-out", f"{unique}-dlq"
-    create_topics(bootstrap, (raw, 2), (relabeled, 2), (dlq, 1))
+    raw, relabeled = unique, f"{unique}-out"
+    create_topics(bootstrap, (raw, 2), (relabeled, 2))
     metric = f"rl_{unique}"
     sent = produce_series(bootstrap, raw, metric, messages=10, series_per_message=10,
                           extra=[(b"garbage", None)])
-    processes(Worker(tmp_path, "relabel", {
-        "kafka": {"bootstrap_servers": bootstrap, "input_topic": raw, "output_topic": relabeled,
-                  "group_id": f"g-{raw}", "dead_letter_topic": dlq},
-        "batch": {"max_wait_s": 0.2}, "config": {"metric_relabel_configs": RULES}}))
-    processes(Worker(tmp_path, "prometheus_remote_write", {
-        "kafka": {"bootstrap_servers": bootstrap, "input_topic": relabeled,
-                  "group_id": f"g-{relabeled}", "dead_letter_topic": dlq},
-        "batch": {"max_wait_s": 0.2},
-        "config": {"url": stack("prometheus", "remote_write")}}))
-    wait_for(lambda: committed_total(bootstrap, f"g-{raw}", raw) == 11, 60, "input committed")
+    relabel = worker("relabel", raw, {"metric_relabel_configs": RULES},
+                     kafka={"output_topic": relabeled}, batch={"max_records": 500})
+    worker("prometheus_remote_write", relabeled, {"url": stack("prometheus", "remote_write")},
+           batch={"max_records": 500})
+    wait_for(lambda: relabel.committed() == 11, 60, "input committed")
     found = wait_for(lambda: len(_series(stack("prometheus", "http"), metric))
                      == len(_expected(sent)) and _series(stack("prometheus", "http"), metric),
                      60, "relabeled series in Prometheus")
     assert {s["sid"] for s in found} == _expected(sent)
     assert all(s["tenant"] == "team-a" and "cluster" not in s for s in found)
-    consumer = KafkaConsumer(dlq, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=4000)
-    dead = list(consumer)
-    consumer.close()
+    dead = dead_letters(bootstrap, relabel.dead_letter_topic, timeout_ms=4000)
     assert [d.value for d in dead] == [b"garbage"]
-    assert dict(dead[0].headers)["ferryman.error"].startswith(b"undecodable")
+    assert dict(dead[0].headers)["ferryman.error"].startswith(b"not a remote-write message")
 
 
-def test_remote_write_with_its_own_relabeling(stack, unique, tmp_path, processes):
+def test_remote_write_with_its_own_relabeling(stack, unique, worker):
     bootstrap = stack("kafka", "bootstrap")
-    create_topics(bootstrap, (unique, 1), (f"{unique}-dlq", 1))
+    create_topics(bootstrap, (unique, 1))
     metric = f"rl_{unique}"
     sent = produce_series(bootstrap, unique, metric, messages=4, series_per_message=10)
-    processes(Worker(tmp_path, "prometheus_remote_write", {
-        "kafka": {"bootstrap_servers": bootstrap, "input_topic": unique,
-                  "group_id": f"g-{unique}", "dead_letter_topic": f"{unique}-dlq"},
-        "batch": {"max_wait_s": 0.2},
-        "config": {"url": stack("victoriametrics", "remote_write"),
-                   "metric_relabel_configs": RULES}}))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 4, 60, "committed")
+    running = worker("prometheus_remote_write", unique,
+                     {"url": stack("victoriametrics", "remote_write"),
+                      "metric_relabel_configs": RULES}, batch={"max_records": 500})
+    wait_for(lambda: running.committed() == 4, 60, "committed")
     base = stack("victoriametrics", "http")
 
     def found() -> list[dict[str, str]]:
