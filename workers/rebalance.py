@@ -14,14 +14,10 @@
   Records such a poll returns all the same are put back (:meth:`Membership.put_back`).
   The main loop never wants a paused partition: :meth:`Membership.release` resumes
   whatever is paused before each of its polls, so no rebalance can leave one paused.
-* Finishing rebalances: kafka-python 3.0.12 drives a rebalance from inside ``poll``
-  and leaves it unfinished when a poll's timeout cuts it short after the group
-  leader computed the assignment of a rebalance it started itself (its metadata had
-  changed, as it does a second after joining a new topic): ``need_rejoin()`` turns
-  false, no later poll awaits the join, and the partitions stay listed but pending
-  revocation, never fetched again (seen as a worker fetching nothing after
-  "handed back ... after a rebalance"). After every poll :meth:`Membership.finish_rebalance`
-  asks the client to finish such a rebalance.
+* Client defects: after every poll :meth:`Membership.after_poll` works around two
+  kafka-python 3.0.12 defects that leave a partition never fetched again (see
+  :mod:`.kafka_quirks`): a rebalance left unfinished, and records parked for a
+  partition paused while they waited to be returned.
 * Rejoining: a member left without partitions, or in a rebalance that does not
   finish, for long rejoins (30 s, doubling to 5 min): KEDA keeps replicas at or below
   the partition count, so such a member is stuck, not idle by design.
@@ -38,6 +34,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import MemberState
 
 from .clients import Consumer, Message
+from .kafka_quirks import finish_unfinished_rebalance, release_parked_records
 from .records import Batch
 from .runtime_metrics import RuntimeMetrics
 
@@ -156,19 +153,16 @@ class Membership:
 
     # ---- rebalances that do not finish ---------------------------------------------
 
-    def finish_rebalance(self) -> None:
-        """Ask kafka-python to finish a rebalance it started and no poll drives any more
-        (see the module docstring); a no-op for clients without that internal state."""
-        coordinator: Any = getattr(self.consumer, "_coordinator", None)
-        try:
-            stalled = bool(coordinator.rejoining) and not coordinator.need_rejoin()
-        except AttributeError:  # another client, or another kafka-python
-            return
-        if stalled:
+    def after_poll(self) -> None:
+        """Work around the client's defects (see :mod:`.kafka_quirks`)."""
+        if finish_unfinished_rebalance(self.consumer):
             log.warning("the client left a rebalance of group %s unfinished; finishing it",
                         self.group_id)
             self.metrics.count_error("rebalance_unfinished", "consume")
-            coordinator.request_rejoin()
+        released = release_parked_records(self.consumer)
+        if released:
+            log.info("fetching %s again: the client held back records fetched before a "
+                     "pause", sorted(released))
 
     def _stable(self) -> bool:
         state = getattr(self.consumer.group_metadata(), "state", MemberState.STABLE)

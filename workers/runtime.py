@@ -137,7 +137,7 @@ class Runtime:
                 # call: short polls can leave kafka-python joined but unassigned.
                 polled = consumer.poll(timeout_ms=100 if consumer.assignment() else 1000,
                                        max_records=max_records)
-                membership.finish_rebalance()
+                membership.after_poll()
                 self.ready = bool(consumer.assignment())
                 membership.watch()
                 for messages in polled.values():
@@ -331,7 +331,7 @@ class Runtime:
             self.last_loop = now
             self.membership.hold()
             polled = self.consumer.poll(timeout_ms=min(200, max(1, int((until - now) * 1000))))
-            self.membership.finish_rebalance()
+            self.membership.after_poll()
             if polled:
                 self.membership.put_back(polled)
 

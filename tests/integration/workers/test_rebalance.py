@@ -1,9 +1,11 @@
 """Rebalances under load while the backend refuses: nothing lost, nothing stuck.
 
-A real ``ferryman worker elasticsearch_metrics`` consumes a four-partition topic while
-records keep coming and other members keep joining and leaving its group: plain
-kafka-python consumers (which never commit) and a second worker, SIGTERMed after a
-while. Meanwhile Elasticsearch refuses part of every batch (the flood-stage block,
+A real ``ferryman worker elasticsearch_metrics`` consumes a topic while records keep
+coming, the topic gains partitions twice (the group leader then rebalances on its own:
+kafka-python 3.0.12 left such a rebalance unfinished when a short poll cut it, and the
+worker fetched nothing more) and other members keep joining and leaving its group:
+plain kafka-python consumers (which never commit) and a second worker, SIGTERMed after
+a while. Meanwhile Elasticsearch refuses part of every batch (the flood-stage block,
 ``read_only_allow_delete``, on yesterday's index: a 429 per document, which the real
 sink hands back in ``Delivered.retry``), so the worker spends its time in the backoff
 sleep with its partitions paused: the moment a rebalance used to leave one paused for
@@ -21,13 +23,17 @@ from typing import Any
 import httpx
 import pytest
 from elasticsearch import Elasticsearch
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewPartitions
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import MemberState
 
 from ferryman import headers as h
 from ferryman.wire.remote_write import Sample, TimeSeries, encode_write_request, snappy_compress
 from functions.elasticsearch_metrics.config import ElasticsearchMetricsConfig
 from functions.elasticsearch_metrics.send import install_templates
 from tests.integration.pipeline import Worker, committed_total, create_topics, free_port, wait_for
+from workers.kafka_quirks import finish_unfinished_rebalance, release_parked_records
 
 DAY_MS = 86_400_000
 SERIES = 2  # documents per record
@@ -165,6 +171,15 @@ class Churning(threading.Thread):
             self.error = exc
 
 
+def grow(bootstrap: str, topic: str, partitions: int) -> None:
+    """Give the topic more partitions: the leader's metadata changes under it."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_partitions({topic: NewPartitions(total_count=partitions)})
+    finally:
+        admin.close()
+
+
 def _dead_letters(bootstrap: str, dlq: str) -> list[Any]:
     consumer = KafkaConsumer(dlq, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                              consumer_timeout_ms=3000)
@@ -184,9 +199,13 @@ def test_rebalances_under_load_lose_nothing_and_leave_nothing_paused(
     producing.start()
     churning.start()
     try:
-        time.sleep(6)
+        time.sleep(3)
+        grow(scene.bootstrap, scene.topic, PARTITIONS + 2)
+        time.sleep(3)
         second = processes(Worker(tmp_path, "elasticsearch_metrics", scene.settings()))
-        time.sleep(7)
+        time.sleep(3)
+        grow(scene.bootstrap, scene.topic, PARTITIONS + 4)
+        time.sleep(4)
         assert second.terminate() == 0, second.output()[-3000:]
         time.sleep(max(0.0, started + BLOCKED_S - time.monotonic()))
         scene.block(False)  # the backend takes everything from now on
@@ -210,3 +229,86 @@ def test_rebalances_under_load_lose_nothing_and_leave_nothing_paused(
     output = worker.output()
     assert worker.terminate() == 0, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
+
+
+# ---- the two kafka-python 3.0.12 defects, on the real client -------------------------------
+
+def _consumed(polled: dict[Any, list[Any]], got: dict[int, int]) -> None:
+    for tp, records in polled.items():
+        got[tp.partition] = got.get(tp.partition, 0) + len(records)
+
+
+def test_records_held_back_over_a_pause_are_fetched_again(stack, unique) -> None:
+    """A pause while the client holds fetched records not yet returned (poll returns at
+    most max_records), the other partition consumed meanwhile: without the release
+    the paused partition is never fetched again."""
+    bootstrap = stack("kafka", "bootstrap")
+    create_topics(bootstrap, (unique, 2))
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for n in range(20):
+        producer.send(unique, b"x", partition=n % 2)
+    producer.flush(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+    tps = [TopicPartition(unique, 0), TopicPartition(unique, 1)]
+    consumer.assign(tps)
+    try:
+        got: dict[int, int] = {}
+        wait_for(lambda: _consumed(consumer.poll(timeout_ms=200, max_records=2), got) or got,
+                 20, "the first records")
+        [first] = [tp for tp in tps if got.get(tp.partition)]
+        consumer.pause(first)
+        for _ in range(5):  # the other partition goes on meanwhile
+            _consumed(consumer.poll(timeout_ms=300), got)
+        consumer.resume(first)
+        released: list[TopicPartition] = []
+
+        def all_fetched() -> bool:
+            _consumed(consumer.poll(timeout_ms=200, max_records=2), got)
+            released.extend(release_parked_records(consumer))
+            return got == {0: 10, 1: 10}
+        wait_for(all_fetched, 20, "every record of both partitions")
+        assert released == [first]
+    finally:
+        consumer.close()
+
+
+def test_a_rebalance_cut_short_by_short_polls_is_finished(stack, unique) -> None:
+    """The leader rebalances on its own after the topic gained a partition; polls of
+    1 ms cut the join short and the client would never finish it."""
+    bootstrap = stack("kafka", "bootstrap")
+    create_topics(bootstrap, (unique, 1))
+    events: list[str] = []
+
+    class Listener(ConsumerRebalanceListener):
+        def on_partitions_revoked(self, revoked: Any) -> None:
+            events.append("revoked")
+
+        def on_partitions_assigned(self, assigned: Any) -> None:
+            events.append(f"assigned {len(assigned)}")
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=f"g-{unique}",
+                             enable_auto_commit=False, auto_offset_reset="earliest",
+                             metadata_max_age_ms=1000)
+    try:
+        wait_for(lambda: consumer.partitions_for_topic(unique), 20, "the topic known")
+        consumer.subscribe([unique], listener=Listener())
+        wait_for(lambda: consumer.poll(timeout_ms=1000) is not None and consumer.assignment(),
+                 30, "joined")
+        end = time.monotonic() + 3  # the rebalance a new member sees a second after joining
+        while time.monotonic() < end:
+            consumer.poll(timeout_ms=100)
+        events.clear()
+        grow(bootstrap, unique, 2)
+        wait_for(lambda: consumer.poll(timeout_ms=1) is not None and "revoked" in events,
+                 20, "the leader's own rebalance under way", interval=0)
+
+        def assigned_both() -> bool:
+            consumer.poll(timeout_ms=100)
+            finish_unfinished_rebalance(consumer)  # without it: REBALANCING for ever
+            return "assigned 2" in events
+        wait_for(assigned_both, 30, "the rebalance finished with both partitions")
+        assert consumer.group_metadata().state == MemberState.STABLE
+    finally:
+        consumer.close(autocommit=False)

@@ -173,7 +173,7 @@ def test_a_rebalance_the_client_left_unfinished_is_finished() -> None:
 
 def test_without_the_clients_internals_the_watchdog_rejoins(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Membership, "finish_rebalance", lambda self: None)
+    monkeypatch.setattr(Membership, "after_poll", lambda self: None)
     runtime, _, backend, kafka = _stalled_scene()
     runtime.run()
     assert kafka.committed == {TP0: 5}
