@@ -394,3 +394,26 @@ def test_maintain_hands_back_what_a_silent_worker_held(stack, unique, lane_redis
     ours.maintain()
     assert ours.lengths() == (1, 0)
     assert _acked_by_workers(lane_redis, unique) == 0
+
+
+def test_without_a_lane_records_refused_while_others_are_stored_are_dead_lettered(
+        scene: Scene, tmp_path: Path, processes) -> None:
+    """The in-process bound (retry.partial_max_attempts) with no lane configured: the
+    blocked index's records leave for the dead-letter topic with the reason, the
+    partition moves on."""
+    scene.produce(["t", "y"] * 3)
+    settings = scene.settings(port=scene.worker_port)
+    del settings["retry_lane"]
+    settings["retry"] = {**settings["retry"], "partial_max_attempts": 3}
+    worker = processes(Worker(tmp_path, "elasticsearch_metrics", settings))
+    wait_for(lambda: scene.committed() == 6, 60, "all 6 committed, 3 dead-lettered")
+    dead = _dead_letters(scene.bootstrap, scene.dlq, 3)
+    assert sorted(d.key for d in dead) == [b"m1", b"m3", b"m5"]
+    for letter in dead:
+        error = dict(letter.headers)["ferryman.error"]
+        assert b"refused 3 times" in error, error
+        assert b"while the backend took others of its batch" in error
+    assert scene.count(scene.open) == 3 * SERIES
+    assert scene.count(scene.blocked) == 0
+    assert _metric(scene.worker_port, "ferryman_records_dead_lettered_total") == 3
+    assert worker.terminate() == 0
