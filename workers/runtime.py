@@ -27,9 +27,11 @@ Not guaranteed: exactly-once. A crash after delivery and before the commit
 re-delivers that batch, so sinks are written to tolerate replays.
 
 The pieces: :mod:`.batching` (when a batch is due), :mod:`.backoff` (delays between
-attempts), :mod:`.rebalance` (ownership, rewinds, pausing, rejoining),
-:mod:`.handoff` (records refused while others are taken: lane or dead letter),
-:mod:`.runtime_metrics` and :mod:`.clients` (the Kafka calls made, and the real ones).
+attempts), :mod:`.rebalance` (ownership, rewinds, pausing, rejoining) with
+:mod:`.kafka_quirks` (two kafka-python defects worked around), :mod:`.handoff`
+(records refused while others are taken: lane or dead letter), :mod:`.runtime_metrics`,
+and :mod:`.clients` (the Kafka calls made, the real clients; :mod:`.testing` has
+in-memory ones for tests).
 """
 
 from __future__ import annotations
@@ -134,7 +136,8 @@ class Runtime:
                 self.last_loop = self.clock()
                 membership.release()
                 # While joining, poll long enough for the join to complete inside one
-                # call: short polls can leave kafka-python joined but unassigned.
+                # call: short polls can leave kafka-python joined but unassigned (see
+                # kafka_quirks, which finishes such joins).
                 polled = consumer.poll(timeout_ms=100 if consumer.assignment() else 1000,
                                        max_records=max_records)
                 membership.after_poll()
