@@ -56,32 +56,30 @@ class RuntimeMetrics:
             ["function"])
         self._lag_at: float | None = None
 
-    # Label values go positionally for now: ferryman.telemetry takes them by name
-    # (``labels(...)``) once its move to prometheus_client lands; only this class changes.
-
     def count_received(self, n: int) -> None:
-        self.received.inc(n, self.function)
+        self.received.labels(function=self.function).inc(n)
 
     def count_sent(self, n: int) -> None:
-        self.sent.inc(n, self.function)
+        self.sent.labels(function=self.function).inc(n)
 
     def count_dead(self, n: int) -> None:
-        self.dead.inc(n, self.function)
+        self.dead.labels(function=self.function).inc(n)
 
     def count_handed(self, n: int) -> None:
-        self.handed.inc(n, self.function)
+        self.handed.labels(function=self.function).inc(n)
 
     def count_batch(self, outcome: str) -> None:
-        self.batches.inc(1, self.function, outcome)
+        self.batches.labels(function=self.function, outcome=outcome).inc()
 
     def count_error(self, error_type: str, stage: str, n: int = 1) -> None:
-        self.errors.inc(n, self.function, error_type, stage)
+        self.errors.labels(function=self.function, error_type=error_type,
+                           stage=stage).inc(n)
 
     def count_commit(self) -> None:
-        self.commits.inc(1, self.function)
+        self.commits.labels(function=self.function).inc()
 
     def observe_batch(self, seconds: float) -> None:
-        self.latency.observe(seconds, self.function)
+        self.latency.labels(function=self.function).observe(seconds)
 
     def update_lag(self, consumer: Consumer) -> None:
         """Refresh the lag of every assigned partition, at most every few seconds."""
@@ -99,5 +97,6 @@ class RuntimeMetrics:
             log.debug("lag update failed: %s", exc)
             return
         for tp, position in positions.items():
-            self.lag.set(max(0, ends.get(tp, 0) - (position or 0)), self.function,
-                         tp.topic, str(tp.partition))
+            behind = max(0, ends.get(tp, 0) - (position or 0))
+            self.lag.labels(function=self.function, topic=tp.topic,
+                            partition=str(tp.partition)).set(behind)

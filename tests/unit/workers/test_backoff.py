@@ -128,4 +128,4 @@ def test_a_wait_past_the_drain_deadline_ends_at_the_deadline_with_a_hand_back() 
     assert runtime.stop_deadline is not None
     assert runtime.stop_deadline <= clock() < runtime.stop_deadline + 1  # not an hour later
     assert consumer.commits == []
-    assert runtime.metrics.batches.value("loki", "handed_back") == 1
+    assert runtime.metrics.batches.value(function="loki", outcome="handed_back") == 1

@@ -60,7 +60,7 @@ def test_a_batch_failing_past_the_deadline_is_handed_back(error: Exception | Non
     assert handler.calls == 1
     assert consumer.commits == []
     assert consumer.seeks == [(TP, 0)]  # fetched again by whoever owns it next
-    assert runtime.metrics.batches.value("loki", "handed_back") == 1
+    assert runtime.metrics.batches.value(function="loki", outcome="handed_back") == 1
     assert consumer.closed
 
 
@@ -70,6 +70,6 @@ def test_retries_go_on_until_the_deadline_then_hand_back(error: Exception | None
     # 0.2 s doubling to 30 s, with jitter: several attempts fit in the 10 s, none after.
     assert handler.calls > 2
     assert consumer.commits == []
-    assert runtime.metrics.batches.value("loki", "handed_back") == 1
+    assert runtime.metrics.batches.value(function="loki", outcome="handed_back") == 1
     assert runtime.stop_deadline is not None
     assert runtime.clock() >= runtime.stop_deadline

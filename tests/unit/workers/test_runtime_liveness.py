@@ -82,7 +82,8 @@ def test_a_partition_assigned_back_still_paused_is_fetched_again() -> None:
         if phase[0] == "refusing" and c.paused():
             c.begin_rebalance()  # while sleeping: the partition paused, then revoked
             phase[0] = "joining"
-        elif phase[0] == "joining" and runtime.metrics.batches.value("prw", "handed_back"):
+        elif phase[0] == "joining" and runtime.metrics.batches.value(
+                function="prw", outcome="handed_back"):
             c.complete_rebalance([TP0])  # back to us, still paused
             assert c.paused() == {TP0}
             kafka.append(TP0, b"y", b"y")  # and more keeps coming
@@ -167,7 +168,8 @@ def test_a_rebalance_the_client_left_unfinished_is_finished() -> None:
     runtime.run()
     assert kafka.committed == {TP0: 5}
     assert sorted(set(backend.taken)) == [(0, n) for n in range(5)]
-    assert runtime.metrics.errors.value("prw", "rebalance_unfinished", "consume") == 1
+    assert runtime.metrics.errors.value(
+        function="prw", error_type="rebalance_unfinished", stage="consume") == 1
     assert consumer.polls < 1000
 
 
@@ -178,7 +180,8 @@ def test_without_the_clients_internals_the_watchdog_rejoins(
     runtime.run()
     assert kafka.committed == {TP0: 5}
     assert sorted(set(backend.taken)) == [(0, n) for n in range(5)]
-    assert runtime.metrics.errors.value("prw", "unsettled", "consume") == 1
+    assert runtime.metrics.errors.value(
+        function="prw", error_type="unsettled", stage="consume") == 1
 
 
 def test_a_commit_the_broker_refuses_after_a_rebalance_does_not_stop_the_worker() -> None:
@@ -196,7 +199,8 @@ def test_a_commit_the_broker_refuses_after_a_rebalance_does_not_stop_the_worker(
     runtime.run()
     assert kafka.committed == {TP0: 6}  # the next batch's commit covers the first
     assert sorted(backend.taken) == [(0, n) for n in range(6)]  # each delivered once
-    assert runtime.metrics.errors.value("prw", "CommitFailedError", "commit") == 1
+    assert runtime.metrics.errors.value(
+        function="prw", error_type="CommitFailedError", stage="commit") == 1
 
 
 # ---- defect 2: a poison record holds its partition for ever -------------------------------
@@ -228,9 +232,9 @@ def test_a_record_refused_while_others_are_taken_is_dead_lettered_after_the_atte
     assert error.startswith("HTTP 500: duplicate label name")
     assert "refused 10 times" in error
     assert dict(headers)["ferryman.source"] == b"t/0/2"
-    assert runtime.metrics.dead.value("prw") == 1
-    assert runtime.metrics.sent.value("prw") == 4
-    assert runtime.metrics.batches.value("prw", "dead_lettered") == 1
+    assert runtime.metrics.dead.value(function="prw") == 1
+    assert runtime.metrics.sent.value(function="prw") == 4
+    assert runtime.metrics.batches.value(function="prw", outcome="dead_lettered") == 1
 
 
 def test_a_generic_reason_when_the_sink_gave_none() -> None:

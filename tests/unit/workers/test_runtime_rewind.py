@@ -65,7 +65,7 @@ def test_still_assigned_rewinds_at_once() -> None:
     backend.during_call = lambda: consumer.begin_rebalance(listed=True)
 
     def complete_later(c: FakeConsumer) -> None:
-        if runtime.metrics.batches.value("loki", "handed_back") and not backend.up:
+        if runtime.metrics.batches.value(function="loki", outcome="handed_back") and not backend.up:
             backend.up = True
             c.complete_rebalance([TP])
     consumer.on_poll(complete_later)
@@ -73,7 +73,7 @@ def test_still_assigned_rewinds_at_once() -> None:
     assert consumer.seeks[0] == (TP, 0)
     assert backend.taken == [0, 1, 2]
     assert kafka.committed == {TP: 3}
-    assert runtime.metrics.batches.value("loki", "handed_back") == 1
+    assert runtime.metrics.batches.value(function="loki", outcome="handed_back") == 1
 
 
 def test_assigned_back_within_the_attempt_the_batch_stays_ours() -> None:
@@ -86,7 +86,7 @@ def test_assigned_back_within_the_attempt_the_batch_stays_ours() -> None:
     runtime.run()
     assert backend.taken == [0, 1, 2]
     assert kafka.committed == {TP: 3}
-    assert runtime.metrics.batches.value("loki", "handed_back") == 0
+    assert runtime.metrics.batches.value(function="loki", outcome="handed_back") == 0
 
 
 def test_mid_rebalance_rewinds_when_the_partition_comes_back() -> None:
@@ -94,7 +94,8 @@ def test_mid_rebalance_rewinds_when_the_partition_comes_back() -> None:
     backend.during_call = consumer.begin_rebalance  # not complete: nothing assigned yet
 
     def complete_later(c: FakeConsumer) -> None:
-        if not c.assignment() and runtime.metrics.batches.value("loki", "handed_back"):
+        if not c.assignment() and runtime.metrics.batches.value(
+                function="loki", outcome="handed_back"):
             backend.up = True
             c.complete_rebalance([TP])
     consumer.on_poll(complete_later)
@@ -109,7 +110,8 @@ def test_given_to_another_member_the_rewind_is_dropped() -> None:
     backend.during_call = consumer.begin_rebalance
 
     def given_away_then_back(c: FakeConsumer) -> None:
-        if not c.assignment() and runtime.metrics.batches.value("loki", "handed_back"):
+        if not c.assignment() and runtime.metrics.batches.value(
+                function="loki", outcome="handed_back"):
             c.complete_rebalance([])
             kafka.committed[TP] = 2  # the other member delivered two of them
             c.rebalance([TP])  # back later: start at the committed offset
