@@ -55,31 +55,19 @@ class _Metric(Generic[_Family]):
         """The child for these label values (every label name, by name), made on first use."""
         return self._family.labels(**labels)
 
-    def _child(self, label_values: tuple[str, ...]) -> _Family:
-        # The transition form below: positional label values, in the order declared.
-        return self._family.labels(*label_values) if label_values else self._family
-
-    def _wanted(self, label_values: tuple[str, ...], labels: dict[str, str]) -> dict[str, str]:
-        if label_values and labels:
-            raise ValueError(f"{self.name}: label values by position or by name, not both")
-        if label_values:
-            if len(label_values) != len(self.labelnames):
-                raise ValueError(f"{self.name} has labels {self.labelnames}, "
-                                 f"got values {label_values}")
-            return {n: str(v) for n, v in zip(self.labelnames, label_values, strict=True)}
+    def _wanted(self, labels: dict[str, str]) -> dict[str, str]:
         if set(labels) != set(self.labelnames):
             raise ValueError(f"{self.name} has labels {self.labelnames}, got {sorted(labels)}")
         return {n: str(v) for n, v in labels.items()}
 
 
-
 class _Scalar(_Metric[_Family]):
     """A metric with one value per child: a counter or a gauge."""
 
-    def value(self, *label_values: str, **labels: str) -> float:
-        """The current value for these labels, 0.0 for a child never used (reading makes
-        none). Label values by name; positionally is the transition form, to be removed."""
-        wanted = self._wanted(label_values, labels)
+    def value(self, **labels: str) -> float:
+        """The current value for these labels (by name), 0.0 for a child never used
+        (reading makes none)."""
+        wanted = self._wanted(labels)
         for family in self._family.collect():
             for sample in family.samples:
                 if sample.name == self.name and sample.labels == wanted:
@@ -91,36 +79,25 @@ class Counter(_Scalar[prometheus_client.Counter]):
     """A counter; ``counter.labels(stage="deliver").inc(3)``, or ``counter.inc()`` when it
     has no labels."""
 
-    def inc(self, amount: float = 1.0, *label_values: str) -> None:
-        """Add ``amount`` (default 1, never negative) to a counter without labels.
-
-        To be removed: label values given positionally after ``amount``, in the order of the
-        label names (``inc(3, "loki")`` for ``labels(function="loki").inc(3)``) -- kept only
-        while workers/ and functions/ move to ``labels``.
-        """
-        self._child(label_values).inc(amount)
+    def inc(self, amount: float = 1.0) -> None:
+        """Add ``amount`` (default 1, never negative) to a counter without labels."""
+        self._family.inc(amount)
 
 
 class Gauge(_Scalar[prometheus_client.Gauge]):
     """A gauge; ``gauge.labels(job="node").set(4)``, or ``gauge.set(4)`` without labels."""
 
-    def set(self, value: float, *label_values: str) -> None:
-        """Set a gauge without labels to ``value``.
+    def set(self, value: float) -> None:
+        """Set a gauge without labels to ``value``."""
+        self._family.set(value)
 
-        To be removed: label values given positionally after ``value`` (``set(4, "node")``
-        for ``labels(job="node").set(4)``) -- kept only while workers/ and functions/ move.
-        """
-        self._child(label_values).set(value)
+    def inc(self, amount: float = 1.0) -> None:
+        """Add ``amount`` (default 1) to a gauge without labels."""
+        self._family.inc(amount)
 
-    def inc(self, amount: float = 1.0, *label_values: str) -> None:
-        """Add ``amount`` (default 1) to a gauge without labels. Positional label values
-        are the transition form, to be removed, as for :meth:`set`."""
-        self._child(label_values).inc(amount)
-
-    def remove(self, *label_values: str, **labels: str) -> None:
-        """Forget the child with these labels (by name), if there is one. Positional label
-        values are the transition form, to be removed."""
-        wanted = self._wanted(label_values, labels)
+    def remove(self, **labels: str) -> None:
+        """Forget the child with these labels (by name), if there is one."""
+        wanted = self._wanted(labels)
         with contextlib.suppress(KeyError):  # older prometheus_client releases raise it
             self._family.remove(*(wanted[n] for n in self.labelnames))
 
@@ -133,14 +110,9 @@ class Histogram(_Metric[prometheus_client.Histogram]):
     #: Seconds, from a fast local call to a backend that is struggling.
     DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
-    def observe(self, value: float, *label_values: str) -> None:
-        """Count ``value`` into a histogram without labels.
-
-        To be removed: label values given positionally after ``value`` (``observe(0.2,
-        "loki")`` for ``labels(function="loki").observe(0.2)``) -- kept only while workers/
-        and functions/ move to ``labels``.
-        """
-        self._child(label_values).observe(value)
+    def observe(self, value: float) -> None:
+        """Count ``value`` into a histogram without labels."""
+        self._family.observe(value)
 
 
 def _version() -> str:

@@ -82,7 +82,7 @@ class RetryWorker:
         self.producer: KafkaProducer | None = None
         self.worker: dramatiq.Worker | None = None
         labels = ["function"]
-        self._labels = (settings.function,)
+        self._function = settings.function
         self.m_retried = registry.counter(
             "ferryman_records_retried_total",
             "Lane records refused again and put back with a delay.", labels)
@@ -147,12 +147,15 @@ class RetryWorker:
             self.lane.maintain()
             ready, delayed = self.lane.lengths()
         except LaneUnavailable as exc:
-            self.m_errors.inc(1, *self._labels, "LaneUnavailable", "queue_length")
+            self.m_errors.labels(function=self._function, error_type="LaneUnavailable",
+                                 stage="queue_length").inc()
             log.warning("cannot read the lane's length: %s", exc)
             return
         self.redis_ok_at = time.monotonic()
-        self.m_queue.set(ready, *self._labels, self.lane.queue, "ready")
-        self.m_queue.set(delayed, *self._labels, self.lane.queue, "delayed")
+        self.m_queue.labels(function=self._function, queue=self.lane.queue,
+                            state="ready").set(ready)
+        self.m_queue.labels(function=self._function, queue=self.lane.queue,
+                            state="delayed").set(delayed)
 
     # ---- one message -------------------------------------------------------------------
 
@@ -161,7 +164,8 @@ class RetryWorker:
             message = LaneMessage.from_payload(payload)
         except ValueError as exc:
             # Nothing to deliver or dead-letter: say so loudly and let the message go.
-            self.m_errors.inc(1, *self._labels, "malformed", "retry_lane")
+            self.m_errors.labels(function=self._function, error_type="malformed",
+                                 stage="retry_lane").inc()
             log.error("dropped a malformed lane message: %s", exc)
             return
         record = message.record
@@ -181,7 +185,7 @@ class RetryWorker:
         if result.retry:
             self._again(message, error, hint)
         elif not result.dead:
-            self.m_sent.inc(1, *self._labels)
+            self.m_sent.labels(function=self._function).inc()
             log.debug("delivered %s/%d/%d after %d attempts", record.topic, record.partition,
                       record.offset, message.attempts + 1)
 
@@ -192,7 +196,7 @@ class RetryWorker:
         delay = next_delay(updated, now, self.lane_settings, hint, self.jitter())
         if delay is not None:
             self.lane.send(updated, delay)  # raises for dramatiq's Retries when Redis is away
-            self.m_retried.inc(1, *self._labels)
+            self.m_retried.labels(function=self._function).inc()
             return
         record = message.record
         reason = (f"retry lane: still refused {now - message.first_failure:.0f}s after the "
@@ -219,7 +223,7 @@ class RetryWorker:
         for future in futures:
             future.get(timeout=timeout)
         if result.dead:
-            self.m_dead.inc(len(result.dead), *self._labels)
+            self.m_dead.labels(function=self._function).inc(len(result.dead))
             log.error("dead-lettered %d records to %s; first reason: %s", len(result.dead),
                       k.dead_letter_topic, result.dead[0][1])
 

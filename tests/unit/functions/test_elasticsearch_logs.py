@@ -274,7 +274,7 @@ def test_partial_throttle_retries_only_its_records_and_dead_letters_once() -> No
     assert script.paths == ["/_component_template/logs-ferryman-default@ferryman",
                             "/_index_template/logs-ferryman-default",
                             "/logs-ferryman-default/_bulk", "/logs-ferryman-default/_bulk"]
-    assert handler.m_documents.value("elasticsearch_logs", "duplicate") == 1
+    assert handler.m_documents.value(function="elasticsearch_logs", result="duplicate") == 1
 
 
 def test_whole_request_throttle_or_outage_retries_the_rest() -> None:

@@ -300,7 +300,7 @@ def test_partial_throttle_retries_only_its_records_and_dead_letters_once() -> No
                             "/_index_template/metrics-ferryman-default",
                             "/metrics-ferryman-default/_bulk",
                             "/metrics-ferryman-default/_bulk"]
-    assert handler.m_documents.value("elasticsearch_metrics", "duplicate") == 1
+    assert handler.m_documents.value(function="elasticsearch_metrics", result="duplicate") == 1
 
 
 def test_rejected_documents_wait_for_their_records_throttled_siblings() -> None:

@@ -333,12 +333,12 @@ def test_counters_count_finished_records_only() -> None:
     script = Script([503, 204])
     handler, _ = sink(script, max_line_bytes=50)
     assert handler.handle(batch).retry
-    assert handler.m_truncated.value("loki", "line_too_long") == 0
+    assert handler.m_truncated.value(function="loki", reason="line_too_long") == 0
     assert not handler.handle(batch).retry
     [(_, [s])] = script.requests[1:]
     assert s.entries[0].line == "x" * (50 - len(MARKER.encode())) + MARKER
     assert s.entries[1].line == "y"
-    assert handler.m_truncated.value("loki", "line_too_long") == 1
+    assert handler.m_truncated.value(function="loki", reason="line_too_long") == 1
 
 
 def test_structured_metadata_are_forwarded_even_on_truncated_lines() -> None:
