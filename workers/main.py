@@ -57,6 +57,10 @@ def prepare(lookup: Lookup, name: str, config_path: Path | None,
         config = spec.config_model.model_validate(raw_config)
     except ValidationError as exc:
         errors.extend(format_errors(exc, prefix="config"))
+    if settings is not None and spec.kind == "transform" and not settings.kafka.output_topic:
+        # Caught here, not when the first output is produced: after start-up a worker
+        # routes what it cannot handle and keeps running.
+        errors.append(f"kafka.output_topic: required by the transform {name}")
     if errors or settings is None:
         raise ConfigError(errors)
     return settings, spec, config

@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from kafka import TopicPartition
 
 from ferryman.telemetry import Registry
+from tests.unit.workers.fakes import FakeClock, FakeConsumer, FakeKafka, FakeProducer
 from workers.backoff import Backoff
 from workers.errors import Throttled
 from workers.records import Batch, Delivered
 from workers.runtime import Runtime
 from workers.settings import WorkerSettings
-from workers.testing import FakeClock, FakeConsumer, FakeKafka, FakeProducer
 
 TP = TopicPartition("t", 0)
 

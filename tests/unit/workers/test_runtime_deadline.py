@@ -8,10 +8,10 @@ import pytest
 from kafka import TopicPartition
 
 from ferryman.telemetry import Registry
+from tests.unit.workers.fakes import FakeClock, FakeConsumer, FakeKafka, FakeProducer
 from workers.records import Batch, Delivered
 from workers.runtime import Runtime
 from workers.settings import WorkerSettings
-from workers.testing import FakeClock, FakeConsumer, FakeKafka, FakeProducer
 
 TP = TopicPartition("t", 0)
 

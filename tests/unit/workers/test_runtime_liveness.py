@@ -19,13 +19,13 @@ import pytest
 from kafka import TopicPartition
 
 from ferryman.telemetry import Registry
+from tests.unit.workers.fakes import FakeClock, FakeConsumer, FakeKafka, FakeProducer
 from workers.errors import Throttled
 from workers.rebalance import Membership
 from workers.records import Batch, Delivered, Record
 from workers.retry_lane import LaneMessage, LaneUnavailable
 from workers.runtime import Runtime
 from workers.settings import WorkerSettings
-from workers.testing import FakeClock, FakeConsumer, FakeKafka, FakeProducer
 
 TP0 = TopicPartition("t", 0)
 TP1 = TopicPartition("t", 1)

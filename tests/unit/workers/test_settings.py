@@ -46,3 +46,15 @@ def test_missing_file_and_unknown_function(tmp_path: Path) -> None:
         load_settings(tmp_path / "absent.yaml", function="x")
     with pytest.raises(ConfigError, match="unknown function 'nope'"):
         prepare(load, "nope", None)
+
+
+@pytest.mark.parametrize("name", ["count", "filter", "parse", "redact", "relabel"])
+def test_a_transform_without_an_output_topic_does_not_start(tmp_path: Path, name: str) -> None:
+    example = "".join(f"  {line}\n" for line in load(name).example.splitlines())
+    path = _write(tmp_path, f"kafka:\n  input_topic: a\nconfig:\n{example}")
+    with pytest.raises(ConfigError) as info:
+        prepare(load, name, path)
+    assert info.value.errors == [f"kafka.output_topic: required by the transform {name}"]
+    settings, spec, _ = prepare(load, name, path, kafka={"input_topic": "a",
+                                                        "output_topic": "b"})
+    assert (spec.kind, settings.kafka.output_topic) == ("transform", "b")
