@@ -18,6 +18,7 @@ Usage::
         proxy.fail(503, path="/api/v1/write")          # until healed
         proxy.fail(429, times=2, retry_after=1)         # then two 429s
         proxy.heal()                                    # forward everything again
+        proxy.pass_through(1); proxy.fail(503)          # one request in, then 503s
         proxy.refused(429)                              # the 429s answered so far
 """
 
@@ -42,13 +43,15 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """Answer matching requests with ``status`` instead of forwarding them.
+    """Answer matching requests with ``status`` instead of forwarding them (a status of
+    None forwards them: a pass that lets ``times`` requests through before the faults
+    armed after it).
 
     ``times``: how many requests to answer so (None: every one until healed);
     ``path``: only requests whose path (without the query) contains it (None: all).
     """
 
-    status: int
+    status: int | None
     times: int | None = None
     retry_after: str | None = None
     body: bytes = b""
@@ -109,6 +112,14 @@ class FaultProxy:
         with self._lock:
             if replace:
                 self._armed.clear()
+            self._armed.append(_Armed(fault, times))
+        return fault
+
+    def pass_through(self, times: int, *, path: str | None = None) -> Fault:
+        """Forward the next ``times`` matching requests before the faults armed after
+        this call: ``pass_through(1); fail(503)`` lets one write in, then fails."""
+        fault = Fault(None, times, path=path)
+        with self._lock:
             self._armed.append(_Armed(fault, times))
         return fault
 
@@ -195,7 +206,7 @@ class FaultProxy:
                 body = self._body()
                 path = urlsplit(self.path).path
                 fault = proxy._take(path)
-                if fault is not None:
+                if fault is not None and fault.status is not None:
                     proxy._note(self.command, path, fault.status, True)
                     headers = [("Content-Type", fault.content_type)]
                     if fault.retry_after is not None:
