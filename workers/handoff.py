@@ -14,7 +14,9 @@ ways, after which the batch can be committed:
 
 A batch of which nothing was delivered never takes either way: it holds the
 partition until the backend is back, so an outage floods neither Redis nor the
-dead-letter topic.
+dead-letter topic. Refused past the bound all the same, it is widened with newer
+records of its partitions (:mod:`.widening`); once the backend takes some of those,
+the old ones take one of the ways above.
 """
 
 from __future__ import annotations
@@ -88,15 +90,23 @@ class Refusals:
             return []
         over: list[tuple[Record, str]] = []
         for record in refused:
-            times, age = self.times(record), self.age(record)
-            if ((settings.partial_max_attempts is not None
-                 and times >= settings.partial_max_attempts)
-                    or (settings.partial_max_age_s is not None
-                        and age >= settings.partial_max_age_s)):
+            if self._past_bound(record, settings):
+                times, age = self.times(record), self.age(record)
                 said = self.reason or f"refused for now {times} times"
                 over.append((record, f"{said} (refused {times} times over {age:.0f}s while "
                                      "the backend took others of its batch)"))
         return over
+
+    def any_past_bound(self, refused: Sequence[Record], settings: RetrySettings) -> bool:
+        """Whether a record of ``refused`` was refused past the bound of in-process
+        partial retries, whether or not the backend took others of the batch."""
+        return any(self._past_bound(record, settings) for record in refused)
+
+    def _past_bound(self, record: Record, settings: RetrySettings) -> bool:
+        return ((settings.partial_max_attempts is not None
+                 and self.times(record) >= settings.partial_max_attempts)
+                or (settings.partial_max_age_s is not None
+                    and self.age(record) >= settings.partial_max_age_s))
 
 
 class LaneHandOff:
@@ -113,8 +123,10 @@ class LaneHandOff:
     def due(self, refusals: Refusals, attempts: int, started: float) -> bool:
         """Whether the records refused now should leave for the lane: the backend took
         some of this batch, and the in-process budget is spent."""
-        if not refusals.progress:
-            return False
+        return refusals.progress and self.budget_spent(attempts, started)
+
+    def budget_spent(self, attempts: int, started: float) -> bool:
+        """Whether ``attempts`` attempts since ``started`` spent the in-process budget."""
         s = self.settings
         return ((s.budget_attempts is not None and attempts >= s.budget_attempts)
                 or (s.budget_s is not None and self.clock() - started >= s.budget_s))

@@ -58,7 +58,10 @@ class RetrySettings(_Section):
     was refused ``partial_max_attempts`` times or ``partial_max_age_s`` after its first
     refusal, whichever comes first, unless a retry lane is configured (the lane then
     takes it and its ``max_age_s`` applies). A batch of which nothing is delivered
-    (backend down) is never dead-lettered for that: it holds the partition.
+    (backend down) is never dead-lettered for that: it holds the partition. Refused
+    record by record past the bound, such a batch takes the newer records of its
+    partitions (up to ``batch.max_records``/``max_bytes``): if the backend takes some
+    of those, the old ones are poison and leave as above (see ``workers.widening``).
     """
 
     initial_backoff_s: float = Field(0.2, gt=0, description="Cap of the first retry delay "
