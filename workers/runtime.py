@@ -15,15 +15,24 @@ Guarantees (at-least-once):
   of them (Redis unreachable or the lane full: retrying in process goes on). A batch
   of which nothing was delivered (backend down, pushing back as a whole, exceptions)
   never goes to the lane: it holds the partition, so an outage does not flood Redis;
-* without a retry lane, such a record refused ``retry.partial_max_attempts`` times or
-  ``retry.partial_max_age_s`` after its first refusal is dead-lettered with the
-  backend's reason, so one poison record does not hold its partition for ever; a
-  batch of which nothing was delivered is never dead-lettered for being refused;
-* a batch of which nothing was delivered, refused record by record past that bound
-  (or the lane's budget), is widened with the newer records of its partitions, up to
-  ``batch.max_records`` or ``batch.max_bytes`` (:mod:`.widening`): the backend taking
-  some of them while refusing the old ones tells poison from an outage, so a poison
-  record alone in its batch does not hold its partition for ever either;
+* without a retry lane, a record is dead-lettered as poison only on evidence: in the
+  attempt that refused it the backend took other records of that attempt, and the
+  sink pinned the refusal on the record itself (``Delivered.refused``: sent, and
+  answered with a status that is not backpressure or unavailability). It goes once it
+  was refused so ``retry.partial_max_attempts`` times or ``retry.partial_max_age_s``
+  after the first such refusal, in an attempt that refuses it so again, with the
+  backend's reason. An outage or backpressure (408, 429, 502, 503, 504, transport
+  errors, Throttled, per-item 429/503) never dead-letters anything, even when it
+  starts after the backend took the first records of a batch, and neither do records
+  a sink handed back without sending them: they hold the partition;
+* without a retry lane, records handed back past the attempt bound (attempts, on
+  evidence or not) widen their batch with the newer records of their partitions, up
+  to ``batch.max_records`` or ``batch.max_bytes`` records not yet delivered
+  (:mod:`.widening`): retried alone a record has nothing to be compared with, and the
+  backend taking some newer records while refusing it on evidence tells poison from
+  an outage, so a poison record alone in its batch does not hold its partition for
+  ever either (once records arrive behind it). With a lane, a batch of which nothing
+  was delivered is widened once the lane's budget is spent;
 * on SIGTERM fetching stops, the batch in flight gets until the deadline, then
   the offsets are committed and the group is left. A batch not finished by the
   deadline is handed back uncommitted (the next owner delivers it again).
@@ -35,7 +44,7 @@ The pieces: :mod:`.batching` (when a batch is due), :mod:`.backoff` (delays betw
 attempts), :mod:`.rebalance` (ownership, rewinds, pausing, rejoining) with
 :mod:`.kafka_quirks` (two kafka-python defects worked around), :mod:`.handoff`
 (records refused while others are taken: lane or dead letter), :mod:`.widening` (a
-batch refused as a whole widened to tell poison from an outage), :mod:`.runtime_metrics`,
+batch widened to tell poison from an outage), :mod:`.runtime_metrics`,
 and :mod:`.clients` (the Kafka calls made, the real clients; :mod:`.testing` has
 in-memory ones for tests).
 """
@@ -225,8 +234,8 @@ class Runtime:
     def _deliver(self, batch: list[Record], started: float
                  ) -> tuple[list[tuple[Record, str]], Refusals]:
         """Attempt ``batch`` until every record is delivered, dead-lettered or in the lane;
-        returns the dead letters and what the refusals told. A batch refused as a whole
-        past the bound is widened: newer records are appended to ``batch``. Raises
+        returns the dead letters and what the refusals told. A batch whose records are
+        refused past the bound is widened: newer records are appended to ``batch``. Raises
         :class:`Abandoned` when the batch is no longer ours to finish (revoked, or the
         drain deadline)."""
         pending: Sequence[Record] = batch
@@ -254,6 +263,7 @@ class Runtime:
                 kind, detail = "retry_partial", f"{len(pending)} records refused for now"
                 if self._stuck(refusals, pending, attempt, started):
                     widen = widening = widening or Widening(batch, self.settings.batch)
+                    widen.settle(pending, refusals.progressed)
             delay = backoff.next_delay(floor)
             self.metrics.count_error(kind, "deliver")
             log.warning("delivery attempt %d failed (%s: %s); retrying in %.1fs",
@@ -264,13 +274,15 @@ class Runtime:
 
     def _stuck(self, refusals: Refusals, refused: Sequence[Record], attempt: int,
                started: float) -> bool:
-        """Whether the backend, answering record by record, took nothing of the batch
-        and refused it past the bound after which it would give up on poison records:
-        then the batch is widened (see :mod:`.widening`)."""
-        if refusals.progress or self.stopping.is_set():
+        """Whether the records refused, answered record by record, need newer records to
+        be compared with (see :mod:`.widening`): without a lane, once one was handed
+        back past the attempt bound (retried alone, it has no others in its attempt to
+        tell poison from an outage); with a lane, once the budget is spent and the
+        backend took nothing of the batch (else the lane takes them)."""
+        if self.stopping.is_set():
             return False
         if self.handoff is not None:
-            return self.handoff.budget_spent(attempt, started)
+            return not refusals.progress and self.handoff.budget_spent(attempt, started)
         return refusals.any_past_bound(refused, self.settings.retry)
 
     def _widened(self, pending: Sequence[Record], widening: Widening,
@@ -281,7 +293,7 @@ class Runtime:
             return pending
         self.metrics.count_received(len(added))
         self.metrics.count_widened()
-        log.info("widened a batch the backend refused as a whole for %d attempts with %d "
+        log.info("widened a batch whose records were refused for %d attempts with %d "
                  "newer records of %s (%d records now), to tell poison records from an "
                  "outage", attempt, len(added),
                  ", ".join(sorted({f"{r.topic}/{r.partition}" for r in added})),

@@ -1,10 +1,13 @@
-"""A batch the backend refuses as a whole is widened to tell poison from an outage.
+"""A batch whose records are refused past the bound is widened to tell poison from an
+outage.
 
 A poison record alone in its batch (a quiet topic) looked like an outage and held its
 partition for ever. Driven through ``run()`` with in-memory clients: the poison is
-dead-lettered once the backend takes a newer record of its partition, an outage
-dead-letters nothing and holds at most ``batch.max_records`` records, and a rebalance
-during the widening hands the widened batch back whole.
+dead-lettered once the backend took newer records of its partition in ``BOUND``
+attempts that refused it on evidence, a refusal without evidence (backpressure) is
+held however many newer records are taken, an outage dead-letters nothing and holds at
+most ``batch.max_records`` records, and a rebalance during the widening hands the
+widened batch back whole.
 """
 
 from __future__ import annotations
@@ -32,11 +35,14 @@ BOUND = 3
 
 
 class _Backend:
-    """Refuses ``b"poison"`` for now every time and, while ``down``, everything (record
-    by record, or as a whole with ``how``); takes the rest."""
+    """Refuses ``b"poison"`` for now every time (on evidence, unless ``evidence`` is
+    off) and, while ``down``, everything (record by record without evidence, or as a
+    whole with ``how``); takes the rest."""
 
-    def __init__(self, how: str = "refused") -> None:
+    def __init__(self, how: str = "refused", evidence: bool = True) -> None:
         self.how = how
+        self.evidence = evidence
+        self.cured = False
         self.down = False
         self.calls = 0
         self.sizes: list[int] = []
@@ -52,10 +58,13 @@ class _Backend:
             raise Throttled("HTTP 429", 1.0)
         if self.down and self.how == "unreachable":
             raise httpx.ConnectError("connection refused")
-        refused = [r for r in batch if self.down or r.value == b"poison"]
+        refused = [r for r in batch if self.down or (r.value == b"poison" and not self.cured)]
         self.taken.extend((r.partition, r.offset) for r in batch if r not in refused)
-        reason = "HTTP 503: unavailable" if self.down else "HTTP 429: index read-only"
-        return Delivered(retry=refused, retry_reason=reason if refused else "")
+        if self.down:
+            return Delivered(retry=refused, retry_reason="HTTP 503: unavailable")
+        reason = "HTTP 500: out of bounds" if self.evidence else "HTTP 429: index read-only"
+        return Delivered(retry=refused, retry_reason=reason if refused else "",
+                         refused=[(r, reason) for r in refused] if self.evidence else ())
 
     def close(self) -> None:
         pass
@@ -80,6 +89,19 @@ def _widened(runtime: Runtime) -> float:
     return runtime.metrics.widened.value(function="es")
 
 
+def _newer_records(kafka: FakeKafka, backend: _Backend, after: int, up_to: int,
+                   tp: TopicPartition = TP0) -> Callable[[FakeConsumer], None]:
+    """A poll hook: from call ``after`` of the backend on, one newer record per call,
+    until ``tp`` holds ``up_to`` records."""
+    seen = [0]
+
+    def hook(c: FakeConsumer) -> None:
+        if backend.calls >= after and backend.calls > seen[0] and len(kafka.log[tp]) < up_to:
+            seen[0] = backend.calls
+            kafka.append(tp, b"g")
+    return hook
+
+
 def test_a_lone_poison_record_is_dead_lettered_once_newer_records_are_taken() -> None:
     clock = FakeClock()
     kafka = FakeKafka({TP0: [b"poison"]})
@@ -89,29 +111,57 @@ def test_a_lone_poison_record_is_dead_lettered_once_newer_records_are_taken() ->
     runtime = _runtime(consumer, backend, producer)
     held: list[bool] = []
 
-    def good_records_later(c: FakeConsumer) -> None:
+    def past_the_bound(c: FakeConsumer) -> None:
         if backend.calls == 2 * BOUND and not held:
             # Past the bound and alone: nothing dead-lettered, nothing committed yet.
             held.append(not kafka.committed and DLQ not in producer.sent)
-            kafka.append(TP0, b"g1", b"g2")
-    consumer.on_poll(good_records_later)
-    _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 3)
+    consumer.on_poll(past_the_bound)
+    consumer.on_poll(_newer_records(kafka, backend, 2 * BOUND, 1 + BOUND))
+    _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 1 + BOUND)
     runtime.run()
     assert held == [True]
-    assert kafka.committed == {TP0: 3}
-    assert consumer.commits == [{TP0: 3}]  # the widened batch, committed as a whole
-    assert sorted(backend.taken) == [(0, 1), (0, 2)]
+    assert kafka.committed == {TP0: 1 + BOUND}
+    # The widened batch, committed as a whole once the poison was refused on evidence
+    # in BOUND attempts that each took a newer record.
+    assert consumer.commits == [{TP0: 1 + BOUND}]
+    assert sorted(backend.taken) == [(0, n) for n in range(1, 1 + BOUND)]
     [(_, value, headers)] = producer.sent[DLQ]
     assert value == b"poison"
     error = dict(headers)["ferryman.error"].decode()
-    assert error.startswith("HTTP 429: index read-only")
-    assert "while the backend took others of its batch" in error
+    assert error.startswith("HTTP 500: out of bounds")
+    assert f"refused {BOUND} times while the backend took others of its batch" in error
     assert dict(headers)["ferryman.source"] == b"t/0/0"
-    assert _widened(runtime) == 1
-    assert runtime.metrics.received.value(function="es") == 3
-    assert runtime.metrics.sent.value(function="es") == 2
+    assert _widened(runtime) == BOUND
+    assert runtime.metrics.received.value(function="es") == 1 + BOUND
+    assert runtime.metrics.sent.value(function="es") == BOUND
     assert runtime.metrics.dead.value(function="es") == 1
     assert runtime.metrics.batches.value(function="es", outcome="dead_lettered") == 1
+
+
+def test_a_lone_record_refused_without_evidence_is_held_while_newer_ones_are_taken() -> None:
+    """Refused with backpressure (an index block's per-item 429) while the records
+    behind it are taken: held past both bounds, delivered once the backend takes it."""
+    clock = FakeClock()
+    kafka = FakeKafka({TP0: [b"poison"]})
+    consumer = FakeConsumer(kafka, clock)
+    producer = FakeProducer()
+    backend = _Backend(evidence=False)
+    runtime = _runtime(consumer, backend, producer, batch={"max_records": 5},
+                       retry={"partial_max_age_s": 60})
+    consumer.on_poll(_newer_records(kafka, backend, 2 * BOUND, 30))
+
+    def unblocked(c: FakeConsumer) -> None:
+        if clock() > 1000 + 120 and not backend.cured:
+            assert kafka.committed == {} and DLQ not in producer.sent
+            backend.cured = True  # the block is lifted
+    consumer.on_poll(unblocked)
+    _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 30)
+    runtime.run()
+    assert clock() > 1000 + 60  # past both bounds
+    assert DLQ not in producer.sent
+    assert kafka.committed == {TP0: 30}
+    assert (0, 0) in backend.taken
+    assert _widened(runtime) >= 1
 
 
 def test_a_batch_of_poison_records_only_is_told_from_an_outage() -> None:
@@ -121,14 +171,14 @@ def test_a_batch_of_poison_records_only_is_told_from_an_outage() -> None:
     producer = FakeProducer()
     backend = _Backend()
     runtime = _runtime(consumer, backend, producer, batch={"max_records": 3})
-    consumer.on_poll(lambda c: kafka.append(TP0, b"g") if backend.calls == 2 * BOUND
-                     and len(kafka.log[TP0]) == 3 else None)
-    _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 4)
+    consumer.on_poll(_newer_records(kafka, backend, 2 * BOUND, 3 + BOUND))
+    _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 3 + BOUND)
     runtime.run()
-    assert kafka.committed == {TP0: 4}
-    assert backend.taken == [(0, 3)]
+    assert kafka.committed == {TP0: 3 + BOUND}
+    assert sorted(backend.taken) == [(0, n) for n in range(3, 3 + BOUND)]
     assert len(producer.sent[DLQ]) == 3
-    assert max(backend.sizes) == 4  # full already: widened by one record
+    # Full already: one record past the cap, again after each attempt that took one.
+    assert max(backend.sizes) == 4
 
 
 def test_a_lone_poison_record_at_the_end_of_its_partition_is_held() -> None:
@@ -203,13 +253,16 @@ def test_a_rebalance_during_the_widening_hands_the_widened_batch_back() -> None:
             assert kafka.committed == {} and DLQ not in producer.sent
             c.complete_rebalance([TP0])  # back to us, the position kept at 3
             phase[0] = "back"
+            c.on_poll(_newer_records(kafka, backend, backend.calls, 20))
     consumer.on_poll(revoke_while_widening)
-    _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 3)
+    _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 20)
     runtime.run()
     assert phase[0] == "back"
     assert (TP0, 0) in consumer.seeks  # the rewind: the next batch starts at the poison
-    assert consumer.commits == [{TP0: 3}]
-    assert sorted(backend.taken) == [(0, 1), (0, 2)]
+    assert consumer.commits[0][TP0] > 3  # the widened batch, poison and all
+    assert kafka.committed == {TP0: 20}
+    # g1 and g2 were taken before the rebalance and again after it (a replay).
+    assert sorted(set(backend.taken)) == [(0, n) for n in range(1, 20)]
     [(_, value, _)] = producer.sent[DLQ]
     assert value == b"poison"
 
@@ -227,13 +280,13 @@ def test_only_the_stuck_batchs_partitions_are_fetched_while_widening() -> None:
     def more(c: FakeConsumer) -> None:
         if backend.calls == 2 * BOUND and len(kafka.log[TP1]) == 0:
             kafka.append(TP1, b"o1", b"o2")
-            kafka.append(TP0, b"g1")
     consumer.on_poll(more)
-    _stop_when(runtime, consumer, lambda: kafka.committed == {TP0: 2, TP1: 2})
+    consumer.on_poll(_newer_records(kafka, backend, 2 * BOUND, 1 + BOUND))
+    _stop_when(runtime, consumer, lambda: kafka.committed == {TP0: 1 + BOUND, TP1: 2})
     runtime.run()
-    assert kafka.committed == {TP0: 2, TP1: 2}
-    assert sorted(backend.taken) == [(0, 1), (1, 0), (1, 1)]
-    assert max(backend.sizes) == 2  # the poison and g1; TP1's came in a batch of its own
+    assert kafka.committed == {TP0: 1 + BOUND, TP1: 2}
+    assert sorted(backend.taken) == [*((0, n) for n in range(1, 1 + BOUND)), (1, 0), (1, 1)]
+    assert max(backend.sizes) == 2  # the poison and a newer one; TP1's came on their own
 
 
 class _Lane:
