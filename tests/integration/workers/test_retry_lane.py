@@ -131,6 +131,9 @@ class Scene:
         return committed_total(self.bootstrap, self.group, self.topic)
 
     def count(self, index: str) -> int:
+        """Documents in ``index`` (0 while it does not exist)."""
+        if not self.es.indices.exists(index=index):
+            return 0
         self.es.indices.refresh(index=index)
         return int(self.es.count(index=index)["count"])
 
