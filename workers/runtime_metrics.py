@@ -57,8 +57,9 @@ class RuntimeMetrics:
             ["function"])
         self.widened = registry.counter(
             "ferryman_batches_widened_total",
-            "Times a batch refused as a whole past the poison bound took newer records of "
-            "its partitions, to tell poison records from an outage.", ["function"])
+            "Times a batch whose records were refused past the poison bound took newer "
+            "records of its partitions, to tell poison records from an outage.",
+            ["function"])
         self._lag_at: float | None = None
 
     def count_received(self, n: int) -> None:

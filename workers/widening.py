@@ -25,7 +25,8 @@ delivers together with the records still refused:
   its batch.
 
 The caps count the records still to deliver, not those delivered already: an outage
-holds at most ``max(batch.max_records, the batch) + 1`` records, while a poison record
+holds at most ``batch.max_records`` records, or one more than the batch held when it
+was full already, while a poison record
 on a busy partition keeps getting newer records to be compared with. The widened
 batch grows by the records delivered meanwhile (at most about ``max_records`` per
 attempt in which the backend took some) until the poison leaves.
