@@ -26,10 +26,12 @@ delivers together with the records still refused:
 
 The caps count the records still to deliver, not those delivered already: an outage
 holds at most ``batch.max_records`` records, or one more than the batch held when it
-was full already, while a poison record
-on a busy partition keeps getting newer records to be compared with. The widened
-batch grows by the records delivered meanwhile (at most about ``max_records`` per
-attempt in which the backend took some) until the poison leaves.
+was full already, while a poison record on a busy partition keeps getting newer
+records to be compared with. The widened batch grows by the records delivered
+meanwhile (at most about ``max_records`` per attempt in which the backend took some)
+until the poison leaves; on a quiet partition, records that arrive together count as
+one attempt, so the poison leaves after ``partial_max_attempts`` such arrivals or, at
+the next one, ``partial_max_age_s`` after its first refusal on evidence.
 
 Guaranteed: the widened batch is committed as a whole, once each of its records is
 delivered, dead-lettered or in the lane; records of a partition stay in offset order;
