@@ -12,6 +12,14 @@ item status                               outcome
 any other 4xx (mapping errors, …)         permanent: dead-letter that document
 ========================================  =========================================
 
+A document retried for an item status other than 408/429/502/503/504 (a 500 of its
+own, say) is evidence against its record (``Delivered.refused``, see
+:func:`functions._chunks.evidence`); items answered 429 (``es_rejected_execution_exception``,
+an index block such as ``read_only_allow_delete``) or 503
+(``unavailable_shards_exception``) are backpressure, as are whole requests refused for
+now, unless such a request held a single record and was answered 500, 501, 505…;
+records of chunks not sent are never evidence.
+
 Guarantees of :meth:`BulkWriter.write`, per batch: a record is acknowledged only
 when every one of its documents was stored or found stored (409); a record with a
 document refused for now goes back in ``retry`` (re-sending its other documents just
@@ -32,6 +40,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ferryman import headers as h
+from functions._chunks import evidence
 from functions._http import Credentials, HttpAuthConfig
 from workers.errors import DeliveryError, Permanent
 from workers.function import Context
@@ -184,17 +193,22 @@ class BulkResult:
     failed: tuple[tuple[int, Outcome], ...] = ()
 
 
+#: Item errors of a node pushing back or of shards unavailable, whatever their status says.
+_PUSHING_BACK = {"es_rejected_execution_exception": 429, "unavailable_shards_exception": 503}
+
+
 def classify_item(status: int, error: Any) -> Outcome:
-    """One document's answer: its ``status`` and the ``error`` object, if any."""
+    """One document's answer: its ``status`` and the ``error`` object, if any. The
+    outcome's ``status`` is the item's, or 429/503 for the error types of a node pushing
+    back or shards unavailable (for :func:`functions._chunks.evidence`)."""
     if 200 <= status < 300 or status == 409:
-        return Outcome("ok", "duplicate" if status == 409 else "")
+        return Outcome("ok", "duplicate" if status == 409 else "", status=status)
     details: Mapping[str, Any] = error if isinstance(error, Mapping) else {}
     error_type = str(details.get("type", ""))
     reason = f"HTTP {status} {error_type}: {str(details.get('reason', ''))[:300]}"
-    if status in (408, 429) or status >= 500 or status < 200 \
-            or error_type == "es_rejected_execution_exception":
-        return Outcome("retry", reason)
-    return Outcome("permanent", reason)
+    if status in (408, 429) or status >= 500 or status < 200 or error_type in _PUSHING_BACK:
+        return Outcome("retry", reason, status=_PUSHING_BACK.get(error_type, status))
+    return Outcome("permanent", reason, status=status)
 
 
 def classify_bulk(body: bytes, items: int) -> BulkResult:
@@ -235,6 +249,7 @@ class _Tally:
     def __init__(self, batch: Batch) -> None:
         self.batch = batch
         self.retry: set[int] = set()
+        self.refused: dict[int, str] = {}
         self.dead: dict[int, str] = {}
         self.dead_documents: dict[int, list[tuple[Record, str]]] = {}
         self.delay: float | None = None
@@ -260,7 +275,9 @@ class _Tally:
             else:
                 dead.extend(self.dead_documents.get(position, ()))
         return Delivered(dead=dead, retry=retry, retry_delay=self.delay if retry else None,
-                         retry_reason=self.reason if retry else "")
+                         retry_reason=self.reason if retry else "",
+                         refused=[(self.batch[p], why) for p, why in sorted(self.refused.items())
+                                  if p in self.retry])
 
 
 class BulkWriter:
@@ -294,8 +311,12 @@ class BulkWriter:
             outcome = classify_http(response.status_code, response.headers,
                                     "" if response.is_success else response.text)
             if outcome.kind == "retry":
-                tally.retry_chunks(chunks[number:], f"bulk request refused for now: "
-                                                    f"{outcome.reason}", outcome.delay)
+                reason = f"bulk request refused for now: {outcome.reason}"
+                owners = set(chunk.owners)
+                if evidence(response.status_code, records=len(owners)):
+                    for position in owners:
+                        tally.refused.setdefault(position, reason)
+                tally.retry_chunks(chunks[number:], reason, outcome.delay)
                 break
             if outcome.kind == "permanent":
                 for position in chunk.owners:
@@ -319,6 +340,8 @@ class BulkWriter:
             position = chunk.owners[item]
             if outcome.kind == "retry":
                 tally.retry.add(position)
+                if evidence(200, item_status=outcome.status):
+                    tally.refused.setdefault(position, outcome.reason)
             else:
                 self.m_documents.labels(function=self.function, result="rejected").inc(1)
                 tally.dead_documents.setdefault(position, []).append(

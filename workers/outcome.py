@@ -13,9 +13,13 @@ __all__ = ["Outcome", "classify_http", "retry_after_seconds"]
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """``status``: the status the backend gave this one item of a per-item answer, when
+    a sink reads one (None: the outcome is the request's)."""
+
     kind: Literal["ok", "retry", "permanent"]
     reason: str = ""
     delay: float | None = None
+    status: int | None = None
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:

@@ -10,8 +10,9 @@
   offset there, so its rewind is dropped.
 * Holding: while a backend pushes back the worker keeps polling, to stay in the
   group, with every assigned partition paused (:meth:`Membership.hold`, again before
-  each poll, so partitions a rebalance hands over meanwhile are paused too).
-  Records such a poll returns all the same are put back (:meth:`Membership.put_back`).
+  each poll, so partitions a rebalance hands over meanwhile are paused too), except
+  the partitions of a stuck batch being widened (:mod:`.widening`). Records such a
+  poll returns all the same are put back (:meth:`Membership.put_back`).
   The main loop never wants a paused partition: :meth:`Membership.release` resumes
   whatever is paused before each of its polls, so no rebalance can leave one paused.
 * Client defects: after every poll :meth:`Membership.after_poll` works around two
@@ -26,7 +27,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from kafka import TopicPartition
@@ -127,11 +128,16 @@ class Membership:
 
     # ---- fetching or not -----------------------------------------------------------
 
-    def hold(self) -> None:
-        """Pause every assigned partition not paused yet."""
-        unpaused = self.consumer.assignment() - self.consumer.paused()
-        if unpaused:
-            self.consumer.pause(*unpaused)
+    def hold(self, fetching: Collection[TopicPartition] = ()) -> None:
+        """Pause every assigned partition not paused yet, except those of ``fetching``
+        (the partitions of a batch being widened), which are resumed."""
+        assigned, paused = self.consumer.assignment(), self.consumer.paused()
+        to_pause = assigned - paused - set(fetching)
+        if to_pause:
+            self.consumer.pause(*to_pause)
+        to_resume = paused & assigned & set(fetching)
+        if to_resume:
+            self.consumer.resume(*to_resume)
 
     def release(self) -> None:
         """Resume every paused partition."""

@@ -15,10 +15,24 @@ Guarantees (at-least-once):
   of them (Redis unreachable or the lane full: retrying in process goes on). A batch
   of which nothing was delivered (backend down, pushing back as a whole, exceptions)
   never goes to the lane: it holds the partition, so an outage does not flood Redis;
-* without a retry lane, such a record refused ``retry.partial_max_attempts`` times or
-  ``retry.partial_max_age_s`` after its first refusal is dead-lettered with the
-  backend's reason, so one poison record does not hold its partition for ever; a
-  batch of which nothing was delivered is never dead-lettered for being refused;
+* without a retry lane, a record is dead-lettered as poison only on evidence: in the
+  attempt that refused it the backend took other records of that attempt, and the
+  sink pinned the refusal on the record itself (``Delivered.refused``: sent, and
+  answered with a status that is not backpressure or unavailability). It goes once it
+  was refused so ``retry.partial_max_attempts`` times or ``retry.partial_max_age_s``
+  after the first such refusal, in an attempt that refuses it so again, with the
+  backend's reason. An outage or backpressure (408, 429, 502, 503, 504, transport
+  errors, Throttled, per-item 429/503) never dead-letters anything, even when it
+  starts after the backend took the first records of a batch, and neither do records
+  a sink handed back without sending them: they hold the partition;
+* without a retry lane, records handed back past the attempt bound (attempts, on
+  evidence or not) widen their batch with the newer records of their partitions, up
+  to ``batch.max_records`` or ``batch.max_bytes`` records not yet delivered
+  (:mod:`.widening`): retried alone a record has nothing to be compared with, and the
+  backend taking some newer records while refusing it on evidence tells poison from
+  an outage, so a poison record alone in its batch does not hold its partition for
+  ever either (once records arrive behind it). With a lane, a batch of which nothing
+  was delivered is widened once the lane's budget is spent;
 * on SIGTERM fetching stops, the batch in flight gets until the deadline, then
   the offsets are committed and the group is left. A batch not finished by the
   deadline is handed back uncommitted (the next owner delivers it again).
@@ -29,7 +43,8 @@ re-delivers that batch, so sinks are written to tolerate replays.
 The pieces: :mod:`.batching` (when a batch is due), :mod:`.backoff` (delays between
 attempts), :mod:`.rebalance` (ownership, rewinds, pausing, rejoining) with
 :mod:`.kafka_quirks` (two kafka-python defects worked around), :mod:`.handoff`
-(records refused while others are taken: lane or dead letter), :mod:`.runtime_metrics`,
+(records refused while others are taken: lane or dead letter), :mod:`.widening` (a
+batch widened to tell poison from an outage), :mod:`.runtime_metrics`,
 and :mod:`.clients` (the Kafka calls made, the real clients; :mod:`.testing` has
 in-memory ones for tests).
 """
@@ -69,6 +84,7 @@ from .records import Batch, Delivered, Record
 from .retry_lane import Lane
 from .runtime_metrics import RuntimeMetrics
 from .settings import WorkerSettings
+from .widening import Widening
 
 __all__ = ["Abandoned", "Runtime"]
 
@@ -215,21 +231,25 @@ class Runtime:
                                  "handed_to_lane" if refusals.handed else "delivered")
         self.metrics.observe_batch(self.clock() - started)
 
-    def _deliver(self, batch: Batch, started: float
+    def _deliver(self, batch: list[Record], started: float
                  ) -> tuple[list[tuple[Record, str]], Refusals]:
         """Attempt ``batch`` until every record is delivered, dead-lettered or in the lane;
-        returns the dead letters and what the refusals told. Raises :class:`Abandoned`
-        when the batch is no longer ours to finish (revoked, or the drain deadline)."""
+        returns the dead letters and what the refusals told. A batch whose records are
+        refused past the bound is widened: newer records are appended to ``batch``. Raises
+        :class:`Abandoned` when the batch is no longer ours to finish (revoked, or the
+        drain deadline)."""
         pending: Sequence[Record] = batch
         dead: list[tuple[Record, str]] = []
         refusals = Refusals(self.clock)
         backoff = Backoff(self.settings.retry.initial_backoff_s,
                           self.settings.retry.max_backoff_s, rand=self.jitter)
         attempt = 0
+        widening: Widening | None = None
         while True:
             attempt += 1
             self._check_owned(batch)
             floor: float | None
+            widen: Widening | None = None
             try:
                 pending, floor = self._attempt(pending, dead, refusals, attempt, started)
             except Permanent:  # from _finish: outputs without an output topic
@@ -241,11 +261,44 @@ class Runtime:
                 if not pending:
                     return dead, refusals
                 kind, detail = "retry_partial", f"{len(pending)} records refused for now"
+                if self._stuck(refusals, pending, attempt, started):
+                    widen = widening = widening or Widening(batch, self.settings.batch)
+                    widen.settle(pending, refusals.progressed)
             delay = backoff.next_delay(floor)
             self.metrics.count_error(kind, "deliver")
             log.warning("delivery attempt %d failed (%s: %s); retrying in %.1fs",
                         attempt, kind, detail, delay)
-            self._sleep_polling(delay)
+            self._sleep_polling(delay, widen)
+            if widen is not None:
+                pending = self._widened(pending, widen, attempt)
+
+    def _stuck(self, refusals: Refusals, refused: Sequence[Record], attempt: int,
+               started: float) -> bool:
+        """Whether the records refused, answered record by record, need newer records to
+        be compared with (see :mod:`.widening`): without a lane, once one was handed
+        back past the attempt bound (retried alone, it has no others in its attempt to
+        tell poison from an outage); with a lane, once the budget is spent and the
+        backend took nothing of the batch (else the lane takes them)."""
+        if self.stopping.is_set():
+            return False
+        if self.handoff is not None:
+            return not refusals.progress and self.handoff.budget_spent(attempt, started)
+        return refusals.any_past_bound(refused, self.settings.retry)
+
+    def _widened(self, pending: Sequence[Record], widening: Widening,
+                 attempt: int) -> Sequence[Record]:
+        """``pending`` with the records the sleep appended to the batch."""
+        added = widening.take_added()
+        if not added:
+            return pending
+        self.metrics.count_received(len(added))
+        self.metrics.count_widened()
+        log.info("widened a batch whose records were refused for %d attempts with %d "
+                 "newer records of %s (%d records now), to tell poison records from an "
+                 "outage", attempt, len(added),
+                 ", ".join(sorted({f"{r.topic}/{r.partition}" for r in added})),
+                 len(widening.batch))
+        return [*pending, *added]
 
     def _attempt(self, pending: Sequence[Record], dead: list[tuple[Record, str]],
                  refusals: Refusals, attempt: int, started: float
@@ -322,9 +375,10 @@ class Runtime:
 
     # ---- waiting while a backend pushes back -----------------------------------------
 
-    def _sleep_polling(self, seconds: float) -> None:
+    def _sleep_polling(self, seconds: float, widening: Widening | None = None) -> None:
         """Sleep without fetching, but keep polling so the group keeps us; stops at the
-        drain deadline."""
+        drain deadline. With ``widening``, the batch's partitions still ours are
+        fetched from, and what comes is appended to the batch while it has room."""
         assert self.consumer is not None and self.membership is not None
         until = self.clock() + seconds
         while True:
@@ -332,9 +386,16 @@ class Runtime:
             if now >= until or self._past_deadline():
                 return
             self.last_loop = now
-            self.membership.hold()
-            polled = self.consumer.poll(timeout_ms=min(200, max(1, int((until - now) * 1000))))
+            fetching = (widening.partitions() - self.membership.revoked
+                        if widening is not None and not self.stopping.is_set() else set())
+            self.membership.hold(fetching)
+            room = widening.room() if widening is not None and fetching else None
+            polled = self.consumer.poll(timeout_ms=min(200, max(1, int((until - now) * 1000))),
+                                        max_records=room)
             self.membership.after_poll()
+            if polled and widening is not None and fetching:
+                # A rebalance inside the poll may have taken a partition meanwhile.
+                polled = widening.absorb(polled, fetching - self.membership.revoked)
             if polled:
                 self.membership.put_back(polled)
 

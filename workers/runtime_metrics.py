@@ -3,8 +3,9 @@
 ``ferryman_records_received_total``, ``ferryman_records_sent_total``,
 ``ferryman_records_dead_lettered_total``, ``ferryman_records_handed_to_lane_total``,
 ``ferryman_batches_total{outcome}``, ``ferryman_errors_total{error_type,stage}``,
-``ferryman_batch_duration_seconds``, ``ferryman_commits_total`` and
-``ferryman_consumer_lag{topic,partition}``, each also labelled ``function``.
+``ferryman_batches_widened_total``, ``ferryman_batch_duration_seconds``,
+``ferryman_commits_total`` and ``ferryman_consumer_lag{topic,partition}``, each also
+labelled ``function``.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class RuntimeMetrics:
             "ferryman_records_handed_to_lane_total",
             "Records refused for now handed to the retry lane (Redis acknowledged).",
             ["function"])
+        self.widened = registry.counter(
+            "ferryman_batches_widened_total",
+            "Times a batch whose records were refused past the poison bound took newer "
+            "records of its partitions, to tell poison records from an outage.",
+            ["function"])
         self._lag_at: float | None = None
 
     def count_received(self, n: int) -> None:
@@ -67,6 +73,9 @@ class RuntimeMetrics:
 
     def count_handed(self, n: int) -> None:
         self.handed.labels(function=self.function).inc(n)
+
+    def count_widened(self) -> None:
+        self.widened.labels(function=self.function).inc()
 
     def count_batch(self, outcome: str) -> None:
         self.batches.labels(function=self.function, outcome=outcome).inc()

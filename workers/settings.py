@@ -53,12 +53,23 @@ class RetrySettings(_Section):
 
     Delays between attempts are drawn with full jitter below a cap that doubles from
     ``initial_backoff_s`` up to ``max_backoff_s``; a delay the backend asked for is a
-    floor. A record the backend keeps refusing for now while it takes others of the
-    same batch (a poison record) is dead-lettered with the backend's reason once it
-    was refused ``partial_max_attempts`` times or ``partial_max_age_s`` after its first
-    refusal, whichever comes first, unless a retry lane is configured (the lane then
-    takes it and its ``max_age_s`` applies). A batch of which nothing is delivered
-    (backend down) is never dead-lettered for that: it holds the partition.
+    floor.
+
+    Without a retry lane, a record is dead-lettered as poison only on evidence: in the
+    attempt that refused it, the backend took other records of that attempt, and the
+    sink pinned the refusal on the record itself (``Delivered.refused``: sent, and
+    answered with a status other than 408, 429, 502, 503, 504 or per-item backpressure).
+    It goes with the backend's reason once so refused ``partial_max_attempts`` times
+    (default 10) or ``partial_max_age_s`` seconds (default 600) after the first such
+    refusal, whichever comes first, in an attempt that refuses it so again. An outage
+    or backpressure, even one starting mid-batch, and records handed back unsent never
+    count: they hold the partition for as long as it takes. Records handed back
+    ``partial_max_attempts`` times or for ``partial_max_age_s`` (attempts, on evidence
+    or not) widen their batch with the newer records of their partitions, so a record
+    retried alone gets others to be compared with (see ``workers.widening``). With a
+    retry lane configured, these bounds do not apply: records refused while the backend
+    takes others of their batch go to the lane once its budget is spent, and its
+    ``max_age_s`` applies.
     """
 
     initial_backoff_s: float = Field(0.2, gt=0, description="Cap of the first retry delay "
@@ -68,11 +79,14 @@ class RetrySettings(_Section):
     delivery_timeout_s: float = Field(30.0, gt=0, description="Timeout of one delivery call "
                                       "(default 30).")
     partial_max_attempts: int | None = Field(
-        10, ge=1, description="Dead-letter a record refused for now this many times while "
-        "the backend took others of its batch (default 10; null: no bound).")
+        10, ge=1, description="Without a retry lane, dead-letter a record refused on "
+        "evidence (about itself, while the backend took others of the same attempt) this "
+        "many times; records handed back this many times widen their batch (default 10; "
+        "null: no bound).")
     partial_max_age_s: float | None = Field(
-        600.0, gt=0, description="...or this many seconds after its first such refusal "
-        "(default 600; null: no bound).")
+        600.0, gt=0, description="...or this many seconds after its first refusal on "
+        "evidence (widening: after it was first handed back) (default 600; null: no "
+        "bound).")
 
     @model_validator(mode="after")
     def _coherent(self) -> RetrySettings:

@@ -10,7 +10,9 @@ with ``details``, lists each refused datapoint with its error. So:
   ``Unexpected exception``) is retried; anything else (``Invalid tag value``, ``Unable to
   parse value to a number``, ``Missing tags``, ``Too many tags``, ``Unknown metric``...)
   is permanent, so the record holding that datapoint is dead-lettered with the error and
-  the records whose datapoints all went in are done.
+  the records whose datapoints all went in are done. A datapoint retried for a storage
+  error of its own (``Storage exception``, ``Unexpected exception``) is evidence against
+  its record (``Delivered.refused``); ``Please throttle`` and the timeouts are not.
 * 400 without details (the body did not parse): permanent for the request; the sink then
   sends the records one by one to find the bad one.
 * 429, 5xx and 408: retry, honouring ``Retry-After``; 401/403/404 and other 4xx:
@@ -27,7 +29,8 @@ from workers.outcome import Outcome, classify_http
 
 from .encode import Chunk
 
-__all__ = ["TRANSIENT_ERRORS", "blame", "classify", "data_at_fault", "transient"]
+__all__ = ["TRANSIENT_ERRORS", "blame", "classify", "data_at_fault", "item_status",
+           "transient"]
 
 #: How OpenTSDB's per-datapoint errors about storage (not about the datapoint) begin.
 TRANSIENT_ERRORS = ("Storage exception", "Please throttle", "Timeout exception",
@@ -81,6 +84,19 @@ def _describe(datapoint: Any, message: str) -> str:
 
 def transient(message: str) -> bool:
     return message.startswith(TRANSIENT_ERRORS)
+
+
+def item_status(message: str) -> int:
+    """The HTTP status a datapoint's error amounts to, for
+    :func:`functions._chunks.evidence`: OpenTSDB pushing back (``Please throttle``: 429)
+    or timing out (``Timeout exception``, ``Write timedout``: 504) says nothing about the
+    datapoint; any other storage error of this one datapoint is pinned on it (500); the
+    rest is a refusal of the datapoint itself (400)."""
+    if message.startswith("Please throttle"):
+        return 429
+    if message.startswith(("Timeout exception", "Write timedout")):
+        return 504
+    return 500 if transient(message) else 400
 
 
 def classify(status: int, headers: Mapping[str, str], body: str) -> Outcome:
@@ -143,7 +159,7 @@ def blame(status: int, body: str, chunk: Chunk) -> dict[int, Outcome] | None:
         for owner in owners:
             if owner not in verdicts or (kind == "permanent"
                                          and verdicts[owner].kind == "retry"):
-                verdicts[owner] = Outcome(kind, reason)
+                verdicts[owner] = Outcome(kind, reason, status=item_status(message))
     return verdicts
 
 

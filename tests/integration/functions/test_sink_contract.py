@@ -499,12 +499,6 @@ def test_unavailable_then_throttled_retries_and_commits_only_once_stored(
     assert topic_size(bootstrap, running.dead_letter_topic) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "product bug: workers/handoff.Refusals takes records refused for now, once the "
-    "backend took any record of their batch, for poison records and dead-letters them "
-    "after retry.partial_max_attempts; an outage that begins mid-batch (and records a "
-    "sink handed back unsent) end on the dead-letter topic with 'HTTP 503 ... while the "
-    "backend took others of its batch'"))
 @pytest.mark.parametrize("sink", SINKS)
 def test_an_outage_that_starts_mid_batch_holds_the_partition(sink, stack, unique, fault_proxy,
                                                              worker):

@@ -327,3 +327,34 @@ def test_permanent_request_failure_and_garbage_dead_letter_whole_records() -> No
         (0, "bulk request refused"), (1, "bulk request refused"),
         (2, "not a remote-write message")]
     assert result.retry == []
+
+
+def test_only_per_item_refusals_that_are_not_backpressure_are_evidence() -> None:
+    """Record 0's document answered 500 is pinned on it; record 1's 429
+    (es_rejected_execution_exception) is backpressure."""
+    result = sink(Script([201, 500, 429, 201])).handle(two_records())
+    assert [r.offset for r in result.retry] == [0, 1]
+    assert [r.offset for r, _ in result.refused] == [0]
+    assert result.refused[0][1].startswith("HTTP 500")
+
+
+def test_unavailable_shards_and_index_blocks_are_backpressure() -> None:
+    assert classify_item(503, {"type": "unavailable_shards_exception"}).status == 503
+    assert classify_item(500, {"type": "es_rejected_execution_exception"}).status == 429
+    blocked = classify_item(429, {"type": "cluster_block_exception"})
+    assert (blocked.kind, blocked.status) == ("retry", 429)
+    assert classify_item(500, {"type": "illegal_state_exception"}).status == 500
+
+
+def test_a_whole_request_refused_pins_nothing_unless_it_held_one_record() -> None:
+    batch = two_records()
+    several = sink(Script(500), max_bulk_bytes=1024 * 1024).handle(batch)
+    assert [r.offset for r in several.retry] == [0, 1] and list(several.refused) == []
+    script = Script(500)
+    handler = sink(script)
+    handler.encoder.max_bytes = BulkEncoder(config()).encode(batch[:1]).chunks[0].size
+    alone = handler.handle(batch)  # the first chunk holds record 0 alone; 1 is not sent
+    assert [r.offset for r in alone.retry] == [0, 1]
+    assert [r.offset for r, _ in alone.refused] == [0]
+    throttled = sink(Script(503), max_bulk_bytes=1024 * 1024).handle(batch[:1])
+    assert list(throttled.refused) == []

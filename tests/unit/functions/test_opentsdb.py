@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ferryman.wire.remote_write import Sample, TimeSeries
-from functions.opentsdb.classify import blame, classify, data_at_fault, transient
+from functions.opentsdb.classify import blame, classify, data_at_fault, item_status, transient
 from functions.opentsdb.config import OpenTSDBConfig
 from functions.opentsdb.encode import Chunk, DatapointEncoder, Tally, chunk
 from functions.opentsdb.send import put_params
@@ -291,3 +291,14 @@ def test_transient_messages() -> None:
     assert transient("Storage exception: org.hbase.async.RegionOfflineException")
     assert transient("Please throttle")
     assert not transient("Too many tags: 9 maximum allowed: 8")
+
+
+def test_which_datapoint_errors_are_evidence_against_their_record() -> None:
+    assert [item_status(m) for m in ("Storage exception: region offline",
+                                     "Unexpected exception", "Please throttle",
+                                     "Timeout exception", "Write timedout",
+                                     "Invalid tag value")] == [500, 500, 429, 504, 504, 400]
+    body = _details([(_dp("m", TS, {"cluster": "b"}), "Storage exception: region offline")],
+                    success=3)
+    verdicts = blame(200, body, CHUNK)
+    assert verdicts is not None and verdicts[1].status == 500

@@ -142,10 +142,23 @@ def test_relabeled_payloads_are_checked_too() -> None:
     assert dict(sent.labels)["tenant"] == "team-a"
 
 
-def test_a_refusal_for_now_hands_back_the_rest_with_the_reason() -> None:
-    receiver = Receiver(204, 500)
+def test_backpressure_hands_back_the_rest_unsent_and_pins_nothing() -> None:
+    receiver = Receiver(204, 503)
     batch = [record(payload(GOOD), i) for i in range(3)]
     result = sink(receiver).handle(batch)
     assert [r.offset for r in result.retry] == [1, 2]
+    assert result.retry_reason == "HTTP 503: nope"
+    assert list(result.refused) == []
+    assert list(result.dead) == []
+    assert len(receiver.bodies) == 2
+
+
+def test_a_500_is_pinned_on_its_record_and_the_rest_is_sent() -> None:
+    receiver = Receiver(204, 500)
+    batch = [record(payload(GOOD), i) for i in range(3)]
+    result = sink(receiver).handle(batch)
+    assert [r.offset for r in result.retry] == [1]
+    assert [(r.offset, why) for r, why in result.refused] == [(1, "HTTP 500: nope")]
     assert result.retry_reason == "HTTP 500: nope"
     assert list(result.dead) == []
+    assert len(receiver.bodies) == 3

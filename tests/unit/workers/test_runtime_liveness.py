@@ -32,11 +32,14 @@ TP1 = TopicPartition("t", 1)
 
 
 class _Backend:
-    """Takes what ``accepts`` allows; the rest is refused for now (``retry``)."""
+    """Takes what ``accepts`` allows; the rest is refused for now (``retry``), on
+    evidence (``refused``) unless ``evidence`` is off."""
 
-    def __init__(self, accepts: Callable[[Record], bool], reason: str = "") -> None:
+    def __init__(self, accepts: Callable[[Record], bool], reason: str = "",
+                 evidence: bool = True) -> None:
         self.accepts = accepts
         self.reason = reason
+        self.evidence = evidence
         self.taken: list[tuple[int, int]] = []
         self.calls = 0
 
@@ -44,7 +47,8 @@ class _Backend:
         self.calls += 1
         refused = [r for r in batch if not self.accepts(r)]
         self.taken.extend((r.partition, r.offset) for r in batch if self.accepts(r))
-        return Delivered(retry=refused, retry_reason=self.reason if refused else "")
+        return Delivered(retry=refused, retry_reason=self.reason if refused else "",
+                         refused=[(r, self.reason) for r in refused] if self.evidence else ())
 
     def close(self) -> None:
         pass
@@ -206,9 +210,12 @@ def test_a_commit_the_broker_refuses_after_a_rebalance_does_not_stop_the_worker(
 # ---- defect 2: a poison record holds its partition for ever -------------------------------
 
 POISON = 2
+MORE = 40  # records in the partition once newer ones stopped coming
 
 
 def _poison_scene(**settings: Any) -> tuple[Runtime, FakeKafka, FakeProducer, _Backend]:
+    """Five records, the third refused on evidence every time; newer records keep
+    coming (one per attempt) until the partition holds ``MORE``."""
     clock = FakeClock()
     kafka = FakeKafka({TP0: [b"m%d" % n for n in range(5)]})
     consumer = FakeConsumer(kafka, clock)
@@ -216,24 +223,36 @@ def _poison_scene(**settings: Any) -> tuple[Runtime, FakeKafka, FakeProducer, _B
     backend = _Backend(lambda r: r.offset != POISON,
                        reason=settings.pop("reason", "HTTP 500: duplicate label name"))
     runtime = _runtime(consumer, backend, producer, **settings)
-    _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 5)
+    seen = [0]
+
+    def newer_records(c: FakeConsumer) -> None:
+        if backend.calls > seen[0] and len(kafka.log[TP0]) < MORE:
+            seen[0] = backend.calls
+            kafka.append(TP0, b"n")
+    consumer.on_poll(newer_records)
+    _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == MORE)
     runtime.run()
     return runtime, kafka, producer, backend
 
 
 def test_a_record_refused_while_others_are_taken_is_dead_lettered_after_the_attempts() -> None:
+    """Retried alone after the first attempt, the poison has nothing to be compared
+    with until its attempts pass the bound: then its batch is widened with the newer
+    records, and each attempt in which the backend takes some of them while refusing
+    the poison on evidence counts, up to the bound."""
     runtime, kafka, producer, backend = _poison_scene()
-    assert kafka.committed == {TP0: 5}
-    assert sorted(backend.taken) == [(0, n) for n in range(5) if n != POISON]
-    assert backend.calls == 10  # the default partial_max_attempts
+    assert kafka.committed == {TP0: MORE}
+    assert sorted(backend.taken) == [(0, n) for n in range(MORE) if n != POISON]
     [(_key, value, headers)] = producer.sent["ferryman.dlq"]
     assert value == b"m2"
     error = dict(headers)["ferryman.error"].decode()
     assert error.startswith("HTTP 500: duplicate label name")
-    assert "refused 10 times" in error
+    assert "refused 10 times while the backend took others of its batch" in error
     assert dict(headers)["ferryman.source"] == b"t/0/2"
+    # 1 attempt with the batch, 9 alone (to the attempt bound), 9 more widened.
+    assert backend.calls >= 19
     assert runtime.metrics.dead.value(function="prw") == 1
-    assert runtime.metrics.sent.value(function="prw") == 4
+    assert runtime.metrics.sent.value(function="prw") == MORE - 1
     assert runtime.metrics.batches.value(function="prw", outcome="dead_lettered") == 1
 
 
@@ -246,7 +265,7 @@ def test_a_generic_reason_when_the_sink_gave_none() -> None:
 def test_the_age_bound_dead_letters_a_record_refused_for_long() -> None:
     _, kafka, producer, backend = _poison_scene(
         retry={"partial_max_attempts": None, "partial_max_age_s": 20, "max_backoff_s": 2.0})
-    assert kafka.committed == {TP0: 5}
+    assert kafka.committed == {TP0: MORE}
     assert len(producer.sent["ferryman.dlq"]) == 1
     assert backend.calls > 10  # attempts alone did not end it: 20 s of 1 s waits did
 
@@ -326,7 +345,7 @@ def test_with_a_lane_the_refused_record_goes_to_the_lane_not_the_dead_letters() 
     lane = _Lane()
     _, kafka, producer, _backend = _poison_scene(
         lane=lane, retry_lane=LANE, retry={"partial_max_attempts": 2})
-    assert kafka.committed == {TP0: 5}
+    assert kafka.committed == {TP0: MORE}
     assert [m.record.offset for m in lane.sent] == [POISON]
     assert lane.sent[0].last_error == "HTTP 500: duplicate label name"
     assert "ferryman.dlq" not in producer.sent
