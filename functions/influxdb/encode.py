@@ -35,13 +35,13 @@ from __future__ import annotations
 import gzip
 import math
 import re
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from ferryman.wire.remote_write import TimeSeries
 from functions._records import skip_reason
+from functions._series import Tally
 
 from .config import InfluxDBConfig
 
@@ -49,14 +49,6 @@ __all__ = ["Chunk", "LineEncoder", "Tally", "Target", "chunk", "request_body", "
 
 _CACHE_SIZE = 1 << 16
 Labels = tuple[tuple[str, str], ...]
-
-
-@dataclass(slots=True)
-class Tally:
-    """What encoding one record left out or rewrote; counted once the record is finished."""
-
-    skipped: Counter[str] = field(default_factory=Counter)
-    sanitized: Counter[str] = field(default_factory=Counter)
 
 
 class _Escaper:

@@ -36,12 +36,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ferryman.wire.remote_write import TimeSeries
 from functions._records import skip_reason
+from functions._series import Tally
 
 from .config import OpenTSDBConfig
 
@@ -51,15 +51,6 @@ _CACHE_SIZE = 1 << 16
 _SECONDS_LIMIT = 0xFFFFFFFF
 _NOT_ALLOWED = re.compile(r"[^A-Za-z0-9\-_./]")
 Labels = tuple[tuple[str, str], ...]
-
-
-@dataclass(slots=True)
-class Tally:
-    """What encoding one record left out or rewrote; counted once the record is finished."""
-
-    skipped: Counter[str] = field(default_factory=Counter)
-    sanitized: Counter[str] = field(default_factory=Counter)
-    tags_dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
