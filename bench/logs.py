@@ -39,9 +39,11 @@ SHIPPER_CLIENT_ID = "ferryman-edge-logs"
 
 
 def line(f: int, i: int) -> str:
-    return (f"2026-11-25T12:00:{i % 60:02d}.{i % 1000:03d}Z INFO [worker-{i % 8}] "
-            f"request id={f}-{i} path=/api/v1/items/{i % 977} status=200 "
-            f"duration_ms={i % 250}\n")
+    return (
+        f"2026-11-25T12:00:{i % 60:02d}.{i % 1000:03d}Z INFO [worker-{i % 8}] "
+        f"request id={f}-{i} path=/api/v1/items/{i % 977} status=200 "
+        f"duration_ms={i % 250}\n"
+    )
 
 
 def write_files(directory: Path, files: int, lines: int) -> int:
@@ -57,14 +59,16 @@ def write_files(directory: Path, files: int, lines: int) -> int:
 def _end_offsets(topic: str, partitions: int) -> int:
     consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
     try:
-        return sum(consumer.end_offsets(
-            [TopicPartition(topic, p) for p in range(partitions)]).values())
+        return sum(
+            consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)]).values()
+        )
     finally:
         consumer.close()
 
 
-def _measure(name: str, argv: list[str], done: Any, tmp: Path,
-             timeout: float = 900) -> dict[str, Any]:
+def _measure(
+    name: str, argv: list[str], done: Any, tmp: Path, timeout: float = 900
+) -> dict[str, Any]:
     with (tmp / f"{name}.log").open("wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     start = time.monotonic()
@@ -87,11 +91,20 @@ def _measure(name: str, argv: list[str], done: Any, tmp: Path,
 
 
 def _shipper_config(tmp: Path, logs: Path, topic: str, port: int) -> Path:
-    config = {"positions": {"filename": str(tmp / f"positions-{port}.json")},
-              "scrape_configs": [{"job_name": "bench", "static_configs": [
-                  {"labels": {"job": "bench", "__path__": str(logs / "*.log")}}]}],
-              "ferryman": {"kafka": {"bootstrap_servers": BOOTSTRAP, "topic": topic},
-                           "listen": f"127.0.0.1:{port}", "batch_bytes": "1MB"}}
+    config = {
+        "positions": {"filename": str(tmp / f"positions-{port}.json")},
+        "scrape_configs": [
+            {
+                "job_name": "bench",
+                "static_configs": [{"labels": {"job": "bench", "__path__": str(logs / "*.log")}}],
+            }
+        ],
+        "ferryman": {
+            "kafka": {"bootstrap_servers": BOOTSTRAP, "topic": topic},
+            "listen": f"127.0.0.1:{port}",
+            "batch_bytes": "1MB",
+        },
+    }
     path = tmp / f"edge-{port}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -126,8 +139,17 @@ def _started(argv: list[str], ready: Any, tmp: Path, name: str) -> float:
 
 
 def _ferryman_argv(tmp: Path, logs: Path, topic: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "ferryman", "edge", "logs", "--config",
-            str(_shipper_config(tmp, logs, topic, port)), "--log-level", "warning"]
+    return [
+        sys.executable,
+        "-m",
+        "ferryman",
+        "edge",
+        "logs",
+        "--config",
+        str(_shipper_config(tmp, logs, topic, port)),
+        "--log-level",
+        "warning",
+    ]
 
 
 def _rsyslog_argv(tmp: Path, logs: Path, topic: str, name: str) -> list[str]:
@@ -145,28 +167,51 @@ ruleset(name="tokafka") {{
          template="msgonly" confParam=["queue.buffering.max.messages=200000"])
 }}
 """)
-    return ["/usr/sbin/rsyslogd", "-n", "-f", str(tmp / f"{name}.conf"),
-            "-i", str(tmp / f"{name}.pid")]
+    return [
+        "/usr/sbin/rsyslogd",
+        "-n",
+        "-f",
+        str(tmp / f"{name}.conf"),
+        "-i",
+        str(tmp / f"{name}.pid"),
+    ]
 
 
-def bench_shippers(args: argparse.Namespace, tmp: Path, topics: dict[str, str],
-                   total_lines: int) -> list[dict[str, Any]]:
+def bench_shippers(
+    args: argparse.Namespace, tmp: Path, topics: dict[str, str], total_lines: int
+) -> list[dict[str, Any]]:
     """Each shipper reads the files to their end; its start-up (the CPU it spends with
     no files at all) is measured on its own, so steady throughput can be told apart."""
     empty = tmp / "empty"
     empty.mkdir()
-    rows = [_measure("ferryman edge logs",
-                     _ferryman_argv(tmp, tmp / "logs", topics["ferryman"], 19902),
-                     lambda: _shipped(19902) >= total_lines, tmp)]
+    rows = [
+        _measure(
+            "ferryman edge logs",
+            _ferryman_argv(tmp, tmp / "logs", topics["ferryman"], 19902),
+            lambda: _shipped(19902) >= total_lines,
+            tmp,
+        )
+    ]
     rows[0]["startup_cpu_s"] = _started(
         _ferryman_argv(tmp, empty, topics["ferryman"], 19903),
-        lambda: _shipped(19903) >= 0, tmp, "ferryman")
-    rows.append(_measure("rsyslog imfile → omkafka",
-                         _rsyslog_argv(tmp, tmp / "logs", topics["rsyslog"], "rsyslog"),
-                         lambda: _end_offsets(topics["rsyslog"], 4) >= total_lines, tmp))
+        lambda: _shipped(19903) >= 0,
+        tmp,
+        "ferryman",
+    )
+    rows.append(
+        _measure(
+            "rsyslog imfile → omkafka",
+            _rsyslog_argv(tmp, tmp / "logs", topics["rsyslog"], "rsyslog"),
+            lambda: _end_offsets(topics["rsyslog"], 4) >= total_lines,
+            tmp,
+        )
+    )
     rows[1]["startup_cpu_s"] = _started(
         _rsyslog_argv(tmp, empty, topics["rsyslog"], "rsyslog-idle"),
-        lambda: (tmp / "rsyslog-idle.pid").exists(), tmp, "rsyslog")
+        lambda: (tmp / "rsyslog-idle.pid").exists(),
+        tmp,
+        "rsyslog",
+    )
     return rows
 
 
@@ -177,21 +222,50 @@ def bench_functions(tmp: Path, topic: str, total_lines: int) -> list[dict[str, A
     stamp = int(time.time())
     batch = {"max_records": 50, "max_bytes": 8 << 20, "max_wait_s": 0.2}
     return [
-        run_worker("loki → VictoriaLogs", "loki", tmp, topic,
-                   {"url": "http://127.0.0.1:9428", "push_path": "/insert/loki/api/v1/push",
-                    "max_request_bytes": 4 << 20},
-                   messages=messages, units_per_message=per_message, warmup=4, batch=batch),
-        run_worker("elasticsearch_logs → Elasticsearch", "elasticsearch_logs", tmp, topic,
-                   {"url": "http://127.0.0.1:9200",
-                    "data_stream": f"logs-ferrymanbench-b{stamp}"},
-                   messages=messages, units_per_message=per_message, warmup=4, batch=batch),
+        run_worker(
+            "loki → VictoriaLogs",
+            "loki",
+            tmp,
+            topic,
+            {
+                "url": "http://127.0.0.1:9428",
+                "push_path": "/insert/loki/api/v1/push",
+                "max_request_bytes": 4 << 20,
+            },
+            messages=messages,
+            units_per_message=per_message,
+            warmup=4,
+            batch=batch,
+        ),
+        run_worker(
+            "elasticsearch_logs → Elasticsearch",
+            "elasticsearch_logs",
+            tmp,
+            topic,
+            {"url": "http://127.0.0.1:9200", "data_stream": f"logs-ferrymanbench-b{stamp}"},
+            messages=messages,
+            units_per_message=per_message,
+            warmup=4,
+            batch=batch,
+        ),
     ]
 
 
 def _quota(rate: str) -> None:
-    subprocess.run(["java", "-cp", f"{KAFKA_LIBS}/*", str(ROOT / "bench" / "KafkaQuota.java"),
-                    BOOTSTRAP, SHIPPER_CLIENT_ID, rate], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            "java",
+            "-cp",
+            f"{KAFKA_LIBS}/*",
+            str(ROOT / "bench" / "KafkaQuota.java"),
+            BOOTSTRAP,
+            SHIPPER_CLIENT_ID,
+            rate,
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def bench_slow_sink(args: argparse.Namespace, tmp: Path, topic: str) -> dict[str, Any]:
@@ -204,9 +278,22 @@ def bench_slow_sink(args: argparse.Namespace, tmp: Path, topic: str) -> dict[str
     _quota(str(rate * 20 // 10))
     config = _shipper_config(tmp, logs, topic, 19903)
     with (tmp / "slow-shipper.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "ferryman", "edge", "logs", "--config",
-                                 str(config), "--log-level", "warning"],
-                                stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ferryman",
+                "edge",
+                "logs",
+                "--config",
+                str(config),
+                "--log-level",
+                "warning",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
     written = 0
     rss = 0.0
     try:
@@ -231,9 +318,16 @@ def bench_slow_sink(args: argparse.Namespace, tmp: Path, topic: str) -> dict[str
         proc.wait(30)
         _quota("none")
     backlog = sum(p.stat().st_size for p in logs.iterdir())
-    return {"peer": "ferryman edge logs, slow sink", "written_lines": written,
-            "shipped_lines": shipped, "ratio": shipped / written, "seconds": seconds,
-            "cpu_s": cpu, "peak_rss_mib": rss, "files_mib": backlog / 2**20}
+    return {
+        "peer": "ferryman edge logs, slow sink",
+        "written_lines": written,
+        "shipped_lines": shipped,
+        "ratio": shipped / written,
+        "seconds": seconds,
+        "cpu_s": cpu,
+        "peak_rss_mib": rss,
+        "files_mib": backlog / 2**20,
+    }
 
 
 def main() -> None:
@@ -244,16 +338,34 @@ def main() -> None:
     parser.add_argument("--slow-seconds", type=float, default=60)
     parser.add_argument("--only", choices=["shippers", "functions", "slow"], default=None)
     args = parser.parse_args()
-    subprocess.run([sys.executable, "-m", "ferryman", "stack", "up", "kafka", "rsyslog",
-                    "elasticsearch", "victorialogs"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ferryman",
+            "stack",
+            "up",
+            "kafka",
+            "rsyslog",
+            "elasticsearch",
+            "victorialogs",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     total_lines = args.files * args.lines
     admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     stamp = int(time.time())
-    topics = {"ferryman": f"bench-logs-ferryman-{stamp}", "rsyslog": f"bench-logs-rsyslog-{stamp}",
-              "slow": f"bench-logs-slow-{stamp}"}
+    topics = {
+        "ferryman": f"bench-logs-ferryman-{stamp}",
+        "rsyslog": f"bench-logs-rsyslog-{stamp}",
+        "slow": f"bench-logs-slow-{stamp}",
+    }
     admin.create_topics([NewTopic(t, 4, 1) for t in topics.values()])
-    report = [f"Machine: {platform.node()}, 2 cores; Python {platform.python_version()}; "
-              f"{time.strftime('%Y-%m-%d')}"]
+    report = [
+        f"Machine: {platform.node()}, 2 cores; Python {platform.python_version()}; "
+        f"{time.strftime('%Y-%m-%d')}"
+    ]
     results: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="ferryman-bench-logs-") as directory:
@@ -264,12 +376,17 @@ def main() -> None:
                 rows = bench_shippers(args, tmp, topics, total_lines)
                 if args.only != "functions":
                     results["shippers"] = rows
-                    report += ["", f"Shippers: {args.files} files, {total_lines:,} lines, "
-                               f"{mib:.0f} MiB, read from the start into Kafka", "",
-                               "| shipper | MiB/s | lines/s | MiB/s per core | "
-                               "lines/s per core | CPU-s per 1M lines | CPU vs ferryman | "
-                               "start-up CPU-s | MiB/s per core past start-up | "
-                               "peak RSS MiB |", "|---|---|---|---|---|---|---|---|---|---|"]
+                    report += [
+                        "",
+                        f"Shippers: {args.files} files, {total_lines:,} lines, "
+                        f"{mib:.0f} MiB, read from the start into Kafka",
+                        "",
+                        "| shipper | MiB/s | lines/s | MiB/s per core | "
+                        "lines/s per core | CPU-s per 1M lines | CPU vs ferryman | "
+                        "start-up CPU-s | MiB/s per core past start-up | "
+                        "peak RSS MiB |",
+                        "|---|---|---|---|---|---|---|---|---|---|",
+                    ]
                     for r in rows:
                         steady = r["cpu_s"] - r["startup_cpu_s"]
                         report.append(
@@ -279,26 +396,38 @@ def main() -> None:
                             f"{r['cpu_s'] / total_lines * 1e6:.2f} | "
                             f"{r['cpu_s'] / rows[0]['cpu_s']:.2f}x | "
                             f"{r['startup_cpu_s']:.2f} | {mib / steady:.1f} | "
-                            f"{r['peak_rss_mib']:.0f} |")
+                            f"{r['peak_rss_mib']:.0f} |"
+                        )
             if args.only in (None, "functions"):
                 rows = bench_functions(tmp, topics["ferryman"], total_lines)
                 results["functions"] = rows
-                report += ["", "Functions: the shipper's messages from Kafka into the backend",
-                           "", "| function | lines/s | lines/s per core | CPU-s per 1M lines "
-                           "| peak RSS MiB |", "|---|---|---|---|---|"]
+                report += [
+                    "",
+                    "Functions: the shipper's messages from Kafka into the backend",
+                    "",
+                    "| function | lines/s | lines/s per core | CPU-s per 1M lines | peak RSS MiB |",
+                    "|---|---|---|---|---|",
+                ]
                 for r in rows:
-                    report.append(f"| {r['peer']} | {r['per_s']:,.0f} | {r['per_core']:,.0f} | "
-                                  f"{r['cpu_s_per_million']:.2f} | {r['peak_rss_mib']:.0f} |")
+                    report.append(
+                        f"| {r['peer']} | {r['per_s']:,.0f} | {r['per_core']:,.0f} | "
+                        f"{r['cpu_s_per_million']:.2f} | {r['peak_rss_mib']:.0f} |"
+                    )
             if args.only in (None, "slow"):
                 r = bench_slow_sink(args, tmp, topics["slow"])
                 results["slow_sink"] = r
-                report += ["", f"Slow sink: files written at {args.slow_rate:,} lines/s for "
-                           f"{args.slow_seconds:.0f} s while a Kafka quota takes a fraction",
-                           "", "| written lines | shipped lines | sink/source | "
-                           "backlog in files MiB | peak RSS MiB |", "|---|---|---|---|---|",
-                           f"| {r['written_lines']:,} | {r['shipped_lines']:,.0f} | "
-                           f"{r['ratio']:.2f} | {r['files_mib']:.0f} | "
-                           f"{r['peak_rss_mib']:.0f} |"]
+                report += [
+                    "",
+                    f"Slow sink: files written at {args.slow_rate:,} lines/s for "
+                    f"{args.slow_seconds:.0f} s while a Kafka quota takes a fraction",
+                    "",
+                    "| written lines | shipped lines | sink/source | "
+                    "backlog in files MiB | peak RSS MiB |",
+                    "|---|---|---|---|---|",
+                    f"| {r['written_lines']:,} | {r['shipped_lines']:,.0f} | "
+                    f"{r['ratio']:.2f} | {r['files_mib']:.0f} | "
+                    f"{r['peak_rss_mib']:.0f} |",
+                ]
     finally:
         admin.delete_topics(list(topics.values()))
         admin.close()

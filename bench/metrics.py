@@ -34,15 +34,19 @@ def _get(url: str) -> str:
 
 def _scrape_config(args: argparse.Namespace) -> dict[str, Any]:
     targets = [f"127.0.0.1:{args.port + i}" for i in range(args.targets)]
-    return {"global": {"scrape_interval": f"{args.interval}s",
-                       "scrape_timeout": f"{args.interval - 1}s",
-                       "external_labels": {"cluster": "bench"}},
-            "scrape_configs": [{"job_name": "bench",
-                                "static_configs": [{"targets": targets}]}]}
+    return {
+        "global": {
+            "scrape_interval": f"{args.interval}s",
+            "scrape_timeout": f"{args.interval - 1}s",
+            "external_labels": {"cluster": "bench"},
+        },
+        "scrape_configs": [{"job_name": "bench", "static_configs": [{"targets": targets}]}],
+    }
 
 
-def _measure(name: str, argv: list[str], args: argparse.Namespace, tmp: Path,
-             shipped: Any) -> dict[str, Any]:
+def _measure(
+    name: str, argv: list[str], args: argparse.Namespace, tmp: Path, shipped: Any
+) -> dict[str, Any]:
     log = (tmp / f"{name}.log").open("wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
     try:
@@ -66,10 +70,17 @@ def _measure(name: str, argv: list[str], args: argparse.Namespace, tmp: Path,
     samples = scrapes * args.series
     if shipped_delta <= 0:
         raise SystemExit(f"{name} shipped nothing during the window")
-    return {"peer": name, "samples": samples, "samples_per_s": samples / elapsed,
-            "cpu_s": cpu, "cpu_s_per_million": cpu / samples * 1e6 if samples else float("inf"),
-            "per_core": samples / cpu if cpu else 0.0, "peak_rss_mib": rss,
-            "expected_scrapes": args.targets * elapsed / args.interval, "scrapes": scrapes}
+    return {
+        "peer": name,
+        "samples": samples,
+        "samples_per_s": samples / elapsed,
+        "cpu_s": cpu,
+        "cpu_s_per_million": cpu / samples * 1e6 if samples else float("inf"),
+        "per_core": samples / cpu if cpu else 0.0,
+        "peak_rss_mib": rss,
+        "expected_scrapes": args.targets * elapsed / args.interval,
+        "scrapes": scrapes,
+    }
 
 
 def bench_edge(args: argparse.Namespace, tmp: Path, sink: str) -> list[dict[str, Any]]:
@@ -90,35 +101,83 @@ def bench_edge(args: argparse.Namespace, tmp: Path, sink: str) -> list[dict[str,
         return total
 
     results = []
-    edge = {**_scrape_config(args), "ferryman": {
-        "kafka": {"bootstrap_servers": "127.0.0.1:9092", "topic": topic},
-        "buffer": {"directory": str(tmp / "edge-buffer")}, "listen": "127.0.0.1:0"}}
+    edge = {
+        **_scrape_config(args),
+        "ferryman": {
+            "kafka": {"bootstrap_servers": "127.0.0.1:9092", "topic": topic},
+            "buffer": {"directory": str(tmp / "edge-buffer")},
+            "listen": "127.0.0.1:0",
+        },
+    }
     (tmp / "edge.yaml").write_text(yaml.safe_dump(edge))
-    results.append(_measure("ferryman edge", [PY, "-m", "ferryman", "edge", "metrics",
-                                              "--config", str(tmp / "edge.yaml"),
-                                              "--log-level", "warning"],
-                            args, tmp, kafka_offsets))
+    results.append(
+        _measure(
+            "ferryman edge",
+            [
+                PY,
+                "-m",
+                "ferryman",
+                "edge",
+                "metrics",
+                "--config",
+                str(tmp / "edge.yaml"),
+                "--log-level",
+                "warning",
+            ],
+            args,
+            tmp,
+            kafka_offsets,
+        )
+    )
 
     def sink_requests() -> int:
         return int(_get(f"{sink}/count").split()[0])
 
-    (tmp / "vmagent.yaml").write_text(yaml.safe_dump({
-        "global": _scrape_config(args)["global"] | {"external_labels": {"cluster": "bench"}},
-        "scrape_configs": _scrape_config(args)["scrape_configs"]}))
-    results.append(_measure("vmagent", [
-        "/usr/bin/vmagent", f"-promscrape.config={tmp / 'vmagent.yaml'}",
-        f"-remoteWrite.url={sink}/api/v1/write", "-httpListenAddr=127.0.0.1:18429",
-        f"-remoteWrite.tmpDataPath={tmp / 'vmagent-data'}", "-loggerLevel=WARN"],
-        args, tmp, sink_requests))
+    (tmp / "vmagent.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "global": _scrape_config(args)["global"]
+                | {"external_labels": {"cluster": "bench"}},
+                "scrape_configs": _scrape_config(args)["scrape_configs"],
+            }
+        )
+    )
+    results.append(
+        _measure(
+            "vmagent",
+            [
+                "/usr/bin/vmagent",
+                f"-promscrape.config={tmp / 'vmagent.yaml'}",
+                f"-remoteWrite.url={sink}/api/v1/write",
+                "-httpListenAddr=127.0.0.1:18429",
+                f"-remoteWrite.tmpDataPath={tmp / 'vmagent-data'}",
+                "-loggerLevel=WARN",
+            ],
+            args,
+            tmp,
+            sink_requests,
+        )
+    )
 
     prom = _scrape_config(args)
     prom["remote_write"] = [{"url": f"{sink}/api/v1/write"}]
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(prom))
-    results.append(_measure("Prometheus agent", [
-        "/usr/bin/prometheus", "--enable-feature=agent",
-        f"--config.file={tmp / 'prometheus.yml'}", f"--storage.agent.path={tmp / 'agent'}",
-        "--web.listen-address=127.0.0.1:18430", "--log.level=warn"],
-        args, tmp, sink_requests))
+    results.append(
+        _measure(
+            "Prometheus agent",
+            [
+                "/usr/bin/prometheus",
+                "--enable-feature=agent",
+                f"--config.file={tmp / 'prometheus.yml'}",
+                f"--storage.agent.path={tmp / 'agent'}",
+                "--web.listen-address=127.0.0.1:18430",
+                "--log.level=warn",
+            ],
+            args,
+            tmp,
+            sink_requests,
+        )
+    )
     admin.delete_topics([topic])
     admin.close()
     return results
@@ -126,13 +185,19 @@ def bench_edge(args: argparse.Namespace, tmp: Path, sink: str) -> list[dict[str,
 
 def table(title: str, rows: list[dict[str, Any]], base: str) -> str:
     ref = next(r for r in rows if r["peer"] == base)
-    out = [f"### {title}", "",
-           "| peer | samples/s | samples/s per core | CPU-s per 1M samples | vs ferryman "
-           "(CPU) | peak RSS MiB |", "|---|---|---|---|---|---|"]
+    out = [
+        f"### {title}",
+        "",
+        "| peer | samples/s | samples/s per core | CPU-s per 1M samples | vs ferryman "
+        "(CPU) | peak RSS MiB |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         ratio = r["cpu_s_per_million"] / ref["cpu_s_per_million"]
-        out.append(f"| {r['peer']} | {r['samples_per_s']:,.0f} | {r['per_core']:,.0f} | "
-                   f"{r['cpu_s_per_million']:.2f} | {ratio:.2f}x | {r['peak_rss_mib']:.0f} |")
+        out.append(
+            f"| {r['peer']} | {r['samples_per_s']:,.0f} | {r['per_core']:,.0f} | "
+            f"{r['cpu_s_per_million']:.2f} | {ratio:.2f}x | {r['peak_rss_mib']:.0f} |"
+        )
     return "\n".join(out)
 
 
@@ -147,32 +212,47 @@ def main() -> None:
     parser.add_argument("--only", choices=["edge", "worker"], default=None)
     args = parser.parse_args()
     assert len(render(0, args.series, 0).splitlines()) >= args.series
-    subprocess.run([PY, "-m", "ferryman", "stack", "up", "kafka"], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [PY, "-m", "ferryman", "stack", "up", "kafka"], check=True, stdout=subprocess.DEVNULL
+    )
     with tempfile.TemporaryDirectory(prefix="ferryman-bench-") as directory:
         tmp = Path(directory)
-        targets = subprocess.Popen([PY, "-m", "bench.targets", str(args.port),
-                                    str(args.targets), str(args.series)], cwd=ROOT)
+        targets = subprocess.Popen(
+            [PY, "-m", "bench.targets", str(args.port), str(args.targets), str(args.series)],
+            cwd=ROOT,
+        )
         sink_port = args.port - 2
         sink_proc = subprocess.Popen([PY, "-m", "bench.sink", str(sink_port)], cwd=ROOT)
         sink = f"http://127.0.0.1:{sink_port}"
         time.sleep(2)
         try:
-            report = [f"Machine: {platform.node()} — {platform.processor() or platform.machine()}"
-                      f", 2 cores; Python {platform.python_version()}; "
-                      f"{time.strftime('%Y-%m-%d')}"]
+            report = [
+                f"Machine: {platform.node()} — {platform.processor() or platform.machine()}"
+                f", 2 cores; Python {platform.python_version()}; "
+                f"{time.strftime('%Y-%m-%d')}"
+            ]
             if args.only in (None, "edge"):
                 rows = bench_edge(args, tmp, sink)
-                report.append(table(f"Edge: scrape {args.targets} targets x {args.series} "
-                                    f"series every {args.interval}s and ship", rows,
-                                    "ferryman edge"))
+                report.append(
+                    table(
+                        f"Edge: scrape {args.targets} targets x {args.series} "
+                        f"series every {args.interval}s and ship",
+                        rows,
+                        "ferryman edge",
+                    )
+                )
                 (ROOT / "bench" / "results-edge.json").write_text(json.dumps(rows, indent=1))
             if args.only in (None, "worker"):
                 from bench.worker import bench_worker
 
                 rows = bench_worker(tmp, sink)
-                report.append(table("Worker: remote write from Kafka-equivalent input", rows,
-                                    "ferryman pass-through"))
+                report.append(
+                    table(
+                        "Worker: remote write from Kafka-equivalent input",
+                        rows,
+                        "ferryman pass-through",
+                    )
+                )
                 (ROOT / "bench" / "results-worker.json").write_text(json.dumps(rows, indent=1))
             print("\n\n".join(report))
         finally:

@@ -20,8 +20,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             body = await reader.readexactly(length)
             if head.startswith(b"GET /count"):
                 text = f"{COUNTS['requests']} {COUNTS['bytes']}".encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
-                             % (len(text), text))
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(text), text))
             else:
                 COUNTS["requests"] += 1
                 COUNTS["bytes"] += len(body)

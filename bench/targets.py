@@ -10,8 +10,7 @@ import asyncio
 import sys
 import time
 
-HEADER = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-          b"Content-Length: %d\r\n\r\n")
+HEADER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %d\r\n\r\n"
 
 
 def render(target: int, series: int, tick: int) -> bytes:
@@ -21,8 +20,10 @@ def render(target: int, series: int, tick: int) -> bytes:
         name = f"bench_metric_{family}_total"
         lines.append(f"# TYPE {name} counter")
         for i in range(per_family):
-            lines.append(f'{name}{{target="{target}",shard="{i % 16}",path="/api/v{family}/'
-                         f'item/{i}",method="GET"}} {tick * 1000 + i}')
+            lines.append(
+                f'{name}{{target="{target}",shard="{i % 16}",path="/api/v{family}/'
+                f'item/{i}",method="GET"}} {tick * 1000 + i}'
+            )
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -44,8 +45,9 @@ async def serve(first_port: int, targets: int, series: int) -> None:
             bodies[target] = HEADER % len(payload) + payload
         return bodies[target]
 
-    async def handle(target: int, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
+    async def handle(
+        target: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             while True:
                 request = await reader.readuntil(b"\r\n\r\n")
@@ -53,8 +55,9 @@ async def serve(first_port: int, targets: int, series: int) -> None:
                     break
                 if target < 0:
                     text = str(SERVED["scrapes"]).encode()
-                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
-                                 % (len(text), text))
+                    writer.write(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(text), text)
+                    )
                 else:
                     SERVED["scrapes"] += 1
                     writer.write(body(target))
@@ -64,13 +67,20 @@ async def serve(first_port: int, targets: int, series: int) -> None:
         finally:
             writer.close()
 
-    servers = [await asyncio.start_server(lambda r, w: handle(-1, r, w), "127.0.0.1",
-                                          first_port - 1)]
+    servers = [
+        await asyncio.start_server(lambda r, w: handle(-1, r, w), "127.0.0.1", first_port - 1)
+    ]
     for t in range(targets):
-        servers.append(await asyncio.start_server(
-            lambda r, w, t=t: handle(t, r, w), "127.0.0.1", first_port + t))
-    print(f"serving {targets} targets x {series} series on ports "
-          f"{first_port}-{first_port + targets - 1}", flush=True)
+        servers.append(
+            await asyncio.start_server(
+                lambda r, w, t=t: handle(t, r, w), "127.0.0.1", first_port + t
+            )
+        )
+    print(
+        f"serving {targets} targets x {series} series on ports "
+        f"{first_port}-{first_port + targets - 1}",
+        flush=True,
+    )
     await asyncio.Event().wait()
 
 

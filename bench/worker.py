@@ -37,10 +37,16 @@ def payload() -> bytes:
     now = int(time.time() * 1000)
     series = []
     for i in range(SERIES):
-        labels = {"__name__": f"http_requests_total_{i % 20}", "cluster": "bench",
-                  "namespace": f"ns-{i % 7}", "pod": f"api-{i % 50}-5d9c7",
-                  "pod_template_hash": "5d9c7", "job": "api", "instance": f"10.0.0.{i % 250}:8080",
-                  "code": str(200 + i % 5)}
+        labels = {
+            "__name__": f"http_requests_total_{i % 20}",
+            "cluster": "bench",
+            "namespace": f"ns-{i % 7}",
+            "pod": f"api-{i % 50}-5d9c7",
+            "pod_template_hash": "5d9c7",
+            "job": "api",
+            "instance": f"10.0.0.{i % 250}:8080",
+            "code": str(200 + i % 5),
+        }
         series.append(TimeSeries(tuple(sorted(labels.items())), (Sample(float(i), now),)))
     return snappy_compress(encode_write_request(series))
 
@@ -50,22 +56,50 @@ def _committed(admin: KafkaAdminClient, group: str, topic: str) -> int:
     return sum(m.offset for tp, m in offsets.items() if tp.topic == topic and m.offset > 0)
 
 
-def run_worker(name: str, function: str, tmp: Path, topic: str, config: dict[str, Any], *,
-               messages: int, units_per_message: float, warmup: int = 20,
-               batch: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_worker(
+    name: str,
+    function: str,
+    tmp: Path,
+    topic: str,
+    config: dict[str, Any],
+    *,
+    messages: int,
+    units_per_message: float,
+    warmup: int = 20,
+    batch: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run ``ferryman worker FUNCTION`` over ``topic`` (``messages`` long) and measure
     CPU, wall time and peak RSS from its ``warmup``-th committed message to the last."""
     admin = KafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
     group = f"bench-{name.replace(' ', '-').replace('+', '-')}-{int(time.time())}"
-    settings = {"kafka": {"bootstrap_servers": "127.0.0.1:9092", "input_topic": topic,
-                          "group_id": group, "max_poll_records": 500},
-                "batch": batch or {"max_records": 100, "max_wait_s": 0.05}, "config": config}
+    settings = {
+        "kafka": {
+            "bootstrap_servers": "127.0.0.1:9092",
+            "input_topic": topic,
+            "group_id": group,
+            "max_poll_records": 500,
+        },
+        "batch": batch or {"max_records": 100, "max_wait_s": 0.05},
+        "config": config,
+    }
     path = tmp / f"{group}.yaml"
     path.write_text(yaml.safe_dump(settings))
     with (tmp / f"{group}.log").open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "ferryman", "worker", function,
-                                 "--config", str(path), "--log-level", "warning"],
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ferryman",
+                "worker",
+                function,
+                "--config",
+                str(path),
+                "--log-level",
+                "warning",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         while (start := _committed(admin, group, topic)) < warmup:
             if proc.poll() is not None:
@@ -83,24 +117,44 @@ def run_worker(name: str, function: str, tmp: Path, topic: str, config: dict[str
         proc.wait(30)
         admin.close()
     units = (done - start) * units_per_message
-    return {"peer": name, "units": units, "per_s": units / elapsed, "cpu_s": cpu,
-            "cpu_s_per_million": cpu / units * 1e6, "per_core": units / cpu,
-            "peak_rss_mib": rss}
+    return {
+        "peer": name,
+        "units": units,
+        "per_s": units / elapsed,
+        "cpu_s": cpu,
+        "cpu_s_per_million": cpu / units * 1e6,
+        "per_core": units / cpu,
+        "peak_rss_mib": rss,
+    }
 
 
 def _run_worker(name: str, tmp: Path, topic: str, config: dict[str, Any]) -> dict[str, Any]:
-    row = run_worker(name, "prometheus_remote_write", tmp, topic, config,
-                     messages=MESSAGES, units_per_message=SERIES)
+    row = run_worker(
+        name,
+        "prometheus_remote_write",
+        tmp,
+        topic,
+        config,
+        messages=MESSAGES,
+        units_per_message=SERIES,
+    )
     return {**row, "samples": row["units"], "samples_per_s": row["per_s"]}
 
 
 def _vmagent(tmp: Path, sink: str, body: bytes) -> dict[str, Any]:
     port = 18431
     with (tmp / "vmagent-fwd.log").open("wb") as log:
-        proc = subprocess.Popen(["/usr/bin/vmagent", f"-httpListenAddr=127.0.0.1:{port}",
-                                 f"-remoteWrite.url={sink}/api/v1/write",
-                                 f"-remoteWrite.tmpDataPath={tmp / 'vmagent-fwd'}",
-                                 "-loggerLevel=WARN"], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                "/usr/bin/vmagent",
+                f"-httpListenAddr=127.0.0.1:{port}",
+                f"-remoteWrite.url={sink}/api/v1/write",
+                f"-remoteWrite.tmpDataPath={tmp / 'vmagent-fwd'}",
+                "-loggerLevel=WARN",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         url = f"http://127.0.0.1:{port}/api/v1/write"
         with httpx.Client(timeout=30) as client:
@@ -129,10 +183,15 @@ def _vmagent(tmp: Path, sink: str, body: bytes) -> dict[str, Any]:
         proc.terminate()
         proc.wait(30)
     samples = MESSAGES * SERIES
-    return {"peer": "vmagent (remote write in → out)", "samples": samples,
-            "samples_per_s": samples / elapsed, "cpu_s": cpu,
-            "cpu_s_per_million": cpu / samples * 1e6, "per_core": samples / cpu,
-            "peak_rss_mib": rss}
+    return {
+        "peer": "vmagent (remote write in → out)",
+        "samples": samples,
+        "samples_per_s": samples / elapsed,
+        "cpu_s": cpu,
+        "cpu_s_per_million": cpu / samples * 1e6,
+        "per_core": samples / cpu,
+        "peak_rss_mib": rss,
+    }
 
 
 def bench_worker(tmp: Path, sink: str) -> list[dict[str, Any]]:
@@ -140,17 +199,21 @@ def bench_worker(tmp: Path, sink: str) -> list[dict[str, Any]]:
     topic = f"bench-worker-{int(time.time())}"
     admin = KafkaAdminClient(bootstrap_servers="127.0.0.1:9092")
     admin.create_topics([NewTopic(topic, 1, 1)])
-    producer = KafkaProducer(bootstrap_servers="127.0.0.1:9092", acks="all",
-                             max_request_size=16 * 2**20)
+    producer = KafkaProducer(
+        bootstrap_servers="127.0.0.1:9092", acks="all", max_request_size=16 * 2**20
+    )
     for _ in range(MESSAGES):
         producer.send(topic, value=body, headers=[(h.SCHEMA, h.SCHEMA_REMOTE_WRITE)])
     producer.flush()
     producer.close()
     url = f"{sink}/api/v1/write"
-    rows = [_run_worker("ferryman pass-through", tmp, topic, {"url": url}),
-            _run_worker("ferryman decode+relabel", tmp, topic,
-                        {"url": url, "metric_relabel_configs": RULES}),
-            _vmagent(tmp, sink, body)]
+    rows = [
+        _run_worker("ferryman pass-through", tmp, topic, {"url": url}),
+        _run_worker(
+            "ferryman decode+relabel", tmp, topic, {"url": url, "metric_relabel_configs": RULES}
+        ),
+        _vmagent(tmp, sink, body),
+    ]
     admin.delete_topics([topic])
     admin.close()
     return rows

@@ -45,8 +45,14 @@ class Entry:
 
 
 class DiskQueue:
-    def __init__(self, directory: Path, *, max_bytes: int, segment_bytes: int = 8 * 2**20,
-                 on_drop: Callable[[int, int], None] = lambda records, samples: None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_bytes: int,
+        segment_bytes: int = 8 * 2**20,
+        on_drop: Callable[[int, int], None] = lambda records, samples: None,
+    ) -> None:
         if segment_bytes * 2 > max_bytes:
             segment_bytes = max(4096, max_bytes // 4)
         self.directory = directory

@@ -28,10 +28,20 @@ log = logging.getLogger("ferryman.edge.sender")
 
 
 class KafkaSender:
-    def __init__(self, queue: DiskQueue, *, bootstrap_servers: str, topic: str,
-                 headers: Sequence[tuple[str, bytes]], ack_timeout: float,
-                 sent: Counter, errors: Counter, backlog: Gauge,
-                 window_records: int = 256, window_bytes: int = 8 * 2**20) -> None:
+    def __init__(
+        self,
+        queue: DiskQueue,
+        *,
+        bootstrap_servers: str,
+        topic: str,
+        headers: Sequence[tuple[str, bytes]],
+        ack_timeout: float,
+        sent: Counter,
+        errors: Counter,
+        backlog: Gauge,
+        window_records: int = 256,
+        window_bytes: int = 8 * 2**20,
+    ) -> None:
         self.queue = queue
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
@@ -47,8 +57,7 @@ class KafkaSender:
         self._producer: KafkaProducer | None = None
         self._partitions = 0
         self.connected = False
-        self._thread = threading.Thread(target=self._run, name="ferryman-kafka-sender",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="ferryman-kafka-sender", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -59,8 +68,11 @@ class KafkaSender:
     def stop(self, drain_timeout: float = 10.0) -> None:
         """Try to drain for ``drain_timeout`` seconds, then stop; the rest stays on disk."""
         deadline = time.monotonic() + drain_timeout
-        while self.queue.pending_bytes() > 0 and time.monotonic() < deadline \
-                and self._thread.is_alive():
+        while (
+            self.queue.pending_bytes() > 0
+            and time.monotonic() < deadline
+            and self._thread.is_alive()
+        ):
             self._wake.set()
             time.sleep(0.05)
         self._stop.set()
@@ -80,8 +92,9 @@ class KafkaSender:
             except (KafkaError, OSError, ValueError) as exc:
                 self.queue.rewind()
                 if self.connected:
-                    log.warning("Kafka unavailable (%s: %s); buffering on disk",
-                                type(exc).__name__, exc)
+                    log.warning(
+                        "Kafka unavailable (%s: %s); buffering on disk", type(exc).__name__, exc
+                    )
                 self.connected = False
                 self._errors.labels(error_type=type(exc).__name__, stage="produce").inc()
                 self._discard_producer()
@@ -99,8 +112,14 @@ class KafkaSender:
             return 0
         producer = self._ensure_producer()
         futures: list[Any] = [
-            producer.send(self.topic, value=e.payload, partition=e.bucket % self._partitions,
-                          headers=self.headers) for e in entries]
+            producer.send(
+                self.topic,
+                value=e.payload,
+                partition=e.bucket % self._partitions,
+                headers=self.headers,
+            )
+            for e in entries
+        ]
         producer.flush(timeout=self.ack_timeout)
         for future in futures:
             future.get(timeout=self.ack_timeout)
@@ -115,9 +134,11 @@ class KafkaSender:
         if self._producer is None:
             # Payloads are snappy'd remote-write already: no second compression.
             producer = kafka_producer(
-                self.bootstrap_servers, "ferryman-edge",
+                self.bootstrap_servers,
+                "ferryman-edge",
                 request_timeout_ms=int(self.ack_timeout * 1000),
-                max_block_ms=int(self.ack_timeout * 1000))
+                max_block_ms=int(self.ack_timeout * 1000),
+            )
             partitions = producer.partitions_for(self.topic)
             if not partitions:
                 producer.close(timeout=1)

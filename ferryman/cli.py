@@ -32,8 +32,11 @@ def _stack(args: argparse.Namespace) -> int:
         print(f"ferryman stack {args.action}: {exc.args[0]}", file=sys.stderr)
         return 2
     except local.StackError as exc:
-        print(f"ferryman stack {args.action}: {exc.service} failed\n"
-              f"  command: {exc.command}\n{exc.detail}", file=sys.stderr)
+        print(
+            f"ferryman stack {args.action}: {exc.service} failed\n"
+            f"  command: {exc.command}\n{exc.detail}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -47,9 +50,11 @@ def _up(args: argparse.Namespace) -> int:
         print(f"ferryman up: {exc}", file=sys.stderr)
         return 1
     print(local.format_status(local.status()))
-    print("\nSeries arrive within a minute: Prometheus http://127.0.0.1:9090 "
-          "(try up{cluster=\"local\"}), VictoriaMetrics http://127.0.0.1:8428, "
-          "Elasticsearch index metrics-ferryman-*, InfluxDB database 'ferryman'.")
+    print(
+        "\nSeries arrive within a minute: Prometheus http://127.0.0.1:9090 "
+        '(try up{cluster="local"}), VictoriaMetrics http://127.0.0.1:8428, '
+        "Elasticsearch index metrics-ferryman-*, InfluxDB database 'ferryman'."
+    )
     return 0
 
 
@@ -66,8 +71,9 @@ def _worker(args: argparse.Namespace) -> int:
 def _logging(level: str) -> None:
     import logging
 
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     # One line per HTTP request or per fetch would drown the process's own sentences.
     for noisy in ("httpx", "httpcore", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -136,19 +142,27 @@ def _dlq(args: argparse.Namespace) -> int:
         return 2
     try:
         selection = Selection(
-            function=args.function, error=re.compile(args.error) if args.error else None,
-            from_offset=args.from_offset, until_offset=args.until_offset,
+            function=args.function,
+            error=re.compile(args.error) if args.error else None,
+            from_offset=args.from_offset,
+            until_offset=args.until_offset,
             since_ms=parse_time(args.since) if args.since else None,
-            until_ms=parse_time(args.until) if args.until else None)
+            until_ms=parse_time(args.until) if args.until else None,
+        )
     except (re.error, ValueError) as exc:
         print(f"ferryman dlq replay: {exc}", file=sys.stderr)
         return 2
     options = ReplayOptions(
         topic=topic,
-        bootstrap_servers=bootstrap or os.environ.get("FERRYMAN_KAFKA__BOOTSTRAP_SERVERS",
-                                                      "127.0.0.1:9092"),
-        selection=selection, to=args.to, group=args.group, dry_run=args.dry_run,
-        limit=args.limit, show=args.show)
+        bootstrap_servers=bootstrap
+        or os.environ.get("FERRYMAN_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+        selection=selection,
+        to=args.to,
+        group=args.group,
+        dry_run=args.dry_run,
+        limit=args.limit,
+        show=args.show,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -176,9 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run one function (container entrypoint)")
     worker.add_argument("name", help="registered function name (see: ferryman functions list)")
     worker.add_argument("--config", type=Path, default=None, help="YAML settings file")
-    worker.add_argument("--retry-lane", action="store_true",
-                        help="retry the records waiting in the function's retry lane "
-                             "(needs a retry_lane section) instead of consuming its topic")
+    worker.add_argument(
+        "--retry-lane",
+        action="store_true",
+        help="retry the records waiting in the function's retry lane "
+        "(needs a retry_lane section) instead of consuming its topic",
+    )
     worker.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     worker.set_defaults(func=_worker)
 
@@ -191,40 +208,63 @@ def build_parser() -> argparse.ArgumentParser:
     dlq = sub.add_parser("dlq", help="dead-letter topics")
     dlq_actions = dlq.add_subparsers(dest="action", required=True)
     replay = dlq_actions.add_parser(
-        "replay", help="re-inject dead-lettered records once their cause is fixed",
+        "replay",
+        help="re-inject dead-lettered records once their cause is fixed",
         description="Produce dead-lettered records back to their original topic (or --to), "
-                    "without the ferryman.error/function/source headers and with "
-                    "ferryman.replayed-from. Offsets of the replay's own consumer group are "
-                    "committed after Kafka acknowledged, so running the same command again "
-                    "resumes without duplicates. Exit 3 when interrupted.")
-    replay.add_argument("--config", type=Path, default=None,
-                        help="a worker's YAML settings: default --topic and Kafka from it")
-    replay.add_argument("--topic", help="dead-letter topic (default: the config's "
-                                        "kafka.dead_letter_topic)")
-    replay.add_argument("--bootstrap-servers", help="Kafka (default: the config's, "
-                                                    "else 127.0.0.1:9092)")
+        "without the ferryman.error/function/source headers and with "
+        "ferryman.replayed-from. Offsets of the replay's own consumer group are "
+        "committed after Kafka acknowledged, so running the same command again "
+        "resumes without duplicates. Exit 3 when interrupted.",
+    )
+    replay.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="a worker's YAML settings: default --topic and Kafka from it",
+    )
+    replay.add_argument(
+        "--topic", help="dead-letter topic (default: the config's kafka.dead_letter_topic)"
+    )
+    replay.add_argument(
+        "--bootstrap-servers", help="Kafka (default: the config's, else 127.0.0.1:9092)"
+    )
     replay.add_argument("--function", help="only records dead-lettered by this function")
-    replay.add_argument("--error", metavar="REGEX",
-                        help="only records whose ferryman.error matches REGEX")
-    replay.add_argument("--from-offset", type=int, metavar="N",
-                        help="start at this offset (per partition)")
-    replay.add_argument("--until-offset", type=int, metavar="N",
-                        help="stop before this offset (per partition)")
-    replay.add_argument("--since", metavar="TIME",
-                        help="only records dead-lettered at or after TIME "
-                             "(2026-11-25T20:00:00Z, or 2h for two hours ago)")
+    replay.add_argument(
+        "--error", metavar="REGEX", help="only records whose ferryman.error matches REGEX"
+    )
+    replay.add_argument(
+        "--from-offset", type=int, metavar="N", help="start at this offset (per partition)"
+    )
+    replay.add_argument(
+        "--until-offset", type=int, metavar="N", help="stop before this offset (per partition)"
+    )
+    replay.add_argument(
+        "--since",
+        metavar="TIME",
+        help="only records dead-lettered at or after TIME "
+        "(2026-11-25T20:00:00Z, or 2h for two hours ago)",
+    )
     replay.add_argument("--until", metavar="TIME", help="...and before TIME")
-    replay.add_argument("--to", metavar="TOPIC",
-                        help="produce here instead of each record's original topic")
-    replay.add_argument("--group", help="consumer group (default: derived from the topic, "
-                                        "the selection and --to)")
+    replay.add_argument(
+        "--to", metavar="TOPIC", help="produce here instead of each record's original topic"
+    )
+    replay.add_argument(
+        "--group", help="consumer group (default: derived from the topic, the selection and --to)"
+    )
     replay.add_argument("--limit", type=int, metavar="N", help="stop after N records")
-    replay.add_argument("--dry-run", action="store_true",
-                        help="print what would be replayed; produce and commit nothing")
-    replay.add_argument("--show", type=int, default=5, metavar="N",
-                        help="list the first N selected records (default 5)")
-    replay.add_argument("--log-level", default="warning",
-                        choices=["debug", "info", "warning"])
+    replay.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be replayed; produce and commit nothing",
+    )
+    replay.add_argument(
+        "--show",
+        type=int,
+        default=5,
+        metavar="N",
+        help="list the first N selected records (default 5)",
+    )
+    replay.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
     replay.set_defaults(func=_dlq)
 
     functions = sub.add_parser("functions", help="registered functions")

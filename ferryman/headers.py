@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-__all__ = ["CLUSTER", "DEAD_LETTER", "DEAD_LETTER_ERROR", "DEAD_LETTER_FUNCTION",
-           "DEAD_LETTER_SOURCE", "REPLAYED_FROM", "SCHEMA", "SCHEMA_LOKI_PUSH",
-           "SCHEMA_REMOTE_WRITE", "TENANT", "TRACEPARENT"]
+__all__ = [
+    "CLUSTER",
+    "DEAD_LETTER",
+    "DEAD_LETTER_ERROR",
+    "DEAD_LETTER_FUNCTION",
+    "DEAD_LETTER_SOURCE",
+    "REPLAYED_FROM",
+    "SCHEMA",
+    "SCHEMA_LOKI_PUSH",
+    "SCHEMA_REMOTE_WRITE",
+    "TENANT",
+    "TRACEPARENT",
+]
 
 SCHEMA = "schema"
 CLUSTER = "cluster"

@@ -19,17 +19,31 @@ __all__ = ["RETRIES", "producer"]
 RETRIES = 5
 
 
-def producer(bootstrap_servers: str, client_id: str, *, compression: str | None = None,
-             max_request_size: int = 16 * 2**20, request_timeout_ms: int = 30_000,
-             linger_ms: int = 5, **extra: Any) -> KafkaProducer:
+def producer(
+    bootstrap_servers: str,
+    client_id: str,
+    *,
+    compression: str | None = None,
+    max_request_size: int = 16 * 2**20,
+    request_timeout_ms: int = 30_000,
+    linger_ms: int = 5,
+    **extra: Any,
+) -> KafkaProducer:
     """A producer with the project's delivery settings (see the module docstring).
 
     ``compression`` is None for payloads that are compressed already (snappy'd remote
     write, Loki pushes), ``"snappy"`` for the rest.
     """
     return KafkaProducer(
-        bootstrap_servers=bootstrap_servers, client_id=client_id,
-        acks="all", enable_idempotence=True, retries=RETRIES,
+        bootstrap_servers=bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        retries=RETRIES,
         max_in_flight_requests_per_connection=1,
-        compression_type=compression, max_request_size=max_request_size,
-        request_timeout_ms=request_timeout_ms, linger_ms=linger_ms, **extra)
+        compression_type=compression,
+        max_request_size=max_request_size,
+        request_timeout_ms=request_timeout_ms,
+        linger_ms=linger_ms,
+        **extra,
+    )

@@ -11,8 +11,15 @@ import json
 import re
 from typing import Any
 
-__all__ = ["PathError", "compile_path", "lookup", "parse_json", "parse_logfmt",
-           "parse_regex", "scalar_text"]
+__all__ = [
+    "PathError",
+    "compile_path",
+    "lookup",
+    "parse_json",
+    "parse_logfmt",
+    "parse_regex",
+    "scalar_text",
+]
 
 
 def parse_logfmt(line: str) -> dict[str, str]:
@@ -75,8 +82,10 @@ class PathError(ValueError):
     """Raised when a JSON path expression cannot be compiled."""
 
 
-_STEP = re.compile(r'\.?([A-Za-z_@$][\w@$-]*)|\[(\d+)\]'
-                   r'|\["((?:[^"\\]|\\.)*)"\]|\.?"((?:[^"\\]|\\.)*)"')
+_STEP = re.compile(
+    r"\.?([A-Za-z_@$][\w@$-]*)|\[(\d+)\]"
+    r'|\["((?:[^"\\]|\\.)*)"\]|\.?"((?:[^"\\]|\\.)*)"'
+)
 
 
 def compile_path(expression: str) -> tuple[str | int, ...]:
@@ -92,8 +101,7 @@ def compile_path(expression: str) -> tuple[str | int, ...]:
         if index is not None:
             steps.append(int(index))
         else:
-            text = name if name is not None else (bracketed if bracketed is not None
-                                                  else quoted)
+            text = name if name is not None else (bracketed if bracketed is not None else quoted)
             steps.append(json.loads(f'"{text}"') if "\\" in text else text)
         pos = match.end()
     if not steps:

@@ -137,8 +137,11 @@ class Registry:
         ProcessCollector(registry=self.collector_registry)
         PlatformCollector(registry=self.collector_registry)
         GCCollector(registry=self.collector_registry)
-        Info("ferryman_build", "The ferryman release this process runs (always 1).",
-             registry=self.collector_registry).info({"version": _version()})
+        Info(
+            "ferryman_build",
+            "The ferryman release this process runs (always 1).",
+            registry=self.collector_registry,
+        ).info({"version": _version()})
         self._series: dict[str, tuple[str, ...]] = {}  # declared name -> series it makes
 
     def counter(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> Counter:
@@ -147,26 +150,47 @@ class Registry:
         if not name.endswith("_total"):
             raise ValueError(f"counter {name}: counter names end in _total")
         self._refuse_twice(name)
-        metric = Counter(prometheus_client.Counter(
-            name, help_text, labelnames, registry=self.collector_registry), name, labelnames)
+        metric = Counter(
+            prometheus_client.Counter(
+                name, help_text, labelnames, registry=self.collector_registry
+            ),
+            name,
+            labelnames,
+        )
         self._series[name] = (name,)
         return metric
 
     def gauge(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> Gauge:
         """Declare a gauge."""
         self._refuse_twice(name)
-        metric = Gauge(prometheus_client.Gauge(
-            name, help_text, labelnames, registry=self.collector_registry), name, labelnames)
+        metric = Gauge(
+            prometheus_client.Gauge(name, help_text, labelnames, registry=self.collector_registry),
+            name,
+            labelnames,
+        )
         self._series[name] = (name,)
         return metric
 
-    def histogram(self, name: str, help_text: str, labelnames: Sequence[str] = (),
-                  buckets: Iterable[float] = Histogram.DEFAULT_BUCKETS) -> Histogram:
+    def histogram(
+        self,
+        name: str,
+        help_text: str,
+        labelnames: Sequence[str] = (),
+        buckets: Iterable[float] = Histogram.DEFAULT_BUCKETS,
+    ) -> Histogram:
         """Declare a histogram; ``buckets`` default to :attr:`Histogram.DEFAULT_BUCKETS`."""
         self._refuse_twice(name)
-        metric = Histogram(prometheus_client.Histogram(
-            name, help_text, labelnames, buckets=tuple(sorted(buckets)),
-            registry=self.collector_registry), name, labelnames)
+        metric = Histogram(
+            prometheus_client.Histogram(
+                name,
+                help_text,
+                labelnames,
+                buckets=tuple(sorted(buckets)),
+                registry=self.collector_registry,
+            ),
+            name,
+            labelnames,
+        )
         self._series[name] = (f"{name}_bucket", f"{name}_count", f"{name}_sum")
         return metric
 

@@ -8,9 +8,13 @@ from pathlib import Path
 __all__ = ["ssl_verify"]
 
 
-def ssl_verify(*, ca_file: Path | None = None, cert_file: Path | None = None,
-               key_file: Path | None = None,
-               insecure_skip_verify: bool = False) -> ssl.SSLContext | bool:
+def ssl_verify(
+    *,
+    ca_file: Path | None = None,
+    cert_file: Path | None = None,
+    key_file: Path | None = None,
+    insecure_skip_verify: bool = False,
+) -> ssl.SSLContext | bool:
     """System trust by default; a context when a CA or a client certificate (mTLS) is
     given; False only when verification is switched off."""
     if insecure_skip_verify:

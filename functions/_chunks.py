@@ -48,8 +48,15 @@ import httpx
 from workers.outcome import Outcome
 from workers.records import Batch, Delivered
 
-__all__ = ["BACKPRESSURE", "Blame", "HandBack", "OwnedChunk", "deliver_chunks", "delivered",
-           "evidence"]
+__all__ = [
+    "BACKPRESSURE",
+    "Blame",
+    "HandBack",
+    "OwnedChunk",
+    "deliver_chunks",
+    "delivered",
+    "evidence",
+]
 
 #: Statuses of a backend that pushes back or is unavailable: they say nothing about the
 #: records of the request (or of the item) they answer.
@@ -99,10 +106,17 @@ class HandBack:
     refused: Mapping[int, str] = field(default_factory=dict)
 
 
-def deliver_chunks(chunks: Sequence[_C], send: Callable[[_C], httpx.Response], *,
-                   classify: Classify, dead: dict[int, str], backend: str,
-                   log: logging.Logger, data_at_fault: Callable[[int], bool] | None = None,
-                   blame: Blame[_C] | None = None) -> HandBack:
+def deliver_chunks(
+    chunks: Sequence[_C],
+    send: Callable[[_C], httpx.Response],
+    *,
+    classify: Classify,
+    dead: dict[int, str],
+    backend: str,
+    log: logging.Logger,
+    data_at_fault: Callable[[int], bool] | None = None,
+    blame: Blame[_C] | None = None,
+) -> HandBack:
     """Send ``chunks`` in order (see the module docstring); ``dead`` collects the records
     dead-lettered, with the reason. ``send`` raises httpx.TransportError when the backend
     cannot be reached."""
@@ -117,8 +131,17 @@ def deliver_chunks(chunks: Sequence[_C], send: Callable[[_C], httpx.Response], *
         try:
             response = send(current)
         except httpx.TransportError as exc:
-            return _hand_back(current, queue, dead, later, refused, backend,
-                              f"{backend} unreachable: {exc!r}", None, log)
+            return _hand_back(
+                current,
+                queue,
+                dead,
+                later,
+                refused,
+                backend,
+                f"{backend} unreachable: {exc!r}",
+                None,
+                log,
+            )
         outcome = classify(response.status_code, response.headers, response.text)
         if outcome.kind == "ok":
             continue
@@ -129,16 +152,21 @@ def deliver_chunks(chunks: Sequence[_C], send: Callable[[_C], httpx.Response], *
                     dead.setdefault(owner, verdict.reason)
                 else:
                     later.setdefault(owner, verdict.reason)
-                    if evidence(response.status_code, records=len(owners),
-                                item_status=verdict.status):
+                    if evidence(
+                        response.status_code, records=len(owners), item_status=verdict.status
+                    ):
                         refused.setdefault(owner, verdict.reason)
             continue
         if outcome.kind == "retry" and evidence(response.status_code):
             if len(owners) > 1:
                 # Evidence against a record sent alone: find out which one it is about.
-                log.warning("%s refused a request holding %d records for now (%s); sending "
-                            "them one by one to tell which", backend, len(owners),
-                            outcome.reason)
+                log.warning(
+                    "%s refused a request holding %d records for now (%s); sending "
+                    "them one by one to tell which",
+                    backend,
+                    len(owners),
+                    outcome.reason,
+                )
                 queue.extendleft(reversed(current.by_owner()))
                 continue
             # About this one record, not the backend's state: the next ones may pass.
@@ -147,12 +175,17 @@ def deliver_chunks(chunks: Sequence[_C], send: Callable[[_C], httpx.Response], *
             refused.setdefault(owner, outcome.reason)
             continue
         if outcome.kind == "retry":
-            return _hand_back(current, queue, dead, later, refused, backend, outcome.reason,
-                              outcome.delay, log)
-        if data_at_fault is not None and data_at_fault(response.status_code) \
-                and len(owners) > 1:
-            log.warning("%s refused a request holding %d records (%s); sending them one by "
-                        "one to find the bad ones", backend, len(owners), outcome.reason)
+            return _hand_back(
+                current, queue, dead, later, refused, backend, outcome.reason, outcome.delay, log
+            )
+        if data_at_fault is not None and data_at_fault(response.status_code) and len(owners) > 1:
+            log.warning(
+                "%s refused a request holding %d records (%s); sending them one by "
+                "one to find the bad ones",
+                backend,
+                len(owners),
+                outcome.reason,
+            )
             queue.extendleft(reversed(current.by_owner()))
             continue
         for owner in owners:
@@ -161,28 +194,42 @@ def deliver_chunks(chunks: Sequence[_C], send: Callable[[_C], httpx.Response], *
     if not waiting:
         return HandBack()
     reason = next(iter(waiting.values()))
-    log.warning("%d records wait for %s to store some of their data: %s", len(waiting),
-                backend, reason)
-    return HandBack(frozenset(waiting), None, reason,
-                    {o: why for o, why in refused.items() if o in waiting})
+    log.warning(
+        "%d records wait for %s to store some of their data: %s", len(waiting), backend, reason
+    )
+    return HandBack(
+        frozenset(waiting), None, reason, {o: why for o, why in refused.items() if o in waiting}
+    )
 
 
-def _hand_back(current: OwnedChunk, queue: deque[_C], dead: dict[int, str],
-               later: Mapping[int, str], refused: Mapping[int, str], backend: str,
-               reason: str, delay: float | None, log: logging.Logger) -> HandBack:
-    retry = frozenset(current.owners.union(later, *(c.owners for c in queue))
-                      - dead.keys())
+def _hand_back(
+    current: OwnedChunk,
+    queue: deque[_C],
+    dead: dict[int, str],
+    later: Mapping[int, str],
+    refused: Mapping[int, str],
+    backend: str,
+    reason: str,
+    delay: float | None,
+    log: logging.Logger,
+) -> HandBack:
+    retry = frozenset(current.owners.union(later, *(c.owners for c in queue)) - dead.keys())
     log.warning("%d records wait for %s: %s", len(retry), backend, reason)
-    return HandBack(retry, delay, reason,
-                    {o: why for o, why in refused.items() if o in retry})
+    return HandBack(retry, delay, reason, {o: why for o, why in refused.items() if o in retry})
 
 
 def delivered(batch: Batch, dead: Mapping[int, str], hand_back: HandBack) -> Delivered:
     """The :class:`Delivered` of ``batch`` once every record is decided; the records
     handed back carry the backend's reason (``retry_reason``)."""
     retry = [batch[i] for i in sorted(hand_back.retry)]
-    return Delivered(dead=[(batch[i], reason) for i, reason in sorted(dead.items())],
-                     retry=retry, retry_delay=hand_back.delay if retry else None,
-                     retry_reason=hand_back.reason if retry else "",
-                     refused=[(batch[i], hand_back.refused[i]) for i in sorted(hand_back.refused)
-                              if i in hand_back.retry])
+    return Delivered(
+        dead=[(batch[i], reason) for i, reason in sorted(dead.items())],
+        retry=retry,
+        retry_delay=hand_back.delay if retry else None,
+        retry_reason=hand_back.reason if retry else "",
+        refused=[
+            (batch[i], hand_back.refused[i])
+            for i in sorted(hand_back.refused)
+            if i in hand_back.retry
+        ],
+    )

@@ -47,9 +47,20 @@ from workers.function import Context
 from workers.outcome import Outcome, classify_http
 from workers.records import Batch, Delivered, Record
 
-__all__ = ["DOC_SCHEMA", "FILTER_PATH", "BaseTemplateConfig", "BulkResult", "BulkWriter",
-           "Chunk", "ElasticsearchConnection", "check_name", "classify_bulk", "classify_item",
-           "document_record", "install_templates"]
+__all__ = [
+    "DOC_SCHEMA",
+    "FILTER_PATH",
+    "BaseTemplateConfig",
+    "BulkResult",
+    "BulkWriter",
+    "Chunk",
+    "ElasticsearchConnection",
+    "check_name",
+    "classify_bulk",
+    "classify_item",
+    "document_record",
+    "install_templates",
+]
 
 #: Asked of Elasticsearch so a clean response is tiny and starts with ``{"errors":false``.
 FILTER_PATH = "errors,items.*.status,items.*.error.type,items.*.error.reason"
@@ -66,8 +77,10 @@ _FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:A-Z]')
 def check_name(name: str, what: str) -> str:
     """``name`` if Elasticsearch accepts it as an index, data stream or template name."""
     if not name or _FORBIDDEN.search(name) or name.startswith(("-", "_", "+", ".")):
-        raise ValueError(f"{what} {name!r} is not a valid Elasticsearch name (lowercase, "
-                         "no spaces or \\/*?\"<>|,#:, not starting with -_+.)")
+        raise ValueError(
+            f"{what} {name!r} is not a valid Elasticsearch name (lowercase, "
+            'no spaces or \\/*?"<>|,#:, not starting with -_+.)'
+        )
     return name
 
 
@@ -78,22 +91,35 @@ class _Frozen(BaseModel):
 class BaseTemplateConfig(_Frozen):
     """The index template installed (idempotently, by PUT) before the first write."""
 
-    install: bool = Field(True, description="Install the component and index templates before "
-                                            "the first write (default true). Turn off when "
-                                            "the operator manages templates.")
-    name: str | None = Field(None, description="Index template name; default: the data "
-                                               "stream's name (metrics: or the index "
-                                               "pattern's fixed prefix). Its component "
-                                               "template is <name>@ferryman.")
-    priority: int = Field(200, ge=0, description="Index template priority (default 200: above "
-                                                 "the built-in logs-*-* and metrics-*-* "
-                                                 "templates' 100).")
+    install: bool = Field(
+        True,
+        description="Install the component and index templates before "
+        "the first write (default true). Turn off when "
+        "the operator manages templates.",
+    )
+    name: str | None = Field(
+        None,
+        description="Index template name; default: the data "
+        "stream's name (metrics: or the index "
+        "pattern's fixed prefix). Its component "
+        "template is <name>@ferryman.",
+    )
+    priority: int = Field(
+        200,
+        ge=0,
+        description="Index template priority (default 200: above "
+        "the built-in logs-*-* and metrics-*-* "
+        "templates' 100).",
+    )
     number_of_shards: int = Field(1, ge=1, description="Primary shards (default 1).")
     number_of_replicas: int = Field(0, ge=0, description="Replicas (default 0).")
-    composed_of: tuple[str, ...] = Field((), description="Extra component templates applied "
-                                                         "after ferryman's own (they win on "
-                                                         "conflicts): lifecycle policy, "
-                                                         "extra mappings. Must exist.")
+    composed_of: tuple[str, ...] = Field(
+        (),
+        description="Extra component templates applied "
+        "after ferryman's own (they win on "
+        "conflicts): lifecycle policy, "
+        "extra mappings. Must exist.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -107,16 +133,24 @@ class ElasticsearchConnection(HttpAuthConfig):
     auth_fields: ClassVar[tuple[str, ...]] = ("basic_auth", "api_key", "bearer_token")
 
     url: str = Field(description="Elasticsearch base URL, e.g. http://elasticsearch:9200.")
-    cluster_label: str = Field("cluster", description="Label holding the cluster (default "
-                                                      "`cluster`); when a series or stream "
-                                                      "lacks it, the message's `cluster` "
-                                                      "header is used.")
-    max_bulk_bytes: int = Field(5 * 2**20, ge=1024, le=100 * 2**20,
-                                description="Bulk bodies are cut at this size (default 5 MiB; "
-                                            "at most Elasticsearch's default "
-                                            "http.max_content_length, 100 MiB).")
-    api_key: str | None = Field(None, description="API key, the base64 `encoded` form "
-                                                  "Elasticsearch returns; default none.")
+    cluster_label: str = Field(
+        "cluster",
+        description="Label holding the cluster (default "
+        "`cluster`); when a series or stream "
+        "lacks it, the message's `cluster` "
+        "header is used.",
+    )
+    max_bulk_bytes: int = Field(
+        5 * 2**20,
+        ge=1024,
+        le=100 * 2**20,
+        description="Bulk bodies are cut at this size (default 5 MiB; "
+        "at most Elasticsearch's default "
+        "http.max_content_length, 100 MiB).",
+    )
+    api_key: str | None = Field(
+        None, description="API key, the base64 `encoded` form Elasticsearch returns; default none."
+    )
 
     def credentials(self) -> Credentials:
         if self.api_key is not None:
@@ -124,8 +158,9 @@ class ElasticsearchConnection(HttpAuthConfig):
         return super().credentials()
 
 
-def install_templates(client: httpx.Client, url: str,
-                      puts: Sequence[tuple[str, dict[str, Any]]]) -> None:
+def install_templates(
+    client: httpx.Client, url: str, puts: Sequence[tuple[str, dict[str, Any]]]
+) -> None:
     """PUT each ``(path, body)`` in order (the component template, then the index
     template using it). Both are upserts that leave cluster state alone when nothing
     changed, so every worker does this at start. Raises DeliveryError when Elasticsearch
@@ -144,6 +179,7 @@ def install_templates(client: httpx.Client, url: str,
 
 
 # ---- chunks -----------------------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class Chunk:
@@ -178,11 +214,19 @@ def document_record(record: Record, chunk: Chunk, item: int) -> Record:
     headers += ((h.SCHEMA, DOC_SCHEMA), ("elasticsearch.id", action["_id"].encode()))
     if "_index" in action:
         headers += (("elasticsearch.index", action["_index"].encode()),)
-    return Record(record.topic, record.partition, record.offset, record.key,
-                  chunk.document(item).encode(), headers, record.timestamp_ms)
+    return Record(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.key,
+        chunk.document(item).encode(),
+        headers,
+        record.timestamp_ms,
+    )
 
 
 # ---- classify ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class BulkResult:
@@ -220,14 +264,17 @@ def classify_bulk(body: bytes, items: int) -> BulkResult:
     if body.startswith(_CLEAN):
         return BulkResult(created=items, duplicates=0)
     try:
-        answers = [(int(answer["status"]), answer.get("error"))
-                   for item in json.loads(body)["items"]
-                   for answer in item.values()]
+        answers = [
+            (int(answer["status"]), answer.get("error"))
+            for item in json.loads(body)["items"]
+            for answer in item.values()
+        ]
     except (ValueError, KeyError, TypeError, AttributeError):
         answers = []
     if len(answers) != items:
-        unreadable = Outcome("retry", f"unreadable bulk response for {items} documents: "
-                                      f"{body[:200]!r}")
+        unreadable = Outcome(
+            "retry", f"unreadable bulk response for {items} documents: {body[:200]!r}"
+        )
         return BulkResult(0, 0, tuple((i, unreadable) for i in range(items)))
     created = duplicates = 0
     failed: list[tuple[int, Outcome]] = []
@@ -243,6 +290,7 @@ def classify_bulk(body: bytes, items: int) -> BulkResult:
 
 # ---- delivery ---------------------------------------------------------------------------
 
+
 class _Tally:
     """What became of each record of one batch; retry beats dead beats ok."""
 
@@ -255,8 +303,7 @@ class _Tally:
         self.delay: float | None = None
         self.reason = ""
 
-    def retry_chunks(self, chunks: list[Chunk], reason: str,
-                     delay: float | None = None) -> None:
+    def retry_chunks(self, chunks: list[Chunk], reason: str, delay: float | None = None) -> None:
         for chunk in chunks:
             self.retry.update(chunk.owners)
         self.delay = delay
@@ -274,10 +321,15 @@ class _Tally:
                 dead.append((record, self.dead[position]))
             else:
                 dead.extend(self.dead_documents.get(position, ()))
-        return Delivered(dead=dead, retry=retry, retry_delay=self.delay if retry else None,
-                         retry_reason=self.reason if retry else "",
-                         refused=[(self.batch[p], why) for p, why in sorted(self.refused.items())
-                                  if p in self.retry])
+        return Delivered(
+            dead=dead,
+            retry=retry,
+            retry_delay=self.delay if retry else None,
+            retry_reason=self.reason if retry else "",
+            refused=[
+                (self.batch[p], why) for p, why in sorted(self.refused.items()) if p in self.retry
+            ],
+        )
 
 
 class BulkWriter:
@@ -292,11 +344,14 @@ class BulkWriter:
         self.log = context.log
         self.function = context.function
         self.m_documents = context.registry.counter(
-            "ferryman_documents_total", "Documents sent, by what the backend answered "
-            "(created, duplicate, retry, rejected).", ["function", "result"])
+            "ferryman_documents_total",
+            "Documents sent, by what the backend answered (created, duplicate, retry, rejected).",
+            ["function", "result"],
+        )
 
-    def write(self, batch: Batch, chunks: list[Chunk],
-              undecodable: list[tuple[int, str]]) -> Delivered:
+    def write(
+        self, batch: Batch, chunks: list[Chunk], undecodable: list[tuple[int, str]]
+    ) -> Delivered:
         tally = _Tally(batch)
         for position, reason in undecodable:
             tally.dead[position] = reason
@@ -308,8 +363,9 @@ class BulkWriter:
                 tally.retry_chunks(chunks[number:], f"Elasticsearch unreachable: {exc!r}")
                 break
             # A 2xx body is read item by item below, not as text.
-            outcome = classify_http(response.status_code, response.headers,
-                                    "" if response.is_success else response.text)
+            outcome = classify_http(
+                response.status_code, response.headers, "" if response.is_success else response.text
+            )
             if outcome.kind == "retry":
                 reason = f"bulk request refused for now: {outcome.reason}"
                 owners = set(chunk.owners)
@@ -332,9 +388,13 @@ class BulkWriter:
         refused = [outcome for _, outcome in result.failed if outcome.kind == "retry"]
         if refused:
             self.m_documents.labels(function=self.function, result="retry").inc(len(refused))
-            self.log.warning("Elasticsearch refused %d of %d documents for now; their records "
-                             "will be retried; first reason: %s", len(refused), len(chunk),
-                             refused[0].reason)
+            self.log.warning(
+                "Elasticsearch refused %d of %d documents for now; their records "
+                "will be retried; first reason: %s",
+                len(refused),
+                len(chunk),
+                refused[0].reason,
+            )
             tally.reason = tally.reason or f"documents refused for now: {refused[0].reason}"
         for item, outcome in result.failed:
             position = chunk.owners[item]
@@ -345,4 +405,5 @@ class BulkWriter:
             else:
                 self.m_documents.labels(function=self.function, result="rejected").inc(1)
                 tally.dead_documents.setdefault(position, []).append(
-                    (document_record(tally.batch[position], chunk, item), outcome.reason))
+                    (document_record(tally.batch[position], chunk, item), outcome.reason)
+                )

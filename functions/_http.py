@@ -20,8 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ferryman.tls import ssl_verify
 from workers.function import Context
 
-__all__ = ["BasicAuth", "Credentials", "HttpAuthConfig", "HttpClientConfig", "TLSConfig",
-           "make_client"]
+__all__ = [
+    "BasicAuth",
+    "Credentials",
+    "HttpAuthConfig",
+    "HttpClientConfig",
+    "TLSConfig",
+    "make_client",
+]
 
 
 class _Frozen(BaseModel):
@@ -34,17 +40,21 @@ class BasicAuth(_Frozen):
 
 
 class TLSConfig(_Frozen):
-    ca_file: Path | None = Field(None, description="CA bundle to verify the server; "
-                                                   "default: the system store.")
+    ca_file: Path | None = Field(
+        None, description="CA bundle to verify the server; default: the system store."
+    )
     cert_file: Path | None = Field(None, description="Client certificate (mTLS).")
     key_file: Path | None = Field(None, description="Client key (mTLS).")
     insecure_skip_verify: bool = Field(False, description="Do not verify the server. Tests only.")
 
     def verify(self) -> ssl.SSLContext | bool:
         """The ``verify`` argument for httpx."""
-        return ssl_verify(ca_file=self.ca_file, cert_file=self.cert_file,
-                          key_file=self.key_file,
-                          insecure_skip_verify=self.insecure_skip_verify)
+        return ssl_verify(
+            ca_file=self.ca_file,
+            cert_file=self.cert_file,
+            key_file=self.key_file,
+            insecure_skip_verify=self.insecure_skip_verify,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +74,9 @@ class HttpClientConfig(_Frozen):
 
     tls: TLSConfig = Field(default_factory=TLSConfig, description="TLS options.")
     timeout_s: float = Field(30.0, gt=0, description="Timeout of one request (default 30 s).")
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers "
-                                                                      "sent with every "
-                                                                      "request.")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra HTTP headers sent with every request."
+    )
 
     @field_validator("url", check_fields=False)
     @classmethod
@@ -79,8 +89,9 @@ class HttpClientConfig(_Frozen):
     def _one_auth(self) -> Self:
         chosen = [name for name in self.auth_fields if getattr(self, name) is not None]
         if len(chosen) > 1:
-            raise ValueError(f"set at most one of {', '.join(self.auth_fields)} "
-                             f"(got {', '.join(chosen)})")
+            raise ValueError(
+                f"set at most one of {', '.join(self.auth_fields)} (got {', '.join(chosen)})"
+            )
         return self
 
     def credentials(self) -> Credentials:
@@ -104,8 +115,9 @@ class HttpAuthConfig(HttpClientConfig):
         return Credentials()
 
 
-def make_client(config: HttpClientConfig, context: Context,
-                headers: Mapping[str, str] | None = None) -> httpx.Client:
+def make_client(
+    config: HttpClientConfig, context: Context, headers: Mapping[str, str] | None = None
+) -> httpx.Client:
     """The client a sink sends with: ``headers`` (the backend's fixed ones), then the
     configured extra headers, then the credentials' ``Authorization``."""
     credentials = config.credentials()
@@ -113,5 +125,6 @@ def make_client(config: HttpClientConfig, context: Context,
     merged = {**(headers or {}), **config.headers}
     if credentials.authorization is not None:
         merged["Authorization"] = credentials.authorization
-    return context.http_client(timeout=config.timeout_s, verify=config.tls.verify(),
-                               auth=auth, headers=merged)
+    return context.http_client(
+        timeout=config.timeout_s, verify=config.tls.verify(), auth=auth, headers=merged
+    )

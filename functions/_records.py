@@ -23,9 +23,17 @@ from ferryman.wire.protobuf import DecodeError
 from ferryman.wire.remote_write import TimeSeries, decode_write_request, snappy_decompress
 from workers.records import Record
 
-__all__ = ["STALE_MARKER", "UnsupportedRecord", "decode_series", "decode_stream_columns",
-           "decode_streams", "loki_push_payload", "remote_write_payload", "skip_reason",
-           "unreadable"]
+__all__ = [
+    "STALE_MARKER",
+    "UnsupportedRecord",
+    "decode_series",
+    "decode_stream_columns",
+    "decode_streams",
+    "loki_push_payload",
+    "remote_write_payload",
+    "skip_reason",
+    "unreadable",
+]
 
 _T = TypeVar("_T")
 

@@ -33,8 +33,9 @@ class Tally:
 EncodeSeries = Callable[[TimeSeries, str | None, Tally], Iterable[bytes]]
 
 
-def encode_records(batch: Batch, dead: dict[int, str],
-                   encode: EncodeSeries) -> tuple[list[tuple[int, bytes]], list[Tally]]:
+def encode_records(
+    batch: Batch, dead: dict[int, str], encode: EncodeSeries
+) -> tuple[list[tuple[int, bytes]], list[Tally]]:
     """Every unit of the batch with its record's index, and a tally per record; records
     that are not remote-write payloads go to ``dead`` with the reason."""
     tallies = [Tally() for _ in batch]
@@ -63,15 +64,22 @@ class SeriesCounters:
         self.skipped = context.registry.counter(
             "ferryman_samples_skipped_total",
             "Samples not written because the backend cannot store them, by reason.",
-            ["function", "reason"])
+            ["function", "reason"],
+        )
         self.sanitized = context.registry.counter(
             "ferryman_names_sanitized_total",
             "Names and tag values rewritten to fit the backend, by what.",
-            ["function", "what"])
-        self.tags_dropped = context.registry.counter(
-            "ferryman_tags_dropped_total",
-            "Tags left out of series over the backend's tag limit.",
-            ["function"]) if tag_limit else None
+            ["function", "what"],
+        )
+        self.tags_dropped = (
+            context.registry.counter(
+                "ferryman_tags_dropped_total",
+                "Tags left out of series over the backend's tag limit.",
+                ["function"],
+            )
+            if tag_limit
+            else None
+        )
 
     def count(self, tallies: list[Tally], retry: Set[int]) -> None:
         """Count the tallies of the records that are finished (not in ``retry``)."""

@@ -9,8 +9,7 @@ from hypothesis import HealthCheck, settings
 
 # Timing-based checks fail on a loaded 2-core machine (CI runs services beside the
 # tests); properties are about results, not speed.
-settings.register_profile("ferryman", deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ferryman", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ferryman")
 
 INTEGRATION = Path(__file__).parent / "integration"

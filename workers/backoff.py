@@ -21,8 +21,9 @@ class Backoff:
     ``rand`` returns a number in [0, 1) (default :func:`random.random`); tests pin it.
     """
 
-    def __init__(self, initial_s: float, max_s: float, *,
-                 rand: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self, initial_s: float, max_s: float, *, rand: Callable[[], float] = random.random
+    ) -> None:
         if not 0 < initial_s <= max_s:
             raise ValueError(f"need 0 < initial_s <= max_s, got {initial_s} and {max_s}")
         self.initial_s = initial_s

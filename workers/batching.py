@@ -17,8 +17,15 @@ __all__ = ["Batcher", "to_record"]
 
 def to_record(message: Message) -> Record:
     """The runtime's record of one consumed message."""
-    return Record(message.topic, message.partition, message.offset, message.key,
-                  message.value or b"", tuple(message.headers or ()), message.timestamp)
+    return Record(
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        message.value or b"",
+        tuple(message.headers or ()),
+        message.timestamp,
+    )
 
 
 class Batcher:
@@ -43,9 +50,11 @@ class Batcher:
     def due(self) -> bool:
         """Whether the records held make a batch now."""
         s = self.settings
-        return bool(self._held) and (len(self._held) >= s.max_records
-                                     or self._bytes >= s.max_bytes
-                                     or self.clock() - self._oldest >= s.max_wait_s)
+        return bool(self._held) and (
+            len(self._held) >= s.max_records
+            or self._bytes >= s.max_bytes
+            or self.clock() - self._oldest >= s.max_wait_s
+        )
 
     def take(self) -> list[Record]:
         """The records held, which are held no more."""

@@ -18,8 +18,15 @@ from ferryman.kafka import producer as kafka_producer
 
 from .settings import WorkerSettings
 
-__all__ = ["Consumer", "ConsumerFactory", "Message", "Producer", "ProducerFactory",
-           "connect_consumer", "connect_producer"]
+__all__ = [
+    "Consumer",
+    "ConsumerFactory",
+    "Message",
+    "Producer",
+    "ProducerFactory",
+    "connect_consumer",
+    "connect_producer",
+]
 
 
 class Message(Protocol):
@@ -47,8 +54,9 @@ class Consumer(Protocol):
     def subscribe(self, topics: Sequence[str], *, listener: Any) -> None: ...
     def unsubscribe(self) -> None: ...
     def partitions_for_topic(self, topic: str) -> Collection[int] | None: ...
-    def poll(self, timeout_ms: int = 0, max_records: int | None = None
-             ) -> Mapping[TopicPartition, Sequence[Message]]: ...
+    def poll(
+        self, timeout_ms: int = 0, max_records: int | None = None
+    ) -> Mapping[TopicPartition, Sequence[Message]]: ...
     def assignment(self) -> set[TopicPartition]: ...
     def paused(self) -> set[TopicPartition]: ...
     def pause(self, *partitions: TopicPartition) -> None: ...
@@ -68,8 +76,13 @@ class SendResult(Protocol):
 class Producer(Protocol):
     """The calls the runtime makes to dead-letter and to produce a transform's outputs."""
 
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-             headers: list[tuple[str, bytes]] | None = None) -> SendResult: ...
+    def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> SendResult: ...
     def flush(self, timeout: float | None = None) -> None: ...
     def close(self, timeout: float | None = None) -> None: ...
 
@@ -83,9 +96,12 @@ def connect_consumer(settings: WorkerSettings) -> Consumer:
     offset a new group has."""
     k = settings.kafka
     consumer: Consumer = KafkaConsumer(
-        bootstrap_servers=k.bootstrap_servers, group_id=settings.group_id,
-        enable_auto_commit=False, auto_offset_reset="earliest",
-        max_poll_records=k.max_poll_records, session_timeout_ms=k.session_timeout_ms,
+        bootstrap_servers=k.bootstrap_servers,
+        group_id=settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=k.max_poll_records,
+        session_timeout_ms=k.session_timeout_ms,
         max_poll_interval_ms=k.max_poll_interval_ms,
         # A topic created after the worker started is seen within seconds.
         metadata_max_age_ms=10_000,
@@ -96,7 +112,9 @@ def connect_consumer(settings: WorkerSettings) -> Consumer:
 
 def connect_producer(settings: WorkerSettings) -> Producer:
     """The producer of dead letters and outputs (snappy, acks=all, idempotent)."""
-    producer: Producer = kafka_producer(settings.kafka.bootstrap_servers,
-                                        f"ferryman-{settings.function}-producer",
-                                        compression="snappy")
+    producer: Producer = kafka_producer(
+        settings.kafka.bootstrap_servers,
+        f"ferryman-{settings.function}-producer",
+        compression="snappy",
+    )
     return producer

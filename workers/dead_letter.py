@@ -16,8 +16,16 @@ from ferryman import headers as h
 
 from .records import Headers, Record
 
-__all__ = ["DEAD_LETTER_HEADERS", "ERROR", "FUNCTION", "REPLAYED_FROM", "SOURCE",
-           "dead_letter_headers", "format_source", "parse_source"]
+__all__ = [
+    "DEAD_LETTER_HEADERS",
+    "ERROR",
+    "FUNCTION",
+    "REPLAYED_FROM",
+    "SOURCE",
+    "dead_letter_headers",
+    "format_source",
+    "parse_source",
+]
 
 ERROR = h.DEAD_LETTER_ERROR
 FUNCTION = h.DEAD_LETTER_FUNCTION
@@ -45,7 +53,9 @@ def parse_source(value: bytes) -> tuple[str, int, int]:
 
 def dead_letter_headers(record: Record, reason: str, function: str) -> Headers:
     """The record's headers plus why, by whom and from where it was dead-lettered."""
-    return (*record.headers,
-            (ERROR, reason.encode("utf-8", "replace")[:_MAX_REASON_BYTES]),
-            (FUNCTION, function.encode()),
-            (SOURCE, format_source(record.topic, record.partition, record.offset)))
+    return (
+        *record.headers,
+        (ERROR, reason.encode("utf-8", "replace")[:_MAX_REASON_BYTES]),
+        (FUNCTION, function.encode()),
+        (SOURCE, format_source(record.topic, record.partition, record.offset)),
+    )

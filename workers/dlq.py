@@ -62,8 +62,7 @@ def parse_time(value: str, now: float | None = None) -> int:
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"not a time: {value!r} (use e.g. 2026-11-25T20:00:00Z or 2h)") \
-            from None
+        raise ValueError(f"not a time: {value!r} (use e.g. 2026-11-25T20:00:00Z or 2h)") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
@@ -88,8 +87,9 @@ class Selection:
     since_ms: int | None = None
     until_ms: int | None = None
 
-    def skip_reason(self, headers: Sequence[tuple[str, bytes | None]],
-                    timestamp_ms: int) -> str | None:
+    def skip_reason(
+        self, headers: Sequence[tuple[str, bytes | None]], timestamp_ms: int
+    ) -> str | None:
         """Why a dead letter is not selected (None: it is)."""
         if self.function is not None and _text(headers, FUNCTION) != self.function:
             return "function"
@@ -102,9 +102,11 @@ class Selection:
         return None
 
     def describe(self) -> str:
-        return (f"function={self.function} error={self.error.pattern if self.error else None}"
-                f" offsets={self.from_offset}..{self.until_offset}"
-                f" time={self.since_ms}..{self.until_ms}")
+        return (
+            f"function={self.function} error={self.error.pattern if self.error else None}"
+            f" offsets={self.from_offset}..{self.until_offset}"
+            f" time={self.since_ms}..{self.until_ms}"
+        )
 
 
 @dataclass(frozen=True)
@@ -140,14 +142,18 @@ class Summary:
     def render(self, options: ReplayOptions) -> str:
         verb = "would replay" if options.dry_run else "replayed"
         skipped = ", ".join(f"{n} by {why}" for why, n in sorted(self.skipped.items()))
-        lines = [f"dlq replay of {options.topic} (group {options.group_id})"
-                 f"{' [dry run]' if options.dry_run else ''}"
-                 f"{' [interrupted: run it again to resume]' if self.interrupted else ''}:",
-                 f"  scanned {self.scanned}, {verb} {self.replayed}, "
-                 f"skipped {sum(self.skipped.values())}{f' ({skipped})' if skipped else ''}"]
-        for title, counts in (("by function", self.by_function),
-                              ("by error", self.by_error),
-                              ("to topic", self.by_destination)):
+        lines = [
+            f"dlq replay of {options.topic} (group {options.group_id})"
+            f"{' [dry run]' if options.dry_run else ''}"
+            f"{' [interrupted: run it again to resume]' if self.interrupted else ''}:",
+            f"  scanned {self.scanned}, {verb} {self.replayed}, "
+            f"skipped {sum(self.skipped.values())}{f' ({skipped})' if skipped else ''}",
+        ]
+        for title, counts in (
+            ("by function", self.by_function),
+            ("by error", self.by_error),
+            ("to topic", self.by_destination),
+        ):
             if counts:
                 lines.append(f"  {title}:")
                 lines.extend(f"    {n:8d}  {name}" for name, n in counts.most_common(20))
@@ -175,11 +181,13 @@ class _Progress:
         share = min(1.0, done / self.total)
         if self.tty:
             bar = "#" * int(share * 30)
-            self.out.write(f"\r[{bar:<30}] {share:4.0%} {done}/{self.total} scanned, "
-                           f"{replayed} selected")
+            self.out.write(
+                f"\r[{bar:<30}] {share:4.0%} {done}/{self.total} scanned, {replayed} selected"
+            )
         else:
-            self.out.write(f"dlq replay: {done}/{self.total} scanned ({share:.0%}), "
-                           f"{replayed} selected\n")
+            self.out.write(
+                f"dlq replay: {done}/{self.total} scanned ({share:.0%}), {replayed} selected\n"
+            )
         self.out.flush()
 
     def close(self) -> None:
@@ -188,16 +196,23 @@ class _Progress:
             self.out.flush()
 
 
-def replay(options: ReplayOptions, *, progress_out: TextIO = sys.stderr,
-           stop: threading.Event | None = None) -> Summary:
+def replay(
+    options: ReplayOptions,
+    *,
+    progress_out: TextIO = sys.stderr,
+    stop: threading.Event | None = None,
+) -> Summary:
     """Replay ``options.topic`` as described in the module docstring; ``stop`` ends the
     replay after the records in hand are acknowledged and committed."""
     stop = stop or threading.Event()
     try:
         consumer = KafkaConsumer(
-            bootstrap_servers=options.bootstrap_servers, group_id=options.group_id,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            client_id="ferryman-dlq-replay")
+            bootstrap_servers=options.bootstrap_servers,
+            group_id=options.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id="ferryman-dlq-replay",
+        )
     except Exception as exc:  # kafka-python raises NoBrokersAvailable and friends
         raise ReplayError(f"cannot reach Kafka at {options.bootstrap_servers}: {exc}") from exc
     producer: KafkaProducer | None = None
@@ -226,8 +241,9 @@ def replay(options: ReplayOptions, *, progress_out: TextIO = sys.stderr,
         consumer.close(autocommit=False)
 
 
-def _seek(consumer: KafkaConsumer, tps: list[TopicPartition],
-          selection: Selection) -> dict[TopicPartition, int]:
+def _seek(
+    consumer: KafkaConsumer, tps: list[TopicPartition], selection: Selection
+) -> dict[TopicPartition, int]:
     """Position every partition where this replay starts; returns where it stops."""
     ends: dict[TopicPartition, int] = consumer.end_offsets(tps)
     beginnings: dict[TopicPartition, int] = consumer.beginning_offsets(tps)
@@ -241,15 +257,22 @@ def _seek(consumer: KafkaConsumer, tps: list[TopicPartition],
         found = by_time.get(tp)
         if selection.since_ms is not None:
             start = max(start, found.offset if found is not None else ends[tp])
-        stops[tp] = ends[tp] if selection.until_offset is None else \
-            min(ends[tp], selection.until_offset)
+        stops[tp] = (
+            ends[tp] if selection.until_offset is None else min(ends[tp], selection.until_offset)
+        )
         consumer.seek(tp, min(start, ends[tp]))
     return stops
 
 
-def _run(consumer: KafkaConsumer, producer: KafkaProducer | None, options: ReplayOptions,
-         stops: dict[TopicPartition, int], summary: Summary, bar: _Progress,
-         stop: threading.Event) -> None:
+def _run(
+    consumer: KafkaConsumer,
+    producer: KafkaProducer | None,
+    options: ReplayOptions,
+    stops: dict[TopicPartition, int],
+    summary: Summary,
+    bar: _Progress,
+    stop: threading.Event,
+) -> None:
     active = {tp for tp, end in stops.items() if consumer.position(tp) < end}
     while active and not stop.is_set():
         polled = consumer.poll(timeout_ms=1000, max_records=500)
@@ -272,8 +295,7 @@ def _run(consumer: KafkaConsumer, producer: KafkaProducer | None, options: Repla
             for future in futures:
                 future.get(timeout=60)  # raises: nothing of this poll is committed then
         if not options.dry_run and done:
-            consumer.commit({tp: OffsetAndMetadata(offset, "", -1)
-                             for tp, offset in done.items()})
+            consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in done.items()})
         for tp in list(active):
             if consumer.position(tp) >= stops[tp]:
                 active.discard(tp)
@@ -286,8 +308,7 @@ def _limit_reached(options: ReplayOptions, summary: Summary) -> bool:
     return options.limit is not None and summary.replayed >= options.limit
 
 
-def _one(m: Any, producer: KafkaProducer | None, options: ReplayOptions,
-         summary: Summary) -> Any:
+def _one(m: Any, producer: KafkaProducer | None, options: ReplayOptions, summary: Summary) -> Any:
     """Decide about one dead letter; returns the produce future, if any."""
     headers: list[tuple[str, bytes | None]] = list(m.headers or ())
     why = options.selection.skip_reason(headers, m.timestamp)
@@ -308,8 +329,9 @@ def _one(m: Any, producer: KafkaProducer | None, options: ReplayOptions,
     summary.by_error[error[:120]] += 1
     summary.by_destination[destination] += 1
     if len(summary.first) < options.show:
-        summary.first.append(f"{m.topic}/{m.partition}/{m.offset} -> {destination} "
-                             f"({function}): {error[:160]}")
+        summary.first.append(
+            f"{m.topic}/{m.partition}/{m.offset} -> {destination} ({function}): {error[:160]}"
+        )
     if producer is None:
         return None
     kept = [(k, v) for k, v in headers if k not in DEAD_LETTER_HEADERS and k != REPLAYED_FROM]

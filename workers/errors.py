@@ -1,9 +1,9 @@
 """Errors a function raises to tell the runtime what to do with a batch.
 
-    FerrymanError (ferryman.errors)
-     └── DeliveryError        anything else raised by a function is retryable too
-          ├── Permanent       dead-letter now: retrying can never succeed
-          └── Throttled       retry after the delay the backend asked for
+FerrymanError (ferryman.errors)
+ └── DeliveryError        anything else raised by a function is retryable too
+      ├── Permanent       dead-letter now: retrying can never succeed
+      └── Throttled       retry after the delay the backend asked for
 """
 
 from __future__ import annotations
@@ -35,4 +35,3 @@ class Throttled(DeliveryError):
         super().__init__(reason)
         self.reason = reason
         self.delay = delay
-

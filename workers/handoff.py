@@ -61,8 +61,7 @@ class Refusals:
     record itself (``Delivered.refused``).
     """
 
-    def __init__(self, clock: Callable[[], float],
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float], wall: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self.wall = wall
         self.progress = False
@@ -117,8 +116,9 @@ class Refusals:
         since = self._evidence_since.get(_key(record))
         return 0.0 if since is None else self.clock() - since
 
-    def overdue(self, refused: Sequence[Record],
-                settings: RetrySettings) -> list[tuple[Record, str]]:
+    def overdue(
+        self, refused: Sequence[Record], settings: RetrySettings
+    ) -> list[tuple[Record, str]]:
         """The records of ``refused`` to dead-letter as poison, each with the reason: those
         refused on evidence in the last attempt, ``retry.partial_max_attempts`` times or
         for ``retry.partial_max_age_s`` since the first time."""
@@ -128,13 +128,17 @@ class Refusals:
             if said is None:
                 continue
             count, age = self.evidence(record), self.evidence_age(record)
-            if ((settings.partial_max_attempts is not None
-                 and count >= settings.partial_max_attempts)
-                    or (settings.partial_max_age_s is not None
-                        and age >= settings.partial_max_age_s)):
-                over.append((record, f"{said or f'refused for now {count} times'} (refused "
-                                     f"{count} times while the backend took others of its "
-                                     f"batch, over {age:.0f}s)"))
+            if (
+                settings.partial_max_attempts is not None and count >= settings.partial_max_attempts
+            ) or (settings.partial_max_age_s is not None and age >= settings.partial_max_age_s):
+                over.append(
+                    (
+                        record,
+                        f"{said or f'refused for now {count} times'} (refused "
+                        f"{count} times while the backend took others of its "
+                        f"batch, over {age:.0f}s)",
+                    )
+                )
         return over
 
     def any_past_bound(self, refused: Sequence[Record], settings: RetrySettings) -> bool:
@@ -143,17 +147,26 @@ class Refusals:
         return any(self._past_bound(record, settings) for record in refused)
 
     def _past_bound(self, record: Record, settings: RetrySettings) -> bool:
-        return ((settings.partial_max_attempts is not None
-                 and self.times(record) >= settings.partial_max_attempts)
-                or (settings.partial_max_age_s is not None
-                    and self.age(record) >= settings.partial_max_age_s))
+        return (
+            settings.partial_max_attempts is not None
+            and self.times(record) >= settings.partial_max_attempts
+        ) or (
+            settings.partial_max_age_s is not None
+            and self.age(record) >= settings.partial_max_age_s
+        )
 
 
 class LaneHandOff:
     """Hands refused records to the retry lane once the in-process budget is spent."""
 
-    def __init__(self, lane: Lane, settings: RetryLaneSettings, function: str,
-                 clock: Callable[[], float], metrics: RuntimeMetrics) -> None:
+    def __init__(
+        self,
+        lane: Lane,
+        settings: RetryLaneSettings,
+        function: str,
+        clock: Callable[[], float],
+        metrics: RuntimeMetrics,
+    ) -> None:
         self.lane = lane
         self.settings = settings
         self.function = function
@@ -168,11 +181,13 @@ class LaneHandOff:
     def budget_spent(self, attempts: int, started: float) -> bool:
         """Whether ``attempts`` attempts since ``started`` spent the in-process budget."""
         s = self.settings
-        return ((s.budget_attempts is not None and attempts >= s.budget_attempts)
-                or (s.budget_s is not None and self.clock() - started >= s.budget_s))
+        return (s.budget_attempts is not None and attempts >= s.budget_attempts) or (
+            s.budget_s is not None and self.clock() - started >= s.budget_s
+        )
 
-    def send(self, refusals: Refusals, refused: Sequence[Record], hint: float | None,
-             attempts: int) -> list[Record]:
+    def send(
+        self, refusals: Refusals, refused: Sequence[Record], hint: float | None, attempts: int
+    ) -> list[Record]:
         """Enqueue ``refused`` on the lane; returns the records still to retry in process
         (none once Redis acknowledged them all)."""
         delay = backoff_delay(0, self.settings, hint)
@@ -181,17 +196,32 @@ class LaneHandOff:
             if self.lane.held() + len(left) > self.settings.max_in_flight:
                 raise LaneFull(f"the lane holds {self.settings.max_in_flight} records or more")
             while left:
-                self.lane.send(LaneMessage(left[0], self.function, refusals.first_failure,
-                                           attempts,
-                                           last_error=refusals.reason
-                                           or "refused for now in process"), delay)
+                self.lane.send(
+                    LaneMessage(
+                        left[0],
+                        self.function,
+                        refusals.first_failure,
+                        attempts,
+                        last_error=refusals.reason or "refused for now in process",
+                    ),
+                    delay,
+                )
                 refusals.handed.append(left.pop(0))
                 self.metrics.count_handed(1)
         except (LaneUnavailable, LaneFull) as exc:
             self.metrics.count_error(type(exc).__name__, "hand_off")
-            log.warning("could not hand %d refused records to the retry lane %s (%s); "
-                        "retrying them in process", len(left), self.lane.describe(), exc)
+            log.warning(
+                "could not hand %d refused records to the retry lane %s (%s); "
+                "retrying them in process",
+                len(left),
+                self.lane.describe(),
+                exc,
+            )
             return left
-        log.info("handed %d records refused for now to the retry lane %s after %d attempts",
-                 len(refused), self.lane.describe(), attempts)
+        log.info(
+            "handed %d records refused for now to the retry lane %s after %d attempts",
+            len(refused),
+            self.lane.describe(),
+            attempts,
+        )
         return left

@@ -38,8 +38,9 @@ log = logging.getLogger("ferryman.worker")
 Lookup = Callable[[str], FunctionSpec[Any]]
 
 
-def prepare(lookup: Lookup, name: str, config_path: Path | None,
-            **overrides: Any) -> tuple[WorkerSettings, FunctionSpec[Any], Any]:
+def prepare(
+    lookup: Lookup, name: str, config_path: Path | None, **overrides: Any
+) -> tuple[WorkerSettings, FunctionSpec[Any], Any]:
     """Load and validate everything; raises ConfigError listing every problem."""
     try:
         spec = lookup(name)
@@ -75,10 +76,14 @@ _FIRST_DELAY_S = 1.0
 _MAX_DELAY_S = 30.0
 
 
-def start_handler(handler: Handler, name: str, *,
-                  sleep: Callable[[float], None] = time.sleep,
-                  clock: Callable[[], float] = time.monotonic,
-                  patience_s: float = START_PATIENCE_S) -> bool:
+def start_handler(
+    handler: Handler,
+    name: str,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    patience_s: float = START_PATIENCE_S,
+) -> bool:
     """Call ``handler.start()``; True once it returned.
 
     A Permanent error (start can never succeed as configured) and any unexpected
@@ -98,11 +103,22 @@ def start_handler(handler: Handler, name: str, *,
             return False
         except (DeliveryError, httpx.TransportError) as exc:
             if clock() + delay > deadline:
-                log.error("worker %s cannot start: its backend still fails after %d "
-                          "attempts in %.0fs: %s", name, attempt, patience_s, exc)
+                log.error(
+                    "worker %s cannot start: its backend still fails after %d "
+                    "attempts in %.0fs: %s",
+                    name,
+                    attempt,
+                    patience_s,
+                    exc,
+                )
                 return False
-            log.warning("worker %s cannot start yet (attempt %d): %s; trying again in "
-                        "%.0fs", name, attempt, exc, delay)
+            log.warning(
+                "worker %s cannot start yet (attempt %d): %s; trying again in %.0fs",
+                name,
+                attempt,
+                exc,
+                delay,
+            )
             sleep(delay)
             delay = min(delay * 2, _MAX_DELAY_S)
             attempt += 1
@@ -145,14 +161,24 @@ def run_worker(lookup: Lookup, name: str, config_path: Path | None, **overrides:
         return 1
     runtime = Runtime(settings, handler, registry)
     runtime.install_signal_handlers()
-    server = serve(settings.http.listen, registry, {
-        "/healthz": lambda: time.monotonic() - runtime.last_loop < 60,
-        "/readyz": lambda: runtime.ready,
-    })
+    server = serve(
+        settings.http.listen,
+        registry,
+        {
+            "/healthz": lambda: time.monotonic() - runtime.last_loop < 60,
+            "/readyz": lambda: runtime.ready,
+        },
+    )
     lane = f"; retry lane {runtime.lane.describe()}" if runtime.lane is not None else ""
-    log.info("worker %s consuming %s as group %s%s; http on %s:%d; started in %.2fs",
-             name, settings.kafka.input_topic, settings.group_id, lane,
-             *server.server_address[:2], time.monotonic() - started)
+    log.info(
+        "worker %s consuming %s as group %s%s; http on %s:%d; started in %.2fs",
+        name,
+        settings.kafka.input_topic,
+        settings.group_id,
+        lane,
+        *server.server_address[:2],
+        time.monotonic() - started,
+    )
     try:
         runtime.run()
     finally:
@@ -160,8 +186,7 @@ def run_worker(lookup: Lookup, name: str, config_path: Path | None, **overrides:
     return 0
 
 
-def run_retry_worker(lookup: Lookup, name: str, config_path: Path | None,
-                     **overrides: Any) -> int:
+def run_retry_worker(lookup: Lookup, name: str, config_path: Path | None, **overrides: Any) -> int:
     """Retry function ``name``'s lane until SIGTERM (exit 2 when the settings are bad or
     have no ``retry_lane`` section, 1 when the function cannot start)."""
     from .retry_worker import RetryWorker
@@ -181,8 +206,12 @@ def run_retry_worker(lookup: Lookup, name: str, config_path: Path | None,
     worker = RetryWorker(settings, handler, registry)
     worker.install_signal_handlers()
     server = serve(settings.http.listen, registry, worker.checks())
-    log.info("retry worker %s on lane %s; http on %s:%d", name, worker.lane.describe(),
-             *server.server_address[:2])
+    log.info(
+        "retry worker %s on lane %s; http on %s:%d",
+        name,
+        worker.lane.describe(),
+        *server.server_address[:2],
+    )
     try:
         worker.run()
     finally:

@@ -43,6 +43,7 @@ def classify_http(status: int, headers: Mapping[str, str], body: str = "") -> Ou
     if 200 <= status < 300:
         return Outcome("ok")
     if status == 429 or status == 408 or status >= 500:
-        return Outcome("retry", f"HTTP {status}: {snippet}",
-                       retry_after_seconds(headers.get("retry-after")))
+        return Outcome(
+            "retry", f"HTTP {status}: {snippet}", retry_after_seconds(headers.get("retry-after"))
+        )
     return Outcome("permanent", f"HTTP {status}: {snippet}")

@@ -75,8 +75,14 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 class Membership:
     """The group membership of ``consumer`` on ``topic``: see the module docstring."""
 
-    def __init__(self, consumer: Consumer, topic: str, group_id: str,
-                 clock: Callable[[], float], metrics: RuntimeMetrics) -> None:
+    def __init__(
+        self,
+        consumer: Consumer,
+        topic: str,
+        group_id: str,
+        clock: Callable[[], float],
+        metrics: RuntimeMetrics,
+    ) -> None:
         self.consumer = consumer
         self.topic = topic
         self.group_id = group_id
@@ -162,13 +168,16 @@ class Membership:
     def after_poll(self) -> None:
         """Work around the client's defects (see :mod:`.kafka_quirks`)."""
         if finish_unfinished_rebalance(self.consumer):
-            log.warning("the client left a rebalance of group %s unfinished; finishing it",
-                        self.group_id)
+            log.warning(
+                "the client left a rebalance of group %s unfinished; finishing it", self.group_id
+            )
             self.metrics.count_error("rebalance_unfinished", "consume")
         released = release_parked_records(self.consumer)
         if released:
-            log.info("fetching %s again: the client held back records fetched before a "
-                     "pause", sorted(released))
+            log.info(
+                "fetching %s again: the client held back records fetched before a pause",
+                sorted(released),
+            )
 
     def _stable(self) -> bool:
         state = getattr(self.consumer.group_metadata(), "state", MemberState.STABLE)
@@ -187,9 +196,12 @@ class Membership:
             return
         if now - self._unassigned_since < self._rejoin_after:
             return
-        log.warning("%s for %.0fs; rejoining group %s",
-                    "a rebalance unfinished" if assigned else "no partitions assigned",
-                    now - self._unassigned_since, self.group_id)
+        log.warning(
+            "%s for %.0fs; rejoining group %s",
+            "a rebalance unfinished" if assigned else "no partitions assigned",
+            now - self._unassigned_since,
+            self.group_id,
+        )
         self.metrics.count_error("unassigned" if not assigned else "unsettled", "consume")
         self.consumer.unsubscribe()
         self.subscribe()

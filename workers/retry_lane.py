@@ -30,8 +30,17 @@ from dramatiq.middleware import Middleware
 from .records import Record
 from .settings import RetryLaneSettings
 
-__all__ = ["ACTOR", "Lane", "LaneBroker", "LaneFull", "LaneMessage", "LaneUnavailable",
-           "backoff_delay", "make_broker", "next_delay"]
+__all__ = [
+    "ACTOR",
+    "Lane",
+    "LaneBroker",
+    "LaneFull",
+    "LaneMessage",
+    "LaneUnavailable",
+    "backoff_delay",
+    "make_broker",
+    "next_delay",
+]
 
 #: The dramatiq actor name every lane message is addressed to.
 ACTOR = "ferryman_retry"
@@ -81,13 +90,19 @@ class LaneMessage:
     def to_payload(self) -> dict[str, Any]:
         r = self.record
         return {
-            "v": _VERSION, "function": self.function,
-            "topic": r.topic, "partition": r.partition, "offset": r.offset,
-            "key": _b64(r.key), "value": _b64(r.value),
+            "v": _VERSION,
+            "function": self.function,
+            "topic": r.topic,
+            "partition": r.partition,
+            "offset": r.offset,
+            "key": _b64(r.key),
+            "value": _b64(r.value),
             "headers": [[name, _b64(value)] for name, value in r.headers],
             "timestamp_ms": r.timestamp_ms,
-            "first_failure": self.first_failure, "attempts": self.attempts,
-            "lane_attempts": self.lane_attempts, "last_error": self.last_error,
+            "first_failure": self.first_failure,
+            "attempts": self.attempts,
+            "lane_attempts": self.lane_attempts,
+            "last_error": self.last_error,
         }
 
     @classmethod
@@ -96,16 +111,27 @@ class LaneMessage:
         if not isinstance(payload, Mapping) or payload.get("v") != _VERSION:
             raise ValueError(f"not a version {_VERSION} lane message: {payload!r:.200}")
         try:
-            headers = tuple((_str(name), _unb64(value) or b"")
-                            for name, value in payload["headers"])
+            headers = tuple(
+                (_str(name), _unb64(value) or b"") for name, value in payload["headers"]
+            )
             value = _unb64(payload["value"])
-            record = Record(_str(payload["topic"]), _int(payload["partition"]),
-                            _int(payload["offset"]), _unb64(payload["key"]),
-                            b"" if value is None else value, headers,
-                            _int(payload["timestamp_ms"]))
-            return cls(record, _str(payload["function"]), float(payload["first_failure"]),
-                       _int(payload["attempts"]), _int(payload["lane_attempts"]),
-                       _str(payload["last_error"]))
+            record = Record(
+                _str(payload["topic"]),
+                _int(payload["partition"]),
+                _int(payload["offset"]),
+                _unb64(payload["key"]),
+                b"" if value is None else value,
+                headers,
+                _int(payload["timestamp_ms"]),
+            )
+            return cls(
+                record,
+                _str(payload["function"]),
+                float(payload["first_failure"]),
+                _int(payload["attempts"]),
+                _int(payload["lane_attempts"]),
+                _str(payload["last_error"]),
+            )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed lane message: {exc!r}") from None
 
@@ -124,8 +150,10 @@ def _int(value: Any) -> int:
 
 # ---- when to try again -------------------------------------------------------------------
 
-def backoff_delay(lane_attempts: int, settings: RetryLaneSettings, hint: float | None = None,
-                  jitter: float = 1.0) -> float:
+
+def backoff_delay(
+    lane_attempts: int, settings: RetryLaneSettings, hint: float | None = None, jitter: float = 1.0
+) -> float:
     """Seconds before lane attempt ``lane_attempts + 1``.
 
     ``min_backoff_s`` doubled per lane attempt made, capped at ``max_backoff_s``, scaled
@@ -138,8 +166,13 @@ def backoff_delay(lane_attempts: int, settings: RetryLaneSettings, hint: float |
     return max(delay, hint) if hint is not None else delay
 
 
-def next_delay(message: LaneMessage, now: float, settings: RetryLaneSettings,
-               hint: float | None = None, jitter: float = 1.0) -> float | None:
+def next_delay(
+    message: LaneMessage,
+    now: float,
+    settings: RetryLaneSettings,
+    hint: float | None = None,
+    jitter: float = 1.0,
+) -> float | None:
     """Seconds until the next attempt at a record just refused again, or None when it is
     ``max_age_s`` old and goes to the dead-letter topic. The wait is cut short so that a
     last attempt happens right at ``max_age_s``."""
@@ -150,6 +183,7 @@ def next_delay(message: LaneMessage, now: float, settings: RetryLaneSettings,
 
 
 # ---- Redis ------------------------------------------------------------------------------
+
 
 class LaneBroker(RedisBroker):
     """dramatiq's Redis broker, with queue maintenance that can be asked for.
@@ -178,24 +212,31 @@ class LaneBroker(RedisBroker):
             self._forced.on = False
 
 
-def make_broker(settings: RetryLaneSettings,
-                middleware: Sequence[Middleware] = ()) -> LaneBroker:
+def make_broker(settings: RetryLaneSettings, middleware: Sequence[Middleware] = ()) -> LaneBroker:
     """A dramatiq broker on the lane's Redis; nothing connects before the first call."""
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=settings.timeout_s,
-                                  socket_connect_timeout=settings.timeout_s)
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.timeout_s,
+        socket_connect_timeout=settings.timeout_s,
+    )
     # Besides the retry worker's own maintain() calls, maintenance runs on 1 % of Redis
     # calls rather than dramatiq's 0.1 %: a lane sees few calls.
     broker = LaneBroker(  # type: ignore[no-untyped-call]
-        client=client, namespace=settings.namespace, middleware=list(middleware),
-        maintenance_chance=10_000, heartbeat_timeout=int(settings.heartbeat_timeout_s * 1000))
+        client=client,
+        namespace=settings.namespace,
+        middleware=list(middleware),
+        maintenance_chance=10_000,
+        heartbeat_timeout=int(settings.heartbeat_timeout_s * 1000),
+    )
     return broker
 
 
 class Lane:
     """The runtime's side of the lane: enqueue refused records and count what it holds."""
 
-    def __init__(self, settings: RetryLaneSettings, function: str,
-                 broker: LaneBroker | None = None) -> None:
+    def __init__(
+        self, settings: RetryLaneSettings, function: str, broker: LaneBroker | None = None
+    ) -> None:
         self.settings = settings
         self.function = function
         self.queue = settings.queue_for(function)
@@ -239,8 +280,13 @@ class Lane:
     def send(self, message: LaneMessage, delay_s: float) -> None:
         """Enqueue ``message`` to be tried in ``delay_s`` seconds; returns once Redis has
         acknowledged it. Raises :class:`LaneUnavailable` otherwise."""
-        out: dramatiq.Message[Any] = dramatiq.Message(queue_name=self.queue, actor_name=ACTOR,
-                               args=(message.to_payload(),), kwargs={}, options={})
+        out: dramatiq.Message[Any] = dramatiq.Message(
+            queue_name=self.queue,
+            actor_name=ACTOR,
+            args=(message.to_payload(),),
+            kwargs={},
+            options={},
+        )
         # dramatiq refuses delays of seven days or more; max_age_s is at most that anyway.
         delay_ms = min(max(0, int(delay_s * 1000)), _MAX_DELAY_MS)
         try:

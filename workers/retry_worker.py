@@ -56,9 +56,15 @@ log = logging.getLogger("ferryman.retry_lane")
 class RetryWorker:
     """Retries ``settings.function``'s lane until :meth:`stop`."""
 
-    def __init__(self, settings: WorkerSettings, handler: Handler, registry: Registry, *,
-                 wall: Callable[[], float] = time.time,
-                 jitter: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        handler: Handler,
+        registry: Registry,
+        *,
+        wall: Callable[[], float] = time.time,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         if settings.retry_lane is None:
             raise ValueError("the retry worker needs a retry_lane section")
         self.settings = settings
@@ -73,31 +79,45 @@ class RetryWorker:
         ls = self.lane_settings
         # Retries only covers our own failures (Kafka or Redis away while finishing a
         # message): it puts the same message back, forever, with dramatiq's backoff.
-        self.broker = make_broker(ls, [Retries(
-            retry_when=lambda _retries, _exc: True,
-            min_backoff=int(ls.min_backoff_s * 1000), max_backoff=int(ls.max_backoff_s * 1000))])
+        self.broker = make_broker(
+            ls,
+            [
+                Retries(
+                    retry_when=lambda _retries, _exc: True,
+                    min_backoff=int(ls.min_backoff_s * 1000),
+                    max_backoff=int(ls.max_backoff_s * 1000),
+                )
+            ],
+        )
         self.lane = Lane(ls, settings.function, broker=self.broker)
-        dramatiq.actor(broker=self.broker, actor_name=ACTOR,
-                       queue_name=self.lane.queue)(self._process)
+        dramatiq.actor(broker=self.broker, actor_name=ACTOR, queue_name=self.lane.queue)(
+            self._process
+        )
         self.producer: KafkaProducer | None = None
         self.worker: dramatiq.Worker | None = None
         labels = ["function"]
         self._function = settings.function
         self.m_retried = registry.counter(
             "ferryman_records_retried_total",
-            "Lane records refused again and put back with a delay.", labels)
+            "Lane records refused again and put back with a delay.",
+            labels,
+        )
         self.m_sent = registry.counter(
-            "ferryman_records_sent_total", "Records delivered to the next hop.", labels)
+            "ferryman_records_sent_total", "Records delivered to the next hop.", labels
+        )
         self.m_dead = registry.counter(
-            "ferryman_records_dead_lettered_total", "Records sent to the dead-letter topic.",
-            labels)
+            "ferryman_records_dead_lettered_total", "Records sent to the dead-letter topic.", labels
+        )
         self.m_errors = registry.counter(
-            "ferryman_errors_total", "Errors by type and stage.",
-            ["function", "error_type", "stage"])
+            "ferryman_errors_total",
+            "Errors by type and stage.",
+            ["function", "error_type", "stage"],
+        )
         self.m_queue = registry.gauge(
             "ferryman_retry_lane_queue_length",
             "Message ids in the lane's Redis lists (ready: due now; delayed: waiting).",
-            ["function", "queue", "state"])
+            ["function", "queue", "state"],
+        )
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -107,21 +127,27 @@ class RetryWorker:
 
     def stop(self) -> None:
         if not self.stopping.is_set():
-            log.info("stop requested; finishing the messages in hand within %.0fs",
-                     self.settings.shutdown_deadline_s)
+            log.info(
+                "stop requested; finishing the messages in hand within %.0fs",
+                self.settings.shutdown_deadline_s,
+            )
             self.stopping.set()
 
     def checks(self) -> Mapping[str, Callable[[], bool]]:
         """``/healthz``: Redis answered within a minute; ``/readyz``: consuming."""
-        return {"/healthz": lambda: time.monotonic() - self.redis_ok_at < 60,
-                "/readyz": lambda: self.ready}
+        return {
+            "/healthz": lambda: time.monotonic() - self.redis_ok_at < 60,
+            "/readyz": lambda: self.ready,
+        }
 
     def run(self) -> None:
         """Consume the lane until :meth:`stop`; returns once the worker has stopped."""
         k = self.settings.kafka
-        self.producer = kafka_producer(k.bootstrap_servers,
-                                       f"ferryman-{self.settings.function}-retry-lane",
-                                       compression="snappy")
+        self.producer = kafka_producer(
+            k.bootstrap_servers,
+            f"ferryman-{self.settings.function}-retry-lane",
+            compression="snappy",
+        )
         self.redis_ok_at = time.monotonic()
         self.worker = dramatiq.Worker(self.broker, worker_threads=1, worker_timeout=500)
         self.worker.start()
@@ -147,15 +173,18 @@ class RetryWorker:
             self.lane.maintain()
             ready, delayed = self.lane.lengths()
         except LaneUnavailable as exc:
-            self.m_errors.labels(function=self._function, error_type="LaneUnavailable",
-                                 stage="queue_length").inc()
+            self.m_errors.labels(
+                function=self._function, error_type="LaneUnavailable", stage="queue_length"
+            ).inc()
             log.warning("cannot read the lane's length: %s", exc)
             return
         self.redis_ok_at = time.monotonic()
-        self.m_queue.labels(function=self._function, queue=self.lane.queue,
-                            state="ready").set(ready)
-        self.m_queue.labels(function=self._function, queue=self.lane.queue,
-                            state="delayed").set(delayed)
+        self.m_queue.labels(function=self._function, queue=self.lane.queue, state="ready").set(
+            ready
+        )
+        self.m_queue.labels(function=self._function, queue=self.lane.queue, state="delayed").set(
+            delayed
+        )
 
     # ---- one message -------------------------------------------------------------------
 
@@ -164,8 +193,9 @@ class RetryWorker:
             message = LaneMessage.from_payload(payload)
         except ValueError as exc:
             # Nothing to deliver or dead-letter: say so loudly and let the message go.
-            self.m_errors.labels(function=self._function, error_type="malformed",
-                                 stage="retry_lane").inc()
+            self.m_errors.labels(
+                function=self._function, error_type="malformed", stage="retry_lane"
+            ).inc()
             log.error("dropped a malformed lane message: %s", exc)
             return
         record = message.record
@@ -186,25 +216,41 @@ class RetryWorker:
             self._again(message, error, hint)
         elif not result.dead:
             self.m_sent.labels(function=self._function).inc()
-            log.debug("delivered %s/%d/%d after %d attempts", record.topic, record.partition,
-                      record.offset, message.attempts + 1)
+            log.debug(
+                "delivered %s/%d/%d after %d attempts",
+                record.topic,
+                record.partition,
+                record.offset,
+                message.attempts + 1,
+            )
 
     def _again(self, message: LaneMessage, error: str, hint: float | None) -> None:
         now = self.wall()
-        updated = replace(message, attempts=message.attempts + 1,
-                          lane_attempts=message.lane_attempts + 1, last_error=error)
+        updated = replace(
+            message,
+            attempts=message.attempts + 1,
+            lane_attempts=message.lane_attempts + 1,
+            last_error=error,
+        )
         delay = next_delay(updated, now, self.lane_settings, hint, self.jitter())
         if delay is not None:
             self.lane.send(updated, delay)  # raises for dramatiq's Retries when Redis is away
             self.m_retried.labels(function=self._function).inc()
             return
         record = message.record
-        reason = (f"retry lane: still refused {now - message.first_failure:.0f}s after the "
-                  f"first refusal (max_age_s {self.lane_settings.max_age_s:g}), "
-                  f"{updated.attempts} attempts; last error: {error}")
+        reason = (
+            f"retry lane: still refused {now - message.first_failure:.0f}s after the "
+            f"first refusal (max_age_s {self.lane_settings.max_age_s:g}), "
+            f"{updated.attempts} attempts; last error: {error}"
+        )
         self._produce(Delivered(dead=[(record, reason)]))
-        log.warning("gave up on %s/%d/%d after %d attempts: dead-lettered", record.topic,
-                    record.partition, record.offset, updated.attempts)
+        log.warning(
+            "gave up on %s/%d/%d after %d attempts: dead-lettered",
+            record.topic,
+            record.partition,
+            record.offset,
+            updated.attempts,
+        )
 
     def _produce(self, result: Delivered) -> None:
         """Dead-letter and produce what the function handed back; waits for Kafka's acks."""
@@ -215,8 +261,12 @@ class RetryWorker:
         if result.outputs:
             if k.output_topic is None:
                 raise Permanent("function produced outputs but kafka.output_topic is not set")
-            futures += [self.producer.send(k.output_topic, value=o.value, key=o.key,
-                                           headers=list(o.headers)) for o in result.outputs]
+            futures += [
+                self.producer.send(
+                    k.output_topic, value=o.value, key=o.key, headers=list(o.headers)
+                )
+                for o in result.outputs
+            ]
         if not futures:
             return
         self.producer.flush(timeout=timeout)
@@ -224,12 +274,18 @@ class RetryWorker:
             future.get(timeout=timeout)
         if result.dead:
             self.m_dead.labels(function=self._function).inc(len(result.dead))
-            log.error("dead-lettered %d records to %s; first reason: %s", len(result.dead),
-                      k.dead_letter_topic, result.dead[0][1])
+            log.error(
+                "dead-lettered %d records to %s; first reason: %s",
+                len(result.dead),
+                k.dead_letter_topic,
+                result.dead[0][1],
+            )
 
     def _dead_letter(self, record: Record, reason: str) -> Any:
         assert self.producer is not None
-        return self.producer.send(self.settings.kafka.dead_letter_topic, value=record.value,
-                                  key=record.key,
-                                  headers=list(dead_letter_headers(record, reason,
-                                                                   self.settings.function)))
+        return self.producer.send(
+            self.settings.kafka.dead_letter_topic,
+            value=record.value,
+            key=record.key,
+            headers=list(dead_letter_headers(record, reason, self.settings.function)),
+        )

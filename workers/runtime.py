@@ -103,12 +103,18 @@ class Runtime:
     ``clock`` is monotonic seconds and ``jitter`` draws the backoff's jitter in [0, 1).
     """
 
-    def __init__(self, settings: WorkerSettings, handler: Handler, registry: Registry,
-                 *, clock: Callable[[], float] = time.monotonic,
-                 lane: Lane | None = None,
-                 consumer: ConsumerFactory = connect_consumer,
-                 producer: ProducerFactory = connect_producer,
-                 jitter: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        handler: Handler,
+        registry: Registry,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        lane: Lane | None = None,
+        consumer: ConsumerFactory = connect_consumer,
+        producer: ProducerFactory = connect_producer,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
         self.settings = settings
         self.handler = handler
         self.clock = clock
@@ -117,9 +123,11 @@ class Runtime:
             lane = Lane(settings.retry_lane, settings.function)
         self.lane = lane
         self.metrics = RuntimeMetrics(registry, settings.function, clock)
-        self.handoff = (LaneHandOff(lane, settings.retry_lane, settings.function, clock,
-                                    self.metrics)
-                        if lane is not None and settings.retry_lane is not None else None)
+        self.handoff = (
+            LaneHandOff(lane, settings.retry_lane, settings.function, clock, self.metrics)
+            if lane is not None and settings.retry_lane is not None
+            else None
+        )
         self._make_consumer = consumer
         self._make_producer = producer
         self.stopping = threading.Event()
@@ -154,8 +162,9 @@ class Runtime:
                 # While joining, poll long enough for the join to complete inside one
                 # call: short polls can leave kafka-python joined but unassigned (see
                 # kafka_quirks, which finishes such joins).
-                polled = consumer.poll(timeout_ms=100 if consumer.assignment() else 1000,
-                                       max_records=max_records)
+                polled = consumer.poll(
+                    timeout_ms=100 if consumer.assignment() else 1000, max_records=max_records
+                )
                 membership.after_poll()
                 self.ready = bool(consumer.assignment())
                 membership.watch()
@@ -173,8 +182,12 @@ class Runtime:
     def _connect(self) -> tuple[Consumer, Membership]:
         self.consumer = consumer = self._make_consumer(self.settings)
         self.membership = membership = Membership(
-            consumer, self.settings.kafka.input_topic, self.settings.group_id, self.clock,
-            self.metrics)
+            consumer,
+            self.settings.kafka.input_topic,
+            self.settings.group_id,
+            self.clock,
+            self.metrics,
+        )
         self._wait_for_topic(consumer)
         membership.subscribe()
         self.producer = self._make_producer(self.settings)
@@ -212,8 +225,7 @@ class Runtime:
             self._process(batch)
         except Abandoned:
             reason = "the drain deadline passed" if self._past_deadline() else "a rebalance"
-            log.warning("handed back %d in-flight records uncommitted after %s",
-                        len(batch), reason)
+            log.warning("handed back %d in-flight records uncommitted after %s", len(batch), reason)
             self.metrics.count_batch("handed_back")
             self.membership.rewind(batch)
         finally:
@@ -227,12 +239,14 @@ class Runtime:
             raise Abandoned
         self._commit(batch)
         self.metrics.count_sent(len(batch) - len(dead) - len(refusals.handed))
-        self.metrics.count_batch("dead_lettered" if dead else
-                                 "handed_to_lane" if refusals.handed else "delivered")
+        self.metrics.count_batch(
+            "dead_lettered" if dead else "handed_to_lane" if refusals.handed else "delivered"
+        )
         self.metrics.observe_batch(self.clock() - started)
 
-    def _deliver(self, batch: list[Record], started: float
-                 ) -> tuple[list[tuple[Record, str]], Refusals]:
+    def _deliver(
+        self, batch: list[Record], started: float
+    ) -> tuple[list[tuple[Record, str]], Refusals]:
         """Attempt ``batch`` until every record is delivered, dead-lettered or in the lane;
         returns the dead letters and what the refusals told. A batch whose records are
         refused past the bound is widened: newer records are appended to ``batch``. Raises
@@ -241,8 +255,11 @@ class Runtime:
         pending: Sequence[Record] = batch
         dead: list[tuple[Record, str]] = []
         refusals = Refusals(self.clock)
-        backoff = Backoff(self.settings.retry.initial_backoff_s,
-                          self.settings.retry.max_backoff_s, rand=self.jitter)
+        backoff = Backoff(
+            self.settings.retry.initial_backoff_s,
+            self.settings.retry.max_backoff_s,
+            rand=self.jitter,
+        )
         attempt = 0
         widening: Widening | None = None
         while True:
@@ -266,14 +283,20 @@ class Runtime:
                     widen.settle(pending, refusals.progressed)
             delay = backoff.next_delay(floor)
             self.metrics.count_error(kind, "deliver")
-            log.warning("delivery attempt %d failed (%s: %s); retrying in %.1fs",
-                        attempt, kind, detail, delay)
+            log.warning(
+                "delivery attempt %d failed (%s: %s); retrying in %.1fs",
+                attempt,
+                kind,
+                detail,
+                delay,
+            )
             self._sleep_polling(delay, widen)
             if widen is not None:
                 pending = self._widened(pending, widen, attempt)
 
-    def _stuck(self, refusals: Refusals, refused: Sequence[Record], attempt: int,
-               started: float) -> bool:
+    def _stuck(
+        self, refusals: Refusals, refused: Sequence[Record], attempt: int, started: float
+    ) -> bool:
         """Whether the records refused, answered record by record, need newer records to
         be compared with (see :mod:`.widening`): without a lane, once one was handed
         back past the attempt bound (retried alone, it has no others in its attempt to
@@ -285,24 +308,34 @@ class Runtime:
             return not refusals.progress and self.handoff.budget_spent(attempt, started)
         return refusals.any_past_bound(refused, self.settings.retry)
 
-    def _widened(self, pending: Sequence[Record], widening: Widening,
-                 attempt: int) -> Sequence[Record]:
+    def _widened(
+        self, pending: Sequence[Record], widening: Widening, attempt: int
+    ) -> Sequence[Record]:
         """``pending`` with the records the sleep appended to the batch."""
         added = widening.take_added()
         if not added:
             return pending
         self.metrics.count_received(len(added))
         self.metrics.count_widened()
-        log.info("widened a batch whose records were refused for %d attempts with %d "
-                 "newer records of %s (%d records now), to tell poison records from an "
-                 "outage", attempt, len(added),
-                 ", ".join(sorted({f"{r.topic}/{r.partition}" for r in added})),
-                 len(widening.batch))
+        log.info(
+            "widened a batch whose records were refused for %d attempts with %d "
+            "newer records of %s (%d records now), to tell poison records from an "
+            "outage",
+            attempt,
+            len(added),
+            ", ".join(sorted({f"{r.topic}/{r.partition}" for r in added})),
+            len(widening.batch),
+        )
         return [*pending, *added]
 
-    def _attempt(self, pending: Sequence[Record], dead: list[tuple[Record, str]],
-                 refusals: Refusals, attempt: int, started: float
-                 ) -> tuple[Sequence[Record], float | None]:
+    def _attempt(
+        self,
+        pending: Sequence[Record],
+        dead: list[tuple[Record, str]],
+        refusals: Refusals,
+        attempt: int,
+        started: float,
+    ) -> tuple[Sequence[Record], float | None]:
         """One call of the function; returns the records to try again and the delay the
         backend asked for."""
         try:
@@ -333,8 +366,10 @@ class Runtime:
             output_topic = self.settings.kafka.output_topic
             if output_topic is None:
                 raise Permanent("function produced outputs but kafka.output_topic is not set")
-            futures += [self.producer.send(output_topic, value=o.value, key=o.key,
-                                           headers=list(o.headers)) for o in result.outputs]
+            futures += [
+                self.producer.send(output_topic, value=o.value, key=o.key, headers=list(o.headers))
+                for o in result.outputs
+            ]
         if not futures:
             return
         self.producer.flush(timeout=self.settings.retry.delivery_timeout_s)
@@ -344,14 +379,22 @@ class Runtime:
         if result.dead:
             self.metrics.count_dead(len(result.dead))
             self.metrics.count_error("permanent", "deliver", len(result.dead))
-            log.error("dead-lettered %d records to %s; first reason: %s", len(result.dead),
-                      self.settings.kafka.dead_letter_topic, result.dead[0][1])
+            log.error(
+                "dead-lettered %d records to %s; first reason: %s",
+                len(result.dead),
+                self.settings.kafka.dead_letter_topic,
+                result.dead[0][1],
+            )
 
     def _dead_letter(self, record: Record, reason: str) -> SendResult:
         assert self.producer is not None
         headers = dead_letter_headers(record, reason, self.settings.function)
-        return self.producer.send(self.settings.kafka.dead_letter_topic, value=record.value,
-                                  key=record.key, headers=list(headers))
+        return self.producer.send(
+            self.settings.kafka.dead_letter_topic,
+            value=record.value,
+            key=record.key,
+            headers=list(headers),
+        )
 
     def _commit(self, batch: Batch) -> None:
         assert self.consumer is not None
@@ -361,15 +404,20 @@ class Runtime:
             last[tp] = max(last.get(tp, -1), record.offset)
         self._check_owned(batch)
         try:
-            self.consumer.commit({tp: OffsetAndMetadata(offset + 1, "", -1)
-                                  for tp, offset in last.items()})
+            self.consumer.commit(
+                {tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in last.items()}
+            )
         except KafkaError as exc:
             # The group rebalanced under us (the broker refuses commits of a stale
             # generation). The records are delivered: the next commit of a partition
             # that stays ours covers them, another owner delivers them again.
             self.metrics.count_error(type(exc).__name__, "commit")
-            log.warning("could not commit %d delivered records (%s); a partition that "
-                        "stays ours is committed with its next batch", len(batch), exc)
+            log.warning(
+                "could not commit %d delivered records (%s); a partition that "
+                "stays ours is committed with its next batch",
+                len(batch),
+                exc,
+            )
             return
         self.metrics.count_commit()
 
@@ -386,12 +434,16 @@ class Runtime:
             if now >= until or self._past_deadline():
                 return
             self.last_loop = now
-            fetching = (widening.partitions() - self.membership.revoked
-                        if widening is not None and not self.stopping.is_set() else set())
+            fetching = (
+                widening.partitions() - self.membership.revoked
+                if widening is not None and not self.stopping.is_set()
+                else set()
+            )
             self.membership.hold(fetching)
             room = widening.room() if widening is not None and fetching else None
-            polled = self.consumer.poll(timeout_ms=min(200, max(1, int((until - now) * 1000))),
-                                        max_records=room)
+            polled = self.consumer.poll(
+                timeout_ms=min(200, max(1, int((until - now) * 1000))), max_records=room
+            )
             self.membership.after_poll()
             if polled and widening is not None and fetching:
                 # A rebalance inside the poll may have taken a partition meanwhile.

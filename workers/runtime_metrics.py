@@ -28,38 +28,50 @@ LAG_INTERVAL_S = 5.0
 class RuntimeMetrics:
     """What one worker process counts, labelled with its function."""
 
-    def __init__(self, registry: Registry, function: str,
-                 clock: Callable[[], float]) -> None:
+    def __init__(self, registry: Registry, function: str, clock: Callable[[], float]) -> None:
         self.function = function
         self.clock = clock
         self.received = registry.counter(
-            "ferryman_records_received_total", "Records consumed from Kafka.", ["function"])
+            "ferryman_records_received_total", "Records consumed from Kafka.", ["function"]
+        )
         self.sent = registry.counter(
-            "ferryman_records_sent_total", "Records delivered to the next hop.", ["function"])
+            "ferryman_records_sent_total", "Records delivered to the next hop.", ["function"]
+        )
         self.dead = registry.counter(
-            "ferryman_records_dead_lettered_total", "Records sent to the dead-letter topic.",
-            ["function"])
+            "ferryman_records_dead_lettered_total",
+            "Records sent to the dead-letter topic.",
+            ["function"],
+        )
         self.batches = registry.counter(
-            "ferryman_batches_total", "Batches finished, by outcome.", ["function", "outcome"])
+            "ferryman_batches_total", "Batches finished, by outcome.", ["function", "outcome"]
+        )
         self.errors = registry.counter(
-            "ferryman_errors_total", "Errors by type and stage.",
-            ["function", "error_type", "stage"])
+            "ferryman_errors_total",
+            "Errors by type and stage.",
+            ["function", "error_type", "stage"],
+        )
         self.latency = registry.histogram(
-            "ferryman_batch_duration_seconds", "Time from batch start to commit.", ["function"])
+            "ferryman_batch_duration_seconds", "Time from batch start to commit.", ["function"]
+        )
         self.lag = registry.gauge(
-            "ferryman_consumer_lag", "Records behind the end of the partition.",
-            ["function", "topic", "partition"])
+            "ferryman_consumer_lag",
+            "Records behind the end of the partition.",
+            ["function", "topic", "partition"],
+        )
         self.commits = registry.counter(
-            "ferryman_commits_total", "Offset commits after delivery.", ["function"])
+            "ferryman_commits_total", "Offset commits after delivery.", ["function"]
+        )
         self.handed = registry.counter(
             "ferryman_records_handed_to_lane_total",
             "Records refused for now handed to the retry lane (Redis acknowledged).",
-            ["function"])
+            ["function"],
+        )
         self.widened = registry.counter(
             "ferryman_batches_widened_total",
             "Times a batch whose records were refused past the poison bound took newer "
             "records of its partitions, to tell poison records from an outage.",
-            ["function"])
+            ["function"],
+        )
         self._lag_at: float | None = None
 
     def count_received(self, n: int) -> None:
@@ -81,8 +93,7 @@ class RuntimeMetrics:
         self.batches.labels(function=self.function, outcome=outcome).inc()
 
     def count_error(self, error_type: str, stage: str, n: int = 1) -> None:
-        self.errors.labels(function=self.function, error_type=error_type,
-                           stage=stage).inc(n)
+        self.errors.labels(function=self.function, error_type=error_type, stage=stage).inc(n)
 
     def count_commit(self) -> None:
         self.commits.labels(function=self.function).inc()
@@ -107,5 +118,6 @@ class RuntimeMetrics:
             return
         for tp, position in positions.items():
             behind = max(0, ends.get(tp, 0) - (position or 0))
-            self.lag.labels(function=self.function, topic=tp.topic,
-                            partition=str(tp.partition)).set(behind)
+            self.lag.labels(
+                function=self.function, topic=tp.topic, partition=str(tp.partition)
+            ).set(behind)

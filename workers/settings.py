@@ -20,8 +20,15 @@ from pydantic_settings import (
 
 from ferryman.errors import ConfigError, format_errors
 
-__all__ = ["BatchSettings", "HttpSettings", "KafkaSettings", "RetryLaneSettings", "RetrySettings",
-           "WorkerSettings", "load_settings"]
+__all__ = [
+    "BatchSettings",
+    "HttpSettings",
+    "KafkaSettings",
+    "RetryLaneSettings",
+    "RetrySettings",
+    "WorkerSettings",
+    "load_settings",
+]
 
 #: dramatiq cannot delay a message by more than seven days.
 _SEVEN_DAYS_S = 7 * 86400.0
@@ -72,21 +79,28 @@ class RetrySettings(_Section):
     ``max_age_s`` applies.
     """
 
-    initial_backoff_s: float = Field(0.2, gt=0, description="Cap of the first retry delay "
-                                     "(default 0.2).")
-    max_backoff_s: float = Field(30.0, gt=0, description="The cap doubles up to this "
-                                 "(default 30).")
-    delivery_timeout_s: float = Field(30.0, gt=0, description="Timeout of one delivery call "
-                                      "(default 30).")
+    initial_backoff_s: float = Field(
+        0.2, gt=0, description="Cap of the first retry delay (default 0.2)."
+    )
+    max_backoff_s: float = Field(30.0, gt=0, description="The cap doubles up to this (default 30).")
+    delivery_timeout_s: float = Field(
+        30.0, gt=0, description="Timeout of one delivery call (default 30)."
+    )
     partial_max_attempts: int | None = Field(
-        10, ge=1, description="Without a retry lane, dead-letter a record refused on "
+        10,
+        ge=1,
+        description="Without a retry lane, dead-letter a record refused on "
         "evidence (about itself, while the backend took others of the same attempt) this "
         "many times; records handed back this many times widen their batch (default 10; "
-        "null: no bound).")
+        "null: no bound).",
+    )
     partial_max_age_s: float | None = Field(
-        600.0, gt=0, description="...or this many seconds after its first refusal on "
+        600.0,
+        gt=0,
+        description="...or this many seconds after its first refusal on "
         "evidence (widening: after it was first handed back) (default 600; null: no "
-        "bound).")
+        "bound).",
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> RetrySettings:
@@ -106,28 +120,48 @@ class RetryLaneSettings(_Section):
     """
 
     redis_url: str = Field(description="Redis holding the lane, e.g. redis://host:6379/0.")
-    namespace: str = Field("ferryman", min_length=1,
-                           description="Prefix of the lane's Redis keys (default ferryman).")
-    queue: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9._-]*$",
-                              description="dramatiq queue; default retry.<function>.")
-    budget_attempts: int | None = Field(3, ge=1, description="Hand records to the lane after "
-                                        "this many delivery attempts in process (default 3).")
-    budget_s: float | None = Field(30.0, gt=0, description="...or after this many seconds of "
-                                   "trying in process (default 30).")
+    namespace: str = Field(
+        "ferryman", min_length=1, description="Prefix of the lane's Redis keys (default ferryman)."
+    )
+    queue: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9._-]*$",
+        description="dramatiq queue; default retry.<function>.",
+    )
+    budget_attempts: int | None = Field(
+        3,
+        ge=1,
+        description="Hand records to the lane after "
+        "this many delivery attempts in process (default 3).",
+    )
+    budget_s: float | None = Field(
+        30.0, gt=0, description="...or after this many seconds of trying in process (default 30)."
+    )
     min_backoff_s: float = Field(1.0, gt=0, description="First delay in the lane (default 1).")
-    max_backoff_s: float = Field(300.0, gt=0, le=_SEVEN_DAYS_S,
-                                 description="Delays double up to this (default 300).")
-    max_age_s: float = Field(86400.0, gt=0, le=_SEVEN_DAYS_S,
-                             description="Dead-letter a record still refused this long after "
-                                         "its first refusal (default 1 day, at most 7).")
-    max_in_flight: int = Field(100_000, ge=1,
-                               description="Records the lane may hold at once; beyond that "
-                                           "the worker keeps retrying in process (default "
-                                           "100000).")
+    max_backoff_s: float = Field(
+        300.0, gt=0, le=_SEVEN_DAYS_S, description="Delays double up to this (default 300)."
+    )
+    max_age_s: float = Field(
+        86400.0,
+        gt=0,
+        le=_SEVEN_DAYS_S,
+        description="Dead-letter a record still refused this long after "
+        "its first refusal (default 1 day, at most 7).",
+    )
+    max_in_flight: int = Field(
+        100_000,
+        ge=1,
+        description="Records the lane may hold at once; beyond that "
+        "the worker keeps retrying in process (default "
+        "100000).",
+    )
     timeout_s: float = Field(5.0, gt=0, description="Timeout of one Redis call (default 5).")
     heartbeat_timeout_s: float = Field(
-        60.0, ge=5, description="A retry worker silent this long (killed, frozen) is taken "
-        "for dead: the messages it held go back to the lane (default 60).")
+        60.0,
+        ge=5,
+        description="A retry worker silent this long (killed, frozen) is taken "
+        "for dead: the messages it held go back to the lane (default 60).",
+    )
 
     @field_validator("redis_url")
     @classmethod
@@ -149,23 +183,27 @@ class RetryLaneSettings(_Section):
 
 
 class HttpSettings(_Section):
-    listen: str = Field("127.0.0.1:0", description="host:port of /metrics, /healthz, /readyz; "
-                                                   "port 0 picks a free one.")
+    listen: str = Field(
+        "127.0.0.1:0",
+        description="host:port of /metrics, /healthz, /readyz; port 0 picks a free one.",
+    )
 
 
 class WorkerSettings(BaseSettings):
     """Everything one worker process needs; ``config`` is the function's own section."""
 
-    model_config = SettingsConfigDict(env_prefix="FERRYMAN_", env_nested_delimiter="__",
-                                      extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="FERRYMAN_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
 
     function: str = Field(description="Registered function name (ferryman functions list).")
     kafka: KafkaSettings
     batch: BatchSettings = BatchSettings()
     retry: RetrySettings = RetrySettings()
     http: HttpSettings = HttpSettings()
-    retry_lane: RetryLaneSettings | None = Field(None, description="The dramatiq retry lane; "
-                                                 "off when absent.")
+    retry_lane: RetryLaneSettings | None = Field(
+        None, description="The dramatiq retry lane; off when absent."
+    )
     shutdown_deadline_s: float = Field(20.0, gt=0, description="SIGTERM drain deadline.")
     config: dict[str, Any] = Field(default_factory=dict, description="The function's config.")
 
@@ -193,10 +231,15 @@ def load_settings(path: Path | None, **overrides: Any) -> WorkerSettings:
     yaml_file = str(path) if path is not None else None
     if path is not None and not path.is_file():
         raise ConfigError([f"<file>: {path} does not exist"])
-    loaded = type("LoadedWorkerSettings", (WorkerSettings,), {
-        "model_config": SettingsConfigDict(**{**WorkerSettings.model_config,
-                                              "yaml_file": yaml_file}),
-    })
+    loaded = type(
+        "LoadedWorkerSettings",
+        (WorkerSettings,),
+        {
+            "model_config": SettingsConfigDict(
+                **{**WorkerSettings.model_config, "yaml_file": yaml_file}
+            ),
+        },
+    )
     try:
         settings: WorkerSettings = loaded(**overrides)
     except ValidationError as exc:

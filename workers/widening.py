@@ -94,9 +94,11 @@ class Widening:
         """The partitions to fetch from while the batch has room."""
         return set(self._last) if self.room() else set()
 
-    def absorb(self, polled: Mapping[TopicPartition, Sequence[Message]],
-               fetching: Collection[TopicPartition]
-               ) -> dict[TopicPartition, Sequence[Message]]:
+    def absorb(
+        self,
+        polled: Mapping[TopicPartition, Sequence[Message]],
+        fetching: Collection[TopicPartition],
+    ) -> dict[TopicPartition, Sequence[Message]]:
         """Append what fits of the newer records of ``fetching`` (partitions of the
         batch still ours); returns the records to put back (other partitions', and
         whatever did not fit)."""
@@ -123,8 +125,9 @@ class Widening:
     def _fits(self, size: int) -> bool:
         if self._spare:
             return True
-        return (self._held < self.settings.max_records
-                and self._bytes + size <= self.settings.max_bytes)
+        return (
+            self._held < self.settings.max_records and self._bytes + size <= self.settings.max_bytes
+        )
 
     def take_added(self) -> list[Record]:
         """The records appended since the last call."""

@@ -10,8 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ferryman.units import Duration
 
-__all__ = ["FileSDConfig", "KubernetesSDConfig", "KubernetesSDNamespaces",
-           "KubernetesSDSelector", "StaticConfig"]
+__all__ = [
+    "FileSDConfig",
+    "KubernetesSDConfig",
+    "KubernetesSDNamespaces",
+    "KubernetesSDSelector",
+    "StaticConfig",
+]
 
 
 class _Strict(BaseModel):
@@ -25,8 +30,9 @@ class StaticConfig(_Strict):
 
 class FileSDConfig(_Strict):
     files: tuple[str, ...] = Field(description="Globs of JSON/YAML target group files.")
-    refresh_interval: Duration = Field(300.0, description="Re-read period (default 5m); "
-                                                          "changes are also watched.")
+    refresh_interval: Duration = Field(
+        300.0, description="Re-read period (default 5m); changes are also watched."
+    )
 
 
 class KubernetesSDNamespaces(_Strict):
@@ -42,10 +48,11 @@ class KubernetesSDSelector(_Strict):
 
 class KubernetesSDConfig(_Strict):
     role: Literal["node", "pod", "service", "endpoints", "endpointslice"] = Field(
-        description="What to discover.")
+        description="What to discover."
+    )
     api_server: str | None = Field(None, description="API server URL (default: in-cluster).")
     kubeconfig_file: Path | None = Field(None, description="kubeconfig to use instead.")
-    namespaces: KubernetesSDNamespaces = Field(default_factory=KubernetesSDNamespaces,
-                                               description="Namespaces to watch.")
-    selectors: tuple[KubernetesSDSelector, ...] = Field((), description="Label/field "
-                                                                         "selectors.")
+    namespaces: KubernetesSDNamespaces = Field(
+        default_factory=KubernetesSDNamespaces, description="Namespaces to watch."
+    )
+    selectors: tuple[KubernetesSDSelector, ...] = Field((), description="Label/field selectors.")

@@ -37,9 +37,11 @@ class Discoverer:
 class Static(Discoverer):
     def __init__(self, job: str, configs: tuple[StaticConfig, ...]) -> None:
         self._groups = [
-            TargetGroup(f"static/{job}/{i}", tuple({"__address__": t} for t in c.targets),
-                        dict(c.labels))
-            for i, c in enumerate(configs)]
+            TargetGroup(
+                f"static/{job}/{i}", tuple({"__address__": t} for t in c.targets), dict(c.labels)
+            )
+            for i, c in enumerate(configs)
+        ]
         self._fresh = True
 
     def changed(self) -> bool:
@@ -80,8 +82,7 @@ class FileSD(Discoverer):
             try:
                 self._content[path] = self._read(path)
             except (OSError, ValueError, yaml.YAMLError) as exc:
-                log.error("file_sd: cannot read %s (%s); keeping its previous targets",
-                          path, exc)
+                log.error("file_sd: cannot read %s (%s); keeping its previous targets", path, exc)
         return True
 
     def groups(self) -> list[TargetGroup]:
@@ -101,7 +102,11 @@ class FileSD(Discoverer):
                 raise ValueError(f"group {i}: expected {{targets: [...], labels: {{...}}}}")
             labels = {str(k): str(v) for k, v in (item.get("labels") or {}).items()}
             labels["__meta_filepath"] = path
-            groups.append(TargetGroup(f"file/{path}/{i}",
-                                      tuple({"__address__": str(t)} for t in item["targets"]),
-                                      labels))
+            groups.append(
+                TargetGroup(
+                    f"file/{path}/{i}",
+                    tuple({"__address__": str(t)} for t in item["targets"]),
+                    labels,
+                )
+            )
         return groups

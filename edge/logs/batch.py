@@ -32,8 +32,9 @@ class Batch:
         return bool(self.lines or self.ends or self.cursors)
 
 
-def stream_labels(relabeled: Mapping[str, str], host: str,
-                  external: Mapping[str, str]) -> dict[str, str]:
+def stream_labels(
+    relabeled: Mapping[str, str], host: str, external: Mapping[str, str]
+) -> dict[str, str]:
     """A stream's final labels: the relabeled ones without ``__`` labels, then ``host``
     and the external labels where relabeling did not set them."""
     labels = {k: v for k, v in relabeled.items() if not k.startswith("__")}

@@ -42,8 +42,9 @@ class _Strict(BaseModel):
 
 
 class PositionsConfig(_Strict):
-    filename: Path = Field(Path("/var/lib/ferryman/positions.json"),
-                           description="Where read positions are kept.")
+    filename: Path = Field(
+        Path("/var/lib/ferryman/positions.json"), description="Where read positions are kept."
+    )
 
 
 class StaticLogConfig(_Strict):
@@ -54,21 +55,30 @@ class StaticLogConfig(_Strict):
 class LogScrapeConfig(_Strict):
     job_name: str = Field(description="Name of this set of files.")
     static_configs: tuple[StaticLogConfig, ...] = Field((), description="Files to tail.")
-    relabel_configs: tuple[RelabelConfig, ...] = Field((), description="Relabel the files' "
-                                                       "labels (drop a file, add a label).")
+    relabel_configs: tuple[RelabelConfig, ...] = Field(
+        (), description="Relabel the files' labels (drop a file, add a label)."
+    )
     file_sd_configs: tuple[FileSDConfig, ...] = Field(
-        (), description="Label sets with __path__ globs from JSON/YAML files, re-read "
-        "when they change.")
+        (),
+        description="Label sets with __path__ globs from JSON/YAML files, re-read "
+        "when they change.",
+    )
     kubernetes_sd_configs: tuple[PodLogsSDConfig, ...] = Field(
-        (), description="The containers of this node's pods (role pod), __path__ "
-        "defaulting to their kubelet log files.")
-    journal: JournalConfig | None = Field(None, description="Read the systemd journal "
-                                                            "(default: no journal).")
-    pipeline_stages: tuple[StageConfig, ...] = Field((), description="Promtail-style stages "
-                                                     "run over each file's lines, in order.")
+        (),
+        description="The containers of this node's pods (role pod), __path__ "
+        "defaulting to their kubelet log files.",
+    )
+    journal: JournalConfig | None = Field(
+        None, description="Read the systemd journal (default: no journal)."
+    )
+    pipeline_stages: tuple[StageConfig, ...] = Field(
+        (), description="Promtail-style stages run over each file's lines, in order."
+    )
     pod_labels: PodLabelsConfig | None = Field(
-        None, description="Add the labels of each pod to the files of static_configs "
-        "globs over the kubelet's pod log directory, before relabeling (default: none).")
+        None,
+        description="Add the labels of each pod to the files of static_configs "
+        "globs over the kubelet's pod log directory, before relabeling (default: none).",
+    )
 
     @field_validator("pod_labels", mode="before")
     @classmethod
@@ -81,14 +91,17 @@ class LogScrapeConfig(_Strict):
     @model_validator(mode="after")
     def _stages_are_for_files(self) -> LogScrapeConfig:
         if self.journal is not None and self.pipeline_stages:
-            raise ValueError("pipeline_stages do not run on journal entries: give the "
-                             "journal a scrape config of its own, without pipeline_stages")
+            raise ValueError(
+                "pipeline_stages do not run on journal entries: give the "
+                "journal a scrape config of its own, without pipeline_stages"
+            )
         return self
 
 
 class GlobalLogs(_Strict):
-    external_labels: dict[str, str] = Field(default_factory=dict,
-                                            description="Added to every stream (cluster).")
+    external_labels: dict[str, str] = Field(
+        default_factory=dict, description="Added to every stream (cluster)."
+    )
 
 
 class KafkaOut(_Strict):
@@ -97,9 +110,12 @@ class KafkaOut(_Strict):
     tenant: str | None = Field(None, description="Tenant header on every message.")
     acks_timeout: Duration = Field(30.0, description="Wait this long for an acknowledgement.")
     max_message_bytes: Size = Field(
-        1 << 20, ge=64 << 10, description="The topic's max.message.bytes (Kafka's default, "
+        1 << 20,
+        ge=64 << 10,
+        description="The topic's max.message.bytes (Kafka's default, "
         "1 MiB): a stream's lines are split over messages below it, and a single line "
-        "too big for one message is cut with the truncation marker.")
+        "too big for one message is cut with the truncation marker.",
+    )
     client_id: str = Field("ferryman-edge-logs", description="Kafka client id (quotas).")
 
 
@@ -114,13 +130,16 @@ class LogShipperSettings(_Strict):
 
 
 class EdgeLogsConfig(_Strict):
-    global_: GlobalLogs = Field(default_factory=GlobalLogs, alias="global",
-                                description="External labels.")
-    positions: PositionsConfig = Field(default_factory=PositionsConfig,
-                                       description="Positions file.")
+    global_: GlobalLogs = Field(
+        default_factory=GlobalLogs, alias="global", description="External labels."
+    )
+    positions: PositionsConfig = Field(
+        default_factory=PositionsConfig, description="Positions file."
+    )
     scrape_configs: tuple[LogScrapeConfig, ...] = Field((), description="What to ship.")
-    ferryman: LogShipperSettings = Field(default_factory=LogShipperSettings,
-                                         description="Shipper settings.")
+    ferryman: LogShipperSettings = Field(
+        default_factory=LogShipperSettings, description="Shipper settings."
+    )
 
     @model_validator(mode="after")
     def _journal_jobs_are_unique(self) -> EdgeLogsConfig:
@@ -128,8 +147,10 @@ class EdgeLogsConfig(_Strict):
         names = [job.job_name for job in self.scrape_configs if job.journal is not None]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
-            raise ValueError(f"scrape_configs: job_name {', '.join(twice)} is used by more "
-                             "than one journal scrape config")
+            raise ValueError(
+                f"scrape_configs: job_name {', '.join(twice)} is used by more "
+                "than one journal scrape config"
+            )
         return self
 
 

@@ -69,12 +69,16 @@ class PodLogsSDConfig(KubernetesSDConfig):
 
     role: Literal["pod"] = Field("pod", description="Always pod (the default).")
     node_name: str | None = Field(
-        None, description="Only pods on this node (field selector spec.nodeName). "
+        None,
+        description="Only pods on this node (field selector spec.nodeName). "
         "Default: $NODE_NAME (set it from the Downward API's spec.nodeName); without "
-        "either, pods of every node are watched and a warning logged.")
+        "either, pods of every node are watched and a warning logged.",
+    )
     pod_logs_directory: Path = Field(
-        DEFAULT_POD_LOGS, description="The kubelet's pod log directory, root of the "
-        "default __path__ (default /var/log/pods).")
+        DEFAULT_POD_LOGS,
+        description="The kubelet's pod log directory, root of the "
+        "default __path__ (default /var/log/pods).",
+    )
 
 
 @dataclass(frozen=True)
@@ -107,8 +111,9 @@ def node_name(config: PodLogsSDConfig) -> str | None:
 
 def _containers(pod: Obj) -> list[tuple[dict[str, Any], bool]]:
     spec = pod.get("spec") or {}
-    return ([(c, False) for c in spec.get("containers") or () if isinstance(c, dict)]
-            + [(c, True) for c in spec.get("initContainers") or () if isinstance(c, dict)])
+    return [(c, False) for c in spec.get("containers") or () if isinstance(c, dict)] + [
+        (c, True) for c in spec.get("initContainers") or () if isinstance(c, dict)
+    ]
 
 
 def build_pod_logs(pod: Obj, directory: Path = DEFAULT_POD_LOGS) -> TargetGroup:
@@ -119,22 +124,30 @@ def build_pod_logs(pod: Obj, directory: Path = DEFAULT_POD_LOGS) -> TargetGroup:
     labels = pod_labels(pod)
     labels[NAMESPACE] = str(meta.get("namespace") or "")
     uid = str(meta.get("uid") or "")
-    ids = {str(s.get("name")): str(s.get("containerID") or "")
-           for field in ("containerStatuses", "initContainerStatuses")
-           for s in status.get(field) or () if isinstance(s, dict)}
+    ids = {
+        str(s.get("name")): str(s.get("containerID") or "")
+        for field in ("containerStatuses", "initContainerStatuses")
+        for s in status.get(field) or ()
+        if isinstance(s, dict)
+    }
     targets = []
     for container, is_init in _containers(pod):
         name = str(container.get("name") or "")
-        targets.append({
-            "__path__": f"{directory}/*{uid}/{name}/*.log",
-            META + "pod_container_name": name,
-            META + "pod_container_image": str(container.get("image") or ""),
-            META + "pod_container_id": ids.get(name, ""),
-            META + "pod_container_init": "true" if is_init else "false",
-        })
+        targets.append(
+            {
+                "__path__": f"{directory}/*{uid}/{name}/*.log",
+                META + "pod_container_name": name,
+                META + "pod_container_image": str(container.get("image") or ""),
+                META + "pod_container_id": ids.get(name, ""),
+                META + "pod_container_init": "true" if is_init else "false",
+            }
+        )
     source = f"pod/{meta.get('namespace') or ''}/{meta.get('name') or ''}"
-    return TargetGroup(source, tuple({k: v for k, v in t.items() if v} for t in targets),
-                       {k: v for k, v in labels.items() if v})
+    return TargetGroup(
+        source,
+        tuple({k: v for k, v in t.items() if v} for t in targets),
+        {k: v for k, v in labels.items() if v},
+    )
 
 
 class PodLogsSD(Discoverer):
@@ -148,8 +161,10 @@ class PodLogsSD(Discoverer):
         self.config = config
         node = node_name(config)
         if node is None:
-            log.warning("kubernetes_sd (logs): no node_name and no $%s: watching the pods "
-                        "of every node", NODE_NAME_ENV)
+            log.warning(
+                "kubernetes_sd (logs): no node_name and no $%s: watching the pods of every node",
+                NODE_NAME_ENV,
+            )
         directory = config.pod_logs_directory
 
         def build(pod: Obj) -> TargetGroup:
@@ -179,10 +194,15 @@ def _with_node(config: PodLogsSDConfig, node: str | None) -> KubernetesSDConfig:
         else:
             field = selectors[at].field
             selectors[at] = selectors[at].model_copy(
-                update={"field": f"{field},{term}" if field else term})
-    return KubernetesSDConfig(role="pod", api_server=config.api_server,
-                              kubeconfig_file=config.kubeconfig_file,
-                              namespaces=config.namespaces, selectors=tuple(selectors))
+                update={"field": f"{field},{term}" if field else term}
+            )
+    return KubernetesSDConfig(
+        role="pod",
+        api_server=config.api_server,
+        kubeconfig_file=config.kubeconfig_file,
+        namespaces=config.namespaces,
+        selectors=tuple(selectors),
+    )
 
 
 # --- one job's discovery -------------------------------------------------------------
@@ -197,11 +217,13 @@ class LogDiscovery:
     Kubernetes threads.
     """
 
-    def __init__(self, file_sd_configs: tuple[FileSDConfig, ...] = (),
-                 kubernetes_sd_configs: tuple[PodLogsSDConfig, ...] = ()) -> None:
+    def __init__(
+        self,
+        file_sd_configs: tuple[FileSDConfig, ...] = (),
+        kubernetes_sd_configs: tuple[PodLogsSDConfig, ...] = (),
+    ) -> None:
         self._pods = [PodLogsSD(c) for c in kubernetes_sd_configs]
-        self._discoverers: list[Discoverer] = [*(FileSD(c) for c in file_sd_configs),
-                                               *self._pods]
+        self._discoverers: list[Discoverer] = [*(FileSD(c) for c in file_sd_configs), *self._pods]
 
     def changed(self) -> bool:
         # Every discoverer is asked: changed() is also when each takes its news.
@@ -226,5 +248,8 @@ def resolve(target: LogTarget, rules: Relabeler, job_name: str) -> FileTarget | 
     labels = rules.apply({"job": job_name, **target.labels})
     if labels is None or not labels.get("__path__"):
         return None
-    return FileTarget(labels["__path__"], labels.get("__path_exclude__") or None,
-                      {k: v for k, v in labels.items() if not k.startswith("__")})
+    return FileTarget(
+        labels["__path__"],
+        labels.get("__path_exclude__") or None,
+        {k: v for k, v in labels.items() if not k.startswith("__")},
+    )

@@ -54,8 +54,12 @@ def file_labels(path: str, static: dict[str, str]) -> dict[str, str]:
     labels = {**static, "filename": path}
     match = _POD_LOG.search(path)
     if match:
-        labels.update(namespace=match.group(1), pod=match.group(2), pod_uid=match.group(3),
-                      container=match.group(4))
+        labels.update(
+            namespace=match.group(1),
+            pod=match.group(2),
+            pod_uid=match.group(3),
+            container=match.group(4),
+        )
     return labels
 
 
@@ -98,17 +102,22 @@ class FileTargets:
             state = _Job(job, compile_rules(job.relabel_configs))
             previous = old[job.job_name].pop(0) if old.get(job.job_name) else None
             if job.file_sd_configs or job.kubernetes_sd_configs:
-                if previous is not None and previous.discovery is not None and (
-                        previous.config.file_sd_configs, previous.config.kubernetes_sd_configs
-                ) == (job.file_sd_configs, job.kubernetes_sd_configs):
+                if (
+                    previous is not None
+                    and previous.discovery is not None
+                    and (previous.config.file_sd_configs, previous.config.kubernetes_sd_configs)
+                    == (job.file_sd_configs, job.kubernetes_sd_configs)
+                ):
                     state.discovery, previous.discovery = previous.discovery, None
                     self._resolve(state)
                 else:
-                    state.discovery = LogDiscovery(job.file_sd_configs,
-                                                   job.kubernetes_sd_configs)
+                    state.discovery = LogDiscovery(job.file_sd_configs, job.kubernetes_sd_configs)
             if job.pod_labels is not None:
-                if previous is not None and previous.pod_labels is not None \
-                        and previous.config.pod_labels == job.pod_labels:
+                if (
+                    previous is not None
+                    and previous.pod_labels is not None
+                    and previous.config.pod_labels == job.pod_labels
+                ):
                     state.pod_labels, previous.pod_labels = previous.pod_labels, None
                     state.started, state.gave_up = previous.started, previous.gave_up
                 else:
@@ -139,8 +148,12 @@ class FileTargets:
         name = state.config.job_name
         found = [resolve(t, state.rules, name) for t in state.discovery.targets()]
         state.resolved = [t for t in found if t is not None]
-        log.info("job %s: %d discovered log targets (%d dropped by relabeling)", name,
-                 len(state.resolved), len(found) - len(state.resolved))
+        log.info(
+            "job %s: %d discovered log targets (%d dropped by relabeling)",
+            name,
+            len(state.resolved),
+            len(found) - len(state.resolved),
+        )
 
     def wanted(self) -> dict[str, WantedFile]:
         """Every file to tail now, with its labels and job."""
@@ -155,15 +168,17 @@ class FileTargets:
                     if state.pod_labels is not None:
                         labels = state.pod_labels.enrich(labels)
                     relabeled = state.rules.apply(
-                        {**labels, "job": static.labels.get("job", job.job_name)})
+                        {**labels, "job": static.labels.get("job", job.job_name)}
+                    )
                     if relabeled is not None:
                         out[path] = WantedFile(stream_labels(relabeled, host, external), job)
             for target in state.resolved:
                 excluded = set(_files(target.exclude, {})) if target.exclude else set()
                 for path in _files(target.path, out):
                     if path not in excluded:
-                        out[path] = WantedFile(stream_labels(
-                            {**target.labels, "filename": path}, host, external), job)
+                        out[path] = WantedFile(
+                            stream_labels({**target.labels, "filename": path}, host, external), job
+                        )
         return out
 
     @staticmethod
@@ -174,9 +189,12 @@ class FileTargets:
             return False
         if not state.gave_up:
             state.gave_up = True
-            log.warning("job %s: no list of pods after %.0fs; tailing its files without "
-                        "pod labels until there is one", state.config.job_name,
-                        POD_LABELS_WAIT)
+            log.warning(
+                "job %s: no list of pods after %.0fs; tailing its files without "
+                "pod labels until there is one",
+                state.config.job_name,
+                POD_LABELS_WAIT,
+            )
         return True
 
     def close(self) -> None:
@@ -186,8 +204,11 @@ class FileTargets:
 
 
 def _files(pattern: str, taken: dict[str, WantedFile]) -> list[str]:
-    return [p for p in sorted(glob.glob(pattern, recursive=True))
-            if p not in taken and os.path.isfile(p)]
+    return [
+        p
+        for p in sorted(glob.glob(pattern, recursive=True))
+        if p not in taken and os.path.isfile(p)
+    ]
 
 
 def _close(state: _Job) -> None:
@@ -197,8 +218,9 @@ def _close(state: _Job) -> None:
         state.pod_labels.close()
 
 
-def rotated_away(positions: Iterable[Position], live: set[tuple[int, int]],
-                 wanted: dict[str, WantedFile]) -> list[tuple[str, Position]]:
+def rotated_away(
+    positions: Iterable[Position], live: set[tuple[int, int]], wanted: dict[str, WantedFile]
+) -> list[tuple[str, Position]]:
     """Saved positions whose file now lives under another name (rotated while we were
     down), with that name: they are drained from the saved offset, with the labels
     of their old path."""

@@ -97,34 +97,50 @@ class JournalConfig(_Strict):
     ``journalctl`` and the buffer bounds."""
 
     max_age: Duration = Field(
-        7 * 3600.0, description="Without a saved cursor, or when the saved cursor is "
+        7 * 3600.0,
+        description="Without a saved cursor, or when the saved cursor is "
         "older than this, start this far back (default 7h, as Promtail); 0: from the "
-        "start of the journal.")
+        "start of the journal.",
+    )
     path: Path | None = Field(
-        None, description="Journal directory (journalctl --directory); default: the "
-        "system journal (/var/log/journal and /run/log/journal).")
+        None,
+        description="Journal directory (journalctl --directory); default: the "
+        "system journal (/var/log/journal and /run/log/journal).",
+    )
     files: tuple[Path, ...] = Field(
-        (), description="Journal files to read (journalctl --file), instead of path.")
+        (), description="Journal files to read (journalctl --file), instead of path."
+    )
     labels: dict[str, str] = Field(
-        default_factory=dict, description="Labels of every entry, before relabeling.")
+        default_factory=dict, description="Labels of every entry, before relabeling."
+    )
     json_: bool = Field(
-        False, alias="json", description="Ship the whole entry as a JSON object instead "
-        "of its MESSAGE (default false).")
+        False,
+        alias="json",
+        description="Ship the whole entry as a JSON object instead of its MESSAGE (default false).",
+    )
     matches: str = Field(
-        "", description="journalctl matches, space-separated FIELD=value terms, '+' "
-        "between alternatives (e.g. '_TRANSPORT=kernel PRIORITY=3'); default: all.")
+        "",
+        description="journalctl matches, space-separated FIELD=value terms, '+' "
+        "between alternatives (e.g. '_TRANSPORT=kernel PRIORITY=3'); default: all.",
+    )
     units: tuple[str, ...] = Field(
-        (), description="Only these systemd units (journalctl --unit, each).")
+        (), description="Only these systemd units (journalctl --unit, each)."
+    )
     journalctl: str = Field("journalctl", description="The journalctl binary.")
     buffer_entries: int = Field(
-        1000, ge=1, description="Entries read ahead of the shipper at most (default 1000).")
+        1000, ge=1, description="Entries read ahead of the shipper at most (default 1000)."
+    )
     buffer_bytes: Size = Field(
-        8 << 20, description="Size of the lines read ahead of the shipper at most, "
-        "counted in characters (default 8MiB).")
+        8 << 20,
+        description="Size of the lines read ahead of the shipper at most, "
+        "counted in characters (default 8MiB).",
+    )
     max_entry_bytes: Size = Field(
-        4 << 20, description="An entry whose JSON is longer has its MESSAGE cut, with "
+        4 << 20,
+        description="An entry whose JSON is longer has its MESSAGE cut, with "
         "the truncation marker, and is counted (skipped when something else in it is "
-        "what is long); default 4MiB.")
+        "what is long); default 4MiB.",
+    )
 
     @model_validator(mode="after")
     def _one_location(self) -> JournalConfig:
@@ -137,8 +153,10 @@ class JournalConfig(_Strict):
     def _valid_matches(cls, matches: str) -> str:
         bad = [t for t in matches.split() if not _MATCH_TERM.fullmatch(t)]
         if bad:
-            raise ValueError(f"not a FIELD=value match: {', '.join(bad)} (field names "
-                             "are upper case letters, digits and _)")
+            raise ValueError(
+                f"not a FIELD=value match: {', '.join(bad)} (field names "
+                "are upper case letters, digits and _)"
+            )
         return matches
 
 
@@ -201,8 +219,9 @@ def _cut(line: str, limit: int) -> tuple[str, bool]:
     return raw[:limit].decode("utf-8", "ignore") + TRUNCATION_MARKER, True
 
 
-def parse_entry(raw: bytes | str, config: JournalConfig,
-                max_line_bytes: int = 256 * 1024) -> JournalEntry | None:
+def parse_entry(
+    raw: bytes | str, config: JournalConfig, max_line_bytes: int = 256 * 1024
+) -> JournalEntry | None:
     """One line of ``journalctl --output=json`` → an entry; None for an entry without
     MESSAGE (unless ``json: true``).
 
@@ -274,25 +293,37 @@ def cursor_time(cursor: str) -> float | None:
     ``__CURSOR`` (a NUL, a lone surrogate) would make starting journalctl fail."""
     parts = cursor.split(";")
     fields = dict(p.split("=", 1) for p in parts if "=" in p)
-    if (len(fields) != len(parts) or not set(fields) <= _CURSOR_FIELDS or "t" not in fields
-            or not all(map(_HEX.fullmatch, fields.values())) or len(fields["t"]) > 16):
+    if (
+        len(fields) != len(parts)
+        or not set(fields) <= _CURSOR_FIELDS
+        or "t" not in fields
+        or not all(map(_HEX.fullmatch, fields.values()))
+        or len(fields["t"]) > 16
+    ):
         return None
     return int(fields["t"], 16) / 1e6
 
 
-def journalctl_command(config: JournalConfig, cursor: str | None, now: float | None = None,
-                       *, resuming: bool = False) -> list[str]:
+def journalctl_command(
+    config: JournalConfig, cursor: str | None, now: float | None = None, *, resuming: bool = False
+) -> list[str]:
     """The journalctl command line: follow from after ``cursor``, or from
     ``max_age`` ago when there is no usable cursor or it is older than that, unless
     ``resuming`` (a restart of this run's journalctl: nothing is skipped then)."""
     now = time.time() if now is None else now
-    command = [config.journalctl, "--output=json", "--follow", "--no-tail", "--no-pager",
-               # Without --all, fields above 4096 bytes (long messages) come as null.
-               "--all",
-               # journalctl (252) --follow implies --boot=0 unless --merge: entries of an
-               # earlier boot would be skipped, and --after-cursor a cursor of an earlier
-               # boot would show nothing at all.
-               "--merge"]
+    command = [
+        config.journalctl,
+        "--output=json",
+        "--follow",
+        "--no-tail",
+        "--no-pager",
+        # Without --all, fields above 4096 bytes (long messages) come as null.
+        "--all",
+        # journalctl (252) --follow implies --boot=0 unless --merge: entries of an
+        # earlier boot would be skipped, and --after-cursor a cursor of an earlier
+        # boot would show nothing at all.
+        "--merge",
+    ]
     since = now - config.max_age if config.max_age > 0 else None
     at = None if cursor is None else cursor_time(cursor)
     if cursor is not None and at is None:
@@ -301,8 +332,11 @@ def journalctl_command(config: JournalConfig, cursor: str | None, now: float | N
         command.append(f"--after-cursor={cursor}")
     elif since is not None:
         if at is not None:
-            log.warning("journal: the saved cursor is older than max_age (%.0fs); "
-                        "starting from max_age ago", config.max_age)
+            log.warning(
+                "journal: the saved cursor is older than max_age (%.0fs); "
+                "starting from max_age ago",
+                config.max_age,
+            )
         command.append(f"--since=@{int(since)}")
     if config.path is not None:
         command.append(f"--directory={config.path}")
@@ -329,8 +363,9 @@ class _Buffer:
         """Blocks while full; False when ``stop`` was set before there was room."""
         size = len(entry.line)
         with self._cond:
-            while self._entries and (len(self._entries) >= self._max_entries
-                                     or self._bytes + size > self._max_bytes):
+            while self._entries and (
+                len(self._entries) >= self._max_entries or self._bytes + size > self._max_bytes
+            ):
                 if stop.is_set():
                     return False
                 self._cond.wait(0.2)
@@ -362,8 +397,14 @@ class JournalSource:
     the shipper's loop, :meth:`close` at the end.
     """
 
-    def __init__(self, config: JournalConfig, cursor: str | None = None, *,
-                 max_line_bytes: int = 256 * 1024, name: str = "journal") -> None:
+    def __init__(
+        self,
+        config: JournalConfig,
+        cursor: str | None = None,
+        *,
+        max_line_bytes: int = 256 * 1024,
+        name: str = "journal",
+    ) -> None:
         self.config = config
         self.name = name
         self.max_line_bytes = max_line_bytes
@@ -376,8 +417,7 @@ class JournalSource:
         self._process: subprocess.Popen[bytes] | None = None
         self._errors: collections.Counter[str] = collections.Counter()
         self._undrained: collections.Counter[str] = collections.Counter()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"journal-{name}")
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"journal-{name}")
         self._last_warning = 0.0
 
     # --- the shipper's side ----------------------------------------------------------
@@ -451,13 +491,16 @@ class JournalSource:
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
-            command = journalctl_command(self.config, self._resume,
-                                         resuming=self._resuming)
+            command = journalctl_command(self.config, self._resume, resuming=self._resuming)
             try:
                 if _ORPHAN_GUARD and shutil.which(command[0]) is None:  # setpriv would start
                     raise FileNotFoundError(f"No such file or directory: {command[0]!r}")
-                process = subprocess.Popen([*_ORPHAN_GUARD, *command], stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                process = subprocess.Popen(
+                    [*_ORPHAN_GUARD, *command],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
             except OSError as exc:
                 self._count("journalctl_start")
                 read, stderr, started = 0, [f"{type(exc).__name__}: {exc}"], time.monotonic()
@@ -468,8 +511,12 @@ class JournalSource:
                     self._terminate()
                 started = time.monotonic()
                 stderr_lines: collections.deque[str] = collections.deque(maxlen=10)
-                drain = threading.Thread(target=_drain, args=(process.stderr, stderr_lines),
-                                         daemon=True, name=f"journal-{self.name}-stderr")
+                drain = threading.Thread(
+                    target=_drain,
+                    args=(process.stderr, stderr_lines),
+                    daemon=True,
+                    name=f"journal-{self.name}-stderr",
+                )
                 drain.start()
                 assert process.stdout is not None
                 read = self._pump(process.stdout)
@@ -484,17 +531,29 @@ class JournalSource:
                 if self._stop.is_set():
                     break
                 self._count("journalctl_exit")
-                if (read == 0 and self._resume is not None
-                        and any("cursor" in line.lower() for line in stderr)):
-                    log.error("journal %s: journalctl refused the cursor %s; reading from "
-                              "max_age ago instead", self.name, self._resume)
+                if (
+                    read == 0
+                    and self._resume is not None
+                    and any("cursor" in line.lower() for line in stderr)
+                ):
+                    log.error(
+                        "journal %s: journalctl refused the cursor %s; reading from "
+                        "max_age ago instead",
+                        self.name,
+                        self._resume,
+                    )
                     self._resume = None
             if read or time.monotonic() - started >= HEALTHY_RUN:
                 failures = 0
-            delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** failures) * random.uniform(1, 1.5)
+            delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2**failures) * random.uniform(1, 1.5)
             failures += 1
-            log.warning("journal %s: journalctl ended after %d entries (%s); restarting in "
-                        "%.1fs", self.name, read, " | ".join(stderr) or "no message", delay)
+            log.warning(
+                "journal %s: journalctl ended after %d entries (%s); restarting in %.1fs",
+                self.name,
+                read,
+                " | ".join(stderr) or "no message",
+                delay,
+            )
             self._stop.wait(delay)
 
     def _pump(self, stdout: IO[bytes]) -> int:
@@ -508,8 +567,11 @@ class JournalSource:
             oversized = not raw.endswith(b"\n") and len(raw) > limit
             if oversized:
                 cut = cut_oversized(raw, lambda: stdout.readline(1 << 16), limit)
-                self._problem("oversized_entry", f"an entry above {limit} bytes" + (
-                    ", its MESSAGE cut" if cut is not None else ", skipped"))
+                self._problem(
+                    "oversized_entry",
+                    f"an entry above {limit} bytes"
+                    + (", its MESSAGE cut" if cut is not None else ", skipped"),
+                )
                 if cut is None:
                     continue
                 raw = cut
@@ -539,8 +601,13 @@ class JournalSource:
         now = time.monotonic()
         if now - self._last_warning >= 60:
             self._last_warning = now
-            log.warning("journal %s: %s (%s); %d so far", self.name,
-                        kind.replace("_", " "), detail, self.errors.get(kind, 0))
+            log.warning(
+                "journal %s: %s (%s); %d so far",
+                self.name,
+                kind.replace("_", " "),
+                detail,
+                self.errors.get(kind, 0),
+            )
 
 
 def _cursor_of(raw: bytes) -> str | None:

@@ -78,21 +78,30 @@ class Journals:
             previous = old.pop(job.job_name, None)
             rules = compile_rules(job.relabel_configs)
             if previous is not None and (previous.config, previous.max_line_bytes) == (
-                    job.journal, max_line):
-                self._journals[job.job_name] = _Journal(job, job.journal, max_line,
-                                                        previous.source, rules)
+                job.journal,
+                max_line,
+            ):
+                self._journals[job.job_name] = _Journal(
+                    job, job.journal, max_line, previous.source, rules
+                )
                 continue
             if previous is not None:
                 cursor = previous.source.last_cursor
                 previous.source.close()
             else:
                 cursor = self.positions.cursor(CURSOR_PREFIX + job.job_name)
-            source = JournalSource(job.journal, cursor, max_line_bytes=max_line,
-                                   name=job.job_name).start()
-            log.info("reading the journal for job %s %s", job.job_name,
-                     "after the saved cursor" if cursor else
-                     f"from {job.journal.max_age:.0f}s ago" if job.journal.max_age
-                     else "from its start")
+            source = JournalSource(
+                job.journal, cursor, max_line_bytes=max_line, name=job.job_name
+            ).start()
+            log.info(
+                "reading the journal for job %s %s",
+                job.job_name,
+                "after the saved cursor"
+                if cursor
+                else f"from {job.journal.max_age:.0f}s ago"
+                if job.journal.max_age
+                else "from its start",
+            )
             self._journals[job.job_name] = _Journal(job, job.journal, max_line, source, rules)
         for gone in old.values():
             gone.source.close()
@@ -132,7 +141,8 @@ class Journals:
             if key is None:
                 key = keys[identity] = loki.format_labels(labels)
             batch.streams.setdefault(key, loki.Entries()).append(
-                loki.Entry(entry.timestamp_ns, entry.line))
+                loki.Entry(entry.timestamp_ns, entry.line)
+            )
             batch.size += len(entry.line) or 1
             added += 1
         batch.lines += added

@@ -44,22 +44,30 @@ class PodLabelsConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     labels: tuple[str, ...] = Field(
-        (), description="Pod label keys to add to a pod's files, e.g. "
-        "app.kubernetes.io/name; '*': every label. Default: none.")
-    prefix: str = Field("", description="Put before each added label's name (default "
-                                        "none); the name is the key with every character "
-                                        "outside [a-zA-Z0-9_] made _.")
-    api_server: str | None = Field(None, description="API server URL (default: "
-                                                     "in-cluster).")
+        (),
+        description="Pod label keys to add to a pod's files, e.g. "
+        "app.kubernetes.io/name; '*': every label. Default: none.",
+    )
+    prefix: str = Field(
+        "",
+        description="Put before each added label's name (default "
+        "none); the name is the key with every character "
+        "outside [a-zA-Z0-9_] made _.",
+    )
+    api_server: str | None = Field(None, description="API server URL (default: in-cluster).")
     kubeconfig_file: Path | None = Field(None, description="kubeconfig to use instead.")
     node_name: str | None = Field(None, description="This node (default: $NODE_NAME).")
-    namespaces: KubernetesSDNamespaces = Field(default_factory=KubernetesSDNamespaces,
-                                               description="Namespaces to watch "
-                                                           "(default: all).")
-    keep_deleted: Duration = Field(300.0, description="How long a deleted pod's labels "
-                                                      "stay known (default 5m).")
-    max_pods: int = Field(1000, ge=1, description="Pods known at most, and deleted pods "
-                                                  "kept at most (default 1000 each).")
+    namespaces: KubernetesSDNamespaces = Field(
+        default_factory=KubernetesSDNamespaces, description="Namespaces to watch (default: all)."
+    )
+    keep_deleted: Duration = Field(
+        300.0, description="How long a deleted pod's labels stay known (default 5m)."
+    )
+    max_pods: int = Field(
+        1000,
+        ge=1,
+        description="Pods known at most, and deleted pods kept at most (default 1000 each).",
+    )
 
 
 class PodLabels:
@@ -74,18 +82,31 @@ class PodLabels:
         from edge.discovery.kubernetes.labels import sanitize_label_name
 
         self.config = config
-        self._sd = pods if pods is not None else PodLogsSD(PodLogsSDConfig(
-            api_server=config.api_server, kubeconfig_file=config.kubeconfig_file,
-            node_name=config.node_name, namespaces=config.namespaces))
+        self._sd = (
+            pods
+            if pods is not None
+            else PodLogsSD(
+                PodLogsSDConfig(
+                    api_server=config.api_server,
+                    kubeconfig_file=config.kubeconfig_file,
+                    node_name=config.node_name,
+                    namespaces=config.namespaces,
+                )
+            )
+        )
         self._pods: dict[str, Mapping[str, str]] = {}
         self._deleted: collections.OrderedDict[str, tuple[float, Mapping[str, str]]] = (
-            collections.OrderedDict())
+            collections.OrderedDict()
+        )
         self._synced = False
         self._over_bound_logged = False
         wanted = config.labels
         self._all = "*" in wanted
-        self._chosen = {LABEL + sanitize_label_name(k): config.prefix + sanitize_label_name(k)
-                        for k in wanted if k != "*"}
+        self._chosen = {
+            LABEL + sanitize_label_name(k): config.prefix + sanitize_label_name(k)
+            for k in wanted
+            if k != "*"
+        }
 
     @property
     def synced(self) -> bool:
@@ -108,8 +129,11 @@ class PodLabels:
         if meta is None:
             return {}
         if self._all:
-            return {self.config.prefix + name[len(LABEL):]: value
-                    for name, value in meta.items() if name.startswith(LABEL)}
+            return {
+                self.config.prefix + name[len(LABEL) :]: value
+                for name, value in meta.items()
+                if name.startswith(LABEL)
+            }
         return {out: meta[name] for name, out in self._chosen.items() if name in meta}
 
     def enrich(self, labels: Mapping[str, str], uid_label: str = "pod_uid") -> dict[str, str]:
@@ -144,8 +168,11 @@ class PodLabels:
             if len(fresh) >= self.config.max_pods:
                 if not self._over_bound_logged:
                     self._over_bound_logged = True
-                    log.warning("pod labels: more than max_pods (%d) pods on this node; "
-                                "the others' files get no pod labels", self.config.max_pods)
+                    log.warning(
+                        "pod labels: more than max_pods (%d) pods on this node; "
+                        "the others' files get no pod labels",
+                        self.config.max_pods,
+                    )
                 break
             fresh[uid] = group.labels
         for uid, labels in self._pods.items():

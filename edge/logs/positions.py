@@ -54,12 +54,20 @@ class Positions:
         except ValueError as exc:
             # Only a file we did not write can be torn; keep it for inspection.
             self.path.rename(self.path.with_suffix(".corrupt"))
-            raise ValueError(f"positions file {self.path} is not valid JSON ({exc}); "
-                             f"moved aside to {self.path.with_suffix('.corrupt')}") from None
+            raise ValueError(
+                f"positions file {self.path} is not valid JSON ({exc}); "
+                f"moved aside to {self.path.with_suffix('.corrupt')}"
+            ) from None
         for item in data.get("files", []):
-            position = Position(item["path"], item["device"], item["inode"], item["offset"],
-                                item.get("head_crc", 0), item.get("head_len", 0),
-                                tuple(tuple(s) for s in item.get("stamps", ())))
+            position = Position(
+                item["path"],
+                item["device"],
+                item["inode"],
+                item["offset"],
+                item.get("head_crc", 0),
+                item.get("head_len", 0),
+                tuple(tuple(s) for s in item.get("stamps", ())),
+            )
             self._by_identity[(position.device, position.inode)] = position
         cursors = data.get("cursors") or {}
         self._cursors = {str(k): str(v) for k, v in cursors.items() if v}
@@ -87,12 +95,25 @@ class Positions:
         return dict(self._cursors)
 
     def save(self) -> None:
-        payload = json.dumps({"version": 1, "files": [
-            {"path": p.path, "device": p.device, "inode": p.inode, "offset": p.offset,
-             "head_crc": p.head_crc, "head_len": p.head_len,
-             **({"stamps": [list(s) for s in p.stamps]} if p.stamps else {})}
-            for p in self.all()], **({"cursors": dict(sorted(self._cursors.items()))}
-                                     if self._cursors else {})}, indent=1)
+        payload = json.dumps(
+            {
+                "version": 1,
+                "files": [
+                    {
+                        "path": p.path,
+                        "device": p.device,
+                        "inode": p.inode,
+                        "offset": p.offset,
+                        "head_crc": p.head_crc,
+                        "head_len": p.head_len,
+                        **({"stamps": [list(s) for s in p.stamps]} if p.stamps else {}),
+                    }
+                    for p in self.all()
+                ],
+                **({"cursors": dict(sorted(self._cursors.items()))} if self._cursors else {}),
+            },
+            indent=1,
+        )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with tmp.open("w") as f:

@@ -43,22 +43,25 @@ class ReadClock:
     def __init__(self, saved: dict[Identity, Sequence[Anchor]] | None = None) -> None:
         self.anchors: dict[Identity, list[Anchor]] = {
             identity: sorted(anchors, key=lambda a: a.start)
-            for identity, anchors in (saved or {}).items()}
+            for identity, anchors in (saved or {}).items()
+        }
         self.unsaved = False
-        self._last_ts = max((a.ts + a.end - a.start for anchors in self.anchors.values()
-                             for a in anchors), default=0)
+        self._last_ts = max(
+            (a.ts + a.end - a.start for anchors in self.anchors.values() for a in anchors),
+            default=0,
+        )
 
     def stamps(self, lines: Sequence[Line], now_ns: int) -> list[int]:
         """One timestamp per line: from a saved anchor when the line was stamped before,
         else from a new anchor at ``now_ns`` (never before a stamp already given)."""
         if len(set(map(_IDENTITY, lines))) == 1:
-            return self.stamp_ends((lines[0].device, lines[0].inode),
-                                   list(map(_END, lines)), now_ns)
+            return self.stamp_ends(
+                (lines[0].device, lines[0].inode), list(map(_END, lines)), now_ns
+            )
         out: list[int] = []
         opened: _Opened | None = None
         for line in lines:
-            stamp, opened = self._stamp((line.device, line.inode), line.end_offset, now_ns,
-                                        opened)
+            stamp, opened = self._stamp((line.device, line.inode), line.end_offset, now_ns, opened)
             out.append(stamp)
         return out
 
@@ -101,8 +104,9 @@ class ReadClock:
             out.append(stamp)
         return out
 
-    def _stamp(self, identity: Identity, end: int, now_ns: int,
-               opened: _Opened | None) -> tuple[int, _Opened | None]:
+    def _stamp(
+        self, identity: Identity, end: int, now_ns: int, opened: _Opened | None
+    ) -> tuple[int, _Opened | None]:
         """The stamp of one line, and the anchor this call opened last (which a later
         line of the same file past it extends)."""
         anchor = self._covering(identity, end)

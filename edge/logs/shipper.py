@@ -78,24 +78,35 @@ class LogShipper:
         self.config_path = config_path
         self.config: EdgeLogsConfig = load_config(config_path)
         r = self.registry = Registry()
-        self.m_read = r.counter("ferryman_lines_read_total",
-                                "Lines read from files and journal entries read.")
+        self.m_read = r.counter(
+            "ferryman_lines_read_total", "Lines read from files and journal entries read."
+        )
         self.m_bytes = r.counter("ferryman_bytes_read_total", "Bytes of lines read.")
-        self.m_sent = r.counter("ferryman_records_sent_total",
-                                "Lines acknowledged by Kafka.")
-        self.m_truncated = r.counter("ferryman_lines_truncated_total",
-                                     "Lines cut at max_line_bytes.")
-        self.m_errors = r.counter("ferryman_errors_total", "Errors by type and stage.",
-                                  ["error_type", "stage"])
-        self.m_dropped = r.counter("ferryman_lines_dropped_total", "Lines dropped by "
-                                   "pipeline stages or relabeling, by reason.", ["reason"])
+        self.m_sent = r.counter("ferryman_records_sent_total", "Lines acknowledged by Kafka.")
+        self.m_truncated = r.counter(
+            "ferryman_lines_truncated_total", "Lines cut at max_line_bytes."
+        )
+        self.m_errors = r.counter(
+            "ferryman_errors_total", "Errors by type and stage.", ["error_type", "stage"]
+        )
+        self.m_dropped = r.counter(
+            "ferryman_lines_dropped_total",
+            "Lines dropped by pipeline stages or relabeling, by reason.",
+            ["reason"],
+        )
         self.stage_metrics = StageMetrics(self.m_errors, self.m_dropped)
         self.m_files = r.gauge("ferryman_files", "Files being tailed.")
-        self.m_lag = r.gauge("ferryman_file_lag_bytes", "Bytes not yet shipped, per file.",
-                             ["filename"])
+        self.m_lag = r.gauge(
+            "ferryman_file_lag_bytes", "Bytes not yet shipped, per file.", ["filename"]
+        )
         self.positions = Positions(self.config.positions.filename)
-        self.clock = ReadClock({(p.device, p.inode): [Anchor(*s) for s in p.stamps]
-                                for p in self.positions.all() if p.stamps})
+        self.clock = ReadClock(
+            {
+                (p.device, p.inode): [Anchor(*s) for s in p.stamps]
+                for p in self.positions.all()
+                if p.stamps
+            }
+        )
         self._paths: dict[tuple[int, int], str] = {}  # where each identity was read from
         self.targets = FileTargets(self.config)
         self.files: dict[str, _File] = {}
@@ -104,8 +115,12 @@ class LogShipper:
         self.stopping = threading.Event()
         self._reload = False
         self._producer: KafkaProducer | None = None
-        self.journals = Journals(self.positions, JournalMetrics(
-            self.m_read, self.m_bytes, self.m_truncated, self.m_dropped, self.m_errors))
+        self.journals = Journals(
+            self.positions,
+            JournalMetrics(
+                self.m_read, self.m_bytes, self.m_truncated, self.m_dropped, self.m_errors
+            ),
+        )
 
     # ---- discovery ------------------------------------------------------------------
 
@@ -129,8 +144,11 @@ class LogShipper:
             if known is not None:
                 start = known.offset
                 if known.head_len and head_crc(path, known.head_len) != known.head_crc:
-                    log.warning("%s was truncated and rewritten while we were away; "
-                                "reading it from the start", path)
+                    log.warning(
+                        "%s was truncated and rewritten while we were away; "
+                        "reading it from the start",
+                        path,
+                    )
                     start = 0
             self.files[path] = self._file(path, start, target.labels, target.job)
             log.info("tailing %s from offset %d", path, start)
@@ -141,23 +159,28 @@ class LogShipper:
         live.update(batch.ends)
         live.update(f.pipeline.identity for f in self.files.values() if f.pipeline is not None)
         for path, position in rotated_away(self.positions.all(), live, wanted):
-            log.info("draining %s (rotated from %s while we were away) from offset %d",
-                     path, position.path, position.offset)
+            log.info(
+                "draining %s (rotated from %s while we were away) from offset %d",
+                path,
+                position.path,
+                position.offset,
+            )
             old = wanted[position.path]
             self.draining[path] = self._file(path, position.offset, old.labels, old.job)
         self.m_files.set(len(self.files) + len(self.draining))
 
-    def _file(self, path: str, start: int, labels: dict[str, str],
-              job: LogScrapeConfig) -> _File:
-        tailer = Tailer(Path(path), start_offset=start,
-                        max_line_bytes=self.config.ferryman.max_line_bytes)
+    def _file(self, path: str, start: int, labels: dict[str, str], job: LogScrapeConfig) -> _File:
+        tailer = Tailer(
+            Path(path), start_offset=start, max_line_bytes=self.config.ferryman.max_line_bytes
+        )
         return _File(tailer, labels, job.pipeline_stages, self._pipeline(tailer, job))
 
     def _pipeline(self, tailer: Tailer, job: LogScrapeConfig) -> FilePipeline | None:
         if not job.pipeline_stages:
             return None
-        stages = build_stages(job.pipeline_stages, self.stage_metrics,
-                              self.config.ferryman.max_line_bytes)
+        stages = build_stages(
+            job.pipeline_stages, self.stage_metrics, self.config.ferryman.max_line_bytes
+        )
         return FilePipeline(stages, tailer.identity, tailer.offset)
 
     def _restage(self, path: str, f: _File, job: LogScrapeConfig, batch: Batch) -> None:
@@ -174,11 +197,17 @@ class LogShipper:
         signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
         signal.signal(signal.SIGHUP, lambda *_: setattr(self, "_reload", True))
-        server = serve(self.config.ferryman.listen, self.registry,
-                       {"/-/healthy": lambda: True, "/-/ready": lambda: True})
-        log.info("edge log shipper running: Kafka %s topic %s, positions %s",
-                 self.config.ferryman.kafka.bootstrap_servers,
-                 self.config.ferryman.kafka.topic, self.config.positions.filename)
+        server = serve(
+            self.config.ferryman.listen,
+            self.registry,
+            {"/-/healthy": lambda: True, "/-/ready": lambda: True},
+        )
+        log.info(
+            "edge log shipper running: Kafka %s topic %s, positions %s",
+            self.config.ferryman.kafka.bootstrap_servers,
+            self.config.ferryman.kafka.topic,
+            self.config.positions.filename,
+        )
         batch = Batch()
         scanned = 0.0
         backoff = 0.2
@@ -199,7 +228,8 @@ class LogShipper:
                 read_any = self.journals.fill(batch, settings.batch_bytes) or read_any
                 due = batch.pending() and (
                     batch.size >= settings.batch_bytes
-                    or time.monotonic() - batch.started >= settings.batch_wait)
+                    or time.monotonic() - batch.started >= settings.batch_wait
+                )
                 if due:
                     if self._ship(batch):
                         batch = Batch()
@@ -247,8 +277,9 @@ class LogShipper:
                     self.m_read.inc(len(rows))
                     self.m_bytes.inc(sum(len(line.text) for line in rows))
                 if rows or f.pipeline.held_start() is not None:
-                    self._add(path, f, f.pipeline.process(rows, f.labels, stamps,
-                                                          time.monotonic()), batch)
+                    self._add(
+                        path, f, f.pipeline.process(rows, f.labels, stamps, time.monotonic()), batch
+                    )
                 continue
             if not lines:
                 continue
@@ -278,7 +309,8 @@ class LogShipper:
             else:
                 key = loki.format_labels(record.labels)
             batch.streams.setdefault(key, loki.Entries()).append(
-                loki.Entry(record.timestamp_ns, record.line))
+                loki.Entry(record.timestamp_ns, record.line)
+            )
             batch.size += len(record.line)
         batch.lines += len(records)
         for identity, offset in f.pipeline.safe_offsets().items():
@@ -317,16 +349,26 @@ class LogShipper:
             for labels_text, entries in batch.streams.items():
                 assert producer is not None
                 for payload in self._messages(labels_text, entries, kafka.max_message_bytes):
-                    futures.append(producer.send(kafka.topic, key=labels_text.encode(),
-                                                 value=payload, headers=self._headers()))
+                    futures.append(
+                        producer.send(
+                            kafka.topic,
+                            key=labels_text.encode(),
+                            value=payload,
+                            headers=self._headers(),
+                        )
+                    )
             if producer is not None:
                 producer.flush(timeout=kafka.acks_timeout)
             for future in futures:
                 future.get(timeout=kafka.acks_timeout)
         except (KafkaError, OSError) as exc:
             self.m_errors.labels(error_type=type(exc).__name__, stage="produce").inc()
-            log.warning("Kafka did not take %d lines (%s: %s); holding them, reading paused",
-                        batch.lines, type(exc).__name__, exc)
+            log.warning(
+                "Kafka did not take %d lines (%s: %s); holding them, reading paused",
+                batch.lines,
+                type(exc).__name__,
+                exc,
+            )
             self._discard_producer()
             return False
         for (device, inode), (path, offset) in batch.ends.items():
@@ -334,8 +376,11 @@ class LogShipper:
             crc = head_crc(path, length) if length else 0
             self.clock.acknowledged((device, inode), offset)
             stamps = tuple((a.start, a.end, a.ts) for a in self.clock.pending((device, inode)))
-            self.positions.set(Position(path, device, inode, offset, crc or 0,
-                                        length if crc is not None else 0, stamps))
+            self.positions.set(
+                Position(
+                    path, device, inode, offset, crc or 0, length if crc is not None else 0, stamps
+                )
+            )
             try:
                 self.m_lag.labels(filename=path).set(max(0, os.stat(path).st_size - offset))
             except FileNotFoundError:
@@ -343,8 +388,11 @@ class LogShipper:
         live = {f.tailer.identity for f in [*self.files.values(), *self.draining.values()]}
         # A file rotated away keeps its position while its pipeline still holds lines
         # of it, so a crash now re-reads them from the renamed file.
-        live.update(f.pipeline.identity for f in self.files.values()
-                    if f.pipeline is not None and f.pipeline.held_start() is not None)
+        live.update(
+            f.pipeline.identity
+            for f in self.files.values()
+            if f.pipeline is not None and f.pipeline.held_start() is not None
+        )
         for stale in [p for p in self.positions.all() if (p.device, p.inode) not in live]:
             self.positions.forget(stale.device, stale.inode)  # rotated away and finished
             self.clock.forget((stale.device, stale.inode))
@@ -355,18 +403,20 @@ class LogShipper:
         self.m_sent.inc(batch.lines)
         return True
 
-    def _messages(self, labels_text: str, entries: loki.Entries,
-                  max_message: int) -> list[bytes]:
+    def _messages(self, labels_text: str, entries: loki.Entries, max_message: int) -> list[bytes]:
         """A stream's Kafka messages, snappy-compressed Loki pushes each below
         ``max_message``: natively in one pass (``ferryman_native``); in Python when
         that declines (a line too big for any message is cut here, with the marker)."""
-        parts = loki_push_parts(labels_text, entries.timestamps, entries.lines,
-                                _budget(max_message))
+        parts = loki_push_parts(
+            labels_text, entries.timestamps, entries.lines, _budget(max_message)
+        )
         if parts is not None:
             return parts
         labels = loki.parse_labels(labels_text)
-        return [snappy_compress(loki.encode_push_request([loki.Stream(labels, part)]))
-                for part in self._split(entries, max_message)]
+        return [
+            snappy_compress(loki.encode_push_request([loki.Stream(labels, part)]))
+            for part in self._split(entries, max_message)
+        ]
 
     def _split(self, entries: Sequence[loki.Entry], max_message: int) -> list[loki.Entries]:
         """Cut a stream's entries into messages Kafka will take (see :func:`_budget`)."""
@@ -389,15 +439,17 @@ class LogShipper:
             start = end
         return parts or [loki.Entries()]
 
-    def _cut(self, columns: loki.Entries, sizes: list[int],
-             budget: int) -> tuple[loki.Entries, list[int]]:
+    def _cut(
+        self, columns: loki.Entries, sizes: list[int], budget: int
+    ) -> tuple[loki.Entries, list[int]]:
         """Lines too big for any message are cut, marked and counted."""
         lines, sizes = list(columns.lines), list(sizes)
         keep = budget - 64 - len(TRUNCATION_MARKER.encode())
         for index, size in enumerate(sizes):
             if size + 32 > budget:
-                lines[index] = (lines[index].encode()[:keep].decode("utf-8", "ignore")
-                                + TRUNCATION_MARKER)
+                lines[index] = (
+                    lines[index].encode()[:keep].decode("utf-8", "ignore") + TRUNCATION_MARKER
+                )
                 sizes[index] = budget - 32
                 self.m_truncated.inc()
         return loki.Entries(list(columns.timestamps), lines), sizes
@@ -418,7 +470,9 @@ class LogShipper:
                 self.config.ferryman.kafka.bootstrap_servers,
                 self.config.ferryman.kafka.client_id,
                 max_request_size=max(16 << 20, self.config.ferryman.kafka.max_message_bytes),
-                request_timeout_ms=timeout_ms, max_block_ms=timeout_ms)
+                request_timeout_ms=timeout_ms,
+                max_block_ms=timeout_ms,
+            )
         return self._producer
 
     def _discard_producer(self) -> None:

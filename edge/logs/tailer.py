@@ -68,13 +68,21 @@ class Lines:
     def rows(self) -> list[Line]:
         """One :class:`Line` per line, for the stage pipelines."""
         device, inode, cut = self.device, self.inode, self.cut
-        return [Line(text, end, device, inode, index in cut)
-                for index, (text, end) in enumerate(zip(self.texts, self.ends, strict=True))]
+        return [
+            Line(text, end, device, inode, index in cut)
+            for index, (text, end) in enumerate(zip(self.texts, self.ends, strict=True))
+        ]
 
 
 class Tailer:
-    def __init__(self, path: Path, *, start_offset: int = 0, max_line_bytes: int = 256 * 1024,
-                 read_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        start_offset: int = 0,
+        max_line_bytes: int = 256 * 1024,
+        read_bytes: int = 1 << 20,
+    ) -> None:
         self.path = path
         self.max_line_bytes = max_line_bytes
         self.read_bytes = read_bytes
@@ -194,8 +202,8 @@ class Tailer:
             self._buffer = bytearray(pending + self.read_bytes)
         view = memoryview(self._buffer)
         view[:pending] = self._pending
-        got = self._file.readinto(view[pending:pending + self.read_bytes]) or 0
-        return view[:pending + got], got
+        got = self._file.readinto(view[pending : pending + self.read_bytes]) or 0
+        return view[: pending + got], got
 
     def _split(self, block: memoryview, cut: list[int]) -> tuple[list[str], list[int]]:
         """Texts and spans of the lines of ``block`` (whole lines, each ending in a
@@ -224,8 +232,15 @@ class Tailer:
             parts.pop()
         return parts, spans
 
-    def _emit(self, texts: list[str], spans: list[int], cut: list[int], raw: bytes, span: int,
-              cut_now: bool = False) -> None:
+    def _emit(
+        self,
+        texts: list[str],
+        spans: list[int],
+        cut: list[int],
+        raw: bytes,
+        span: int,
+        cut_now: bool = False,
+    ) -> None:
         if self._skipping:
             self._skipping = False  # the end of an over-long line
             return
@@ -233,7 +248,7 @@ class Tailer:
             raw = raw[:-1]
         truncated = cut_now or len(raw) > self.max_line_bytes
         if truncated:
-            raw = raw[:self.max_line_bytes]
+            raw = raw[: self.max_line_bytes]
             self.truncations += 1
         text = raw.decode("utf-8", "replace")
         if truncated:

@@ -16,8 +16,15 @@ __all__ = ["Batcher"]
 
 
 class Batcher:
-    def __init__(self, queue: DiskQueue, *, buckets: int, max_samples: int,
-                 messages: Counter, samples: Counter) -> None:
+    def __init__(
+        self,
+        queue: DiskQueue,
+        *,
+        buckets: int,
+        max_samples: int,
+        messages: Counter,
+        samples: Counter,
+    ) -> None:
         self.queue = queue
         self.max_samples = max_samples
         self._parts: list[list[bytes]] = [[] for _ in range(buckets)]

@@ -33,8 +33,17 @@ __all__ = [
 
 log = logging.getLogger("ferryman.edge.metrics")
 
-IGNORED_SECTIONS = ("rule_files", "alerting", "remote_write", "remote_read", "storage",
-                    "tracing", "otlp", "runtime", "scrape_config_files")
+IGNORED_SECTIONS = (
+    "rule_files",
+    "alerting",
+    "remote_write",
+    "remote_read",
+    "storage",
+    "tracing",
+    "otlp",
+    "runtime",
+    "scrape_config_files",
+)
 
 
 class _Strict(BaseModel):
@@ -58,8 +67,11 @@ class Authorization(_Strict):
     credentials_file: Path | None = Field(None, description="File holding the credentials.")
 
     def header(self) -> str:
-        creds = (self.credentials_file.read_text().strip() if self.credentials_file
-                 else self.credentials or "")
+        creds = (
+            self.credentials_file.read_text().strip()
+            if self.credentials_file
+            else self.credentials or ""
+        )
         return f"{self.type} {creds}"
 
 
@@ -80,8 +92,12 @@ class ScrapeConfig(_Strict):
     params: dict[str, tuple[str, ...]] = Field(default_factory=dict, description="URL params.")
     honor_labels: bool = Field(False, description="Scraped labels win over target labels.")
     honor_timestamps: bool = Field(True, description="Use the timestamps the target exposes.")
-    sample_limit: int = Field(0, ge=0, description="Fail the scrape above this many samples "
-                                                   "after metric relabeling (0: no limit).")
+    sample_limit: int = Field(
+        0,
+        ge=0,
+        description="Fail the scrape above this many samples "
+        "after metric relabeling (0: no limit).",
+    )
     label_limit: int = Field(0, ge=0, description="Max labels per series (0: no limit).")
     label_name_length_limit: int = Field(0, ge=0, description="0: no limit.")
     label_value_length_limit: int = Field(0, ge=0, description="0: no limit.")
@@ -94,15 +110,20 @@ class ScrapeConfig(_Strict):
     static_configs: tuple[StaticConfig, ...] = Field((), description="Fixed targets.")
     file_sd_configs: tuple[FileSDConfig, ...] = Field((), description="Targets from files.")
     kubernetes_sd_configs: tuple[KubernetesSDConfig, ...] = Field(
-        (), description="Targets from the Kubernetes API.")
+        (), description="Targets from the Kubernetes API."
+    )
     relabel_configs: tuple[RelabelConfig, ...] = Field((), description="Target relabeling.")
     metric_relabel_configs: tuple[RelabelConfig, ...] = Field(
-        (), description="Sample relabeling, after the scrape.")
+        (), description="Sample relabeling, after the scrape."
+    )
 
     @model_validator(mode="after")
     def _auth_once(self) -> ScrapeConfig:
-        forms = [self.basic_auth is not None, self.authorization is not None,
-                 self.bearer_token is not None or self.bearer_token_file is not None]
+        forms = [
+            self.basic_auth is not None,
+            self.authorization is not None,
+            self.bearer_token is not None or self.bearer_token_file is not None,
+        ]
         if sum(forms) > 1:
             raise ValueError("at most one of basic_auth, authorization, bearer_token")
         return self
@@ -122,8 +143,9 @@ class GlobalConfig(_Strict):
 
     scrape_interval: Duration = Field(60.0, description="Default 1m, as Prometheus.")
     scrape_timeout: Duration = Field(10.0, description="Default 10s, as Prometheus.")
-    external_labels: dict[str, str] = Field(default_factory=dict,
-                                            description="Added to every series (e.g. cluster).")
+    external_labels: dict[str, str] = Field(
+        default_factory=dict, description="Added to every series (e.g. cluster)."
+    )
 
 
 class KafkaOut(_Strict):
@@ -134,10 +156,14 @@ class KafkaOut(_Strict):
 
 
 class BufferSettings(_Strict):
-    directory: Path = Field(Path("/var/lib/ferryman/edge-metrics"),
-                            description="Disk buffer directory.")
-    max_bytes: Size = Field(1 << 30, description="Bound of the disk buffer (default 1GiB); "
-                                                 "oldest data is dropped and counted beyond it.")
+    directory: Path = Field(
+        Path("/var/lib/ferryman/edge-metrics"), description="Disk buffer directory."
+    )
+    max_bytes: Size = Field(
+        1 << 30,
+        description="Bound of the disk buffer (default 1GiB); "
+        "oldest data is dropped and counted beyond it.",
+    )
 
 
 class ShipperSettings(_Strict):
@@ -146,16 +172,22 @@ class ShipperSettings(_Strict):
     listen: str = Field("127.0.0.1:9901", description="host:port of /metrics and health.")
     max_samples_per_message: int = Field(5000, ge=1, description="Samples per Kafka message.")
     flush_interval: Duration = Field(1.0, description="Flush partial messages this often.")
-    buckets: int = Field(16, ge=1, le=4096, description="Series hash buckets; a bucket maps "
-                                                        "to one partition, keeping order.")
+    buckets: int = Field(
+        16,
+        ge=1,
+        le=4096,
+        description="Series hash buckets; a bucket maps to one partition, keeping order.",
+    )
 
 
 class EdgeMetricsConfig(_Strict):
-    global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global",
-                                  description="Prometheus global section.")
+    global_: GlobalConfig = Field(
+        default_factory=GlobalConfig, alias="global", description="Prometheus global section."
+    )
     scrape_configs: tuple[ScrapeConfig, ...] = Field((), description="Jobs to scrape.")
-    ferryman: ShipperSettings = Field(default_factory=ShipperSettings,
-                                      description="Shipper settings.")
+    ferryman: ShipperSettings = Field(
+        default_factory=ShipperSettings, description="Shipper settings."
+    )
 
     @model_validator(mode="after")
     def _unique_jobs(self) -> EdgeMetricsConfig:

@@ -40,8 +40,13 @@ __all__ = ["ScrapeFailed", "ScrapeLoop", "ScrapeResult"]
 log = logging.getLogger("ferryman.edge.metrics")
 
 Emit = Callable[[int, bytes], None]
-REPORT_NAMES = ("up", "scrape_duration_seconds", "scrape_samples_scraped",
-                "scrape_samples_post_metric_relabeling", "scrape_series_added")
+REPORT_NAMES = (
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+)
 
 
 class ScrapeFailed(Exception):
@@ -62,11 +67,20 @@ _MISSING = object()
 
 
 class ScrapeLoop:
-    def __init__(self, target: Target, client: httpx.AsyncClient, builder: SeriesBuilder,
-                 emit: Emit, *, honor_timestamps: bool, sample_limit: int,
-                 body_size_limit: int, auth_header: str | None = None,
-                 sni_hostname: str | None = None,
-                 on_result: Callable[[bool], None] = lambda up: None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        client: httpx.AsyncClient,
+        builder: SeriesBuilder,
+        emit: Emit,
+        *,
+        honor_timestamps: bool,
+        sample_limit: int,
+        body_size_limit: int,
+        auth_header: str | None = None,
+        sni_hostname: str | None = None,
+        on_result: Callable[[bool], None] = lambda up: None,
+    ) -> None:
         self.target = target
         self.client = client
         self.builder = builder
@@ -77,16 +91,29 @@ class ScrapeLoop:
         self.on_result = on_result
         # tls_config.server_name: the name sent as SNI and verified in the certificate.
         self.extensions = {"sni_hostname": sni_hostname} if sni_hostname else {}
-        self.headers = {"Accept": negotiate_accept(), "User-Agent": "ferryman-edge/0.1",
-                        "X-Prometheus-Scrape-Timeout-Seconds": f"{target.timeout:g}"}
+        self.headers = {
+            "Accept": negotiate_accept(),
+            "User-Agent": "ferryman-edge/0.1",
+            "X-Prometheus-Scrape-Timeout-Seconds": f"{target.timeout:g}",
+        }
         if auth_header:
             self.headers["Authorization"] = auth_header
         self._cache: dict[tuple[str, tuple[tuple[str, str], ...]], object] = {}
         self._tracked: dict[bytes, EncodedSeries] = {}
-        self._report = [builder.encode({**dict(target.labels), "__name__": name,
-                                        **{k: v for k, v in builder.external_labels.items()
-                                           if k not in dict(target.labels)}})
-                        for name in REPORT_NAMES]
+        self._report = [
+            builder.encode(
+                {
+                    **dict(target.labels),
+                    "__name__": name,
+                    **{
+                        k: v
+                        for k, v in builder.external_labels.items()
+                        if k not in dict(target.labels)
+                    },
+                }
+            )
+            for name in REPORT_NAMES
+        ]
         self._was_up: bool | None = None
         self._task: asyncio.Task[None] | None = None
         self.last: ScrapeResult | None = None
@@ -143,8 +170,13 @@ class ScrapeLoop:
             self._mark_all_stale(now_ms)
             result = ScrapeResult(False, time.time() - started, 0, 0, 0, str(exc))
         self._log_transition(result)
-        values = (1.0 if result.up else 0.0, result.duration, float(result.scraped),
-                  float(result.post_relabel), float(result.added))
+        values = (
+            1.0 if result.up else 0.0,
+            result.duration,
+            float(result.scraped),
+            float(result.post_relabel),
+            float(result.added),
+        )
         for series, value in zip(self._report, values, strict=True):
             self.emit(series.bucket, encode_sample(series, value, now_ms))
         self.last = result
@@ -154,8 +186,9 @@ class ScrapeLoop:
     async def _fetch(self) -> tuple[bytes, str]:
         try:
             async with asyncio.timeout(self.target.timeout):
-                async with self.client.stream("GET", self.target.url, headers=self.headers,
-                                              extensions=self.extensions) as response:
+                async with self.client.stream(
+                    "GET", self.target.url, headers=self.headers, extensions=self.extensions
+                ) as response:
                     if response.status_code != 200:
                         raise ScrapeFailed(f"server returned HTTP {response.status_code}")
                     chunks = []
@@ -163,8 +196,9 @@ class ScrapeLoop:
                     async for chunk in response.aiter_bytes():
                         size += len(chunk)
                         if self.body_size_limit and size > self.body_size_limit:
-                            raise ScrapeFailed(f"body exceeds body_size_limit "
-                                               f"{self.body_size_limit} bytes")
+                            raise ScrapeFailed(
+                                f"body exceeds body_size_limit {self.body_size_limit} bytes"
+                            )
                         chunks.append(chunk)
                     return b"".join(chunks), response.headers.get("content-type", "")
         except TimeoutError:
@@ -204,8 +238,9 @@ class ScrapeLoop:
         emit = self.emit
         now_field = timestamp_field(now_ms)
         for series, value, ts in out:
-            emit(series.bucket, encode_sample(series, value, ts,
-                                              now_field if ts == now_ms else None))
+            emit(
+                series.bucket, encode_sample(series, value, ts, now_field if ts == now_ms else None)
+            )
         for pb, series in previous.items():
             if pb not in tracked:
                 emit(series.bucket, encode_sample(series, STALE_NAN, now_ms, now_field))
@@ -226,6 +261,10 @@ class ScrapeLoop:
         if result.up:
             log.info("target up: job=%s url=%s", self.target.job, self.target.url)
         else:
-            log.warning("target down: job=%s url=%s reason=%s", self.target.job,
-                        self.target.url, result.error)
+            log.warning(
+                "target down: job=%s url=%s reason=%s",
+                self.target.job,
+                self.target.url,
+                result.error,
+            )
         self._was_up = result.up

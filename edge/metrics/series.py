@@ -49,8 +49,9 @@ def timestamp_field(timestamp_ms: int) -> bytes:
     return b"\x10" + varint(timestamp_ms)
 
 
-def encode_sample(series: EncodedSeries, value: float, timestamp_ms: int,
-                  ts_field: bytes | None = None) -> bytes:
+def encode_sample(
+    series: EncodedSeries, value: float, timestamp_ms: int, ts_field: bytes | None = None
+) -> bytes:
     """One ``TimeSeries`` field of a WriteRequest holding one sample."""
     ts_field = ts_field if ts_field is not None else timestamp_field(timestamp_ms)
     if len(ts_field) == COMMON_TS_LEN:
@@ -63,10 +64,18 @@ def encode_sample(series: EncodedSeries, value: float, timestamp_ms: int,
 class SeriesBuilder:
     """Turns (name, scraped labels) into an EncodedSeries, or None if relabeled away."""
 
-    def __init__(self, target_labels: Sequence[tuple[str, str]], *, honor_labels: bool,
-                 metric_relabel: Relabeler | None, external_labels: Mapping[str, str],
-                 buckets: int, label_limit: int = 0, name_length_limit: int = 0,
-                 value_length_limit: int = 0) -> None:
+    def __init__(
+        self,
+        target_labels: Sequence[tuple[str, str]],
+        *,
+        honor_labels: bool,
+        metric_relabel: Relabeler | None,
+        external_labels: Mapping[str, str],
+        buckets: int,
+        label_limit: int = 0,
+        name_length_limit: int = 0,
+        value_length_limit: int = 0,
+    ) -> None:
         self.target_labels = tuple(target_labels)
         self.honor_labels = honor_labels
         self.metric_relabel = metric_relabel
@@ -82,8 +91,7 @@ class SeriesBuilder:
             return None
         return self.encode(labels)
 
-    def final_labels(self, name: str,
-                     scraped: Sequence[tuple[str, str]]) -> dict[str, str] | None:
+    def final_labels(self, name: str, scraped: Sequence[tuple[str, str]]) -> dict[str, str] | None:
         labels = dict(scraped)
         labels["__name__"] = name
         for key, value in self.target_labels:
@@ -109,8 +117,10 @@ class SeriesBuilder:
 
     def encode(self, labels: Mapping[str, str]) -> EncodedSeries:
         ordered = tuple(sorted(labels.items()))
-        pb = b"".join(bytes_field(1, bytes_field(1, k.encode()) + bytes_field(2, v.encode()))
-                      for k, v in ordered)
+        pb = b"".join(
+            bytes_field(1, bytes_field(1, k.encode()) + bytes_field(2, v.encode()))
+            for k, v in ordered
+        )
         bucket = zlib.crc32(pb) % self.buckets
         sample_len = 9 + COMMON_TS_LEN
         body_len = len(pb) + 2 + sample_len
@@ -123,8 +133,12 @@ class SeriesBuilder:
         if self.name_length_limit or self.value_length_limit:
             for key, value in labels.items():
                 if self.name_length_limit and len(key) > self.name_length_limit:
-                    raise LimitExceeded(f"label name {key[:40]!r} longer than "
-                                        f"label_name_length_limit {self.name_length_limit}")
+                    raise LimitExceeded(
+                        f"label name {key[:40]!r} longer than "
+                        f"label_name_length_limit {self.name_length_limit}"
+                    )
                 if self.value_length_limit and len(value) > self.value_length_limit:
-                    raise LimitExceeded(f"value of label {key!r} longer than "
-                                        f"label_value_length_limit {self.value_length_limit}")
+                    raise LimitExceeded(
+                        f"value of label {key!r} longer than "
+                        f"label_value_length_limit {self.value_length_limit}"
+                    )

@@ -47,33 +47,48 @@ class MetricsShipper:
         self.config: EdgeMetricsConfig = load_config(config_path)
         self.registry = Registry()
         r = self.registry
-        self.m_scrapes = r.counter("ferryman_scrapes_total", "Scrapes by job and result.",
-                                   ["job", "result"])
+        self.m_scrapes = r.counter(
+            "ferryman_scrapes_total", "Scrapes by job and result.", ["job", "result"]
+        )
         self.m_targets = r.gauge("ferryman_targets", "Active scrape targets by job.", ["job"])
-        self.m_messages = r.counter("ferryman_messages_buffered_total",
-                                    "Remote-write messages written to the disk buffer.")
-        self.m_samples = r.counter("ferryman_samples_buffered_total",
-                                   "Samples written to the disk buffer.")
-        self.m_sent = r.counter("ferryman_records_sent_total",
-                                "Samples acknowledged by Kafka.")
-        self.m_dropped = r.counter("ferryman_samples_dropped_total",
-                                   "Samples dropped, by reason.", ["reason"])
-        self.m_errors = r.counter("ferryman_errors_total", "Errors by type and stage.",
-                                  ["error_type", "stage"])
+        self.m_messages = r.counter(
+            "ferryman_messages_buffered_total", "Remote-write messages written to the disk buffer."
+        )
+        self.m_samples = r.counter(
+            "ferryman_samples_buffered_total", "Samples written to the disk buffer."
+        )
+        self.m_sent = r.counter("ferryman_records_sent_total", "Samples acknowledged by Kafka.")
+        self.m_dropped = r.counter(
+            "ferryman_samples_dropped_total", "Samples dropped, by reason.", ["reason"]
+        )
+        self.m_errors = r.counter(
+            "ferryman_errors_total", "Errors by type and stage.", ["error_type", "stage"]
+        )
         self.m_backlog = r.gauge("ferryman_buffer_bytes", "Bytes waiting in the disk buffer.")
-        self.m_reloads = r.counter("ferryman_config_reloads_total", "Reloads by result.",
-                                   ["result"])
+        self.m_reloads = r.counter(
+            "ferryman_config_reloads_total", "Reloads by result.", ["result"]
+        )
         settings = self.config.ferryman
-        self.queue = DiskQueue(settings.buffer.directory, max_bytes=settings.buffer.max_bytes,
-                               on_drop=self._dropped)
-        self.batcher = Batcher(self.queue, buckets=settings.buckets,
-                               max_samples=settings.max_samples_per_message,
-                               messages=self.m_messages, samples=self.m_samples)
+        self.queue = DiskQueue(
+            settings.buffer.directory, max_bytes=settings.buffer.max_bytes, on_drop=self._dropped
+        )
+        self.batcher = Batcher(
+            self.queue,
+            buckets=settings.buckets,
+            max_samples=settings.max_samples_per_message,
+            messages=self.m_messages,
+            samples=self.m_samples,
+        )
         self.sender = KafkaSender(
-            self.queue, bootstrap_servers=settings.kafka.bootstrap_servers,
-            topic=settings.kafka.topic, headers=self._headers(),
-            ack_timeout=settings.kafka.acks_timeout, sent=self.m_sent, errors=self.m_errors,
-            backlog=self.m_backlog)
+            self.queue,
+            bootstrap_servers=settings.kafka.bootstrap_servers,
+            topic=settings.kafka.topic,
+            headers=self._headers(),
+            ack_timeout=settings.kafka.acks_timeout,
+            sent=self.m_sent,
+            errors=self.m_errors,
+            backlog=self.m_backlog,
+        )
         self.jobs: dict[str, _Job] = {}
         self._stop = asyncio.Event()
         self._reload = False
@@ -90,8 +105,12 @@ class MetricsShipper:
 
     def _dropped(self, records: int, samples: int) -> None:
         self.m_dropped.labels(reason="buffer_full").inc(samples)
-        log.error("disk buffer full (%d bytes): dropped the oldest %d messages, %d samples",
-                  self.config.ferryman.buffer.max_bytes, records, samples)
+        log.error(
+            "disk buffer full (%d bytes): dropped the oldest %d messages, %d samples",
+            self.config.ferryman.buffer.max_bytes,
+            records,
+            samples,
+        )
 
     # ---- running --------------------------------------------------------------------
 
@@ -103,16 +122,24 @@ class MetricsShipper:
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._request_reload)
-        server = serve(self.config.ferryman.listen, self.registry, {
-            "/-/healthy": lambda: True,
-            "/-/ready": lambda: self._synced,
-        })
+        server = serve(
+            self.config.ferryman.listen,
+            self.registry,
+            {
+                "/-/healthy": lambda: True,
+                "/-/ready": lambda: self._synced,
+            },
+        )
         self.sender.start()
         self._apply(self.config)
-        log.info("edge metrics shipper running: %d jobs, buffer %s, Kafka %s topic %s, "
-                 "http on %s:%d", len(self.jobs), self.config.ferryman.buffer.directory,
-                 self.config.ferryman.kafka.bootstrap_servers, self.config.ferryman.kafka.topic,
-                 *server.server_address[:2])
+        log.info(
+            "edge metrics shipper running: %d jobs, buffer %s, Kafka %s topic %s, http on %s:%d",
+            len(self.jobs),
+            self.config.ferryman.buffer.directory,
+            self.config.ferryman.kafka.bootstrap_servers,
+            self.config.ferryman.kafka.topic,
+            *server.server_address[:2],
+        )
         last_flush = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -134,8 +161,10 @@ class MetricsShipper:
             self.sender.stop(drain_timeout=10.0)
             self.queue.close()
             server.shutdown()
-            log.info("edge metrics shipper stopped; %d bytes left in the disk buffer",
-                     self.queue.pending_bytes())
+            log.info(
+                "edge metrics shipper stopped; %d bytes left in the disk buffer",
+                self.queue.pending_bytes(),
+            )
 
     def _scrape_counter(self, job: str) -> Callable[[bool], None]:
         def count(up: bool) -> None:
@@ -165,8 +194,7 @@ class MetricsShipper:
                 del key
                 asyncio.get_running_loop().create_task(scrape_loop.stop())
         for job_config in config.scrape_configs:
-            discoverers: list[Discoverer] = [Static(job_config.job_name,
-                                                    job_config.static_configs)]
+            discoverers: list[Discoverer] = [Static(job_config.job_name, job_config.static_configs)]
             discoverers += [FileSD(c) for c in job_config.file_sd_configs]
             if job_config.kubernetes_sd_configs:
                 from edge.discovery.kubernetes import KubernetesSD
@@ -190,28 +218,38 @@ class MetricsShipper:
             wanted = {t.key: t for t in targets}
             for key in [k for k in job.loops if k not in wanted]:
                 await job.loops.pop(key).stop()
-            metric_relabel = (compile_rules(job.config.metric_relabel_configs)
-                              if job.config.metric_relabel_configs else None)
+            metric_relabel = (
+                compile_rules(job.config.metric_relabel_configs)
+                if job.config.metric_relabel_configs
+                else None
+            )
             for key, target in wanted.items():
                 if key in job.loops:
                     continue
                 builder = SeriesBuilder(
-                    target.labels, honor_labels=job.config.honor_labels,
+                    target.labels,
+                    honor_labels=job.config.honor_labels,
                     metric_relabel=metric_relabel,
                     external_labels=config.global_.external_labels,
-                    buckets=config.ferryman.buckets, label_limit=job.config.label_limit,
+                    buckets=config.ferryman.buckets,
+                    label_limit=job.config.label_limit,
                     name_length_limit=job.config.label_name_length_limit,
-                    value_length_limit=job.config.label_value_length_limit)
+                    value_length_limit=job.config.label_value_length_limit,
+                )
                 scrape_loop = ScrapeLoop(
                     # A client (connection pool) per target: one shared pool scans all
                     # its connections on every request.
-                    target, _client(job.config), builder, self.batcher.add,
+                    target,
+                    _client(job.config),
+                    builder,
+                    self.batcher.add,
                     honor_timestamps=job.config.honor_timestamps,
                     sample_limit=job.config.sample_limit,
                     body_size_limit=job.config.body_size_limit,
                     auth_header=job.config.auth_header(),
                     sni_hostname=job.config.tls_config.server_name,
-                    on_result=self._scrape_counter(name))
+                    on_result=self._scrape_counter(name),
+                )
                 job.loops[key] = scrape_loop
                 scrape_loop.start()
             self.m_targets.labels(job=name).set(len(job.loops))
@@ -220,11 +258,18 @@ class MetricsShipper:
 
 def _client(job: ScrapeConfig) -> httpx.AsyncClient:
     tls = job.tls_config
-    verify = ssl_verify(ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file,
-                        insecure_skip_verify=tls.insecure_skip_verify)
+    verify = ssl_verify(
+        ca_file=tls.ca_file,
+        cert_file=tls.cert_file,
+        key_file=tls.key_file,
+        insecure_skip_verify=tls.insecure_skip_verify,
+    )
     auth = None
     if job.basic_auth is not None:
         auth = httpx.BasicAuth(job.basic_auth.username, job.basic_auth.secret())
-    return httpx.AsyncClient(verify=verify, auth=auth, follow_redirects=True,
-                             limits=httpx.Limits(max_connections=256,
-                                                 max_keepalive_connections=256))
+    return httpx.AsyncClient(
+        verify=verify,
+        auth=auth,
+        follow_redirects=True,
+        limits=httpx.Limits(max_connections=256, max_keepalive_connections=256),
+    )

@@ -51,8 +51,12 @@ def _with_port(address: str, scheme: str) -> str:
     return f"{host}:{443 if scheme == 'https' else 80}"
 
 
-def populate(job: ScrapeConfig, config: EdgeMetricsConfig, relabeler: Relabeler,
-             discovered: Mapping[str, str]) -> Target | None:
+def populate(
+    job: ScrapeConfig,
+    config: EdgeMetricsConfig,
+    relabeler: Relabeler,
+    discovered: Mapping[str, str],
+) -> Target | None:
     """One discovered target → a Target, or None when relabeling dropped it."""
     labels = dict(discovered)
     defaults = {
@@ -80,7 +84,7 @@ def populate(job: ScrapeConfig, config: EdgeMetricsConfig, relabeler: Relabeler,
     params = {name: list(values) for name, values in job.params.items()}
     for name, value in result.items():
         if name.startswith("__param_"):
-            params[name[len("__param_"):]] = [value]
+            params[name[len("__param_") :]] = [value]
     query = urllib.parse.urlencode(params, doseq=True)
     path = result.get("__metrics_path__", job.metrics_path)
     url = f"{scheme}://{address}{path}" + (f"?{query}" if query else "")
@@ -90,8 +94,10 @@ def populate(job: ScrapeConfig, config: EdgeMetricsConfig, relabeler: Relabeler,
     except ValueError as exc:
         raise TargetError(f"job {job.job_name}, target {address}: {exc}") from None
     if timeout > interval:
-        raise TargetError(f"job {job.job_name}, target {address}: scrape timeout "
-                          f"{timeout:g}s exceeds interval {interval:g}s")
+        raise TargetError(
+            f"job {job.job_name}, target {address}: scrape timeout "
+            f"{timeout:g}s exceeds interval {interval:g}s"
+        )
     final = tuple(sorted((k, v) for k, v in result.items() if not k.startswith("__") and v))
     return Target(job.job_name, url, final, interval, timeout)
 
@@ -100,8 +106,12 @@ def _seconds(value: str, default: float) -> float:
     return parse_duration(value) if value else default
 
 
-def build_targets(job: ScrapeConfig, config: EdgeMetricsConfig, relabeler: Relabeler,
-                  groups: Iterable[TargetGroup]) -> tuple[list[Target], list[str]]:
+def build_targets(
+    job: ScrapeConfig,
+    config: EdgeMetricsConfig,
+    relabeler: Relabeler,
+    groups: Iterable[TargetGroup],
+) -> tuple[list[Target], list[str]]:
     """All targets of a job from its groups; errors are returned, not raised, so one
     bad target never hides the others."""
     targets: dict[tuple[str, tuple[tuple[str, str], ...]], Target] = {}

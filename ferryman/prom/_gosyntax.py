@@ -17,7 +17,6 @@ class RegexNotSupportedError(ValueError):
     cannot express faithfully."""
 
 
-
 # --------------------------------------------------------------------------
 # RE2 syntax -> a small tree -> Python ``re``.
 # --------------------------------------------------------------------------
@@ -134,8 +133,11 @@ def _ascii_group(ranges: _Ranges, negated: bool, fold: bool) -> _Ranges:
     """An ASCII class (Perl or POSIX), negated after folding as RE2 does: under
     ``(?i)`` the letters k and s also stand for KELVIN SIGN and LONG S."""
     if fold:
-        extra = [(c, c) for letters, c in (("kK", 0x212A), ("sS", 0x17F))
-                 if any(lo <= ord(ch) <= hi for ch in letters for lo, hi in ranges)]
+        extra = [
+            (c, c)
+            for letters, c in (("kK", 0x212A), ("sS", 0x17F))
+            if any(lo <= ord(ch) <= hi for ch in letters for lo, hi in ranges)
+        ]
         ranges = _normalise((*ranges, *extra))
     return _complement(ranges) if negated else ranges
 
@@ -181,8 +183,10 @@ class _Parser:
                 items[-1] = self.repetition(items[-1], flags)
                 can_repeat = False
                 continue
-            if c == "(" and src.startswith("(?", self.pos) and not _NAMED_GROUP.match(
-                src, self.pos
+            if (
+                c == "("
+                and src.startswith("(?", self.pos)
+                and not _NAMED_GROUP.match(src, self.pos)
             ):
                 new_flags, opens = self.flag_group(flags)
                 if not opens:  # (?i) changes flags to the end of the group
@@ -196,9 +200,9 @@ class _Parser:
                 named = _NAMED_GROUP.match(src, self.pos)
                 if named:  # (?P<name> or (?<name>; RE2 takes the name up to the first >
                     end = src.find(">", named.end())
-                    name = src[named.end():end]
+                    name = src[named.end() : end]
                     if end < 0 or not (name.isascii() and name.replace("_", "a").isalnum()):
-                        raise self.fail(f"invalid named capture {src[self.pos:end + 1]!r}")
+                        raise self.fail(f"invalid named capture {src[self.pos : end + 1]!r}")
                     self.group_names.append(name)
                     self.pos = end + 1
                 else:
@@ -302,7 +306,7 @@ class _Parser:
         end = self.src.find(r"\E", self.pos)
         if end < 0:  # RE2 would read on to the end, swallowing Prometheus' closing ")"
             raise self.fail(r"\Q without \E (missing closing ) once anchored)")
-        text, self.pos = self.src[self.pos:end], end + 2
+        text, self.pos = self.src[self.pos : end], end + 2
         return [_Lit(ch, bool(flags & _FOLD)) for ch in text]
 
     def escape(self, flags: int) -> _Node | None:
@@ -312,10 +316,13 @@ class _Parser:
             raise self.fail("trailing backslash at end of expression")
         c = src[self.pos + 1]
         fold = bool(flags & _FOLD)
-        simple = {"A": _Assert(r"\A", "begin"), "z": _Assert(r"\Z", "end"),
-                  "b": _Assert(r"(?a:\b)", ""),
-                  # Python's \B (before 3.14) fails on empty input, where RE2's holds.
-                  "B": _Assert(r"(?a:\B|\A\Z)", "")}
+        simple = {
+            "A": _Assert(r"\A", "begin"),
+            "z": _Assert(r"\Z", "end"),
+            "b": _Assert(r"(?a:\b)", ""),
+            # Python's \B (before 3.14) fails on empty input, where RE2's holds.
+            "B": _Assert(r"(?a:\B|\A\Z)", ""),
+        }
         if c in simple:
             self.pos += 2
             return simple[c]
@@ -349,7 +356,7 @@ class _Parser:
             assert m is not None
             # \1 to \7 alone would be a backreference, which RE2 does not have.
             if c != "0" and len(m.group(0)) == 1:
-                raise self.fail(f"invalid escape sequence {src[start:start + 2]!r}")
+                raise self.fail(f"invalid escape sequence {src[start : start + 2]!r}")
             self.pos = m.end()
             return int(m.group(0), 8)
         if c == "x":
@@ -359,7 +366,7 @@ class _Parser:
                 if value <= _MAX_RUNE:
                     self.pos = m.end()
                     return value
-        raise self.fail(f"invalid escape sequence {src[start:start + 3]!r}")
+        raise self.fail(f"invalid escape sequence {src[start : start + 3]!r}")
 
     def char_class(self, flags: int) -> _Class:
         src, start = self.src, self.pos
@@ -376,14 +383,14 @@ class _Parser:
             first = False
             end = src.find(":]", self.pos + 2) if src.startswith("[:", self.pos) else -1
             if end >= 0:  # [:alpha:] or [:^alpha:]; RE2 takes the first ":]" it finds
-                name = src[self.pos + 2:end]
+                name = src[self.pos + 2 : end]
                 if name.removeprefix("^") not in _POSIX_CLASSES:
-                    raise self.fail(f"invalid character class range {src[self.pos:end + 2]!r}")
+                    raise self.fail(f"invalid character class range {src[self.pos : end + 2]!r}")
                 group = _POSIX_CLASSES[name.removeprefix("^")]
                 ranges.extend(_ascii_group(group, name.startswith("^"), fold))
                 self.pos = end + 2
                 continue
-            if src.startswith("\\", self.pos) and src[self.pos + 1:self.pos + 2].lower() in (
+            if src.startswith("\\", self.pos) and src[self.pos + 1 : self.pos + 2].lower() in (
                 _PERL_CLASSES
             ):
                 c = src[self.pos + 1]
@@ -392,8 +399,10 @@ class _Parser:
                 continue
             lo = self.class_char()
             hi = lo
-            if src.startswith("-", self.pos) and self.pos + 1 < len(src) and (
-                src[self.pos + 1] != "]"
+            if (
+                src.startswith("-", self.pos)
+                and self.pos + 1 < len(src)
+                and (src[self.pos + 1] != "]")
             ):
                 self.pos += 1
                 hi = self.class_char()
@@ -462,8 +471,10 @@ def _emit(node: _Node) -> str:
     if isinstance(node, _Class):
         if not node.ranges:
             return "[\\x00-\\U0010ffff]" if node.negated else "(?!)"
-        body = "".join(_char_escape(lo) if lo == hi else f"{_char_escape(lo)}-{_char_escape(hi)}"
-                       for lo, hi in node.ranges)
+        body = "".join(
+            _char_escape(lo) if lo == hi else f"{_char_escape(lo)}-{_char_escape(hi)}"
+            for lo, hi in node.ranges
+        )
         text = f"[{'^' if node.negated else ''}{body}]"
         return f"(?i:{text})" if node.fold else text
     if isinstance(node, _AnyChar):
@@ -525,8 +536,12 @@ def _literals(node: _Node) -> frozenset[str] | None:
     if isinstance(node, _Repeat) and (node.min, node.max) == (0, 1):
         sub = _literals(node.child)
         return None if sub is None else sub | {""}
-    if (isinstance(node, _Class) and not node.negated and not node.fold
-            and sum(hi - lo + 1 for lo, hi in node.ranges) <= 32):
+    if (
+        isinstance(node, _Class)
+        and not node.negated
+        and not node.fold
+        and sum(hi - lo + 1 for lo, hi in node.ranges) <= 32
+    ):
         return frozenset(chr(c) for lo, hi in node.ranges for c in range(lo, hi + 1))
     return None
 
@@ -534,8 +549,13 @@ def _literals(node: _Node) -> frozenset[str] | None:
 def _is_any_star(node: _Node) -> bool:
     while isinstance(node, _Group):
         node = node.child
-    return (isinstance(node, _Repeat) and isinstance(node.child, _AnyChar)
-            and node.child.dotnl and node.min == 0 and node.max == -1)
+    return (
+        isinstance(node, _Repeat)
+        and isinstance(node.child, _AnyChar)
+        and node.child.dotnl
+        and node.min == 0
+        and node.max == -1
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,8 +576,12 @@ class _Shape:
             return exact.__contains__
         if not inner:
             return lambda v: v in exact or v.startswith(starts) or v.endswith(ends)
-        return lambda v: (v in exact or v.startswith(starts) or v.endswith(ends)
-                          or any(part in v for part in inner))
+        return lambda v: (
+            v in exact
+            or v.startswith(starts)
+            or v.endswith(ends)
+            or any(part in v for part in inner)
+        )
 
 
 def _literal_shape(root: _Node) -> _Shape | None:
@@ -573,7 +597,7 @@ def _literal_shape(root: _Node) -> _Shape | None:
             items.pop()
         lead = bool(items) and _is_any_star(items[0])
         trail = len(items) > int(lead) and _is_any_star(items[-1])
-        middle = _literals(_Concat(tuple(items[int(lead):len(items) - int(trail)])))
+        middle = _literals(_Concat(tuple(items[int(lead) : len(items) - int(trail)])))
         if middle is None:
             return None
         found.setdefault((lead, trail), set()).update(middle)
@@ -620,11 +644,11 @@ def _compile_regex(source: str) -> _Regex:
     if whole:
         return _Regex(pattern, names, _always, True, None, whole)
     if shape is None:
-        return _Regex(pattern, names, lambda v: pattern.fullmatch(v) is not None, False, None,
-                      whole)
+        return _Regex(
+            pattern, names, lambda v: pattern.fullmatch(v) is not None, False, None, whole
+        )
     only_exact = not (shape.prefixes or shape.suffixes or shape.infixes)
-    return _Regex(pattern, names, shape.matcher(), True, shape.exact if only_exact else None,
-                  whole)
+    return _Regex(pattern, names, shape.matcher(), True, shape.exact if only_exact else None, whole)
 
 
 # --------------------------------------------------------------------------

@@ -50,8 +50,17 @@ __all__ = [
 ]
 
 Action: TypeAlias = Literal[
-    "replace", "keep", "drop", "keepequal", "dropequal", "hashmod",
-    "labelmap", "labeldrop", "labelkeep", "lowercase", "uppercase",
+    "replace",
+    "keep",
+    "drop",
+    "keepequal",
+    "dropequal",
+    "hashmod",
+    "labelmap",
+    "labeldrop",
+    "labelkeep",
+    "lowercase",
+    "uppercase",
 ]
 
 
@@ -67,8 +76,9 @@ def is_valid_label_name(name: str) -> bool:
 _DEFAULT_REGEX = "(.*)"
 _DEFAULT_SEPARATOR = ";"
 _DEFAULT_REPLACEMENT = "$1"
-_TARGET_WITH_VARIABLES = re.compile(r"(?:[a-zA-Z_]|\$(?:\{\w+\}|\w++))(?:\w|\$(?:\{\w+\}|\w++))*",
-                                    re.ASCII)
+_TARGET_WITH_VARIABLES = re.compile(
+    r"(?:[a-zA-Z_]|\$(?:\{\w+\}|\w++))(?:\w|\$(?:\{\w+\}|\w++))*", re.ASCII
+)
 _ACTIONS: frozenset[str] = frozenset(get_args(Action))
 _NEEDS_TARGET = {"replace", "hashmod", "lowercase", "uppercase", "keepequal", "dropequal"}
 _GO_ZERO_VALUES = {"source_labels": (), "separator": "", "regex": "", "replacement": ""}
@@ -171,8 +181,9 @@ class RelabelConfig(pydantic.BaseModel):
         if action == "hashmod" and not self.modulus:
             raise ValueError("relabel configuration for hashmod requires non-zero modulus")
         if action in _NEEDS_TARGET and not target:
-            raise ValueError(f"relabel configuration for {action} action requires "
-                             "'target_label' value")
+            raise ValueError(
+                f"relabel configuration for {action} action requires 'target_label' value"
+            )
         bad_target = f"{_quote(target)} is invalid 'target_label' for {action} action"
         if action == "replace":
             if "$" in target and not _TARGET_WITH_VARIABLES.fullmatch(target):
@@ -185,18 +196,24 @@ class RelabelConfig(pydantic.BaseModel):
             if self.replacement != _DEFAULT_REPLACEMENT:
                 raise ValueError(f"'replacement' can not be set for {action} action")
         if action == "labelmap" and not _TARGET_WITH_VARIABLES.fullmatch(self.replacement):
-            raise ValueError(f"{_quote(self.replacement)} is invalid 'replacement' "
-                             f"for {action} action")
+            raise ValueError(
+                f"{_quote(self.replacement)} is invalid 'replacement' for {action} action"
+            )
         if action == "hashmod" and not is_valid_label_name(target):
             raise ValueError(bad_target)
         if action in {"keepequal", "dropequal"} and (
             self.regex != _DEFAULT_REGEX or self.modulus or self.separator != _DEFAULT_SEPARATOR
         ):
-            raise ValueError(f"{action} action requires only 'source_labels' and "
-                             "`target_label`, and no other fields")
+            raise ValueError(
+                f"{action} action requires only 'source_labels' and "
+                "`target_label`, and no other fields"
+            )
         if action in {"labeldrop", "labelkeep"} and (
-            self.source_labels or target or self.modulus
-            or self.separator != _DEFAULT_SEPARATOR or self.replacement != _DEFAULT_REPLACEMENT
+            self.source_labels
+            or target
+            or self.modulus
+            or self.separator != _DEFAULT_SEPARATOR
+            or self.replacement != _DEFAULT_REPLACEMENT
         ):
             raise ValueError(f"{action} action requires only 'regex', and no other fields")
         return self
@@ -242,8 +259,9 @@ def _joiner(config: RelabelConfig) -> Callable[[dict[str, str]], str]:
     return lambda labels: sep.join([labels.get(n, "") for n in names])
 
 
-def _write(labels: dict[str, str], written: dict[str, None], track: bool,
-           name: str, value: str) -> None:
+def _write(
+    labels: dict[str, str], written: dict[str, None], track: bool, name: str, value: str
+) -> None:
     """labels.Builder.Set: an empty value deletes the label."""
     if value:
         labels[name] = value
@@ -354,8 +372,9 @@ def _set_step(config: RelabelConfig, track: bool) -> _Step:
     return set_target
 
 
-def _builder_order(renames: list[tuple[str, str, str]],
-                   written: dict[str, None]) -> list[tuple[str, str, str]]:
+def _builder_order(
+    renames: list[tuple[str, str, str]], written: dict[str, None]
+) -> list[tuple[str, str, str]]:
     """Order (name, ...) tuples as Prometheus' Builder.Range visits names: input
     labels sorted by name, then labels written so far in order of writing."""
     position = {name: i for i, name in enumerate(written)}
@@ -374,8 +393,9 @@ def _labelmap_step(config: RelabelConfig, regex: _Regex, track: bool) -> _Step:
     memo = _Memo(rename)
 
     def labelmap(labels: dict[str, str], written: dict[str, None]) -> bool:
-        renames = [(name, new, value) for name, value in labels.items()
-                   if (new := memo[name]) is not None]
+        renames = [
+            (name, new, value) for name, value in labels.items() if (new := memo[name]) is not None
+        ]
         if len(renames) > 1 and (track or len({new for _, new, _ in renames}) < len(renames)):
             # The last write to a name wins, and a later labelmap's order is this
             # one's order of writing: both need Prometheus' order.
@@ -448,10 +468,12 @@ class Relabeler:
 
     def __init__(self, configs: Sequence[RelabelConfig]) -> None:
         self.configs = tuple(configs)
-        last_labelmap = max((i for i, c in enumerate(self.configs) if c.action == "labelmap"),
-                            default=-1)
-        self._steps = tuple(_compile_step(config, track=i < last_labelmap)
-                            for i, config in enumerate(self.configs))
+        last_labelmap = max(
+            (i for i, c in enumerate(self.configs) if c.action == "labelmap"), default=-1
+        )
+        self._steps = tuple(
+            _compile_step(config, track=i < last_labelmap) for i, config in enumerate(self.configs)
+        )
 
     def apply(self, labels: Mapping[str, str]) -> dict[str, str] | None:
         out = dict(labels)

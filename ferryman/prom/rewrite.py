@@ -39,8 +39,10 @@ class Rewriter:
         result = self.relabeler.apply(labels)
         if result is None:
             return None
-        return b"".join(bytes_field(1, bytes_field(1, k.encode()) + bytes_field(2, v.encode()))
-                        for k, v in sorted(result.items()))
+        return b"".join(
+            bytes_field(1, bytes_field(1, k.encode()) + bytes_field(2, v.encode()))
+            for k, v in sorted(result.items())
+        )
 
     def rewrite(self, raw: bytes) -> RewriteResult:
         """Relabel an uncompressed WriteRequest; raises DecodeError on bad bytes."""

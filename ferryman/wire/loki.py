@@ -47,9 +47,17 @@ from .protobuf import (
     varint_field,
 )
 
-__all__ = ["HEADERS", "Entries", "Entry", "Stream", "decode_push_request",
-           "decode_push_request_columns", "encode_push_request", "format_labels",
-           "parse_labels"]
+__all__ = [
+    "HEADERS",
+    "Entries",
+    "Entry",
+    "Stream",
+    "decode_push_request",
+    "decode_push_request_columns",
+    "encode_push_request",
+    "format_labels",
+    "parse_labels",
+]
 
 HEADERS = {"Content-Type": "application/x-protobuf", "Content-Encoding": "snappy"}
 
@@ -69,8 +77,7 @@ class Entries(Sequence[Entry]):
 
     __slots__ = ("lines", "timestamps")
 
-    def __init__(self, timestamps: list[int] | None = None,
-                 lines: list[str] | None = None) -> None:
+    def __init__(self, timestamps: list[int] | None = None, lines: list[str] | None = None) -> None:
         self.timestamps: list[int] = [] if timestamps is None else timestamps
         self.lines: list[str] = [] if lines is None else lines
         if len(self.timestamps) != len(self.lines):
@@ -157,7 +164,8 @@ def _encode_entry(entry: Entry) -> bytes:
     if entry.metadata:
         out += b"".join(
             bytes_field(3, bytes_field(1, name.encode()) + bytes_field(2, value.encode()))
-            for name, value in entry.metadata)
+            for name, value in entry.metadata
+        )
     return out
 
 
@@ -200,8 +208,12 @@ def _encode_entries(entries: Sequence[Entry]) -> tuple[list[str], int]:
         end = bisect_left(stamps, seconds * 1_000_000_000 + _WIDTH_END[width], start)
         whole = start == 0 and end == count
         segment, size = _encode_segment(
-            seconds, width, stamps if whole else stamps[start:end],
-            sizes if whole else sizes[start:end], lines if whole else lines[start:end])
+            seconds,
+            width,
+            stamps if whole else stamps[start:end],
+            sizes if whole else sizes[start:end],
+            lines if whole else lines[start:end],
+        )
         pieces += segment
         total += size
         start = end
@@ -237,8 +249,9 @@ def _low_varints() -> list[str]:
     return [_latin(bytes(((low & 0x7F) | 0x80, (low >> 7) | 0x80))) for low in range(1 << 14)]
 
 
-def _encode_segment(seconds: int, width: int, stamps: list[int], sizes: list[int],
-                    lines: list[str]) -> tuple[list[str], int]:
+def _encode_segment(
+    seconds: int, width: int, stamps: list[int], sizes: list[int], lines: list[str]
+) -> tuple[list[str], int]:
     """Entries (latin-1 pieces, and how many bytes) whose timestamps share their
     second and the varint width of their nanoseconds: a line's pieces then depend on
     its size alone, but for the nanoseconds."""
@@ -250,15 +263,14 @@ def _encode_segment(seconds: int, width: int, stamps: list[int], sizes: list[int
     lengths: dict[int, int] = {}  # bytes of an entry by its line's size
     for size in set(sizes):
         tail = tails[size] = "\x12" + _latin(varint(size))
-        head = heads[size] = ("\x12" + _latin(varint(2 + stamp_len + len(tail) + size))
-                              + stamp_head)
+        head = heads[size] = "\x12" + _latin(varint(2 + stamp_len + len(tail) + size)) + stamp_head
         lengths[size] = len(head) + width + len(tail) + size
     per_line = 3 if not width else 4 if width <= 2 else 5
     # Pieces placed by extended slice: far cheaper than zipping them per line.
     pieces = [""] * (per_line * len(lines))
     pieces[0::per_line] = map(heads.__getitem__, sizes)
-    pieces[per_line - 2::per_line] = map(tails.__getitem__, sizes)
-    pieces[per_line - 1::per_line] = lines
+    pieces[per_line - 2 :: per_line] = map(tails.__getitem__, sizes)
+    pieces[per_line - 1 :: per_line] = lines
     base = seconds * 1_000_000_000
     if width and width <= 2:
         pieces[1::4] = map(_small_varints().__getitem__, map(sub, stamps, repeat(base)))
@@ -276,8 +288,7 @@ def _nanos_from_14_bits(stamps: list[int], base: int) -> tuple[Iterable[str], It
         nanos = list(map(sub, stamps, repeat(base)))
         highs = list(map((14).__rrshift__, nanos))
         high_varints = {high: _latin(varint(high)) for high in set(highs)}
-        return (map(low, map((0x3FFF).__and__, nanos)),
-                map(high_varints.__getitem__, highs))
+        return (map(low, map((0x3FFF).__and__, nanos)), map(high_varints.__getitem__, highs))
     # Dense (lines read together): runs of lines share their higher bits.
     bases: list[int] = []
     rests: list[str] = []
@@ -309,7 +320,7 @@ def parse_labels(text: str) -> dict[str, str]:
             break
         eq = text.find("=", pos)
         if eq < 0 or eq + 1 >= end or text[eq + 1] != '"':
-            raise DecodeError(f"bad label set near {text[pos:pos + 30]!r}")
+            raise DecodeError(f"bad label set near {text[pos : pos + 30]!r}")
         name = text[pos:eq].strip()
         value, pos = _quoted(text, eq + 2)
         labels[name] = value
@@ -406,8 +417,9 @@ def decode_push_request_columns(buf: bytes | memoryview) -> list[Stream]:
 
 
 # Continuation bits of a varint of 2 … 5 bytes, read little-endian as one int.
-_CONTINUED = {size: int.from_bytes(b"\x80" * (size - 1) + b"\x00", "little")
-              for size in range(2, 6)}
+_CONTINUED = {
+    size: int.from_bytes(b"\x80" * (size - 1) + b"\x00", "little") for size in range(2, 6)
+}
 _HIGH_BITS = 0x8080808080
 
 
@@ -468,8 +480,13 @@ def _decode_stream(data: bytes, text: str, pos: int, end: int) -> Stream:
             value = from_bytes(data[nanos_start:stamp_end], "little")
             if value & high_bits != continued[width]:
                 raise _Irregular
-            nanos = ((value & 0x7F) | (value >> 1 & 0x3F80) | (value >> 2 & 0x1FC000)
-                     | (value >> 3 & 0xFE00000) | (value >> 4 & 0x7F0000000))
+            nanos = (
+                (value & 0x7F)
+                | (value >> 1 & 0x3F80)
+                | (value >> 2 & 0x1FC000)
+                | (value >> 3 & 0xFE00000)
+                | (value >> 4 & 0x7F0000000)
+            )
         elif width == -1 and data[stamp_end - 1] < 0x80:
             nanos = 0  # no nanoseconds field: the prefix ends one byte after the stamp
         else:
@@ -486,8 +503,10 @@ def _decode_stream(data: bytes, text: str, pos: int, end: int) -> Stream:
         add_stamp(base + nanos)
         add_line(text[line_start:pos])
     if not all(map(str.isascii, lines)):
-        lines = [line if line.isascii() else line.encode("latin-1").decode("utf-8", "replace")
-                 for line in lines]
+        lines = [
+            line if line.isascii() else line.encode("latin-1").decode("utf-8", "replace")
+            for line in lines
+        ]
     return Stream(labels, Entries(stamps, lines))
 
 

@@ -113,8 +113,9 @@ def _tenth_byte(byte: int, result: int) -> int:
     return result | (byte & 1) << 63
 
 
-def fields(buf: bytes | memoryview, start: int = 0,
-           end: int | None = None) -> Iterator[tuple[int, int, int | float | memoryview]]:
+def fields(
+    buf: bytes | memoryview, start: int = 0, end: int | None = None
+) -> Iterator[tuple[int, int, int | float | memoryview]]:
     """Yield ``(field_number, wire_type, value)``; length-delimited values as memoryviews.
 
     FIXED64 values are returned as the raw little-endian double (the only 64-bit
@@ -135,7 +136,7 @@ def fields(buf: bytes | memoryview, start: int = 0,
             length, pos = _read_varint(view, pos, end)
             if pos + length > end:
                 raise DecodeError("length-delimited field runs past the end")
-            yield number, wire_type, view[pos:pos + length]
+            yield number, wire_type, view[pos : pos + length]
             pos += length
         elif wire_type == FIXED64:
             if pos + 8 > end:
@@ -145,7 +146,7 @@ def fields(buf: bytes | memoryview, start: int = 0,
         elif wire_type == FIXED32:
             if pos + 4 > end:
                 raise DecodeError("truncated 32-bit field")
-            yield number, wire_type, int.from_bytes(view[pos:pos + 4], "little")
+            yield number, wire_type, int.from_bytes(view[pos : pos + 4], "little")
             pos += 4
         else:
             raise DecodeError(f"unsupported wire type {wire_type}")

@@ -75,11 +75,11 @@ class TimeSeries:
 def _encode_series(series: TimeSeries) -> bytes:
     parts = []
     for name, value in series.labels:
-        parts.append(bytes_field(1, bytes_field(1, name.encode())
-                                 + bytes_field(2, value.encode())))
+        parts.append(bytes_field(1, bytes_field(1, name.encode()) + bytes_field(2, value.encode())))
     for sample in series.samples:
-        parts.append(bytes_field(2, double_field(1, sample.value)
-                                 + varint_field(2, sample.timestamp_ms)))
+        parts.append(
+            bytes_field(2, double_field(1, sample.value) + varint_field(2, sample.timestamp_ms))
+        )
     return b"".join(parts)
 
 
@@ -173,8 +173,9 @@ def _decode_fast(data: bytes) -> list[TimeSeries]:
         raw_labels = data[start:pos]
         labels = labels_cache.get(raw_labels)
         if labels is None:
-            labels = tuple(_decode_label(memoryview(raw_labels)[s:e])
-                           for s, e in _spans(raw_labels))
+            labels = tuple(
+                _decode_label(memoryview(raw_labels)[s:e]) for s, e in _spans(raw_labels)
+            )
             if len(labels_cache) >= _LABELS_MAX:
                 labels_cache.clear()
             labels_cache[raw_labels] = labels
@@ -188,8 +189,7 @@ def _decode_fast(data: bytes) -> list[TimeSeries]:
                 timestamp, after = varint_at(data, pos + 10)
                 if after != sample_end:
                     raise _NotCommon
-                samples.append(Sample(_unpack_double(data, pos + 1)[0],
-                                      sint_to_int64(timestamp)))
+                samples.append(Sample(_unpack_double(data, pos + 1)[0], sint_to_int64(timestamp)))
             else:  # zero values left out by proto3 encoders, and the like
                 samples.append(_decode_sample(memoryview(data)[pos:sample_end]))
             pos = sample_end

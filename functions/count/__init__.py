@@ -35,7 +35,7 @@ SPEC = FunctionSpec(
     name="count",
     kind="transform",
     summary="Count log lines (and bytes) by labels into counters: logs topic in, "
-            "metrics topic out (remote write).",
+    "metrics topic out (remote write).",
     config_model=CountConfig,
     create=CountTransform,
     example="""\

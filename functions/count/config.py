@@ -20,25 +20,43 @@ class CountConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    metric: str = Field("ferryman_log_lines_total", description="Name of the line counter "
-                        "(default ferryman_log_lines_total).")
-    bytes_metric: str | None = Field(None, description="Name of a counter of line bytes "
-                                     "(UTF-8), e.g. ferryman_log_bytes_total; default: "
-                                     "none.")
-    by: tuple[str, ...] = Field((), description="Labels the lines are counted by, besides "
-                                "`cluster` which is always kept (default: none). A line "
-                                "without one of them has it empty (left out of the series).")
-    from_metadata: bool = Field(True, description="Look a `by` name up in the entry's "
-                                "structured metadata when the stream has no such label "
-                                "(default true), so fields from `parse` can be counted.")
-    instance_label: str = Field("instance", description="Label naming this worker process, "
-                                "so that replicas never write the same series (default "
-                                "instance).")
+    metric: str = Field(
+        "ferryman_log_lines_total",
+        description="Name of the line counter (default ferryman_log_lines_total).",
+    )
+    bytes_metric: str | None = Field(
+        None,
+        description="Name of a counter of line bytes "
+        "(UTF-8), e.g. ferryman_log_bytes_total; default: "
+        "none.",
+    )
+    by: tuple[str, ...] = Field(
+        (),
+        description="Labels the lines are counted by, besides "
+        "`cluster` which is always kept (default: none). A line "
+        "without one of them has it empty (left out of the series).",
+    )
+    from_metadata: bool = Field(
+        True,
+        description="Look a `by` name up in the entry's "
+        "structured metadata when the stream has no such label "
+        "(default true), so fields from `parse` can be counted.",
+    )
+    instance_label: str = Field(
+        "instance",
+        description="Label naming this worker process, "
+        "so that replicas never write the same series (default "
+        "instance).",
+    )
     instance: str | None = Field(None, description="Its value; default hostname:pid.")
-    max_series: int = Field(10_000, ge=1, description="Label sets counted per process at "
-                            "most (default 10000); lines of further label sets go to one "
-                            "`overflow=\"true\"` series per cluster and are counted in "
-                            "ferryman_count_overflow_lines_total.")
+    max_series: int = Field(
+        10_000,
+        ge=1,
+        description="Label sets counted per process at "
+        "most (default 10000); lines of further label sets go to one "
+        '`overflow="true"` series per cluster and are counted in '
+        "ferryman_count_overflow_lines_total.",
+    )
 
     @field_validator("metric", "bytes_metric")
     @classmethod
@@ -63,8 +81,9 @@ class CountConfig(BaseModel):
             raise ValueError(f"{self.instance_label!r} is not a valid label name")
         reserved = {"cluster", "overflow", self.instance_label}
         if reserved & set(self.by):
-            raise ValueError(f"by may not list {sorted(reserved & set(self.by))}: "
-                             "they are always set")
+            raise ValueError(
+                f"by may not list {sorted(reserved & set(self.by))}: they are always set"
+            )
         if self.bytes_metric == self.metric:
             raise ValueError("bytes_metric must differ from metric")
         return self

@@ -61,10 +61,14 @@ class LineCounter:
                         continue
                 touched[key] = totals
                 self._count(totals, entry)
-        series = [s for key, totals in touched.items()
-                  for s in self._series(self._labels(key), totals)]
-        series += [s for cluster, totals in touched_overflow.items()
-                   for s in self._series({"cluster": cluster, "overflow": "true"}, totals)]
+        series = [
+            s for key, totals in touched.items() for s in self._series(self._labels(key), totals)
+        ]
+        series += [
+            s
+            for cluster, totals in touched_overflow.items()
+            for s in self._series({"cluster": cluster, "overflow": "true"}, totals)
+        ]
         return series, overflowed
 
     def _key(self, cluster: str, labels: Mapping[str, str], entry: Entry) -> Key:
@@ -92,5 +96,6 @@ class LineCounter:
 
 
 def _one(metric: str, labels: dict[str, str], value: int, stamp: int) -> TimeSeries:
-    return TimeSeries(tuple(sorted({**labels, "__name__": metric}.items())),
-                      (Sample(float(value), stamp),))
+    return TimeSeries(
+        tuple(sorted({**labels, "__name__": metric}.items())), (Sample(float(value), stamp),)
+    )

@@ -29,7 +29,8 @@ class CountTransform:
         self.m_overflow = context.registry.counter(
             "ferryman_count_overflow_lines_total",
             "Lines counted in an overflow series because max_series was reached.",
-            ["function"])
+            ["function"],
+        )
 
     def start(self) -> None:
         pass
@@ -45,8 +46,10 @@ class CountTransform:
             overflowed += folded
             if not series:
                 return None
-            headers = ((h.SCHEMA, h.SCHEMA_REMOTE_WRITE),
-                       *((k, v) for k, v in record.headers if k != h.SCHEMA))
+            headers = (
+                (h.SCHEMA, h.SCHEMA_REMOTE_WRITE),
+                *((k, v) for k, v in record.headers if k != h.SCHEMA),
+            )
             return Output(snappy_compress(encode_write_request(series)), self.key, headers)
 
         delivered = each_push(batch, make)

@@ -35,7 +35,7 @@ SPEC = FunctionSpec(
     name="elasticsearch_logs",
     kind="sink",
     summary="Index log lines into an Elasticsearch data stream as ECS documents, "
-            "one deduplicated document per line.",
+    "one deduplicated document per line.",
     config_model=ElasticsearchLogsConfig,
     create=ElasticsearchLogsSink,
     example="""\

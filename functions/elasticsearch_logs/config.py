@@ -23,14 +23,19 @@ class TemplateConfig(BaseTemplateConfig):
 class ElasticsearchLogsConfig(ElasticsearchConnection):
     """Where and how to write log lines, one ECS-style document per line."""
 
-    data_stream: str = Field("logs-ferryman-default",
-                             description="Data stream written to (default "
-                                         "logs-ferryman-default).")
-    template: TemplateConfig = Field(default_factory=TemplateConfig,
-                                     description="Index template options.")
-    metadata_field: str = Field("fields", description="Object holding each line's structured "
-                                "metadata (fields from the `parse` transform), one keyword "
-                                "per name: `fields.trace_id` (default fields).")
+    data_stream: str = Field(
+        "logs-ferryman-default",
+        description="Data stream written to (default logs-ferryman-default).",
+    )
+    template: TemplateConfig = Field(
+        default_factory=TemplateConfig, description="Index template options."
+    )
+    metadata_field: str = Field(
+        "fields",
+        description="Object holding each line's structured "
+        "metadata (fields from the `parse` transform), one keyword "
+        "per name: `fields.trace_id` (default fields).",
+    )
 
     @field_validator("data_stream")
     @classmethod

@@ -61,8 +61,15 @@ from workers.records import Batch
 
 from .config import ElasticsearchLogsConfig
 
-__all__ = ["TEMPLATE_VERSION", "BulkEncoder", "Encoded", "component_template",
-           "component_template_name", "index_template", "iso_timestamp"]
+__all__ = [
+    "TEMPLATE_VERSION",
+    "BulkEncoder",
+    "Encoded",
+    "component_template",
+    "component_template_name",
+    "index_template",
+    "iso_timestamp",
+]
 
 _quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
 _SEP = "\udcff"  # becomes byte 0xff, which never occurs in UTF-8: keys stay unambiguous
@@ -138,8 +145,9 @@ class BulkEncoder:
         self._stamps.clear()
         return Encoded([c for c in chunks if c.owners], undecodable, lines)
 
-    def _documents(self, streams: list[Stream],
-                   header_cluster: str | None) -> Iterator[list[tuple[str, str]]]:
+    def _documents(
+        self, streams: list[Stream], header_cluster: str | None
+    ) -> Iterator[list[tuple[str, str]]]:
         """Each stream's (action, document) pairs, a list per stream."""
         # Ranks of identical (labels, ts, line) entries are counted per record.
         seen: dict[tuple[str, int, str], int] = {}
@@ -149,8 +157,10 @@ class BulkEncoder:
             if self.cluster_label not in identity and header_cluster is not None:
                 identity[self.cluster_label] = header_cluster
             identities.append(identity)
-        keys = [_SEP.join(f"{k}{_SEP}{v}" for k, v in sorted(identity.items()))
-                for identity in identities]
+        keys = [
+            _SEP.join(f"{k}{_SEP}{v}" for k, v in sorted(identity.items()))
+            for identity in identities
+        ]
         for stream, identity, series_key in zip(streams, identities, keys, strict=True):
             entries = stream.entries
             if isinstance(entries, Entries):
@@ -167,12 +177,18 @@ class BulkEncoder:
                 ranks = list(map(_Ranker(seen, series_key), stamps, lines))
             yield self._stream_documents(identity, series_key, stamps, lines, metadata, ranks)
 
-    def _stream_documents(self, identity: dict[str, str], series_key: str,
-                          stamps: list[int], lines: list[str],
-                          metadata: Iterable[tuple[tuple[str, str], ...]],
-                          ranks: Iterable[int]) -> list[tuple[str, str]]:
+    def _stream_documents(
+        self,
+        identity: dict[str, str],
+        series_key: str,
+        stamps: list[int],
+        lines: list[str],
+        metadata: Iterable[tuple[tuple[str, str], ...]],
+        ranks: Iterable[int],
+    ) -> list[tuple[str, str]]:
         series_hash = hashlib.blake2b(
-            series_key.encode("utf-8", "surrogateescape") + b"\xfe", digest_size=15)
+            series_key.encode("utf-8", "surrogateescape") + b"\xfe", digest_size=15
+        )
         copy = series_hash.copy
         tail = _tail(identity, self.cluster_label)
         with_metadata = tail[:-2] + self.metadata_prefix
@@ -267,31 +283,46 @@ def component_template(config: ElasticsearchLogsConfig) -> dict[str, Any]:
         "version": TEMPLATE_VERSION,
         "_meta": _META,
         "template": {
-            "settings": {"index": {"number_of_shards": t.number_of_shards,
-                                   "number_of_replicas": t.number_of_replicas}},
+            "settings": {
+                "index": {
+                    "number_of_shards": t.number_of_shards,
+                    "number_of_replicas": t.number_of_replicas,
+                }
+            },
             "mappings": {
                 "dynamic_templates": [
-                    {"ferryman_labels": {"path_match": "labels.*",
-                                         "match_mapping_type": "string",
-                                         "mapping": _KEYWORD}},
-                    {"ferryman_metadata": {"path_match": f"{config.metadata_field}.*",
-                                           "match_mapping_type": "string",
-                                           "mapping": _KEYWORD}}],
+                    {
+                        "ferryman_labels": {
+                            "path_match": "labels.*",
+                            "match_mapping_type": "string",
+                            "mapping": _KEYWORD,
+                        }
+                    },
+                    {
+                        "ferryman_metadata": {
+                            "path_match": f"{config.metadata_field}.*",
+                            "match_mapping_type": "string",
+                            "mapping": _KEYWORD,
+                        }
+                    },
+                ],
                 "properties": {
                     "@timestamp": {"type": "date_nanos"},
                     # match_only_text needs the mapper-extras module, not everywhere.
                     "message": {"type": "text"},
                     "log": {"properties": {"file": {"properties": {"path": _KEYWORD}}}},
                     "host": {"properties": {"name": _KEYWORD}},
-                    "kubernetes": {"properties": {
-                        "namespace": _KEYWORD,
-                        "pod": {"properties": {"name": _KEYWORD}},
-                        "container": {"properties": {"name": _KEYWORD}}}},
+                    "kubernetes": {
+                        "properties": {
+                            "namespace": _KEYWORD,
+                            "pod": {"properties": {"name": _KEYWORD}},
+                            "container": {"properties": {"name": _KEYWORD}},
+                        }
+                    },
                     "cluster": _KEYWORD,
                     # subobjects: false keeps a label named "a.b" a leaf, never an object "a".
                     "labels": {"type": "object", "subobjects": False, "dynamic": True},
-                    config.metadata_field: {"type": "object", "subobjects": False,
-                                            "dynamic": True},
+                    config.metadata_field: {"type": "object", "subobjects": False, "dynamic": True},
                 },
             },
         },

@@ -28,8 +28,11 @@ class ElasticsearchLogsSink:
         if not self.config.template.install:
             return
         install_templates(self.client, self.config)
-        self.log.info("index template %s for %s is in place", self.config.template_name,
-                      self.config.data_stream)
+        self.log.info(
+            "index template %s for %s is in place",
+            self.config.template_name,
+            self.config.data_stream,
+        )
 
     def handle(self, batch: Batch) -> Delivered:
         encoded = self.encoder.encode(batch)

@@ -34,7 +34,7 @@ SPEC = FunctionSpec(
     name="elasticsearch_metrics",
     kind="sink",
     summary="Index metric samples into an Elasticsearch data stream (or dated indices), "
-            "one deduplicated document per sample.",
+    "one deduplicated document per sample.",
     config_model=ElasticsearchMetricsConfig,
     create=ElasticsearchMetricsSink,
     example="""\

@@ -20,10 +20,12 @@ class TemplateConfig(BaseTemplateConfig):
     """The index template installed (idempotently, by PUT) before the first write."""
 
     labels: Literal["keyword", "flattened"] = Field(
-        "keyword", description="How `labels` is mapped: `keyword` (default) makes one keyword "
-                               "field per label name, visible to Grafana's field lists; "
-                               "`flattened` keeps all labels in one field, immune to mapping "
-                               "explosion when label names are unbounded.")
+        "keyword",
+        description="How `labels` is mapped: `keyword` (default) makes one keyword "
+        "field per label name, visible to Grafana's field lists; "
+        "`flattened` keeps all labels in one field, immune to mapping "
+        "explosion when label names are unbounded.",
+    )
 
 
 class ElasticsearchMetricsConfig(ElasticsearchConnection):
@@ -35,16 +37,22 @@ class ElasticsearchMetricsConfig(ElasticsearchConnection):
     there, whatever the wall clock says).
     """
 
-    data_stream: str | None = Field("metrics-ferryman-default",
-                                    description="Data stream written to (default "
-                                                "metrics-ferryman-default); null to use "
-                                                "`index`.")
-    index: str | None = Field(None, description="Plain index name pattern with strftime "
-                                                "directives over the sample's UTC time "
-                                                "(%Y %y %m %d %H %j %G %V %u), e.g. "
-                                                "ferryman-metrics-%Y.%m.%d. Default unset.")
-    template: TemplateConfig = Field(default_factory=TemplateConfig,
-                                     description="Index template options.")
+    data_stream: str | None = Field(
+        "metrics-ferryman-default",
+        description="Data stream written to (default "
+        "metrics-ferryman-default); null to use "
+        "`index`.",
+    )
+    index: str | None = Field(
+        None,
+        description="Plain index name pattern with strftime "
+        "directives over the sample's UTC time "
+        "(%Y %y %m %d %H %j %G %V %u), e.g. "
+        "ferryman-metrics-%Y.%m.%d. Default unset.",
+    )
+    template: TemplateConfig = Field(
+        default_factory=TemplateConfig, description="Index template options."
+    )
 
     @field_validator("data_stream")
     @classmethod
@@ -60,16 +68,18 @@ class ElasticsearchMetricsConfig(ElasticsearchConnection):
             return None
         for directive in re.findall(r"%(.)", pattern):
             if directive not in _INDEX_DIRECTIVES:
-                raise ValueError(f"index directive %{directive} is not one of "
-                                 "%Y %y %m %d %H %j %G %V %u")
+                raise ValueError(
+                    f"index directive %{directive} is not one of %Y %y %m %d %H %j %G %V %u"
+                )
         check_name(re.sub(r"%.", "0", pattern), "index")
         return pattern
 
     @model_validator(mode="after")
     def _one_target(self) -> ElasticsearchMetricsConfig:
         if (self.data_stream is None) == (self.index is None):
-            raise ValueError("set exactly one of data_stream and index "
-                             "(data_stream: null to use index)")
+            raise ValueError(
+                "set exactly one of data_stream and index (data_stream: null to use index)"
+            )
         return self
 
     @property

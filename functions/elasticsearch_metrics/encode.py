@@ -47,9 +47,19 @@ from workers.records import Batch
 
 from .config import ElasticsearchMetricsConfig
 
-__all__ = ["DOC_SCHEMA", "STALE_MARKER_BITS", "TEMPLATE_VERSION", "BulkEncoder", "Chunk",
-           "Encoded", "component_template", "component_template_name", "document_record",
-           "index_template", "skip_reason"]
+__all__ = [
+    "DOC_SCHEMA",
+    "STALE_MARKER_BITS",
+    "TEMPLATE_VERSION",
+    "BulkEncoder",
+    "Chunk",
+    "Encoded",
+    "component_template",
+    "component_template_name",
+    "document_record",
+    "index_template",
+    "skip_reason",
+]
 
 STALE_MARKER_BITS = STALE_MARKER
 _HOUR_MS = 3_600_000
@@ -109,8 +119,9 @@ class BulkEncoder:
         self._index_names.clear()
         return Encoded([c for c in chunks if c.owners], undecodable, skipped)
 
-    def _documents(self, series: list[TimeSeries], header_cluster: str | None,
-                   skipped: Counter[str]) -> Iterator[tuple[str, str]]:
+    def _documents(
+        self, series: list[TimeSeries], header_cluster: str | None, skipped: Counter[str]
+    ) -> Iterator[tuple[str, str]]:
         for one in series:
             name = ""
             cluster = header_cluster
@@ -128,9 +139,13 @@ class BulkEncoder:
                 identity.append((self.cluster_label, cluster))
             series_id = _series_id(identity)
             middle = ',"metric":{"name":' + _quote(name) + ',"value":'
-            tail = ("}" + ("" if cluster is None else ',"cluster":' + _quote(cluster))
-                    + ',"labels":{' + ",".join([_quote(k) + ":" + _quote(v)
-                                                for k, v in labels.items()]) + "}}\n")
+            tail = (
+                "}"
+                + ("" if cluster is None else ',"cluster":' + _quote(cluster))
+                + ',"labels":{'
+                + ",".join([_quote(k) + ":" + _quote(v) for k, v in labels.items()])
+                + "}}\n"
+            )
             for sample in one.samples:
                 value = sample.value
                 if value - value != 0.0:  # NaN or ±Inf
@@ -183,21 +198,32 @@ def component_template(config: ElasticsearchMetricsConfig) -> dict[str, Any]:
     if t.labels == "keyword":
         # subobjects: false keeps a label named "a.b" a leaf, never an object "a".
         labels = {"type": "object", "subobjects": False, "dynamic": True}
-        dynamic_templates = [{"ferryman_labels": {
-            "path_match": "labels.*", "match_mapping_type": "string",
-            "mapping": {"type": "keyword", "ignore_above": 1024}}}]
+        dynamic_templates = [
+            {
+                "ferryman_labels": {
+                    "path_match": "labels.*",
+                    "match_mapping_type": "string",
+                    "mapping": {"type": "keyword", "ignore_above": 1024},
+                }
+            }
+        ]
     return {
         "version": TEMPLATE_VERSION,
         "_meta": _META,
         "template": {
-            "settings": {"index": {"number_of_shards": t.number_of_shards,
-                                   "number_of_replicas": t.number_of_replicas}},
+            "settings": {
+                "index": {
+                    "number_of_shards": t.number_of_shards,
+                    "number_of_replicas": t.number_of_replicas,
+                }
+            },
             "mappings": {
                 "dynamic_templates": dynamic_templates,
                 "properties": {
                     "@timestamp": {"type": "date"},
-                    "metric": {"properties": {"name": {"type": "keyword"},
-                                              "value": {"type": "double"}}},
+                    "metric": {
+                        "properties": {"name": {"type": "keyword"}, "value": {"type": "double"}}
+                    },
                     "cluster": {"type": "keyword"},
                     "labels": labels,
                 },
@@ -221,4 +247,3 @@ def index_template(config: ElasticsearchMetricsConfig) -> dict[str, Any]:
     if config.data_stream is not None:
         body["data_stream"] = {}
     return body
-

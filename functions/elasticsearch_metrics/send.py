@@ -24,15 +24,21 @@ def make_client(config: ElasticsearchMetricsConfig, context: Context) -> httpx.C
 def install_templates(client: httpx.Client, config: ElasticsearchMetricsConfig) -> None:
     """PUT the component template, then the index template using it (see
     :func:`functions._elasticsearch.install_templates` for what is raised)."""
-    _elasticsearch.install_templates(client, config.url, [
-        (f"_component_template/{component_template_name(config)}", component_template(config)),
-        (f"_index_template/{config.template_name}", index_template(config))])
+    _elasticsearch.install_templates(
+        client,
+        config.url,
+        [
+            (f"_component_template/{component_template_name(config)}", component_template(config)),
+            (f"_index_template/{config.template_name}", index_template(config)),
+        ],
+    )
 
 
-def post_bulk(client: httpx.Client, config: ElasticsearchMetricsConfig,
-              body: bytes) -> httpx.Response:
+def post_bulk(
+    client: httpx.Client, config: ElasticsearchMetricsConfig, body: bytes
+) -> httpx.Response:
     """POST one bulk body; raises httpx.TransportError when the node is unreachable."""
-    target = f"{config.url}/{config.data_stream}/_bulk" if config.data_stream \
-        else f"{config.url}/_bulk"
-    return client.post(target, content=body, headers=_NDJSON,
-                       params={"filter_path": FILTER_PATH})
+    target = (
+        f"{config.url}/{config.data_stream}/_bulk" if config.data_stream else f"{config.url}/_bulk"
+    )
+    return client.post(target, content=body, headers=_NDJSON, params={"filter_path": FILTER_PATH})

@@ -22,7 +22,9 @@ class ElasticsearchMetricsSink:
         self.m_skipped = context.registry.counter(
             "ferryman_samples_skipped_total",
             "Samples not written because Elasticsearch cannot store them (NaN, stale "
-            "marker, Inf, timestamp out of range).", ["function", "reason"])
+            "marker, Inf, timestamp out of range).",
+            ["function", "reason"],
+        )
         self.writer = BulkWriter(lambda body: post_bulk(self.client, config, body), context)
         self.m_documents = self.writer.m_documents
         self.function = context.function
@@ -33,8 +35,11 @@ class ElasticsearchMetricsSink:
         if not self.config.template.install:
             return
         install_templates(self.client, self.config)
-        self.log.info("index template %s for %s is in place", self.config.template_name,
-                      self.config.index_pattern)
+        self.log.info(
+            "index template %s for %s is in place",
+            self.config.template_name,
+            self.config.index_pattern,
+        )
 
     def handle(self, batch: Batch) -> Delivered:
         encoded = self.encoder.encode(batch)

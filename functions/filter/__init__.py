@@ -19,7 +19,7 @@ SPEC = FunctionSpec(
     name="filter",
     kind="transform",
     summary="Keep or drop log entries by label selector and line regex: logs topic in, "
-            "logs topic out.",
+    "logs topic out.",
     config_model=FilterConfig,
     create=FilterTransform,
     example="""\

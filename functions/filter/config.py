@@ -14,8 +14,10 @@ __all__ = ["FilterConfig", "Matcher", "parse_selector"]
 Op = Literal["=", "!=", "=~", "!~"]
 _OPS: dict[str, Op] = {"=": "=", "!=": "!=", "=~": "=~", "!~": "!~"}
 
-_MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*'
-                      r'"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+_MATCHER = re.compile(
+    r"\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"
+    r'"((?:[^"\\]|\\.)*)"\s*(?:,|$)'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +44,14 @@ def parse_selector(text: str) -> tuple[Matcher, ...]:
     """``{app="web", level=~"debug|trace"}`` → matchers; raises ValueError."""
     body = text.strip()
     if not (body.startswith("{") and body.endswith("}")):
-        raise ValueError(f"a selector is written {{name=\"value\", ...}}, not {text!r}")
+        raise ValueError(f'a selector is written {{name="value", ...}}, not {text!r}')
     body = body[1:-1].strip()
     matchers: list[Matcher] = []
     pos = 0
     while pos < len(body):
         match = _MATCHER.match(body, pos)
         if match is None:
-            raise ValueError(f"cannot read selector near {body[pos:pos + 30]!r}")
+            raise ValueError(f"cannot read selector near {body[pos : pos + 30]!r}")
         name, op, quoted = match.groups()
         value = json.loads(f'"{quoted}"') if "\\" in quoted else quoted
         try:
@@ -67,15 +69,19 @@ class FilterConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     action: Literal["drop", "keep"] = Field(
-        "drop", description="`drop` (default): matching entries are removed; `keep`: only "
-                            "matching entries stay.")
+        "drop",
+        description="`drop` (default): matching entries are removed; `keep`: only "
+        "matching entries stay.",
+    )
     selector: str | None = Field(
-        None, description='Stream selector, Loki/Prometheus syntax: {app="web", '
+        None,
+        description='Stream selector, Loki/Prometheus syntax: {app="web", '
         'level!="info", pod=~"web-.*", ns!~"kube-.*"}; regexes are anchored; a missing '
-        "label is the empty string. Default: every stream matches.")
+        "label is the empty string. Default: every stream matches.",
+    )
     line_regex: str | None = Field(
-        None, description="Regex searched (unanchored) in the line. Default: every line "
-                          "matches.")
+        None, description="Regex searched (unanchored) in the line. Default: every line matches."
+    )
 
     @field_validator("selector")
     @classmethod

@@ -18,8 +18,8 @@ class FilterTransform:
         self.filter = EntryFilter(config)
         self.name = context.function
         self.m_dropped = context.registry.counter(
-            "ferryman_lines_dropped_total", "Log lines dropped, by reason.",
-            ["function", "reason"])
+            "ferryman_lines_dropped_total", "Log lines dropped, by reason.", ["function", "reason"]
+        )
 
     def start(self) -> None:
         pass

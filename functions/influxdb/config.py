@@ -20,55 +20,83 @@ class InfluxDBConfig(HttpClientConfig):
 
     auth_fields: ClassVar[tuple[str, ...]] = ("username", "token")
 
-    url: str = Field(description="Base URL, e.g. http://influxdb:8086; the API path "
-                                 "(/write or /api/v2/write) is appended.")
-    api: Literal["v1", "v2"] = Field("v1", description="v1: /write with database, "
-                                     "retention_policy, username/password (default). "
-                                     "v2: /api/v2/write with org, bucket and token.")
+    url: str = Field(
+        description="Base URL, e.g. http://influxdb:8086; the API path "
+        "(/write or /api/v2/write) is appended."
+    )
+    api: Literal["v1", "v2"] = Field(
+        "v1",
+        description="v1: /write with database, "
+        "retention_policy, username/password (default). "
+        "v2: /api/v2/write with org, bucket and token.",
+    )
     database: str | None = Field(None, description="v1: the database (`db`); required for v1.")
-    retention_policy: str | None = Field(None, description="v1: the retention policy (`rp`); "
-                                                           "default: the database's default.")
-    username: str | None = Field(None, description="v1: user, sent with `password` as HTTP "
-                                 "basic auth (what the u/p parameters do, but kept out of "
-                                 "URLs and access logs). Default: none.")
+    retention_policy: str | None = Field(
+        None, description="v1: the retention policy (`rp`); default: the database's default."
+    )
+    username: str | None = Field(
+        None,
+        description="v1: user, sent with `password` as HTTP "
+        "basic auth (what the u/p parameters do, but kept out of "
+        "URLs and access logs). Default: none.",
+    )
     password: str | None = Field(None, description="v1: password of `username`.")
     org: str | None = Field(None, description="v2: organisation name or id; required for v2.")
     bucket: str | None = Field(None, description="v2: bucket; required for v2.")
-    token: str | None = Field(None, description="v2: API token, sent as "
-                                                "`Authorization: Token ...`. Default: none.")
+    token: str | None = Field(
+        None, description="v2: API token, sent as `Authorization: Token ...`. Default: none."
+    )
     precision: Literal["ns", "us", "ms", "s"] = Field(
-        "ns", description="Timestamp precision written (default ns). Prometheus samples carry "
-                          "ms, so `s` truncates to the second.")
+        "ns",
+        description="Timestamp precision written (default ns). Prometheus samples carry "
+        "ms, so `s` truncates to the second.",
+    )
     measurement: str | None = Field(
-        None, description="Default none: the measurement is the metric name and the sample "
-                          "is field `field` (InfluxDB 1.x's own Prometheus layout). Set it to "
-                          "write every series to this one measurement with the metric name "
-                          "as the field key instead.")
-    field: str = Field("value", description="Field key of the sample when the measurement is "
-                                            "the metric name (default `value`).")
+        None,
+        description="Default none: the measurement is the metric name and the sample "
+        "is field `field` (InfluxDB 1.x's own Prometheus layout). Set it to "
+        "write every series to this one measurement with the metric name "
+        "as the field key instead.",
+    )
+    field: str = Field(
+        "value",
+        description="Field key of the sample when the measurement is "
+        "the metric name (default `value`).",
+    )
     string_fields: tuple[str, ...] = Field(
-        (), description="Labels written as string fields instead of tags (for "
-                        "high-cardinality labels such as request ids). Default: none.")
+        (),
+        description="Labels written as string fields instead of tags (for "
+        "high-cardinality labels such as request ids). Default: none.",
+    )
     escape_backslashes: bool = Field(
-        False, description="Write each backslash in names and tag values as two. InfluxDB "
-                           "1.x and 2.x read backslashes literally (default false); "
-                           "VictoriaMetrics and Telegraf read `\\\\` as one backslash: set "
-                           "true for them.")
+        False,
+        description="Write each backslash in names and tag values as two. InfluxDB "
+        "1.x and 2.x read backslashes literally (default false); "
+        "VictoriaMetrics and Telegraf read `\\\\` as one backslash: set "
+        "true for them.",
+    )
     cluster_from_header: bool = Field(
-        True, description="Tag a series that has no `cluster` label with the message's "
-                          "`cluster` header (default true).")
-    max_lines: int = Field(5000, ge=1, description="Lines per request at most (default 5000, "
-                                                   "InfluxDB's recommended batch).")
-    max_bytes: int = Field(4 * 2**20, ge=1024, description="Uncompressed bytes per request at "
-                                                            "most (default 4 MiB).")
+        True,
+        description="Tag a series that has no `cluster` label with the message's "
+        "`cluster` header (default true).",
+    )
+    max_lines: int = Field(
+        5000,
+        ge=1,
+        description="Lines per request at most (default 5000, InfluxDB's recommended batch).",
+    )
+    max_bytes: int = Field(
+        4 * 2**20, ge=1024, description="Uncompressed bytes per request at most (default 4 MiB)."
+    )
     gzip: bool = Field(False, description="Send request bodies gzip-compressed (default false).")
 
     @field_validator("measurement")
     @classmethod
     def _measurement(cls, measurement: str | None) -> str | None:
         if measurement is not None and (not measurement or measurement.startswith("#")):
-            raise ValueError("measurement must be non-empty and not start with '#' "
-                             "(a comment in line protocol)")
+            raise ValueError(
+                "measurement must be non-empty and not start with '#' (a comment in line protocol)"
+            )
         return measurement
 
     @field_validator("field")
@@ -91,8 +119,10 @@ class InfluxDBConfig(HttpClientConfig):
         if (self.username is None) != (self.password is None):
             raise ValueError("set username and password together")
         if self.measurement is not None and self.field != "value":
-            raise ValueError("field applies when the measurement is the metric name; with "
-                             "measurement set the metric name is the field key")
+            raise ValueError(
+                "field applies when the measurement is the metric name; with "
+                "measurement set the metric name is the field key"
+            )
         return self
 
     def credentials(self) -> Credentials:

@@ -105,10 +105,12 @@ class LineEncoder:
         self._string_fields = frozenset(config.string_fields)
         self._cluster_from_header = config.cluster_from_header
         # The same series comes back in every scrape: its line head is worked out once.
-        self._heads: dict[tuple[Labels, str | None], tuple[tuple[str, str] | None,
-                                                           tuple[str, ...]]] = {}
-        self._scale = {"ns": (1_000_000, 1), "us": (1000, 1), "ms": (1, 1),
-                       "s": (1, 1000)}[config.precision]
+        self._heads: dict[
+            tuple[Labels, str | None], tuple[tuple[str, str] | None, tuple[str, ...]]
+        ] = {}
+        self._scale = {"ns": (1_000_000, 1), "us": (1000, 1), "ms": (1, 1), "s": (1, 1000)}[
+            config.precision
+        ]
 
     def lines(self, series: TimeSeries, cluster: str | None, tally: Tally) -> list[bytes]:
         """One line per writable sample of ``series``; ``cluster`` is the record's header."""
@@ -137,12 +139,12 @@ class LineEncoder:
             if not math.isfinite(value):
                 tally.skipped[skip_reason(value) or "nan"] += 1
                 continue
-            out.append(f"{prefix}{value!r}{suffix} {sample.timestamp_ms * multiply // divide}"
-                       .encode())
+            out.append(
+                f"{prefix}{value!r}{suffix} {sample.timestamp_ms * multiply // divide}".encode()
+            )
         return out
 
-    def _head(self, name: str, labels: dict[str, str],
-              tally: Tally) -> tuple[str, str] | None:
+    def _head(self, name: str, labels: dict[str, str], tally: Tally) -> tuple[str, str] | None:
         """The line up to the sample value, and the string fields after it."""
         if not name:
             return None
@@ -255,6 +257,8 @@ def write_target(config: InfluxDBConfig) -> Target:
             params["rp"] = config.retention_policy
         return Target(f"{config.url}/write", params, headers)
     assert config.org is not None and config.bucket is not None
-    return Target(f"{config.url}/api/v2/write",
-                  {"org": config.org, "bucket": config.bucket, "precision": config.precision},
-                  headers)
+    return Target(
+        f"{config.url}/api/v2/write",
+        {"org": config.org, "bucket": config.bucket, "precision": config.precision},
+        headers,
+    )

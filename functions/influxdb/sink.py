@@ -33,9 +33,15 @@ class InfluxDBSink:
         dead: dict[int, str] = {}
         lines, tallies = encode_records(batch, dead, self.encoder.lines)
         chunks = chunk(lines, self.config.max_lines, self.config.max_bytes)
-        hand_back = deliver_chunks(chunks, self._post, classify=classify,
-                                   data_at_fault=data_at_fault, dead=dead, backend="InfluxDB",
-                                   log=self.log)
+        hand_back = deliver_chunks(
+            chunks,
+            self._post,
+            classify=classify,
+            data_at_fault=data_at_fault,
+            dead=dead,
+            backend="InfluxDB",
+            log=self.log,
+        )
         self.counters.count(tallies, hand_back.retry)
         return delivered(batch, dead, hand_back)
 

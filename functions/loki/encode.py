@@ -35,8 +35,19 @@ from workers.records import Record
 
 from .config import LokiConfig
 
-__all__ = ["Chunk", "Labels", "Limiter", "Tally", "chunk", "chunk_streams", "cut_utf8",
-           "record_cluster", "record_tenant", "request_body", "request_headers"]
+__all__ = [
+    "Chunk",
+    "Labels",
+    "Limiter",
+    "Tally",
+    "chunk",
+    "chunk_streams",
+    "cut_utf8",
+    "record_cluster",
+    "record_tenant",
+    "request_body",
+    "request_headers",
+]
 
 Labels = tuple[tuple[str, str], ...]
 _CACHE_SIZE = 1 << 16
@@ -118,8 +129,11 @@ class Limiter:
             limited = list(map(self.line, lines, repeat(tally)))
             if all(map(is_, limited, lines)):
                 return entries
-            kept = [(ts, line) for ts, line in zip(entries.timestamps, limited, strict=True)
-                    if line is not None]
+            kept = [
+                (ts, line)
+                for ts, line in zip(entries.timestamps, limited, strict=True)
+                if line is not None
+            ]
             return Entries([ts for ts, _ in kept], [line for _, line in kept])
         out: list[Entry] = []
         for entry in entries:
@@ -131,8 +145,9 @@ class Limiter:
             out.append(entry)
         return out
 
-    def labels(self, labels: Mapping[str, str], cluster: str, entries: int,
-               tally: Tally) -> Labels | None:
+    def labels(
+        self, labels: Mapping[str, str], cluster: str, entries: int, tally: Tally
+    ) -> Labels | None:
         """The label set to send for a stream of ``entries`` lines, or None when the
         stream is dropped; ``cluster`` is added as label ``cluster`` when missing."""
         key = (tuple(sorted(labels.items())), cluster)
@@ -164,7 +179,7 @@ class Limiter:
         if reasons and self._drop_streams:
             return None, tuple(reasons)
         out: dict[str, str] = {}
-        for name in sorted(items)[:self._max_names]:
+        for name in sorted(items)[: self._max_names]:
             # On a clash of cut names the first by name wins.
             out.setdefault(cut_utf8(name, self._max_name), cut_utf8(items[name], self._max_value))
         return tuple(sorted(out.items())), tuple(reasons)
@@ -191,8 +206,9 @@ class Chunk:
 
     def push_request(self) -> bytes:
         """The uncompressed PushRequest protobuf."""
-        return encode_push_request(Stream(dict(labels), entries)
-                                   for labels, _, entries in self.streams)
+        return encode_push_request(
+            Stream(dict(labels), entries) for labels, _, entries in self.streams
+        )
 
     def by_owner(self) -> list[Chunk]:
         """This chunk split into one chunk per record, in record order."""
@@ -200,9 +216,16 @@ class Chunk:
         for labels, owners, entries in self.streams:
             for owner, entry in zip(owners, entries, strict=True):
                 split.setdefault(owner, {}).setdefault(labels, []).append(entry)
-        return [Chunk(self.tenant, tuple((labels, (owner,) * len(entries), entries)
-                                         for labels, entries in split[owner].items()))
-                for owner in sorted(split)]
+        return [
+            Chunk(
+                self.tenant,
+                tuple(
+                    (labels, (owner,) * len(entries), entries)
+                    for labels, entries in split[owner].items()
+                ),
+            )
+            for owner in sorted(split)
+        ]
 
 
 def _label_size(labels: Labels) -> int:
@@ -231,12 +254,14 @@ def chunk(items: Iterable[tuple[int, str, Labels, Entry]], max_bytes: int) -> li
     entries by time and cut them into chunks of about ``max_bytes`` of protobuf at most
     (a single larger entry gets a chunk of its own). Tenants and streams keep the order
     in which they were first seen."""
-    return chunk_streams(((owner, tenant, labels, (entry,))
-                          for owner, tenant, labels, entry in items), max_bytes)
+    return chunk_streams(
+        ((owner, tenant, labels, (entry,)) for owner, tenant, labels, entry in items), max_bytes
+    )
 
 
-def chunk_streams(items: Iterable[tuple[int, str, Labels, Sequence[Entry]]],
-                  max_bytes: int) -> list[Chunk]:
+def chunk_streams(
+    items: Iterable[tuple[int, str, Labels, Sequence[Entry]]], max_bytes: int
+) -> list[Chunk]:
     """:func:`chunk` for ``(owner, tenant, labels, entries)``: the same chunks as for the
     entries one by one, with no object per entry when they are :class:`Entries`."""
     grouped: dict[str, dict[Labels, list[tuple[int, Sequence[Entry]]]]] = {}
@@ -258,8 +283,7 @@ def chunk_streams(items: Iterable[tuple[int, str, Labels, Sequence[Entry]]],
                     current, size = [], 0
                 size += head
                 # The run takes entries while they fit, and its first one whatever its size.
-                end = max(bisect_right(sums, max_bytes - size + sums[start], start) - 1,
-                          start + 1)
+                end = max(bisect_right(sums, max_bytes - size + sums[start], start) - 1, start + 1)
                 size += sums[end] - sums[start]
                 current.append((labels, owners[start:end], entries[start:end]))
                 if end < count:
@@ -271,8 +295,7 @@ def chunk_streams(items: Iterable[tuple[int, str, Labels, Sequence[Entry]]],
     return chunks
 
 
-def _merge(parts: list[tuple[int, Sequence[Entry]]]) -> tuple[tuple[int, ...],
-                                                               Sequence[Entry]]:
+def _merge(parts: list[tuple[int, Sequence[Entry]]]) -> tuple[tuple[int, ...], Sequence[Entry]]:
     """One stream's entries from several records, sorted by time (stable), with the
     owner of each; by column when every part is."""
     owners = tuple(chain.from_iterable(repeat(owner, len(entries)) for owner, entries in parts))

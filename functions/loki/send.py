@@ -16,7 +16,6 @@ def make_client(config: LokiConfig, context: Context) -> httpx.Client:
     return _make_client(config, context)
 
 
-def post(client: httpx.Client, url: str, body: bytes,
-         headers: dict[str, str]) -> httpx.Response:
+def post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
     """POST ``body``; raises httpx.TransportError when Loki cannot be reached."""
     return client.post(url, content=body, headers=headers)

@@ -39,15 +39,19 @@ class LokiSink:
         self.function = context.function
         self.m_truncated = context.registry.counter(
             "ferryman_lines_truncated_total",
-            "Log lines cut to fit the backend's limits, by reason.", ["function", "reason"])
+            "Log lines cut to fit the backend's limits, by reason.",
+            ["function", "reason"],
+        )
         self.m_dropped = context.registry.counter(
             "ferryman_lines_dropped_total",
             "Log lines not sent because they break the backend's limits, by reason.",
-            ["function", "reason"])
+            ["function", "reason"],
+        )
         self.m_labels = context.registry.counter(
             "ferryman_labels_truncated_total",
             "Streams whose labels were cut to fit the backend's limits, by reason.",
-            ["function", "reason"])
+            ["function", "reason"],
+        )
 
     def start(self) -> None:
         pass
@@ -77,13 +81,23 @@ class LokiSink:
 
     def _deliver(self, chunks: list[Chunk], dead: dict[int, str]) -> HandBack:
         """Push ``chunks`` in order; fills ``dead``; returns the records to retry."""
-        return deliver_chunks(chunks, self._post, classify=classify,
-                              data_at_fault=data_at_fault, dead=dead, backend="Loki",
-                              log=self.log)
+        return deliver_chunks(
+            chunks,
+            self._post,
+            classify=classify,
+            data_at_fault=data_at_fault,
+            dead=dead,
+            backend="Loki",
+            log=self.log,
+        )
 
     def _post(self, chunk: Chunk) -> httpx.Response:
-        return post(self.client, self.config.push_url, request_body(chunk),
-                    request_headers(self.config, chunk.tenant))
+        return post(
+            self.client,
+            self.config.push_url,
+            request_body(chunk),
+            request_headers(self.config, chunk.tenant),
+        )
 
     def _count(self, tallies: list[Tally], retry: frozenset[int]) -> None:
         for index, tally in enumerate(tallies):

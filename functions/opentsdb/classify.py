@@ -29,12 +29,16 @@ from workers.outcome import Outcome, classify_http
 
 from .encode import Chunk
 
-__all__ = ["TRANSIENT_ERRORS", "blame", "classify", "data_at_fault", "item_status",
-           "transient"]
+__all__ = ["TRANSIENT_ERRORS", "blame", "classify", "data_at_fault", "item_status", "transient"]
 
 #: How OpenTSDB's per-datapoint errors about storage (not about the datapoint) begin.
-TRANSIENT_ERRORS = ("Storage exception", "Please throttle", "Timeout exception",
-                    "Write timedout", "Unexpected exception")
+TRANSIENT_ERRORS = (
+    "Storage exception",
+    "Please throttle",
+    "Timeout exception",
+    "Write timedout",
+    "Unexpected exception",
+)
 
 _DATA_AT_FAULT = frozenset({400, 413})
 Kind = Literal["retry", "permanent"]
@@ -77,8 +81,10 @@ def _errors(answer: Mapping[str, Any]) -> list[tuple[Any, str]]:
 
 def _describe(datapoint: Any, message: str) -> str:
     if isinstance(datapoint, dict):
-        return f"{message} ({datapoint.get('metric')} {datapoint.get('tags')} " \
-               f"at {datapoint.get('timestamp')})"
+        return (
+            f"{message} ({datapoint.get('metric')} {datapoint.get('tags')} "
+            f"at {datapoint.get('timestamp')})"
+        )
     return message
 
 
@@ -109,14 +115,12 @@ def classify(status: int, headers: Mapping[str, str], body: str) -> Outcome:
             return Outcome("ok")
         errors = _errors(answer)
         first = f"; first: {_describe(*errors[0])}" if errors else ""
-        return Outcome("retry", f"HTTP {status}: OpenTSDB did not store {failed} "
-                                f"datapoints{first}")
+        return Outcome("retry", f"HTTP {status}: OpenTSDB did not store {failed} datapoints{first}")
     outcome = classify_http(status, headers, body)
     if status == 400 and answer is not None:
         errors = _errors(answer)
         failed = _count(answer.get("failed")) + _count(answer.get("timeouts"))
-        kind: Kind = "retry" if errors and all(transient(m) for _, m in errors) \
-            else "permanent"
+        kind: Kind = "retry" if errors and all(transient(m) for _, m in errors) else "permanent"
         first = f"; first: {_describe(*errors[0])}" if errors else ""
         return Outcome(kind, f"HTTP 400: OpenTSDB refused {failed} datapoints{first}")
     return Outcome(outcome.kind, f"HTTP {status}: {_message(body)}", outcome.delay)
@@ -157,8 +161,7 @@ def blame(status: int, body: str, chunk: Chunk) -> dict[int, Outcome] | None:
         kind: Kind = "retry" if transient(message) else "permanent"
         reason = f"HTTP {status}: OpenTSDB refused a datapoint: {_describe(datapoint, message)}"
         for owner in owners:
-            if owner not in verdicts or (kind == "permanent"
-                                         and verdicts[owner].kind == "retry"):
+            if owner not in verdicts or (kind == "permanent" and verdicts[owner].kind == "retry"):
                 verdicts[owner] = Outcome(kind, reason, status=item_status(message))
     return verdicts
 

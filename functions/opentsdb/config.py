@@ -35,30 +35,49 @@ class OpenTSDBConfig(HttpAuthConfig):
     HTTP listener speaks it too)."""
 
     url: str = Field(description="Base URL, e.g. http://opentsdb:4242; /api/put is appended.")
-    max_datapoints: int = Field(50, ge=1, description="Datapoints per request at most "
-                                                      "(default 50, OpenTSDB's advice).")
-    max_tags: int = Field(8, ge=1, description="Tags per datapoint at most (default 8, "
-                                               "OpenTSDB's tsd.storage.max_tags). Extra tags "
-                                               "are dropped: `keep_tags` first, then the "
-                                               "others in name order; each drop is counted.")
-    keep_tags: tuple[str, ...] = Field(("cluster",), description="Tags kept first when "
-                                                                 "`max_tags` applies, in this "
-                                                                 "order (default [cluster]).")
+    max_datapoints: int = Field(
+        50, ge=1, description="Datapoints per request at most (default 50, OpenTSDB's advice)."
+    )
+    max_tags: int = Field(
+        8,
+        ge=1,
+        description="Tags per datapoint at most (default 8, "
+        "OpenTSDB's tsd.storage.max_tags). Extra tags "
+        "are dropped: `keep_tags` first, then the "
+        "others in name order; each drop is counted.",
+    )
+    keep_tags: tuple[str, ...] = Field(
+        ("cluster",),
+        description="Tags kept first when `max_tags` applies, in this order (default [cluster]).",
+    )
     placeholder_tag: PlaceholderTag = Field(
         default_factory=PlaceholderTag,
         description="Added to a series that has no tag at all, since OpenTSDB requires one "
-                    "(default cluster=unknown).")
-    replacement: str = Field("_", description="Replaces each character OpenTSDB does not "
-                                              "accept in names and tag values (default _).")
+        "(default cluster=unknown).",
+    )
+    replacement: str = Field(
+        "_",
+        description="Replaces each character OpenTSDB does not "
+        "accept in names and tag values (default _).",
+    )
     cluster_from_header: bool = Field(
-        True, description="Tag a series that has no `cluster` label with the message's "
-                          "`cluster` header (default true).")
-    sync: bool = Field(True, description="Ask OpenTSDB to answer only once the datapoints are "
-                                         "stored (`?sync`, default true). Without it a 204 "
-                                         "means queued, not stored.")
-    sync_timeout_s: float = Field(20.0, ge=0, description="How long OpenTSDB may wait for "
-                                                          "storage with `sync` (default 20 s, "
-                                                          "0 = no limit); below timeout_s.")
+        True,
+        description="Tag a series that has no `cluster` label with the message's "
+        "`cluster` header (default true).",
+    )
+    sync: bool = Field(
+        True,
+        description="Ask OpenTSDB to answer only once the datapoints are "
+        "stored (`?sync`, default true). Without it a 204 "
+        "means queued, not stored.",
+    )
+    sync_timeout_s: float = Field(
+        20.0,
+        ge=0,
+        description="How long OpenTSDB may wait for "
+        "storage with `sync` (default 20 s, "
+        "0 = no limit); below timeout_s.",
+    )
 
     @field_validator("replacement")
     @classmethod
@@ -70,6 +89,8 @@ class OpenTSDBConfig(HttpAuthConfig):
     @model_validator(mode="after")
     def _timeouts(self) -> OpenTSDBConfig:
         if self.sync and self.sync_timeout_s >= self.timeout_s:
-            raise ValueError("sync_timeout_s must be below timeout_s, so that OpenTSDB "
-                             "reports what it stored before the request times out")
+            raise ValueError(
+                "sync_timeout_s must be below timeout_s, so that OpenTSDB "
+                "reports what it stored before the request times out"
+            )
         return self

@@ -72,8 +72,7 @@ class DatapointEncoder:
         # The same series comes back in every scrape: its head is worked out once.
         self._heads: dict[tuple[Labels, str | None], _Head | None] = {}
 
-    def datapoints(self, series: TimeSeries, cluster: str | None,
-                   tally: Tally) -> list[bytes]:
+    def datapoints(self, series: TimeSeries, cluster: str | None, tally: Tally) -> list[bytes]:
         """One JSON object per writable sample of ``series``; ``cluster`` is the header."""
         key = (series.labels, cluster)
         if key in self._heads:
@@ -134,9 +133,11 @@ class DatapointEncoder:
         if len(tags) > self._config.max_tags:
             order = sorted(tags, key=lambda k: (self._keep.get(k, len(self._keep)), k))
             dropped += len(order) - self._config.max_tags
-            tags = {k: tags[k] for k in order[:self._config.max_tags]}
-        prefix = (f'{{"metric":{json.dumps(metric)},"tags":'
-                  f'{json.dumps(tags, separators=(",", ":"), sort_keys=True)},"timestamp":')
+            tags = {k: tags[k] for k in order[: self._config.max_tags]}
+        prefix = (
+            f'{{"metric":{json.dumps(metric)},"tags":'
+            f'{json.dumps(tags, separators=(",", ":"), sort_keys=True)},"timestamp":'
+        )
         return _Head(prefix, tuple(sanitized), dropped)
 
 
@@ -164,5 +165,6 @@ class Chunk:
 def chunk(datapoints: Iterable[tuple[int, bytes]], max_datapoints: int) -> list[Chunk]:
     """Cut ``datapoints`` in order into chunks of at most ``max_datapoints``."""
     units = list(datapoints)
-    return [Chunk(tuple(units[i:i + max_datapoints]))
-            for i in range(0, len(units), max_datapoints)]
+    return [
+        Chunk(tuple(units[i : i + max_datapoints])) for i in range(0, len(units), max_datapoints)
+    ]

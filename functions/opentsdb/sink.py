@@ -32,9 +32,15 @@ class OpenTSDBSink:
         dead: dict[int, str] = {}
         datapoints, tallies = encode_records(batch, dead, self.encoder.datapoints)
         hand_back = deliver_chunks(
-            chunk(datapoints, self.config.max_datapoints), self._post, classify=classify,
-            data_at_fault=data_at_fault, blame=blame, dead=dead, backend="OpenTSDB",
-            log=self.log)
+            chunk(datapoints, self.config.max_datapoints),
+            self._post,
+            classify=classify,
+            data_at_fault=data_at_fault,
+            blame=blame,
+            dead=dead,
+            backend="OpenTSDB",
+            log=self.log,
+        )
         self.counters.count(tallies, hand_back.retry)
         return delivered(batch, dead, hand_back)
 

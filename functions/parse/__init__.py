@@ -30,7 +30,7 @@ SPEC = FunctionSpec(
     name="parse",
     kind="transform",
     summary="Parse log lines (JSON, logfmt, regex) into structured metadata fields: "
-            "logs topic in, logs topic out.",
+    "logs topic in, logs topic out.",
     config_model=ParseConfig,
     create=ParseTransform,
     example="""\

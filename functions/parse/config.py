@@ -23,37 +23,66 @@ class ParseConfig(BaseModel):
 
     format: Literal["json", "logfmt", "regex"] = Field(
         description="How lines are read: a JSON object (top-level keys; nested values "
-                    "as compact JSON text), logfmt, or `regex` with named groups.")
-    regex: str | None = Field(None, description="Pattern with named groups, searched in "
-                              "the line (required for, and only for, format regex).")
+        "as compact JSON text), logfmt, or `regex` with named groups."
+    )
+    regex: str | None = Field(
+        None,
+        description="Pattern with named groups, searched in "
+        "the line (required for, and only for, format regex).",
+    )
     json_paths: dict[str, str] = Field(
-        default_factory=dict, description="Format json only: extra fields taken by path "
-        "expression, name → path (e.g. `user_id: user.id`, `first: items[0]`). Default none.")
+        default_factory=dict,
+        description="Format json only: extra fields taken by path "
+        "expression, name → path (e.g. `user_id: user.id`, `first: items[0]`). Default none.",
+    )
     keep: tuple[str, ...] | None = Field(
-        None, description="Names of the fields kept (after `json_paths`); default: all.")
+        None, description="Names of the fields kept (after `json_paths`); default: all."
+    )
     promote: tuple[str, ...] = Field(
-        (), max_length=8, description="Fields made stream labels (at most 8; default none). "
+        (),
+        max_length=8,
+        description="Fields made stream labels (at most 8; default none). "
         "A value over `max_label_value_length`, or a new value once a label already has "
         "`max_values_per_label` values, is not promoted (it stays in the metadata) and "
         "is counted in ferryman_parse_promotions_refused_total{function,label,reason}. A "
-        "label the stream already has is never overwritten.")
-    max_fields: int = Field(64, ge=1, description="Parsed fields kept per line at most, "
-                            "in line order (default 64; Loki refuses more than 128 "
-                            "metadata entries); the rest are dropped and counted in "
-                            "ferryman_parse_fields_limited_total{reason=\"too_many_fields\"}.")
-    max_value_length: int = Field(2048, ge=1, description="Longest field value in "
-                                  "characters (default 2048); longer ones are cut and "
-                                  "counted (reason value_too_long).")
-    max_label_value_length: int = Field(64, ge=1, description="Longest promoted value, in "
-                                        "characters (default 64).")
-    max_values_per_label: int = Field(100, ge=1, description="Distinct values one promoted "
-                                      "label takes per worker process at most (default 100).")
-    output: str | None = Field(None, description="Replace the line with this field's value "
-                               "(the field then leaves the metadata); lines without the "
-                               "field keep their text. Default: keep the line.")
-    sanitize_names: bool = Field(True, description="Make field names valid label names "
-                                 "(other characters become `_`, a leading digit gets `_`), "
-                                 "as Loki wants for structured metadata (default true).")
+        "label the stream already has is never overwritten.",
+    )
+    max_fields: int = Field(
+        64,
+        ge=1,
+        description="Parsed fields kept per line at most, "
+        "in line order (default 64; Loki refuses more than 128 "
+        "metadata entries); the rest are dropped and counted in "
+        'ferryman_parse_fields_limited_total{reason="too_many_fields"}.',
+    )
+    max_value_length: int = Field(
+        2048,
+        ge=1,
+        description="Longest field value in "
+        "characters (default 2048); longer ones are cut and "
+        "counted (reason value_too_long).",
+    )
+    max_label_value_length: int = Field(
+        64, ge=1, description="Longest promoted value, in characters (default 64)."
+    )
+    max_values_per_label: int = Field(
+        100,
+        ge=1,
+        description="Distinct values one promoted "
+        "label takes per worker process at most (default 100).",
+    )
+    output: str | None = Field(
+        None,
+        description="Replace the line with this field's value "
+        "(the field then leaves the metadata); lines without the "
+        "field keep their text. Default: keep the line.",
+    )
+    sanitize_names: bool = Field(
+        True,
+        description="Make field names valid label names "
+        "(other characters become `_`, a leading digit gets `_`), "
+        "as Loki wants for structured metadata (default true).",
+    )
 
     @field_validator("regex")
     @classmethod

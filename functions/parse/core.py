@@ -68,8 +68,9 @@ class Parser:
             document = parse_json(line)
             if document is None:
                 return None
-            out = {name: scalar_text(value) for name, value in document.items()
-                   if value is not None}
+            out = {
+                name: scalar_text(value) for name, value in document.items() if value is not None
+            }
             for name, steps in paths.items():
                 value = lookup(document, steps)
                 if value is not None:
@@ -105,12 +106,12 @@ class Parser:
                 extra, entry = self._entry(entry, found, base, tally)
                 split.setdefault(extra, []).append(entry)
             for extra, entries in split.items():
-                out.append(Stream({**base, **dict(extra)} if extra else stream.labels,
-                                  entries))
+                out.append(Stream({**base, **dict(extra)} if extra else stream.labels, entries))
         return out
 
-    def _entry(self, entry: Entry, found: dict[str, str], labels: Mapping[str, str],
-               tally: Tally) -> tuple[Labels, Entry]:
+    def _entry(
+        self, entry: Entry, found: dict[str, str], labels: Mapping[str, str], tally: Tally
+    ) -> tuple[Labels, Entry]:
         line = entry.line
         if self.config.output is not None and self.config.output in found:
             line = found.pop(self.config.output)
@@ -125,11 +126,10 @@ class Parser:
                 continue
             promoted.append((name, found.pop(name)))
         keep = self._keep
-        parsed = {name: value for name, value in found.items()
-                  if keep is None or name in keep}
+        parsed = {name: value for name, value in found.items() if keep is None or name in keep}
         if len(parsed) > self.config.max_fields:
             tally.limited["too_many_fields"] += len(parsed) - self.config.max_fields
-            parsed = dict(list(parsed.items())[:self.config.max_fields])
+            parsed = dict(list(parsed.items())[: self.config.max_fields])
         longest = self.config.max_value_length
         for name, value in parsed.items():
             if len(value) > longest:

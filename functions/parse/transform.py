@@ -17,18 +17,23 @@ class ParseTransform:
         self.parser = Parser(config)
         self.name = context.function
         self.m_parsed = context.registry.counter(
-            "ferryman_lines_parsed_total", "Log lines parsed into fields.", ["function"])
+            "ferryman_lines_parsed_total", "Log lines parsed into fields.", ["function"]
+        )
         self.m_unparsed = context.registry.counter(
             "ferryman_lines_unparsed_total",
-            "Log lines that did not parse and passed unchanged.", ["function"])
+            "Log lines that did not parse and passed unchanged.",
+            ["function"],
+        )
         self.m_limited = context.registry.counter(
             "ferryman_parse_fields_limited_total",
             "Parsed fields dropped or cut by the field limits, by reason.",
-            ["function", "reason"])
+            ["function", "reason"],
+        )
         self.m_refused = context.registry.counter(
             "ferryman_parse_promotions_refused_total",
             "Field values not made stream labels by the cardinality guard, by reason.",
-            ["function", "label", "reason"])
+            ["function", "label", "reason"],
+        )
 
     def start(self) -> None:
         pass

@@ -15,13 +15,17 @@ class RemoteWriteConfig(HttpAuthConfig):
     receive and VictoriaMetrics (all speak remote write 1.0)."""
 
     url: str = Field(description="Remote write endpoint, e.g. http://prometheus:9090/api/v1/write.")
-    tenant: str | None = Field(None, description="X-Scope-OrgID sent with every request "
-                                                 "(Cortex/Mimir). Default: none.")
-    tenant_from_header: bool = Field(True, description="When `tenant` is unset, use the "
-                                                       "message's `tenant` header, if any.")
+    tenant: str | None = Field(
+        None, description="X-Scope-OrgID sent with every request (Cortex/Mimir). Default: none."
+    )
+    tenant_from_header: bool = Field(
+        True, description="When `tenant` is unset, use the message's `tenant` header, if any."
+    )
     metric_relabel_configs: tuple[RelabelConfig, ...] = Field(
-        (), description="Relabel series before sending (decode + relabel + encode). "
-                        "Default none: the edge's payload is forwarded as is.")
+        (),
+        description="Relabel series before sending (decode + relabel + encode). "
+        "Default none: the edge's payload is forwarded as is.",
+    )
 
     @field_validator("url")
     @classmethod

@@ -45,8 +45,11 @@ class RemoteWriteSink:
         self.client = make_client(config, context)
         self.log = context.log
         self.check = LabelCheck()
-        self.rewriter = (Rewriter(compile_rules(config.metric_relabel_configs))
-                         if config.metric_relabel_configs else None)
+        self.rewriter = (
+            Rewriter(compile_rules(config.metric_relabel_configs))
+            if config.metric_relabel_configs
+            else None
+        )
 
     def start(self) -> None:
         pass
@@ -78,8 +81,14 @@ class RemoteWriteSink:
                 continue
             if body is not None:
                 requests.append(_Request(index, body, request_headers(self.config, record)))
-        hand_back = deliver_chunks(requests, self._post, classify=classify, dead=dead,
-                                   backend="the remote-write receiver", log=self.log)
+        hand_back = deliver_chunks(
+            requests,
+            self._post,
+            classify=classify,
+            dead=dead,
+            backend="the remote-write receiver",
+            log=self.log,
+        )
         return delivered(batch, dead, hand_back)
 
     def _post(self, request: _Request) -> httpx.Response:

@@ -26,7 +26,7 @@ SPEC = FunctionSpec(
     name="redact",
     kind="transform",
     summary="Mask secrets and personal data in log lines and metadata: logs topic in, "
-            "logs topic out.",
+    "logs topic out.",
     config_model=RedactConfig,
     create=RedactTransform,
     example="""\

@@ -14,8 +14,9 @@ __all__ = ["Redactor"]
 
 class Redactor:
     def __init__(self, config: RedactConfig) -> None:
-        self.rules = [(rule.name, re.compile(rule.regex), rule.replacement)
-                      for rule in config.active_rules()]
+        self.rules = [
+            (rule.name, re.compile(rule.regex), rule.replacement) for rule in config.active_rules()
+        ]
         self.metadata = config.metadata
 
     def text(self, text: str, counts: Counter[str]) -> str:
@@ -34,8 +35,7 @@ class Redactor:
                 line = self.text(entry.line, counts)
                 metadata = entry.metadata
                 if self.metadata and metadata:
-                    metadata = tuple((name, self.text(value, counts))
-                                     for name, value in metadata)
+                    metadata = tuple((name, self.text(value, counts)) for name, value in metadata)
                 if line is not entry.line or metadata is not entry.metadata:
                     entry = Entry(entry.timestamp_ns, line, metadata)
                 entries.append(entry)

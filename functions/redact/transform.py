@@ -19,15 +19,15 @@ class RedactTransform:
         self.redactor = Redactor(config)
         self.name = context.function
         self.m_redactions = context.registry.counter(
-            "ferryman_redactions_total", "Matches masked, by rule.", ["function", "rule"])
+            "ferryman_redactions_total", "Matches masked, by rule.", ["function", "rule"]
+        )
 
     def start(self) -> None:
         pass
 
     def handle(self, batch: Batch) -> Delivered:
         counts: Counter[str] = Counter()
-        delivered = rewrite_batch(batch,
-                                  lambda streams: self.redactor.streams(streams, counts))
+        delivered = rewrite_batch(batch, lambda streams: self.redactor.streams(streams, counts))
         for rule, count in counts.items():
             self.m_redactions.labels(function=self.name, rule=rule).inc(count)
         return delivered

@@ -16,6 +16,8 @@ class RelabelTransformConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     metric_relabel_configs: tuple[RelabelConfig, ...] = Field(
-        description="Prometheus relabel rules applied to every series, in order.")
-    cache_size: int = Field(100_000, ge=0, description="Label sets whose result is "
-                                                       "remembered (default 100000).")
+        description="Prometheus relabel rules applied to every series, in order."
+    )
+    cache_size: int = Field(
+        100_000, ge=0, description="Label sets whose result is remembered (default 100000)."
+    )

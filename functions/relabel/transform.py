@@ -16,10 +16,10 @@ __all__ = ["RelabelTransform"]
 
 class RelabelTransform:
     def __init__(self, config: RelabelTransformConfig, context: Context) -> None:
-        self.rewriter = Rewriter(compile_rules(config.metric_relabel_configs),
-                                 config.cache_size)
+        self.rewriter = Rewriter(compile_rules(config.metric_relabel_configs), config.cache_size)
         self.dropped = context.registry.counter(
-            "ferryman_series_dropped_total", "Series dropped by relabeling.", ["function"])
+            "ferryman_series_dropped_total", "Series dropped by relabeling.", ["function"]
+        )
         self.name = context.function
 
     def start(self) -> None:

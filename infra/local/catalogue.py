@@ -50,6 +50,7 @@ def _write(path: Path, text: str) -> None:
 
 # --- Kafka -------------------------------------------------------------------------
 
+
 def _kafka_libs(layout: Layout) -> Path:
     return layout.opt / f"kafka-{KAFKA_VERSION}"
 
@@ -61,10 +62,18 @@ def _kafka_install(layout: Layout) -> str:
 
 def _kafka_java(layout: Layout, heap: str = "-Xmx512m") -> list[str]:
     # Serial GC and C1 only: starts faster and stays smaller on a 2-core box.
-    return ["java", "-Xms64m", heap, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-            "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={ASSETS / 'kafka' / 'log4j2.properties'}",
-            "-cp", f"{_kafka_libs(layout)}/*"]
+    return [
+        "java",
+        "-Xms64m",
+        heap,
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={ASSETS / 'kafka' / 'log4j2.properties'}",
+        "-cp",
+        f"{_kafka_libs(layout)}/*",
+    ]
 
 
 def _kafka_cluster_id() -> str:
@@ -74,22 +83,37 @@ def _kafka_cluster_id() -> str:
             return cluster_id
 
 
-def prepare_kafka(layout: Layout, data: Path, conf: Path, broker_port: int,
-                  controller_port: int) -> list[str]:
+def prepare_kafka(
+    layout: Layout, data: Path, conf: Path, broker_port: int, controller_port: int
+) -> list[str]:
     """Write a broker config and format its storage once; returns the broker command.
 
     Also used by tests that need a Kafka of their own to stop and start.
     """
     log_dir = data / "log"
     props = string.Template((ASSETS / "kafka" / "server.properties.tmpl").read_text())
-    _write(conf, props.substitute(KAFKA_LOG_DIR=log_dir, KAFKA_BROKER_PORT=broker_port,
-                                  KAFKA_CONTROLLER_PORT=controller_port))
+    _write(
+        conf,
+        props.substitute(
+            KAFKA_LOG_DIR=log_dir,
+            KAFKA_BROKER_PORT=broker_port,
+            KAFKA_CONTROLLER_PORT=controller_port,
+        ),
+    )
     command = [*_kafka_java(layout), "kafka.Kafka", str(conf)]
     if (log_dir / "meta.properties").is_file():
         return command
     log_dir.mkdir(parents=True, exist_ok=True)
-    argv = [*_kafka_java(layout, "-Xmx256m"), "kafka.tools.StorageTool", "format",
-            "--config", str(conf), "--cluster-id", _kafka_cluster_id(), "--ignore-formatted"]
+    argv = [
+        *_kafka_java(layout, "-Xmx256m"),
+        "kafka.tools.StorageTool",
+        "format",
+        "--config",
+        str(conf),
+        "--cluster-id",
+        _kafka_cluster_id(),
+        "--ignore-formatted",
+    ]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise StartError("kafka", " ".join(argv), tail(proc.stdout + proc.stderr))
@@ -97,8 +121,9 @@ def prepare_kafka(layout: Layout, data: Path, conf: Path, broker_port: int,
 
 
 def _kafka_prepare(layout: Layout) -> None:
-    prepare_kafka(layout, layout.data("kafka"), layout.conf("kafka") / "server.properties",
-                  9092, 9093)
+    prepare_kafka(
+        layout, layout.data("kafka"), layout.conf("kafka") / "server.properties", 9092, 9093
+    )
 
 
 def _kafka_topics(layout: Layout) -> None:
@@ -109,8 +134,11 @@ def _kafka_topics(layout: Layout) -> None:
     admin = KafkaAdminClient(bootstrap_servers=f"{HOST}:9092")
     try:
         existing = set(admin.list_topics())
-        wanted = [NewTopic(name, partitions, 1) for name, partitions in KAFKA_TOPICS.items()
-                  if name not in existing]
+        wanted = [
+            NewTopic(name, partitions, 1)
+            for name, partitions in KAFKA_TOPICS.items()
+            if name not in existing
+        ]
         if wanted:
             admin.create_topics(wanted)
     finally:
@@ -122,8 +150,11 @@ KAFKA = Service(
     endpoints={"bootstrap": f"{HOST}:9092"},
     install=_kafka_install,
     prepare=_kafka_prepare,
-    command=lambda layout: [*_kafka_java(layout), "kafka.Kafka",
-                            str(layout.conf("kafka") / "server.properties")],
+    command=lambda layout: [
+        *_kafka_java(layout),
+        "kafka.Kafka",
+        str(layout.conf("kafka") / "server.properties"),
+    ],
     probe=kafka_probe(f"{HOST}:9092"),
     after_start=_kafka_topics,
     start_timeout=90,
@@ -135,14 +166,22 @@ KAFKA = Service(
 # the modules that are not published there (data-streams REST endpoints, ingest,
 # painless, mapper-extras, analysis-common); see the README.
 
+
 def _es_home(layout: Layout) -> Path:
-    return layout.opt / f"elasticsearch-dist-{ELASTICSEARCH_VERSION}" / \
-        f"elasticsearch-{ELASTICSEARCH_VERSION}"
+    return (
+        layout.opt
+        / f"elasticsearch-dist-{ELASTICSEARCH_VERSION}"
+        / f"elasticsearch-{ELASTICSEARCH_VERSION}"
+    )
 
 
 def _es_install(layout: Layout) -> str:
-    maven_classpath("elasticsearch", ASSETS / "elasticsearch" / "pom.xml",
-                    _es_home(layout).parent, goal="dependency:unpack-dependencies")
+    maven_classpath(
+        "elasticsearch",
+        ASSETS / "elasticsearch" / "pom.xml",
+        _es_home(layout).parent,
+        goal="dependency:unpack-dependencies",
+    )
     return ELASTICSEARCH_VERSION
 
 
@@ -157,18 +196,24 @@ def _es_prepare(layout: Layout) -> None:
 
 def _es_command(layout: Layout) -> list[str]:
     data = layout.data("elasticsearch")
-    launcher = [str(_es_home(layout) / "bin" / "elasticsearch"),
-                "-Ediscovery.type=single-node", f"-Enetwork.host={HOST}",
-                "-Ehttp.port=9200", "-Etransport.port=9300",
-                "-Expack.security.enabled=false",
-                "-Ecluster.routing.allocation.disk.threshold_enabled=false",
-                # With the disk threshold off, the first disk-info refresh lifts every
-                # read_only_allow_delete block once: tests set that block on purpose
-                # (a real per-item 429), so the refresh must not come mid-run.
-                "-Ecluster.info.update.interval=1d",
-                "-Ecluster.name=ferryman-local", "-Enode.name=ferryman-es",
-                "-Eaction.destructive_requires_name=false",
-                f"-Epath.data={data / 'data'}", f"-Epath.logs={data / 'logs'}"]
+    launcher = [
+        str(_es_home(layout) / "bin" / "elasticsearch"),
+        "-Ediscovery.type=single-node",
+        f"-Enetwork.host={HOST}",
+        "-Ehttp.port=9200",
+        "-Etransport.port=9300",
+        "-Expack.security.enabled=false",
+        "-Ecluster.routing.allocation.disk.threshold_enabled=false",
+        # With the disk threshold off, the first disk-info refresh lifts every
+        # read_only_allow_delete block once: tests set that block on purpose
+        # (a real per-item 429), so the refresh must not come mid-run.
+        "-Ecluster.info.update.interval=1d",
+        "-Ecluster.name=ferryman-local",
+        "-Enode.name=ferryman-es",
+        "-Eaction.destructive_requires_name=false",
+        f"-Epath.data={data / 'data'}",
+        f"-Epath.logs={data / 'logs'}",
+    ]
     if os.geteuid() != 0:
         return launcher
     # Elasticsearch refuses to run as root; a user namespace maps us to uid 1000
@@ -219,8 +264,7 @@ def _prometheus_prepare(layout: Layout) -> None:
 
 PROMETHEUS = Service(
     name="prometheus",
-    endpoints={"http": f"http://{HOST}:9090",
-               "remote_write": f"http://{HOST}:9090/api/v1/write"},
+    endpoints={"http": f"http://{HOST}:9090", "remote_write": f"http://{HOST}:9090/api/v1/write"},
     install=lambda layout: _apt("prometheus", "prometheus"),
     prepare=_prometheus_prepare,
     command=lambda layout: [
@@ -238,10 +282,12 @@ PROMETHEUS = Service(
 
 VICTORIAMETRICS = Service(
     name="victoriametrics",
-    endpoints={"http": f"http://{HOST}:8428",
-               "remote_write": f"http://{HOST}:8428/api/v1/write",
-               "influx": f"http://{HOST}:8428/write",
-               "opentsdb": f"http://{HOST}:4242"},
+    endpoints={
+        "http": f"http://{HOST}:8428",
+        "remote_write": f"http://{HOST}:8428/api/v1/write",
+        "influx": f"http://{HOST}:8428/write",
+        "opentsdb": f"http://{HOST}:4242",
+    },
     install=lambda layout: _apt("victoriametrics", "victoria-metrics"),
     command=lambda layout: [
         "/usr/bin/victoria-metrics",
@@ -267,11 +313,11 @@ reporting-disabled = true
 bind-address = "{HOST}:8088"
 
 [meta]
-  dir = "{data / 'meta'}"
+  dir = "{data / "meta"}"
 
 [data]
-  dir = "{data / 'data'}"
-  wal-dir = "{data / 'wal'}"
+  dir = "{data / "data"}"
+  wal-dir = "{data / "wal"}"
   query-log-enabled = false
 
 [monitor]
@@ -289,18 +335,23 @@ def _influxdb_database(layout: Layout) -> None:
     del layout
     import httpx
 
-    httpx.post(f"http://{HOST}:8086/query", params={"q": 'CREATE DATABASE "ferryman"'},
-               timeout=10).raise_for_status()
+    httpx.post(
+        f"http://{HOST}:8086/query", params={"q": 'CREATE DATABASE "ferryman"'}, timeout=10
+    ).raise_for_status()
 
 
 INFLUXDB = Service(
     name="influxdb",
     endpoints={"http": f"http://{HOST}:8086"},
     install=lambda layout: _apt("influxdb", "influxdb"),
-    prepare=lambda layout: _write(layout.conf("influxdb") / "influxdb.conf",
-                                  _influxdb_config(layout)),
-    command=lambda layout: ["/usr/bin/influxd", "-config",
-                            str(layout.conf("influxdb") / "influxdb.conf")],
+    prepare=lambda layout: _write(
+        layout.conf("influxdb") / "influxdb.conf", _influxdb_config(layout)
+    ),
+    command=lambda layout: [
+        "/usr/bin/influxd",
+        "-config",
+        str(layout.conf("influxdb") / "influxdb.conf"),
+    ],
     probe=http_probe(f"http://{HOST}:8086/ping", status=204),
     after_start=_influxdb_database,
 )
@@ -318,14 +369,20 @@ def _go_build(service: str, script: str, binary: Path) -> str:
 
 VICTORIALOGS = Service(
     name="victorialogs",
-    endpoints={"http": f"http://{HOST}:9428",
-               "loki_push": f"http://{HOST}:9428/insert/loki/api/v1/push"},
-    install=lambda layout: _go_build("victorialogs", "victorialogs.sh",
-                                     layout.bin / "victoria-logs"),
-    command=lambda layout: [str(layout.bin / "victoria-logs"),
-                            f"-httpListenAddr={HOST}:9428",
-                            f"-storageDataPath={layout.data('victorialogs')}",
-                            "-retentionPeriod=7d", "-loggerLevel=WARN"],
+    endpoints={
+        "http": f"http://{HOST}:9428",
+        "loki_push": f"http://{HOST}:9428/insert/loki/api/v1/push",
+    },
+    install=lambda layout: _go_build(
+        "victorialogs", "victorialogs.sh", layout.bin / "victoria-logs"
+    ),
+    command=lambda layout: [
+        str(layout.bin / "victoria-logs"),
+        f"-httpListenAddr={HOST}:9428",
+        f"-storageDataPath={layout.data('victorialogs')}",
+        "-retentionPeriod=7d",
+        "-loggerLevel=WARN",
+    ],
     probe=http_probe(f"http://{HOST}:9428/health", contains="OK"),
 )
 
@@ -333,11 +390,16 @@ VICTORIALOGS = Service(
 
 JAEGER = Service(
     name="jaeger",
-    endpoints={"otlp_grpc": f"{HOST}:4317", "otlp_http": f"http://{HOST}:4318",
-               "query": f"http://{HOST}:16686"},
+    endpoints={
+        "otlp_grpc": f"{HOST}:4317",
+        "otlp_http": f"http://{HOST}:4318",
+        "query": f"http://{HOST}:16686",
+    },
     install=lambda layout: _go_build("jaeger", "jaeger.sh", layout.bin / "jaeger"),
-    command=lambda layout: [str(layout.bin / "jaeger"),
-                            f"--config={ASSETS / 'jaeger' / 'config.yaml'}"],
+    command=lambda layout: [
+        str(layout.bin / "jaeger"),
+        f"--config={ASSETS / 'jaeger' / 'config.yaml'}",
+    ],
     probe=http_probe(f"http://{HOST}:13133/status"),
 )
 
@@ -348,9 +410,21 @@ REDIS = Service(
     endpoints={"url": f"redis://{HOST}:6379/0"},
     install=lambda layout: _apt("redis", "redis-server"),
     command=lambda layout: [
-        "/usr/bin/redis-server", "--bind", HOST, "--port", "6379",
-        "--dir", str(layout.data("redis")), "--appendonly", "yes", "--save", "",
-        "--daemonize", "no", "--protected-mode", "yes",
+        "/usr/bin/redis-server",
+        "--bind",
+        HOST,
+        "--port",
+        "6379",
+        "--dir",
+        str(layout.data("redis")),
+        "--appendonly",
+        "yes",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
     ],
     probe=redis_probe(HOST, 6379),
 )
@@ -361,8 +435,10 @@ NODE_EXPORTER = Service(
     name="node-exporter",
     endpoints={"metrics": f"http://{HOST}:9100/metrics"},
     install=lambda layout: _apt("node-exporter", "prometheus-node-exporter"),
-    command=lambda layout: ["/usr/bin/prometheus-node-exporter",
-                            f"--web.listen-address={HOST}:9100"],
+    command=lambda layout: [
+        "/usr/bin/prometheus-node-exporter",
+        f"--web.listen-address={HOST}:9100",
+    ],
     probe=http_probe(f"http://{HOST}:9100/metrics", contains="node_cpu_seconds_total"),
 )
 
@@ -407,8 +483,18 @@ KUBE_APISERVER = Service(
 )
 
 SERVICES: tuple[Service, ...] = (
-    KAFKA, ELASTICSEARCH, PROMETHEUS, VICTORIAMETRICS, INFLUXDB, VICTORIALOGS, JAEGER,
-    REDIS, NODE_EXPORTER, RSYSLOG, JOURNAL, KUBE_APISERVER,
+    KAFKA,
+    ELASTICSEARCH,
+    PROMETHEUS,
+    VICTORIAMETRICS,
+    INFLUXDB,
+    VICTORIALOGS,
+    JAEGER,
+    REDIS,
+    NODE_EXPORTER,
+    RSYSLOG,
+    JOURNAL,
+    KUBE_APISERVER,
 )
 
 

@@ -1,8 +1,8 @@
 """Errors of the local stack.
 
-    StackError
-     ├── InstallError   a service could not be installed
-     └── StartError     a service did not start or never became healthy
+StackError
+ ├── InstallError   a service could not be installed
+ └── StartError     a service did not start or never became healthy
 """
 
 from __future__ import annotations

@@ -31,11 +31,18 @@ def tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _run(service: str, argv: Sequence[str], *, cwd: Path | None = None,
-         env: dict[str, str] | None = None) -> str:
+def _run(
+    service: str, argv: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> str:
     proc = subprocess.run(
-        list(argv), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+        list(argv),
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise InstallError(service, " ".join(argv), tail(proc.stdout))
@@ -46,7 +53,9 @@ def apt_version(package: str) -> str | None:
     """The installed version of a Debian package, or None."""
     proc = subprocess.run(
         ["dpkg-query", "-W", "-f", "${Status}|${Version}", package],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     status, _, version = proc.stdout.partition("|")
     return version if proc.returncode == 0 and status.endswith(" installed") else None
@@ -70,15 +79,19 @@ def apt_install(service: str, packages: Sequence[str]) -> None:
             policy.chmod(0o755)
             added_policy = True
         try:
-            _run(service, [*sudo, "apt-get", "install", "-y", "-q",
-                           "--no-install-recommends", *missing], env=env)
+            _run(
+                service,
+                [*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
+                env=env,
+            )
         finally:
             if added_policy:
                 policy.unlink()
 
 
-def maven_classpath(service: str, pom: Path, dest: Path,
-                    goal: str = "dependency:copy-dependencies") -> Path:
+def maven_classpath(
+    service: str, pom: Path, dest: Path, goal: str = "dependency:copy-dependencies"
+) -> Path:
     """Resolve ``pom``'s runtime dependencies into ``dest`` once; returns ``dest``.
 
     ``goal`` copies jars (a classpath) or, with ``dependency:unpack-dependencies``,
@@ -94,8 +107,19 @@ def maven_classpath(service: str, pom: Path, dest: Path,
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    _run(service, ["mvn", "-q", "-B", "-f", str(pom), goal,
-                   "-DincludeScope=runtime", f"-DoutputDirectory={partial}"])
+    _run(
+        service,
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            goal,
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={partial}",
+        ],
+    )
     shutil.rmtree(dest, ignore_errors=True)
     partial.rename(dest)
     stamp.write_text(stamp_text)

@@ -34,10 +34,13 @@ LOGS_TOPIC = "ferryman.logs"
 
 #: (process name, function, listen port, function config)
 _WORKERS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
-    ("to-prometheus", "prometheus_remote_write", 9911,
-     {"url": f"http://{HOST}:9090/api/v1/write"}),
-    ("to-victoriametrics", "prometheus_remote_write", 9912,
-     {"url": f"http://{HOST}:8428/api/v1/write"}),
+    ("to-prometheus", "prometheus_remote_write", 9911, {"url": f"http://{HOST}:9090/api/v1/write"}),
+    (
+        "to-victoriametrics",
+        "prometheus_remote_write",
+        9912,
+        {"url": f"http://{HOST}:8428/api/v1/write"},
+    ),
     ("to-elasticsearch", "elasticsearch_metrics", 9913, {"url": f"http://{HOST}:9200"}),
     ("to-influxdb", "influxdb", 9914, {"url": f"http://{HOST}:8086", "database": "ferryman"}),
     ("to-opentsdb", "opentsdb", 9915, {"url": f"http://{HOST}:4242"}),
@@ -45,65 +48,104 @@ _WORKERS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
 
 #: The same for the logs topic.
 _LOG_WORKERS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
-    ("to-loki", "loki", 9916,
-     {"url": f"http://{HOST}:9428", "push_path": "/insert/loki/api/v1/push"}),
-    ("to-elasticsearch-logs", "elasticsearch_logs", 9917,
-     {"url": f"http://{HOST}:9200", "data_stream": "logs-ferryman-local"}),
+    (
+        "to-loki",
+        "loki",
+        9916,
+        {"url": f"http://{HOST}:9428", "push_path": "/insert/loki/api/v1/push"},
+    ),
+    (
+        "to-elasticsearch-logs",
+        "elasticsearch_logs",
+        9917,
+        {"url": f"http://{HOST}:9200", "data_stream": "logs-ferryman-local"},
+    ),
 )
 
 
 def _edge_config(layout: Layout) -> dict[str, Any]:
     own = [f"{HOST}:9090", f"{HOST}:8428", f"{HOST}:9428", f"{HOST}:8888"]
     return {
-        "global": {"scrape_interval": "15s", "scrape_timeout": "10s",
-                   "external_labels": {"cluster": "local"}},
+        "global": {
+            "scrape_interval": "15s",
+            "scrape_timeout": "10s",
+            "external_labels": {"cluster": "local"},
+        },
         "scrape_configs": [
             {"job_name": "node", "static_configs": [{"targets": [f"{HOST}:9100"]}]},
             {"job_name": "stack", "static_configs": [{"targets": own}]},
-            {"job_name": "ferryman", "static_configs": [{"targets": [
-                f"{HOST}:{port}" for _, _, port, _ in (*_WORKERS, *_LOG_WORKERS)]
-                + [f"{HOST}:{EDGE_LOGS_PORT}"]}]},
+            {
+                "job_name": "ferryman",
+                "static_configs": [
+                    {
+                        "targets": [
+                            f"{HOST}:{port}" for _, _, port, _ in (*_WORKERS, *_LOG_WORKERS)
+                        ]
+                        + [f"{HOST}:{EDGE_LOGS_PORT}"]
+                    }
+                ],
+            },
         ],
-        "ferryman": {"kafka": {"bootstrap_servers": f"{HOST}:9092", "topic": METRICS_TOPIC},
-                     "buffer": {"directory": str(layout.data("edge-metrics") / "buffer")},
-                     "listen": f"{HOST}:{EDGE_PORT}"},
+        "ferryman": {
+            "kafka": {"bootstrap_servers": f"{HOST}:9092", "topic": METRICS_TOPIC},
+            "buffer": {"directory": str(layout.data("edge-metrics") / "buffer")},
+            "listen": f"{HOST}:{EDGE_PORT}",
+        },
     }
 
 
 def _has_journal() -> bool:
     """A journald runs here (its socket) or has left journal files."""
-    return (Path("/run/systemd/journal/socket").exists()
-            or any(Path("/var/log/journal").glob("*/*.journal")))
+    return Path("/run/systemd/journal/socket").exists() or any(
+        Path("/var/log/journal").glob("*/*.journal")
+    )
 
 
 def _edge_logs_config(layout: Layout) -> dict[str, Any]:
     jobs: list[dict[str, Any]] = [
-        {"job_name": "varlog", "static_configs": [
-            {"labels": {"job": "varlog", "__path__": "/var/log/**/*.log"}},
-            {"labels": {"job": "varlog", "__path__": "/var/log/syslog"}},
-            {"labels": {"job": "varlog", "__path__": "/var/log/messages"}}]},
+        {
+            "job_name": "varlog",
+            "static_configs": [
+                {"labels": {"job": "varlog", "__path__": "/var/log/**/*.log"}},
+                {"labels": {"job": "varlog", "__path__": "/var/log/syslog"}},
+                {"labels": {"job": "varlog", "__path__": "/var/log/messages"}},
+            ],
+        },
     ]
     if _has_journal():
-        jobs.append({"job_name": "journal", "journal": {"max_age": "12h",
-                                                        "labels": {"job": "journal"}},
-                     "relabel_configs": [
-                         {"source_labels": ["__journal__systemd_unit"], "target_label": "unit"},
-                         {"source_labels": ["__journal_priority_keyword"],
-                          "target_label": "level"}]})
+        jobs.append(
+            {
+                "job_name": "journal",
+                "journal": {"max_age": "12h", "labels": {"job": "journal"}},
+                "relabel_configs": [
+                    {"source_labels": ["__journal__systemd_unit"], "target_label": "unit"},
+                    {"source_labels": ["__journal_priority_keyword"], "target_label": "level"},
+                ],
+            }
+        )
     return {
         "global": {"external_labels": {"cluster": "local"}},
         "positions": {"filename": str(layout.data("edge-logs") / "positions.json")},
         "scrape_configs": jobs,
-        "ferryman": {"kafka": {"bootstrap_servers": f"{HOST}:9092", "topic": LOGS_TOPIC},
-                     "listen": f"{HOST}:{EDGE_LOGS_PORT}"},
+        "ferryman": {
+            "kafka": {"bootstrap_servers": f"{HOST}:9092", "topic": LOGS_TOPIC},
+            "listen": f"{HOST}:{EDGE_LOGS_PORT}",
+        },
     }
 
 
-def _worker_config(name: str, port: int, config: dict[str, Any],
-                   topic: str = METRICS_TOPIC) -> dict[str, Any]:
-    return {"kafka": {"bootstrap_servers": f"{HOST}:9092", "input_topic": topic,
-                      "group_id": f"ferryman-local-{name}"},
-            "http": {"listen": f"{HOST}:{port}"}, "config": config}
+def _worker_config(
+    name: str, port: int, config: dict[str, Any], topic: str = METRICS_TOPIC
+) -> dict[str, Any]:
+    return {
+        "kafka": {
+            "bootstrap_servers": f"{HOST}:9092",
+            "input_topic": topic,
+            "group_id": f"ferryman-local-{name}",
+        },
+        "http": {"listen": f"{HOST}:{port}"},
+        "config": config,
+    }
 
 
 def _process(name: str, argv: list[str], settings: Any, probe_url: str) -> Service:
@@ -117,22 +159,42 @@ def _process(name: str, argv: list[str], settings: Any, probe_url: str) -> Servi
         endpoints={"http": probe_url.split("/-/")[0].removesuffix("/readyz")},
         install=lambda layout: __version__,
         prepare=prepare,
-        command=lambda layout: [sys.executable, "-m", "ferryman", *argv, "--config",
-                                str(layout.conf("pipeline") / f"{name}.yaml")],
+        command=lambda layout: [
+            sys.executable,
+            "-m",
+            "ferryman",
+            *argv,
+            "--config",
+            str(layout.conf("pipeline") / f"{name}.yaml"),
+        ],
         probe=http_probe(probe_url),
         start_timeout=60,
     )
 
 
 PIPELINE: tuple[Service, ...] = (
-    _process("edge-metrics", ["edge", "metrics"], _edge_config,
-             f"http://{HOST}:{EDGE_PORT}/-/ready"),
-    *(_process(name, ["worker", function], _worker_config(name, port, config),
-               f"http://{HOST}:{port}/readyz")
-      for name, function, port, config in _WORKERS),
-    _process("edge-logs", ["edge", "logs"], _edge_logs_config,
-             f"http://{HOST}:{EDGE_LOGS_PORT}/-/ready"),
-    *(_process(name, ["worker", function], _worker_config(name, port, config, LOGS_TOPIC),
-               f"http://{HOST}:{port}/readyz")
-      for name, function, port, config in _LOG_WORKERS),
+    _process(
+        "edge-metrics", ["edge", "metrics"], _edge_config, f"http://{HOST}:{EDGE_PORT}/-/ready"
+    ),
+    *(
+        _process(
+            name,
+            ["worker", function],
+            _worker_config(name, port, config),
+            f"http://{HOST}:{port}/readyz",
+        )
+        for name, function, port, config in _WORKERS
+    ),
+    _process(
+        "edge-logs", ["edge", "logs"], _edge_logs_config, f"http://{HOST}:{EDGE_LOGS_PORT}/-/ready"
+    ),
+    *(
+        _process(
+            name,
+            ["worker", function],
+            _worker_config(name, port, config, LOGS_TOPIC),
+            f"http://{HOST}:{port}/readyz",
+        )
+        for name, function, port, config in _LOG_WORKERS
+    ),
 )

@@ -9,8 +9,15 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["alive", "group_members", "group_rss_bytes", "live_processes", "spawn", "start_ticks",
-           "stop_group"]
+__all__ = [
+    "alive",
+    "group_members",
+    "group_rss_bytes",
+    "live_processes",
+    "spawn",
+    "start_ticks",
+    "stop_group",
+]
 
 
 def spawn(argv: Sequence[str], *, log: Path, cwd: Path, env: Mapping[str, str]) -> int:
@@ -24,9 +31,14 @@ def spawn(argv: Sequence[str], *, log: Path, cwd: Path, env: Mapping[str, str]) 
     with log.open("ab") as out:
         out.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
     launcher = 'setsid "$@" </dev/null >>"$FERRYMAN_LOG" 2>&1 & echo $!'
-    proc = subprocess.run(["/bin/sh", "-c", launcher, "sh", *argv], cwd=cwd,
-                          env={**os.environ, **env, "FERRYMAN_LOG": str(log)},
-                          stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, check=True)
+    proc = subprocess.run(
+        ["/bin/sh", "-c", launcher, "sh", *argv],
+        cwd=cwd,
+        env={**os.environ, **env, "FERRYMAN_LOG": str(log)},
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        check=True,
+    )
     return int(proc.stdout.strip())
 
 

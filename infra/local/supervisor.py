@@ -55,8 +55,7 @@ def _select(names: Iterable[str] | None, pipeline: bool = False) -> list[Service
         known = {s.name: s for s in _everything()}
         unknown = [n for n in names if n not in known]
         if unknown:
-            raise KeyError(f"unknown service(s) {', '.join(unknown)}; known: "
-                           f"{', '.join(known)}")
+            raise KeyError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(known)}")
         return [known[n] for n in names]
     return _everything() if pipeline else list(SERVICES)
 
@@ -64,8 +63,11 @@ def _select(names: Iterable[str] | None, pipeline: bool = False) -> list[Service
 def _install_all(layout: Layout, services: list[Service], say: Say) -> dict[str, str]:
     started = time.monotonic()
     # Debian packages go first and alone: apt holds one lock for all of them.
-    apt_like = [s for s in services if s.name not in {"kafka", "elasticsearch", "jaeger",
-                                                      "victorialogs", "kube-apiserver"}]
+    apt_like = [
+        s
+        for s in services
+        if s.name not in {"kafka", "elasticsearch", "jaeger", "victorialogs", "kube-apiserver"}
+    ]
     versions = {s.name: s.install(layout) for s in apt_like}
     others = [s for s in services if s not in apt_like]
     errors: list[StackError] = []
@@ -82,8 +84,13 @@ def _install_all(layout: Layout, services: list[Service], say: Say) -> dict[str,
     return versions
 
 
-def up(names: Iterable[str] | None = None, *, layout: Layout | None = None,
-       say: Say = print, pipeline: bool = False) -> dict[str, Any]:
+def up(
+    names: Iterable[str] | None = None,
+    *,
+    layout: Layout | None = None,
+    say: Say = print,
+    pipeline: bool = False,
+) -> dict[str, Any]:
     """Install what is missing, start what is not running, wait until all are healthy.
 
     Idempotent: a healthy service that we started before is left alone.
@@ -98,8 +105,12 @@ def up(names: Iterable[str] | None = None, *, layout: Layout | None = None,
     pending: dict[str, Service] = {}
     for service in services:
         if not service.autostart:
-            entries[service.name] = {"version": versions[service.name], "pid": None,
-                                     "endpoints": dict(service.endpoints), "installed_only": True}
+            entries[service.name] = {
+                "version": versions[service.name],
+                "pid": None,
+                "endpoints": dict(service.endpoints),
+                "installed_only": True,
+            }
             continue
         entry = entries.get(service.name) or {}
         pid: int | None = entry.get("pid")
@@ -111,17 +122,27 @@ def up(names: Iterable[str] | None = None, *, layout: Layout | None = None,
             pending[service.name] = service  # still starting from an earlier call
             continue
         if service.probe():
-            raise StartError(service.name, "start",
-                             f"something else already serves {dict(service.endpoints)}; "
-                             "stop it or change FERRYMAN_HOME")
+            raise StartError(
+                service.name,
+                "start",
+                f"something else already serves {dict(service.endpoints)}; "
+                "stop it or change FERRYMAN_HOME",
+            )
         service.prepare(layout)
         argv = service.command(layout)
-        pid = spawn(argv, log=layout.log(service.name), cwd=layout.data(service.name),
-                    env=service.env(layout))
+        pid = spawn(
+            argv,
+            log=layout.log(service.name),
+            cwd=layout.data(service.name),
+            env=service.env(layout),
+        )
         entries[service.name] = {
-            "pid": pid, "ticks": start_ticks(pid), "version": versions[service.name],
+            "pid": pid,
+            "ticks": start_ticks(pid),
+            "version": versions[service.name],
             "command": argv,
-            "endpoints": dict(service.endpoints), "log": str(layout.log(service.name)),
+            "endpoints": dict(service.endpoints),
+            "log": str(layout.log(service.name)),
             "started_at": time.time(),
         }
         pending[service.name] = service
@@ -131,8 +152,9 @@ def up(names: Iterable[str] | None = None, *, layout: Layout | None = None,
     return state
 
 
-def _wait_healthy(layout: Layout, state: dict[str, Any], pending: dict[str, Service],
-                  say: Say) -> None:
+def _wait_healthy(
+    layout: Layout, state: dict[str, Any], pending: dict[str, Service], say: Say
+) -> None:
     entries = state["services"]
     deadline = {name: time.monotonic() + s.start_timeout for name, s in pending.items()}
     while pending:
@@ -151,13 +173,17 @@ def _wait_healthy(layout: Layout, state: dict[str, Any], pending: dict[str, Serv
                     entries.pop(name)
                 log_tail = tail(layout.log(name).read_text(errors="replace"), 40)
                 _save_state(layout, state)
-                raise StartError(name, " ".join(entry["command"]),
-                                 f"{reason}; tail of {layout.log(name)}:\n{log_tail}")
+                raise StartError(
+                    name,
+                    " ".join(entry["command"]),
+                    f"{reason}; tail of {layout.log(name)}:\n{log_tail}",
+                )
         time.sleep(0.5)
 
 
-def down(names: Iterable[str] | None = None, *, layout: Layout | None = None,
-         say: Say = print) -> None:
+def down(
+    names: Iterable[str] | None = None, *, layout: Layout | None = None, say: Say = print
+) -> None:
     """Stop services (all by default) in reverse start order; nothing is left running."""
     layout = layout or default_layout()
     state = load_state(layout)
@@ -194,16 +220,18 @@ def status(*, layout: Layout | None = None) -> list[ServiceStatus]:
             continue  # pipeline processes are listed once ferryman up started them
         pid: int | None = entry.get("pid")
         running = pid is not None and alive(pid, entry.get("ticks"))
-        rows.append(ServiceStatus(
-            name=service.name,
-            version=entry.get("version", "-"),
-            endpoint=next(iter(service.endpoints.values()), "-"),
-            healthy=running and service.probe(),
-            pid=pid if running else None,
-            rss_bytes=group_rss_bytes(pid) if pid is not None and running else 0,
-            start_seconds=entry.get("start_seconds"),
-            autostart=service.autostart,
-        ))
+        rows.append(
+            ServiceStatus(
+                name=service.name,
+                version=entry.get("version", "-"),
+                endpoint=next(iter(service.endpoints.values()), "-"),
+                healthy=running and service.probe(),
+                pid=pid if running else None,
+                rss_bytes=group_rss_bytes(pid) if pid is not None and running else 0,
+                start_seconds=entry.get("start_seconds"),
+                autostart=service.autostart,
+            )
+        )
     return rows
 
 
@@ -211,15 +239,22 @@ def format_status(rows: list[ServiceStatus]) -> str:
     header = ("SERVICE", "VERSION", "ENDPOINT", "HEALTH", "PID", "RSS MiB", "START s")
     lines = [header]
     for r in rows:
-        lines.append((
-            r.name, r.version, r.endpoint,
-            "healthy" if r.healthy else ("down" if r.autostart else "installed"),
-            str(r.pid or "-"), f"{r.rss_bytes / 2**20:.0f}" if r.pid else "-",
-            f"{r.start_seconds}" if r.start_seconds is not None and r.pid else "-",
-        ))
+        lines.append(
+            (
+                r.name,
+                r.version,
+                r.endpoint,
+                "healthy" if r.healthy else ("down" if r.autostart else "installed"),
+                str(r.pid or "-"),
+                f"{r.rss_bytes / 2**20:.0f}" if r.pid else "-",
+                f"{r.start_seconds}" if r.start_seconds is not None and r.pid else "-",
+            )
+        )
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    out = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-           for row in lines]
+    out = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in lines
+    ]
     total = sum(r.rss_bytes for r in rows)
     out.append(f"total RSS {total / 2**20:.0f} MiB")
     return "\n".join(out)

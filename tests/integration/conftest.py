@@ -96,15 +96,22 @@ def worker(stack, tmp_path):
     bootstrap = stack("kafka", "bootstrap")
 
     def start(name: str, topic: str, config: dict[str, Any], **settings_overrides: Any) -> Worker:
-        settings = _merged({
-            "kafka": {"bootstrap_servers": bootstrap, "input_topic": topic,
-                      "group_id": f"g-{topic}-{name}", "dead_letter_topic": f"{topic}-{name}-dlq"},
-            "batch": {"max_records": 50, "max_wait_s": 0.2},
-            "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 2.0},
-            "shutdown_deadline_s": 10,
-            "http": {"listen": f"127.0.0.1:{free_port()}"},
-            "config": config,
-        }, settings_overrides)
+        settings = _merged(
+            {
+                "kafka": {
+                    "bootstrap_servers": bootstrap,
+                    "input_topic": topic,
+                    "group_id": f"g-{topic}-{name}",
+                    "dead_letter_topic": f"{topic}-{name}-dlq",
+                },
+                "batch": {"max_records": 50, "max_wait_s": 0.2},
+                "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 2.0},
+                "shutdown_deadline_s": 10,
+                "http": {"listen": f"127.0.0.1:{free_port()}"},
+                "config": config,
+            },
+            settings_overrides,
+        )
         dead_letter_topic = settings["kafka"]["dead_letter_topic"]
         if dead_letter_topic not in dead_letter_topics:
             with contextlib.suppress(TopicAlreadyExistsError):  # the test made it itself
@@ -125,8 +132,9 @@ def worker(stack, tmp_path):
             process.kill9()
             code = None
         if code != 0:
-            unclean.append(f"worker {process.name} exited {code} after SIGTERM:\n"
-                           f"{process.output()[-3000:]}")
+            unclean.append(
+                f"worker {process.name} exited {code} after SIGTERM:\n{process.output()[-3000:]}"
+            )
     assert not unclean, "\n".join(unclean)
 
 

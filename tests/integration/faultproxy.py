@@ -36,9 +36,20 @@ import httpx
 __all__ = ["Exchange", "Fault", "FaultProxy"]
 
 #: Headers that describe one connection, not the message: never forwarded.
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
-                         "proxy-authorization", "te", "trailer", "transfer-encoding",
-                         "upgrade", "host", "content-length"})
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,20 +106,35 @@ class FaultProxy:
         self._server.daemon_threads = True
         self.port: int = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name=f"faultproxy-{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"faultproxy-{self.port}", daemon=True
+        )
         self._thread.start()
 
     # ---- what a test tells it ------------------------------------------------------------
 
-    def fail(self, status: int, *, times: int | None = None, retry_after: int | None = None,
-             body: bytes | str = b"", content_type: str = "text/plain; charset=utf-8",
-             path: str | None = None, replace: bool = False) -> Fault:
+    def fail(
+        self,
+        status: int,
+        *,
+        times: int | None = None,
+        retry_after: int | None = None,
+        body: bytes | str = b"",
+        content_type: str = "text/plain; charset=utf-8",
+        path: str | None = None,
+        replace: bool = False,
+    ) -> Fault:
         """Answer the next ``times`` matching requests (None: all until :meth:`heal`)
         with ``status``; faults added earlier are used up first, unless ``replace``
         drops them (in the same step, so no request slips through in between)."""
-        fault = Fault(status, times, None if retry_after is None else str(retry_after),
-                      body.encode() if isinstance(body, str) else body, content_type, path)
+        fault = Fault(
+            status,
+            times,
+            None if retry_after is None else str(retry_after),
+            body.encode() if isinstance(body, str) else body,
+            content_type,
+            path,
+        )
         with self._lock:
             if replace:
                 self._armed.clear()
@@ -136,13 +162,13 @@ class FaultProxy:
 
     def refused(self, status: int | None = None) -> list[Exchange]:
         """The requests a fault answered (with ``status``, if given), oldest first."""
-        return [e for e in self.exchanges()
-                if e.injected and (status is None or e.status == status)]
+        return [
+            e for e in self.exchanges() if e.injected and (status is None or e.status == status)
+        ]
 
     def forwarded(self, path: str | None = None) -> list[Exchange]:
         """The requests the backend answered (whose path contains ``path``, if given)."""
-        return [e for e in self.exchanges()
-                if not e.injected and (path is None or path in e.path)]
+        return [e for e in self.exchanges() if not e.injected and (path is None or path in e.path)]
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -176,11 +202,15 @@ class FaultProxy:
         with self._lock:
             self._exchanges.append(Exchange(method, path, status, injected, time.monotonic()))
 
-    def _forward(self, method: str, target: str, headers: list[tuple[str, str]],
-                 body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+    def _forward(
+        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
         request = self._client.build_request(
-            method, target, content=body,
-            headers=[(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP])
+            method,
+            target,
+            content=body,
+            headers=[(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP],
+        )
         # build_request adds Accept-Encoding and friends when the caller did not send
         # them; take them out again so the backend sees the caller's headers only.
         sent = {k.lower() for k, _ in headers}
@@ -192,8 +222,7 @@ class FaultProxy:
             raw = b"".join(_raw(response))
         finally:
             response.close()
-        kept = [(k, v) for k, v in response.headers.multi_items()
-                if k.lower() not in _HOP_BY_HOP]
+        kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _HOP_BY_HOP]
         return response.status_code, kept, raw
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -214,8 +243,9 @@ class FaultProxy:
                     self._answer(fault.status, headers, fault.body)
                     return
                 try:
-                    status, headers, raw = proxy._forward(self.command, self.path,
-                                                          list(self.headers.items()), body)
+                    status, headers, raw = proxy._forward(
+                        self.command, self.path, list(self.headers.items()), body
+                    )
                 except httpx.TransportError as exc:
                     # The backend itself is unreachable: say so the way a gateway does.
                     status, headers, raw = 502, [], f"faultproxy: {exc!r}".encode()
@@ -236,8 +266,7 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 return self.rfile.read(length) if length else b""
 
-            def _answer(self, status: int, headers: list[tuple[str, str]],
-                        body: bytes) -> None:
+            def _answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
                 self.send_response(status)
                 for name, value in headers:
                     self.send_header(name, value)

@@ -23,13 +23,16 @@ BOOT_ID = uuid.uuid4().hex
 
 
 def journal_remote() -> str:
-    for candidate in (shutil.which("systemd-journal-remote"),
-                      "/lib/systemd/systemd-journal-remote",
-                      "/usr/lib/systemd/systemd-journal-remote"):
+    for candidate in (
+        shutil.which("systemd-journal-remote"),
+        "/lib/systemd/systemd-journal-remote",
+        "/usr/lib/systemd/systemd-journal-remote",
+    ):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    pytest.fail("systemd-journal-remote is missing: apt-get install systemd-journal-remote",
-                pytrace=False)
+    pytest.fail(
+        "systemd-journal-remote is missing: apt-get install systemd-journal-remote", pytrace=False
+    )
 
 
 class JournalWriter:
@@ -40,17 +43,32 @@ class JournalWriter:
         self._monotonic = 0
         self._process = subprocess.Popen(
             [journal_remote(), f"--output={path}", "--split-mode=none", "-"],
-            stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            stdin=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
 
-    def append(self, message: str | bytes, *, unit: str = "app.service", priority: int = 6,
-               realtime_us: int | None = None, **fields: str) -> int:
+    def append(
+        self,
+        message: str | bytes,
+        *,
+        unit: str = "app.service",
+        priority: int = 6,
+        realtime_us: int | None = None,
+        **fields: str,
+    ) -> int:
         """One entry; returns its realtime in µs."""
         self._monotonic += 1
         realtime = time.time_ns() // 1000 if realtime_us is None else realtime_us
-        record = {"__REALTIME_TIMESTAMP": str(realtime),
-                  "__MONOTONIC_TIMESTAMP": str(self._monotonic), "_BOOT_ID": BOOT_ID,
-                  "_HOSTNAME": "edge-7", "_SYSTEMD_UNIT": unit, "PRIORITY": str(priority),
-                  "SYSLOG_IDENTIFIER": unit.split(".")[0], **fields}
+        record = {
+            "__REALTIME_TIMESTAMP": str(realtime),
+            "__MONOTONIC_TIMESTAMP": str(self._monotonic),
+            "_BOOT_ID": BOOT_ID,
+            "_HOSTNAME": "edge-7",
+            "_SYSTEMD_UNIT": unit,
+            "PRIORITY": str(priority),
+            "SYSLOG_IDENTIFIER": unit.split(".")[0],
+            **fields,
+        }
         out = b"".join(f"{k}={v}\n".encode() for k, v in record.items())
         raw = message if isinstance(message, bytes) else message.encode()
         # The export format's binary form: name, newline, little-endian length, data.
@@ -68,7 +86,16 @@ class JournalWriter:
 
 def cursors(path: Path) -> list[str]:
     """The cursor of every entry of a journal file, in order, as journalctl gives them."""
-    out = subprocess.run(["journalctl", f"--file={path}", "--output=json", "--merge",
-                          "--no-pager", "--output-fields=MESSAGE"],
-                         check=True, capture_output=True).stdout
+    out = subprocess.run(
+        [
+            "journalctl",
+            f"--file={path}",
+            "--output=json",
+            "--merge",
+            "--no-pager",
+            "--output-fields=MESSAGE",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
     return [json.loads(line)["__CURSOR"] for line in out.splitlines() if line.strip()]

@@ -47,8 +47,7 @@ def apiserver_binary() -> Path:
     binary = default_layout().bin / "kube-apiserver"
     script = ROOT / "infra" / "local" / "build" / "kube-apiserver.sh"
     # Idempotent and quick when the binary is there; a cold build takes minutes.
-    subprocess.run(["bash", str(script), str(binary)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(["bash", str(script), str(binary)], check=True, stdout=subprocess.DEVNULL)
     return binary
 
 
@@ -71,41 +70,98 @@ def _openssl(*args: str, cwd: Path) -> None:
 def make_pki(directory: Path) -> None:
     """ca.crt/ca.key, server.crt/server.key (127.0.0.1, localhost) and sa.key/sa.pub."""
     directory.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
-             "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=ferryman-test-ca",
-             cwd=directory)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "3650",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-subj",
+        "/CN=ferryman-test-ca",
+        cwd=directory,
+    )
     (directory / "server.ext").write_text(
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
         "DNS:kubernetes.default.svc,IP:10.96.0.1\n"
-        "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n")
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-             "-out", "server.csr", "-subj", "/CN=kube-apiserver", cwd=directory)
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-             "-CAcreateserial", "-days", "3650", "-extfile", "server.ext",
-             "-out", "server.crt", cwd=directory)
-    _openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-             "-out", "sa.key", cwd=directory)
+        "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=kube-apiserver",
+        cwd=directory,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+        cwd=directory,
+    )
+    _openssl(
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        "sa.key",
+        cwd=directory,
+    )
     _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=directory)
 
 
 def etcd_command(binary: Path, data_dir: Path, client_port: int, peer_port: int) -> list[str]:
     peer = f"http://{HOST}:{peer_port}"
     client = f"http://{HOST}:{client_port}"
-    return [str(binary), "--name=ferryman-kube", f"--data-dir={data_dir}",
-            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=ferryman-kube={peer}", "--initial-cluster-state=new",
-            "--log-level=warn"]
+    return [
+        str(binary),
+        "--name=ferryman-kube",
+        f"--data-dir={data_dir}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=ferryman-kube={peer}",
+        "--initial-cluster-state=new",
+        "--log-level=warn",
+    ]
 
 
-def apiserver_command(binary: Path, pki: Path, etcd: str, port: int,
-                      token_file: Path) -> list[str]:
+def apiserver_command(binary: Path, pki: Path, etcd: str, port: int, token_file: Path) -> list[str]:
     return [
         str(binary),
         f"--etcd-servers={etcd}",
-        f"--bind-address={HOST}", f"--advertise-address={HOST}", f"--secure-port={port}",
+        f"--bind-address={HOST}",
+        f"--advertise-address={HOST}",
+        f"--secure-port={port}",
         f"--cert-dir={pki}",
-        f"--tls-cert-file={pki / 'server.crt'}", f"--tls-private-key-file={pki / 'server.key'}",
+        f"--tls-cert-file={pki / 'server.crt'}",
+        f"--tls-private-key-file={pki / 'server.key'}",
         f"--client-ca-file={pki / 'ca.crt'}",
         f"--token-auth-file={token_file}",
         "--authorization-mode=RBAC",
@@ -124,36 +180,58 @@ def apiserver_command(binary: Path, pki: Path, etcd: str, port: int,
 
 
 def write_kubeconfig(path: Path, server: str, ca_file: Path, token: str) -> None:
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "ferryman", "cluster": {
-            "server": server, "certificate-authority": str(ca_file)}}],
-        "users": [{"name": "admin", "user": {"token": token}}],
-        "contexts": [{"name": "ferryman", "context": {"cluster": "ferryman",
-                                                      "user": "admin"}}],
-        "current-context": "ferryman",
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "ferryman",
+                        "cluster": {"server": server, "certificate-authority": str(ca_file)},
+                    }
+                ],
+                "users": [{"name": "admin", "user": {"token": token}}],
+                "contexts": [
+                    {"name": "ferryman", "context": {"cluster": "ferryman", "user": "admin"}}
+                ],
+                "current-context": "ferryman",
+            }
+        )
+    )
 
 
-def wait_ready(server: str, ca_file: Path, token: str, process: subprocess.Popen[bytes],
-               log: Path, timeout: float = 90.0) -> None:
+def wait_ready(
+    server: str,
+    ca_file: Path,
+    token: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float = 90.0,
+) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"kube-apiserver exited ({process.returncode}):\n"
-                               + log.read_text()[-4000:])
+            raise RuntimeError(
+                f"kube-apiserver exited ({process.returncode}):\n" + log.read_text()[-4000:]
+            )
         try:
-            response = httpx.get(f"{server}/readyz", verify=_tls(ca_file), timeout=5,
-                                 headers={"Authorization": f"Bearer {token}"})
+            response = httpx.get(
+                f"{server}/readyz",
+                verify=_tls(ca_file),
+                timeout=5,
+                headers={"Authorization": f"Bearer {token}"},
+            )
             if response.status_code == 200 and response.text.strip() == "ok":
                 return
             last = f"{response.status_code} {response.text[-500:]}"
         except httpx.HTTPError as exc:
             last = repr(exc)
         time.sleep(0.3)
-    raise RuntimeError(f"kube-apiserver not ready after {timeout}s: {last}\n"
-                       + log.read_text()[-4000:])
+    raise RuntimeError(
+        f"kube-apiserver not ready after {timeout}s: {last}\n" + log.read_text()[-4000:]
+    )
 
 
 def _tls(ca_file: Path) -> ssl.SSLContext:
@@ -195,7 +273,9 @@ class Cluster:
         with (self.workdir / "etcd.log").open("ab") as out:
             self._etcd = subprocess.Popen(
                 etcd_command(etcd_binary(), self.workdir / "etcd", port, self._etcd_peer),
-                stdout=out, stderr=out)
+                stdout=out,
+                stderr=out,
+            )
         self.start_apiserver()
         write_kubeconfig(self.kubeconfig, self.server, self.ca_file, self.token)
 
@@ -204,8 +284,16 @@ class Cluster:
         port = int(self.server.rsplit(":", 1)[1])
         with log.open("ab") as out:
             self._api = subprocess.Popen(
-                apiserver_command(self._apiserver_binary, self.pki, self.etcd_url, port,
-                                  self.workdir / "tokens.csv"), stdout=out, stderr=out)
+                apiserver_command(
+                    self._apiserver_binary,
+                    self.pki,
+                    self.etcd_url,
+                    port,
+                    self.workdir / "tokens.csv",
+                ),
+                stdout=out,
+                stderr=out,
+            )
         wait_ready(self.server, self.ca_file, self.token, self._api, log)
 
     def stop_apiserver(self) -> None:
@@ -215,8 +303,12 @@ class Cluster:
 
     def http(self) -> httpx.Client:
         """An HTTP client for the API server, authenticated as a cluster admin."""
-        return httpx.Client(base_url=self.server, verify=_tls(self.ca_file), timeout=30,
-                            headers={"Authorization": f"Bearer {self.token}"})
+        return httpx.Client(
+            base_url=self.server,
+            verify=_tls(self.ca_file),
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
 
     @property
     def apiserver_pid(self) -> int | None:
@@ -249,110 +341,249 @@ def _manifests() -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
     then written through the status subresource as a kubelet would."""
     ns = RECORD_NAMESPACE
     core, slices = "/api/v1", "/apis/discovery.k8s.io/v1"
-    ready_conditions = [{"type": "Ready", "status": "True"},
-                        {"type": "ContainersReady", "status": "True"}]
+    ready_conditions = [
+        {"type": "Ready", "status": "True"},
+        {"type": "ContainersReady", "status": "True"},
+    ]
     node_status = {
-        "addresses": [{"type": "Hostname", "address": "edge-1"},
-                      {"type": "ExternalIP", "address": "203.0.113.7"},
-                      {"type": "InternalIP", "address": "10.0.0.11"},
-                      {"type": "InternalIP", "address": "10.0.0.12"}],
+        "addresses": [
+            {"type": "Hostname", "address": "edge-1"},
+            {"type": "ExternalIP", "address": "203.0.113.7"},
+            {"type": "InternalIP", "address": "10.0.0.11"},
+            {"type": "InternalIP", "address": "10.0.0.12"},
+        ],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                        "lastHeartbeatTime": "2026-01-01T00:00:00Z",
-                        "lastTransitionTime": "2026-01-01T00:00:00Z"},
-                       {"type": "MemoryPressure", "status": "False", "reason": "Ok",
-                        "lastHeartbeatTime": "2026-01-01T00:00:00Z",
-                        "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "lastHeartbeatTime": "2026-01-01T00:00:00Z",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            },
+            {
+                "type": "MemoryPressure",
+                "status": "False",
+                "reason": "Ok",
+                "lastHeartbeatTime": "2026-01-01T00:00:00Z",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            },
+        ],
     }
     web_pod = {
-        "metadata": {"name": "web-7d4b9", "namespace": ns,
-                     "labels": {"app": "web", "app.kubernetes.io/name": "web"},
-                     "annotations": {"prometheus.io/scrape": "true"},
-                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                                          "name": "web-7d4b", "uid": "0c9e6c49-6c71-4f57-"
-                                          "9f5e-2b8a3c7f1d01", "controller": True}]},
-        "spec": {"nodeName": "edge-1",
-                 "initContainers": [{"name": "migrate", "image": "shop/migrate:1.2",
-                                     "ports": [{"containerPort": 9000, "name": "mig"}]}],
-                 "containers": [
-                     {"name": "app", "image": "shop/web:2.0",
-                      "ports": [{"containerPort": 8080, "name": "http"},
-                                {"containerPort": 9102, "name": "metrics"}]},
-                     {"name": "sidecar", "image": "shop/proxy:1.0"}]},
+        "metadata": {
+            "name": "web-7d4b9",
+            "namespace": ns,
+            "labels": {"app": "web", "app.kubernetes.io/name": "web"},
+            "annotations": {"prometheus.io/scrape": "true"},
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "web-7d4b",
+                    "uid": "0c9e6c49-6c71-4f57-9f5e-2b8a3c7f1d01",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {
+            "nodeName": "edge-1",
+            "initContainers": [
+                {
+                    "name": "migrate",
+                    "image": "shop/migrate:1.2",
+                    "ports": [{"containerPort": 9000, "name": "mig"}],
+                }
+            ],
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "shop/web:2.0",
+                    "ports": [
+                        {"containerPort": 8080, "name": "http"},
+                        {"containerPort": 9102, "name": "metrics"},
+                    ],
+                },
+                {"name": "sidecar", "image": "shop/proxy:1.0"},
+            ],
+        },
     }
     web_status = {
-        "phase": "Running", "podIP": "10.244.1.5", "podIPs": [{"ip": "10.244.1.5"}],
-        "hostIP": "10.0.0.11", "hostIPs": [{"ip": "10.0.0.11"}],
+        "phase": "Running",
+        "podIP": "10.244.1.5",
+        "podIPs": [{"ip": "10.244.1.5"}],
+        "hostIP": "10.0.0.11",
+        "hostIPs": [{"ip": "10.0.0.11"}],
         "conditions": ready_conditions,
         "containerStatuses": [
-            {"name": "app", "image": "shop/web:2.0", "imageID": "", "ready": True,
-             "restartCount": 0, "containerID": "containerd://aaa111"},
-            {"name": "sidecar", "image": "shop/proxy:1.0", "imageID": "", "ready": True,
-             "restartCount": 0, "containerID": "containerd://bbb222"}],
+            {
+                "name": "app",
+                "image": "shop/web:2.0",
+                "imageID": "",
+                "ready": True,
+                "restartCount": 0,
+                "containerID": "containerd://aaa111",
+            },
+            {
+                "name": "sidecar",
+                "image": "shop/proxy:1.0",
+                "imageID": "",
+                "ready": True,
+                "restartCount": 0,
+                "containerID": "containerd://bbb222",
+            },
+        ],
         "initContainerStatuses": [
-            {"name": "migrate", "image": "shop/migrate:1.2", "imageID": "", "ready": True,
-             "restartCount": 0, "containerID": "containerd://ccc333"}],
+            {
+                "name": "migrate",
+                "image": "shop/migrate:1.2",
+                "imageID": "",
+                "ready": True,
+                "restartCount": 0,
+                "containerID": "containerd://ccc333",
+            }
+        ],
     }
-    pending_pod = {"metadata": {"name": "batch-x", "namespace": ns},
-                   "spec": {"containers": [{"name": "job", "image": "shop/batch:1"}]}}
-    web_ports = [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"},
-                 {"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"}]
+    pending_pod = {
+        "metadata": {"name": "batch-x", "namespace": ns},
+        "spec": {"containers": [{"name": "job", "image": "shop/batch:1"}]},
+    }
+    web_ports = [
+        {"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"},
+        {"name": "dns", "port": 53, "targetPort": 5353, "protocol": "UDP"},
+    ]
     target_ref = {"kind": "Pod", "namespace": ns, "name": "web-7d4b9"}
     return [
-        (f"{core}/nodes", {"metadata": {
-            "name": "edge-1", "labels": {"kubernetes.io/hostname": "edge-1",
-                                         "topology.kubernetes.io/zone": "z1"},
-            "annotations": {"node.alpha.kubernetes.io/ttl": "0"}},
-            "spec": {"providerID": "kind://docker/edge-1"}}, node_status),
+        (
+            f"{core}/nodes",
+            {
+                "metadata": {
+                    "name": "edge-1",
+                    "labels": {
+                        "kubernetes.io/hostname": "edge-1",
+                        "topology.kubernetes.io/zone": "z1",
+                    },
+                    "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+                },
+                "spec": {"providerID": "kind://docker/edge-1"},
+            },
+            node_status,
+        ),
         (f"{core}/nodes", {"metadata": {"name": "bare"}}, None),
         (f"{core}/namespaces", {"metadata": {"name": ns}}, None),
         (f"{core}/namespaces/{ns}/pods", web_pod, web_status),
         (f"{core}/namespaces/{ns}/pods", pending_pod, None),
-        (f"{core}/namespaces/{ns}/services", {
-            "metadata": {"name": "web", "namespace": ns, "labels": {"app": "web"},
-                         "annotations": {"prometheus.io/probe": "true"}},
-            "spec": {"selector": {"app": "web"}, "ports": web_ports}}, None),
-        (f"{core}/namespaces/{ns}/services", {
-            "metadata": {"name": "edge-lb", "namespace": ns},
-            "spec": {"type": "LoadBalancer", "loadBalancerIP": "198.51.100.9",
-                     "ipFamilyPolicy": "PreferDualStack",
-                     "ports": [{"name": "https", "port": 443, "targetPort": 8443}]}}, None),
-        (f"{core}/namespaces/{ns}/services", {
-            "metadata": {"name": "upstream", "namespace": ns},
-            "spec": {"type": "ExternalName", "externalName": "api.example.org",
-                     "ports": [{"port": 443}]}}, None),
-        (f"{core}/namespaces/{ns}/endpoints", {
-            "metadata": {"name": "web", "namespace": ns, "labels": {"app": "web"}},
-            "subsets": [{
-                "addresses": [{"ip": "10.244.1.5", "nodeName": "edge-1",
-                               "targetRef": target_ref}],
-                "notReadyAddresses": [{"ip": "10.244.2.9", "hostname": "web-0"}],
-                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"},
-                          {"name": "dns", "port": 5353, "protocol": "UDP"}]}]}, None),
-        (f"{slices}/namespaces/{ns}/endpointslices", {
-            "metadata": {"name": "web-abcde", "namespace": ns,
-                         "labels": {"kubernetes.io/service-name": "web",
-                                    "endpointslice.kubernetes.io/managed-by": "test"}},
-            "addressType": "IPv4",
-            "endpoints": [
-                {"addresses": ["10.244.1.5"], "nodeName": "edge-1", "zone": "z1",
-                 "conditions": {"ready": True, "serving": True, "terminating": False},
-                 "targetRef": target_ref},
-                {"addresses": ["10.244.2.9"], "hostname": "web-0",
-                 "conditions": {"ready": False}}],
-            "ports": [{"name": "http", "port": 8080, "protocol": "TCP",
-                       "appProtocol": "http"}]}, None),
-        (f"{slices}/namespaces/{ns}/endpointslices", {
-            "metadata": {"name": "edge-lb-v6", "namespace": ns,
-                         "labels": {"kubernetes.io/service-name": "edge-lb"}},
-            "addressType": "IPv6",
-            "endpoints": [{"addresses": ["fd00::5"]}],
-            "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}]}, None),
-        (f"{slices}/namespaces/{ns}/endpointslices", {
-            "metadata": {"name": "orphan-1", "namespace": ns},
-            "addressType": "IPv6",
-            "endpoints": [{"addresses": ["fd00::7"], "conditions": {}}],
-            "ports": [{"name": "metrics"}]}, None),
+        (
+            f"{core}/namespaces/{ns}/services",
+            {
+                "metadata": {
+                    "name": "web",
+                    "namespace": ns,
+                    "labels": {"app": "web"},
+                    "annotations": {"prometheus.io/probe": "true"},
+                },
+                "spec": {"selector": {"app": "web"}, "ports": web_ports},
+            },
+            None,
+        ),
+        (
+            f"{core}/namespaces/{ns}/services",
+            {
+                "metadata": {"name": "edge-lb", "namespace": ns},
+                "spec": {
+                    "type": "LoadBalancer",
+                    "loadBalancerIP": "198.51.100.9",
+                    "ipFamilyPolicy": "PreferDualStack",
+                    "ports": [{"name": "https", "port": 443, "targetPort": 8443}],
+                },
+            },
+            None,
+        ),
+        (
+            f"{core}/namespaces/{ns}/services",
+            {
+                "metadata": {"name": "upstream", "namespace": ns},
+                "spec": {
+                    "type": "ExternalName",
+                    "externalName": "api.example.org",
+                    "ports": [{"port": 443}],
+                },
+            },
+            None,
+        ),
+        (
+            f"{core}/namespaces/{ns}/endpoints",
+            {
+                "metadata": {"name": "web", "namespace": ns, "labels": {"app": "web"}},
+                "subsets": [
+                    {
+                        "addresses": [
+                            {"ip": "10.244.1.5", "nodeName": "edge-1", "targetRef": target_ref}
+                        ],
+                        "notReadyAddresses": [{"ip": "10.244.2.9", "hostname": "web-0"}],
+                        "ports": [
+                            {"name": "http", "port": 8080, "protocol": "TCP"},
+                            {"name": "dns", "port": 5353, "protocol": "UDP"},
+                        ],
+                    }
+                ],
+            },
+            None,
+        ),
+        (
+            f"{slices}/namespaces/{ns}/endpointslices",
+            {
+                "metadata": {
+                    "name": "web-abcde",
+                    "namespace": ns,
+                    "labels": {
+                        "kubernetes.io/service-name": "web",
+                        "endpointslice.kubernetes.io/managed-by": "test",
+                    },
+                },
+                "addressType": "IPv4",
+                "endpoints": [
+                    {
+                        "addresses": ["10.244.1.5"],
+                        "nodeName": "edge-1",
+                        "zone": "z1",
+                        "conditions": {"ready": True, "serving": True, "terminating": False},
+                        "targetRef": target_ref,
+                    },
+                    {
+                        "addresses": ["10.244.2.9"],
+                        "hostname": "web-0",
+                        "conditions": {"ready": False},
+                    },
+                ],
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP", "appProtocol": "http"}],
+            },
+            None,
+        ),
+        (
+            f"{slices}/namespaces/{ns}/endpointslices",
+            {
+                "metadata": {
+                    "name": "edge-lb-v6",
+                    "namespace": ns,
+                    "labels": {"kubernetes.io/service-name": "edge-lb"},
+                },
+                "addressType": "IPv6",
+                "endpoints": [{"addresses": ["fd00::5"]}],
+                "ports": [{"name": "https", "port": 8443, "protocol": "TCP"}],
+            },
+            None,
+        ),
+        (
+            f"{slices}/namespaces/{ns}/endpointslices",
+            {
+                "metadata": {"name": "orphan-1", "namespace": ns},
+                "addressType": "IPv6",
+                "endpoints": [{"addresses": ["fd00::7"], "conditions": {}}],
+                "ports": [{"name": "metrics"}],
+            },
+            None,
+        ),
     ]
 
 
@@ -370,9 +601,11 @@ def record(cluster: Cluster, out: Path) -> None:
             body = created.json()
             if status is not None:
                 name = obj["metadata"]["name"]
-                patched = http.patch(f"{path}/{name}/status", json={"status": status},
-                                     headers={"Content-Type":
-                                              "application/merge-patch+json"})
+                patched = http.patch(
+                    f"{path}/{name}/status",
+                    json={"status": status},
+                    headers={"Content-Type": "application/merge-patch+json"},
+                )
                 patched.raise_for_status()
                 body = patched.json()
             body["metadata"].pop("managedFields", None)
@@ -387,8 +620,9 @@ def record(cluster: Cluster, out: Path) -> None:
 CORE = "/api/v1"
 
 
-def create(api: httpx.Client, path: str, obj: dict[str, Any],
-           status: dict[str, Any] | None = None) -> dict[str, Any]:
+def create(
+    api: httpx.Client, path: str, obj: dict[str, Any], status: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """POST ``obj`` to ``path`` (201 expected), then set its status if given."""
     response = api.post(path, json=obj)
     assert response.status_code == 201, response.text
@@ -400,8 +634,9 @@ def create(api: httpx.Client, path: str, obj: dict[str, Any],
 
 def patch(api: httpx.Client, path: str, change: dict[str, Any]) -> dict[str, Any]:
     """A JSON merge patch (200 expected)."""
-    response = api.patch(path, json=change,
-                         headers={"Content-Type": "application/merge-patch+json"})
+    response = api.patch(
+        path, json=change, headers={"Content-Type": "application/merge-patch+json"}
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -411,8 +646,10 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] != "record":
         print("usage: python -m tests.integration.kube record FILE", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="ferryman-kube-") as tmp, \
-            running_apiserver(Path(tmp)) as cluster:
+    with (
+        tempfile.TemporaryDirectory(prefix="ferryman-kube-") as tmp,
+        running_apiserver(Path(tmp)) as cluster,
+    ):
         record(cluster, Path(argv[1]))
     return 0
 

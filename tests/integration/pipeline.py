@@ -39,8 +39,9 @@ class Message:
     headers: Headers = ()
 
 
-def message_headers(schema: bytes | None, *, cluster: str | None = None,
-                    tenant: str | bytes | None = None) -> Headers:
+def message_headers(
+    schema: bytes | None, *, cluster: str | None = None, tenant: str | bytes | None = None
+) -> Headers:
     """The ``schema``/``cluster``/``tenant`` headers the edge sets (absent when None)."""
     out: list[tuple[str, bytes]] = []
     if schema is not None:
@@ -57,22 +58,44 @@ def time_series(labels: dict[str, str], *samples: tuple[float, int]) -> TimeSeri
     return TimeSeries(tuple(sorted(labels.items())), tuple(Sample(v, t) for v, t in samples))
 
 
-def remote_write(series: Iterable[TimeSeries], *, cluster: str | None = None,
-                 tenant: str | bytes | None = None, key: bytes | None = None) -> Message:
+def remote_write(
+    series: Iterable[TimeSeries],
+    *,
+    cluster: str | None = None,
+    tenant: str | bytes | None = None,
+    key: bytes | None = None,
+) -> Message:
     """A remote-write message as the edge produces it: snappy(WriteRequest)."""
-    return Message(snappy_compress(encode_write_request(list(series))), key,
-                   message_headers(h.SCHEMA_REMOTE_WRITE, cluster=cluster, tenant=tenant))
+    return Message(
+        snappy_compress(encode_write_request(list(series))),
+        key,
+        message_headers(h.SCHEMA_REMOTE_WRITE, cluster=cluster, tenant=tenant),
+    )
 
 
-def loki_push(streams: Iterable[Stream], *, cluster: str | None = None,
-              tenant: str | bytes | None = None, key: bytes | None = None) -> Message:
+def loki_push(
+    streams: Iterable[Stream],
+    *,
+    cluster: str | None = None,
+    tenant: str | bytes | None = None,
+    key: bytes | None = None,
+) -> Message:
     """A Loki push message as the edge produces it: snappy(PushRequest)."""
-    return Message(snappy_compress(encode_push_request(list(streams))), key,
-                   message_headers(h.SCHEMA_LOKI_PUSH, cluster=cluster, tenant=tenant))
+    return Message(
+        snappy_compress(encode_push_request(list(streams))),
+        key,
+        message_headers(h.SCHEMA_LOKI_PUSH, cluster=cluster, tenant=tenant),
+    )
 
 
-def raw(value: bytes, *, key: bytes | None = None, schema: bytes | None = None,
-        cluster: str | None = None, tenant: str | bytes | None = None) -> Message:
+def raw(
+    value: bytes,
+    *,
+    key: bytes | None = None,
+    schema: bytes | None = None,
+    cluster: str | None = None,
+    tenant: str | bytes | None = None,
+) -> Message:
     """Bytes as they are, with whichever headers are given (none by default)."""
     return Message(value, key, message_headers(schema, cluster=cluster, tenant=tenant))
 
@@ -82,8 +105,9 @@ def produce(bootstrap: str, topic: str, messages: Iterable[Message]) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type="snappy", acks="all")
     try:
         for message in messages:
-            producer.send(topic, value=message.value, key=message.key,
-                          headers=list(message.headers))
+            producer.send(
+                topic, value=message.value, key=message.key, headers=list(message.headers)
+            )
         producer.flush(timeout=30)
     finally:
         producer.close()
@@ -92,8 +116,12 @@ def produce(bootstrap: str, topic: str, messages: Iterable[Message]) -> None:
 def dead_letters(bootstrap: str, topic: str, *, timeout_ms: int = 5000) -> list[Any]:
     """Every message on ``topic`` (a dead-letter topic), read from the start until it
     has been quiet for ``timeout_ms``."""
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=timeout_ms)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=timeout_ms,
+    )
     try:
         return list(consumer)
     finally:
@@ -108,9 +136,17 @@ def create_topics(bootstrap: str, *topics: tuple[str, int]) -> None:
         admin.close()
 
 
-def produce_series(bootstrap: str, topic: str, metric: str, messages: int,
-                   series_per_message: int, *, cluster: str = "alpha",
-                   start: int = 0, extra: Iterable[tuple[bytes, bytes | None]] = ()) -> set[str]:
+def produce_series(
+    bootstrap: str,
+    topic: str,
+    metric: str,
+    messages: int,
+    series_per_message: int,
+    *,
+    cluster: str = "alpha",
+    start: int = 0,
+    extra: Iterable[tuple[bytes, bytes | None]] = (),
+) -> set[str]:
     """Produce remote-write messages the way the edge does, series ``sid`` = ``m-s`` of
     ``metric``, then ``extra`` (value, key) as raw bytes; returns the series ids sent."""
     now_ms = int(time.time() * 1000)
@@ -121,8 +157,11 @@ def produce_series(bootstrap: str, topic: str, metric: str, messages: int,
         for s in range(series_per_message):
             sid = f"{m}-{s}"
             sent.add(sid)
-            batch.append(time_series({"__name__": metric, "cluster": cluster, "sid": sid},
-                                     (float(m), now_ms)))
+            batch.append(
+                time_series(
+                    {"__name__": metric, "cluster": cluster, "sid": sid}, (float(m), now_ms)
+                )
+            )
         out.append(remote_write(batch, cluster=cluster, key=f"{metric}-{m}".encode()))
     out += [raw(value, key=key) for value, key in extra]
     produce(bootstrap, topic, out)
@@ -135,8 +174,11 @@ def committed_total(bootstrap: str, group: str, topic: str) -> int:
         offsets = admin.list_group_offsets(group).get(group, {})
     finally:
         admin.close()
-    return sum(meta.offset for tp, meta in offsets.items()
-               if isinstance(tp, TopicPartition) and tp.topic == topic and meta.offset > 0)
+    return sum(
+        meta.offset
+        for tp, meta in offsets.items()
+        if isinstance(tp, TopicPartition) and tp.topic == topic and meta.offset > 0
+    )
 
 
 def topic_size(bootstrap: str, topic: str) -> int:
@@ -161,9 +203,11 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
 
 
 def series_ids(base: str, metric: str) -> set[str]:
-    response = httpx.get(f"{base}/api/v1/series", params={"match[]": metric,
-                                                         "start": str(time.time() - 3600)},
-                         timeout=30)
+    response = httpx.get(
+        f"{base}/api/v1/series",
+        params={"match[]": metric, "start": str(time.time() - 3600)},
+        timeout=30,
+    )
     response.raise_for_status()
     return {s["sid"] for s in response.json()["data"]}
 
@@ -183,7 +227,11 @@ class Process:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "ferryman", *self.argv, "--config", str(self.config)],
-                stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=dict(os.environ))
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=dict(os.environ),
+            )
         return self
 
     def kill9(self) -> None:
@@ -252,19 +300,24 @@ class Worker(Process):
         deadline = time.monotonic() + timeout
         while not self.ready():
             if not self.alive():
-                raise AssertionError(f"worker {self.name} exited before it was ready:\n"
-                                     f"{self.output()[-3000:]}")
+                raise AssertionError(
+                    f"worker {self.name} exited before it was ready:\n{self.output()[-3000:]}"
+                )
             if time.monotonic() > deadline:
-                raise AssertionError(f"worker {self.name} not ready after {timeout}s:\n"
-                                     f"{self.output()[-3000:]}")
+                raise AssertionError(
+                    f"worker {self.name} not ready after {timeout}s:\n{self.output()[-3000:]}"
+                )
             time.sleep(0.1)
         return self
 
     def metrics(self) -> dict[str, float]:
         """Its /metrics: ``name{labels}`` → value."""
         text = httpx.get(f"{self.api}/metrics", timeout=5).text
-        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-                for line in text.splitlines() if line and not line.startswith("#")}
+        return {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line and not line.startswith("#")
+        }
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of every series of ``name`` carrying ``labels`` (0 when none)."""
@@ -314,8 +367,9 @@ class _PrivateHTTPService:
         raise NotImplementedError
 
     def start(self) -> Any:
-        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_for(self._ready, 30, f"private {self.name} ready", interval=0.2)
         return self
 
@@ -341,14 +395,18 @@ class PrivatePrometheus(_PrivateHTTPService):
         super().__init__()
         self.data = tmp / "prometheus-data"
         self.config = tmp / "prometheus.yml"
-        self.config.write_text("storage:\n  tsdb:\n    out_of_order_time_window: 2h\n"
-                               "scrape_configs: []\n")
+        self.config.write_text(
+            "storage:\n  tsdb:\n    out_of_order_time_window: 2h\nscrape_configs: []\n"
+        )
 
     def argv(self) -> list[str]:
-        return ["/usr/bin/prometheus", f"--config.file={self.config}",
-                f"--storage.tsdb.path={self.data}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-remote-write-receiver"]
+        return [
+            "/usr/bin/prometheus",
+            f"--config.file={self.config}",
+            f"--storage.tsdb.path={self.data}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--web.enable-remote-write-receiver",
+        ]
 
 
 class PrivateKafka:
@@ -361,8 +419,9 @@ class PrivateKafka:
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.log = tmp / "private-kafka.log"
-        self.command = prepare_kafka(default_layout(), tmp / "kafka", tmp / "kafka.properties",
-                                     self.port, free_port())
+        self.command = prepare_kafka(
+            default_layout(), tmp / "kafka", tmp / "kafka.properties", self.port, free_port()
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PrivateKafka:
@@ -394,5 +453,10 @@ class PrivateVictoriaLogs(_PrivateHTTPService):
         self.args = args
 
     def argv(self) -> list[str]:
-        return [str(self.binary), f"-httpListenAddr=127.0.0.1:{self.port}",
-                f"-storageDataPath={self.data}", "-loggerLevel=WARN", *self.args]
+        return [
+            str(self.binary),
+            f"-httpListenAddr=127.0.0.1:{self.port}",
+            f"-storageDataPath={self.data}",
+            "-loggerLevel=WARN",
+            *self.args,
+        ]

@@ -103,8 +103,7 @@ class TargetStore:
         fresh = {_key(o): o for o in objects}
         with self._lock:
             current = self._objects[stream.kind]
-            gone = [k for k in current
-                    if stream.namespace in (None, k[0]) and k not in fresh]
+            gone = [k for k in current if stream.namespace in (None, k[0]) and k not in fresh]
             touched = set()
             for key in gone:
                 del current[key]
@@ -119,8 +118,9 @@ class TargetStore:
             if self._unsynced is not None and stream in self._unsynced:
                 self._unsynced.discard(stream)
                 if not self._unsynced:
-                    log.info("kubernetes_sd: role %s synced: %d groups", self.role,
-                             len(self._groups))
+                    log.info(
+                        "kubernetes_sd: role %s synced: %d groups", self.role, len(self._groups)
+                    )
                     changed = True
             if changed:
                 self.version += 1
@@ -171,8 +171,11 @@ class TargetStore:
         try:
             return self._build(obj)
         except Exception:  # a malformed object must not stop discovery
-            log.exception("kubernetes_sd: cannot build the target group of %s %s",
-                          self.role, "/".join(k for k in key if k))
+            log.exception(
+                "kubernetes_sd: cannot build the target group of %s %s",
+                self.role,
+                "/".join(k for k in key if k),
+            )
             return None
 
     def _index(self, key: Key, deps: set[tuple[str, str, str]]) -> None:
@@ -224,8 +227,9 @@ class KubernetesSD(Discoverer):
     TargetStore.
     """
 
-    def __init__(self, config: KubernetesSDConfig,
-                 build: Callable[[Obj], TargetGroup] | None = None) -> None:
+    def __init__(
+        self, config: KubernetesSDConfig, build: Callable[[Obj], TargetGroup] | None = None
+    ) -> None:
         self.config = config
         if build is not None and len(ROLE_KINDS[config.role]) > 1:
             raise ValueError(f"role {config.role} builds its groups from several kinds")
@@ -235,9 +239,12 @@ class KubernetesSD(Discoverer):
         self._reported: int | None = None
         # The thread gets no reference to self, so that dropping the discoverer
         # (configuration reload) lets the finalizer below stop the threads.
-        threading.Thread(target=_start, args=(config, self._store, self._stop,
-                                              self._reflectors),
-                         name=f"kubernetes-sd-{config.role}", daemon=True).start()
+        threading.Thread(
+            target=_start,
+            args=(config, self._store, self._stop, self._reflectors),
+            name=f"kubernetes-sd-{config.role}",
+            daemon=True,
+        ).start()
         self._finalizer = weakref.finalize(self, _shutdown, self._stop, self._reflectors)
 
     def changed(self) -> bool:
@@ -263,8 +270,12 @@ def _shutdown(stop: threading.Event, reflectors: list[Reflector]) -> None:
         reflector.interrupt()
 
 
-def _start(config: KubernetesSDConfig, store: TargetStore, stop: threading.Event,
-           reflectors: list[Reflector]) -> None:
+def _start(
+    config: KubernetesSDConfig,
+    store: TargetStore,
+    stop: threading.Event,
+    reflectors: list[Reflector],
+) -> None:
     """Builds the API client (retrying until it can) and starts one thread per stream."""
     streams = plan_streams(config, _own_namespace(config))
     client = None
@@ -273,19 +284,25 @@ def _start(config: KubernetesSDConfig, store: TargetStore, stop: threading.Event
         try:
             client = _api_client(config, pool_size=len(streams) + 2)
         except Exception as exc:  # bad kubeconfig, not in a cluster, ...
-            delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** failures) * random.uniform(1, 1.5)
+            delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2**failures) * random.uniform(1, 1.5)
             failures += 1
-            log.error("kubernetes_sd: cannot configure the API client (%s: %s); "
-                      "retrying in %.1fs", type(exc).__name__, exc, delay)
+            log.error(
+                "kubernetes_sd: cannot configure the API client (%s: %s); retrying in %.1fs",
+                type(exc).__name__,
+                exc,
+                delay,
+            )
             if stop.wait(delay):
                 return
     store.expect(streams)
     for stream in streams:
         reflector = Reflector(client, stream, store, stop)
         reflectors.append(reflector)
-        threading.Thread(target=reflector.run, daemon=True,
-                         name=f"kubernetes-sd-{stream.kind}-{stream.namespace or 'all'}"
-                         ).start()
+        threading.Thread(
+            target=reflector.run,
+            daemon=True,
+            name=f"kubernetes-sd-{stream.kind}-{stream.namespace or 'all'}",
+        ).start()
     if stop.is_set():  # stopped while starting: make sure nothing stays blocked
         _shutdown(stop, reflectors)
 
@@ -294,11 +311,14 @@ def _api_client(config: KubernetesSDConfig, pool_size: int) -> ApiClient:
     configuration = Configuration()
     if config.kubeconfig_file is not None:
         kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(config.kubeconfig_file), client_configuration=configuration,
-            persist_config=False)
+            config_file=str(config.kubeconfig_file),
+            client_configuration=configuration,
+            persist_config=False,
+        )
     elif config.api_server is None:
         kube_config.load_incluster_config(  # type: ignore[no-untyped-call]
-            client_configuration=configuration)
+            client_configuration=configuration
+        )
     if config.api_server is not None:
         configuration.host = config.api_server.rstrip("/")
     # Every watch holds a connection for minutes; size the pool for all of them.
@@ -312,14 +332,19 @@ def _own_namespace(config: KubernetesSDConfig) -> str | None:
     if not config.namespaces.own_namespace:
         return None
     if config.api_server is not None or config.kubeconfig_file is not None:
-        log.error("kubernetes_sd: namespaces.own_namespace needs the in-cluster "
-                  "configuration (no api_server, no kubeconfig_file); ignoring it")
+        log.error(
+            "kubernetes_sd: namespaces.own_namespace needs the in-cluster "
+            "configuration (no api_server, no kubeconfig_file); ignoring it"
+        )
         return None
     try:
         namespace = OWN_NAMESPACE_FILE.read_text().strip()
     except OSError as exc:
-        log.error("kubernetes_sd: cannot read the pod's namespace (%s); ignoring "
-                  "namespaces.own_namespace", exc)
+        log.error(
+            "kubernetes_sd: cannot read the pod's namespace (%s); ignoring "
+            "namespaces.own_namespace",
+            exc,
+        )
         return None
     return namespace or None
 
@@ -339,20 +364,23 @@ def plan_streams(config: KubernetesSDConfig, own_namespace: str | None) -> list[
     selectors: dict[str, tuple[str | None, str | None]] = {}
     for selector in config.selectors:
         if selector.role not in ALLOWED_SELECTORS[config.role]:
-            log.error("kubernetes_sd: role %s supports only %s selectors; ignoring the %s "
-                      "selector", config.role, ", ".join(ALLOWED_SELECTORS[config.role]),
-                      selector.role)
+            log.error(
+                "kubernetes_sd: role %s supports only %s selectors; ignoring the %s selector",
+                config.role,
+                ", ".join(ALLOWED_SELECTORS[config.role]),
+                selector.role,
+            )
         elif selector.role in selectors:
-            log.error("kubernetes_sd: duplicated selector role %s; ignoring all but the "
-                      "first", selector.role)
+            log.error(
+                "kubernetes_sd: duplicated selector role %s; ignoring all but the first",
+                selector.role,
+            )
         else:
             selectors[selector.role] = (selector.label or None, selector.field or None)
     namespaces = _namespaces(config, own_namespace)
     streams = []
     for kind in ROLE_KINDS[config.role]:
         label, field = selectors.get(kind, (None, None))
-        scopes: list[str | None] = (
-            namespaces if RESOURCES[kind].namespaced is not None else [None])
+        scopes: list[str | None] = namespaces if RESOURCES[kind].namespaced is not None else [None]
         streams += [Stream(kind, namespace, label, field) for namespace in scopes]
     return streams
-

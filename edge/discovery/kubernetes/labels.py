@@ -42,8 +42,14 @@ NAMESPACE = META + "namespace"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # on every EndpointSlice of a Service
 
 # The node address used as the target, by preference (Prometheus' nodeAddress).
-NODE_ADDRESS_PREFERENCE = ("InternalIP", "InternalDNS", "ExternalIP", "ExternalDNS",
-                           "LegacyHostIP", "Hostname")
+NODE_ADDRESS_PREFERENCE = (
+    "InternalIP",
+    "InternalDNS",
+    "ExternalIP",
+    "ExternalDNS",
+    "LegacyHostIP",
+    "Hostname",
+)
 
 _INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -77,8 +83,11 @@ def _bool(value: bool) -> str:
 def _group(source: str, targets: Iterable[Labels], labels: Labels) -> TargetGroup:
     """A TargetGroup without empty label values: Prometheus' label sets hold none (an
     empty value means "absent" to relabeling and is dropped), so neither do ours."""
-    return TargetGroup(source, tuple({k: v for k, v in t.items() if v} for t in targets),
-                       {k: v for k, v in labels.items() if v})
+    return TargetGroup(
+        source,
+        tuple({k: v for k, v in t.items() if v} for t in targets),
+        {k: v for k, v in labels.items() if v},
+    )
 
 
 def _namespaced_source(kind: str, meta: Obj) -> str:
@@ -104,8 +113,11 @@ def _object_meta_labels(out: Labels, meta: Obj, role: str) -> None:
 def build_node(node: Obj) -> TargetGroup:
     """One target per node: its preferred address and the kubelet port;
     ``instance`` is the node name."""
-    meta, spec, status = _map(node.get("metadata")), _map(node.get("spec")), _map(
-        node.get("status"))
+    meta, spec, status = (
+        _map(node.get("metadata")),
+        _map(node.get("spec")),
+        _map(node.get("status")),
+    )
     name = _str(meta.get("name"))
     labels: Labels = {META + "node_provider_id": _str(spec.get("providerID"))}
     for condition in _list(status.get("conditions")):
@@ -118,15 +130,18 @@ def build_node(node: Obj) -> TargetGroup:
     for entry in _list(status.get("addresses")):
         entry = _map(entry)
         addresses.setdefault(_str(entry.get("type")), []).append(_str(entry.get("address")))
-    address = next((addresses[kind][0] for kind in NODE_ADDRESS_PREFERENCE
-                    if kind in addresses), None)
+    address = next(
+        (addresses[kind][0] for kind in NODE_ADDRESS_PREFERENCE if kind in addresses), None
+    )
     if address is None:
         # Prometheus logs "No node address found" and sends no update at all; a node
         # with no address cannot be scraped, so it keeps its labels but no target here.
         return _group(f"node/{name}", (), labels)
     kubelet = _map(_map(status.get("daemonEndpoints")).get("kubeletEndpoint"))
-    target: Labels = {"__address__": join_host_port(address, int(kubelet.get("Port") or 0)),
-                      "instance": name}
+    target: Labels = {
+        "__address__": join_host_port(address, int(kubelet.get("Port") or 0)),
+        "instance": name,
+    }
     for kind, values in addresses.items():
         target[sanitize_label_name(f"{META}node_address_{kind}")] = values[0]
     return _group(f"node/{name}", [target], labels)
@@ -146,8 +161,7 @@ def _pod_ready(pod: Obj) -> str:
 def pod_labels(pod: Obj) -> Labels:
     """The pod's own labels, shared by the pod, endpoints and endpointslice roles
     (the namespace label is not among them: the group carries it)."""
-    meta, spec, status = _map(pod.get("metadata")), _map(pod.get("spec")), _map(
-        pod.get("status"))
+    meta, spec, status = _map(pod.get("metadata")), _map(pod.get("spec")), _map(pod.get("status"))
     labels: Labels = {
         META + "pod_ip": _str(status.get("podIP")),
         META + "pod_ready": _pod_ready(pod),
@@ -157,8 +171,14 @@ def pod_labels(pod: Obj) -> Labels:
         META + "pod_uid": _str(meta.get("uid")),
     }
     _object_meta_labels(labels, meta, "pod")
-    controller = next((_map(ref) for ref in _list(meta.get("ownerReferences"))
-                       if _map(ref).get("controller") is True), None)
+    controller = next(
+        (
+            _map(ref)
+            for ref in _list(meta.get("ownerReferences"))
+            if _map(ref).get("controller") is True
+        ),
+        None,
+    )
     if controller is not None:
         if controller.get("kind"):
             labels[META + "pod_controller_kind"] = _str(controller["kind"])
@@ -170,12 +190,14 @@ def pod_labels(pod: Obj) -> Labels:
 def _containers(pod: Obj) -> list[tuple[Obj, bool]]:
     """Containers then init containers, each with whether it is an init container."""
     spec = _map(pod.get("spec"))
-    return ([(_map(c), False) for c in _list(spec.get("containers"))]
-            + [(_map(c), True) for c in _list(spec.get("initContainers"))])
+    return [(_map(c), False) for c in _list(spec.get("containers"))] + [
+        (_map(c), True) for c in _list(spec.get("initContainers"))
+    ]
 
 
-def _container_port_labels(container: Obj, port: Obj, number: int, protocol: Any,
-                           is_init: bool) -> Labels:
+def _container_port_labels(
+    container: Obj, port: Obj, number: int, protocol: Any, is_init: bool
+) -> Labels:
     return {
         META + "pod_container_name": _str(container.get("name")),
         META + "pod_container_image": _str(container.get("image")),
@@ -198,15 +220,17 @@ def build_pod(pod: Obj) -> TargetGroup:
     labels[NAMESPACE] = _str(meta.get("namespace"))
 
     container_ids = {
-        is_init: {_str(_map(s).get("name")): _str(_map(s).get("containerID"))
-                  for s in _list(status.get(field))}
-        for is_init, field in ((False, "containerStatuses"), (True, "initContainerStatuses"))}
+        is_init: {
+            _str(_map(s).get("name")): _str(_map(s).get("containerID"))
+            for s in _list(status.get(field))
+        }
+        for is_init, field in ((False, "containerStatuses"), (True, "initContainerStatuses"))
+    }
     targets: list[Labels] = []
     for container, is_init in _containers(pod):
         common = {
             META + "pod_container_name": _str(container.get("name")),
-            META + "pod_container_id": container_ids[is_init].get(
-                _str(container.get("name")), ""),
+            META + "pod_container_id": container_ids[is_init].get(_str(container.get("name")), ""),
             META + "pod_container_image": _str(container.get("image")),
             META + "pod_container_init": _bool(is_init),
         }
@@ -216,12 +240,15 @@ def build_pod(pod: Obj) -> TargetGroup:
             continue
         for port in ports:
             number = int(port.get("containerPort") or 0)
-            targets.append({
-                "__address__": join_host_port(pod_ip, number), **common,
-                META + "pod_container_port_number": str(number),
-                META + "pod_container_port_name": _str(port.get("name")),
-                META + "pod_container_port_protocol": _str(port.get("protocol")),
-            })
+            targets.append(
+                {
+                    "__address__": join_host_port(pod_ip, number),
+                    **common,
+                    META + "pod_container_port_number": str(number),
+                    META + "pod_container_port_name": _str(port.get("name")),
+                    META + "pod_container_port_protocol": _str(port.get("protocol")),
+                }
+            )
     return _group(source, targets, labels)
 
 
@@ -259,8 +286,7 @@ def build_service(service: Obj) -> TargetGroup:
         if kind == "LoadBalancer":
             target[META + "service_loadbalancer_ip"] = _str(spec.get("loadBalancerIP"))
         targets.append(target)
-    return _group(_namespaced_source("svc", meta), targets,
-                       service_labels(service))
+    return _group(_namespaced_source("svc", meta), targets, service_labels(service))
 
 
 # --- endpoints and endpointslice -----------------------------------------------------
@@ -281,8 +307,9 @@ class _PodTargets:
             return None
         return self._lookup(_str(ref.get("namespace")), _str(ref.get("name")))
 
-    def attach(self, target: Labels, pod: Obj, port: int | None,
-               endpoint_protocol: str | None) -> Labels:
+    def attach(
+        self, target: Labels, pod: Obj, port: int | None, endpoint_protocol: str | None
+    ) -> Labels:
         """Pod labels, and the labels of the container port equal to ``port``; its
         protocol label is ``endpoint_protocol`` when given, else the container's."""
         meta = _map(pod.get("metadata"))
@@ -292,13 +319,17 @@ class _PodTargets:
         if port is None:
             return target
         for container, is_init in _containers(pod):
-            match = next((_map(p) for p in _list(container.get("ports"))
-                          if int(_map(p).get("containerPort") or 0) == port), None)
+            match = next(
+                (
+                    _map(p)
+                    for p in _list(container.get("ports"))
+                    if int(_map(p).get("containerPort") or 0) == port
+                ),
+                None,
+            )
             if match is not None:
-                protocol = (match.get("protocol") if endpoint_protocol is None
-                            else endpoint_protocol)
-                target.update(_container_port_labels(container, match, port, protocol,
-                                                     is_init))
+                protocol = match.get("protocol") if endpoint_protocol is None else endpoint_protocol
+                target.update(_container_port_labels(container, match, port, protocol, is_init))
         return target
 
     def unaccounted(self) -> list[Labels]:
@@ -313,11 +344,15 @@ class _PodTargets:
                     number = int(port.get("containerPort") or 0)
                     if number in covered:
                         continue
-                    targets.append({
-                        "__address__": join_host_port(pod_ip, number),
-                        **_container_port_labels(container, port, number,
-                                                 port.get("protocol"), is_init),
-                        **pod_labels(pod)})
+                    targets.append(
+                        {
+                            "__address__": join_host_port(pod_ip, number),
+                            **_container_port_labels(
+                                container, port, number, port.get("protocol"), is_init
+                            ),
+                            **pod_labels(pod),
+                        }
+                    )
         return targets
 
 
@@ -349,10 +384,8 @@ def build_endpoints(endpoints: Obj, service: Obj | None, pods: PodLookup) -> Tar
                     }
                     ref = address.get("targetRef")
                     if ref is not None:
-                        target[META + "endpoint_address_target_kind"] = _str(
-                            _map(ref).get("kind"))
-                        target[META + "endpoint_address_target_name"] = _str(
-                            _map(ref).get("name"))
+                        target[META + "endpoint_address_target_kind"] = _str(_map(ref).get("kind"))
+                        target[META + "endpoint_address_target_name"] = _str(_map(ref).get("name"))
                     if address.get("nodeName") is not None:
                         target[META + "endpoint_node_name"] = _str(address["nodeName"])
                     if address.get("hostname"):
@@ -362,8 +395,7 @@ def build_endpoints(endpoints: Obj, service: Obj | None, pods: PodLookup) -> Tar
                         # Prometheus labels the matched container port with the
                         # endpoint port's protocol here (the slice role uses the
                         # container port's).
-                        target = pod_targets.attach(target, pod, number,
-                                                    _str(port.get("protocol")))
+                        target = pod_targets.attach(target, pod, number, _str(port.get("protocol")))
                     targets.append(target)
     targets += pod_targets.unaccounted()
     return _group(_namespaced_source("endpoints", meta), targets, labels)
@@ -386,8 +418,10 @@ def build_endpointslice(slice_: Obj, service: Obj | None, pods: PodLookup) -> Ta
     container port of the pods behind them. ``service`` is the Service named by the
     slice's ``kubernetes.io/service-name`` label, if known."""
     meta = _map(slice_.get("metadata"))
-    labels: Labels = {NAMESPACE: _str(meta.get("namespace")),
-                      META + "endpointslice_address_type": _str(slice_.get("addressType"))}
+    labels: Labels = {
+        NAMESPACE: _str(meta.get("namespace")),
+        META + "endpointslice_address_type": _str(slice_.get("addressType")),
+    }
     _object_meta_labels(labels, meta, "endpointslice")
     if service is not None:
         labels.update(service_labels(service))
@@ -414,9 +448,10 @@ def build_endpointslice(slice_: Obj, service: Obj | None, pods: PodLookup) -> Ta
             for address in _list(endpoint.get("addresses")):
                 address = _str(address)
                 target: Labels = {
-                    "__address__": address if number is None else join_host_port(address,
-                                                                                  number),
-                    **per_port, **per_endpoint}
+                    "__address__": address if number is None else join_host_port(address, number),
+                    **per_port,
+                    **per_endpoint,
+                }
                 pod = pod_targets.resolve(endpoint.get("targetRef"))
                 if pod is not None:
                     target = pod_targets.attach(target, pod, number, None)
@@ -431,7 +466,8 @@ def _endpoint_labels(endpoint: Obj) -> Labels:
     for condition in ("ready", "serving", "terminating"):
         if conditions.get(condition) is not None:
             labels[f"{META}endpointslice_endpoint_conditions_{condition}"] = _bool(
-                bool(conditions[condition]))
+                bool(conditions[condition])
+            )
     if endpoint.get("hostname") is not None:
         labels[META + "endpointslice_endpoint_hostname"] = _str(endpoint["hostname"])
     ref = endpoint.get("targetRef")
@@ -466,8 +502,11 @@ def service_key(role: str, obj: Obj) -> tuple[str, str] | None:
 
 
 def _pod_refs(refs: Iterable[Any]) -> set[tuple[str, str]]:
-    return {(_str(_map(r).get("namespace")), _str(_map(r).get("name")))
-            for r in refs if _map(r).get("kind") == "Pod"}
+    return {
+        (_str(_map(r).get("namespace")), _str(_map(r).get("name")))
+        for r in refs
+        if _map(r).get("kind") == "Pod"
+    }
 
 
 def dependencies(role: str, obj: Obj) -> set[tuple[str, str, str]]:
@@ -478,9 +517,12 @@ def dependencies(role: str, obj: Obj) -> set[tuple[str, str, str]]:
     if service is not None:
         deps.add(("service", *service))
     if role == "endpoints":
-        refs = [_map(a).get("targetRef") for s in _list(obj.get("subsets"))
-                for field in ("addresses", "notReadyAddresses")
-                for a in _list(_map(s).get(field))]
+        refs = [
+            _map(a).get("targetRef")
+            for s in _list(obj.get("subsets"))
+            for field in ("addresses", "notReadyAddresses")
+            for a in _list(_map(s).get(field))
+        ]
     elif role == "endpointslice":
         refs = [_map(e).get("targetRef") for e in _list(obj.get("endpoints"))]
     else:

@@ -61,13 +61,18 @@ class Resource:
 RESOURCES = {
     "node": Resource("node", CoreV1Api, "list_node", None),
     "pod": Resource("pod", CoreV1Api, "list_pod_for_all_namespaces", "list_namespaced_pod"),
-    "service": Resource("service", CoreV1Api, "list_service_for_all_namespaces",
-                        "list_namespaced_service"),
-    "endpoints": Resource("endpoints", CoreV1Api, "list_endpoints_for_all_namespaces",
-                          "list_namespaced_endpoints"),
-    "endpointslice": Resource("endpointslice", DiscoveryV1Api,
-                              "list_endpoint_slice_for_all_namespaces",
-                              "list_namespaced_endpoint_slice"),
+    "service": Resource(
+        "service", CoreV1Api, "list_service_for_all_namespaces", "list_namespaced_service"
+    ),
+    "endpoints": Resource(
+        "endpoints", CoreV1Api, "list_endpoints_for_all_namespaces", "list_namespaced_endpoints"
+    ),
+    "endpointslice": Resource(
+        "endpointslice",
+        DiscoveryV1Api,
+        "list_endpoint_slice_for_all_namespaces",
+        "list_namespaced_endpoint_slice",
+    ),
 }
 
 
@@ -110,8 +115,14 @@ class Reflector:
     compacted it away the reflector lists, as after any 410.
     """
 
-    def __init__(self, client: ApiClient, stream: Stream, sink: Sink,
-                 stop: threading.Event, resource_version: str | None = None) -> None:
+    def __init__(
+        self,
+        client: ApiClient,
+        stream: Stream,
+        sink: Sink,
+        stop: threading.Event,
+        resource_version: str | None = None,
+    ) -> None:
         self.stream = stream
         self._resume_from = resource_version
         self._sink = sink
@@ -138,17 +149,23 @@ class Reflector:
                 version = self._watch(version)
                 failures = 0
             except Gone:
-                log.info("kubernetes_sd: watch of %s expired (410 Gone); listing again",
-                         self.stream.describe())
+                log.info(
+                    "kubernetes_sd: watch of %s expired (410 Gone); listing again",
+                    self.stream.describe(),
+                )
                 version = None
             except Exception as exc:  # keep discovering whatever went wrong
                 if self._stop.is_set():
                     break
-                delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2 ** failures)
+                delay = min(BACKOFF_MAX, BACKOFF_INITIAL * 2**failures)
                 delay *= random.uniform(1.0, 1.5)
                 failures += 1
-                log.warning("kubernetes_sd: list/watch of %s failed (%s); retrying in %.1fs",
-                            self.stream.describe(), _describe(exc), delay)
+                log.warning(
+                    "kubernetes_sd: list/watch of %s failed (%s); retrying in %.1fs",
+                    self.stream.describe(),
+                    _describe(exc),
+                    delay,
+                )
                 if not isinstance(exc, urllib3.exceptions.HTTPError):
                     # An answer we did not expect: start over from a list. A network
                     # failure (server away, connection reset) resumes the watch
@@ -168,12 +185,15 @@ class Reflector:
     # --- one list, one watch ---------------------------------------------------------
 
     def _request(self, **params: Any) -> urllib3.BaseHTTPResponse:
-        selectors = {"label_selector": self.stream.label_selector,
-                     "field_selector": self.stream.field_selector}
+        selectors = {
+            "label_selector": self.stream.label_selector,
+            "field_selector": self.stream.field_selector,
+        }
         params.update({k: v for k, v in selectors.items() if v})
         try:
             response: urllib3.BaseHTTPResponse = self._call(
-                *self._args, _preload_content=False, **params)
+                *self._args, _preload_content=False, **params
+            )
         except ApiException as exc:
             if exc.status == 410:
                 raise Gone(exc.reason) from None
@@ -184,8 +204,9 @@ class Reflector:
         objects: list[Obj] = []
         token: str | None = None
         while True:
-            response = self._request(limit=PAGE_SIZE, _continue=token,
-                                     _request_timeout=(CONNECT_TIMEOUT, LIST_TIMEOUT))
+            response = self._request(
+                limit=PAGE_SIZE, _continue=token, _request_timeout=(CONNECT_TIMEOUT, LIST_TIMEOUT)
+            )
             try:
                 body = json.loads(response.data)
             finally:
@@ -204,9 +225,12 @@ class Reflector:
         returns the last resourceVersion seen."""
         started = time.monotonic()
         response = self._request(
-            watch=True, resource_version=version, allow_watch_bookmarks=True,
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
             timeout_seconds=random.randint(*WATCH_TIMEOUT),
-            _request_timeout=(CONNECT_TIMEOUT, IDLE_READ_TIMEOUT))
+            _request_timeout=(CONNECT_TIMEOUT, IDLE_READ_TIMEOUT),
+        )
         with self._lock:
             self._response = response
         events = 0
@@ -219,8 +243,7 @@ class Reflector:
                 if kind == "ERROR":
                     if obj.get("code") == 410:
                         raise Gone(obj.get("message"))
-                    raise WatchError(f"{obj.get('code')} {obj.get('reason')}: "
-                                     f"{obj.get('message')}")
+                    raise WatchError(f"{obj.get('code')} {obj.get('reason')}: {obj.get('message')}")
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
                     self._sink.apply(self.stream, kind, _trim(obj))
                 events += 1
@@ -258,8 +281,7 @@ def _trim(obj: Any) -> Obj:
     trimmed: dict[str, Any] = obj
     meta = trimmed.get("metadata")
     if isinstance(meta, dict) and "managedFields" in meta:
-        trimmed = {**trimmed, "metadata": {k: v for k, v in meta.items()
-                                           if k != "managedFields"}}
+        trimmed = {**trimmed, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
     return trimmed
 
 

@@ -4,5 +4,12 @@ from .config import STAGE_NAMES, StageConfig
 from .pipeline import FilePipeline, build_stages
 from .record import Record, Stage, StageMetrics
 
-__all__ = ["STAGE_NAMES", "FilePipeline", "Record", "Stage", "StageConfig", "StageMetrics",
-           "build_stages"]
+__all__ = [
+    "STAGE_NAMES",
+    "FilePipeline",
+    "Record",
+    "Stage",
+    "StageConfig",
+    "StageMetrics",
+    "build_stages",
+]

@@ -60,15 +60,27 @@ def _check_label_names(names: list[str] | dict[str, Any]) -> None:
 
 
 class CriOptions(_Options):
-    max_partial_lines: int = Field(100, ge=1, description="Join at most this many partial "
-                                   "(P) lines; then the joined part is shipped and the rest "
-                                   "continues as a new line. Default 100.")
-    max_partial_line_size: Size | None = Field(None, ge=1, description="Join up to this many "
-                                               "characters, the same way. Default: the shipper's "
-                                               "max_line_bytes.")
-    max_partial_wait_time: Duration = Field(5.0, gt=0, description="Ship a partial line as "
-                                            "it is when its next piece has not come this "
-                                            "long after the last one. Default 5s.")
+    max_partial_lines: int = Field(
+        100,
+        ge=1,
+        description="Join at most this many partial "
+        "(P) lines; then the joined part is shipped and the rest "
+        "continues as a new line. Default 100.",
+    )
+    max_partial_line_size: Size | None = Field(
+        None,
+        ge=1,
+        description="Join up to this many "
+        "characters, the same way. Default: the shipper's "
+        "max_line_bytes.",
+    )
+    max_partial_wait_time: Duration = Field(
+        5.0,
+        gt=0,
+        description="Ship a partial line as "
+        "it is when its next piece has not come this "
+        "long after the last one. Default 5s.",
+    )
 
 
 class DockerOptions(CriOptions):
@@ -76,8 +88,9 @@ class DockerOptions(CriOptions):
 
 
 class JsonOptions(_Options):
-    expressions: dict[str, str | None] = Field(description="Extracted name → path into the "
-                                               "JSON (empty: the same name).")
+    expressions: dict[str, str | None] = Field(
+        description="Extracted name → path into the JSON (empty: the same name)."
+    )
     source: str | None = Field(None, description="Extracted value to parse; default the line.")
     drop_malformed: bool = Field(False, description="Drop lines that are not a JSON object.")
 
@@ -96,8 +109,9 @@ class JsonOptions(_Options):
 
 
 class LogfmtOptions(_Options):
-    mapping: dict[str, str | None] = Field(description="Extracted name → logfmt key "
-                                           "(empty: the same name).")
+    mapping: dict[str, str | None] = Field(
+        description="Extracted name → logfmt key (empty: the same name)."
+    )
     source: str | None = Field(None, description="Extracted value to parse; default the line.")
 
 
@@ -128,8 +142,9 @@ class LabelsOptions(_Options):
 
     def mapping(self) -> dict[str, str]:
         """Label name → extracted name."""
-        return {k: str(v) if v not in (None, "") else k
-                for k, v in (self.model_extra or {}).items()}
+        return {
+            k: str(v) if v not in (None, "") else k for k, v in (self.model_extra or {}).items()
+        }
 
 
 class StaticLabelsOptions(LabelsOptions):
@@ -140,16 +155,22 @@ class StaticLabelsOptions(LabelsOptions):
 
 class TimestampOptions(_Options):
     source: str = Field(description="Extracted name holding the time.")
-    format: str = Field(description="RFC3339, RFC3339Nano, Unix, UnixMs, UnixUs, UnixNs, a "
-                        "Go layout name (RFC1123, Kitchen, ...) or a Go reference layout "
-                        "such as 2006-01-02 15:04:05.000.")
-    fallback_formats: tuple[str, ...] = Field((), description="Tried in order when format "
-                                              "does not parse.")
-    location: str | None = Field(None, description="IANA zone for times without an offset; "
-                                 "default UTC.")
+    format: str = Field(
+        description="RFC3339, RFC3339Nano, Unix, UnixMs, UnixUs, UnixNs, a "
+        "Go layout name (RFC1123, Kitchen, ...) or a Go reference layout "
+        "such as 2006-01-02 15:04:05.000."
+    )
+    fallback_formats: tuple[str, ...] = Field(
+        (), description="Tried in order when format does not parse."
+    )
+    location: str | None = Field(
+        None, description="IANA zone for times without an offset; default UTC."
+    )
     action_on_failure: Literal["fudge", "skip"] = Field(
-        "fudge", description="fudge (default): the stream's last timestamp + 1 ns; skip: "
-        "keep the time the line was read.")
+        "fudge",
+        description="fudge (default): the stream's last timestamp + 1 ns; skip: "
+        "keep the time the line was read.",
+    )
 
     @field_validator("format", "fallback_formats")
     @classmethod
@@ -170,17 +191,19 @@ class TimestampOptions(_Options):
 
 
 class DropOptions(_Options):
-    source: str | tuple[str, ...] | None = Field(None, description="Extracted name(s) to test; "
-                                                 "several are joined with separator.")
+    source: str | tuple[str, ...] | None = Field(
+        None, description="Extracted name(s) to test; several are joined with separator."
+    )
     separator: str = Field(";", description="Joins the values of several sources.")
     value: str | None = Field(None, description="Drop when the source equals this.")
-    expression: str | None = Field(None, description="Drop when this regex matches the source "
-                                   "(or the line, without source).")
+    expression: str | None = Field(
+        None, description="Drop when this regex matches the source (or the line, without source)."
+    )
     older_than: Duration | None = Field(None, description="Drop entries older than this.")
-    longer_than: Size | None = Field(None, description="Drop lines longer than this "
-                                     "many bytes.")
-    drop_counter_reason: str = Field("drop_stage", description="reason label of "
-                                     "ferryman_lines_dropped_total.")
+    longer_than: Size | None = Field(None, description="Drop lines longer than this many bytes.")
+    drop_counter_reason: str = Field(
+        "drop_stage", description="reason label of ferryman_lines_dropped_total."
+    )
 
     @field_validator("expression")
     @classmethod
@@ -193,19 +216,26 @@ class DropOptions(_Options):
             raise ValueError("value and expression cannot both be set")
         if self.value is not None and self.source is None:
             raise ValueError("value needs a source")
-        if (self.source is None and self.expression is None and self.older_than is None
-                and self.longer_than is None):
+        if (
+            self.source is None
+            and self.expression is None
+            and self.older_than is None
+            and self.longer_than is None
+        ):
             raise ValueError("set at least one of source, expression, older_than, longer_than")
         return self
 
 
 class MultilineOptions(_Options):
     firstline: str = Field(description="Regex matching the first line of a record.")
-    max_wait_time: Duration = Field(3.0, gt=0, description="Ship a record this long after its "
-                                    "last line arrived, even if no new first line came. "
-                                    "Default 3s.")
-    max_lines: int = Field(128, ge=1, description="Ship a record at this many lines. "
-                           "Default 128.")
+    max_wait_time: Duration = Field(
+        3.0,
+        gt=0,
+        description="Ship a record this long after its "
+        "last line arrived, even if no new first line came. "
+        "Default 3s.",
+    )
+    max_lines: int = Field(128, ge=1, description="Ship a record at this many lines. Default 128.")
 
     @field_validator("firstline")
     @classmethod
@@ -218,17 +248,37 @@ class OutputOptions(_Options):
 
 
 STAGE_OPTIONS: dict[str, type[BaseModel]] = {
-    "cri": CriOptions, "docker": DockerOptions, "json": JsonOptions,
-    "logfmt": LogfmtOptions, "regex": RegexOptions, "labels": LabelsOptions,
-    "static_labels": StaticLabelsOptions, "timestamp": TimestampOptions,
-    "drop": DropOptions, "multiline": MultilineOptions, "output": OutputOptions,
+    "cri": CriOptions,
+    "docker": DockerOptions,
+    "json": JsonOptions,
+    "logfmt": LogfmtOptions,
+    "regex": RegexOptions,
+    "labels": LabelsOptions,
+    "static_labels": StaticLabelsOptions,
+    "timestamp": TimestampOptions,
+    "drop": DropOptions,
+    "multiline": MultilineOptions,
+    "output": OutputOptions,
 }
 #: Stages whose options are a list of label names rather than a mapping.
 LIST_STAGES = ("labeldrop", "labelallow")
 STAGE_NAMES = (*STAGE_OPTIONS, *LIST_STAGES)
-_UNSUPPORTED = ("match", "template", "metrics", "pack", "tenant", "replace", "limit",
-                "sampling", "geoip", "structured_metadata", "decolorize", "luhn",
-                "eventlogmessage", "windowsevent")
+_UNSUPPORTED = (
+    "match",
+    "template",
+    "metrics",
+    "pack",
+    "tenant",
+    "replace",
+    "limit",
+    "sampling",
+    "geoip",
+    "structured_metadata",
+    "decolorize",
+    "luhn",
+    "eventlogmessage",
+    "windowsevent",
+)
 
 
 class StageConfig(_Options):
@@ -254,12 +304,15 @@ class StageConfig(_Options):
         if not isinstance(data, dict):
             raise ValueError("a stage is a one-key mapping such as `- json: {...}`")
         if len(data) != 1:
-            raise ValueError(f"a stage is a mapping with exactly one key, got "
-                             f"{len(data)}: {', '.join(map(str, data)) or 'none'}")
+            raise ValueError(
+                f"a stage is a mapping with exactly one key, got "
+                f"{len(data)}: {', '.join(map(str, data)) or 'none'}"
+            )
         ((name, options),) = data.items()
         if name in _UNSUPPORTED:
-            raise ValueError(f"stage {name!r} is not supported by ferryman "
-                             "(see docs/promtail-migration.md)")
+            raise ValueError(
+                f"stage {name!r} is not supported by ferryman (see docs/promtail-migration.md)"
+            )
         if name not in STAGE_NAMES:
             raise ValueError(f"unknown stage {name!r}; known stages: {', '.join(STAGE_NAMES)}")
         if options is None:

@@ -41,13 +41,21 @@ class _Joining(Stage):
         self.max_wait = options.max_partial_wait_time
         self.partials: dict[str, _Partial] = {}
 
-    def join(self, stream: str, record: Record, content: str, partial: bool,
-             out: list[Record], now: float) -> None:
+    def join(
+        self,
+        stream: str,
+        record: Record,
+        content: str,
+        partial: bool,
+        out: list[Record],
+        now: float,
+    ) -> None:
         """The entry ``record`` (``content`` of ``stream``) ends a line unless
         ``partial``; complete lines go to ``out``."""
         pending = self.partials.get(stream)
-        if pending is not None and (len(pending.pieces) >= self.max_pieces
-                                    or pending.size + len(content) > self.max_size):
+        if pending is not None and (
+            len(pending.pieces) >= self.max_pieces or pending.size + len(content) > self.max_size
+        ):
             self.failed("partial_line_limit")
             out.append(self._finish(stream))
             pending = None
@@ -75,8 +83,7 @@ class _Joining(Stage):
     def expire(self, now: float, out: list[Record]) -> None:
         """Hand on lines whose next piece did not come within the wait."""
         if self.partials:
-            for stream in [s for s, p in self.partials.items()
-                           if now - p.last_at >= self.max_wait]:
+            for stream in [s for s, p in self.partials.items() if now - p.last_at >= self.max_wait]:
                 out.append(self._finish(stream))
 
     def held_start(self) -> int | None:
@@ -107,8 +114,7 @@ class CriStage(_Joining):
             content = parts[3] if len(parts) == 4 else ""
             record.timestamp_ns = stamp
             record.labels = {**record.labels, "stream": stream}
-            record.extracted.update(time=time_text, stream=stream, flags=flags,
-                                    content=content)
+            record.extracted.update(time=time_text, stream=stream, flags=flags, content=content)
             self.join(stream, record, content, "P" in flags.split(":"), out, now)
         self.expire(now, out)
         return out

@@ -27,8 +27,7 @@ from .config import (
 from .record import Record, Stage, StageMetrics
 from .timestamps import compile_format
 
-__all__ = ["JsonStage", "LogfmtStage", "OutputStage", "RegexStage", "TimestampStage",
-           "source_text"]
+__all__ = ["JsonStage", "LogfmtStage", "OutputStage", "RegexStage", "TimestampStage", "source_text"]
 
 
 def source_text(record: Record, source: str | None) -> str | None:
@@ -49,8 +48,9 @@ class JsonStage(Stage):
         super().__init__(metrics)
         self.source = options.source
         self.drop_malformed = options.drop_malformed
-        self.paths = {name: compile_path(path or name)
-                      for name, path in options.expressions.items()}
+        self.paths = {
+            name: compile_path(path or name) for name, path in options.expressions.items()
+        }
 
     def run(self, records: list[Record], now: float) -> list[Record]:
         out = []
@@ -132,8 +132,7 @@ class TimestampStage(Stage):
         super().__init__(metrics)
         self.source = options.source
         self.parsers = [compile_format(f) for f in (options.format, *options.fallback_formats)]
-        self.zone: dt.tzinfo = (zoneinfo.ZoneInfo(options.location) if options.location
-                                else dt.UTC)
+        self.zone: dt.tzinfo = zoneinfo.ZoneInfo(options.location) if options.location else dt.UTC
         self.fudge = options.action_on_failure == "fudge"
         self.last_ns: int | None = None
 

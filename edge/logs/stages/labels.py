@@ -10,8 +10,7 @@ from ferryman.logparse import scalar_text
 from .config import DropOptions, LabelsOptions, StaticLabelsOptions, go_regex
 from .record import Record, Stage, StageMetrics
 
-__all__ = ["DropStage", "LabelAllowStage", "LabelDropStage", "LabelsStage",
-           "StaticLabelsStage"]
+__all__ = ["DropStage", "LabelAllowStage", "LabelDropStage", "LabelsStage", "StaticLabelsStage"]
 
 
 class LabelsStage(Stage):
@@ -90,16 +89,16 @@ class DropStage(Stage):
         self.separator = options.separator
         self.value = options.value
         self.pattern = go_regex(options.expression) if options.expression else None
-        self.older_than_ns = (int(options.older_than * 1e9) if options.older_than is not None
-                              else None)
+        self.older_than_ns = (
+            int(options.older_than * 1e9) if options.older_than is not None else None
+        )
         self.longer_than = options.longer_than
         self.reason = options.drop_counter_reason
 
     def run(self, records: list[Record], now: float) -> list[Record]:
         if not records:
             return records
-        cutoff = (time.time_ns() - self.older_than_ns if self.older_than_ns is not None
-                  else None)
+        cutoff = time.time_ns() - self.older_than_ns if self.older_than_ns is not None else None
         kept = [record for record in records if not self._drops(record, cutoff)]
         if len(kept) != len(records):
             self.metrics.dropped.labels(reason=self.reason).inc(len(records) - len(kept))

@@ -33,8 +33,7 @@ class _Block:
 class MultilineStage(Stage):
     name = "multiline"
 
-    def __init__(self, options: MultilineOptions, metrics: StageMetrics,
-                 max_line: int) -> None:
+    def __init__(self, options: MultilineOptions, metrics: StageMetrics, max_line: int) -> None:
         super().__init__(metrics)
         self.firstline = go_regex(options.firstline)
         self.max_wait = options.max_wait_time

@@ -30,10 +30,15 @@ Identity = tuple[int, int]
 _Factory = Callable[[Any, StageMetrics, int], Stage]
 # name → stage from (options, metrics, the shipper's max_line_bytes)
 _FACTORIES: dict[str, _Factory] = {
-    "cri": CriStage, "docker": DockerStage, "multiline": MultilineStage,
-    "json": lambda o, m, _: JsonStage(o, m), "logfmt": lambda o, m, _: LogfmtStage(o, m),
-    "regex": lambda o, m, _: RegexStage(o, m), "timestamp": lambda o, m, _: TimestampStage(o, m),
-    "output": lambda o, m, _: OutputStage(o, m), "labels": lambda o, m, _: LabelsStage(o, m),
+    "cri": CriStage,
+    "docker": DockerStage,
+    "multiline": MultilineStage,
+    "json": lambda o, m, _: JsonStage(o, m),
+    "logfmt": lambda o, m, _: LogfmtStage(o, m),
+    "regex": lambda o, m, _: RegexStage(o, m),
+    "timestamp": lambda o, m, _: TimestampStage(o, m),
+    "output": lambda o, m, _: OutputStage(o, m),
+    "labels": lambda o, m, _: LabelsStage(o, m),
     "static_labels": lambda o, m, _: StaticLabelsStage(o, m),
     "labeldrop": lambda o, m, _: LabelDropStage(o, m),
     "labelallow": lambda o, m, _: LabelAllowStage(o, m),
@@ -41,11 +46,11 @@ _FACTORIES: dict[str, _Factory] = {
 }
 
 
-def build_stages(configs: Sequence[StageConfig], metrics: StageMetrics,
-                 max_line: int) -> list[Stage]:
+def build_stages(
+    configs: Sequence[StageConfig], metrics: StageMetrics, max_line: int
+) -> list[Stage]:
     """Stage objects for one file, from validated configuration."""
-    return [_FACTORIES[config.name](stage_options(config), metrics, max_line)
-            for config in configs]
+    return [_FACTORIES[config.name](stage_options(config), metrics, max_line) for config in configs]
 
 
 class FilePipeline:
@@ -58,8 +63,9 @@ class FilePipeline:
         self._end = start_offset  # end of the last line taken from the current file
         self._finished: dict[Identity, int] = {}  # old files, fully handed on
 
-    def process(self, lines: Sequence[Line], labels: dict[str, str],
-                stamps: Sequence[int], now: float) -> list[Record]:
+    def process(
+        self, lines: Sequence[Line], labels: dict[str, str], stamps: Sequence[int], now: float
+    ) -> list[Record]:
         """Run ``lines`` (one read of the file, in order) through the stages. With no
         lines this is a tick: records held past their wait time come out.
 
@@ -82,8 +88,7 @@ class FilePipeline:
                         self._finished[self.identity] = end
                     self.identity = identity
                 end = 0
-            records.append(Record(line.text, labels, stamps[i], dict(labels), end,
-                                  line.end_offset))
+            records.append(Record(line.text, labels, stamps[i], dict(labels), end, line.end_offset))
             end = line.end_offset
         self._end = end
         out += self._run(records, now)
@@ -103,8 +108,9 @@ class FilePipeline:
         return released
 
     def held_start(self) -> int | None:
-        return min((s for s in (h.held_start() for h in self._holders) if s is not None),
-                   default=None)
+        return min(
+            (s for s in (h.held_start() for h in self._holders) if s is not None), default=None
+        )
 
     def safe_offsets(self) -> dict[Identity, int]:
         """Per file, the offset up to which every line was handed on (or dropped):

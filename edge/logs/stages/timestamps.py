@@ -21,8 +21,10 @@ __all__ = ["Parser", "compile_format", "parse_rfc3339"]
 #: text, location → Unix nanoseconds, or None when the text does not fit.
 Parser = Callable[[str, dt.tzinfo], "int | None"]
 
-_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?"
-                      r"\s*([Zz]|[+-]\d{2}:?\d{2})")
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?"
+    r"\s*([Zz]|[+-]\d{2}:?\d{2})"
+)
 
 
 def _frac_ns(digits: str | None) -> int:
@@ -48,8 +50,9 @@ def parse_rfc3339(text: str) -> int | None:
         return None
     year, month, day, hour, minute, second, frac, offset = match.groups()
     try:
-        seconds = calendar.timegm((int(year), int(month), int(day), int(hour), int(minute),
-                                   int(second), 0, 0, 0))
+        seconds = calendar.timegm(
+            (int(year), int(month), int(day), int(hour), int(minute), int(second), 0, 0, 0)
+        )
         dt.date(int(year), int(month), int(day))  # timegm accepts day 31 of February
     except ValueError:
         return None
@@ -76,22 +79,36 @@ def _rfc3339(text: str, zone: dt.tzinfo) -> int | None:
 
 # Go's layout tokens, longest first where one is a prefix of another.
 _TOKENS: Final = [
-    ("January", "month_name", r"([A-Za-z]+)"), ("Jan", "month_name", r"([A-Za-z]{3})"),
-    ("Monday", "weekday", r"([A-Za-z]+)"), ("Mon", "weekday", r"([A-Za-z]{3})"),
+    ("January", "month_name", r"([A-Za-z]+)"),
+    ("Jan", "month_name", r"([A-Za-z]{3})"),
+    ("Monday", "weekday", r"([A-Za-z]+)"),
+    ("Mon", "weekday", r"([A-Za-z]{3})"),
     ("MST", "zone_name", r"([A-Za-z]{2,5}|[+-]\d{2,4})"),
-    ("2006", "year", r"(\d{4})"), ("002", "yearday", r"(\d{3})"),
+    ("2006", "year", r"(\d{4})"),
+    ("002", "yearday", r"(\d{3})"),
     ("-07:00:00", "offset", r"([+-]\d{2}:\d{2}:\d{2})"),
-    ("-0700", "offset", r"([+-]\d{4})"), ("-07:00", "offset", r"([+-]\d{2}:\d{2})"),
+    ("-0700", "offset", r"([+-]\d{4})"),
+    ("-07:00", "offset", r"([+-]\d{2}:\d{2})"),
     ("-07", "offset", r"([+-]\d{2})"),
     ("Z07:00:00", "offset", r"(Z|[+-]\d{2}:\d{2}:\d{2})"),
-    ("Z0700", "offset", r"(Z|[+-]\d{4})"), ("Z07:00", "offset", r"(Z|[+-]\d{2}:\d{2})"),
+    ("Z0700", "offset", r"(Z|[+-]\d{4})"),
+    ("Z07:00", "offset", r"(Z|[+-]\d{2}:\d{2})"),
     ("Z07", "offset", r"(Z|[+-]\d{2})"),
-    ("01", "month", r"(\d{2})"), ("02", "day", r"(\d{2})"), ("_2", "day", r" ?(\d{1,2})"),
-    ("03", "hour12", r"(\d{2})"), ("04", "minute", r"(\d{2})"), ("05", "second", r"(\d{2})"),
-    ("06", "year2", r"(\d{2})"), ("15", "hour", r"(\d{1,2})"),
-    ("1", "month", r"(\d{1,2})"), ("2", "day", r"(\d{1,2})"), ("3", "hour12", r"(\d{1,2})"),
-    ("4", "minute", r"(\d{1,2})"), ("5", "second", r"(\d{1,2})"),
-    ("PM", "ampm", r"([AaPp][Mm])"), ("pm", "ampm", r"([AaPp][Mm])"),
+    ("01", "month", r"(\d{2})"),
+    ("02", "day", r"(\d{2})"),
+    ("_2", "day", r" ?(\d{1,2})"),
+    ("03", "hour12", r"(\d{2})"),
+    ("04", "minute", r"(\d{2})"),
+    ("05", "second", r"(\d{2})"),
+    ("06", "year2", r"(\d{2})"),
+    ("15", "hour", r"(\d{1,2})"),
+    ("1", "month", r"(\d{1,2})"),
+    ("2", "day", r"(\d{1,2})"),
+    ("3", "hour12", r"(\d{1,2})"),
+    ("4", "minute", r"(\d{1,2})"),
+    ("5", "second", r"(\d{1,2})"),
+    ("PM", "ampm", r"([AaPp][Mm])"),
+    ("pm", "ampm", r"([AaPp][Mm])"),
 ]
 _FRACTION = re.compile(r"[.,](0+|9+)(?![0-9])")
 _MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_abbr) if name}
@@ -115,9 +132,12 @@ LAYOUTS: Final = {
     "TimeOnly": "15:04:05",
 }
 _NAMED: Final[dict[str, Parser]] = {
-    "RFC3339": _rfc3339, "RFC3339Nano": _rfc3339,
-    "Unix": _unix(1_000_000_000, True), "UnixMs": _unix(1_000_000, False),
-    "UnixUs": _unix(1_000, False), "UnixNs": _unix(1, False),
+    "RFC3339": _rfc3339,
+    "RFC3339Nano": _rfc3339,
+    "Unix": _unix(1_000_000_000, True),
+    "UnixMs": _unix(1_000_000, False),
+    "UnixUs": _unix(1_000, False),
+    "UnixNs": _unix(1, False),
 }
 
 
@@ -146,10 +166,15 @@ def _translate(layout: str) -> tuple[re.Pattern[str], list[str]]:
         else:
             pattern.append(re.escape(layout[pos]))
             pos += 1
-    if not any(kind in ("year", "year2", "month", "month_name", "day", "hour", "hour12",
-                        "minute", "second") for kind in kinds):
-        raise ValueError(f"{layout!r} is neither a known format nor a Go reference layout "
-                         "(such as 2006-01-02T15:04:05.000Z07:00)")
+    if not any(
+        kind
+        in ("year", "year2", "month", "month_name", "day", "hour", "hour12", "minute", "second")
+        for kind in kinds
+    ):
+        raise ValueError(
+            f"{layout!r} is neither a known format nor a Go reference layout "
+            "(such as 2006-01-02T15:04:05.000Z07:00)"
+        )
     return re.compile(r"\s*" + "".join(pattern) + r"\s*"), kinds
 
 
@@ -191,8 +216,9 @@ def _assemble(fields: dict[str, str], zone: dt.tzinfo) -> int:
         hour += 12
     elif ampm == "am" and hour == 12:
         hour = 0
-    stamp = dt.datetime(year, month, day, hour, int(fields.get("minute", 0)),
-                        int(fields.get("second", 0)))
+    stamp = dt.datetime(
+        year, month, day, hour, int(fields.get("minute", 0)), int(fields.get("second", 0))
+    )
     if "yearday" in fields:
         stamp = stamp.replace(month=1, day=1) + dt.timedelta(days=int(fields["yearday"]) - 1)
     offset = fields.get("offset")

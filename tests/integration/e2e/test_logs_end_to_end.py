@@ -34,14 +34,17 @@ MiB = 1 << 20
 FILES = 3
 
 
-
 def _topics(bootstrap: str, topic: str) -> None:
     # A topic that takes 4 MiB messages, as an operator shipping 1 MiB lines would set.
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.create_topics([
-            NewTopic(topic, 4, 1, topic_configs={"max.message.bytes": str(4 * MiB)}),
-            NewTopic(f"{topic}-loki-dlq", 1, 1), NewTopic(f"{topic}-es-dlq", 1, 1)])
+        admin.create_topics(
+            [
+                NewTopic(topic, 4, 1, topic_configs={"max.message.bytes": str(4 * MiB)}),
+                NewTopic(f"{topic}-loki-dlq", 1, 1),
+                NewTopic(f"{topic}-es-dlq", 1, 1),
+            ]
+        )
     finally:
         admin.close()
 
@@ -91,12 +94,14 @@ class PodWriter:
         pieces = [content]
         if len(content) > 30 and self.rng.random() < 0.4:  # the runtime split it
             cut = sorted(self.rng.sample(range(1, len(content)), 2))
-            pieces = [content[:cut[0]], content[cut[0]:cut[1]], content[cut[1]:]]
+            pieces = [content[: cut[0]], content[cut[0] : cut[1]], content[cut[1] :]]
         self.clock += 1_000_000
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self.clock // 10**9))
         stamp += f".{self.clock % 10**9:09d}Z"
-        return "".join(f"{stamp} stdout {'F' if i == len(pieces) - 1 else 'P'} {piece}\n"
-                       for i, piece in enumerate(pieces))
+        return "".join(
+            f"{stamp} stdout {'F' if i == len(pieces) - 1 else 'P'} {piece}\n"
+            for i, piece in enumerate(pieces)
+        )
 
     def write(self, count: int, *, trace: bool = False) -> None:
         out = []
@@ -105,12 +110,14 @@ class PodWriter:
             first = f"{day} INFO cart request n={self.n:05d} items={self.n % 7}"
             lines = [first]
             if trace and not out:
-                lines = [f"{day} ERROR cart failed n={self.n:05d}",
-                         "java.lang.IllegalStateException: basket is closed",
-                         "\tat com.example.cart.Basket.add(Basket.java:42)",
-                         "\tat com.example.cart.Api.post(Api.java:17)",
-                         "Caused by: java.io.IOException: broken pipe",
-                         "\t... 12 more"]
+                lines = [
+                    f"{day} ERROR cart failed n={self.n:05d}",
+                    "java.lang.IllegalStateException: basket is closed",
+                    "\tat com.example.cart.Basket.add(Basket.java:42)",
+                    "\tat com.example.cart.Api.post(Api.java:17)",
+                    "Caused by: java.io.IOException: broken pipe",
+                    "\t... 12 more",
+                ]
             self.n += 1
             self.records.append("\n".join(lines))
             out.extend(self._cri(line) for line in lines)
@@ -123,8 +130,7 @@ def _metric(port: int, name: str) -> float:
         text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     except httpx.HTTPError:
         return -1.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name))
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 def _position(positions: Path, path: Path) -> int:
@@ -140,9 +146,11 @@ def _position(positions: Path, path: Path) -> int:
 def _es_documents(es: str, stream: str) -> list[dict[str, Any]]:
     httpx.post(f"{es}/{stream}/_refresh", timeout=30)
     docs: list[dict[str, Any]] = []
-    body: dict[str, Any] = {"size": 5000, "sort": [{"@timestamp": "asc"}, {"_doc": "asc"}],
-                            "_source": ["message", "log.file.path", "cluster", "@timestamp",
-                                        "kubernetes"]}
+    body: dict[str, Any] = {
+        "size": 5000,
+        "sort": [{"@timestamp": "asc"}, {"_doc": "asc"}],
+        "_source": ["message", "log.file.path", "cluster", "@timestamp", "kubernetes"],
+    }
     while True:
         response = httpx.post(f"{es}/{stream}/_search", json=body, timeout=60)
         if response.status_code == 404:
@@ -156,9 +164,11 @@ def _es_documents(es: str, stream: str) -> list[dict[str, Any]]:
 
 
 def _vl_rows(base: str) -> list[dict[str, str]]:
-    response = httpx.get(f"{base}/select/logsql/query",
-                         params={"query": "* | sort by (_time)", "limit": "1000000"},
-                         timeout=60)
+    response = httpx.get(
+        f"{base}/select/logsql/query",
+        params={"query": "* | sort by (_time)", "limit": "1000000"},
+        timeout=60,
+    )
     response.raise_for_status()
     return [json.loads(line) for line in response.text.splitlines() if line.strip()]
 
@@ -167,7 +177,7 @@ def _by_file(rows: list[tuple[str, str]]) -> dict[int, list[str]]:
     """(filename, message) in time order → per file tag (from the message), in order."""
     out: dict[int, list[str]] = defaultdict(list)
     for filename, message in rows:
-        f = int(message[1:message.index(" ")])
+        f = int(message[1 : message.index(" ")])
         assert filename.endswith(f"app-{f}.log"), (filename, message[:40])
         out[f].append(message)
     return out
@@ -184,8 +194,7 @@ def _in_order(expected: list[str], got: list[str]) -> bool:
     return first == expected
 
 
-def test_every_line_arrives_through_rotation_kills_and_a_loki_outage(stack, unique,
-                                                                      tmp_path):
+def test_every_line_arrives_through_rotation_kills_and_a_loki_outage(stack, unique, tmp_path):
     rng = random.Random(unique)
     bootstrap = stack("kafka", "bootstrap")
     es = stack("elasticsearch", "http")
@@ -195,38 +204,86 @@ def test_every_line_arrives_through_rotation_kills_and_a_loki_outage(stack, uniq
     pods = PodWriter(tmp_path / "var" / "log", rng)
     data_stream = f"logs-e2e-{unique}"
     edge_port = free_port()
-    edge = EdgeLogs(tmp_path, {
-        "global": {"external_labels": {"cluster": "e2e"}},
-        "positions": {"filename": str(tmp_path / "positions.json")},
-        "scrape_configs": [
-            {"job_name": "e2e", "static_configs": [
-                {"labels": {"job": unique, "__path__": str(writer.directory / "*.log")}}]},
-            {"job_name": "pods", "static_configs": [
-                {"labels": {"job": unique,
-                            "__path__": str(pods.path.parents[2] / "*" / "*" / "*.log")}}],
-             "pipeline_stages": [
-                 {"cri": {}},
-                 {"multiline": {"firstline": r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d",
-                                "max_wait_time": "1s"}}]}],
-        "ferryman": {"kafka": {"bootstrap_servers": bootstrap, "topic": unique,
-                               "max_message_bytes": 4 * MiB},
-                     "listen": f"127.0.0.1:{edge_port}", "max_line_bytes": 2 * MiB,
-                     "batch_wait": 0.2, "rescan_interval": 0.5}})
+    edge = EdgeLogs(
+        tmp_path,
+        {
+            "global": {"external_labels": {"cluster": "e2e"}},
+            "positions": {"filename": str(tmp_path / "positions.json")},
+            "scrape_configs": [
+                {
+                    "job_name": "e2e",
+                    "static_configs": [
+                        {"labels": {"job": unique, "__path__": str(writer.directory / "*.log")}}
+                    ],
+                },
+                {
+                    "job_name": "pods",
+                    "static_configs": [
+                        {
+                            "labels": {
+                                "job": unique,
+                                "__path__": str(pods.path.parents[2] / "*" / "*" / "*.log"),
+                            }
+                        }
+                    ],
+                    "pipeline_stages": [
+                        {"cri": {}},
+                        {
+                            "multiline": {
+                                "firstline": r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d",
+                                "max_wait_time": "1s",
+                            }
+                        },
+                    ],
+                },
+            ],
+            "ferryman": {
+                "kafka": {
+                    "bootstrap_servers": bootstrap,
+                    "topic": unique,
+                    "max_message_bytes": 4 * MiB,
+                },
+                "listen": f"127.0.0.1:{edge_port}",
+                "max_line_bytes": 2 * MiB,
+                "batch_wait": 0.2,
+                "rescan_interval": 0.5,
+            },
+        },
+    )
 
     def worker_settings(name: str, config: dict[str, Any]) -> dict[str, Any]:
-        return {"kafka": {"bootstrap_servers": bootstrap, "input_topic": unique,
-                          "group_id": f"{unique}-{name}",
-                          "dead_letter_topic": f"{unique}-{name}-dlq"},
-                "batch": {"max_records": 50, "max_wait_s": 0.2},
-                "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 2.0},
-                "shutdown_deadline_s": 10, "http": {"listen": f"127.0.0.1:{free_port()}"},
-                "config": config}
+        return {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "input_topic": unique,
+                "group_id": f"{unique}-{name}",
+                "dead_letter_topic": f"{unique}-{name}-dlq",
+            },
+            "batch": {"max_records": 50, "max_wait_s": 0.2},
+            "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 2.0},
+            "shutdown_deadline_s": 10,
+            "http": {"listen": f"127.0.0.1:{free_port()}"},
+            "config": config,
+        }
 
-    to_loki = Worker(tmp_path, "loki", worker_settings("loki", {
-        "url": loki.base, "push_path": "/insert/loki/api/v1/push",
-        "max_line_bytes": 2 * MiB, "max_request_bytes": 8 * MiB}))
-    to_es = Worker(tmp_path, "elasticsearch_logs", worker_settings("es", {
-        "url": es, "data_stream": data_stream, "max_bulk_bytes": 8 * MiB}))
+    to_loki = Worker(
+        tmp_path,
+        "loki",
+        worker_settings(
+            "loki",
+            {
+                "url": loki.base,
+                "push_path": "/insert/loki/api/v1/push",
+                "max_line_bytes": 2 * MiB,
+                "max_request_bytes": 8 * MiB,
+            },
+        ),
+    )
+    to_es = Worker(
+        tmp_path,
+        "elasticsearch_logs",
+        worker_settings("es", {"url": es, "data_stream": data_stream, "max_bulk_bytes": 8 * MiB}),
+    )
     everything = [edge, to_loki, to_es]
     try:
         for process in everything:
@@ -245,22 +302,31 @@ def test_every_line_arrives_through_rotation_kills_and_a_loki_outage(stack, uniq
                 os.rename(writer.path(0), writer.path(0).with_suffix(".log.1"))
                 writer.write(0, 100)  # a new app-0.log, followed from its start
             if step == 5:
-                writer.write_raw(2, b"f2 seq=%06d huge " % writer.seq[2]
-                                 + os.urandom(MiB // 2).hex().encode(),
-                                 shipped_as="")  # replaced below, once we know the text
+                writer.write_raw(
+                    2,
+                    b"f2 seq=%06d huge " % writer.seq[2] + os.urandom(MiB // 2).hex().encode(),
+                    shipped_as="",
+                )  # replaced below, once we know the text
                 with writer.path(2).open("rb") as fh:
                     writer.expected[2][-1] = fh.read().splitlines()[-1].decode()
-                writer.write_raw(2, b"f2 seq=%06d bad \xff\xfe utf-8 \xc3(" % writer.seq[2],
-                                 shipped_as=f"f2 seq={writer.seq[2]:06d} bad \ufffd\ufffd "
-                                            "utf-8 \ufffd(")
+                writer.write_raw(
+                    2,
+                    b"f2 seq=%06d bad \xff\xfe utf-8 \xc3(" % writer.seq[2],
+                    shipped_as=f"f2 seq={writer.seq[2]:06d} bad \ufffd\ufffd utf-8 \ufffd(",
+                )
             if step == 7:
                 # copytruncate, as logrotate does it: copy, then truncate in place. Lines
                 # not read before the truncation would be lost by any tailer, so wait
                 # until the shipper has them all (as logrotate's delaycompress window).
                 path = writer.path(1)
                 size = path.stat().st_size
-                wait_for(lambda p=path, n=size: _position(tmp_path / "positions.json", p) == n
-                         and edge.alive(), 60, "app-1.log fully shipped before copytruncate")
+                wait_for(
+                    lambda p=path, n=size: (
+                        _position(tmp_path / "positions.json", p) == n and edge.alive()
+                    ),
+                    60,
+                    "app-1.log fully shipped before copytruncate",
+                )
                 shutil.copyfile(path, path.with_suffix(".log.1"))
                 os.truncate(path, 0)
                 writer.write(1, 80)
@@ -296,20 +362,28 @@ def test_every_line_arrives_through_rotation_kills_and_a_loki_outage(stack, uniq
             wait_for(es_complete, 240, f"{total} documents in Elasticsearch", interval=2)
         except AssertionError:
             have = {d["message"] for d in seen["docs"]}
-            missing = {f: [line[:40] for line in writer.expected[f] if line not in have]
-                       for f in range(FILES)}
-            raise AssertionError(f"{len(seen['docs'])} of {total} in Elasticsearch; missing "
-                                 f"{ {f: (len(m), m[:3]) for f, m in missing.items()} }"
-                                 ) from None
+            missing = {
+                f: [line[:40] for line in writer.expected[f] if line not in have]
+                for f in range(FILES)
+            }
+            raise AssertionError(
+                f"{len(seen['docs'])} of {total} in Elasticsearch; missing "
+                f"{ {f: (len(m), m[:3]) for f, m in missing.items()} }"
+            ) from None
         docs = seen["docs"]
         messages = Counter(d["message"] for d in docs)
         assert [m for m, n in messages.items() if n > 1] == []  # exactly once
         assert len(docs) == total
         pod_docs = [d for d in docs if "/pods/" in d["log"]["file"]["path"]]
         assert [d["message"] for d in pod_docs] == pods.records  # whole, in order, once
-        assert {(d["kubernetes"]["namespace"], d["kubernetes"]["pod"]["name"],
-                 d["kubernetes"]["container"]["name"]) for d in pod_docs} == {
-            ("shop", "cart-7d9f", "cart")}
+        assert {
+            (
+                d["kubernetes"]["namespace"],
+                d["kubernetes"]["pod"]["name"],
+                d["kubernetes"]["container"]["name"],
+            )
+            for d in pod_docs
+        } == {("shop", "cart-7d9f", "cart")}
         docs = [d for d in docs if "/pods/" not in d["log"]["file"]["path"]]
         es_files = _by_file([(d["log"]["file"]["path"], d["message"]) for d in docs])
         for f in range(FILES):
@@ -318,18 +392,22 @@ def test_every_line_arrives_through_rotation_kills_and_a_loki_outage(stack, uniq
 
         def loki_complete() -> bool:
             rows = _vl_rows(loki.base)
-            got = _by_file([(r["filename"], r["_msg"]) for r in rows
-                            if "/pods/" not in r["filename"]])
+            got = _by_file(
+                [(r["filename"], r["_msg"]) for r in rows if "/pods/" not in r["filename"]]
+            )
             pod_rows = [r["_msg"] for r in rows if "/pods/" in r["filename"]]
-            return all(_in_order(writer.expected[f], got[f]) for f in range(FILES)) \
-                and _in_order(pods.records, pod_rows)
+            return all(_in_order(writer.expected[f], got[f]) for f in range(FILES)) and _in_order(
+                pods.records, pod_rows
+            )
 
         wait_for(loki_complete, 240, "every line in order in Loki", interval=2)
         rows = _vl_rows(loki.base)
         assert {r["cluster"] for r in rows} == {"e2e"}
-        assert {(r["namespace"], r["pod"], r["container"], r["stream"])
-                for r in rows if "/pods/" in r["filename"]} == {
-            ("shop", "cart-7d9f", "cart", "stdout")}
+        assert {
+            (r["namespace"], r["pod"], r["container"], r["stream"])
+            for r in rows
+            if "/pods/" in r["filename"]
+        } == {("shop", "cart-7d9f", "cart", "stdout")}
         assert {r["job"] for r in rows} == {unique}
         huge = [r["_msg"] for r in rows if " huge " in r["_msg"]]
         assert huge and len(huge[0]) == MiB + len("f2 seq=000000 huge ")

@@ -52,8 +52,9 @@ def discover() -> Iterator[Callable[..., LogDiscovery]]:
 
 
 def patch(api: httpx.Client, path: str, change: dict[str, Any]) -> None:
-    response = api.patch(path, json=change,
-                         headers={"Content-Type": "application/merge-patch+json"})
+    response = api.patch(
+        path, json=change, headers={"Content-Type": "application/merge-patch+json"}
+    )
     assert response.status_code == 200, response.text
 
 
@@ -62,20 +63,38 @@ def delete(api: httpx.Client, path: str) -> None:
     assert response.status_code in (200, 202), response.text
 
 
-def pod(namespace: str, name: str, node: str, labels: dict[str, str],
-        containers: list[str]) -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": namespace, "labels": labels,
-                         "annotations": {"team": "shop"}},
-            "spec": {"nodeName": node,
-                     "containers": [{"name": c, "image": f"{c}:1"} for c in containers]}}
+def pod(
+    namespace: str, name: str, node: str, labels: dict[str, str], containers: list[str]
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {"team": "shop"},
+        },
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": c, "image": f"{c}:1"} for c in containers],
+        },
+    }
 
 
-RUNNING = {"phase": "Running", "podIP": "10.9.0.5", "podIPs": [{"ip": "10.9.0.5"}],
-           "hostIP": "10.0.0.9", "conditions": [{"type": "Ready", "status": "True"}]}
+RUNNING = {
+    "phase": "Running",
+    "podIP": "10.9.0.5",
+    "podIPs": [{"ip": "10.9.0.5"}],
+    "hostIP": "10.0.0.9",
+    "conditions": [{"type": "Ready", "status": "True"}],
+}
 
 
-def targets_when(discovery: LogDiscovery, check: Callable[[list[LogTarget]], bool],
-                 what: str, timeout: float = 20) -> list[LogTarget]:
+def targets_when(
+    discovery: LogDiscovery,
+    check: Callable[[list[LogTarget]], bool],
+    what: str,
+    timeout: float = 20,
+) -> list[LogTarget]:
     """Polls as the shipper does (changed(), then targets()) until ``check`` holds."""
     latest = discovery.targets()
 
@@ -90,8 +109,7 @@ def targets_when(discovery: LogDiscovery, check: Callable[[list[LogTarget]], boo
 
 
 def by_container(found: list[LogTarget]) -> dict[tuple[str, str], LogTarget]:
-    return {(t.labels[M + "pod_name"], t.labels[M + "pod_container_name"]): t
-            for t in found}
+    return {(t.labels[M + "pod_name"], t.labels[M + "pod_container_name"]): t for t in found}
 
 
 def kubelet_log(root: Path, namespace: str, name: str, uid: str, container: str) -> str:
@@ -109,58 +127,91 @@ PROMTAIL_RULES = [
 ]
 
 
-def test_the_pods_of_this_node_become_log_targets(api, cluster, namespace, discover,
-                                                  tmp_path):
+def test_the_pods_of_this_node_become_log_targets(api, cluster, namespace, discover, tmp_path):
     path = f"{CORE}/namespaces/{namespace}/pods"
-    web = create(api, path, pod(namespace, "web", "node-a", {"app": "web"}, ["app", "proxy"]),
-                 status=RUNNING)
+    web = create(
+        api, path, pod(namespace, "web", "node-a", {"app": "web"}, ["app", "proxy"]), status=RUNNING
+    )
     uid = web["metadata"]["uid"]
     create(api, path, pod(namespace, "elsewhere", "node-b", {"app": "web"}, ["app"]))
-    discovery = discover(kubernetes_sd_configs=(PodLogsSDConfig(
-        kubeconfig_file=cluster.kubeconfig, node_name="node-a",
-        namespaces={"names": [namespace]}, pod_logs_directory=tmp_path),))
+    discovery = discover(
+        kubernetes_sd_configs=(
+            PodLogsSDConfig(
+                kubeconfig_file=cluster.kubeconfig,
+                node_name="node-a",
+                namespaces={"names": [namespace]},
+                pod_logs_directory=tmp_path,
+            ),
+        )
+    )
 
     found = by_container(targets_when(discovery, lambda t: len(t) == 2, "web's containers"))
     assert sorted(found) == [("web", "app"), ("web", "proxy")]  # not node-b's pod
     app = found[("web", "app")].labels
     assert {k: v for k, v in app.items() if k not in (M + "pod_ready",)} == {
         "__path__": f"{tmp_path}/*{uid}/app/*.log",
-        M + "namespace": namespace, M + "pod_name": "web", M + "pod_uid": uid,
-        M + "pod_node_name": "node-a", M + "pod_phase": "Running", M + "pod_ip": "10.9.0.5",
+        M + "namespace": namespace,
+        M + "pod_name": "web",
+        M + "pod_uid": uid,
+        M + "pod_node_name": "node-a",
+        M + "pod_phase": "Running",
+        M + "pod_ip": "10.9.0.5",
         M + "pod_host_ip": "10.0.0.9",
-        M + "pod_label_app": "web", M + "pod_labelpresent_app": "true",
-        M + "pod_annotation_team": "shop", M + "pod_annotationpresent_team": "true",
-        M + "pod_container_name": "app", M + "pod_container_image": "app:1",
-        M + "pod_container_init": "false"}
+        M + "pod_label_app": "web",
+        M + "pod_labelpresent_app": "true",
+        M + "pod_annotation_team": "shop",
+        M + "pod_annotationpresent_team": "true",
+        M + "pod_container_name": "app",
+        M + "pod_container_image": "app:1",
+        M + "pod_container_init": "false",
+    }
 
     # Relabeled the Promtail way, the default __path__ matches the kubelet's file.
     written = kubelet_log(tmp_path, namespace, "web", uid, "app")
     rules = compile_rules([RelabelConfig.model_validate(r) for r in PROMTAIL_RULES])
     resolved = resolve(found[("web", "app")], rules, "pods")
-    assert resolved == FileTarget(f"{tmp_path}/*{uid}/app/*.log", None, {
-        "job": "pods", "namespace": namespace, "pod": "web", "container": "app",
-        "app": "web"})
+    assert resolved == FileTarget(
+        f"{tmp_path}/*{uid}/app/*.log",
+        None,
+        {"job": "pods", "namespace": namespace, "pod": "web", "container": "app", "app": "web"},
+    )
     assert glob.glob(resolved.path) == [written]
 
     patch(api, f"{path}/web", {"metadata": {"labels": {"app": "shop", "tier": "front"}}})
-    targets_when(discovery, lambda t: all(x.labels.get(M + "pod_label_tier") == "front"
-                                          and x.labels[M + "pod_label_app"] == "shop"
-                                          for x in t) and len(t) == 2, "the new labels")
+    targets_when(
+        discovery,
+        lambda t: (
+            all(
+                x.labels.get(M + "pod_label_tier") == "front"
+                and x.labels[M + "pod_label_app"] == "shop"
+                for x in t
+            )
+            and len(t) == 2
+        ),
+        "the new labels",
+    )
     create(api, path, pod(namespace, "later", "node-a", {}, ["c"]))
     targets_when(discovery, lambda t: ("later", "c") in by_container(t), "a new pod")
     delete(api, f"{path}/web")
-    targets_when(discovery, lambda t: sorted(by_container(t)) == [("later", "c")],
-                 "the deleted pod's targets to go")
+    targets_when(
+        discovery,
+        lambda t: sorted(by_container(t)) == [("later", "c")],
+        "the deleted pod's targets to go",
+    )
 
 
-def test_the_node_comes_from_node_name_in_the_environment(api, cluster, namespace, discover,
-                                                          monkeypatch):
+def test_the_node_comes_from_node_name_in_the_environment(
+    api, cluster, namespace, discover, monkeypatch
+):
     path = f"{CORE}/namespaces/{namespace}/pods"
     create(api, path, pod(namespace, "mine", "node-env", {}, ["c"]))
     create(api, path, pod(namespace, "theirs", "node-other", {}, ["c"]))
     monkeypatch.setenv("NODE_NAME", "node-env")
-    discovery = discover(kubernetes_sd_configs=(PodLogsSDConfig(
-        kubeconfig_file=cluster.kubeconfig, namespaces={"names": [namespace]}),))
+    discovery = discover(
+        kubernetes_sd_configs=(
+            PodLogsSDConfig(kubeconfig_file=cluster.kubeconfig, namespaces={"names": [namespace]}),
+        )
+    )
     found = targets_when(discovery, lambda t: len(t) >= 1, "the node's pod")
     time.sleep(0.5)
     discovery.changed()
@@ -176,10 +227,12 @@ def test_file_sd_files_that_change(discover, tmp_path):
     (logs / "a.log").write_text("a\n")
     (logs / "b.log").write_text("b\n")
     first = sd / "apps.json"
-    first.write_text(json.dumps([{"targets": ["localhost"],
-                                  "labels": {"__path__": f"{logs}/a.log", "app": "a"}}]))
-    discovery = discover(file_sd_configs=(FileSDConfig(files=(f"{sd}/*.json",
-                                                              f"{sd}/*.yml")),))
+    first.write_text(
+        json.dumps(
+            [{"targets": ["localhost"], "labels": {"__path__": f"{logs}/a.log", "app": "a"}}]
+        )
+    )
+    discovery = discover(file_sd_configs=(FileSDConfig(files=(f"{sd}/*.json", f"{sd}/*.yml")),))
     rules = compile_rules([])
 
     def paths(found: list[LogTarget]) -> dict[str, str]:
@@ -192,14 +245,21 @@ def test_file_sd_files_that_change(discover, tmp_path):
 
     targets_when(discovery, lambda t: paths(t) == {f"{logs}/a.log": "a"}, "the first file")
     # A change within the same second as the last read is still seen: a new mtime.
-    first.write_text(json.dumps([{"targets": ["localhost"],
-                                  "labels": {"__path__": f"{logs}/*.log", "app": "all"}}]))
+    first.write_text(
+        json.dumps(
+            [{"targets": ["localhost"], "labels": {"__path__": f"{logs}/*.log", "app": "all"}}]
+        )
+    )
     os.utime(first, (time.time() + 2, time.time() + 2))
     targets_when(discovery, lambda t: paths(t) == {f"{logs}/*.log": "all"}, "the change")
     (sd / "more.yml").write_text(
-        f"- targets: [localhost]\n  labels: {{__path__: '{logs}/b.log', app: b}}\n")
-    targets_when(discovery, lambda t: paths(t) == {f"{logs}/*.log": "all",
-                                                   f"{logs}/b.log": "b"}, "a new file")
+        f"- targets: [localhost]\n  labels: {{__path__: '{logs}/b.log', app: b}}\n"
+    )
+    targets_when(
+        discovery,
+        lambda t: paths(t) == {f"{logs}/*.log": "all", f"{logs}/b.log": "b"},
+        "a new file",
+    )
     first.unlink()
     targets_when(discovery, lambda t: paths(t) == {f"{logs}/b.log": "b"}, "a removed file")
 
@@ -208,32 +268,58 @@ def test_file_sd_files_that_change(discover, tmp_path):
 
 
 def test_pod_labels_follow_the_pods_of_this_node_across_an_apiserver_restart(
-        api, cluster, namespace):
+    api, cluster, namespace
+):
     path = f"{CORE}/namespaces/{namespace}/pods"
-    uid = create(api, path, pod(namespace, "web", "node-p", {"app.kubernetes.io/name": "web",
-                                                             "tier": "front"}, ["app"]),
-                 )["metadata"]["uid"]
-    other = create(api, path, pod(namespace, "other", "node-q", {"tier": "x"}, ["app"]),
-                   )["metadata"]["uid"]
-    cache = PodLabels(PodLabelsConfig(
-        labels=("app.kubernetes.io/name", "tier"), kubeconfig_file=cluster.kubeconfig,
-        node_name="node-p", namespaces={"names": [namespace]}, keep_deleted="2s"))
+    uid = create(
+        api,
+        path,
+        pod(
+            namespace, "web", "node-p", {"app.kubernetes.io/name": "web", "tier": "front"}, ["app"]
+        ),
+    )["metadata"]["uid"]
+    other = create(
+        api,
+        path,
+        pod(namespace, "other", "node-q", {"tier": "x"}, ["app"]),
+    )["metadata"]["uid"]
+    cache = PodLabels(
+        PodLabelsConfig(
+            labels=("app.kubernetes.io/name", "tier"),
+            kubeconfig_file=cluster.kubeconfig,
+            node_name="node-p",
+            namespaces={"names": [namespace]},
+            keep_deleted="2s",
+        )
+    )
     try:
         wait_for(lambda: cache.synced, 20, "the first list")
-        file_labels = {"namespace": namespace, "pod": "web", "pod_uid": uid,
-                       "filename": "/var/log/pods/x/app/0.log"}
+        file_labels = {
+            "namespace": namespace,
+            "pod": "web",
+            "pod_uid": uid,
+            "filename": "/var/log/pods/x/app/0.log",
+        }
         assert cache.enrich(file_labels) == {
-            **file_labels, "app_kubernetes_io_name": "web", "tier": "front"}
+            **file_labels,
+            "app_kubernetes_io_name": "web",
+            "tier": "front",
+        }
         assert cache.meta_labels(other) is None  # another node's pod
 
         cluster.stop_apiserver()
         cluster.start_apiserver()
         patch(api, f"{path}/web", {"metadata": {"labels": {"tier": "back"}}})
-        later = create(api, path, pod(namespace, "later", "node-p", {"tier": "new"},
-                                      ["c"]))["metadata"]["uid"]
-        wait_for(lambda: cache.labels(uid).get("tier") == "back"
-                 and cache.labels(later) == {"tier": "new"}, 60,
-                 "the changes made after the restart")
+        later = create(api, path, pod(namespace, "later", "node-p", {"tier": "new"}, ["c"]))[
+            "metadata"
+        ]["uid"]
+        wait_for(
+            lambda: (
+                cache.labels(uid).get("tier") == "back" and cache.labels(later) == {"tier": "new"}
+            ),
+            60,
+            "the changes made after the restart",
+        )
 
         delete(api, f"{path}/web")
         time.sleep(1)

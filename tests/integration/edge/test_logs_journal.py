@@ -39,18 +39,19 @@ def sources() -> Iterator[list[JournalSource]]:
         source.close()
 
 
-def follow(sources: list[JournalSource], writer: JournalWriter, cursor: str | None = None,
-           **settings: Any) -> JournalSource:
+def follow(
+    sources: list[JournalSource], writer: JournalWriter, cursor: str | None = None, **settings: Any
+) -> JournalSource:
     wait_for(writer.path.exists, 10, "the journal file")
-    config = JournalConfig.model_validate({"files": [str(writer.path)], "max_age": 0,
-                                           **settings})
+    config = JournalConfig.model_validate({"files": [str(writer.path)], "max_age": 0, **settings})
     source = JournalSource(config, cursor, name="test").start()
     sources.append(source)
     return source
 
 
-def read_until(source: JournalSource, count: int, timeout: float = 20,
-               batch: int = 100) -> list[JournalEntry]:
+def read_until(
+    source: JournalSource, count: int, timeout: float = 20, batch: int = 100
+) -> list[JournalEntry]:
     got: list[JournalEntry] = []
 
     def enough() -> bool:
@@ -73,10 +74,14 @@ def test_entries_appended_while_following_arrive_in_order(journal, sources):
     assert lines(entries) == ["before start", "before start 2"]
     assert entries[0].timestamp_ns == first * 1000
     assert dict(entries[0].labels) == {
-        "job": "journal", "__journal__systemd_unit": "web.service",
-        "__journal__hostname": "edge-7", "__journal_priority": "3",
-        "__journal_priority_keyword": "error", "__journal_syslog_identifier": "web",
-        "__journal__boot_id": BOOT_ID}
+        "job": "journal",
+        "__journal__systemd_unit": "web.service",
+        "__journal__hostname": "edge-7",
+        "__journal_priority": "3",
+        "__journal_priority_keyword": "error",
+        "__journal_syslog_identifier": "web",
+        "__journal__boot_id": BOOT_ID,
+    }
 
     for i in range(300):
         journal.append(f"line {i}")

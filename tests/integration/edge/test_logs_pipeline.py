@@ -27,21 +27,27 @@ class Consumed:
     """Every entry shipped to a topic, decoded, in arrival order per label set."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                      auto_offset_reset="earliest")
+        self.consumer = KafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+        )
         self.entries: list[Shipped] = []
 
     def poll(self) -> Consumed:
         batches = self.consumer.poll(timeout_ms=500, max_records=10_000)
         for message in (m for records in batches.values() for m in records):
             for stream in decode_push_request(snappy_decompress(message.value)):
-                self.entries += [Shipped(dict(stream.labels), e.timestamp_ns, e.line)
-                                 for e in stream.entries]
+                self.entries += [
+                    Shipped(dict(stream.labels), e.timestamp_ns, e.line) for e in stream.entries
+                ]
         return self
 
     def of(self, filename: Path, **labels: str) -> list[Shipped]:
-        return [e for e in self.entries if e.labels["filename"] == str(filename)
-                and all(e.labels.get(k) == v for k, v in labels.items())]
+        return [
+            e
+            for e in self.entries
+            if e.labels["filename"] == str(filename)
+            and all(e.labels.get(k) == v for k, v in labels.items())
+        ]
 
     def lines(self, filename: Path, **labels: str) -> list[str]:
         return [e.line for e in self.of(filename, **labels)]
@@ -58,20 +64,25 @@ def _append(path: Path, lines: list[str]) -> None:
 
 
 def _cri_lines(pieces: list[tuple[str, str, str]], first_second: int) -> list[str]:
-    return [f"{_cri_time(first_second + i)[0]} {stream} {flag} {content}"
-            for i, (stream, flag, content) in enumerate(pieces)]
+    return [
+        f"{_cri_time(first_second + i)[0]} {stream} {flag} {content}"
+        for i, (stream, flag, content) in enumerate(pieces)
+    ]
 
 
 FIRSTLINE = r"^\d{4}-\d{2}-\d{2} "
 LEVEL = {"regex": {"expression": r"^\S+ \S+ (?P<level>[A-Z]+) "}}
-TRACE = ["2024-05-01 10:00:06 ERROR request failed",
-         "java.lang.IllegalStateException: cart is empty",
-         "\tat com.shop.Cart.checkout(Cart.java:42)",
-         "\tat com.shop.Api.post(Api.java:7)"]
+TRACE = [
+    "2024-05-01 10:00:06 ERROR request failed",
+    "java.lang.IllegalStateException: cart is empty",
+    "\tat com.shop.Cart.checkout(Cart.java:42)",
+    "\tat com.shop.Api.post(Api.java:7)",
+]
 
 
 def test_cri_docker_and_multiline_end_to_end_and_kill_9_while_held(
-        stack, unique, tmp_path, processes):
+    stack, unique, tmp_path, processes
+):
     bootstrap = stack("kafka", "bootstrap")
     create_topics(bootstrap, (unique, 2))
     shop = tmp_path / "var/log/pods/shop_cart-7d_0a1b/cart/0.log"
@@ -86,64 +97,108 @@ def test_cri_docker_and_multiline_end_to_end_and_kill_9_while_held(
         "global": {"external_labels": {"cluster": "alpha"}},
         "positions": {"filename": str(positions)},
         "scrape_configs": [
-            {"job_name": "shop", "static_configs": [
-                {"labels": {"__path__": str(tmp_path / "var/log/pods/shop_*/*/*.log")}}],
-             "pipeline_stages": [{"cri": {}},
-                                 {"multiline": {**multiline, "max_wait_time": "1s"}},
-                                 LEVEL, {"labels": {"level": None}}]},
+            {
+                "job_name": "shop",
+                "static_configs": [
+                    {"labels": {"__path__": str(tmp_path / "var/log/pods/shop_*/*/*.log")}}
+                ],
+                "pipeline_stages": [
+                    {"cri": {}},
+                    {"multiline": {**multiline, "max_wait_time": "1s"}},
+                    LEVEL,
+                    {"labels": {"level": None}},
+                ],
+            },
             # Held for an hour unless a next first line comes: only a restart's re-read
             # can complete the record cut by the kill -9.
-            {"job_name": "bank", "static_configs": [
-                {"labels": {"__path__": str(tmp_path / "var/log/pods/bank_*/*/*.log")}}],
-             "pipeline_stages": [{"cri": {}},
-                                 {"multiline": {**multiline, "max_wait_time": "1h"}}]},
-            {"job_name": "docker", "static_configs": [
-                {"labels": {"__path__": str(docker)}}],
-             "pipeline_stages": [{"docker": {}}]},
+            {
+                "job_name": "bank",
+                "static_configs": [
+                    {"labels": {"__path__": str(tmp_path / "var/log/pods/bank_*/*/*.log")}}
+                ],
+                "pipeline_stages": [
+                    {"cri": {}},
+                    {"multiline": {**multiline, "max_wait_time": "1h"}},
+                ],
+            },
+            {
+                "job_name": "docker",
+                "static_configs": [{"labels": {"__path__": str(docker)}}],
+                "pipeline_stages": [{"docker": {}}],
+            },
         ],
-        "ferryman": {"kafka": {"bootstrap_servers": bootstrap, "topic": unique},
-                     "listen": "127.0.0.1:0", "host": "node-1", "batch_wait": "200ms",
-                     "rescan_interval": "300ms"},
+        "ferryman": {
+            "kafka": {"bootstrap_servers": bootstrap, "topic": unique},
+            "listen": "127.0.0.1:0",
+            "host": "node-1",
+            "batch_wait": "200ms",
+            "rescan_interval": "300ms",
+        },
     }
     shipper = processes(EdgeLogs(tmp_path, settings))
     shipped = Consumed(bootstrap, unique)
 
     # CRI: a line split in three (P, P, F) with a stderr line between its pieces, then a
     # Java stack trace as separate F lines, then a record that only the wait flushes.
-    _append(shop, _cri_lines([
-        ("stdout", "F", "2024-05-01 10:00:00 INFO started"),
-        ("stdout", "P", "2024-05-01 10:00:01 INFO a very long li"),
-        ("stderr", "F", "2024-05-01 10:00:02 WARN low disk"),
-        ("stdout", "P", "ne that the runtime split "),
-        ("stdout", "F", "in three"),
-        *(("stdout", "F", line) for line in TRACE),
-        ("stdout", "F", "2024-05-01 10:00:09 INFO done"),
-    ], 0))
+    _append(
+        shop,
+        _cri_lines(
+            [
+                ("stdout", "F", "2024-05-01 10:00:00 INFO started"),
+                ("stdout", "P", "2024-05-01 10:00:01 INFO a very long li"),
+                ("stderr", "F", "2024-05-01 10:00:02 WARN low disk"),
+                ("stdout", "P", "ne that the runtime split "),
+                ("stdout", "F", "in three"),
+                *(("stdout", "F", line) for line in TRACE),
+                ("stdout", "F", "2024-05-01 10:00:09 INFO done"),
+            ],
+            0,
+        ),
+    )
     # docker json-file: a long line split into pieces without their trailing newline.
-    docker_lines = [("first\n", "stdout", 0), ("split ", "stdout", 1), ("err\n", "stderr", 2),
-                    ("in two\n", "stdout", 3)]
-    _append(docker, [json.dumps({"log": log, "stream": stream, "time": _cri_time(s)[0]})
-                     for log, stream, s in docker_lines])
+    docker_lines = [
+        ("first\n", "stdout", 0),
+        ("split ", "stdout", 1),
+        ("err\n", "stderr", 2),
+        ("in two\n", "stdout", 3),
+    ]
+    _append(
+        docker,
+        [
+            json.dumps({"log": log, "stream": stream, "time": _cri_time(s)[0]})
+            for log, stream, s in docker_lines
+        ],
+    )
     # bank: a complete record, then a stack trace whose third line is cut mid-way (P).
-    bank_before = _cri_lines([
-        ("stdout", "F", "2024-05-01 10:00:00 INFO ledger up"),
-        ("stdout", "F", TRACE[0]), ("stdout", "F", TRACE[1]),
-        ("stdout", "P", TRACE[2][:12]),
-    ], 0)
+    bank_before = _cri_lines(
+        [
+            ("stdout", "F", "2024-05-01 10:00:00 INFO ledger up"),
+            ("stdout", "F", TRACE[0]),
+            ("stdout", "F", TRACE[1]),
+            ("stdout", "P", TRACE[2][:12]),
+        ],
+        0,
+    )
     _append(bank, bank_before)
 
     def shop_done() -> bool:
         shipped.poll()
-        return (len(shipped.of(shop)) >= 5 and len(shipped.of(docker)) >= 3
-                and len(shipped.of(bank)) >= 1)
+        return (
+            len(shipped.of(shop)) >= 5
+            and len(shipped.of(docker)) >= 3
+            and len(shipped.of(bank)) >= 1
+        )
 
     wait_for(shop_done, 30, "shop, docker and bank entries in Kafka")
 
     stdout = sorted(shipped.of(shop, stream="stdout"), key=lambda e: e.timestamp_ns)
     assert [(e.line, e.labels["level"], e.timestamp_ns) for e in stdout] == [
         ("2024-05-01 10:00:00 INFO started", "INFO", _cri_time(0)[1]),
-        ("2024-05-01 10:00:01 INFO a very long line that the runtime split in three", "INFO",
-         _cri_time(1)[1]),
+        (
+            "2024-05-01 10:00:01 INFO a very long line that the runtime split in three",
+            "INFO",
+            _cri_time(1)[1],
+        ),
         ("\n".join(TRACE), "ERROR", _cri_time(5)[1]),
         ("2024-05-01 10:00:09 INFO done", "INFO", _cri_time(9)[1]),
     ]
@@ -151,12 +206,19 @@ def test_cri_docker_and_multiline_end_to_end_and_kill_9_while_held(
     info = shipped.lines(shop, stream="stdout", level="INFO")
     assert info == [e.line for e in stdout if e.labels["level"] == "INFO"], "order"
     labels = stdout[0].labels
-    assert (labels["namespace"], labels["pod"], labels["container"], labels["cluster"],
-            labels["host"], labels["job"]) == ("shop", "cart-7d", "cart", "alpha", "node-1",
-                                                "shop")
-    assert [(e.line, e.labels["stream"], e.timestamp_ns) for e in shipped.of(docker)
-            if e.labels["stream"] == "stdout"] == [("first", "stdout", _cri_time(0)[1]),
-                                                   ("split in two", "stdout", _cri_time(1)[1])]
+    assert (
+        labels["namespace"],
+        labels["pod"],
+        labels["container"],
+        labels["cluster"],
+        labels["host"],
+        labels["job"],
+    ) == ("shop", "cart-7d", "cart", "alpha", "node-1", "shop")
+    assert [
+        (e.line, e.labels["stream"], e.timestamp_ns)
+        for e in shipped.of(docker)
+        if e.labels["stream"] == "stdout"
+    ] == [("first", "stdout", _cri_time(0)[1]), ("split in two", "stdout", _cri_time(1)[1])]
     assert shipped.lines(docker, stream="stderr") == ["err"]
 
     # bank: "ledger up" went out when the trace's first line came; the trace is held, so
@@ -177,8 +239,17 @@ def test_cri_docker_and_multiline_end_to_end_and_kill_9_while_held(
     assert position_of(bank) == trace_start
     shipper.kill9()
 
-    _append(bank, _cri_lines([("stdout", "F", TRACE[2][12:]), ("stdout", "F", TRACE[3]),
-                              ("stdout", "F", "2024-05-01 10:00:20 INFO next")], 4))
+    _append(
+        bank,
+        _cri_lines(
+            [
+                ("stdout", "F", TRACE[2][12:]),
+                ("stdout", "F", TRACE[3]),
+                ("stdout", "F", "2024-05-01 10:00:20 INFO next"),
+            ],
+            4,
+        ),
+    )
     processes(EdgeLogs(tmp_path, settings))
     wait_for(lambda: len(shipped.poll().of(bank)) >= 2, 30, "the held trace after restart")
     assert shipped.lines(bank) == ["2024-05-01 10:00:00 INFO ledger up", "\n".join(TRACE)]

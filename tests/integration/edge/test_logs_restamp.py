@@ -15,8 +15,9 @@ from tests.integration.pipeline import PrivateKafka, Process, free_port, wait_fo
 
 
 def _shipped(bootstrap: str, topic: str) -> dict[str, int]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000)
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000
+    )
     out: dict[str, int] = {}
     try:
         for message in consumer:
@@ -46,12 +47,16 @@ def test_lines_read_before_a_kill_9_keep_their_timestamps(unique, tmp_path):
         positions = tmp_path / "positions.json"
         settings = {
             "positions": {"filename": str(positions)},
-            "scrape_configs": [{"job_name": "j", "static_configs": [
-                {"labels": {"__path__": str(log)}}]}],
-            "ferryman": {"kafka": {"bootstrap_servers": kafka.bootstrap, "topic": unique,
-                                   "acks_timeout": 2},
-                         "listen": f"127.0.0.1:{free_port()}", "batch_wait": 0.2,
-                         "rescan_interval": 0.5}}
+            "scrape_configs": [
+                {"job_name": "j", "static_configs": [{"labels": {"__path__": str(log)}}]}
+            ],
+            "ferryman": {
+                "kafka": {"bootstrap_servers": kafka.bootstrap, "topic": unique, "acks_timeout": 2},
+                "listen": f"127.0.0.1:{free_port()}",
+                "batch_wait": 0.2,
+                "rescan_interval": 0.5,
+            },
+        }
         shipper = Process(tmp_path, ["edge", "logs"], settings).start()
         log.write_text("".join(f"first {i}\n" for i in range(100)))
         wait_for(lambda: len(_shipped(kafka.bootstrap, unique)) == 100, 60, "first lines")
@@ -68,8 +73,11 @@ def test_lines_read_before_a_kill_9_keep_their_timestamps(unique, tmp_path):
         shipper.kill9()
         kafka.start()
         shipper.start()
-        shipped = wait_for(lambda: (s := _shipped(kafka.bootstrap, unique)) and len(s) == 200
-                           and s, 90, "all 200 lines after the restart")
+        shipped = wait_for(
+            lambda: (s := _shipped(kafka.bootstrap, unique)) and len(s) == 200 and s,
+            90,
+            "all 200 lines after the restart",
+        )
         assert shipper.terminate() == 0
     finally:
         kafka.stop()
@@ -79,6 +87,7 @@ def test_lines_read_before_a_kill_9_keep_their_timestamps(unique, tmp_path):
         line = f"second {i}"
         [(start, _end, ts)] = [a for a in anchors if a[0] < ends[line] <= a[1]]
         assert shipped[line] == ts + ends[line] - start
-    stamps = [shipped[f"first {i}"] for i in range(100)] + \
-        [shipped[f"second {i}"] for i in range(100)]
+    stamps = [shipped[f"first {i}"] for i in range(100)] + [
+        shipped[f"second {i}"] for i in range(100)
+    ]
     assert stamps == sorted(stamps) and len(set(stamps)) == 200

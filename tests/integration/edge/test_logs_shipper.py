@@ -16,8 +16,9 @@ class Lines:
     """Every line shipped to a topic, per filename, in arrival order."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                      auto_offset_reset="earliest")
+        self.consumer = KafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+        )
         self.by_file: dict[str, list[str]] = {}
         self.labels: dict[str, dict[str, str]] = {}
 
@@ -37,8 +38,7 @@ def _write(path: Path, lines: list[str], raw: bytes = b"") -> None:
         f.write("".join(line + "\n" for line in lines).encode() + raw)
 
 
-def test_rotation_kill_9_long_lines_and_bad_utf8_lose_nothing(stack, unique, tmp_path,
-                                                              processes):
+def test_rotation_kill_9_long_lines_and_bad_utf8_lose_nothing(stack, unique, tmp_path, processes):
     bootstrap = stack("kafka", "bootstrap")
     create_topics(bootstrap, (unique, 2))
     logs = tmp_path / "logs"
@@ -50,14 +50,26 @@ def test_rotation_kill_9_long_lines_and_bad_utf8_lose_nothing(stack, unique, tmp
         "global": {"external_labels": {"cluster": "alpha"}},
         "positions": {"filename": str(tmp_path / "positions.json")},
         "scrape_configs": [
-            {"job_name": "files", "static_configs": [
-                {"labels": {"job": "varlogs", "__path__": str(logs / "*.log")}}]},
-            {"job_name": "pods", "static_configs": [
-                {"labels": {"job": "pods", "__path__": str(tmp_path / "var/log/pods/**/*.log")}}]},
+            {
+                "job_name": "files",
+                "static_configs": [{"labels": {"job": "varlogs", "__path__": str(logs / "*.log")}}],
+            },
+            {
+                "job_name": "pods",
+                "static_configs": [
+                    {"labels": {"job": "pods", "__path__": str(tmp_path / "var/log/pods/**/*.log")}}
+                ],
+            },
         ],
-        "ferryman": {"kafka": {"bootstrap_servers": bootstrap, "topic": unique},
-                     "listen": "127.0.0.1:0", "host": "node-1", "max_line_bytes": 1000,
-                     "batch_wait": "200ms", "rescan_interval": "300ms", "batch_bytes": 2000},
+        "ferryman": {
+            "kafka": {"bootstrap_servers": bootstrap, "topic": unique},
+            "listen": "127.0.0.1:0",
+            "host": "node-1",
+            "max_line_bytes": 1000,
+            "batch_wait": "200ms",
+            "rescan_interval": "300ms",
+            "batch_bytes": 2000,
+        },
     }
     expected: dict[str, list[str]] = {str(app): [], str(web): [], str(pod): []}
 
@@ -96,8 +108,7 @@ def test_rotation_kill_9_long_lines_and_bad_utf8_lose_nothing(stack, unique, tmp
 
     def complete() -> bool:
         shipped.poll()
-        return all(len(set(shipped.by_file.get(k, []))) >= len(set(v))
-                   for k, v in expected.items())
+        return all(len(set(shipped.by_file.get(k, []))) >= len(set(v)) for k, v in expected.items())
 
     wait_for(complete, 60, "every line in Kafka")
     for name, lines in expected.items():
@@ -108,8 +119,7 @@ def test_rotation_kill_9_long_lines_and_bad_utf8_lose_nothing(stack, unique, tmp
         # Only the batch unacknowledged at the kill -9 may come twice (2,000 bytes here).
         assert len(got) - len(set(got)) <= 200, name
     labels = shipped.labels[str(pod)]
-    assert (labels["namespace"], labels["pod"], labels["container"]) == \
-        ("shop", "cart-7d", "cart")
+    assert (labels["namespace"], labels["pod"], labels["container"]) == ("shop", "cart-7d", "cart")
     assert labels["cluster"] == "alpha" and labels["host"] == "node-1"
     assert shipped.labels[str(app)]["job"] == "varlogs"
     # app.log.2 was renamed away while the shipper was down: drained on restart.

@@ -26,13 +26,13 @@ CORE = "/api/v1"
 CRI = "2026-01-01T00:00:00.000000001Z stdout F "
 
 
-
 class Shipped:
     """Every line shipped to a topic, per filename, and each file's latest labels."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                      auto_offset_reset="earliest")
+        self.consumer = KafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+        )
         self.by_file: dict[str, list[str]] = {}
         self.labels: dict[str, dict[str, str]] = {}
 
@@ -71,15 +71,20 @@ def append(path: Path, *lines: str) -> None:
         f.write("".join(line + "\n" for line in lines))
 
 
-def settings(tmp_path: Path, bootstrap: str, topic: str,
-             scrape_configs: list[dict[str, Any]]) -> dict[str, Any]:
+def settings(
+    tmp_path: Path, bootstrap: str, topic: str, scrape_configs: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "global": {"external_labels": {"cluster": "alpha"}},
         "positions": {"filename": str(tmp_path / "positions.json")},
         "scrape_configs": scrape_configs,
-        "ferryman": {"kafka": {"bootstrap_servers": bootstrap, "topic": topic},
-                     "listen": "127.0.0.1:0", "host": "node-1", "batch_wait": "200ms",
-                     "rescan_interval": "300ms"},
+        "ferryman": {
+            "kafka": {"bootstrap_servers": bootstrap, "topic": topic},
+            "listen": "127.0.0.1:0",
+            "host": "node-1",
+            "batch_wait": "200ms",
+            "rescan_interval": "300ms",
+        },
     }
 
 
@@ -94,8 +99,7 @@ def write_targets(path: Path, groups: list[dict[str, Any]]) -> None:
     os.utime(path, (later, later))
 
 
-def test_file_sd_targets_that_change_while_running(stack, unique, tmp_path, processes,
-                                                   shipped):
+def test_file_sd_targets_that_change_while_running(stack, unique, tmp_path, processes, shipped):
     bootstrap = stack("kafka", "bootstrap")
     create_topics(bootstrap, (unique, 2))
     logs = tmp_path / "logs"
@@ -105,24 +109,52 @@ def test_file_sd_targets_that_change_while_running(stack, unique, tmp_path, proc
     append(skipped, "never")
     targets = tmp_path / "sd" / "apps.json"
     targets.parent.mkdir()
-    write_targets(targets, [{"targets": ["localhost"],
-                             "labels": {"__path__": str(a), "app": "a"}}])
-    processes(EdgeLogs(tmp_path, settings(tmp_path, bootstrap, unique, [{
-        "job_name": "apps",
-        "file_sd_configs": [{"files": [str(tmp_path / "sd" / "*.json")]}],
-        "relabel_configs": [{"source_labels": ["__meta_filepath"],
-                             "target_label": "sd_file"}]}])))
+    write_targets(targets, [{"targets": ["localhost"], "labels": {"__path__": str(a), "app": "a"}}])
+    processes(
+        EdgeLogs(
+            tmp_path,
+            settings(
+                tmp_path,
+                bootstrap,
+                unique,
+                [
+                    {
+                        "job_name": "apps",
+                        "file_sd_configs": [{"files": [str(tmp_path / "sd" / "*.json")]}],
+                        "relabel_configs": [
+                            {"source_labels": ["__meta_filepath"], "target_label": "sd_file"}
+                        ],
+                    }
+                ],
+            ),
+        )
+    )
     got = shipped()
     wait_for(lambda: got.poll().lines(a) == ["a 1", "a 2"], 30, "a.log's lines")
-    assert got.labels[str(a)] == {"job": "apps", "app": "a", "filename": str(a),
-                                  "sd_file": str(targets), "host": "node-1",
-                                  "cluster": "alpha"}
+    assert got.labels[str(a)] == {
+        "job": "apps",
+        "app": "a",
+        "filename": str(a),
+        "sd_file": str(targets),
+        "host": "node-1",
+        "cluster": "alpha",
+    }
     assert got.lines(b) == []
 
     # a.log leaves the targets; b*.log comes, less its exclude.
-    write_targets(targets, [{"targets": ["localhost"], "labels": {
-        "__path__": str(logs / "b*.log"), "__path_exclude__": str(logs / "*debug*"),
-        "app": "b"}}])
+    write_targets(
+        targets,
+        [
+            {
+                "targets": ["localhost"],
+                "labels": {
+                    "__path__": str(logs / "b*.log"),
+                    "__path_exclude__": str(logs / "*debug*"),
+                    "app": "b",
+                },
+            }
+        ],
+    )
     append(b, "b 2")
     wait_for(lambda: got.poll().lines(b) == ["b 1", "b 2"], 30, "b.log's lines")
     assert got.labels[str(b)]["app"] == "b"
@@ -136,36 +168,46 @@ def test_file_sd_targets_that_change_while_running(stack, unique, tmp_path, proc
     # A new targets file is picked up too.
     c = logs / "c.log"
     append(c, "c 1")
-    write_targets(tmp_path / "sd" / "more.json", [{"targets": ["x"], "labels": {
-        "__path__": str(c), "app": "c"}}])
+    write_targets(
+        tmp_path / "sd" / "more.json",
+        [{"targets": ["x"], "labels": {"__path__": str(c), "app": "c"}}],
+    )
     wait_for(lambda: got.poll().lines(c) == ["c 1"], 30, "c.log, from a new targets file")
 
 
 # --- Kubernetes ----------------------------------------------------------------------
 
 
-def pod(namespace: str, name: str, node: str, labels: dict[str, str],
-        containers: list[str]) -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "spec": {"nodeName": node,
-                     "containers": [{"name": c, "image": f"{c}:1"} for c in containers]}}
+def pod(
+    namespace: str, name: str, node: str, labels: dict[str, str], containers: list[str]
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": c, "image": f"{c}:1"} for c in containers],
+        },
+    }
 
 
 def kubelet_log(root: Path, namespace: str, name: str, uid: str, container: str) -> Path:
     return root / f"{namespace}_{name}_{uid}" / container / "0.log"
 
 
-def test_pod_logs_discovered_and_static_pod_globs_enriched(stack, unique, tmp_path,
-                                                          processes, shipped, cluster, api):
+def test_pod_logs_discovered_and_static_pod_globs_enriched(
+    stack, unique, tmp_path, processes, shipped, cluster, api
+):
     bootstrap = stack("kafka", "bootstrap")
     create_topics(bootstrap, (unique, 2))
     namespace = unique
     create(api, f"{CORE}/namespaces", {"metadata": {"name": namespace}})
     pods = f"{CORE}/namespaces/{namespace}/pods"
-    web_uid = create(api, pods, pod(namespace, "web", "node-a", {"app": "web"},
-                                    ["app", "proxy"]))["metadata"]["uid"]
-    other_uid = create(api, pods, pod(namespace, "elsewhere", "node-b", {"app": "x"},
-                                      ["app"]))["metadata"]["uid"]
+    web_uid = create(api, pods, pod(namespace, "web", "node-a", {"app": "web"}, ["app", "proxy"]))[
+        "metadata"
+    ]["uid"]
+    other_uid = create(api, pods, pod(namespace, "elsewhere", "node-b", {"app": "x"}, ["app"]))[
+        "metadata"
+    ]["uid"]
     root = tmp_path / "pods"
     app = kubelet_log(root, namespace, "web", web_uid, "app")
     proxy = kubelet_log(root, namespace, "web", web_uid, "proxy")
@@ -177,40 +219,81 @@ def test_pod_logs_discovered_and_static_pod_globs_enriched(stack, unique, tmp_pa
     static = tmp_path / "static/var/log/pods" / f"{namespace}_web_{web_uid}" / "app" / "0.log"
     append(static, "static 1")
 
-    kube = {"kubeconfig_file": str(cluster.kubeconfig), "node_name": "node-a",
-            "namespaces": {"names": [namespace]}}
-    processes(EdgeLogs(tmp_path, settings(tmp_path, bootstrap, unique, [
-        {"job_name": "pods",
-         "kubernetes_sd_configs": [{**kube, "pod_logs_directory": str(root)}],
-         "relabel_configs": [
-             {"source_labels": [M + "namespace"], "target_label": "namespace"},
-             {"source_labels": [M + "pod_name"], "target_label": "pod"},
-             {"source_labels": [M + "pod_container_name"], "target_label": "container"},
-             {"action": "labelmap", "regex": M + "pod_label_(.+)"},
-             {"source_labels": ["container"], "regex": "proxy", "action": "drop"}],
-         "pipeline_stages": [{"cri": {}}]},
-        {"job_name": "static-pods",
-         "static_configs": [{"labels": {
-             "__path__": str(tmp_path / "static/var/log/pods/*/*/*.log")}}],
-         "pod_labels": {**kube, "labels": ["app"], "prefix": "pod_"},
-         "relabel_configs": [{"action": "labeldrop", "regex": "pod_uid"}]},
-    ])))
+    kube = {
+        "kubeconfig_file": str(cluster.kubeconfig),
+        "node_name": "node-a",
+        "namespaces": {"names": [namespace]},
+    }
+    processes(
+        EdgeLogs(
+            tmp_path,
+            settings(
+                tmp_path,
+                bootstrap,
+                unique,
+                [
+                    {
+                        "job_name": "pods",
+                        "kubernetes_sd_configs": [{**kube, "pod_logs_directory": str(root)}],
+                        "relabel_configs": [
+                            {"source_labels": [M + "namespace"], "target_label": "namespace"},
+                            {"source_labels": [M + "pod_name"], "target_label": "pod"},
+                            {
+                                "source_labels": [M + "pod_container_name"],
+                                "target_label": "container",
+                            },
+                            {"action": "labelmap", "regex": M + "pod_label_(.+)"},
+                            {"source_labels": ["container"], "regex": "proxy", "action": "drop"},
+                        ],
+                        "pipeline_stages": [{"cri": {}}],
+                    },
+                    {
+                        "job_name": "static-pods",
+                        "static_configs": [
+                            {
+                                "labels": {
+                                    "__path__": str(tmp_path / "static/var/log/pods/*/*/*.log")
+                                }
+                            }
+                        ],
+                        "pod_labels": {**kube, "labels": ["app"], "prefix": "pod_"},
+                        "relabel_configs": [{"action": "labeldrop", "regex": "pod_uid"}],
+                    },
+                ],
+            ),
+        )
+    )
     got = shipped()
     wait_for(lambda: got.poll().lines(app) == ["app 1"], 60, "the pod's log")
     assert got.labels[str(app)] == {
-        "job": "pods", "namespace": namespace, "pod": "web", "container": "app",
-        "app": "web", "stream": "stdout", "filename": str(app), "host": "node-1",
-        "cluster": "alpha"}
+        "job": "pods",
+        "namespace": namespace,
+        "pod": "web",
+        "container": "app",
+        "app": "web",
+        "stream": "stdout",
+        "filename": str(app),
+        "host": "node-1",
+        "cluster": "alpha",
+    }
     wait_for(lambda: got.poll().lines(static) == ["static 1"], 60, "the static file")
     # The first lines already carry the pod's labels: files wait for the first list.
     assert got.labels[str(static)] == {
-        "job": "static-pods", "namespace": namespace, "pod": "web", "container": "app",
-        "pod_app": "web", "filename": str(static), "host": "node-1", "cluster": "alpha"}
+        "job": "static-pods",
+        "namespace": namespace,
+        "pod": "web",
+        "container": "app",
+        "pod_app": "web",
+        "filename": str(static),
+        "host": "node-1",
+        "cluster": "alpha",
+    }
 
     # A pod created while running is tailed; the dropped container and the pod of
     # another node never are.
-    later_uid = create(api, pods, pod(namespace, "later", "node-a", {"app": "late"},
-                                      ["worker"]))["metadata"]["uid"]
+    later_uid = create(api, pods, pod(namespace, "later", "node-a", {"app": "late"}, ["worker"]))[
+        "metadata"
+    ]["uid"]
     later = kubelet_log(root, namespace, "later", later_uid, "worker")
     append(later, CRI + "later 1")
     append(app, CRI + "app 2")

@@ -23,8 +23,9 @@ class Shipped:
     """Every entry shipped to a topic: (labels, line), in arrival order."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                      auto_offset_reset="earliest")
+        self.consumer = KafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+        )
         self.entries: list[tuple[dict[str, str], str]] = []
 
     def poll(self) -> Shipped:
@@ -48,8 +49,10 @@ class Shipped:
 def streams_of(lines: list[str]) -> dict[tuple[str, str], list[str]]:
     out: dict[tuple[str, str], list[str]] = {}
     for line in lines:
-        stream = ("db.service" if line.startswith("db") else "web.service",
-                  "error" if line == "db 0007" else "info")
+        stream = (
+            "db.service" if line.startswith("db") else "web.service",
+            "error" if line == "db 0007" else "info",
+        )
         out.setdefault(stream, []).append(line)
     return out
 
@@ -64,8 +67,9 @@ def journal(tmp_path: Path) -> Iterator[JournalWriter]:
 
 def saved_cursor(positions: Path) -> str | None:
     try:
-        cursor: str | None = json.loads(positions.read_text()).get(
-            "cursors", {}).get("journal/system")
+        cursor: str | None = (
+            json.loads(positions.read_text()).get("cursors", {}).get("journal/system")
+        )
     except (OSError, ValueError):
         return None
     return cursor
@@ -85,25 +89,36 @@ def journalctl_pids(journal_file: Path) -> list[int]:
 
 
 def test_journal_entries_relabeled_and_a_kill_9_neither_loses_nor_repeats(
-        stack, unique, tmp_path, processes, journal):
+    stack, unique, tmp_path, processes, journal
+):
     bootstrap = stack("kafka", "bootstrap")
     create_topics(bootstrap, (unique, 2))
     positions = tmp_path / "positions.json"
     settings = {
         "global": {"external_labels": {"cluster": "alpha"}},
         "positions": {"filename": str(positions)},
-        "scrape_configs": [{
-            "job_name": "system",
-            "journal": {"files": [str(journal.path)], "max_age": 0,
-                        "labels": {"source": "journald"}},
-            "relabel_configs": [
-                {"source_labels": ["__journal__systemd_unit"], "target_label": "unit"},
-                {"source_labels": ["__journal_priority_keyword"], "target_label": "level"},
-                {"source_labels": ["unit"], "regex": "noisy.service", "action": "drop"},
-            ]}],
-        "ferryman": {"kafka": {"bootstrap_servers": bootstrap, "topic": unique},
-                     "listen": "127.0.0.1:0", "host": "node-1", "batch_wait": "200ms",
-                     "batch_bytes": 600},
+        "scrape_configs": [
+            {
+                "job_name": "system",
+                "journal": {
+                    "files": [str(journal.path)],
+                    "max_age": 0,
+                    "labels": {"source": "journald"},
+                },
+                "relabel_configs": [
+                    {"source_labels": ["__journal__systemd_unit"], "target_label": "unit"},
+                    {"source_labels": ["__journal_priority_keyword"], "target_label": "level"},
+                    {"source_labels": ["unit"], "regex": "noisy.service", "action": "drop"},
+                ],
+            }
+        ],
+        "ferryman": {
+            "kafka": {"bootstrap_servers": bootstrap, "topic": unique},
+            "listen": "127.0.0.1:0",
+            "host": "node-1",
+            "batch_wait": "200ms",
+            "batch_bytes": 600,
+        },
     }
     expected: list[str] = []
     for i in range(60):
@@ -116,12 +131,21 @@ def test_journal_entries_relabeled_and_a_kill_9_neither_loses_nor_repeats(
     shipped = Shipped(bootstrap, unique)
     wait_for(lambda: len(shipped.poll().entries) >= 60, 60, "the first entries")
     labels = {line: found for found, line in shipped.entries}
-    assert labels["db 0007"] == {"job": "system", "source": "journald", "unit": "db.service",
-                                 "level": "error", "host": "node-1", "cluster": "alpha"}
+    assert labels["db 0007"] == {
+        "job": "system",
+        "source": "journald",
+        "unit": "db.service",
+        "level": "error",
+        "host": "node-1",
+        "cluster": "alpha",
+    }
     assert labels["we 0000"]["unit"] == "web.service" and labels["we 0000"]["level"] == "info"
     # The cursor passes the dropped last entry once its batch was acknowledged.
-    wait_for(lambda: saved_cursor(positions) == cursors(journal.path)[-1], 30,
-             "the cursor of the last entry (dropped by relabeling) to be saved")
+    wait_for(
+        lambda: saved_cursor(positions) == cursors(journal.path)[-1],
+        30,
+        "the cursor of the last entry (dropped by relabeling) to be saved",
+    )
     assert shipped.by_stream() == streams_of(expected)
 
     # More entries, kill -9 while they are being shipped, more while it is down.
@@ -142,15 +166,16 @@ def test_journal_entries_relabeled_and_a_kill_9_neither_loses_nor_repeats(
     processes(EdgeLogs(tmp_path, settings))
 
     wait_for(lambda: set(shipped.poll().lines()) >= set(expected), 60, "every entry")
-    wait_for(lambda: saved_cursor(positions) == cursors(journal.path)[-1], 30,
-             "the last cursor")
+    wait_for(lambda: saved_cursor(positions) == cursors(journal.path)[-1], 30, "the last cursor")
     got = shipped.lines()
-    assert {stream: list(dict.fromkeys(lines))  # nothing lost, order kept
-            for stream, lines in shipped.by_stream().items()} == streams_of(expected)
+    assert {
+        stream: list(dict.fromkeys(lines))  # nothing lost, order kept
+        for stream, lines in shipped.by_stream().items()
+    } == streams_of(expected)
     # Entries acknowledged before the kill (up to its saved cursor) came exactly once;
     # only those of the batch in flight at the kill may come twice.
     acknowledged = cursors(journal.path).index(at_kill) + 1  # journal entries up to it
-    before = expected[:acknowledged - (acknowledged > 60)]  # less the dropped entry
+    before = expected[: acknowledged - (acknowledged > 60)]  # less the dropped entry
     assert len(before) >= 60
     assert all(got.count(line) == 1 for line in before)
     assert len(got) - len(set(got)) <= 600

@@ -22,20 +22,27 @@ from tests.integration.pipeline import (
 
 def _settings(kafka, topic, buffer_dir, exporter, port):
     return {
-        "global": {"scrape_interval": "300ms", "scrape_timeout": "300ms",
-                   "external_labels": {"cluster": "alpha"}},
-        "scrape_configs": [{"job_name": "seq",
-                            "static_configs": [{"targets": [exporter.address]}]}],
-        "ferryman": {"kafka": {"bootstrap_servers": kafka.bootstrap, "topic": topic,
-                               "acks_timeout": "3s"},
-                     "buffer": {"directory": str(buffer_dir)},
-                     "listen": f"127.0.0.1:{port}", "flush_interval": "200ms"},
+        "global": {
+            "scrape_interval": "300ms",
+            "scrape_timeout": "300ms",
+            "external_labels": {"cluster": "alpha"},
+        },
+        "scrape_configs": [
+            {"job_name": "seq", "static_configs": [{"targets": [exporter.address]}]}
+        ],
+        "ferryman": {
+            "kafka": {"bootstrap_servers": kafka.bootstrap, "topic": topic, "acks_timeout": "3s"},
+            "buffer": {"directory": str(buffer_dir)},
+            "listen": f"127.0.0.1:{port}",
+            "flush_interval": "200ms",
+        },
     }
 
 
 def _shipped_values(bootstrap: str, topic: str) -> list[float]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=4000)
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=4000
+    )
     values = []
     for message in consumer:
         for series in decode_write_request(snappy_decompress(message.value)):
@@ -47,13 +54,19 @@ def _shipped_values(bootstrap: str, topic: str) -> list[float]:
 
 def _gauge(port: int, name: str) -> float:
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + " ") or line.startswith(name + "{")
+    )
 
 
 def test_kafka_outage_and_edge_kill_9_lose_no_sample(tmp_path, unique, processes, exporter):
     exporter.routes["/metrics"] = lambda n: (
-        200, TEXT, f"# TYPE ferryman_seq gauge\nferryman_seq {n}\n".encode())
+        200,
+        TEXT,
+        f"# TYPE ferryman_seq gauge\nferryman_seq {n}\n".encode(),
+    )
     kafka = PrivateKafka(tmp_path).start()
     try:
         create_topics(kafka.bootstrap, (unique, 2))
@@ -61,13 +74,19 @@ def test_kafka_outage_and_edge_kill_9_lose_no_sample(tmp_path, unique, processes
         settings = _settings(kafka, unique, tmp_path / "buffer", exporter, port)
         edge = processes(EdgeMetrics(tmp_path, settings))
         wait_for(lambda: exporter.counts.get("/metrics", 0) >= 5, 30, "first scrapes")
-        wait_for(lambda: _gauge(port, "ferryman_records_sent_total") > 0, 30,
-                 "first samples acknowledged by Kafka")
+        wait_for(
+            lambda: _gauge(port, "ferryman_records_sent_total") > 0,
+            30,
+            "first samples acknowledged by Kafka",
+        )
 
         kafka.stop()
         before = exporter.counts["/metrics"]
-        wait_for(lambda: exporter.counts["/metrics"] >= before + 20, 30,
-                 "scraping on while Kafka is down")
+        wait_for(
+            lambda: exporter.counts["/metrics"] >= before + 20,
+            30,
+            "scraping on while Kafka is down",
+        )
         assert _gauge(port, "ferryman_buffer_bytes") > 0
         assert edge.alive()
         # Crash the shipper while its only copy of the outage's samples is on disk.
@@ -75,13 +94,21 @@ def test_kafka_outage_and_edge_kill_9_lose_no_sample(tmp_path, unique, processes
         edge.kill9()
         during_outage = exporter.counts["/metrics"]
         edge = processes(EdgeMetrics(tmp_path, settings))
-        wait_for(lambda: exporter.counts["/metrics"] >= during_outage + 10, 30,
-                 "the restarted shipper scraping")
+        wait_for(
+            lambda: exporter.counts["/metrics"] >= during_outage + 10,
+            30,
+            "the restarted shipper scraping",
+        )
 
         kafka.start()
-        wait_for(lambda: _gauge(port, "ferryman_records_sent_total") > 0
-                 and _gauge(port, "ferryman_buffer_bytes") == 0, 60,
-                 "the disk buffer drained into Kafka")
+        wait_for(
+            lambda: (
+                _gauge(port, "ferryman_records_sent_total") > 0
+                and _gauge(port, "ferryman_buffer_bytes") == 0
+            ),
+            60,
+            "the disk buffer drained into Kafka",
+        )
         edge.signal(signal.SIGTERM)
         assert edge.proc is not None and edge.proc.wait(30) == 0
         scraped = exporter.counts["/metrics"]

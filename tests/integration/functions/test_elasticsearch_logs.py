@@ -29,12 +29,26 @@ def _config(stack, stream):
 
 
 def _pod(cluster_tag: str, m: int) -> dict[str, str]:
-    return {"filename": f"/var/log/{cluster_tag}/{m}.log", "host": f"node-{m % 3}",
-            "namespace": "web", "pod": f"web-{m}", "container": "nginx", "job": "web/nginx"}
+    return {
+        "filename": f"/var/log/{cluster_tag}/{m}.log",
+        "host": f"node-{m % 3}",
+        "namespace": "web",
+        "pod": f"web-{m}",
+        "container": "nginx",
+        "job": "web/nginx",
+    }
 
 
-def _produce_logs(bootstrap, topic, messages, *, cluster="alpha", start=0, lines=5,
-                  extra: tuple[Message, ...] = ()) -> set[str]:
+def _produce_logs(
+    bootstrap,
+    topic,
+    messages,
+    *,
+    cluster="alpha",
+    start=0,
+    lines=5,
+    extra: tuple[Message, ...] = (),
+) -> set[str]:
     """Produce Loki push messages the way the edge does, then ``extra``; returns the
     lines sent."""
     now_ns = time.time_ns()
@@ -46,8 +60,9 @@ def _produce_logs(bootstrap, topic, messages, *, cluster="alpha", start=0, lines
             text = f"{cluster} message {m} line {i}"
             sent.add(text)
             entries.append(Entry(now_ns + i, text))
-        out.append(loki_push([Stream(_pod(cluster, m), entries)], cluster=cluster,
-                             key=f"{m}".encode()))
+        out.append(
+            loki_push([Stream(_pod(cluster, m), entries)], cluster=cluster, key=f"{m}".encode())
+        )
     produce(bootstrap, topic, [*out, *extra])
     return sent
 
@@ -66,9 +81,14 @@ def _count(es, target):
 def _odd_message(ts_ns: int) -> bytes:
     """Invalid UTF-8 in one line, and the same line twice in the same nanosecond."""
     labels = {"host": "odd", "app": "odd"}
-    body = encode_push_request([Stream(labels, [Entry(ts_ns, PLACEHOLDER),
-                                                Entry(ts_ns + 1, "twin"),
-                                                Entry(ts_ns + 1, "twin")])])
+    body = encode_push_request(
+        [
+            Stream(
+                labels,
+                [Entry(ts_ns, PLACEHOLDER), Entry(ts_ns + 1, "twin"), Entry(ts_ns + 1, "twin")],
+            )
+        ]
+    )
     assert len(PLACEHOLDER) == len(BAD_BYTES)
     return snappy_compress(body.replace(PLACEHOLDER.encode(), BAD_BYTES))
 
@@ -79,8 +99,14 @@ def test_lines_from_two_clusters_arrive_as_ecs_documents(stack, unique, worker, 
     stream = f"logs-{unique}-default"
     ts = time.time_ns()
     sent = _produce_logs(bootstrap, unique, 20)
-    sent |= _produce_logs(bootstrap, unique, 20, cluster="beta", start=20, extra=(
-        raw(_odd_message(ts), schema=h.SCHEMA_LOKI_PUSH, cluster="beta"),))
+    sent |= _produce_logs(
+        bootstrap,
+        unique,
+        20,
+        cluster="beta",
+        start=20,
+        extra=(raw(_odd_message(ts), schema=h.SCHEMA_LOKI_PUSH, cluster="beta"),),
+    )
     running = worker(SINK, unique, _config(stack, stream))
     wait_for(lambda: running.committed() == 41, 90, "all 41 offsets committed")
 
@@ -92,21 +118,29 @@ def test_lines_from_two_clusters_arrive_as_ecs_documents(stack, unique, worker, 
     first = by_message["alpha message 4 line 2"]
     assert first["log"] == {"file": {"path": "/var/log/alpha/4.log"}}
     assert first["host"] == {"name": "node-1"}
-    assert first["kubernetes"] == {"namespace": "web", "pod": {"name": "web-4"},
-                                   "container": {"name": "nginx"}}
-    assert first["cluster"] == "alpha" and by_message["beta message 24 line 0"][
-        "cluster"] == "beta"
+    assert first["kubernetes"] == {
+        "namespace": "web",
+        "pod": {"name": "web-4"},
+        "container": {"name": "nginx"},
+    }
+    assert first["cluster"] == "alpha" and by_message["beta message 24 line 0"]["cluster"] == "beta"
     assert first["labels"] == {"job": "web/nginx"}
     odd = by_message["ab\ufffd\ufffdcd\ufffd"]
     seconds, nanos = divmod(ts, 10**9)
-    assert odd["@timestamp"] == time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) \
-        + f".{nanos:09d}Z"
+    assert (
+        odd["@timestamp"]
+        == time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+    )
     assert odd["labels"] == {"app": "odd"} and odd["cluster"] == "beta"
 
     # Nanoseconds survive the round trip through date_nanos.
     nanos_format = "strict_date_optional_time_nanos"
-    hits = es.search(index=stream, size=1, query={"term": {"host.name": "odd"}},
-                     sort=[{"@timestamp": {"order": "asc", "format": nanos_format}}])
+    hits = es.search(
+        index=stream,
+        size=1,
+        query={"term": {"host.name": "odd"}},
+        sort=[{"@timestamp": {"order": "asc", "format": nanos_format}}],
+    )
     assert hits["hits"]["hits"][0]["sort"][0].endswith(f".{nanos:09d}Z")
 
     resolved = es.indices.resolve_index(name=stream)
@@ -115,8 +149,7 @@ def test_lines_from_two_clusters_arrive_as_ecs_documents(stack, unique, worker, 
     assert properties["@timestamp"]["type"] == "date_nanos"
     assert properties["message"]["type"] == "text"
     assert properties["labels"]["properties"]["job"]["type"] == "keyword"
-    assert properties["kubernetes"]["properties"]["pod"]["properties"]["name"]["type"] \
-        == "keyword"
+    assert properties["kubernetes"]["properties"]["pod"]["properties"]["name"]["type"] == "keyword"
     assert running.metric("ferryman_documents_total", result="created") == 203
     assert running.terminate() == 0
     assert f"index template {stream} for {stream} is in place" in running.output()
@@ -127,15 +160,15 @@ def test_replay_under_a_new_group_adds_nothing(stack, unique, worker, es):
     bootstrap = stack("kafka", "bootstrap")
     create_topics(bootstrap, (unique, 2))
     stream = f"logs-{unique}-default"
-    _produce_logs(bootstrap, unique, 30, extra=(
-        raw(_odd_message(time.time_ns()), schema=h.SCHEMA_LOKI_PUSH),))
+    _produce_logs(
+        bootstrap, unique, 30, extra=(raw(_odd_message(time.time_ns()), schema=h.SCHEMA_LOKI_PUSH),)
+    )
     first = worker(SINK, unique, _config(stack, stream))
     wait_for(lambda: first.committed() == 31, 90, "first worker committed all 31")
     assert _count(es, stream) == 153
     assert first.terminate() == 0
 
-    replay = worker(SINK, unique, _config(stack, stream),
-                    kafka={"group_id": f"replay-{unique}"})
+    replay = worker(SINK, unique, _config(stack, stream), kafka={"group_id": f"replay-{unique}"})
     wait_for(lambda: replay.committed() == 31, 90, "the replay committed all 31")
     assert _count(es, stream) == 153
     assert replay.metric("ferryman_documents_total", result="duplicate") == 153
@@ -148,8 +181,9 @@ def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, worker, e
     bootstrap = stack("kafka", "bootstrap")
     create_topics(bootstrap, (unique, 1))
     stream = f"logs-{unique}-default"
-    sent = _produce_logs(bootstrap, unique, 5, extra=(
-        raw(b"\x00\xffnot snappy at all", schema=h.SCHEMA_LOKI_PUSH),))
+    sent = _produce_logs(
+        bootstrap, unique, 5, extra=(raw(b"\x00\xffnot snappy at all", schema=h.SCHEMA_LOKI_PUSH),)
+    )
     sent |= _produce_logs(bootstrap, unique, 5, start=5)
     running = worker(SINK, unique, _config(stack, stream))
     wait_for(lambda: running.committed() == 11, 60, "all 11 offsets committed")

@@ -32,10 +32,16 @@ def _config(stack, **config):
 
 def _produce(bootstrap, topic, messages, cluster="alpha"):
     """Each message is a list of (labels, [(value, ts_ms), ...]) series."""
-    produce(bootstrap, topic, [
-        remote_write([time_series(labels, *samples) for labels, samples in series],
-                     cluster=cluster)
-        for series in messages])
+    produce(
+        bootstrap,
+        topic,
+        [
+            remote_write(
+                [time_series(labels, *samples) for labels, samples in series], cluster=cluster
+            )
+            for series in messages
+        ],
+    )
 
 
 def _documents(es, target):
@@ -50,8 +56,10 @@ def _count(es, target):
 
 
 def _templates(es, name):
-    return (es.indices.get_index_template(name=name).body,
-            es.cluster.get_component_template(name=f"{name}@ferryman").body)
+    return (
+        es.indices.get_index_template(name=name).body,
+        es.cluster.get_component_template(name=f"{name}@ferryman").body,
+    )
 
 
 def test_every_sample_arrives_with_its_fields_for_two_clusters(stack, unique, worker, es):
@@ -60,12 +68,28 @@ def test_every_sample_arrives_with_its_fields_for_two_clusters(stack, unique, wo
     stream = f"metrics-{unique}-default"
     metric = f"es_{unique}"
     sent = produce_series(bootstrap, unique, metric, messages=30, series_per_message=10)
-    sent |= produce_series(bootstrap, unique, metric, messages=30, series_per_message=10,
-                           cluster="beta", start=30)
+    sent |= produce_series(
+        bootstrap, unique, metric, messages=30, series_per_message=10, cluster="beta", start=30
+    )
     now = int(time.time() * 1000)
-    _produce(bootstrap, unique, [[({"__name__": metric, "sid": "odd"},
-                                   [(STALE, now), (math.nan, now + 1), (math.inf, now + 2),
-                                    (-math.inf, now + 3), (5.0, now + 4)])]])
+    _produce(
+        bootstrap,
+        unique,
+        [
+            [
+                (
+                    {"__name__": metric, "sid": "odd"},
+                    [
+                        (STALE, now),
+                        (math.nan, now + 1),
+                        (math.inf, now + 2),
+                        (-math.inf, now + 3),
+                        (5.0, now + 4),
+                    ],
+                )
+            ]
+        ],
+    )
     running = worker(SINK, unique, _config(stack, data_stream=stream))
     wait_for(lambda: running.committed() == 61, 90, "all 61 offsets committed")
 
@@ -77,8 +101,12 @@ def test_every_sample_arrives_with_its_fields_for_two_clusters(stack, unique, wo
     assert by_sid["3-7"]["cluster"] == "alpha" and by_sid["33-7"]["cluster"] == "beta"
     assert by_sid["3-7"]["labels"] == {"sid": "3-7"}
     assert isinstance(by_sid["3-7"]["@timestamp"], int)
-    assert by_sid["odd"] == {"@timestamp": now + 4, "metric": {"name": metric, "value": 5.0},
-                             "cluster": "alpha", "labels": {"sid": "odd"}}
+    assert by_sid["odd"] == {
+        "@timestamp": now + 4,
+        "metric": {"name": metric, "value": 5.0},
+        "cluster": "alpha",
+        "labels": {"sid": "odd"},
+    }
 
     resolved = es.indices.resolve_index(name=stream)
     assert [d["name"] for d in resolved["data_streams"]] == [stream]
@@ -87,8 +115,10 @@ def test_every_sample_arrives_with_its_fields_for_two_clusters(stack, unique, wo
     assert properties["labels"]["properties"]["sid"]["type"] == "keyword"
     assert properties["metric"]["properties"]["value"]["type"] == "double"
     assert properties["cluster"]["type"] == "keyword"
-    assert es.indices.get_settings(index=backing)[backing]["settings"]["index"][
-        "number_of_replicas"] == "0"
+    assert (
+        es.indices.get_settings(index=backing)[backing]["settings"]["index"]["number_of_replicas"]
+        == "0"
+    )
 
     for reason, count in (("stale_marker", 1), ("nan", 1), ("inf", 2)):
         assert running.metric("ferryman_samples_skipped_total", reason=reason) == count
@@ -130,8 +160,14 @@ def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, worker, e
     create_topics(bootstrap, (unique, 1))
     stream = f"metrics-{unique}-default"
     metric = f"es_{unique}"
-    sent = produce_series(bootstrap, unique, metric, messages=5, series_per_message=3,
-                          extra=[(b"\x00\xffnot snappy at all", b"junk")])
+    sent = produce_series(
+        bootstrap,
+        unique,
+        metric,
+        messages=5,
+        series_per_message=3,
+        extra=[(b"\x00\xffnot snappy at all", b"junk")],
+    )
     sent |= produce_series(bootstrap, unique, metric, messages=5, series_per_message=3, start=5)
     running = worker(SINK, unique, _config(stack, data_stream=stream))
     wait_for(lambda: running.committed() == 11, 60, "all 11 offsets committed")
@@ -150,27 +186,44 @@ def test_documents_refused_for_good_are_dead_lettered_one_by_one(stack, unique, 
     successful bulk."""
     bootstrap = stack("kafka", "bootstrap")
     create_topics(bootstrap, (unique, 1))
-    es.cluster.put_component_template(name=f"{unique}-codes", template={
-        "mappings": {"properties": {"labels": {"properties": {"code": {"type": "long"}}}}}})
+    es.cluster.put_component_template(
+        name=f"{unique}-codes",
+        template={
+            "mappings": {"properties": {"labels": {"properties": {"code": {"type": "long"}}}}}
+        },
+    )
     stream = f"metrics-{unique}-default"
     metric = f"es_{unique}"
     now = int(time.time() * 1000)
-    _produce(bootstrap, unique, [
-        [({"__name__": metric, "m": str(m), "code": code}, [(float(m), now)])
-         for code in ("200", "oops", "404", f"bad-{m}")]
-        for m in range(10)], cluster="gamma")
-    running = worker(SINK, unique, _config(stack, data_stream=stream, template={
-        "composed_of": [f"{unique}-codes"]}))
+    _produce(
+        bootstrap,
+        unique,
+        [
+            [
+                ({"__name__": metric, "m": str(m), "code": code}, [(float(m), now)])
+                for code in ("200", "oops", "404", f"bad-{m}")
+            ]
+            for m in range(10)
+        ],
+        cluster="gamma",
+    )
+    running = worker(
+        SINK,
+        unique,
+        _config(stack, data_stream=stream, template={"composed_of": [f"{unique}-codes"]}),
+    )
     wait_for(lambda: running.committed() == 10, 60, "all 10 offsets committed")
 
     stored = _documents(es, stream).values()
     assert sorted((d["labels"]["m"], d["labels"]["code"]) for d in stored) == sorted(
-        (str(m), code) for m in range(10) for code in ("200", "404"))
+        (str(m), code) for m in range(10) for code in ("200", "404")
+    )
     dead = dead_letters(bootstrap, running.dead_letter_topic)
     assert len(dead) == 20
     documents = [json.loads(d.value) for d in dead]
     assert sorted((d["labels"]["m"], d["labels"]["code"]) for d in documents) == sorted(
-        (str(m), code) for m in range(10) for code in ("oops", f"bad-{m}"))
+        (str(m), code) for m in range(10) for code in ("oops", f"bad-{m}")
+    )
     assert all(d["cluster"] == "gamma" and d["metric"]["name"] == metric for d in documents)
     for message in dead:
         headers = dict(message.headers)
@@ -192,25 +245,45 @@ def test_documents_throttled_per_item_are_retried_until_stored(stack, unique, wo
     now = int(time.time() * 1000)
     yesterday = now - DAY_MS
     with httpx.Client() as client:  # the index must exist, with its template, before blocking
-        install_templates(client, ElasticsearchMetricsConfig.model_validate(
-            {"url": stack("elasticsearch", "http"), **config}))
+        install_templates(
+            client,
+            ElasticsearchMetricsConfig.model_validate(
+                {"url": stack("elasticsearch", "http"), **config}
+            ),
+        )
     blocked = time.strftime(f"{unique}-%Y.%m.%d", time.gmtime(yesterday / 1000))
     today = time.strftime(f"{unique}-%Y.%m.%d", time.gmtime(now / 1000))
     es.indices.create(index=blocked)
     es.indices.put_settings(index=blocked, settings={"index.blocks.read_only_allow_delete": True})
     try:
-        _produce(bootstrap, unique, [
-            [({"__name__": f"es_{unique}", "m": str(m), "s": str(s)},
-              [(1.0, yesterday), (2.0, now)]) for s in range(5)] for m in range(20)])
+        _produce(
+            bootstrap,
+            unique,
+            [
+                [
+                    (
+                        {"__name__": f"es_{unique}", "m": str(m), "s": str(s)},
+                        [(1.0, yesterday), (2.0, now)],
+                    )
+                    for s in range(5)
+                ]
+                for m in range(20)
+            ],
+        )
         running = worker(SINK, unique, _config(stack, **config))
-        wait_for(lambda: running.metric("ferryman_documents_total", result="retry") > 200, 60,
-                 "yesterday's documents refused with 429 more than once")
+        wait_for(
+            lambda: running.metric("ferryman_documents_total", result="retry") > 200,
+            60,
+            "yesterday's documents refused with 429 more than once",
+        )
         assert _count(es, today) == 100
         assert running.committed() == 0
-        es.indices.put_settings(index=blocked,
-                                settings={"index.blocks.read_only_allow_delete": None})
-        wait_for(lambda: running.committed() == 20, 60,
-                 "all 20 committed once the block was lifted")
+        es.indices.put_settings(
+            index=blocked, settings={"index.blocks.read_only_allow_delete": None}
+        )
+        wait_for(
+            lambda: running.committed() == 20, 60, "all 20 committed once the block was lifted"
+        )
         assert _count(es, blocked) == 100
         assert _count(es, today) == 100
         assert running.metric("ferryman_documents_total", result="duplicate") >= 100

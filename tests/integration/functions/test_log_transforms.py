@@ -34,22 +34,31 @@ def _produce(bootstrap: str, topic: str, job: str, messages: int) -> dict[str, i
     for m in range(messages):
         app = f"app{m % 2}"
         labels = {"job": job, "app": app}
-        texts = [f'level={"warn" if i == 1 else "info"} trace_id=t{m}-{i} '
-                 f'user=user{m}@example.com msg="login ok" '
-                 f"db=postgres://svc:hunter2@db:5432/x token=tok{m}{i}" for i in range(3)]
+        texts = [
+            f"level={'warn' if i == 1 else 'info'} trace_id=t{m}-{i} "
+            f'user=user{m}@example.com msg="login ok" '
+            f"db=postgres://svc:hunter2@db:5432/x token=tok{m}{i}"
+            for i in range(3)
+        ]
         texts += [f"plain line {m} Authorization: Bearer secret{m}", "GET /healthz 200"]
         entries = [Entry(base + m * 1000 + i, text) for i, text in enumerate(texts)]
         sent[app] = sent.get(app, 0) + len(entries)
-        out.append(loki_push([Stream(labels, entries)], cluster="alpha",
-                             key=format_labels(labels).encode()))
+        out.append(
+            loki_push(
+                [Stream(labels, entries)], cluster="alpha", key=format_labels(labels).encode()
+            )
+        )
     out.append(raw(GARBAGE, schema=h.SCHEMA_LOKI_PUSH))
     produce(bootstrap, topic, out)
     return sent
 
 
 def _victorialogs(base: str, job: str) -> list[dict[str, str]]:
-    response = httpx.get(f"{base}/select/logsql/query",
-                         params={"query": f'job:="{job}"', "limit": "10000"}, timeout=30)
+    response = httpx.get(
+        f"{base}/select/logsql/query",
+        params={"query": f'job:="{job}"', "limit": "10000"},
+        timeout=30,
+    )
     response.raise_for_status()
     return [json.loads(line) for line in response.text.splitlines() if line.strip()]
 
@@ -64,30 +73,59 @@ def _elasticsearch(es: Elasticsearch, stream: str) -> list[dict[str, Any]]:
 
 def test_parsed_and_masked_lines_reach_victorialogs_and_elasticsearch(stack, unique, worker):
     bootstrap = stack("kafka", "bootstrap")
-    source, kept, parsed, masked = (unique, f"{unique}-kept", f"{unique}-parsed",
-                                    f"{unique}-masked")
+    source, kept, parsed, masked = (
+        unique,
+        f"{unique}-kept",
+        f"{unique}-parsed",
+        f"{unique}-masked",
+    )
     create_topics(bootstrap, (source, 2), (kept, 2), (parsed, 2), (masked, 2))
     data_stream = f"logs-{unique}-default"
     messages = 10
     _produce(bootstrap, source, unique, messages)
     running = {}
     for name, topic, output, config in [
-            ("filter", source, kept, {"action": "drop", "selector": f'{{job="{unique}"}}',
-                                      "line_regex": "/healthz"}),
-            ("parse", kept, parsed, {"format": "logfmt", "promote": ["level"],
-                                     "keep": ["trace_id", "user", "db", "msg"]}),
-            ("redact", parsed, masked, {})]:
+        (
+            "filter",
+            source,
+            kept,
+            {"action": "drop", "selector": f'{{job="{unique}"}}', "line_regex": "/healthz"},
+        ),
+        (
+            "parse",
+            kept,
+            parsed,
+            {"format": "logfmt", "promote": ["level"], "keep": ["trace_id", "user", "db", "msg"]},
+        ),
+        ("redact", parsed, masked, {}),
+    ]:
         running[name] = worker(name, topic, config, kafka={"output_topic": output})
-    worker("loki", masked, {"url": stack("victorialogs", "http"),
-                            "push_path": "/insert/loki/api/v1/push"})
-    worker("elasticsearch_logs", masked, {"url": stack("elasticsearch", "http"),
-                                          "data_stream": data_stream})
-    wait_for(lambda: running["filter"].committed() == messages + 1, 60,
-             "the filter committed every message")
+    worker(
+        "loki",
+        masked,
+        {"url": stack("victorialogs", "http"), "push_path": "/insert/loki/api/v1/push"},
+    )
+    worker(
+        "elasticsearch_logs",
+        masked,
+        {"url": stack("elasticsearch", "http"), "data_stream": data_stream},
+    )
+    wait_for(
+        lambda: running["filter"].committed() == messages + 1,
+        60,
+        "the filter committed every message",
+    )
     want = messages * 4  # the health checks were filtered out
 
-    rows = wait_for(lambda: (found := _victorialogs(stack("victorialogs", "http"), unique))
-                    and len(found) == want and found, 60, "every line in VictoriaLogs")
+    rows = wait_for(
+        lambda: (
+            (found := _victorialogs(stack("victorialogs", "http"), unique))
+            and len(found) == want
+            and found
+        ),
+        60,
+        "every line in VictoriaLogs",
+    )
     parsed_rows = [r for r in rows if "trace_id" in r]
     assert len(parsed_rows) == messages * 3
     for row in parsed_rows:
@@ -100,23 +138,29 @@ def test_parsed_and_masked_lines_reach_victorialogs_and_elasticsearch(stack, uni
         assert "hunter2" not in row["_msg"] and "@example.com" not in row["_msg"]
         assert "token=***" in row["_msg"]
     plain = [r["_msg"] for r in rows if "trace_id" not in r]
-    assert sorted(plain) == sorted(f"plain line {m} Authorization: Bearer ***"
-                                   for m in range(messages))
-    assert {r["trace_id"] for r in parsed_rows} == {f"t{m}-{i}" for m in range(messages)
-                                                    for i in range(3)}
+    assert sorted(plain) == sorted(
+        f"plain line {m} Authorization: Bearer ***" for m in range(messages)
+    )
+    assert {r["trace_id"] for r in parsed_rows} == {
+        f"t{m}-{i}" for m in range(messages) for i in range(3)
+    }
 
     es = Elasticsearch(stack("elasticsearch", "http"), request_timeout=30)
     try:
-        docs = wait_for(lambda: (found := _elasticsearch(es, data_stream))
-                        and len(found) == want and found, 60, "every line in Elasticsearch")
+        docs = wait_for(
+            lambda: (found := _elasticsearch(es, data_stream)) and len(found) == want and found,
+            60,
+            "every line in Elasticsearch",
+        )
         hits = es.search(index=data_stream, query={"term": {"fields.trace_id": "t3-1"}})
         [hit] = hits["hits"]["hits"]
         assert hit["_source"]["fields"]["user"] == "***@***"
         assert hit["_source"]["labels"]["level"] == "warn"
         mapping = es.indices.get_mapping(index=data_stream)
         [index] = mapping.values()
-        assert index["mappings"]["properties"]["fields"]["properties"]["trace_id"]["type"] \
-            == "keyword"
+        assert (
+            index["mappings"]["properties"]["fields"]["properties"]["trace_id"]["type"] == "keyword"
+        )
     finally:
         es.close()
     assert all("secret" not in d["message"] and "hunter2" not in d["message"] for d in docs)
@@ -131,11 +175,14 @@ def test_parsed_and_masked_lines_reach_victorialogs_and_elasticsearch(stack, uni
 
 def _victoriametrics(base: str, metric: str) -> dict[str, float]:
     httpx.get(f"{base}/internal/force_flush", timeout=10)
-    response = httpx.get(f"{base}/api/v1/query",
-                         params={"query": f"sum by (app, cluster) ({metric})"}, timeout=10)
+    response = httpx.get(
+        f"{base}/api/v1/query", params={"query": f"sum by (app, cluster) ({metric})"}, timeout=10
+    )
     response.raise_for_status()
-    return {f'{r["metric"].get("app", "")}/{r["metric"]["cluster"]}': float(r["value"][1])
-            for r in response.json()["data"]["result"]}
+    return {
+        f"{r['metric'].get('app', '')}/{r['metric']['cluster']}": float(r["value"][1])
+        for r in response.json()["data"]["result"]
+    }
 
 
 def test_count_publishes_counters_that_victoriametrics_stores(stack, unique, worker):
@@ -144,15 +191,19 @@ def test_count_publishes_counters_that_victoriametrics_stores(stack, unique, wor
     create_topics(bootstrap, (logs, 2), (metrics, 1))
     metric = f"lines_{unique}_total"
     sent = _produce(bootstrap, logs, unique, 12)
-    count = worker("count", logs, {"metric": metric, "by": ["app"]},
-                   kafka={"output_topic": metrics})
-    remote_write = worker("prometheus_remote_write", metrics,
-                          {"url": stack("victoriametrics", "remote_write")})
+    count = worker(
+        "count", logs, {"metric": metric, "by": ["app"]}, kafka={"output_topic": metrics}
+    )
+    remote_write = worker(
+        "prometheus_remote_write", metrics, {"url": stack("victoriametrics", "remote_write")}
+    )
     wait_for(lambda: count.committed() == 13, 60, "count committed every message")
     want = {f"{app}/alpha": float(n) for app, n in sent.items()}
-    assert wait_for(lambda: _victoriametrics(stack("victoriametrics", "http"), metric) == want
-                    and want, 60, "the counts in VictoriaMetrics")
+    assert wait_for(
+        lambda: _victoriametrics(stack("victoriametrics", "http"), metric) == want and want,
+        60,
+        "the counts in VictoriaMetrics",
+    )
     dead = dead_letters(bootstrap, count.dead_letter_topic)
-    assert [(d.value, dict(d.headers)["ferryman.function"]) for d in dead] == \
-        [(GARBAGE, b"count")]
+    assert [(d.value, dict(d.headers)["ferryman.function"]) for d in dead] == [(GARBAGE, b"count")]
     assert dead_letters(bootstrap, remote_write.dead_letter_topic) == []

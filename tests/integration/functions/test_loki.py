@@ -34,10 +34,19 @@ def _base(stack) -> str:
     return stack("victorialogs", "http")
 
 
-def produce_logs(bootstrap: str, topic: str, job: str, messages: int, lines: int, *,
-                 cluster: str = "alpha", start: int = 0, tenant: bytes | None = None,
-                 long_line: str | None = None,
-                 extra: tuple[bytes, ...] = ()) -> set[Line]:
+def produce_logs(
+    bootstrap: str,
+    topic: str,
+    job: str,
+    messages: int,
+    lines: int,
+    *,
+    cluster: str = "alpha",
+    start: int = 0,
+    tenant: bytes | None = None,
+    long_line: str | None = None,
+    extra: tuple[bytes, ...] = (),
+) -> set[Line]:
     """Produce Loki push messages the way the edge does: two streams a message (apps
     a0/a1 of ``job``), their entries written newest first; returns the lines sent."""
     base = time.time_ns() - 60 * 10**9
@@ -55,8 +64,7 @@ def produce_logs(bootstrap: str, topic: str, job: str, messages: int, lines: int
             streams.append(Stream({"job": job, "app": app}, entries))
         if long_line is not None and m == start:
             streams.append(Stream({"job": job, "app": "long"}, [Entry(base, long_line)]))
-        out.append(loki_push(streams, cluster=cluster, tenant=tenant,
-                             key=f"{job}-{m}".encode()))
+        out.append(loki_push(streams, cluster=cluster, tenant=tenant, key=f"{job}-{m}".encode()))
     out += [raw(value) for value in extra]
     produce(bootstrap, topic, out)
     return sent
@@ -69,27 +77,31 @@ def _ns(stamp: str) -> int:
 
 
 def query(base: str, job: str, account: str | None = None) -> list[dict[str, str]]:
-    response = httpx.get(f"{base}/select/logsql/query",
-                         params={"query": f'job:="{job}" | sort by (_time)', "limit": "100000"},
-                         headers={"AccountID": account} if account else {}, timeout=30)
+    response = httpx.get(
+        f"{base}/select/logsql/query",
+        params={"query": f'job:="{job}" | sort by (_time)', "limit": "100000"},
+        headers={"AccountID": account} if account else {},
+        timeout=30,
+    )
     response.raise_for_status()
     return [json.loads(line) for line in response.text.splitlines() if line.strip()]
 
 
 def stored(base: str, job: str, account: str | None = None) -> set[Line]:
-    return {(row.get("cluster", ""), row["app"], row["_msg"], _ns(row["_time"]))
-            for row in query(base, job, account)}
+    return {
+        (row.get("cluster", ""), row["app"], row["_msg"], _ns(row["_time"]))
+        for row in query(base, job, account)
+    }
 
 
-def test_lines_from_two_clusters_arrive_with_their_labels_in_time_order(stack, unique,
-                                                                           worker):
+def test_lines_from_two_clusters_arrive_with_their_labels_in_time_order(stack, unique, worker):
     bootstrap = stack("kafka", "bootstrap")
     create_topics(bootstrap, (unique, 3))
     sent = produce_logs(bootstrap, unique, unique, messages=40, lines=25)
-    sent |= produce_logs(bootstrap, unique, unique, messages=40, lines=25, cluster="beta",
-                         start=40)
-    tenant_sent = produce_logs(bootstrap, unique, unique, messages=5, lines=3, start=80,
-                               cluster="gamma", tenant=b"7")
+    sent |= produce_logs(bootstrap, unique, unique, messages=40, lines=25, cluster="beta", start=40)
+    tenant_sent = produce_logs(
+        bootstrap, unique, unique, messages=5, lines=3, start=80, cluster="gamma", tenant=b"7"
+    )
     running = worker("loki", unique, _config(_base(stack)))
     wait_for(lambda: running.committed() == 85, 60, "all 85 offsets committed")
     assert wait_for(lambda: stored(_base(stack), unique) == sent, 30, "every line stored")
@@ -98,8 +110,9 @@ def test_lines_from_two_clusters_arrive_with_their_labels_in_time_order(stack, u
     for row in query(_base(stack), unique):
         assert set(row) >= {"_msg", "_time", "_stream", "job", "app", "cluster"}
         assert row["job"] == unique
-        assert row["_stream"] == (f'{{app="{row["app"]}",cluster="{row["cluster"]}",'
-                                  f'job="{unique}"}}')
+        assert row["_stream"] == (
+            f'{{app="{row["app"]}",cluster="{row["cluster"]}",job="{unique}"}}'
+        )
         by_stream[row["_stream"]].append((_ns(row["_time"]), row["_msg"]))
     assert len(by_stream) == 4
     for rows in by_stream.values():
@@ -114,8 +127,9 @@ def test_lines_from_two_clusters_arrive_with_their_labels_in_time_order(stack, u
 def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, worker):
     bootstrap = stack("kafka", "bootstrap")
     create_topics(bootstrap, (unique, 1))
-    sent = produce_logs(bootstrap, unique, unique, messages=5, lines=3,
-                        extra=(b"\x00\xffnot snappy at all",))
+    sent = produce_logs(
+        bootstrap, unique, unique, messages=5, lines=3, extra=(b"\x00\xffnot snappy at all",)
+    )
     sent |= produce_logs(bootstrap, unique, unique, messages=5, lines=3, start=5)
     running = worker("loki", unique, _config(_base(stack)))
     wait_for(lambda: running.committed() == 11, 60, "all 11 offsets committed")
@@ -128,8 +142,7 @@ def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, worker):
     assert headers["ferryman.source"] == f"{unique}/0/5".encode()
 
 
-def test_a_line_over_the_limit_is_truncated_with_the_marker_and_counted(stack, unique,
-                                                                        worker):
+def test_a_line_over_the_limit_is_truncated_with_the_marker_and_counted(stack, unique, worker):
     bootstrap = stack("kafka", "bootstrap")
     create_topics(bootstrap, (unique, 1))
     long_line = "start " + "é" * 2000
@@ -144,11 +157,14 @@ def test_a_line_over_the_limit_is_truncated_with_the_marker_and_counted(stack, u
     rows = wait_for(all_rows, 30, "every line stored")
     [cut] = [r["_msg"] for r in rows if r["app"] == "long"]
     assert cut.endswith(MARKER) and cut.startswith("start éé")
-    assert len(cut.encode()) <= 1000 and long_line.startswith(cut[:-len(MARKER)])
-    assert {(r["cluster"], r["app"], r["_msg"], _ns(r["_time"]))
-            for r in rows if r["app"] != "long"} == sent
-    assert running.metric("ferryman_lines_truncated_total", function="loki",
-                          reason="line_too_long") == 1
+    assert len(cut.encode()) <= 1000 and long_line.startswith(cut[: -len(MARKER)])
+    assert {
+        (r["cluster"], r["app"], r["_msg"], _ns(r["_time"])) for r in rows if r["app"] != "long"
+    } == sent
+    assert (
+        running.metric("ferryman_lines_truncated_total", function="loki", reason="line_too_long")
+        == 1
+    )
     assert running.metric("ferryman_lines_dropped_total") == 0
 
 
@@ -161,8 +177,7 @@ def test_unreachable_backend_commits_nothing_then_everything_arrives(stack, uniq
     wait_for(lambda: first.metric("ferryman_errors_total") >= 3, 60, "failed attempts")
     end = time.monotonic() + 5
     while time.monotonic() < end:
-        assert first.committed() == 0, \
-            "an offset was committed while the backend was unreachable"
+        assert first.committed() == 0, "an offset was committed while the backend was unreachable"
         time.sleep(1)
     assert first.metric("ferryman_records_dead_lettered_total") == 0
     assert httpx.get(f"{first.api}/healthz", timeout=5).status_code == 200

@@ -56,9 +56,11 @@ from tests.integration.pipeline import (
 SINKS = sorted(name for name in registry.names() if registry.load(name).kind == "sink")
 
 #: Small batches and short backoffs keep a retry test to seconds.
-FAST = {"batch": {"max_records": 20, "max_wait_s": 0.1},
-        "retry": {"initial_backoff_s": 0.1, "max_backoff_s": 0.5},
-        "shutdown_deadline_s": 5}
+FAST = {
+    "batch": {"max_records": 20, "max_wait_s": 0.1},
+    "retry": {"initial_backoff_s": 0.1, "max_backoff_s": 0.5},
+    "shutdown_deadline_s": 5,
+}
 RETRY_AFTER_S = 1
 
 
@@ -142,9 +144,16 @@ class _RemoteWriteCase(Case):
         for m in range(start, start + count):
             sids = [f"{m}-{s}" for s in range(2)]
             sent.update(sids)
-            messages.append(remote_write(
-                [time_series({"__name__": self.metric, "sid": sid}, (float(m), self.at))
-                 for sid in sids], cluster="alpha", key=f"{m}".encode()))
+            messages.append(
+                remote_write(
+                    [
+                        time_series({"__name__": self.metric, "sid": sid}, (float(m), self.at))
+                        for sid in sids
+                    ],
+                    cluster="alpha",
+                    key=f"{m}".encode(),
+                )
+            )
         return messages, sent
 
 
@@ -165,9 +174,13 @@ class PrometheusRemoteWrite(_RemoteWriteCase):
 
     def bad(self, count: int) -> list[Message]:
         # Series m-0 of the first records, at the same time, with another value.
-        return [remote_write([time_series({"__name__": self.metric, "sid": f"{m}-0"},
-                                          (-1.0, self.at))], cluster="alpha")
-                for m in range(count)]
+        return [
+            remote_write(
+                [time_series({"__name__": self.metric, "sid": f"{m}-0"}, (-1.0, self.at))],
+                cluster="alpha",
+            )
+            for m in range(count)
+        ]
 
 
 class InfluxDB(_RemoteWriteCase):
@@ -183,12 +196,16 @@ class InfluxDB(_RemoteWriteCase):
         return self.stack("influxdb", "http")
 
     def prepare(self) -> None:
-        created = httpx.post(f"{self.base}/query",
-                             params={"q": f'CREATE DATABASE "{self.unique}"'}, timeout=10)
+        created = httpx.post(
+            f"{self.base}/query", params={"q": f'CREATE DATABASE "{self.unique}"'}, timeout=10
+        )
         assert created.status_code == 200, created.text
-        written = httpx.post(f"{self.base}/write", params={"db": self.unique, "precision": "ms"},
-                             content=f"clash_{self.unique},sid=old value=1i {_now_ms()}",
-                             timeout=10)
+        written = httpx.post(
+            f"{self.base}/write",
+            params={"db": self.unique, "precision": "ms"},
+            content=f"clash_{self.unique},sid=old value=1i {_now_ms()}",
+            timeout=10,
+        )
         assert written.status_code == 204, written.text
 
     def config(self, url: str) -> dict[str, Any]:
@@ -198,16 +215,26 @@ class InfluxDB(_RemoteWriteCase):
         return {"max_lines": 2}
 
     def stored(self) -> set[str]:
-        response = httpx.get(f"{self.base}/query", timeout=10, params={
-            "db": self.unique, "q": f'SELECT "value" FROM "{self.metric}" GROUP BY "sid"'})
+        response = httpx.get(
+            f"{self.base}/query",
+            timeout=10,
+            params={"db": self.unique, "q": f'SELECT "value" FROM "{self.metric}" GROUP BY "sid"'},
+        )
         response.raise_for_status()
         return {s["tags"]["sid"] for s in response.json()["results"][0].get("series", [])}
 
     def bad(self, count: int) -> list[Message]:
-        return [remote_write([time_series({"__name__": f"clash_{self.unique}",
-                                           "sid": f"bad-{m}"}, (2.5, _now_ms()))],
-                             cluster="alpha")
-                for m in range(count)]
+        return [
+            remote_write(
+                [
+                    time_series(
+                        {"__name__": f"clash_{self.unique}", "sid": f"bad-{m}"}, (2.5, _now_ms())
+                    )
+                ],
+                cluster="alpha",
+            )
+            for m in range(count)
+        ]
 
 
 class OpenTSDB(_RemoteWriteCase):
@@ -219,9 +246,19 @@ class OpenTSDB(_RemoteWriteCase):
     reason = b"HTTP 400: Unable to parse the given JSON"
 
     def refusal(self) -> Refusal:
-        return Refusal(400, json.dumps({"error": {
-            "code": 400, "message": "Unable to parse the given JSON",
-            "details": "Unexpected character ('}' (code 125))"}}), "application/json")
+        return Refusal(
+            400,
+            json.dumps(
+                {
+                    "error": {
+                        "code": 400,
+                        "message": "Unable to parse the given JSON",
+                        "details": "Unexpected character ('}' (code 125))",
+                    }
+                }
+            ),
+            "application/json",
+        )
 
     def config(self, url: str) -> dict[str, Any]:
         return {"url": url}
@@ -232,11 +269,11 @@ class OpenTSDB(_RemoteWriteCase):
     def stored(self) -> set[str]:
         base = self.stack("victoriametrics", "http")
         httpx.get(f"{base}/internal/force_flush", timeout=10).raise_for_status()
-        response = httpx.get(f"{base}/api/v1/export", timeout=10,
-                             params={"match[]": f'{{__name__="{self.metric}"}}'})
+        response = httpx.get(
+            f"{base}/api/v1/export", timeout=10, params={"match[]": f'{{__name__="{self.metric}"}}'}
+        )
         response.raise_for_status()
-        return {json.loads(line)["metric"]["sid"] for line in response.text.splitlines()
-                if line}
+        return {json.loads(line)["metric"]["sid"] for line in response.text.splitlines() if line}
 
 
 class _ElasticsearchCase(Case):
@@ -255,13 +292,23 @@ class _ElasticsearchCase(Case):
     def prepare(self) -> None:
         response = httpx.put(
             f"{self.stack('elasticsearch', 'http')}/_component_template/{self.unique}-codes",
-            json={"template": {"mappings": {"properties": {
-                "labels": {"properties": {"code": {"type": "long"}}}}}}}, timeout=30)
+            json={
+                "template": {
+                    "mappings": {
+                        "properties": {"labels": {"properties": {"code": {"type": "long"}}}}
+                    }
+                }
+            },
+            timeout=30,
+        )
         assert response.status_code == 200, response.text
 
     def config(self, url: str) -> dict[str, Any]:
-        return {"url": url, "data_stream": self.data_stream,
-                "template": {"composed_of": [f"{self.unique}-codes"]}}
+        return {
+            "url": url,
+            "data_stream": self.data_stream,
+            "template": {"composed_of": [f"{self.unique}-codes"]},
+        }
 
     def spread(self) -> dict[str, Any]:
         return {"max_bulk_bytes": 1024}
@@ -271,8 +318,11 @@ class _ElasticsearchCase(Case):
         if httpx.head(f"{base}/{self.data_stream}", timeout=30).status_code == 404:
             return []  # nothing written yet
         httpx.post(f"{base}/{self.data_stream}/_refresh", timeout=30).raise_for_status()
-        response = httpx.post(f"{base}/{self.data_stream}/_search", timeout=30,
-                              json={"size": 10_000, "query": {"match_all": {}}})
+        response = httpx.post(
+            f"{base}/{self.data_stream}/_search",
+            timeout=30,
+            json={"size": 10_000, "query": {"match_all": {}}},
+        )
         response.raise_for_status()
         return [hit["_source"] for hit in response.json()["hits"]["hits"]]
 
@@ -294,35 +344,57 @@ class ElasticsearchMetrics(_ElasticsearchCase, _RemoteWriteCase):
         for m in range(start, start + count):
             sids = [f"{m}-{s}" for s in range(2)]
             sent.update(sids)
-            messages.append(remote_write(
-                [time_series({"__name__": self.metric, "sid": sid, "code": "200"},
-                             (float(m), now)) for sid in sids], cluster="alpha"))
+            messages.append(
+                remote_write(
+                    [
+                        time_series(
+                            {"__name__": self.metric, "sid": sid, "code": "200"}, (float(m), now)
+                        )
+                        for sid in sids
+                    ],
+                    cluster="alpha",
+                )
+            )
         return messages, sent
 
     def stored(self) -> set[str]:
         return {d["labels"]["sid"] for d in self.documents()}
 
     def bad(self, count: int) -> list[Message]:
-        return [remote_write([time_series({"__name__": self.metric, "sid": f"bad-{m}",
-                                           "code": "oops"}, (1.0, _now_ms()))],
-                             cluster="alpha")
-                for m in range(count)]
+        return [
+            remote_write(
+                [
+                    time_series(
+                        {"__name__": self.metric, "sid": f"bad-{m}", "code": "oops"},
+                        (1.0, _now_ms()),
+                    )
+                ],
+                cluster="alpha",
+            )
+            for m in range(count)
+        ]
 
 
 class _LokiPushCase(Case):
     """Loki push records: each holds one stream of ``job`` = the test with two lines of
     some 300 bytes (so that 1 KiB requests hold one record each)."""
 
-    def push(self, start: int, count: int, labels: dict[str, str],
-             word: str) -> tuple[list[Message], set[str]]:
+    def push(
+        self, start: int, count: int, labels: dict[str, str], word: str
+    ) -> tuple[list[Message], set[str]]:
         base = time.time_ns() - 10 * 10**9
         messages, sent = [], set()
         for m in range(start, start + count):
             lines = [f"{word} {m}-{i} {'.' * 300}" for i in range(2)]
             sent.update(lines)
             entries = [Entry(base + m * 1000 + i, line) for i, line in enumerate(lines)]
-            messages.append(loki_push([Stream({"job": self.unique, **labels}, entries)],
-                                      cluster="alpha", key=f"{m}".encode()))
+            messages.append(
+                loki_push(
+                    [Stream({"job": self.unique, **labels}, entries)],
+                    cluster="alpha",
+                    key=f"{m}".encode(),
+                )
+            )
         return messages, sent
 
     def good(self, start: int, count: int) -> tuple[list[Message], set[str]]:
@@ -338,9 +410,12 @@ class Loki(_LokiPushCase):
     reason = b"HTTP 400: entry for stream"
 
     def refusal(self) -> Refusal:
-        return Refusal(400, f"entry for stream '{{job=\"{self.unique}\"}}' has timestamp "
-                            "too old: 2020-01-01T00:00:00Z, oldest acceptable timestamp "
-                            "is: 2026-01-01T00:00:00Z\n")
+        return Refusal(
+            400,
+            f"entry for stream '{{job=\"{self.unique}\"}}' has timestamp "
+            "too old: 2020-01-01T00:00:00Z, oldest acceptable timestamp "
+            "is: 2026-01-01T00:00:00Z\n",
+        )
 
     def config(self, url: str) -> dict[str, Any]:
         return {"url": url, "push_path": self.write_path}
@@ -349,12 +424,13 @@ class Loki(_LokiPushCase):
         return {"max_request_bytes": 1024}
 
     def stored(self) -> set[str]:
-        response = httpx.get(f"{self.stack('victorialogs', 'http')}/select/logsql/query",
-                             params={"query": f'job:="{self.unique}"', "limit": "10000"},
-                             timeout=30)
+        response = httpx.get(
+            f"{self.stack('victorialogs', 'http')}/select/logsql/query",
+            params={"query": f'job:="{self.unique}"', "limit": "10000"},
+            timeout=30,
+        )
         response.raise_for_status()
-        return {json.loads(line)["_msg"] for line in response.text.splitlines()
-                if line.strip()}
+        return {json.loads(line)["_msg"] for line in response.text.splitlines() if line.strip()}
 
 
 class ElasticsearchLogs(_ElasticsearchCase, _LokiPushCase):
@@ -383,16 +459,20 @@ CASES: dict[str, type[Case]] = {
 
 def _case(sink: str, stack: Any, unique: str) -> Case:
     if sink not in CASES:
-        pytest.fail(f"sink {sink!r} is registered but has no case in CASES: add one so it "
-                    f"proves the delivery contract", pytrace=False)
+        pytest.fail(
+            f"sink {sink!r} is registered but has no case in CASES: add one so it "
+            f"proves the delivery contract",
+            pytrace=False,
+        )
     case = CASES[sink](stack, unique)
     case.prepare()
     return case
 
 
 def test_every_case_is_a_registered_sink():
-    assert set(CASES) <= set(SINKS), f"cases for sinks no longer registered: " \
-                                     f"{set(CASES) - set(SINKS)}"
+    assert set(CASES) <= set(SINKS), (
+        f"cases for sinks no longer registered: {set(CASES) - set(SINKS)}"
+    )
     assert SINKS, "no sink is registered"
 
 
@@ -421,8 +501,7 @@ def test_stored_then_committed(sink, stack, unique, fault_proxy, worker):
 
 
 @pytest.mark.parametrize("sink", SINKS)
-def test_refused_for_good_is_dead_lettered_and_committed(sink, stack, unique, fault_proxy,
-                                                         worker):
+def test_refused_for_good_is_dead_lettered_and_committed(sink, stack, unique, fault_proxy, worker):
     """A permanent 4xx: the refused records go to the dead-letter topic with the three
     headers and are committed; the others are stored. See the module docstring for
     which backends refuse by themselves and where the proxy stands in."""
@@ -442,8 +521,12 @@ def test_refused_for_good_is_dead_lettered_and_committed(sink, stack, unique, fa
         # Everything written while the fault is armed is refused; what comes after
         # the fault is healed must flow.
         refused, _ = case.good(100, 3)
-        proxy.fail(refusal.status, body=refusal.body, content_type=refusal.content_type,
-                   path=case.write_path)
+        proxy.fail(
+            refusal.status,
+            body=refusal.body,
+            content_type=refusal.content_type,
+            path=case.write_path,
+        )
         produce(bootstrap, unique, refused)
         running = worker(sink, unique, case.config(proxy.url), **FAST)
         wait_for(lambda: running.committed() == len(refused), 60, "the refused committed")
@@ -461,13 +544,15 @@ def test_refused_for_good_is_dead_lettered_and_committed(sink, stack, unique, fa
         assert headers[h.DEAD_LETTER_FUNCTION] == sink.encode()
         assert headers[h.DEAD_LETTER_SOURCE].startswith(f"{unique}/0/".encode())
     assert running.metric("ferryman_records_dead_lettered_total") == len(dead)
-    assert running.metric("ferryman_errors_total", error_type="permanent",
-                          stage="deliver") == len(dead)
+    assert running.metric("ferryman_errors_total", error_type="permanent", stage="deliver") == len(
+        dead
+    )
 
 
 @pytest.mark.parametrize("sink", SINKS)
 def test_unavailable_then_throttled_retries_and_commits_only_once_stored(
-        sink, stack, unique, fault_proxy, worker):
+    sink, stack, unique, fault_proxy, worker
+):
     """503s, then 429s with Retry-After: retried, nothing committed or dead-lettered
     meanwhile, 429s retried no sooner than asked; once the backend answers again,
     every record is stored and committed. Both refusals come from the proxy."""
@@ -482,8 +567,13 @@ def test_unavailable_then_throttled_retries_and_commits_only_once_stored(
 
     wait_for(lambda: len(proxy.refused(503)) >= 3, 60, "three 503s")
     assert running.committed() == 0, "committed while the backend answered 503"
-    proxy.fail(429, retry_after=RETRY_AFTER_S, body="too many requests\n",
-               path=case.write_path, replace=True)
+    proxy.fail(
+        429,
+        retry_after=RETRY_AFTER_S,
+        body="too many requests\n",
+        path=case.write_path,
+        replace=True,
+    )
     wait_for(lambda: len(proxy.refused(429)) >= 3, 60, "three 429s")
     assert running.committed() == 0, "committed while the backend answered 429"
     gaps = [b.at - a.at for a, b in itertools.pairwise(proxy.refused(429))]
@@ -500,8 +590,9 @@ def test_unavailable_then_throttled_retries_and_commits_only_once_stored(
 
 
 @pytest.mark.parametrize("sink", SINKS)
-def test_an_outage_that_starts_mid_batch_holds_the_partition(sink, stack, unique, fault_proxy,
-                                                             worker):
+def test_an_outage_that_starts_mid_batch_holds_the_partition(
+    sink, stack, unique, fault_proxy, worker
+):
     """The backend takes the first write of a batch, then answers 503 to every write,
     more often than ``retry.partial_max_attempts``: an outage that began mid-batch, not
     a poison record. Nothing may be dead-lettered or committed meanwhile; once the
@@ -517,16 +608,29 @@ def test_an_outage_that_starts_mid_batch_holds_the_partition(sink, stack, unique
     produce(bootstrap, unique, messages)
     bound = 3
     # One batch: the runtime waits a second for all eight records before delivering.
-    running = worker(sink, unique, {**case.config(proxy.url), **case.spread()},
-                     **{**FAST, "batch": {"max_records": 20, "max_wait_s": 1.0},
-                        "retry": {**FAST["retry"], "partial_max_attempts": bound}})
+    running = worker(
+        sink,
+        unique,
+        {**case.config(proxy.url), **case.spread()},
+        **{
+            **FAST,
+            "batch": {"max_records": 20, "max_wait_s": 1.0},
+            "retry": {**FAST["retry"], "partial_max_attempts": bound},
+        },
+    )
 
-    wait_for(lambda: len(proxy.refused(503)) >= 3 * bound
-             or running.metric("ferryman_records_dead_lettered_total"), 60,
-             f"{3 * bound} 503s (or a dead letter)")
+    wait_for(
+        lambda: (
+            len(proxy.refused(503)) >= 3 * bound
+            or running.metric("ferryman_records_dead_lettered_total")
+        ),
+        60,
+        f"{3 * bound} 503s (or a dead letter)",
+    )
     assert proxy.forwarded(case.write_path), "the backend took nothing before the outage"
-    assert running.metric("ferryman_records_dead_lettered_total") == 0, \
+    assert running.metric("ferryman_records_dead_lettered_total") == 0, (
         "records were dead-lettered because the backend was down"
+    )
     assert topic_size(bootstrap, running.dead_letter_topic) == 0
     assert running.committed() == 0
     proxy.heal()

@@ -11,8 +11,12 @@ def test_index_then_search(stack, unique):
         # GET / is not served by the published distribution (see README); ask the node.
         nodes = es.nodes.info()["nodes"]
         assert all(n["version"].startswith("8.") for n in nodes.values())
-        es.index(index=unique, id="a1", document={"message": "disk full on node-3",
-                                                 "cluster": "alpha"}, refresh=True)
+        es.index(
+            index=unique,
+            id="a1",
+            document={"message": "disk full on node-3", "cluster": "alpha"},
+            refresh=True,
+        )
         hits = es.search(index=unique, query={"match": {"message": "disk"}})["hits"]
         assert [(h["_id"], h["_source"]["cluster"]) for h in hits["hits"]] == [("a1", "alpha")]
     finally:
@@ -25,12 +29,26 @@ def test_template_data_stream_and_bulk(stack, unique):
     stream = f"logs-smoke-{unique}"
     try:
         es.indices.put_index_template(
-            name=unique, index_patterns=[f"logs-smoke-{unique}*"], data_stream={}, priority=500,
-            template={"mappings": {"properties": {"@timestamp": {"type": "date"},
-                                                  "message": {"type": "text"}}}})
-        actions = [{"_op_type": "create", "_index": stream, "_id": f"doc-{i}",
-                    "@timestamp": 1_700_000_000_000 + i, "message": f"line {i}"}
-                   for i in range(50)]
+            name=unique,
+            index_patterns=[f"logs-smoke-{unique}*"],
+            data_stream={},
+            priority=500,
+            template={
+                "mappings": {
+                    "properties": {"@timestamp": {"type": "date"}, "message": {"type": "text"}}
+                }
+            },
+        )
+        actions = [
+            {
+                "_op_type": "create",
+                "_index": stream,
+                "_id": f"doc-{i}",
+                "@timestamp": 1_700_000_000_000 + i,
+                "message": f"line {i}",
+            }
+            for i in range(50)
+        ]
         ok, errors = helpers.bulk(es, actions, refresh=True)
         assert (ok, errors) == (50, [])
         # A replay with the same _id is refused per item (409), not duplicated.

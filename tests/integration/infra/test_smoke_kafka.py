@@ -21,9 +21,14 @@ def topic(stack, unique):
 
 
 def _consumer(bootstrap: str, topic: str, group: str) -> KafkaConsumer:
-    return KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                         enable_auto_commit=False, auto_offset_reset="earliest",
-                         consumer_timeout_ms=5000)
+    return KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5000,
+    )
 
 
 def test_stack_created_the_pipeline_topics(stack):
@@ -38,8 +43,12 @@ def test_snappy_produce_then_group_consume_with_manual_commit(stack, topic, uniq
     bootstrap = stack("kafka", "bootstrap")
     producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type="snappy", acks="all")
     for i in range(200):
-        producer.send(topic, key=f"series-{i % 7}".encode(), value=b"x" * 100 + str(i).encode(),
-                      headers=[("cluster", b"alpha"), ("schema", b"prw1")])
+        producer.send(
+            topic,
+            key=f"series-{i % 7}".encode(),
+            value=b"x" * 100 + str(i).encode(),
+            headers=[("cluster", b"alpha"), ("schema", b"prw1")],
+        )
     producer.flush(timeout=30)
     producer.close()
 
@@ -54,8 +63,9 @@ def test_snappy_produce_then_group_consume_with_manual_commit(stack, topic, uniq
     last = {}
     for record in seen:
         last[record.partition] = record.offset
-    first.commit({TopicPartition(topic, p): OffsetAndMetadata(o + 1, "", -1)
-                  for p, o in last.items()})
+    first.commit(
+        {TopicPartition(topic, p): OffsetAndMetadata(o + 1, "", -1) for p, o in last.items()}
+    )
     committed = {p: first.committed(TopicPartition(topic, p)) for p in last}
     assert committed == {p: o + 1 for p, o in last.items()}
     first.close()

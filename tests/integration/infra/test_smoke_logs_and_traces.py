@@ -27,19 +27,27 @@ def test_loki_push_protobuf_then_query(stack, unique):
     now_ns = time.time_ns()
     lines = [f"request {i} took {i * 3}ms" for i in range(20)]
     streams = [
-        loki.Stream({"job": unique, "cluster": "alpha"},
-                    [loki.Entry(now_ns + i, line) for i, line in enumerate(lines[:10])]),
-        loki.Stream({"job": unique, "cluster": "beta"},
-                    [loki.Entry(now_ns + i, line) for i, line in enumerate(lines[10:])]),
+        loki.Stream(
+            {"job": unique, "cluster": "alpha"},
+            [loki.Entry(now_ns + i, line) for i, line in enumerate(lines[:10])],
+        ),
+        loki.Stream(
+            {"job": unique, "cluster": "beta"},
+            [loki.Entry(now_ns + i, line) for i, line in enumerate(lines[10:])],
+        ),
     ]
     body = snappy_compress(loki.encode_push_request(streams))
-    response = httpx.post(stack("victorialogs", "loki_push"), content=body,
-                          headers=loki.HEADERS, timeout=10)
+    response = httpx.post(
+        stack("victorialogs", "loki_push"), content=body, headers=loki.HEADERS, timeout=10
+    )
     assert response.status_code in (200, 204), response.text
 
     def query() -> list[dict[str, Any]]:
-        answer = httpx.get(f"{stack('victorialogs', 'http')}/select/logsql/query",
-                           params={"query": f'job:="{unique}"', "limit": "100"}, timeout=10)
+        answer = httpx.get(
+            f"{stack('victorialogs', 'http')}/select/logsql/query",
+            params={"query": f'job:="{unique}"', "limit": "100"},
+            timeout=10,
+        )
         answer.raise_for_status()
         return [json.loads(row) for row in answer.text.splitlines() if row.strip()]
 
@@ -54,15 +62,35 @@ def test_jaeger_otlp_http_span_then_api_traces(stack, unique):
     trace_id = os.urandom(16).hex()
     span_id = os.urandom(8).hex()
     start = time.time_ns()
-    payload = {"resourceSpans": [{
-        "resource": {"attributes": [
-            {"key": "service.name", "value": {"stringValue": f"smoke-{unique}"}}]},
-        "scopeSpans": [{"scope": {"name": "ferryman-smoke"}, "spans": [{
-            "traceId": trace_id, "spanId": span_id, "name": "ship-batch", "kind": 1,
-            "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 5_000_000),
-            "attributes": [{"key": "cluster", "value": {"stringValue": "alpha"}}],
-        }]}],
-    }]}
+    payload = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [
+                        {"key": "service.name", "value": {"stringValue": f"smoke-{unique}"}}
+                    ]
+                },
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "ferryman-smoke"},
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": span_id,
+                                "name": "ship-batch",
+                                "kind": 1,
+                                "startTimeUnixNano": str(start),
+                                "endTimeUnixNano": str(start + 5_000_000),
+                                "attributes": [
+                                    {"key": "cluster", "value": {"stringValue": "alpha"}}
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
     response = httpx.post(f"{stack('jaeger', 'otlp_http')}/v1/traces", json=payload, timeout=10)
     assert response.status_code == 200, response.text
 

@@ -19,8 +19,7 @@ from ferryman.wire.remote_write import (
 
 def _series(name: str, value: float, **labels: str) -> TimeSeries:
     now_ms = int(time.time() * 1000)
-    return TimeSeries(tuple(sorted({"__name__": name, **labels}.items())),
-                      (Sample(value, now_ms),))
+    return TimeSeries(tuple(sorted({"__name__": name, **labels}.items())), (Sample(value, now_ms),))
 
 
 def _poll(fetch: Callable[[], list[Any]], timeout: float = 15.0) -> list[Any]:
@@ -42,28 +41,44 @@ def _promql(base: str, query: str) -> list[Any]:
 
 
 def test_prometheus_remote_write_then_promql(stack, unique):
-    body = snappy_compress(encode_write_request(
-        [_series(f"smoke_{unique}", 42.5, cluster="alpha", job="smoke")]))
-    response = httpx.post(stack("prometheus", "remote_write"), content=body,
-                          headers=HEADERS, timeout=10)
+    body = snappy_compress(
+        encode_write_request([_series(f"smoke_{unique}", 42.5, cluster="alpha", job="smoke")])
+    )
+    response = httpx.post(
+        stack("prometheus", "remote_write"), content=body, headers=HEADERS, timeout=10
+    )
     assert response.status_code == 204, response.text
     result = _poll(lambda: _promql(stack("prometheus", "http"), f"smoke_{unique}"))
     assert len(result) == 1
-    assert result[0]["metric"] == {"__name__": f"smoke_{unique}", "cluster": "alpha",
-                                   "job": "smoke"}
+    assert result[0]["metric"] == {
+        "__name__": f"smoke_{unique}",
+        "cluster": "alpha",
+        "job": "smoke",
+    }
     assert float(result[0]["value"][1]) == 42.5
 
 
 def test_victoriametrics_remote_write_influx_and_opentsdb(stack, unique):
     base = stack("victoriametrics", "http")
     body = snappy_compress(encode_write_request([_series(f"rw_{unique}", 7.0, cluster="beta")]))
-    assert httpx.post(stack("victoriametrics", "remote_write"), content=body,
-                      headers=HEADERS, timeout=10).status_code == 204
+    assert (
+        httpx.post(
+            stack("victoriametrics", "remote_write"), content=body, headers=HEADERS, timeout=10
+        ).status_code
+        == 204
+    )
     line = f"influx_{unique},cluster=beta,host=h1 used=3i,free=1.5"
-    assert httpx.post(stack("victoriametrics", "influx"), content=line,
-                      timeout=10).status_code == 204
-    put = [{"metric": f"tsdb_{unique}", "timestamp": int(time.time()), "value": 9,
-            "tags": {"cluster": "beta"}}]
+    assert (
+        httpx.post(stack("victoriametrics", "influx"), content=line, timeout=10).status_code == 204
+    )
+    put = [
+        {
+            "metric": f"tsdb_{unique}",
+            "timestamp": int(time.time()),
+            "value": 9,
+            "tags": {"cluster": "beta"},
+        }
+    ]
     response = httpx.post(f"{stack('victoriametrics', 'opentsdb')}/api/put", json=put, timeout=10)
     assert response.status_code == 204, response.text
 
@@ -82,12 +97,17 @@ def test_influxdb_v1_write_then_query(stack, unique):
     base = stack("influxdb", "http")
     created = httpx.post(f"{base}/query", params={"q": f'CREATE DATABASE "{unique}"'}, timeout=10)
     assert created.status_code == 200, created.text
-    lines = "cpu,cluster=alpha,host=a value=0.5 1700000000000000000\n" \
-            "cpu,cluster=beta,host=b value=0.25 1700000000000000000\n"
+    lines = (
+        "cpu,cluster=alpha,host=a value=0.5 1700000000000000000\n"
+        "cpu,cluster=beta,host=b value=0.25 1700000000000000000\n"
+    )
     written = httpx.post(f"{base}/write", params={"db": unique}, content=lines, timeout=10)
     assert written.status_code == 204, written.text
-    answer = httpx.get(f"{base}/query", params={
-        "db": unique, "q": 'SELECT value FROM cpu GROUP BY "cluster"'}, timeout=10).json()
+    answer = httpx.get(
+        f"{base}/query",
+        params={"db": unique, "q": 'SELECT value FROM cpu GROUP BY "cluster"'},
+        timeout=10,
+    ).json()
     series = answer["results"][0]["series"]
     values = {s["tags"]["cluster"]: s["values"][0][1] for s in series}
     assert values == {"alpha": 0.5, "beta": 0.25}
@@ -97,7 +117,8 @@ def test_node_exporter_scrape(stack):
     response = httpx.get(stack("node-exporter", "metrics"), timeout=10)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    cpu_lines = [line for line in response.text.splitlines()
-                 if line.startswith("node_cpu_seconds_total{")]
+    cpu_lines = [
+        line for line in response.text.splitlines() if line.startswith("node_cpu_seconds_total{")
+    ]
     assert cpu_lines, "node_cpu_seconds_total missing"
     assert all(float(line.rsplit(" ", 1)[1]) >= 0 for line in cpu_lines)

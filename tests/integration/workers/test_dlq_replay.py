@@ -26,12 +26,18 @@ GARBAGE = b"\x00\xffnot snappy at all"
 
 
 def _settings(stack, topic: str, push_path: str) -> dict[str, Any]:
-    return {"kafka": {"bootstrap_servers": stack("kafka", "bootstrap"), "input_topic": topic,
-                      "group_id": f"g-{topic}", "dead_letter_topic": f"{topic}-dlq"},
-            "batch": {"max_records": 50, "max_wait_s": 0.2},
-            "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0},
-            "shutdown_deadline_s": 10,
-            "config": {"url": stack("victorialogs", "http"), "push_path": push_path}}
+    return {
+        "kafka": {
+            "bootstrap_servers": stack("kafka", "bootstrap"),
+            "input_topic": topic,
+            "group_id": f"g-{topic}",
+            "dead_letter_topic": f"{topic}-dlq",
+        },
+        "batch": {"max_records": 50, "max_wait_s": 0.2},
+        "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0},
+        "shutdown_deadline_s": 10,
+        "config": {"url": stack("victorialogs", "http"), "push_path": push_path},
+    }
 
 
 def _produce(bootstrap: str, topic: str, job: str, messages: int) -> set[str]:
@@ -43,10 +49,14 @@ def _produce(bootstrap: str, topic: str, job: str, messages: int) -> set[str]:
     for m in range(messages):
         line = f"replayed line {m}"
         lines.add(line)
-        producer.send(topic, key=f"k{m}".encode(),
-                      value=snappy_compress(encode_push_request(
-                          [Stream({"job": job}, [Entry(base + m, line)])])),
-                      headers=[(h.SCHEMA, h.SCHEMA_LOKI_PUSH), (h.CLUSTER, b"alpha")])
+        producer.send(
+            topic,
+            key=f"k{m}".encode(),
+            value=snappy_compress(
+                encode_push_request([Stream({"job": job}, [Entry(base + m, line)])])
+            ),
+            headers=[(h.SCHEMA, h.SCHEMA_LOKI_PUSH), (h.CLUSTER, b"alpha")],
+        )
     producer.send(topic, key=b"garbage", value=GARBAGE)
     producer.flush(timeout=30)
     producer.close()
@@ -54,15 +64,19 @@ def _produce(bootstrap: str, topic: str, job: str, messages: int) -> set[str]:
 
 
 def _stored(stack, job: str) -> list[str]:
-    response = httpx.get(f"{stack('victorialogs', 'http')}/select/logsql/query",
-                         params={"query": f'job:="{job}"', "limit": "10000"}, timeout=30)
+    response = httpx.get(
+        f"{stack('victorialogs', 'http')}/select/logsql/query",
+        params={"query": f'job:="{job}"', "limit": "10000"},
+        timeout=30,
+    )
     response.raise_for_status()
     return sorted(json.loads(row)["_msg"] for row in response.text.splitlines() if row.strip())
 
 
 def _records(bootstrap: str, topic: str) -> list[Any]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000
+    )
     tp = TopicPartition(topic, 0)
     consumer.assign([tp])
     end = consumer.end_offsets([tp])[tp]
@@ -76,7 +90,11 @@ def _records(bootstrap: str, topic: str) -> list[Any]:
 def _replay(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ferryman", "dlq", "replay", "--config", str(config), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -87,18 +105,17 @@ def dead_lettered(stack, unique, tmp_path, processes):
     create_topics(bootstrap, (unique, 1), (f"{unique}-dlq", 1))
     lines = _produce(bootstrap, unique, unique, 6)
     broken = processes(Worker(tmp_path, "loki", _settings(stack, unique, "/wrong/path")))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 7, 60,
-             "all 7 committed")
+    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 7, 60, "all 7 committed")
     wait_for(lambda: len(_records(bootstrap, f"{unique}-dlq")) == 7, 30, "7 dead letters")
     assert broken.terminate() == 0
     fixed = tmp_path / "fixed.yaml"
-    fixed.write_text(yaml.safe_dump(_settings(stack, unique,
-                                              "/insert/loki/api/v1/push")))
+    fixed.write_text(yaml.safe_dump(_settings(stack, unique, "/insert/loki/api/v1/push")))
     return lines, fixed
 
 
-def test_dead_letters_are_replayed_once_and_delivered(stack, unique, tmp_path, processes,
-                                                      dead_lettered):
+def test_dead_letters_are_replayed_once_and_delivered(
+    stack, unique, tmp_path, processes, dead_lettered
+):
     bootstrap = stack("kafka", "bootstrap")
     lines, config = dead_lettered
     dlq = _records(bootstrap, f"{unique}-dlq")
@@ -126,8 +143,9 @@ def test_dead_letters_are_replayed_once_and_delivered(stack, unique, tmp_path, p
     source = _records(bootstrap, unique)
     replayed = source[7:]
     assert len(replayed) == 6
-    assert sorted(dict(r.headers)["ferryman.replayed-from"] for r in replayed) == \
-        sorted(f"{unique}-dlq/0/{d.offset}".encode() for d in dlq[:6])
+    assert sorted(dict(r.headers)["ferryman.replayed-from"] for r in replayed) == sorted(
+        f"{unique}-dlq/0/{d.offset}".encode() for d in dlq[:6]
+    )
     for record in replayed:
         names = [name for name, _ in record.headers]
         assert not {"ferryman.error", "ferryman.function", "ferryman.source"} & set(names)
@@ -135,26 +153,32 @@ def test_dead_letters_are_replayed_once_and_delivered(stack, unique, tmp_path, p
     assert sorted(r.value for r in replayed) == sorted(d.value for d in dlq[:6])
 
     processes(Worker(tmp_path, "loki", yaml.safe_load(config.read_text())))
-    wait_for(lambda: committed_total(bootstrap, f"g-{unique}", unique) == 13, 60,
-             "the 6 replayed records committed")
-    assert wait_for(lambda: _stored(stack, unique) == sorted(lines), 30,
-                    "every replayed line stored once")
+    wait_for(
+        lambda: committed_total(bootstrap, f"g-{unique}", unique) == 13,
+        60,
+        "the 6 replayed records committed",
+    )
+    assert wait_for(
+        lambda: _stored(stack, unique) == sorted(lines), 30, "every replayed line stored once"
+    )
     assert len(_records(bootstrap, f"{unique}-dlq")) == 7  # nothing dead-lettered again
 
 
-def test_selection_by_offsets_and_time_and_another_destination(stack, unique,
-                                                               dead_lettered):
+def test_selection_by_offsets_and_time_and_another_destination(stack, unique, dead_lettered):
     bootstrap = stack("kafka", "bootstrap")
     _, config = dead_lettered
     other = f"{unique}-other"
     create_topics(bootstrap, (other, 1))
     future = _replay(config, "--since", "2099-01-01T00:00:00Z", "--dry-run")
     assert "scanned 0, would replay 0" in future.stdout, future.stdout + future.stderr
-    window = _replay(config, "--from-offset", "2", "--until-offset", "4", "--until", "0s",
-                     "--to", other)
+    window = _replay(
+        config, "--from-offset", "2", "--until-offset", "4", "--until", "0s", "--to", other
+    )
     assert window.returncode == 0, window.stderr
     assert "replayed 2, skipped 0" in window.stdout
-    assert [dict(r.headers)["ferryman.replayed-from"] for r in _records(bootstrap, other)] \
-        == [f"{unique}-dlq/0/2".encode(), f"{unique}-dlq/0/3".encode()]
+    assert [dict(r.headers)["ferryman.replayed-from"] for r in _records(bootstrap, other)] == [
+        f"{unique}-dlq/0/2".encode(),
+        f"{unique}-dlq/0/3".encode(),
+    ]
     bad = _replay(config, "--error", "(")
     assert bad.returncode == 2 and "missing )" in bad.stderr

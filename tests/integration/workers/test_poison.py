@@ -61,9 +61,12 @@ class Poisoned:
         for kind in kinds:
             sid = f"{kind}{self.next}"
             ts = now - TWO_DAYS_MS if kind == "p" else now
-            messages.append(remote_write([time_series({"__name__": self.metric, "sid": sid},
-                                                      (float(self.next), ts))],
-                                         key=sid.encode()))
+            messages.append(
+                remote_write(
+                    [time_series({"__name__": self.metric, "sid": sid}, (float(self.next), ts))],
+                    key=sid.encode(),
+                )
+            )
             if kind == "g":
                 self.good.add(sid)
             self.next += 1
@@ -83,15 +86,18 @@ class Poisoned:
 
 
 def _settings() -> dict:
-    return {"batch": {"max_records": 50, "max_wait_s": 0.3},
-            "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0,
-                      "partial_max_attempts": BOUND}}
+    return {
+        "batch": {"max_records": 50, "max_wait_s": 0.3},
+        "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0, "partial_max_attempts": BOUND},
+    }
 
 
 def _check_letters(poisoned: Poisoned, worker: Worker, offsets: list[int]) -> None:
     letters = dead_letters(poisoned.bootstrap, worker.dead_letter_topic)
-    assert sorted(int(dict(d.headers)["ferryman.source"].rsplit(b"/", 1)[1])
-                  for d in letters) == offsets
+    assert (
+        sorted(int(dict(d.headers)["ferryman.source"].rsplit(b"/", 1)[1]) for d in letters)
+        == offsets
+    )
     for letter in letters:
         error = dict(letter.headers)["ferryman.error"]
         assert error.startswith(b"HTTP 500: too old sample"), error
@@ -99,22 +105,29 @@ def _check_letters(poisoned: Poisoned, worker: Worker, offsets: list[int]) -> No
 
 
 def test_a_lone_poison_record_holds_until_records_behind_it_are_stored(
-        stack, unique, worker) -> None:
+    stack, unique, worker
+) -> None:
     poisoned = Poisoned(stack, unique)
     poisoned.produce("p")  # alone on its partition
     running = worker(SINK, unique, {"url": stack("prometheus", "remote_write")}, **_settings())
 
     # Refused past the bound with nothing behind it: held, not dead-lettered.
-    wait_for(lambda: _metric(running, "ferryman_errors_total", error_type="retry_partial")
-             >= 2 * BOUND, 90, f"{2 * BOUND} attempts refused")
+    wait_for(
+        lambda: _metric(running, "ferryman_errors_total", error_type="retry_partial") >= 2 * BOUND,
+        90,
+        f"{2 * BOUND} attempts refused",
+    )
     assert running.committed() == 0
     assert _metric(running, "ferryman_records_dead_lettered_total") == 0
     assert _metric(running, "ferryman_batches_widened_total") == 0
 
     # Good records arrive behind it: its batch is widened with them, Prometheus stores
     # them and refuses the poison again, BOUND times.
-    poisoned.trickle_until(lambda: _metric(running, "ferryman_records_dead_lettered_total"),
-                           120, "the poison dead-lettered")
+    poisoned.trickle_until(
+        lambda: _metric(running, "ferryman_records_dead_lettered_total"),
+        120,
+        "the poison dead-lettered",
+    )
     wait_for(lambda: running.committed() == poisoned.next, 60, "every offset committed")
     _check_letters(poisoned, running, [0])
     assert wait_for(lambda: poisoned.stored() == poisoned.good, 30, "the good series stored")
@@ -125,13 +138,16 @@ def test_a_lone_poison_record_holds_until_records_behind_it_are_stored(
 
 
 def test_poison_amid_good_records_is_dead_lettered_and_the_rest_stored(
-        stack, unique, worker) -> None:
+    stack, unique, worker
+) -> None:
     poisoned = Poisoned(stack, unique)
     poisoned.produce("gpgpgp")
     running = worker(SINK, unique, {"url": stack("prometheus", "remote_write")}, **_settings())
     poisoned.trickle_until(
         lambda: _metric(running, "ferryman_records_dead_lettered_total") >= 3,
-        120, "the 3 poison records dead-lettered")
+        120,
+        "the 3 poison records dead-lettered",
+    )
     wait_for(lambda: running.committed() == poisoned.next, 60, "every offset committed")
     _check_letters(poisoned, running, [1, 3, 5])
     assert wait_for(lambda: poisoned.stored() == poisoned.good, 30, "the good series stored")

@@ -58,8 +58,11 @@ class Scene:
         self.topic = unique
         self.dlq = f"{unique}-dlq"
         self.group = f"g-{unique}"
-        self.config = {"url": stack("elasticsearch", "http"), "data_stream": None,
-                       "index": f"{unique}-%Y.%m.%d"}
+        self.config = {
+            "url": stack("elasticsearch", "http"),
+            "data_stream": None,
+            "index": f"{unique}-%Y.%m.%d",
+        }
         self.now = int(time.time() * 1000)
         self.yesterday = self.now - DAY_MS
         self.blocked = time.strftime(f"{unique}-%Y.%m.%d", time.gmtime(self.yesterday / 1000))
@@ -72,7 +75,8 @@ class Scene:
 
     def block(self, on: bool) -> None:
         self.es.indices.put_settings(
-            index=self.blocked, settings={"index.blocks.read_only_allow_delete": on or None})
+            index=self.blocked, settings={"index.blocks.read_only_allow_delete": on or None}
+        )
 
     def cleanup(self) -> None:
         self.block(False)
@@ -82,13 +86,21 @@ class Scene:
 
     def settings(self) -> dict[str, Any]:
         return {
-            "kafka": {"bootstrap_servers": self.bootstrap, "input_topic": self.topic,
-                      "group_id": self.group, "dead_letter_topic": self.dlq,
-                      "session_timeout_ms": 6000},
+            "kafka": {
+                "bootstrap_servers": self.bootstrap,
+                "input_topic": self.topic,
+                "group_id": self.group,
+                "dead_letter_topic": self.dlq,
+                "session_timeout_ms": 6000,
+            },
             "batch": {"max_records": 50, "max_wait_s": 0.3},
             # Refused records wait in process for as long as the block lasts.
-            "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0,
-                      "partial_max_attempts": None, "partial_max_age_s": None},
+            "retry": {
+                "initial_backoff_s": 0.2,
+                "max_backoff_s": 1.0,
+                "partial_max_attempts": None,
+                "partial_max_age_s": None,
+            },
             "http": {"listen": f"127.0.0.1:{free_port()}"},
             "shutdown_deadline_s": 5,
             "config": self.config,
@@ -125,14 +137,29 @@ class Producing(threading.Thread):
                 for _ in range(RATE):
                     day = "y" if m % 3 == 0 else "t"
                     ts = self.scene.yesterday if day == "y" else self.scene.now
-                    body = encode_write_request([
-                        TimeSeries(tuple(sorted({"__name__": f"rb_{self.scene.unique}",
-                                                 "m": str(m), "s": str(s)}.items())),
-                                   (Sample(float(m), ts),)) for s in range(SERIES)])
-                    producer.send(self.scene.topic, key=f"m{m}".encode(),
-                                  value=snappy_compress(body),
-                                  headers=[(h.SCHEMA, h.SCHEMA_REMOTE_WRITE),
-                                           (h.CLUSTER, b"alpha")])
+                    body = encode_write_request(
+                        [
+                            TimeSeries(
+                                tuple(
+                                    sorted(
+                                        {
+                                            "__name__": f"rb_{self.scene.unique}",
+                                            "m": str(m),
+                                            "s": str(s),
+                                        }.items()
+                                    )
+                                ),
+                                (Sample(float(m), ts),),
+                            )
+                            for s in range(SERIES)
+                        ]
+                    )
+                    producer.send(
+                        self.scene.topic,
+                        key=f"m{m}".encode(),
+                        value=snappy_compress(body),
+                        headers=[(h.SCHEMA, h.SCHEMA_REMOTE_WRITE), (h.CLUSTER, b"alpha")],
+                    )
                     self.days.append(day)
                     m += 1
                 producer.flush(timeout=30)
@@ -157,10 +184,14 @@ class Churning(threading.Thread):
         try:
             while not self.stop.is_set():
                 member = KafkaConsumer(
-                    self.scene.topic, bootstrap_servers=self.scene.bootstrap,
-                    group_id=self.scene.group, enable_auto_commit=False,
-                    auto_offset_reset="earliest", session_timeout_ms=6000,
-                    max_poll_records=1)
+                    self.scene.topic,
+                    bootstrap_servers=self.scene.bootstrap,
+                    group_id=self.scene.group,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    session_timeout_ms=6000,
+                    max_poll_records=1,
+                )
                 end = time.monotonic() + 1.5
                 while time.monotonic() < end:
                     member.poll(timeout_ms=300)
@@ -181,8 +212,9 @@ def grow(bootstrap: str, topic: str, partitions: int) -> None:
 
 
 def _dead_letters(bootstrap: str, dlq: str) -> list[Any]:
-    consumer = KafkaConsumer(dlq, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000)
+    consumer = KafkaConsumer(
+        dlq, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000
+    )
     try:
         return list(consumer)
     finally:
@@ -190,7 +222,8 @@ def _dead_letters(bootstrap: str, dlq: str) -> list[Any]:
 
 
 def test_rebalances_under_load_lose_nothing_and_leave_nothing_paused(
-        scene: Scene, tmp_path: Path, processes) -> None:
+    scene: Scene, tmp_path: Path, processes
+) -> None:
     worker = processes(Worker(tmp_path, "elasticsearch_metrics", scene.settings()))
     started = time.monotonic()
     producing = Producing(scene)
@@ -220,8 +253,11 @@ def test_rebalances_under_load_lose_nothing_and_leave_nothing_paused(
     produced = len(producing.days)
     assert produced >= RATE * PRODUCE_S * 0.5
 
-    wait_for(lambda: committed_total(scene.bootstrap, scene.group, scene.topic) == produced,
-             60, f"all {produced} records committed")
+    wait_for(
+        lambda: committed_total(scene.bootstrap, scene.group, scene.topic) == produced,
+        60,
+        f"all {produced} records committed",
+    )
     yesterday = producing.days.count("y")
     assert scene.count(scene.blocked) == yesterday * SERIES
     assert scene.count(scene.open) == (produced - yesterday) * SERIES
@@ -232,6 +268,7 @@ def test_rebalances_under_load_lose_nothing_and_leave_nothing_paused(
 
 
 # ---- the two kafka-python 3.0.12 defects, on the real client -------------------------------
+
 
 def _consumed(polled: dict[Any, list[Any]], got: dict[int, int]) -> None:
     for tp, records in polled.items():
@@ -249,14 +286,18 @@ def test_records_held_back_over_a_pause_are_fetched_again(stack, unique) -> None
         producer.send(unique, b"x", partition=n % 2)
     producer.flush(timeout=30)
     producer.close()
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                             auto_offset_reset="earliest")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     tps = [TopicPartition(unique, 0), TopicPartition(unique, 1)]
     consumer.assign(tps)
     try:
         got: dict[int, int] = {}
-        wait_for(lambda: _consumed(consumer.poll(timeout_ms=200, max_records=2), got) or got,
-                 20, "the first records")
+        wait_for(
+            lambda: _consumed(consumer.poll(timeout_ms=200, max_records=2), got) or got,
+            20,
+            "the first records",
+        )
         [first] = [tp for tp in tps if got.get(tp.partition)]
         consumer.pause(first)
         for _ in range(5):  # the other partition goes on meanwhile
@@ -268,6 +309,7 @@ def test_records_held_back_over_a_pause_are_fetched_again(stack, unique) -> None
             _consumed(consumer.poll(timeout_ms=200, max_records=2), got)
             released.extend(release_parked_records(consumer))
             return got == {0: 10, 1: 10}
+
         wait_for(all_fetched, 20, "every record of both partitions")
         assert released == [first]
     finally:
@@ -288,26 +330,38 @@ def test_a_rebalance_cut_short_by_short_polls_is_finished(stack, unique) -> None
         def on_partitions_assigned(self, assigned: Any) -> None:
             events.append(f"assigned {len(assigned)}")
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=f"g-{unique}",
-                             enable_auto_commit=False, auto_offset_reset="earliest",
-                             metadata_max_age_ms=1000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"g-{unique}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        metadata_max_age_ms=1000,
+    )
     try:
         wait_for(lambda: consumer.partitions_for_topic(unique), 20, "the topic known")
         consumer.subscribe([unique], listener=Listener())
-        wait_for(lambda: consumer.poll(timeout_ms=1000) is not None and consumer.assignment(),
-                 30, "joined")
+        wait_for(
+            lambda: consumer.poll(timeout_ms=1000) is not None and consumer.assignment(),
+            30,
+            "joined",
+        )
         end = time.monotonic() + 3  # the rebalance a new member sees a second after joining
         while time.monotonic() < end:
             consumer.poll(timeout_ms=100)
         events.clear()
         grow(bootstrap, unique, 2)
-        wait_for(lambda: consumer.poll(timeout_ms=1) is not None and "revoked" in events,
-                 20, "the leader's own rebalance under way", interval=0)
+        wait_for(
+            lambda: consumer.poll(timeout_ms=1) is not None and "revoked" in events,
+            20,
+            "the leader's own rebalance under way",
+            interval=0,
+        )
 
         def assigned_both() -> bool:
             consumer.poll(timeout_ms=100)
             finish_unfinished_rebalance(consumer)  # without it: REBALANCING for ever
             return "assigned 2" in events
+
         wait_for(assigned_both, 30, "the rebalance finished with both partitions")
         assert consumer.group_metadata().state == MemberState.STABLE
     finally:

@@ -73,8 +73,11 @@ class Scene:
         self.topic = unique
         self.dlq = f"{unique}-dlq"
         self.group = f"g-{unique}"
-        self.config = {"url": stack("elasticsearch", "http"), "data_stream": None,
-                       "index": f"{unique}-%Y.%m.%d"}
+        self.config = {
+            "url": stack("elasticsearch", "http"),
+            "data_stream": None,
+            "index": f"{unique}-%Y.%m.%d",
+        }
         self.now = int(time.time() * 1000)
         self.yesterday = self.now - DAY_MS
         self.blocked = time.strftime(f"{unique}-%Y.%m.%d", time.gmtime(self.yesterday / 1000))
@@ -91,25 +94,35 @@ class Scene:
 
     def block(self, on: bool) -> None:
         self.es.indices.put_settings(
-            index=self.blocked, settings={"index.blocks.read_only_allow_delete": on or None})
+            index=self.blocked, settings={"index.blocks.read_only_allow_delete": on or None}
+        )
 
     def cleanup(self) -> None:
         self.es.indices.delete(index=f"{self.unique}-*")
         self.es.indices.delete_index_template(name=self.unique)
         self.es.cluster.delete_component_template(name=f"{self.unique}@ferryman")
 
-    def settings(self, *, port: int, redis_url: str | None = None,
-                 **lane: Any) -> dict[str, Any]:
+    def settings(self, *, port: int, redis_url: str | None = None, **lane: Any) -> dict[str, Any]:
         return {
-            "kafka": {"bootstrap_servers": self.bootstrap, "input_topic": self.topic,
-                      "group_id": self.group, "dead_letter_topic": self.dlq},
+            "kafka": {
+                "bootstrap_servers": self.bootstrap,
+                "input_topic": self.topic,
+                "group_id": self.group,
+                "dead_letter_topic": self.dlq,
+            },
             "batch": {"max_records": 100, "max_wait_s": 0.3},
             "retry": {"initial_backoff_s": 0.2, "max_backoff_s": 1.0},
             "http": {"listen": f"127.0.0.1:{port}"},
             "shutdown_deadline_s": 10,
-            "retry_lane": {"redis_url": redis_url or self.redis_url, "namespace": self.unique,
-                           "budget_attempts": 2, "min_backoff_s": 0.3, "max_backoff_s": 1.0,
-                           "max_age_s": 600, **lane},
+            "retry_lane": {
+                "redis_url": redis_url or self.redis_url,
+                "namespace": self.unique,
+                "budget_attempts": 2,
+                "min_backoff_s": 0.3,
+                "max_backoff_s": 1.0,
+                "max_age_s": 600,
+                **lane,
+            },
             "config": self.config,
         }
 
@@ -118,12 +131,29 @@ class Scene:
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
         for m, day in enumerate(days, start):
             ts = self.yesterday if day == "y" else self.now
-            body = encode_write_request([
-                TimeSeries(tuple(sorted({"__name__": f"lane_{self.unique}", "m": str(m),
-                                         "s": str(s)}.items())), (Sample(float(m), ts),))
-                for s in range(SERIES)])
-            producer.send(self.topic, key=f"m{m}".encode(), value=snappy_compress(body),
-                          headers=[(h.SCHEMA, h.SCHEMA_REMOTE_WRITE), (h.CLUSTER, b"alpha")])
+            body = encode_write_request(
+                [
+                    TimeSeries(
+                        tuple(
+                            sorted(
+                                {
+                                    "__name__": f"lane_{self.unique}",
+                                    "m": str(m),
+                                    "s": str(s),
+                                }.items()
+                            )
+                        ),
+                        (Sample(float(m), ts),),
+                    )
+                    for s in range(SERIES)
+                ]
+            )
+            producer.send(
+                self.topic,
+                key=f"m{m}".encode(),
+                value=snappy_compress(body),
+                headers=[(h.SCHEMA, h.SCHEMA_REMOTE_WRITE), (h.CLUSTER, b"alpha")],
+            )
         producer.flush(timeout=30)
         producer.close()
 
@@ -151,18 +181,23 @@ def _metric(port: int, name: str, **labels: str) -> float:
     except httpx.TransportError:  # still starting
         return 0.0
     want = [f'{k}="{v}"' for k, v in labels.items()]
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") and all(w in line for w in want))
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") and all(w in line for w in want)
+    )
 
 
 def _held(client: redis.Redis, namespace: str, queue: str) -> int:
-    return int(client.hlen(f"{namespace}:{queue}.msgs")) + \
-        int(client.hlen(f"{namespace}:{queue}.DQ.msgs"))
+    return int(client.hlen(f"{namespace}:{queue}.msgs")) + int(
+        client.hlen(f"{namespace}:{queue}.DQ.msgs")
+    )
 
 
 def _dead_letters(bootstrap: str, dlq: str, expected: int) -> list[Any]:
-    consumer = KafkaConsumer(dlq, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000)
+    consumer = KafkaConsumer(
+        dlq, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=3000
+    )
     try:
         got: list[Any] = []
         deadline = time.monotonic() + 60
@@ -181,14 +216,16 @@ def _five_in_the_lane(scene: Scene, tmp_path: Path, processes) -> Worker:
     """Ten records, every other one refused: a worker commits all ten and hands the
     five refused to the lane."""
     scene.produce(["y", "t"] * 5)
-    worker = processes(Worker(tmp_path, "elasticsearch_metrics",
-                              scene.settings(port=scene.worker_port)))
+    worker = processes(
+        Worker(tmp_path, "elasticsearch_metrics", scene.settings(port=scene.worker_port))
+    )
     wait_for(lambda: scene.committed() == 10, 60, "the first 10 committed, 5 in the lane")
     return worker
 
 
 def test_refused_records_wait_in_redis_while_the_partition_moves_on(
-        scene: Scene, lane_redis: redis.Redis, tmp_path: Path, processes) -> None:
+    scene: Scene, lane_redis: redis.Redis, tmp_path: Path, processes
+) -> None:
     worker = _five_in_the_lane(scene, tmp_path, processes)
     assert _held(lane_redis, scene.unique, QUEUE) == 5
     assert _metric(scene.worker_port, "ferryman_records_handed_to_lane_total") == 5
@@ -199,10 +236,14 @@ def test_refused_records_wait_in_redis_while_the_partition_moves_on(
     assert scene.count(scene.blocked) == 0
     assert _held(lane_redis, scene.unique, QUEUE) == 5
 
-    retry = processes(RetryWorker(tmp_path, "elasticsearch_metrics",
-                                  scene.settings(port=scene.retry_port)))
-    wait_for(lambda: _metric(scene.retry_port, "ferryman_records_retried_total") >= 10, 60,
-             "the lane retrying the blocked records with backoff")
+    retry = processes(
+        RetryWorker(tmp_path, "elasticsearch_metrics", scene.settings(port=scene.retry_port))
+    )
+    wait_for(
+        lambda: _metric(scene.retry_port, "ferryman_records_retried_total") >= 10,
+        60,
+        "the lane retrying the blocked records with backoff",
+    )
     assert scene.count(scene.blocked) == 0
     assert _metric(scene.retry_port, "ferryman_retry_lane_queue_length", queue=QUEUE) >= 0
     assert httpx.get(f"http://127.0.0.1:{scene.retry_port}/healthz").status_code == 200
@@ -210,14 +251,21 @@ def test_refused_records_wait_in_redis_while_the_partition_moves_on(
     # A retry worker stopped while it holds delayed messages puts them back in Redis.
     assert retry.terminate() == 0
     assert _held(lane_redis, scene.unique, QUEUE) == 5
-    retry = processes(RetryWorker(tmp_path, "elasticsearch_metrics",
-                                  scene.settings(port=scene.retry_port)))
+    retry = processes(
+        RetryWorker(tmp_path, "elasticsearch_metrics", scene.settings(port=scene.retry_port))
+    )
 
     scene.block(False)  # the backend recovers
-    wait_for(lambda: scene.count(scene.blocked) == 5 * SERIES, 60,
-             "the lane's records stored once the block was lifted")
-    wait_for(lambda: _metric(scene.retry_port, "ferryman_records_sent_total") == 5, 30,
-             "5 delivered by the retry worker")
+    wait_for(
+        lambda: scene.count(scene.blocked) == 5 * SERIES,
+        60,
+        "the lane's records stored once the block was lifted",
+    )
+    wait_for(
+        lambda: _metric(scene.retry_port, "ferryman_records_sent_total") == 5,
+        30,
+        "5 delivered by the retry worker",
+    )
     wait_for(lambda: _held(lane_redis, scene.unique, QUEUE) == 0, 30, "the lane emptied")
     assert scene.count(scene.open) == 15 * SERIES
     assert _metric(scene.retry_port, "ferryman_records_dead_lettered_total") == 0
@@ -228,13 +276,19 @@ def test_refused_records_wait_in_redis_while_the_partition_moves_on(
 
 
 def test_records_past_max_age_are_dead_lettered_with_the_reason(
-        scene: Scene, lane_redis: redis.Redis, tmp_path: Path, processes) -> None:
+    scene: Scene, lane_redis: redis.Redis, tmp_path: Path, processes
+) -> None:
     scene.produce(["t", "y", "t", "y"])
     settings = scene.settings(port=scene.worker_port, max_age_s=4)
     processes(Worker(tmp_path, "elasticsearch_metrics", settings))
     wait_for(lambda: scene.committed() == 4, 60, "all 4 committed, 2 in the lane")
-    processes(RetryWorker(tmp_path, "elasticsearch_metrics",
-                          {**settings, "http": {"listen": f"127.0.0.1:{scene.retry_port}"}}))
+    processes(
+        RetryWorker(
+            tmp_path,
+            "elasticsearch_metrics",
+            {**settings, "http": {"listen": f"127.0.0.1:{scene.retry_port}"}},
+        )
+    )
     dead = _dead_letters(scene.bootstrap, scene.dlq, 2)
     assert sorted(d.key for d in dead) == [b"m1", b"m3"]
     for letter in dead:
@@ -263,9 +317,22 @@ class PrivateRedis:
 
     def start(self) -> PrivateRedis:
         self.proc = subprocess.Popen(
-            ["/usr/bin/redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
-             "--dir", str(self.dir), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "/usr/bin/redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for(self._up, 20, "private redis up", interval=0.1)
         return self
 
@@ -285,15 +352,31 @@ class PrivateRedis:
 
 
 def test_nothing_is_committed_until_redis_acknowledged_the_hand_off(
-        scene: Scene, tmp_path: Path, processes) -> None:
+    scene: Scene, tmp_path: Path, processes
+) -> None:
     private = PrivateRedis(tmp_path)  # not started yet: nothing listens there
     scene.produce(["y", "t", "y", "t"])
-    worker = processes(Worker(tmp_path, "elasticsearch_metrics",
-                              scene.settings(port=scene.worker_port, redis_url=private.url)))
+    worker = processes(
+        Worker(
+            tmp_path,
+            "elasticsearch_metrics",
+            scene.settings(port=scene.worker_port, redis_url=private.url),
+        )
+    )
     try:
-        wait_for(lambda: _metric(scene.worker_port, "ferryman_errors_total",
-                                 error_type="LaneUnavailable", stage="hand_off") >= 3, 60,
-                 "hand-offs failing while Redis is down")
+        wait_for(
+            lambda: (
+                _metric(
+                    scene.worker_port,
+                    "ferryman_errors_total",
+                    error_type="LaneUnavailable",
+                    stage="hand_off",
+                )
+                >= 3
+            ),
+            60,
+            "hand-offs failing while Redis is down",
+        )
         assert scene.count(scene.open) == 2 * SERIES  # the backend took what it could
         end = time.monotonic() + 4
         while time.monotonic() < end:
@@ -311,14 +394,21 @@ def test_nothing_is_committed_until_redis_acknowledged_the_hand_off(
 
 
 def test_a_batch_of_which_nothing_was_delivered_stays_in_process(
-        scene: Scene, lane_redis: redis.Redis, tmp_path: Path, processes) -> None:
+    scene: Scene, lane_redis: redis.Redis, tmp_path: Path, processes
+) -> None:
     """Everything refused looks like a backend down or pushing back as a whole: the
     partition is held (no commit) and Redis is not flooded."""
     scene.produce(["y", "y", "y"])
-    worker = processes(Worker(tmp_path, "elasticsearch_metrics",
-                              scene.settings(port=scene.worker_port)))
-    wait_for(lambda: _metric(scene.worker_port, "ferryman_documents_total",
-                             result="retry") >= 4 * 3 * SERIES, 60, "4 attempts refused")
+    worker = processes(
+        Worker(tmp_path, "elasticsearch_metrics", scene.settings(port=scene.worker_port))
+    )
+    wait_for(
+        lambda: (
+            _metric(scene.worker_port, "ferryman_documents_total", result="retry") >= 4 * 3 * SERIES
+        ),
+        60,
+        "4 attempts refused",
+    )
     assert scene.committed() == 0
     assert _held(lane_redis, scene.unique, QUEUE) == 0
     scene.block(False)
@@ -329,13 +419,26 @@ def test_a_batch_of_which_nothing_was_delivered_stays_in_process(
 
 
 def test_a_full_lane_keeps_the_records_in_process(
-        scene: Scene, lane_redis: redis.Redis, tmp_path: Path, processes) -> None:
+    scene: Scene, lane_redis: redis.Redis, tmp_path: Path, processes
+) -> None:
     scene.produce(["y", "t"] * 3)
-    worker = processes(Worker(tmp_path, "elasticsearch_metrics",
-                              scene.settings(port=scene.worker_port, max_in_flight=2)))
-    wait_for(lambda: _metric(scene.worker_port, "ferryman_errors_total",
-                             error_type="LaneFull", stage="hand_off") >= 2, 60,
-             "hand-offs refused: 3 records do not fit in a lane of 2")
+    worker = processes(
+        Worker(
+            tmp_path,
+            "elasticsearch_metrics",
+            scene.settings(port=scene.worker_port, max_in_flight=2),
+        )
+    )
+    wait_for(
+        lambda: (
+            _metric(
+                scene.worker_port, "ferryman_errors_total", error_type="LaneFull", stage="hand_off"
+            )
+            >= 2
+        ),
+        60,
+        "hand-offs refused: 3 records do not fit in a lane of 2",
+    )
     assert scene.committed() == 0
     assert _held(lane_redis, scene.unique, QUEUE) == 0
     scene.block(False)
@@ -350,14 +453,21 @@ def _acked_by_workers(client: redis.Redis, namespace: str) -> int:
 
 
 def test_messages_a_killed_retry_worker_held_go_back_to_the_lane(
-        scene: Scene, lane_redis: redis.Redis, tmp_path: Path, processes) -> None:
+    scene: Scene, lane_redis: redis.Redis, tmp_path: Path, processes
+) -> None:
     worker = _five_in_the_lane(scene, tmp_path, processes)
     settings = scene.settings(port=scene.retry_port, heartbeat_timeout_s=5)
     retry = processes(RetryWorker(tmp_path, "elasticsearch_metrics", settings))
-    wait_for(lambda: _metric(scene.retry_port, "ferryman_records_retried_total") >= 5, 60,
-             "the retry worker refused and delayed each record once")
-    wait_for(lambda: _acked_by_workers(lane_redis, scene.unique) >= 1, 30,
-             "the retry worker holding lane messages")
+    wait_for(
+        lambda: _metric(scene.retry_port, "ferryman_records_retried_total") >= 5,
+        60,
+        "the retry worker refused and delayed each record once",
+    )
+    wait_for(
+        lambda: _acked_by_workers(lane_redis, scene.unique) >= 1,
+        30,
+        "the retry worker holding lane messages",
+    )
     retry.kill9()
     held_by_the_dead = _acked_by_workers(lane_redis, scene.unique)
     assert held_by_the_dead >= 1
@@ -366,8 +476,11 @@ def test_messages_a_killed_retry_worker_held_go_back_to_the_lane(
     scene.block(False)
     successor = processes(RetryWorker(tmp_path, "elasticsearch_metrics", settings))
     # Within the 5 s heartbeat timeout and a maintenance round, not at random.
-    wait_for(lambda: scene.count(scene.blocked) == 5 * SERIES, 40,
-             "the dead worker's messages delivered by its successor")
+    wait_for(
+        lambda: scene.count(scene.blocked) == 5 * SERIES,
+        40,
+        "the dead worker's messages delivered by its successor",
+    )
     wait_for(lambda: _held(lane_redis, scene.unique, QUEUE) == 0, 30, "the lane emptied")
     assert _acked_by_workers(lane_redis, scene.unique) == 0
     assert _metric(scene.retry_port, "ferryman_records_sent_total") == 5
@@ -379,14 +492,22 @@ def test_messages_a_killed_retry_worker_held_go_back_to_the_lane(
 def test_maintain_hands_back_what_a_silent_worker_held(stack, unique, lane_redis) -> None:
     """Forced maintenance alone (random maintenance off) puts back a message a worker
     took and never acknowledged once its heartbeat is older than the timeout."""
-    settings = RetryLaneSettings(redis_url=stack("redis", "url"), namespace=unique,
-                                 heartbeat_timeout_s=5)
-    ours = Lane(settings, "elasticsearch_metrics", broker=LaneBroker(
-        client=lane_redis, namespace=unique, maintenance_chance=0, heartbeat_timeout=5000))
-    ours.send(LaneMessage(Record("t", 0, 7, None, b"v"), "elasticsearch_metrics",
-                          time.time(), 1), 0)
+    settings = RetryLaneSettings(
+        redis_url=stack("redis", "url"), namespace=unique, heartbeat_timeout_s=5
+    )
+    ours = Lane(
+        settings,
+        "elasticsearch_metrics",
+        broker=LaneBroker(
+            client=lane_redis, namespace=unique, maintenance_chance=0, heartbeat_timeout=5000
+        ),
+    )
+    ours.send(
+        LaneMessage(Record("t", 0, 7, None, b"v"), "elasticsearch_metrics", time.time(), 1), 0
+    )
     silent = LaneBroker(
-        client=lane_redis, namespace=unique, maintenance_chance=0, heartbeat_timeout=5000)
+        client=lane_redis, namespace=unique, maintenance_chance=0, heartbeat_timeout=5000
+    )
     consumer = silent.consume(ours.queue, prefetch=1, timeout=100)
     taken = next(message for message in consumer if message is not None)
     assert taken.message_id
@@ -400,7 +521,8 @@ def test_maintain_hands_back_what_a_silent_worker_held(stack, unique, lane_redis
 
 
 def test_without_a_lane_per_item_backpressure_is_held(
-        scene: Scene, tmp_path: Path, processes) -> None:
+    scene: Scene, tmp_path: Path, processes
+) -> None:
     """An index block answers 429 per document: backpressure, not evidence against the
     records. Without a lane they are held past retry.partial_max_attempts while the
     records around them, and newer ones the widening takes, are stored; once the block
@@ -414,8 +536,14 @@ def test_without_a_lane_per_item_backpressure_is_held(
     worker = processes(Worker(tmp_path, "elasticsearch_metrics", settings))
     wait_for(lambda: scene.count(scene.open) == 3 * SERIES, 60, "today's records stored")
     scene.produce(["t"] * 3, start=6)
-    wait_for(lambda: _metric(scene.worker_port, "ferryman_documents_total", result="retry")
-             >= 2 * bound * 3 * SERIES, 90, "the blocked records refused past the bound")
+    wait_for(
+        lambda: (
+            _metric(scene.worker_port, "ferryman_documents_total", result="retry")
+            >= 2 * bound * 3 * SERIES
+        ),
+        90,
+        "the blocked records refused past the bound",
+    )
     wait_for(lambda: scene.count(scene.open) == 6 * SERIES, 60, "the newer records stored")
     assert _metric(scene.worker_port, "ferryman_records_dead_lettered_total") == 0
     assert scene.committed() == 0

@@ -76,8 +76,12 @@ def test_torn_tail_is_cut_off(tmp_path: Path, open_queue: Opener) -> None:
 
 def test_bound_drops_oldest_and_reports_every_sample(tmp_path: Path, open_queue: Opener) -> None:
     dropped: list[tuple[int, int]] = []
-    queue = open_queue(tmp_path, max_bytes=20_000, segment_bytes=5_000,
-                      on_drop=lambda records, samples: dropped.append((records, samples)))
+    queue = open_queue(
+        tmp_path,
+        max_bytes=20_000,
+        segment_bytes=5_000,
+        on_drop=lambda records, samples: dropped.append((records, samples)),
+    )
     for i in range(200):
         queue.append(0, 7, i.to_bytes(4, "big") * 50)
     kept = [int.from_bytes(p[:4], "big") for p in _payloads(queue)]
@@ -92,8 +96,12 @@ def test_acknowledged_records_are_not_reported_as_dropped(
     tmp_path: Path, open_queue: Opener
 ) -> None:
     dropped: list[tuple[int, int]] = []
-    queue = open_queue(tmp_path, max_bytes=20_000, segment_bytes=5_000,
-                      on_drop=lambda records, samples: dropped.append((records, samples)))
+    queue = open_queue(
+        tmp_path,
+        max_bytes=20_000,
+        segment_bytes=5_000,
+        on_drop=lambda records, samples: dropped.append((records, samples)),
+    )
     for _i in range(20):
         queue.append(0, 1, b"x" * 200)
     entries = queue.read(1000, 2**30)
@@ -110,10 +118,13 @@ def _payloads_after_rewind(queue: DiskQueue) -> list[bytes]:
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.lists(st.binary(min_size=0, max_size=300), max_size=60),
-       st.integers(min_value=0, max_value=60))
-def test_order_is_kept_for_any_payloads(tmp_path_factory: object, items: list[bytes],
-                                        ack_after: int) -> None:
+@given(
+    st.lists(st.binary(min_size=0, max_size=300), max_size=60),
+    st.integers(min_value=0, max_value=60),
+)
+def test_order_is_kept_for_any_payloads(
+    tmp_path_factory: object, items: list[bytes], ack_after: int
+) -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as directory:
@@ -125,5 +136,5 @@ def test_order_is_kept_for_any_payloads(tmp_path_factory: object, items: list[by
             queue.ack(entries[-1].end)
         queue.close()
         rest = DiskQueue(Path(directory), max_bytes=10**7, segment_bytes=2048)
-        assert _payloads(rest) == items[len(entries):]
+        assert _payloads(rest) == items[len(entries) :]
         rest.close()

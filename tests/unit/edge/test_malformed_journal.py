@@ -35,17 +35,23 @@ from edge.logs.journalcut import cut_oversized
 from ferryman.wire.loki import Entry, Stream, encode_push_request, format_labels
 
 CHECKS = settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
-CURSOR = ("s=401170b4cf644c95b689817240d6974f;i=1;b=0123456789abcdef0123456789abcdef;"
-          "m=1;t=6611f7b04ff28;x=f5ef55d813f90592")
+CURSOR = (
+    "s=401170b4cf644c95b689817240d6974f;i=1;b=0123456789abcdef0123456789abcdef;"
+    "m=1;t=6611f7b04ff28;x=f5ef55d813f90592"
+)
 RECORDED = (
     b'{"SYSLOG_IDENTIFIER":"app","_SYSTEMD_UNIT":"app.service","__CURSOR":"'
-    + CURSOR.encode() + b'","_HOSTNAME":"h1","__REALTIME_TIMESTAMP":"1795637696069416",'
-    b'"MESSAGE":"line 0 \\u001b[1m\xc3\xa9","PRIORITY":"6","__MONOTONIC_TIMESTAMP":"1"}')
+    + CURSOR.encode()
+    + b'","_HOSTNAME":"h1","__REALTIME_TIMESTAMP":"1795637696069416",'
+    b'"MESSAGE":"line 0 \\u001b[1m\xc3\xa9","PRIORITY":"6","__MONOTONIC_TIMESTAMP":"1"}'
+)
 BINARY = (
     b'{"PRIORITY":"6","MESSAGE":[98,105,110,0,255,254,111,107],'
-    b'"__REALTIME_TIMESTAMP":"1795637698075159","__CURSOR":"' + CURSOR.encode() + b'"}')
-OVERSIZED = json.dumps({"__CURSOR": CURSOR, "__REALTIME_TIMESTAMP": "1",
-                        "MESSAGE": "x\u00e9\\\"" * 200, "_PID": "7"}).encode()
+    b'"__REALTIME_TIMESTAMP":"1795637698075159","__CURSOR":"' + CURSOR.encode() + b'"}'
+)
+OVERSIZED = json.dumps(
+    {"__CURSOR": CURSOR, "__REALTIME_TIMESTAMP": "1", "MESSAGE": 'x\u00e9\\"' * 200, "_PID": "7"}
+).encode()
 CONFIGS = [JournalConfig(), JournalConfig(json=True, labels={"job": "j"})]
 
 
@@ -77,31 +83,84 @@ def check(raw: bytes | str, config: JournalConfig) -> None:
 
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10)),
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.text(max_size=4), inner, max_size=3)),
-    max_leaves=12)
-byte_arrays = st.lists(st.one_of(st.integers(0, 255), st.integers(-300, 300),
-                                 st.sampled_from([2**64, True, None, "a"])), max_size=8)
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+byte_arrays = st.lists(
+    st.one_of(
+        st.integers(0, 255), st.integers(-300, 300), st.sampled_from([2**64, True, None, "a"])
+    ),
+    max_size=8,
+)
 field_values = st.one_of(
-    st.text(max_size=20), byte_arrays, json_values,
-    st.lists(st.one_of(st.text(max_size=5), st.none(), byte_arrays), max_size=3))
+    st.text(max_size=20),
+    byte_arrays,
+    json_values,
+    st.lists(st.one_of(st.text(max_size=5), st.none(), byte_arrays), max_size=3),
+)
 # Raw JSON text, for what json.dumps would not write.
-tokens = st.sampled_from([
-    "1e400", "-1e400", "NaN", "Infinity", "-Infinity", "1" * 5000, "-1", "1.5", "true",
-    '"\\ud800"', '"\\udfff x"', '"\\ud83d\\ude00"', '"a\\u0000b"', '"1_000"', '"\\u0661"',
-    '"\\u00b2"', '"06"', '"-7"', '"7"', '"9223372036854775807"', '"18446744073709551615"',
-    '"' + "f" * 300 + '"', "[" * 3000 + "]" * 3000, "[" * 3000, '{"a":' * 500 + "1" + "}" * 500,
-    "[[[[[[1]]]]]]", "[1,300]", "[]", "{}", '"s=1;t=' + "f" * 40 + '"', '"s=\\u0000;t=1"',
-    '"s=\\ud800;t=1"', '"t=1\\nx"'])
-names = st.sampled_from(["MESSAGE", "PRIORITY", "__CURSOR", "__REALTIME_TIMESTAMP", "_PID",
-                         "SYSLOG_IDENTIFIER", "", "\\ud800", "é", "__X"])
+tokens = st.sampled_from(
+    [
+        "1e400",
+        "-1e400",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "1" * 5000,
+        "-1",
+        "1.5",
+        "true",
+        '"\\ud800"',
+        '"\\udfff x"',
+        '"\\ud83d\\ude00"',
+        '"a\\u0000b"',
+        '"1_000"',
+        '"\\u0661"',
+        '"\\u00b2"',
+        '"06"',
+        '"-7"',
+        '"7"',
+        '"9223372036854775807"',
+        '"18446744073709551615"',
+        '"' + "f" * 300 + '"',
+        "[" * 3000 + "]" * 3000,
+        "[" * 3000,
+        '{"a":' * 500 + "1" + "}" * 500,
+        "[[[[[[1]]]]]]",
+        "[1,300]",
+        "[]",
+        "{}",
+        '"s=1;t=' + "f" * 40 + '"',
+        '"s=\\u0000;t=1"',
+        '"s=\\ud800;t=1"',
+        '"t=1\\nx"',
+    ]
+)
+names = st.sampled_from(
+    [
+        "MESSAGE",
+        "PRIORITY",
+        "__CURSOR",
+        "__REALTIME_TIMESTAMP",
+        "_PID",
+        "SYSLOG_IDENTIFIER",
+        "",
+        "\\ud800",
+        "é",
+        "__X",
+    ]
+)
 
 
 @st.composite
 def entries(draw: st.DrawFn) -> str:
     """A JSON object with the fields an entry has, each possibly odd, as text."""
-    fields: dict[str, str] = {"__CURSOR": json.dumps(CURSOR),
-                              "__REALTIME_TIMESTAMP": '"1795637696069416"'}
+    fields: dict[str, str] = {
+        "__CURSOR": json.dumps(CURSOR),
+        "__REALTIME_TIMESTAMP": '"1795637696069416"',
+    }
     for _ in range(draw(st.integers(1, 5))):
         value = draw(st.one_of(tokens, field_values.map(json.dumps)))
         fields[draw(names)] = value
@@ -110,16 +169,25 @@ def entries(draw: st.DrawFn) -> str:
 
 @st.composite
 def broken(draw: st.DrawFn) -> bytes:
-    raw = draw(st.one_of(st.sampled_from([RECORDED, BINARY]),
-                         entries().map(lambda t: t.encode("utf-8", "surrogatepass"))))
+    raw = draw(
+        st.one_of(
+            st.sampled_from([RECORDED, BINARY]),
+            entries().map(lambda t: t.encode("utf-8", "surrogatepass")),
+        )
+    )
     if draw(st.booleans()):
-        return raw[:draw(st.integers(0, len(raw)))]
+        return raw[: draw(st.integers(0, len(raw)))]
     at = draw(st.integers(0, len(raw) - 1))
-    return raw[:at] + bytes([raw[at] ^ draw(st.integers(1, 255))]) + raw[at + 1:]
+    return raw[:at] + bytes([raw[at] ^ draw(st.integers(1, 255))]) + raw[at + 1 :]
 
 
-lines = st.one_of(entries().map(str.encode), entries(), broken(), st.binary(max_size=100),
-                  field_values.map(json.dumps).map(str.encode))
+lines = st.one_of(
+    entries().map(str.encode),
+    entries(),
+    broken(),
+    st.binary(max_size=100),
+    field_values.map(json.dumps).map(str.encode),
+)
 
 
 @CHECKS
@@ -140,10 +208,10 @@ def test_cursor_time_is_a_time_or_none(cursor: str) -> None:
 
 
 @CHECKS
-@given(st.binary(max_size=300), st.lists(st.binary(max_size=40), max_size=8),
-       st.integers(1, 200))
+@given(st.binary(max_size=300), st.lists(st.binary(max_size=40), max_size=8), st.integers(1, 200))
 def test_cut_oversized_reads_to_the_end_and_returns_bytes_or_none(
-        head: bytes, chunks: list[bytes], limit: int) -> None:
+    head: bytes, chunks: list[bytes], limit: int
+) -> None:
     pieces = iter([*chunks, b"\n"])
     got = cut_oversized(head.replace(b"\n", b" "), lambda: next(pieces, b""), limit)
     assert got is None or isinstance(got, bytes)
@@ -152,14 +220,19 @@ def test_cut_oversized_reads_to_the_end_and_returns_bytes_or_none(
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.one_of(lines, st.sampled_from([RECORDED, b" ", OVERSIZED]),
-                          st.just(RECORDED[:40] + b'"MESSAGE":"' + b"x" * 400 + b'"}'),
-                          st.just(OVERSIZED).flatmap(
-                              lambda raw: st.integers(0, len(raw)).map(lambda n: raw[:n]))),
-                max_size=8))
+@given(
+    st.lists(
+        st.one_of(
+            lines,
+            st.sampled_from([RECORDED, b" ", OVERSIZED]),
+            st.just(RECORDED[:40] + b'"MESSAGE":"' + b"x" * 400 + b'"}'),
+            st.just(OVERSIZED).flatmap(lambda raw: st.integers(0, len(raw)).map(lambda n: raw[:n])),
+        ),
+        max_size=8,
+    )
+)
 def test_the_reader_never_stops_on_a_bad_line(raws: list[bytes | str]) -> None:
-    data = b"\n".join(r.encode("utf-8", "surrogatepass") if isinstance(r, str) else r
-                      for r in raws)
+    data = b"\n".join(r.encode("utf-8", "surrogatepass") if isinstance(r, str) else r for r in raws)
     source = JournalSource(JournalConfig(max_entry_bytes=300), max_line_bytes=64)
     buffered = source._pump(io.BytesIO(data))
     read = source.read(100)
@@ -184,28 +257,34 @@ def test_the_reader_keeps_an_oversized_entry_among_bad_lines() -> None:
 
 
 def entry_of(**fields: str) -> bytes:
-    base = {"__CURSOR": json.dumps(CURSOR), "__REALTIME_TIMESTAMP": '"1795637696069416"',
-            "MESSAGE": '"m"'}
+    base = {
+        "__CURSOR": json.dumps(CURSOR),
+        "__REALTIME_TIMESTAMP": '"1795637696069416"',
+        "MESSAGE": '"m"',
+    }
     return ("{" + ",".join(f'"{k}":{v}' for k, v in {**base, **fields}.items()) + "}").encode()
 
 
-@pytest.mark.parametrize("raw", [
-    b"[" * 100_000,  # was RecursionError, from json.loads
-    entry_of(__REALTIME_TIMESTAMP="1e400"),  # was OverflowError: int(inf)
-    entry_of(__REALTIME_TIMESTAMP="Infinity"),
-    entry_of(__REALTIME_TIMESTAMP="NaN"),
-    entry_of(__REALTIME_TIMESTAMP='"18446744073709551615"'),  # ns beyond int64
-    entry_of(__REALTIME_TIMESTAMP="-1"),
-    entry_of(__REALTIME_TIMESTAMP="1" * 5000),
-    entry_of(MESSAGE="[1,300]"),
-    entry_of(MESSAGE="[1,-1]"),
-    b'{"__CURSOR":"c","__REALTIME_TIMESTAMP":"1","MESSAGE":"\xff"}',  # not UTF-8
-    b'{"__CURSOR":"c","__REALTIME_TIMESTAMP":"1","MESSAGE":"\xed\xa0\x80"}',  # a surrogate
-    b"\xef\xbb\xbf" + entry_of(),  # a byte order mark
-    b"",
-    b"null",
-    b'"MESSAGE"',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000,  # was RecursionError, from json.loads
+        entry_of(__REALTIME_TIMESTAMP="1e400"),  # was OverflowError: int(inf)
+        entry_of(__REALTIME_TIMESTAMP="Infinity"),
+        entry_of(__REALTIME_TIMESTAMP="NaN"),
+        entry_of(__REALTIME_TIMESTAMP='"18446744073709551615"'),  # ns beyond int64
+        entry_of(__REALTIME_TIMESTAMP="-1"),
+        entry_of(__REALTIME_TIMESTAMP="1" * 5000),
+        entry_of(MESSAGE="[1,300]"),
+        entry_of(MESSAGE="[1,-1]"),
+        b'{"__CURSOR":"c","__REALTIME_TIMESTAMP":"1","MESSAGE":"\xff"}',  # not UTF-8
+        b'{"__CURSOR":"c","__REALTIME_TIMESTAMP":"1","MESSAGE":"\xed\xa0\x80"}',  # a surrogate
+        b"\xef\xbb\xbf" + entry_of(),  # a byte order mark
+        b"",
+        b"null",
+        b'"MESSAGE"',
+    ],
+)
 def test_malformed(raw: bytes) -> None:
     with pytest.raises(MalformedEntry):
         parse_entry(raw, JournalConfig())
@@ -226,8 +305,11 @@ def test_deep_fields_near_the_recursion_limit() -> None:
     # json.loads reads as deep as the stack allows and raised RecursionError beyond
     # (not a ValueError); reading the fields then recurses as deep again. Whatever
     # room the caller leaves, the outcome is an entry or MalformedEntry.
-    deep = entry_of(MESSAGE="[" * 200 + '"m"' + "]" * 200,
-                    X='{"a":' * 200 + "[1]" + "}" * 200, Y="[" * 200 + "[1,2]" + "]" * 200)
+    deep = entry_of(
+        MESSAGE="[" * 200 + '"m"' + "]" * 200,
+        X='{"a":' * 200 + "[1]" + "}" * 200,
+        Y="[" * 200 + "[1,2]" + "]" * 200,
+    )
     room = sys.getrecursionlimit() - _depth()
     outcomes = set()
     for spare in range(30, 500, 3):
@@ -250,8 +332,7 @@ def test_a_priority_that_is_a_digit_but_not_a_level() -> None:
 
 def test_escaped_lone_surrogates_are_replaced() -> None:
     # They were kept, and the Loki encoder raised UnicodeEncodeError on the line.
-    raw = entry_of(**{"MESSAGE": '"a\\ud800b"', "X_\u00e9": '"\\udfff"',
-                      "__CURSOR": '"c\\ud800"'})
+    raw = entry_of(**{"MESSAGE": '"a\\ud800b"', "X_\u00e9": '"\\udfff"', "__CURSOR": '"c\\ud800"'})
     for config in CONFIGS:
         entry = parse_entry(raw, config)
         assert entry is not None
@@ -264,16 +345,24 @@ def test_escaped_lone_surrogates_are_replaced() -> None:
     assert pair is not None and pair.line == "\U0001f600"
 
 
-@pytest.mark.parametrize("cursor", [
-    "s=1;t=" + "f" * 300,  # was OverflowError: int too large to convert to float
-    "s=\x00;t=1",  # would have gone to journalctl's command line: ValueError from exec
-    "s=\ud800;t=1",  # UnicodeEncodeError from exec
-    "s=1;t=-5", "s=1;t= 5", "s=1;t=0x5", "s=1;t=5_0", "t=",
-])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "s=1;t=" + "f" * 300,  # was OverflowError: int too large to convert to float
+        "s=\x00;t=1",  # would have gone to journalctl's command line: ValueError from exec
+        "s=\ud800;t=1",  # UnicodeEncodeError from exec
+        "s=1;t=-5",
+        "s=1;t= 5",
+        "s=1;t=0x5",
+        "s=1;t=5_0",
+        "t=",
+    ],
+)
 def test_not_a_cursor(cursor: str) -> None:
     assert cursor_time(cursor) is None
-    assert not any(a.startswith("--after-cursor") for a in journalctl_command(
-        JournalConfig(), cursor, 0.0))
+    assert not any(
+        a.startswith("--after-cursor") for a in journalctl_command(JournalConfig(), cursor, 0.0)
+    )
 
 
 def test_recorded_entries_still_parse() -> None:

@@ -17,8 +17,12 @@ from ferryman.logparse import (
 
 def test_logfmt_pairs_quotes_escapes_and_bare_keys() -> None:
     line = 'level=info msg="hello \\"world\\"\\n" flag dur=1.2s'
-    assert parse_logfmt(line) == {"level": "info", "msg": 'hello "world"\n', "flag": "",
-                                  "dur": "1.2s"}
+    assert parse_logfmt(line) == {
+        "level": "info",
+        "msg": 'hello "world"\n',
+        "flag": "",
+        "dur": "1.2s",
+    }
 
 
 def test_logfmt_tolerates_garbage() -> None:

@@ -72,7 +72,8 @@ texts = st.text(max_size=12)
 series = st.builds(
     lambda labels, samples: TimeSeries(tuple(sorted(labels.items())), tuple(samples)),
     st.dictionaries(names, texts, max_size=4),
-    st.lists(st.builds(Sample, st.floats(), st.integers(*INT64)), max_size=3))
+    st.lists(st.builds(Sample, st.floats(), st.integers(*INT64)), max_size=3),
+)
 write_requests = st.lists(series, max_size=4).map(encode_write_request)
 
 
@@ -83,25 +84,36 @@ def wide_timestamps(draw: st.DrawFn) -> bytes:
     out = b""
     for labels in draw(st.lists(st.dictionaries(names, texts, max_size=2), max_size=3)):
         body = encode_write_request([TimeSeries(tuple(sorted(labels.items())), ())])[2:]
-        for value, low, top in draw(st.lists(st.tuples(
-                st.floats(), st.integers(0, 2**63 - 1), st.integers(0, 0x7F)), max_size=3)):
+        for value, low, top in draw(
+            st.lists(
+                st.tuples(st.floats(), st.integers(0, 2**63 - 1), st.integers(0, 0x7F)), max_size=3
+            )
+        ):
             stamp = bytes(((low >> (7 * i)) & 0x7F) | 0x80 for i in range(9)) + bytes([top])
             body += bytes_field(2, double_field(1, value) + b"\x10" + stamp)
         out += bytes_field(1, body)
     return out
 
-stamps = st.one_of(st.integers(0, 2**63 - 1), st.integers(-(10**18), 10**18),
-                   st.sampled_from([0, 1, 999_999_999, 1_000_000_000, 1_700_000_000_123_456_789]))
-entries = st.builds(Entry, stamps, texts,
-                    st.lists(st.tuples(names, texts), max_size=2).map(tuple))
+
+stamps = st.one_of(
+    st.integers(0, 2**63 - 1),
+    st.integers(-(10**18), 10**18),
+    st.sampled_from([0, 1, 999_999_999, 1_000_000_000, 1_700_000_000_123_456_789]),
+)
+entries = st.builds(Entry, stamps, texts, st.lists(st.tuples(names, texts), max_size=2).map(tuple))
 plain_entries = st.builds(Entry, stamps, texts)
 streams = st.builds(
-    Stream, st.dictionaries(names, texts, max_size=3),
-    st.one_of(st.lists(entries, max_size=4),
-              st.lists(plain_entries, max_size=6).map(Entries.of),
-              # What the edge shipper sends: timestamps in order, by column.
-              st.lists(plain_entries, max_size=6).map(
-                  lambda es: Entries.of(sorted(es, key=lambda e: abs(e.timestamp_ns))))))
+    Stream,
+    st.dictionaries(names, texts, max_size=3),
+    st.one_of(
+        st.lists(entries, max_size=4),
+        st.lists(plain_entries, max_size=6).map(Entries.of),
+        # What the edge shipper sends: timestamps in order, by column.
+        st.lists(plain_entries, max_size=6).map(
+            lambda es: Entries.of(sorted(es, key=lambda e: abs(e.timestamp_ns)))
+        ),
+    ),
+)
 push_requests = st.lists(streams, max_size=3).map(encode_push_request)
 valid = st.one_of(write_requests, push_requests)
 
@@ -136,8 +148,21 @@ def length_prefixes(data: bytes) -> list[tuple[int, int]]:
     return found
 
 
-CLAIMS = [1, 2, 127, 128, 2**14, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**62, 2**63 - 1,
-          2**63, 2**64 - 1]
+CLAIMS = [
+    1,
+    2,
+    127,
+    128,
+    2**14,
+    2**31 - 1,
+    2**31,
+    2**32 - 1,
+    2**32,
+    2**62,
+    2**63 - 1,
+    2**63,
+    2**64 - 1,
+]
 
 
 @st.composite
@@ -163,25 +188,30 @@ def overlong_varint(draw: st.DrawFn, payloads: st.SearchStrategy[bytes] = valid)
     last = draw(st.integers(1, 0x7F) if width == 10 else st.integers(0, 0x7F))
     stretched = b"\xff" * (width - 1) + bytes([last])
     keep = draw(st.integers(0, 3))
-    return data[:at] + stretched + data[at + keep:]
+    return data[:at] + stretched + data[at + keep :]
 
 
 @st.composite
 def truncated(draw: st.DrawFn, payloads: st.SearchStrategy[bytes] = valid) -> bytes:
     data = draw(payloads)
-    return data[:draw(st.integers(0, len(data)))]
+    return data[: draw(st.integers(0, len(data)))]
 
 
 @st.composite
 def flipped(draw: st.DrawFn, payloads: st.SearchStrategy[bytes] = valid) -> bytes:
     data = draw(payloads.filter(bool))
     at = draw(st.integers(0, len(data) - 1))
-    return data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1:]
+    return data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1 :]
 
 
 def malformed(payloads: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
-    return st.one_of(st.binary(max_size=200), truncated(payloads), flipped(payloads),
-                     overclaimed(payloads), overlong_varint(payloads))
+    return st.one_of(
+        st.binary(max_size=200),
+        truncated(payloads),
+        flipped(payloads),
+        overclaimed(payloads),
+        overlong_varint(payloads),
+    )
 
 
 anything = st.one_of(valid, malformed(valid), wide_timestamps())
@@ -194,9 +224,11 @@ def _series_list(value: object) -> bool:
     return isinstance(value, list) and all(
         isinstance(s, TimeSeries)
         and all(isinstance(k, str) and isinstance(v, str) for k, v in s.labels)
-        and all(isinstance(x.value, float) and INT64[0] <= x.timestamp_ms <= INT64[1]
-                for x in s.samples)
-        for s in value)
+        and all(
+            isinstance(x.value, float) and INT64[0] <= x.timestamp_ms <= INT64[1] for x in s.samples
+        )
+        for s in value
+    )
 
 
 @CHECKS
@@ -218,14 +250,22 @@ def test_write_request_fast_path_agrees_with_the_careful_one(data: bytes) -> Non
 
 
 @CHECKS
-@given(st.one_of(st.binary(max_size=120), malformed(
-    st.lists(st.tuples(names, texts), max_size=4).map(
-        lambda pairs: encode_write_request([TimeSeries(tuple(pairs), ())])[2:]))))
+@given(
+    st.one_of(
+        st.binary(max_size=120),
+        malformed(
+            st.lists(st.tuples(names, texts), max_size=4).map(
+                lambda pairs: encode_write_request([TimeSeries(tuple(pairs), ())])[2:]
+            )
+        ),
+    )
+)
 def test_labels_decode_or_raise_decode_error(data: bytes) -> None:
     got = outcome(decode_labels, data)
     assert isinstance(got, DecodeError) or (
-        isinstance(got, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                      for k, v in got.items()))
+        isinstance(got, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in got.items())
+    )
 
 
 @CHECKS
@@ -285,7 +325,8 @@ def _refuse(data: bytes) -> bytes:
 
 @pytest.mark.parametrize("claim", [2**32 - 1, 2**31, 10**9, 2**20])
 def test_a_huge_claim_is_refused_before_snappy_allocates_it(
-        claim: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    claim: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # It was: snappy allocated the claimed 4 GiB (VmPeak +4 GiB), then found the body short.
     monkeypatch.setattr(remote_write.cramjam.snappy, "decompress_raw", _refuse)
     with pytest.raises(DecodeError):
@@ -299,11 +340,15 @@ def _streams(value: object) -> bool:
     return isinstance(value, list) and all(
         isinstance(s, Stream)
         and all(isinstance(k, str) and isinstance(v, str) for k, v in s.labels.items())
-        and all(isinstance(e, Entry) and isinstance(e.timestamp_ns, int)
-                and isinstance(e.line, str)
-                and all(isinstance(k, str) and isinstance(v, str) for k, v in e.metadata)
-                for e in s.entries)
-        for s in value)
+        and all(
+            isinstance(e, Entry)
+            and isinstance(e.timestamp_ns, int)
+            and isinstance(e.line, str)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in e.metadata)
+            for e in s.entries
+        )
+        for s in value
+    )
 
 
 @CHECKS
@@ -328,8 +373,10 @@ def test_push_request_by_column_agrees_with_the_reference(data: bytes) -> None:
 label_texts = st.one_of(
     st.text(max_size=40),
     st.text(alphabet='{}=", \\abn\n', max_size=30),
-    st.dictionaries(names, st.text(max_size=8), max_size=3).map(loki.format_labels).flatmap(
-        lambda text: st.integers(0, len(text)).map(lambda cut: text[:cut])))
+    st.dictionaries(names, st.text(max_size=8), max_size=3)
+    .map(loki.format_labels)
+    .flatmap(lambda text: st.integers(0, len(text)).map(lambda cut: text[:cut])),
+)
 
 
 @CHECKS
@@ -337,18 +384,24 @@ label_texts = st.one_of(
 def test_label_text_parses_or_raises_decode_error(text: str) -> None:
     got = outcome(parse_labels, text)  # type: ignore[arg-type]
     assert isinstance(got, DecodeError) or (
-        isinstance(got, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                      for k, v in got.items()))
+        isinstance(got, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in got.items())
+    )
 
 
 # --- remote-write rewrite --------------------------------------------------------------
 
-REWRITER = Rewriter(compile_rules([
-    RelabelConfig(source_labels=("job",), regex="drop.*", action="drop"),
-    RelabelConfig(source_labels=("__name__", "job"), target_label="shard", modulus=4,
-                  action="hashmod"),
-    RelabelConfig(action="labelmap", regex="(.+)_x", replacement="${1}"),
-]))
+REWRITER = Rewriter(
+    compile_rules(
+        [
+            RelabelConfig(source_labels=("job",), regex="drop.*", action="drop"),
+            RelabelConfig(
+                source_labels=("__name__", "job"), target_label="shard", modulus=4, action="hashmod"
+            ),
+            RelabelConfig(action="labelmap", regex="(.+)_x", replacement="${1}"),
+        ]
+    )
+)
 
 
 @CHECKS
@@ -385,12 +438,15 @@ def test_fields_stop_at_the_end_of_the_buffer() -> None:
     assert list(fields(b"\x08\x01", 0, 100)) == [(1, 0, 1)]
 
 
-@pytest.mark.parametrize("payload", [
-    b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\x7f",  # a length of 2**63 - 1
-    b"\x0a\x05\x0a\x03\x0a\x01",  # a label runs past its series
-    b"\x0a" + b"\x80" * 11 + b"\x01",
-    b"\x0a\x03\x0a\x01",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\x7f",  # a length of 2**63 - 1
+        b"\x0a\x05\x0a\x03\x0a\x01",  # a label runs past its series
+        b"\x0a" + b"\x80" * 11 + b"\x01",
+        b"\x0a\x03\x0a\x01",
+    ],
+)
 def test_broken_write_requests(payload: bytes) -> None:
     with pytest.raises(DecodeError):
         decode_write_request(payload)

@@ -17,19 +17,23 @@ from ferryman.telemetry import CONTENT_TYPE, Counter, Gauge, Histogram, Registry
 def ours(registry: Registry) -> list[str]:
     """The rendered lines of what the test declared (``ferryman_*`` but the build info),
     HELP and TYPE included."""
+
     def name(line: str) -> str:
         return line.removeprefix("# HELP ").removeprefix("# TYPE ")
 
-    return [line for line in registry.render().splitlines()
-            if name(line).startswith("ferryman_")
-            and not name(line).startswith("ferryman_build_info")]
+    return [
+        line
+        for line in registry.render().splitlines()
+        if name(line).startswith("ferryman_") and not name(line).startswith("ferryman_build_info")
+    ]
 
 
 def test_counters_and_histograms_render_with_help_type_and_cumulative_buckets() -> None:
     registry = Registry()
     sent = registry.counter("ferryman_records_sent_total", "Sent.", ["function"])
-    hist = registry.histogram("ferryman_batch_duration_seconds", "Time.", ["function"],
-                              buckets=(1.0, 0.1))
+    hist = registry.histogram(
+        "ferryman_batch_duration_seconds", "Time.", ["function"], buckets=(1.0, 0.1)
+    )
     sent.labels(function="prw").inc(3)
     hist.labels(function="prw").observe(0.05)
     hist.labels(function="prw").observe(5.0)
@@ -45,8 +49,7 @@ def test_counters_and_histograms_render_with_help_type_and_cumulative_buckets() 
         'ferryman_batch_duration_seconds_count{function="prw"} 2.0',
         'ferryman_batch_duration_seconds_sum{function="prw"} 5.05',
     ]
-    assert registry.value("ferryman_batch_duration_seconds_bucket", function="prw",
-                          le="0.1") == 1
+    assert registry.value("ferryman_batch_duration_seconds_bucket", function="prw", le="0.1") == 1
     assert registry.value("ferryman_batch_duration_seconds_count", function="prw") == 2
     assert registry.value("ferryman_batch_duration_seconds_sum", function="prw") == 5.05
 
@@ -74,24 +77,33 @@ def test_label_values_and_help_are_escaped_and_the_text_parses_back() -> None:
         "# TYPE ferryman_file_lag_bytes gauge",
         'ferryman_file_lag_bytes{filename="C:\\\\logs\\\\\\"odd\\"\\nname.log"} 7.0',
     ]
-    [family] = [f for f in text_string_to_metric_families(registry.render())
-                if f.name == "ferryman_file_lag_bytes"]
+    [family] = [
+        f
+        for f in text_string_to_metric_families(registry.render())
+        if f.name == "ferryman_file_lag_bytes"
+    ]
     assert [(s.labels, s.value) for s in family.samples] == [
-        ({"filename": 'C:\\logs\\"odd"\nname.log'}, 7.0)]
+        ({"filename": 'C:\\logs\\"odd"\nname.log'}, 7.0)
+    ]
 
 
 def test_the_process_exports_process_python_and_build_info_series() -> None:
     text = Registry().render()
     names = {f.name for f in text_string_to_metric_families(text)}
-    assert {"process_cpu_seconds", "process_resident_memory_bytes", "process_open_fds",
-            "python_info", "python_gc_collections", "ferryman_build_info"} <= names
+    assert {
+        "process_cpu_seconds",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "python_info",
+        "python_gc_collections",
+        "ferryman_build_info",
+    } <= names
     version = importlib.metadata.version("ferryman")
     assert f'ferryman_build_info{{version="{version}"}} 1.0' in text.splitlines()
     assert "_created" not in text  # one series per counter, not two
 
 
-def test_build_info_says_unknown_without_package_metadata(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_info_says_unknown_without_package_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
     def missing(name: str) -> str:
         raise importlib.metadata.PackageNotFoundError(name)
 
@@ -103,8 +115,7 @@ def test_each_registry_holds_its_own_series() -> None:
     first, second = Registry(), Registry()
     first.counter("ferryman_commits_total", "Commits.").inc(2)
     second.counter("ferryman_commits_total", "Commits.")
-    assert (first.value("ferryman_commits_total"), second.value("ferryman_commits_total")) \
-        == (2, 0)
+    assert (first.value("ferryman_commits_total"), second.value("ferryman_commits_total")) == (2, 0)
 
 
 def test_a_name_is_declared_once() -> None:
@@ -152,10 +163,12 @@ def test_reading_a_child_never_used_gives_zero_and_makes_no_series() -> None:
 
 
 def declare(registry: Registry) -> tuple[Counter, Gauge, Histogram, Counter]:
-    return (registry.counter("ferryman_errors_total", "Errors.", ["error_type", "stage"]),
-            registry.gauge("ferryman_consumer_lag", "Lag.", ["topic", "partition"]),
-            registry.histogram("ferryman_batch_duration_seconds", "Time.", ["function"]),
-            registry.counter("ferryman_commits_total", "Commits."))
+    return (
+        registry.counter("ferryman_errors_total", "Errors.", ["error_type", "stage"]),
+        registry.gauge("ferryman_consumer_lag", "Lag.", ["topic", "partition"]),
+        registry.histogram("ferryman_batch_duration_seconds", "Time.", ["function"]),
+        registry.counter("ferryman_commits_total", "Commits."),
+    )
 
 
 def test_labels_are_taken_by_name_only() -> None:

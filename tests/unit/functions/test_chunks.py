@@ -26,8 +26,7 @@ class Toy:
         return frozenset(owner for owner, _ in self.units)
 
     def by_owner(self) -> list[Toy]:
-        return [Toy(tuple(u for u in self.units if u[0] == owner))
-                for owner in sorted(self.owners)]
+        return [Toy(tuple(u for u in self.units if u[0] == owner)) for owner in sorted(self.owners)]
 
 
 class Backend:
@@ -49,18 +48,23 @@ class Backend:
         return httpx.Response(204)
 
 
-def deliver(chunks: list[Toy], backend: Callable[[Toy], httpx.Response],
-            **hooks: object) -> tuple[HandBack, dict[int, str]]:
+def deliver(
+    chunks: list[Toy], backend: Callable[[Toy], httpx.Response], **hooks: object
+) -> tuple[HandBack, dict[int, str]]:
     dead: dict[int, str] = {}
-    hand_back = deliver_chunks(chunks, backend, classify=classify_http, dead=dead,
-                               backend="Toy", log=LOG, **hooks)  # type: ignore[arg-type]
+    hand_back = deliver_chunks(
+        chunks, backend, classify=classify_http, dead=dead, backend="Toy", log=LOG, **hooks
+    )  # type: ignore[arg-type]
     return hand_back, dead
 
 
 def test_a_refusal_of_the_data_is_narrowed_down_to_its_records() -> None:
     backend = Backend()
-    hand_back, dead = deliver([Toy(((0, "ok"), (1, "bad"), (2, "ok")))], backend,
-                              data_at_fault=lambda status: status == 400)
+    hand_back, dead = deliver(
+        [Toy(((0, "ok"), (1, "bad"), (2, "ok")))],
+        backend,
+        data_at_fault=lambda status: status == 400,
+    )
     assert hand_back == HandBack()
     assert dead == {1: "HTTP 400: bad unit"}
     assert len(backend.sent) == 4
@@ -75,7 +79,10 @@ def test_retry_and_outage_hand_back_the_rest_with_the_reason() -> None:
     chunks = [Toy(((0, "ok"),)), Toy(((1, "busy"),)), Toy(((2, "ok"),))]
     hand_back, dead = deliver(chunks, Backend())
     assert (hand_back.retry, hand_back.delay, hand_back.reason) == (
-        frozenset({1, 2}), 4.0, "HTTP 503: busy")
+        frozenset({1, 2}),
+        4.0,
+        "HTTP 503: busy",
+    )
     assert dead == {}
     down, _ = deliver([Toy(((0, "down"),)), Toy(((1, "ok"),))], Backend())
     assert down.retry == {0, 1} and down.reason.startswith("Toy unreachable: ConnectError")
@@ -98,14 +105,18 @@ def test_blame_pins_verdicts_on_records_and_keeps_going() -> None:
     hand_back, dead = deliver(chunks, backend, blame=blame)
     assert dead == {0: "bad refused"}
     assert (hand_back.retry, hand_back.delay, hand_back.reason) == (
-        frozenset({1}), None, "slow not stored")
+        frozenset({1}),
+        None,
+        "slow not stored",
+    )
     assert len(backend.sent) == 2
 
 
 def test_records_blamed_for_now_go_back_with_a_later_outage() -> None:
     chunks = [Toy(((0, "slow"), (1, "bad"))), Toy(((2, "busy"),))]
-    hand_back, dead = deliver(chunks, Backend(), blame=lambda s, b, c: blame(s, b, c)
-                              if s == 400 else None)
+    hand_back, dead = deliver(
+        chunks, Backend(), blame=lambda s, b, c: blame(s, b, c) if s == 400 else None
+    )
     assert set(dead) == {1}
     assert hand_back.retry == {0, 2} and hand_back.reason == "HTTP 503: busy"
 
@@ -114,7 +125,10 @@ def test_delivered_carries_the_reason_only_with_records_to_retry() -> None:
     batch = [Record("t", 0, i, None, b"") for i in range(3)]
     result = delivered(batch, {2: "bad"}, HandBack(frozenset({0}), 1.5, "busy"))
     assert ([r.offset for r in result.retry], result.retry_delay, result.retry_reason) == (
-        [0], 1.5, "busy")
+        [0],
+        1.5,
+        "busy",
+    )
     assert [(r.offset, why) for r, why in result.dead] == [(2, "bad")]
     nothing = delivered(batch, {}, HandBack(frozenset(), 1.5, "busy"))
     assert (nothing.retry_delay, nothing.retry_reason) == (None, "")
@@ -122,18 +136,36 @@ def test_delivered_carries_the_reason_only_with_records_to_retry() -> None:
 
 # ---- evidence: what a refusal pins on the records of its request ---------------------------
 
-@pytest.mark.parametrize(("status", "records", "item_status", "expected"), [
-    (500, 1, None, True), (501, 1, None, True), (505, 1, None, True), (507, 1, None, True),
-    (502, 1, None, False), (503, 1, None, False), (504, 1, None, False),
-    (429, 1, None, False), (408, 1, None, False), (200, 1, None, False),
-    (400, 1, None, False),  # a request-level 4xx refused "for now" pins nothing
-    (500, 2, None, False),  # a request of several records pins nothing on one of them
-    (200, 5, 500, True), (200, 5, 400, True), (400, 1, 500, True),
-    (200, 5, 429, False), (200, 5, 503, False), (200, 5, 502, False), (200, 5, 504, False),
-    (200, 5, 408, False), (500, 1, 429, False),  # the item's status decides
-])
-def test_evidence_status_table(status: int, records: int, item_status: int | None,
-                               expected: bool) -> None:
+
+@pytest.mark.parametrize(
+    ("status", "records", "item_status", "expected"),
+    [
+        (500, 1, None, True),
+        (501, 1, None, True),
+        (505, 1, None, True),
+        (507, 1, None, True),
+        (502, 1, None, False),
+        (503, 1, None, False),
+        (504, 1, None, False),
+        (429, 1, None, False),
+        (408, 1, None, False),
+        (200, 1, None, False),
+        (400, 1, None, False),  # a request-level 4xx refused "for now" pins nothing
+        (500, 2, None, False),  # a request of several records pins nothing on one of them
+        (200, 5, 500, True),
+        (200, 5, 400, True),
+        (400, 1, 500, True),
+        (200, 5, 429, False),
+        (200, 5, 503, False),
+        (200, 5, 502, False),
+        (200, 5, 504, False),
+        (200, 5, 408, False),
+        (500, 1, 429, False),  # the item's status decides
+    ],
+)
+def test_evidence_status_table(
+    status: int, records: int, item_status: int | None, expected: bool
+) -> None:
     assert evidence(status, records=records, item_status=item_status) is expected
 
 
@@ -156,8 +188,7 @@ class Statuses:
 
 def test_a_500_to_a_request_of_one_record_is_pinned_on_it_and_the_rest_is_sent() -> None:
     backend = Statuses()
-    hand_back, dead = deliver([Toy(((0, "ok"),)), Toy(((1, "500"),)), Toy(((2, "ok"),))],
-                              backend)
+    hand_back, dead = deliver([Toy(((0, "ok"),)), Toy(((1, "500"),)), Toy(((2, "ok"),))], backend)
     assert dead == {}
     assert hand_back.retry == {1} and dict(hand_back.refused) == {1: "HTTP 500: said 500"}
     assert len(backend.sent) == 3
@@ -178,8 +209,7 @@ def test_backpressure_pins_nothing_and_the_rest_goes_back_unsent(answer: str) ->
 
 def test_a_500_to_a_request_of_several_records_is_narrowed_down() -> None:
     backend = Statuses()
-    hand_back, dead = deliver([Toy(((0, "ok"), (1, "500"), (2, "ok")))],
-                              backend)
+    hand_back, dead = deliver([Toy(((0, "ok"), (1, "500"), (2, "ok")))], backend)
     assert dead == {}
     assert hand_back.retry == {1} and set(hand_back.refused) == {1}
     assert len(backend.sent) == 4  # the chunk, then each record alone
@@ -187,8 +217,12 @@ def test_a_500_to_a_request_of_several_records_is_narrowed_down() -> None:
 
 def test_blame_pins_only_per_item_refusals_that_are_not_backpressure() -> None:
     def per_item(status: int, body: str, chunk: Toy) -> Mapping[int, Outcome]:
-        return {owner: Outcome("retry", name, status=int(name))
-                for owner, name in chunk.units if name in ("500", "429")}
+        return {
+            owner: Outcome("retry", name, status=int(name))
+            for owner, name in chunk.units
+            if name in ("500", "429")
+        }
+
     chunks = [Toy(((0, "500"), (1, "429"), (2, "ok")))]
     hand_back, _ = deliver(chunks, Statuses(), blame=per_item)
     assert hand_back.retry == {0, 1}
@@ -197,7 +231,8 @@ def test_blame_pins_only_per_item_refusals_that_are_not_backpressure() -> None:
 
 def test_delivered_reports_the_refused_records_with_their_reasons() -> None:
     batch = [Record("t", 0, i, None, b"") for i in range(3)]
-    result = delivered(batch, {}, HandBack(frozenset({0, 1}), None, "HTTP 503",
-                                           {1: "HTTP 500: bad"}))
+    result = delivered(
+        batch, {}, HandBack(frozenset({0, 1}), None, "HTTP 503", {1: "HTTP 500: bad"})
+    )
     assert [r.offset for r in result.retry] == [0, 1]
     assert [(r.offset, why) for r, why in result.refused] == [(1, "HTTP 500: bad")]

@@ -64,8 +64,11 @@ DECODERS: dict[bytes, tuple[Callable[[Record], object], ...]] = {
 
 
 def test_registry_equals_the_packages_under_functions() -> None:
-    packages = sorted(path.parent.name for path in FUNCTIONS.glob("*/__init__.py")
-                      if not path.parent.name.startswith("_"))
+    packages = sorted(
+        path.parent.name
+        for path in FUNCTIONS.glob("*/__init__.py")
+        if not path.parent.name.startswith("_")
+    )
     assert packages == NAMES
     for name in NAMES:
         assert registry.load(name).name == name
@@ -78,8 +81,11 @@ def test_unknown_function_names_the_known_ones() -> None:
 
 
 def _files(name: str) -> set[str]:
-    return {path.name for path in (FUNCTIONS / name).iterdir() if path.is_file()
-            and path.suffix == ".py"}
+    return {
+        path.name
+        for path in (FUNCTIONS / name).iterdir()
+        if path.is_file() and path.suffix == ".py"
+    }
 
 
 @pytest.mark.parametrize("name", SINKS)
@@ -146,20 +152,24 @@ def test_every_config_field_is_described(spec: FunctionSpec[Any]) -> None:
 
 
 @pytest.mark.parametrize("name", SINKS)
-@pytest.mark.parametrize(("status", "headers", "kind", "delay"), [
-    (200, {}, "ok", None),
-    (204, {}, "ok", None),
-    (429, {"retry-after": "7"}, "retry", 7.0),
-    (429, {}, "retry", None),
-    (500, {}, "retry", None),
-    (503, {"retry-after": "2"}, "retry", 2.0),
-    (400, {}, "permanent", None),
-    (401, {}, "permanent", None),
-    (404, {}, "permanent", None),
-    (413, {}, "permanent", None),
-])
-def test_classify(name: str, status: int, headers: dict[str, str], kind: str,
-                  delay: float | None) -> None:
+@pytest.mark.parametrize(
+    ("status", "headers", "kind", "delay"),
+    [
+        (200, {}, "ok", None),
+        (204, {}, "ok", None),
+        (429, {"retry-after": "7"}, "retry", 7.0),
+        (429, {}, "retry", None),
+        (500, {}, "retry", None),
+        (503, {"retry-after": "2"}, "retry", 2.0),
+        (400, {}, "permanent", None),
+        (401, {}, "permanent", None),
+        (404, {}, "permanent", None),
+        (413, {}, "permanent", None),
+    ],
+)
+def test_classify(
+    name: str, status: int, headers: dict[str, str], kind: str, delay: float | None
+) -> None:
     classify = importlib.import_module(f"functions.{name}.classify").classify
     outcome = classify(status, headers, "body text")
     assert (outcome.kind, outcome.delay) == (kind, delay)
@@ -191,9 +201,12 @@ def handler(name: str) -> Handler:
     raw = yaml.safe_load(spec.example)
     if spec.kind == "sink":
         raw["url"] = CLOSED + ("/api/v1/write" if name == "prometheus_remote_write" else "")
-    context = Context(name, lambda **kw: httpx.Client(event_hooks={"request": [_remember]},
-                                                      **kw),
-                      Registry(), logging.getLogger(f"test.{name}"))
+    context = Context(
+        name,
+        lambda **kw: httpx.Client(event_hooks={"request": [_remember]}, **kw),
+        Registry(),
+        logging.getLogger(f"test.{name}"),
+    )
     return spec.create(spec.config_model.model_validate(raw), context)
 
 
@@ -204,11 +217,13 @@ TEXT = st.text(max_size=20)
 @st.composite
 def remote_write(draw: st.DrawFn) -> bytes:
     series = []
-    for labels in draw(st.lists(st.dictionaries(LABEL_NAME, TEXT, max_size=4), min_size=1,
-                                max_size=3)):
+    for labels in draw(
+        st.lists(st.dictionaries(LABEL_NAME, TEXT, max_size=4), min_size=1, max_size=3)
+    ):
         labels["__name__"] = draw(LABEL_NAME)
-        samples = draw(st.lists(st.builds(Sample, st.floats(), st.integers(0, 2**62)),
-                                min_size=1, max_size=3))
+        samples = draw(
+            st.lists(st.builds(Sample, st.floats(), st.integers(0, 2**62)), min_size=1, max_size=3)
+        )
         series.append(TimeSeries(tuple(sorted(labels.items())), tuple(samples)))
     return encode_write_request(series)
 
@@ -216,12 +231,21 @@ def remote_write(draw: st.DrawFn) -> bytes:
 @st.composite
 def loki_push(draw: st.DrawFn) -> bytes:
     streams = []
-    for labels in draw(st.lists(st.dictionaries(LABEL_NAME, TEXT, min_size=1, max_size=3),
-                                min_size=1, max_size=3)):
-        entries = draw(st.lists(st.builds(Entry, st.integers(0, 2**62), TEXT,
-                                          st.lists(st.tuples(LABEL_NAME, TEXT), max_size=2)
-                                          .map(tuple)),
-                                min_size=1, max_size=3))
+    for labels in draw(
+        st.lists(st.dictionaries(LABEL_NAME, TEXT, min_size=1, max_size=3), min_size=1, max_size=3)
+    ):
+        entries = draw(
+            st.lists(
+                st.builds(
+                    Entry,
+                    st.integers(0, 2**62),
+                    TEXT,
+                    st.lists(st.tuples(LABEL_NAME, TEXT), max_size=2).map(tuple),
+                ),
+                min_size=1,
+                max_size=3,
+            )
+        )
         streams.append(Stream(labels, entries))
     return encode_push_request(streams)
 
@@ -245,25 +269,38 @@ def malformed(schema: bytes) -> st.SearchStrategy[Record]:
     """Records of ``schema``'s topic that its decoders refuse."""
     header = st.sampled_from([(), ((h.SCHEMA, schema),)])
     random_bytes = st.tuples(header, st.binary(max_size=200))
-    cut_compressed = st.tuples(header, PAYLOADS[schema].flatmap(
-        lambda raw: st.integers(0, len(snappy_compress(raw)) - 1).map(
-            lambda n: snappy_compress(raw)[:n])))
-    cut_protobuf = st.tuples(header, PAYLOADS[schema].flatmap(
-        lambda raw: st.integers(1, max(1, len(raw) - 1)).map(
-            lambda n: snappy_compress(raw[:n]))))
-    garbage = st.tuples(st.just(((h.SCHEMA, schema),)),
-                        st.binary(min_size=1, max_size=200).map(snappy_compress))
+    cut_compressed = st.tuples(
+        header,
+        PAYLOADS[schema].flatmap(
+            lambda raw: st.integers(0, len(snappy_compress(raw)) - 1).map(
+                lambda n: snappy_compress(raw)[:n]
+            )
+        ),
+    )
+    cut_protobuf = st.tuples(
+        header,
+        PAYLOADS[schema].flatmap(
+            lambda raw: st.integers(1, max(1, len(raw) - 1)).map(lambda n: snappy_compress(raw[:n]))
+        ),
+    )
+    garbage = st.tuples(
+        st.just(((h.SCHEMA, schema),)), st.binary(min_size=1, max_size=200).map(snappy_compress)
+    )
     wrong_schema = st.tuples(
         st.sampled_from([OTHER[schema], b"", b"text/plain"]).map(lambda s: ((h.SCHEMA, s),)),
-        PAYLOADS[schema].map(snappy_compress))
+        PAYLOADS[schema].map(snappy_compress),
+    )
     kinds = st.one_of(random_bytes, cut_compressed, cut_protobuf, garbage, wrong_schema)
     return kinds.map(lambda pair: Record("in", 0, 0, b"k", pair[1], pair[0])).filter(
-        lambda record: _refused(schema, record))
+        lambda record: _refused(schema, record)
+    )
 
 
 def _numbered(records: list[Record]) -> list[Record]:
-    return [Record(r.topic, r.partition, offset, r.key, r.value, r.headers)
-            for offset, r in enumerate(records)]
+    return [
+        Record(r.topic, r.partition, offset, r.key, r.value, r.headers)
+        for offset, r in enumerate(records)
+    ]
 
 
 def _check_all_dead(name: str, batch: list[Record]) -> Delivered:
@@ -276,8 +313,11 @@ def _check_all_dead(name: str, batch: list[Record]) -> Delivered:
     return delivered
 
 
-PROPERTY = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
+)
 
 
 @pytest.mark.parametrize("name", SINKS)
@@ -291,16 +331,16 @@ def test_a_sink_dead_letters_every_malformed_record(name: str, data: st.DataObje
 @pytest.mark.parametrize("name", TRANSFORMS)
 @PROPERTY
 @given(data=st.data())
-def test_a_transform_dead_letters_every_malformed_record(name: str,
-                                                          data: st.DataObject) -> None:
+def test_a_transform_dead_letters_every_malformed_record(name: str, data: st.DataObject) -> None:
     batch = _numbered(data.draw(st.lists(malformed(READS[name]), min_size=1, max_size=6)))
     assert list(_check_all_dead(name, batch).outputs) == []
 
 
 def _valid(name: str) -> Record:
     if READS[name] == h.SCHEMA_REMOTE_WRITE:
-        raw = encode_write_request([TimeSeries((("__name__", "up"), ("job", "a")),
-                                               (Sample(1.0, 1_700_000_000_000),))])
+        raw = encode_write_request(
+            [TimeSeries((("__name__", "up"), ("job", "a")), (Sample(1.0, 1_700_000_000_000),))]
+        )
     else:
         raw = encode_push_request([Stream({"app": "a"}, [Entry(1_700_000_000 * 10**9, "x")])])
     return Record("in", 0, 0, b"k", snappy_compress(raw), ((h.SCHEMA, READS[name]),))

@@ -30,8 +30,15 @@ from workers.function import Context
 from workers.records import Record
 
 TS = 1_700_000_000_000_000_001  # 2023-11-14T22:13:20.000000001Z
-POD = {"filename": "/var/log/pods/web-0/nginx.log", "host": "node-1", "namespace": "web",
-       "pod": "web-0", "container": "nginx", "job": "web/nginx", "stream": "stdout"}
+POD = {
+    "filename": "/var/log/pods/web-0/nginx.log",
+    "host": "node-1",
+    "namespace": "web",
+    "pod": "web-0",
+    "container": "nginx",
+    "job": "web/nginx",
+    "stream": "stdout",
+}
 
 
 def config(**overrides: Any) -> ElasticsearchLogsConfig:
@@ -42,8 +49,13 @@ def stream(labels: dict[str, str], *entries: tuple[int, str]) -> Stream:
     return Stream(labels, [Entry(ts, line) for ts, line in entries])
 
 
-def record(*streams: Stream, offset: int = 0, cluster: str | None = "alpha",
-           value: bytes | None = None, schema: bytes = h.SCHEMA_LOKI_PUSH) -> Record:
+def record(
+    *streams: Stream,
+    offset: int = 0,
+    cluster: str | None = "alpha",
+    value: bytes | None = None,
+    schema: bytes = h.SCHEMA_LOKI_PUSH,
+) -> Record:
     headers: tuple[tuple[str, bytes], ...] = ((h.SCHEMA, schema),)
     if cluster is not None:
         headers += ((h.CLUSTER, cluster.encode()),)
@@ -53,8 +65,11 @@ def record(*streams: Stream, offset: int = 0, cluster: str | None = "alpha",
 
 def docs(encoded: Encoded) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(action, document) pairs of every chunk, parsed."""
-    return [(json.loads(c.lines[i]), json.loads(c.lines[i + 1]))
-            for c in encoded.chunks for i in range(0, len(c.lines), 2)]
+    return [
+        (json.loads(c.lines[i]), json.loads(c.lines[i + 1]))
+        for c in encoded.chunks
+        for i in range(0, len(c.lines), 2)
+    ]
 
 
 def ids(*records: Record) -> list[str]:
@@ -66,12 +81,18 @@ def test_one_ecs_document_per_line() -> None:
     ((action, document),) = docs(encoded)
     assert set(action) == {"create"} and set(action["create"]) == {"_id"}
     assert document == {
-        "@timestamp": "2023-11-14T22:13:20.000000001Z", "message": "GET / 200",
+        "@timestamp": "2023-11-14T22:13:20.000000001Z",
+        "message": "GET / 200",
         "log": {"file": {"path": "/var/log/pods/web-0/nginx.log"}},
         "host": {"name": "node-1"},
-        "kubernetes": {"namespace": "web", "pod": {"name": "web-0"},
-                       "container": {"name": "nginx"}},
-        "cluster": "alpha", "labels": {"job": "web/nginx", "stream": "stdout"}}
+        "kubernetes": {
+            "namespace": "web",
+            "pod": {"name": "web-0"},
+            "container": {"name": "nginx"},
+        },
+        "cluster": "alpha",
+        "labels": {"job": "web/nginx", "stream": "stdout"},
+    }
     assert encoded.lines == 1
 
 
@@ -79,10 +100,17 @@ def test_cluster_label_wins_over_the_header_and_absent_fields_are_left_out() -> 
     labelled = record(stream({"cluster": "beta", "app": "x"}, (TS, "a")), cluster="alpha")
     headerless = record(stream({"app": "x"}, (TS, "b")), cluster=None)
     (_, first), (_, second) = docs(BulkEncoder(config()).encode([labelled, headerless]))
-    assert first == {"@timestamp": "2023-11-14T22:13:20.000000001Z", "message": "a",
-                     "cluster": "beta", "labels": {"app": "x"}}
-    assert second == {"@timestamp": "2023-11-14T22:13:20.000000001Z", "message": "b",
-                      "labels": {"app": "x"}}
+    assert first == {
+        "@timestamp": "2023-11-14T22:13:20.000000001Z",
+        "message": "a",
+        "cluster": "beta",
+        "labels": {"app": "x"},
+    }
+    assert second == {
+        "@timestamp": "2023-11-14T22:13:20.000000001Z",
+        "message": "b",
+        "labels": {"app": "x"},
+    }
 
 
 def test_structured_metadata_go_under_fields_and_leave_the_id_alone() -> None:
@@ -90,10 +118,13 @@ def test_structured_metadata_go_under_fields_and_leave_the_id_alone() -> None:
     plain = Stream({"app": "x"}, [Entry(TS, "GET /")])
     parsed = Stream({"app": "x"}, [Entry(TS, "GET /", meta)])
     [(action, document)] = docs(BulkEncoder(config()).encode([record(parsed)]))
-    assert document == {"@timestamp": "2023-11-14T22:13:20.000000001Z", "message": "GET /",
-                        "cluster": "alpha", "labels": {"app": "x"},
-                        "fields": {"trace_id": "4bf9", "host": "parsed-host", "message": "m",
-                                   "a.b": "é"}}
+    assert document == {
+        "@timestamp": "2023-11-14T22:13:20.000000001Z",
+        "message": "GET /",
+        "cluster": "alpha",
+        "labels": {"app": "x"},
+        "fields": {"trace_id": "4bf9", "host": "parsed-host", "message": "m", "a.b": "é"},
+    }
     assert [action["create"]["_id"]] == ids(record(plain))
     other = docs(BulkEncoder(config(metadata_field="meta")).encode([record(parsed)]))
     assert other[0][1]["meta"]["trace_id"] == "4bf9" and "fields" not in other[0][1]
@@ -112,8 +143,12 @@ def test_timestamps_keep_nanoseconds() -> None:
     far = 10**21  # year 33658: past what a calendar (or date_nanos) names
     many = record(stream({"a": "b"}, (TS, "x"), (TS + 1, "x"), (TS + 10**9, "x"), (far, "x")))
     stamps = [d["@timestamp"] for _, d in docs(BulkEncoder(config()).encode([many]))]
-    assert stamps == ["2023-11-14T22:13:20.000000001Z", "2023-11-14T22:13:20.000000002Z",
-                      "2023-11-14T22:13:21.000000001Z", far // 10**6]
+    assert stamps == [
+        "2023-11-14T22:13:20.000000001Z",
+        "2023-11-14T22:13:20.000000002Z",
+        "2023-11-14T22:13:21.000000001Z",
+        far // 10**6,
+    ]
 
 
 def test_id_is_deterministic_and_tells_lines_apart() -> None:
@@ -130,8 +165,9 @@ def test_id_is_deterministic_and_tells_lines_apart() -> None:
 
 
 def test_identical_lines_in_the_same_nanosecond_are_distinct_and_stable() -> None:
-    twice = record(stream(POD, (TS, "same"), (TS, "same")),
-                   stream(dict(POD), (TS, "same")))  # same labels, another stream
+    twice = record(
+        stream(POD, (TS, "same"), (TS, "same")), stream(dict(POD), (TS, "same"))
+    )  # same labels, another stream
     three = ids(twice)
     assert len(set(three)) == 3
     assert ids(twice) == three
@@ -142,8 +178,9 @@ def test_identical_lines_in_the_same_nanosecond_are_distinct_and_stable() -> Non
 def test_invalid_utf8_and_unicode_are_escaped_safely() -> None:
     body = snappy_compress(encode_push_request([stream({"a": "b"}, (TS, "ok"))]))
     bad = body.replace(b"ok", b"\xff\xfe")  # same length, so framing and snappy survive
-    encoded = BulkEncoder(config()).encode([record(value=bad),
-                                            record(stream({"é": "ü"}, (TS, 'q"\n€')))])
+    encoded = BulkEncoder(config()).encode(
+        [record(value=bad), record(stream({"é": "ü"}, (TS, 'q"\n€')))]
+    )
     (_, first), (_, second) = docs(encoded)
     assert first["message"] == "\ufffd\ufffd"
     assert second["message"] == 'q"\n€' and second["labels"] == {"é": "ü"}
@@ -151,22 +188,28 @@ def test_invalid_utf8_and_unicode_are_escaped_safely() -> None:
 
 
 def test_bodies_are_cut_at_max_bulk_bytes_and_remember_their_records() -> None:
-    batch = [record(stream({"r": str(r)}, *((TS + i, "l" * 200) for i in range(10))),
-                    offset=r) for r in range(5)]
+    batch = [
+        record(stream({"r": str(r)}, *((TS + i, "l" * 200) for i in range(10))), offset=r)
+        for r in range(5)
+    ]
     encoded = BulkEncoder(config(max_bulk_bytes=1024)).encode(batch)
     assert len(encoded.chunks) > 5
     assert all(c.size <= 1024 and c.size == len(c.body()) for c in encoded.chunks)
     owners = [o for c in encoded.chunks for o in c.owners]
     assert owners == [r for r in range(5) for _ in range(10)]
     one = BulkEncoder(config(max_bulk_bytes=1024)).encode(
-        [record(stream({"a": "b"}, (TS, "x" * 5000)))])
+        [record(stream({"a": "b"}, (TS, "x" * 5000)))]
+    )
     assert [len(c) for c in one.chunks] == [1]  # a document is never split
 
 
 def test_undecodable_records_are_reported_not_raised() -> None:
-    batch = [record(value=b"\x00\xffnot snappy"), record(stream({"a": "b"}, (TS, "x"))),
-             record(stream({"a": "b"}, (TS, "x")), schema=h.SCHEMA_REMOTE_WRITE, offset=2),
-             record(value=snappy_compress(b"\x0a\x05\x0a\x03abc"))]
+    batch = [
+        record(value=b"\x00\xffnot snappy"),
+        record(stream({"a": "b"}, (TS, "x"))),
+        record(stream({"a": "b"}, (TS, "x")), schema=h.SCHEMA_REMOTE_WRITE, offset=2),
+        record(value=snappy_compress(b"\x0a\x05\x0a\x03abc")),
+    ]
     encoded = BulkEncoder(config()).encode(batch)
     assert [p for p, _ in encoded.undecodable] == [0, 2, 3]
     assert encoded.undecodable[0][1].startswith("not a Loki push message: not snappy")
@@ -174,13 +217,16 @@ def test_undecodable_records_are_reported_not_raised() -> None:
     assert [c.owners for c in encoded.chunks] == [[1]]
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"data_stream": "Logs"}, "not a valid Elasticsearch name"),
-    ({"data_stream": ".ds-x"}, "may not start with .ds-"),
-    ({"url": "es:9200"}, "must start with http"),
-    ({"api_key": "k", "bearer_token": "t"}, "at most one"),
-    ({"max_bulk_bytes": 10}, "greater than or equal"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"data_stream": "Logs"}, "not a valid Elasticsearch name"),
+        ({"data_stream": ".ds-x"}, "may not start with .ds-"),
+        ({"url": "es:9200"}, "must start with http"),
+        ({"api_key": "k", "bearer_token": "t"}, "at most one"),
+        ({"max_bulk_bytes": 10}, "greater than or equal"),
+    ],
+)
 def test_bad_config_is_refused(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         config(**overrides)
@@ -199,8 +245,13 @@ def test_templates_map_ecs_fields_and_put_operator_components_last() -> None:
     assert props["fields"]["subobjects"] is False
     assert mappings["dynamic_templates"][1]["ferryman_metadata"]["path_match"] == "fields.*"
     assert index_template(cfg) | {"version": 0, "_meta": {}} == {
-        "version": 0, "_meta": {}, "index_patterns": ["logs-x-default"], "priority": 200,
-        "composed_of": ["logs-x-default@ferryman", "ilm"], "data_stream": {}}
+        "version": 0,
+        "_meta": {},
+        "index_patterns": ["logs-x-default"],
+        "priority": 200,
+        "composed_of": ["logs-x-default@ferryman", "ilm"],
+        "data_stream": {},
+    }
 
 
 def test_classify_shares_the_bulk_rules() -> None:
@@ -208,13 +259,15 @@ def test_classify_shares_the_bulk_rules() -> None:
     assert classify_item(409, None).kind == "ok"
     assert classify_item(400, {"type": "mapper_parsing_exception"}).kind == "permanent"
     assert classify_item(429, {"type": "x"}).kind == "retry"
-    result = classify_bulk(bulk_body((201, None), (409, None), (400, "mapper_parsing_exception")),
-                           3)
+    result = classify_bulk(
+        bulk_body((201, None), (409, None), (400, "mapper_parsing_exception")), 3
+    )
     assert (result.created, result.duplicates) == (1, 1)
     assert [(i, o.kind) for i, o in result.failed] == [(2, "permanent")]
 
 
 # ---- the handler folds document answers into record results -----------------------------
+
 
 def bulk_body(*items: tuple[int, str | None]) -> bytes:
     answers = []
@@ -242,21 +295,30 @@ class Script:
             raise answer
         if isinstance(answer, int):
             return httpx.Response(answer, headers={"retry-after": "3"}, text="busy")
-        types = {409: "version_conflict_engine_exception", 429: "es_rejected_execution_exception",
-                 400: "document_parsing_exception"}
+        types = {
+            409: "version_conflict_engine_exception",
+            429: "es_rejected_execution_exception",
+            400: "document_parsing_exception",
+        }
         return httpx.Response(200, content=bulk_body(*((s, types.get(s)) for s in answer)))
 
 
 def sink(script: Script, **overrides: Any) -> Any:
     transport = httpx.MockTransport(script)
-    context = Context("elasticsearch_logs", lambda **kw: httpx.Client(transport=transport, **kw),
-                      Registry(), logging.getLogger("test"))
+    context = Context(
+        "elasticsearch_logs",
+        lambda **kw: httpx.Client(transport=transport, **kw),
+        Registry(),
+        logging.getLogger("test"),
+    )
     return SPEC.create(config(**overrides), context)
 
 
 def two_records() -> list[Record]:
-    return [record(stream(POD, (TS, "a"), (TS + 1, "b")), offset=0),
-            record(stream(POD, (TS + 2, "c"), (TS + 3, "d")), offset=1)]
+    return [
+        record(stream(POD, (TS, "a"), (TS + 1, "b")), offset=0),
+        record(stream(POD, (TS + 2, "c"), (TS + 3, "d")), offset=1),
+    ]
 
 
 def test_partial_throttle_retries_only_its_records_and_dead_letters_once() -> None:
@@ -271,9 +333,12 @@ def test_partial_throttle_retries_only_its_records_and_dead_letters_once() -> No
     assert "document_parsing_exception" in first.dead[0][1]
     second = handler.handle(first.retry)
     assert (list(second.dead), list(second.retry)) == ([], [])
-    assert script.paths == ["/_component_template/logs-ferryman-default@ferryman",
-                            "/_index_template/logs-ferryman-default",
-                            "/logs-ferryman-default/_bulk", "/logs-ferryman-default/_bulk"]
+    assert script.paths == [
+        "/_component_template/logs-ferryman-default@ferryman",
+        "/_index_template/logs-ferryman-default",
+        "/logs-ferryman-default/_bulk",
+        "/logs-ferryman-default/_bulk",
+    ]
     assert handler.m_documents.value(function="elasticsearch_logs", result="duplicate") == 1
 
 
@@ -290,6 +355,8 @@ def test_permanent_request_failure_and_garbage_dead_letter_whole_records() -> No
     batch = [*two_records(), record(value=b"garbage", offset=2)]
     result = sink(Script(401)).handle(batch)
     assert [(r.offset, why.split(":")[0]) for r, why in result.dead] == [
-        (0, "bulk request refused"), (1, "bulk request refused"),
-        (2, "not a Loki push message")]
+        (0, "bulk request refused"),
+        (1, "bulk request refused"),
+        (2, "not a Loki push message"),
+    ]
     assert result.retry == []

@@ -36,8 +36,9 @@ def _stamp(ts: int) -> str:
     return f'"{when:%Y-%m-%dT%H:%M:%S}.{nanos:09d}Z"'
 
 
-def _documents(config: ElasticsearchLogsConfig, streams: list[Stream],
-               header_cluster: str | None) -> list[tuple[str, str]]:
+def _documents(
+    config: ElasticsearchLogsConfig, streams: list[Stream], header_cluster: str | None
+) -> list[tuple[str, str]]:
     out = []
     seen: dict[tuple[str, int, str], int] = {}
     for stream in streams:
@@ -46,7 +47,8 @@ def _documents(config: ElasticsearchLogsConfig, streams: list[Stream],
             identity[config.cluster_label] = header_cluster
         series_key = _SEP.join(f"{k}{_SEP}{v}" for k, v in sorted(identity.items()))
         series_hash = hashlib.blake2b(
-            series_key.encode("utf-8", "surrogateescape") + b"\xfe", digest_size=15)
+            series_key.encode("utf-8", "surrogateescape") + b"\xfe", digest_size=15
+        )
         tail = _tail(identity, config.cluster_label)
         for entry in stream.entries:
             ts, line = entry.timestamp_ns, entry.line
@@ -57,16 +59,21 @@ def _documents(config: ElasticsearchLogsConfig, streams: list[Stream],
             entry_id = base64.urlsafe_b64encode(digest.digest()).decode()
             document = f'{{"@timestamp":{_stamp(ts)},"message":{_quote(line)}'
             if entry.metadata:
-                document += (tail[:-2] + f",{_quote(config.metadata_field)}:"
-                             + _object(entry.metadata) + "}\n")
+                document += (
+                    tail[:-2]
+                    + f",{_quote(config.metadata_field)}:"
+                    + _object(entry.metadata)
+                    + "}\n"
+                )
             else:
                 document += tail
             out.append((f'{{"create":{{"_id":"{ts:x}{entry_id}"}}}}\n', document))
     return out
 
 
-def _reference(config: ElasticsearchLogsConfig, records: list[Record]
-               ) -> list[tuple[list[str], list[int], int]]:
+def _reference(
+    config: ElasticsearchLogsConfig, records: list[Record]
+) -> list[tuple[list[str], list[int], int]]:
     chunks: list[tuple[list[str], list[int], int]] = [([], [], 0)]
     for position, record in enumerate(records):
         raw_cluster = record.header(h.CLUSTER)
@@ -83,39 +90,62 @@ def _reference(config: ElasticsearchLogsConfig, records: list[Record]
     return [c for c in chunks if c[1]]
 
 
-stamps = st.one_of(st.integers(0, 5),
-                   st.sampled_from([-3 * _NS, 10**19, _NS - 1, -2 * 1_700_000_000 * _NS - 7]))
-lines = st.one_of(st.sampled_from(["a", "b", "", "é\"\\", "日本\n"]), st.text(max_size=20))
-entries = st.lists(st.tuples(stamps, lines, st.sampled_from([(), (("trace", "1"),)])),
-                   max_size=12)
-labels = st.sampled_from([{"app": "a"}, {"app": "a", "cluster": "c"},
-                          {"host": "h", "pod": "p", "job": "j"}])
+stamps = st.one_of(
+    st.integers(0, 5), st.sampled_from([-3 * _NS, 10**19, _NS - 1, -2 * 1_700_000_000 * _NS - 7])
+)
+lines = st.one_of(st.sampled_from(["a", "b", "", 'é"\\', "日本\n"]), st.text(max_size=20))
+entries = st.lists(st.tuples(stamps, lines, st.sampled_from([(), (("trace", "1"),)])), max_size=12)
+labels = st.sampled_from(
+    [{"app": "a"}, {"app": "a", "cluster": "c"}, {"host": "h", "pod": "p", "job": "j"}]
+)
 
 
 @settings(max_examples=300)
-@given(st.lists(st.tuples(st.lists(st.tuples(labels, entries), max_size=3),
-                          st.sampled_from([None, "alpha"]), st.booleans()), max_size=4),
-       st.sampled_from([1 << 20, 1024]))
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(labels, entries), max_size=3),
+            st.sampled_from([None, "alpha"]),
+            st.booleans(),
+        ),
+        max_size=4,
+    ),
+    st.sampled_from([1 << 20, 1024]),
+)
 def test_bodies_are_byte_for_byte_those_of_the_reference(
-        spec: list[tuple[list[tuple[dict[str, str], list[tuple[int, str, tuple[tuple[
-            str, str], ...]]]]], str | None, bool]], max_bulk: int) -> None:
+    spec: list[
+        tuple[
+            list[tuple[dict[str, str], list[tuple[int, str, tuple[tuple[str, str], ...]]]]],
+            str | None,
+            bool,
+        ]
+    ],
+    max_bulk: int,
+) -> None:
     config = ElasticsearchLogsConfig.model_validate(
-        {"url": "http://es:9200", "max_bulk_bytes": max_bulk})
+        {"url": "http://es:9200", "max_bulk_bytes": max_bulk}
+    )
     records = []
     for offset, (record_streams, cluster, by_column) in enumerate(spec):
         streams = []
         for stream_labels, ents in record_streams:
             base = 1_700_000_000 * _NS
             if by_column and not any(meta for *_, meta in ents):
-                streams.append(Stream(stream_labels, Entries([base + ts for ts, *_ in ents],
-                                                             [x for _, x, _ in ents])))
+                streams.append(
+                    Stream(
+                        stream_labels,
+                        Entries([base + ts for ts, *_ in ents], [x for _, x, _ in ents]),
+                    )
+                )
             else:
-                streams.append(Stream(stream_labels, [Entry(base + ts, x, meta)
-                                                      for ts, x, meta in ents]))
+                streams.append(
+                    Stream(stream_labels, [Entry(base + ts, x, meta) for ts, x, meta in ents])
+                )
         headers = ((h.SCHEMA, h.SCHEMA_LOKI_PUSH),)
         if cluster:
             headers += ((h.CLUSTER, cluster.encode()),)
-        records.append(Record("logs", 0, offset, None,
-                              snappy_compress(encode_push_request(streams)), headers))
+        records.append(
+            Record("logs", 0, offset, None, snappy_compress(encode_push_request(streams)), headers)
+        )
     encoded = BulkEncoder(config).encode(records)
     assert [(c.lines, c.owners, c.size) for c in encoded.chunks] == _reference(config, records)

@@ -47,8 +47,9 @@ def series(labels: dict[str, str], *samples: tuple[float, int]) -> TimeSeries:
     return TimeSeries(tuple(sorted(labels.items())), tuple(Sample(v, t) for v, t in samples))
 
 
-def record(*many: TimeSeries, offset: int = 0, cluster: str | None = "alpha",
-           value: bytes | None = None) -> Record:
+def record(
+    *many: TimeSeries, offset: int = 0, cluster: str | None = "alpha", value: bytes | None = None
+) -> Record:
     headers: tuple[tuple[str, bytes], ...] = ((h.SCHEMA, h.SCHEMA_REMOTE_WRITE),)
     if cluster is not None:
         headers += ((h.CLUSTER, cluster.encode()),)
@@ -61,8 +62,9 @@ def docs(encoded: Encoded) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     out = []
     for chunk in encoded.chunks:
         lines = chunk.body().decode().splitlines()
-        out += [(json.loads(a), json.loads(d)) for a, d in zip(lines[::2], lines[1::2],
-                                                               strict=True)]
+        out += [
+            (json.loads(a), json.loads(d)) for a, d in zip(lines[::2], lines[1::2], strict=True)
+        ]
     return out
 
 
@@ -71,12 +73,18 @@ UP = {"__name__": "up", "job": "node", "instance": "a:9100"}
 
 # ---- encode ----------------------------------------------------------------------------
 
+
 def test_one_document_per_sample_with_every_field() -> None:
     encoded = BulkEncoder(config()).encode(
-        [record(series({**UP, "cluster": "beta"}, (1.0, TS), (0.5, TS + 15_000)))])
+        [record(series({**UP, "cluster": "beta"}, (1.0, TS), (0.5, TS + 15_000)))]
+    )
     (a1, d1), (a2, d2) = docs(encoded)
-    assert d1 == {"@timestamp": TS, "metric": {"name": "up", "value": 1.0}, "cluster": "beta",
-                  "labels": {"instance": "a:9100", "job": "node"}}
+    assert d1 == {
+        "@timestamp": TS,
+        "metric": {"name": "up", "value": 1.0},
+        "cluster": "beta",
+        "labels": {"instance": "a:9100", "job": "node"},
+    }
     assert d2["@timestamp"] == TS + 15_000 and d2["metric"]["value"] == 0.5
     assert set(a1) == {"create"} and set(a1["create"]) == {"_id"}
     assert a1["create"]["_id"] != a2["create"]["_id"]
@@ -84,44 +92,70 @@ def test_one_document_per_sample_with_every_field() -> None:
 
 
 def test_cluster_comes_from_the_header_when_the_series_lacks_it() -> None:
-    (_, doc), = docs(BulkEncoder(config()).encode([record(series(UP, (1.0, TS)))]))
+    ((_, doc),) = docs(BulkEncoder(config()).encode([record(series(UP, (1.0, TS)))]))
     assert doc["cluster"] == "alpha"
-    (_, doc), = docs(BulkEncoder(config()).encode(
-        [record(series(UP, (1.0, TS)), cluster=None)]))
+    ((_, doc),) = docs(BulkEncoder(config()).encode([record(series(UP, (1.0, TS)), cluster=None)]))
     assert "cluster" not in doc
 
 
 def test_id_is_a_function_of_labels_cluster_and_timestamp() -> None:
     def one_id(labels: dict[str, str], ts: int = TS, cluster: str | None = "alpha") -> str:
-        reversed_labels = TimeSeries(tuple(sorted(labels.items(), reverse=True)),
-                                     (Sample(2.0, ts),))
-        (action, _), = docs(BulkEncoder(config()).encode([record(reversed_labels,
-                                                                 cluster=cluster)]))
+        reversed_labels = TimeSeries(
+            tuple(sorted(labels.items(), reverse=True)), (Sample(2.0, ts),)
+        )
+        ((action, _),) = docs(
+            BulkEncoder(config()).encode([record(reversed_labels, cluster=cluster)])
+        )
         _id: str = action["create"]["_id"]
         return _id
 
     base = one_id(UP)
     assert base == one_id(dict(reversed(UP.items())))  # label order does not matter
     assert base == one_id({**UP, "cluster": "alpha"})  # header cluster == label cluster
-    assert len({base, one_id(UP, ts=TS + 1), one_id(UP, cluster="beta"),
-                one_id({**UP, "job": "other"}), one_id(UP, cluster=None)}) == 5
+    assert (
+        len(
+            {
+                base,
+                one_id(UP, ts=TS + 1),
+                one_id(UP, cluster="beta"),
+                one_id({**UP, "job": "other"}),
+                one_id(UP, cluster=None),
+            }
+        )
+        == 5
+    )
     assert base.startswith(f"{TS:x}") and len(base) == 20 + len(f"{TS:x}")
     # A value holding the separator character cannot pass for two labels.
     assert one_id({"__name__": "m", "a": "x\xffb\xffc"}) != one_id(
-        {"__name__": "m", "a": "x", "b": "c"})
+        {"__name__": "m", "a": "x", "b": "c"}
+    )
 
 
 def test_non_finite_samples_are_skipped_and_counted() -> None:
-    encoded = BulkEncoder(config()).encode([record(series(
-        UP, (STALE, TS), (math.nan, TS + 1), (math.inf, TS + 2), (-math.inf, TS + 3),
-        (1e300, TS + 4), (-0.0, TS + 5)))])
+    encoded = BulkEncoder(config()).encode(
+        [
+            record(
+                series(
+                    UP,
+                    (STALE, TS),
+                    (math.nan, TS + 1),
+                    (math.inf, TS + 2),
+                    (-math.inf, TS + 3),
+                    (1e300, TS + 4),
+                    (-0.0, TS + 5),
+                )
+            )
+        ]
+    )
     assert [d["metric"]["value"] for _, d in docs(encoded)] == [1e300, -0.0]
     assert encoded.skipped == {"stale_marker": 1, "nan": 1, "inf": 2}
 
 
 def test_bodies_are_cut_at_max_bulk_bytes_and_remember_their_records() -> None:
-    batch = [record(*(series({**UP, "i": str(i)}, (float(i), TS)) for i in range(10)),
-                    offset=n) for n in range(5)]
+    batch = [
+        record(*(series({**UP, "i": str(i)}, (float(i), TS)) for i in range(10)), offset=n)
+        for n in range(5)
+    ]
     encoded = BulkEncoder(config(max_bulk_bytes=1024)).encode(batch)
     assert len(encoded.chunks) > 5
     assert all(len(c.body()) <= 1024 for c in encoded.chunks)
@@ -150,7 +184,9 @@ def test_index_mode_names_indices_after_the_sample_time() -> None:
     midnight = TS - TS % day
     encoded = BulkEncoder(cfg).encode([record(series(UP, (1.0, midnight - 1), (2.0, midnight)))])
     assert [a["create"]["_index"] for a, _ in docs(encoded)] == [
-        "ferryman-metrics-2023.11.13", "ferryman-metrics-2023.11.14"]
+        "ferryman-metrics-2023.11.13",
+        "ferryman-metrics-2023.11.14",
+    ]
     assert cfg.index_pattern == "ferryman-metrics-*"
     assert cfg.template_name == "ferryman-metrics"
     assert "data_stream" not in index_template(cfg)
@@ -172,28 +208,33 @@ def test_dead_document_record_carries_the_json_document() -> None:
 
 # ---- config and templates ---------------------------------------------------------------
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"data_stream": None}, "exactly one of data_stream and index"),
-    ({"index": "x-%Y"}, "exactly one of data_stream and index"),
-    ({"data_stream": "Metrics"}, "not a valid Elasticsearch name"),
-    ({"data_stream": ".ds-x"}, "may not start with .ds-"),
-    ({"data_stream": None, "index": "x-%M"}, "index directive %M"),
-    ({"api_key": "k", "bearer_token": "t"}, "at most one of"),
-    ({"url": "es:9200"}, "http://"),
-])
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"data_stream": None}, "exactly one of data_stream and index"),
+        ({"index": "x-%Y"}, "exactly one of data_stream and index"),
+        ({"data_stream": "Metrics"}, "not a valid Elasticsearch name"),
+        ({"data_stream": ".ds-x"}, "may not start with .ds-"),
+        ({"data_stream": None, "index": "x-%M"}, "index directive %M"),
+        ({"api_key": "k", "bearer_token": "t"}, "at most one of"),
+        ({"url": "es:9200"}, "http://"),
+    ],
+)
 def test_bad_config_is_refused(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         config(**overrides)
 
 
 def test_templates_map_every_field_and_put_operator_components_last() -> None:
-    cfg = config(template={"composed_of": ["my-ilm"], "priority": 300,
-                           "number_of_replicas": 1})
+    cfg = config(template={"composed_of": ["my-ilm"], "priority": 300, "number_of_replicas": 1})
     component = component_template(cfg)["template"]
     properties = component["mappings"]["properties"]
     assert properties["@timestamp"] == {"type": "date"}
-    assert properties["metric"]["properties"] == {"name": {"type": "keyword"},
-                                                  "value": {"type": "double"}}
+    assert properties["metric"]["properties"] == {
+        "name": {"type": "keyword"},
+        "value": {"type": "double"},
+    }
     assert properties["cluster"] == {"type": "keyword"}
     assert properties["labels"]["subobjects"] is False
     (labels_rule,) = component["mappings"]["dynamic_templates"]
@@ -210,6 +251,7 @@ def test_templates_map_every_field_and_put_operator_components_last() -> None:
 
 # ---- classify ----------------------------------------------------------------------------
 
+
 def bulk_body(*items: tuple[int, str | None]) -> bytes:
     answers = []
     for status, error_type in items:
@@ -221,16 +263,27 @@ def bulk_body(*items: tuple[int, str | None]) -> bytes:
 
 
 def test_classify_bulk_judges_each_document() -> None:
-    body = bulk_body((201, None), (409, "version_conflict_engine_exception"),
-                     (429, "es_rejected_execution_exception"),
-                     (400, "document_parsing_exception"), (503, "unavailable_shards_exception"),
-                     (500, "es_rejected_execution_exception"), (403, "cluster_block_exception"))
+    body = bulk_body(
+        (201, None),
+        (409, "version_conflict_engine_exception"),
+        (429, "es_rejected_execution_exception"),
+        (400, "document_parsing_exception"),
+        (503, "unavailable_shards_exception"),
+        (500, "es_rejected_execution_exception"),
+        (403, "cluster_block_exception"),
+    )
     result = classify_bulk(body, 7)
     assert (result.created, result.duplicates) == (1, 1)
     assert [(i, o.kind) for i, o in result.failed] == [
-        (2, "retry"), (3, "permanent"), (4, "retry"), (5, "retry"), (6, "permanent")]
-    assert result.failed[1][1].reason == ("HTTP 400 document_parsing_exception: "
-                                          "document_parsing_exception happened")
+        (2, "retry"),
+        (3, "permanent"),
+        (4, "retry"),
+        (5, "retry"),
+        (6, "permanent"),
+    ]
+    assert result.failed[1][1].reason == (
+        "HTTP 400 document_parsing_exception: document_parsing_exception happened"
+    )
 
 
 def test_classify_bulk_fast_path_and_unreadable_answers() -> None:
@@ -250,6 +303,7 @@ def test_classify_item_rules() -> None:
 
 # ---- the handler folds document answers into record results -----------------------------
 
+
 class Script:
     """Answers each bulk POST with the next scripted item statuses (or raises)."""
 
@@ -266,22 +320,30 @@ class Script:
             raise answer
         if isinstance(answer, int):
             return httpx.Response(answer, headers={"retry-after": "3"}, text="busy")
-        types = {409: "version_conflict_engine_exception", 429: "es_rejected_execution_exception",
-                 400: "document_parsing_exception"}
+        types = {
+            409: "version_conflict_engine_exception",
+            429: "es_rejected_execution_exception",
+            400: "document_parsing_exception",
+        }
         return httpx.Response(200, content=bulk_body(*((s, types.get(s)) for s in answer)))
 
 
 def sink(script: Script, **overrides: Any) -> Any:
     transport = httpx.MockTransport(script)
-    context = Context("elasticsearch_metrics", lambda **kw: httpx.Client(transport=transport,
-                                                                         **kw),
-                      Registry(), logging.getLogger("test"))
+    context = Context(
+        "elasticsearch_metrics",
+        lambda **kw: httpx.Client(transport=transport, **kw),
+        Registry(),
+        logging.getLogger("test"),
+    )
     return SPEC.create(config(**overrides), context)
 
 
 def two_records() -> list[Record]:
-    return [record(series(UP, (1.0, TS), (2.0, TS + 1)), offset=0),
-            record(series(UP, (3.0, TS + 2), (4.0, TS + 3)), offset=1)]
+    return [
+        record(series(UP, (1.0, TS), (2.0, TS + 1)), offset=0),
+        record(series(UP, (3.0, TS + 2), (4.0, TS + 3)), offset=1),
+    ]
 
 
 def test_partial_throttle_retries_only_its_records_and_dead_letters_once() -> None:
@@ -296,10 +358,12 @@ def test_partial_throttle_retries_only_its_records_and_dead_letters_once() -> No
     assert "document_parsing_exception" in first.dead[0][1]
     second = handler.handle(first.retry)
     assert (list(second.dead), list(second.retry)) == ([], [])  # 409 = already stored
-    assert script.paths == ["/_component_template/metrics-ferryman-default@ferryman",
-                            "/_index_template/metrics-ferryman-default",
-                            "/metrics-ferryman-default/_bulk",
-                            "/metrics-ferryman-default/_bulk"]
+    assert script.paths == [
+        "/_component_template/metrics-ferryman-default@ferryman",
+        "/_index_template/metrics-ferryman-default",
+        "/metrics-ferryman-default/_bulk",
+        "/metrics-ferryman-default/_bulk",
+    ]
     assert handler.m_documents.value(function="elasticsearch_metrics", result="duplicate") == 1
 
 
@@ -324,8 +388,10 @@ def test_permanent_request_failure_and_garbage_dead_letter_whole_records() -> No
     batch = [*two_records(), record(value=b"garbage", offset=2)]
     result = sink(Script(401)).handle(batch)
     assert [(r.offset, why.split(":")[0]) for r, why in result.dead] == [
-        (0, "bulk request refused"), (1, "bulk request refused"),
-        (2, "not a remote-write message")]
+        (0, "bulk request refused"),
+        (1, "bulk request refused"),
+        (2, "not a remote-write message"),
+    ]
     assert result.retry == []
 
 

@@ -46,15 +46,17 @@ def config(**overrides: object) -> LokiConfig:
     return LokiConfig.model_validate({"url": "http://loki:3100", **overrides})
 
 
-def record(*streams: Stream, offset: int = 0, tenant: bytes | None = None,
-           cluster: bytes | None = b"alpha") -> Record:
+def record(
+    *streams: Stream, offset: int = 0, tenant: bytes | None = None, cluster: bytes | None = b"alpha"
+) -> Record:
     headers: list[tuple[str, bytes]] = [(h.SCHEMA, h.SCHEMA_LOKI_PUSH)]
     if cluster is not None:
         headers.append((h.CLUSTER, cluster))
     if tenant is not None:
         headers.append((h.TENANT, tenant))
-    return Record("logs", 0, offset, None, snappy_compress(encode_push_request(streams)),
-                  tuple(headers))
+    return Record(
+        "logs", 0, offset, None, snappy_compress(encode_push_request(streams)), tuple(headers)
+    )
 
 
 def stream(labels: dict[str, str], *lines: str, ts: int = TS) -> Stream:
@@ -67,17 +69,24 @@ def stream(labels: dict[str, str], *lines: str, ts: int = TS) -> Stream:
 def test_config_defaults_follow_loki_limits() -> None:
     c = config(url="http://loki:3100/")
     assert c.push_url == "http://loki:3100/loki/api/v1/push"
-    assert (c.max_line_bytes, c.max_label_names_per_series, c.max_label_name_length,
-            c.max_label_value_length) == (256 * 1024, 15, 1024, 2048)
+    assert (
+        c.max_line_bytes,
+        c.max_label_names_per_series,
+        c.max_label_name_length,
+        c.max_label_value_length,
+    ) == (256 * 1024, 15, 1024, 2048)
 
 
-@pytest.mark.parametrize("overrides", [
-    {"url": "loki:3100"},
-    {"push_path": "insert"},
-    {"basic_auth": {"username": "u", "password": "p"}, "bearer_token": "t"},
-    {"max_line_bytes": 10, "truncation_marker": "x" * 10},
-    {"on_long_line": "cut"},
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"url": "loki:3100"},
+        {"push_path": "insert"},
+        {"basic_auth": {"username": "u", "password": "p"}, "bearer_token": "t"},
+        {"max_line_bytes": 10, "truncation_marker": "x" * 10},
+        {"on_long_line": "cut"},
+    ],
+)
 def test_bad_configs_are_refused(overrides: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         config(**overrides)
@@ -109,8 +118,10 @@ def test_tenant_from_config_else_header_else_none() -> None:
     assert record_tenant(config(), r) == "42"
     assert record_tenant(config(tenant="7"), r) == "7"
     assert record_tenant(config(tenant_from_header=False), r) == ""
-    assert request_headers(config(), "") == {"Content-Type": "application/x-protobuf",
-                                             "Content-Encoding": "snappy"}
+    assert request_headers(config(), "") == {
+        "Content-Type": "application/x-protobuf",
+        "Content-Encoding": "snappy",
+    }
     assert request_headers(config(headers={"X-A": "b"}), "42")["X-Scope-OrgID"] == "42"
 
 
@@ -153,13 +164,17 @@ def test_cluster_header_is_added_unless_the_stream_has_one() -> None:
 
 
 def test_label_limits_truncate_and_count() -> None:
-    limiter = Limiter(config(max_label_names_per_series=3, max_label_name_length=4,
-                             max_label_value_length=5))
+    limiter = Limiter(
+        config(max_label_names_per_series=3, max_label_name_length=4, max_label_value_length=5)
+    )
     tally = Tally()
     labels = {"a": "1", "b": "123456789", "longname": "v", "z": "2"}
     assert limiter.labels(labels, "", 3, tally) == (("a", "1"), ("b", "12345"), ("long", "v"))
-    assert tally.labels_truncated == {"too_many_labels": 1, "label_name_too_long": 1,
-                                      "label_value_too_long": 1}
+    assert tally.labels_truncated == {
+        "too_many_labels": 1,
+        "label_name_too_long": 1,
+        "label_value_too_long": 1,
+    }
     limiter.labels(labels, "", 3, tally)  # cached, still counted
     assert tally.labels_truncated["too_many_labels"] == 2
 
@@ -181,26 +196,30 @@ def _streams(chunk_: Chunk) -> list[Stream]:
 
 def test_same_labels_across_records_merge_into_one_stream_sorted_by_time() -> None:
     a, b = (("app", "a"),), (("app", "b"),)
-    items = [(0, "", a, Entry(TS + 5, "a5")), (0, "", b, Entry(TS, "b0")),
-             (1, "", a, Entry(TS + 1, "a1")), (1, "", a, Entry(TS + 9, "a9"))]
+    items = [
+        (0, "", a, Entry(TS + 5, "a5")),
+        (0, "", b, Entry(TS, "b0")),
+        (1, "", a, Entry(TS + 1, "a1")),
+        (1, "", a, Entry(TS + 9, "a9")),
+    ]
     [one] = chunk(items, 1 << 20)
     assert one.owners == {0, 1}
     assert [(dict(s.labels), [e.line for e in s.entries]) for s in _streams(one)] == [
-        ({"app": "a"}, ["a1", "a5", "a9"]), ({"app": "b"}, ["b0"])]
+        ({"app": "a"}, ["a1", "a5", "a9"]),
+        ({"app": "b"}, ["b0"]),
+    ]
 
 
 def test_tenants_never_share_a_request() -> None:
     a = (("app", "a"),)
-    items = [(0, "1", a, Entry(TS, "x")), (1, "2", a, Entry(TS, "y")),
-             (2, "1", a, Entry(TS, "z"))]
+    items = [(0, "1", a, Entry(TS, "x")), (1, "2", a, Entry(TS, "y")), (2, "1", a, Entry(TS, "z"))]
     chunks = chunk(items, 1 << 20)
     assert [(c.tenant, set(c.owners)) for c in chunks] == [("1", {0, 2}), ("2", {1})]
 
 
 def test_requests_stay_under_max_bytes_and_keep_every_entry() -> None:
     labels = [(("app", f"a{i % 3}"),) for i in range(300)]
-    items = [(i // 10, "", labels[i], Entry(TS + i, f"line {i} " + "p" * 50))
-             for i in range(300)]
+    items = [(i // 10, "", labels[i], Entry(TS + i, f"line {i} " + "p" * 50)) for i in range(300)]
     chunks = chunk(items, 2048)
     assert len(chunks) > 5
     for c in chunks:
@@ -211,29 +230,47 @@ def test_requests_stay_under_max_bytes_and_keep_every_entry() -> None:
 
 def test_an_entry_over_max_bytes_gets_a_request_of_its_own() -> None:
     a = (("app", "a"),)
-    items = [(0, "", a, Entry(TS, "s")), (1, "", a, Entry(TS + 1, "L" * 5000)),
-             (2, "", a, Entry(TS + 2, "t"))]
+    items = [
+        (0, "", a, Entry(TS, "s")),
+        (1, "", a, Entry(TS + 1, "L" * 5000)),
+        (2, "", a, Entry(TS + 2, "t")),
+    ]
     assert [c.owners for c in chunk(items, 1024)] == [{0}, {1}, {2}]
 
 
 def test_by_owner_splits_a_chunk_per_record() -> None:
     a, b = (("app", "a"),), (("app", "b"),)
-    items = [(0, "t", a, Entry(TS, "0a")), (1, "t", a, Entry(TS + 1, "1a")),
-             (0, "t", b, Entry(TS + 2, "0b"))]
+    items = [
+        (0, "t", a, Entry(TS, "0a")),
+        (1, "t", a, Entry(TS + 1, "1a")),
+        (0, "t", b, Entry(TS + 2, "0b")),
+    ]
     [whole] = chunk(items, 1 << 20)
     parts = whole.by_owner()
     assert [(p.tenant, set(p.owners)) for p in parts] == [("t", {0}), ("t", {1})]
     assert [[e.line for s in _streams(p) for e in s.entries] for p in parts] == [
-        ["0a", "0b"], ["1a"]]
+        ["0a", "0b"],
+        ["1a"],
+    ]
 
 
 # ---- classification --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("status", "kind"), [
-    (204, "ok"), (429, "retry"), (500, "retry"), (503, "retry"), (408, "retry"),
-    (400, "permanent"), (401, "permanent"), (404, "permanent"), (413, "permanent"),
-])
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (204, "ok"),
+        (429, "retry"),
+        (500, "retry"),
+        (503, "retry"),
+        (408, "retry"),
+        (400, "permanent"),
+        (401, "permanent"),
+        (404, "permanent"),
+        (413, "permanent"),
+    ],
+)
 def test_classify(status: int, kind: str) -> None:
     body = "entry for stream '{app=\"a\"}' has timestamp too old\n total ignored: 1 out of 1"
     outcome = classify(status, {"retry-after": "4"}, body)
@@ -272,27 +309,35 @@ class Script:
 def sink(script: Script, **overrides: Any) -> tuple[Any, Registry]:
     transport = httpx.MockTransport(script)
     registry = Registry()
-    context = Context("loki", lambda **kw: httpx.Client(transport=transport, **kw), registry,
-                      logging.getLogger("test"))
+    context = Context(
+        "loki",
+        lambda **kw: httpx.Client(transport=transport, **kw),
+        registry,
+        logging.getLogger("test"),
+    )
     return SPEC.create(config(**overrides), context), registry
 
 
 def _refuse_bad(streams: list[Stream]) -> httpx.Response:
     if any(e.line == "bad" for s in streams for e in s.entries):
-        return httpx.Response(400, text="entry with timestamp ... ignored, reason: "
-                                        "'entry too far behind'")
+        return httpx.Response(
+            400, text="entry with timestamp ... ignored, reason: 'entry too far behind'"
+        )
     return httpx.Response(204)
 
 
 def test_a_refused_request_is_narrowed_down_to_its_bad_record() -> None:
-    batch = [record(stream({"app": "a"}, "ok0"), offset=0),
-             record(stream({"app": "a"}, "bad"), offset=1),
-             record(stream({"app": "b"}, "ok2"), offset=2)]
+    batch = [
+        record(stream({"app": "a"}, "ok0"), offset=0),
+        record(stream({"app": "a"}, "bad"), offset=1),
+        record(stream({"app": "b"}, "ok2"), offset=2),
+    ]
     script = Script([_refuse_bad] * 4)
     handler, _ = sink(script)
     result = handler.handle(batch)
     assert [(r.offset, reason) for r, reason in result.dead] == [
-        (1, "HTTP 400: entry with timestamp ... ignored, reason: 'entry too far behind'")]
+        (1, "HTTP 400: entry with timestamp ... ignored, reason: 'entry too far behind'")
+    ]
     assert list(result.retry) == []
     assert len(script.requests) == 4  # one merged, then one per record
 
@@ -323,8 +368,12 @@ def test_throttled_or_unreachable_hands_back_what_is_not_pushed() -> None:
 def test_tenants_from_headers_are_pushed_separately() -> None:
     script = Script([204, 204])
     handler, _ = sink(script)
-    handler.handle([record(stream({"app": "a"}, "1"), tenant=b"1"),
-                    record(stream({"app": "a"}, "2"), offset=1, tenant=b"2")])
+    handler.handle(
+        [
+            record(stream({"app": "a"}, "1"), tenant=b"1"),
+            record(stream({"app": "a"}, "2"), offset=1, tenant=b"2"),
+        ]
+    )
     assert [t for t, _ in script.requests] == ["1", "2"]
 
 
@@ -343,8 +392,9 @@ def test_counters_count_finished_records_only() -> None:
 
 def test_structured_metadata_are_forwarded_even_on_truncated_lines() -> None:
     meta = (("trace_id", "abc"), ("user", "bob"))
-    batch = [record(Stream({"app": "a"}, [Entry(TS, "short", meta),
-                                          Entry(TS + 1, "L" * 2000, meta)]))]
+    batch = [
+        record(Stream({"app": "a"}, [Entry(TS, "short", meta), Entry(TS + 1, "L" * 2000, meta)]))
+    ]
     script = Script([204])
     handler, _ = sink(script, max_line_bytes=1000)
     assert not handler.handle(batch).dead

@@ -31,20 +31,27 @@ _ENTRY_OVERHEAD, _STREAM_OVERHEAD = 24, 16
 Request = tuple[str, frozenset[int], bytes]
 
 
-def _reference_chunk(items: list[tuple[int, str, Labels, Entry]],
-                     max_bytes: int) -> list[Request]:
+def _reference_chunk(items: list[tuple[int, str, Labels, Entry]], max_bytes: int) -> list[Request]:
     def label_size(labels: Labels) -> int:
         return _STREAM_OVERHEAD + sum(utf8_length(n) + utf8_length(v) + 6 for n, v in labels)
 
     def entry_size(entry: Entry) -> int:
-        return utf8_length(entry.line) + _ENTRY_OVERHEAD + sum(
-            utf8_length(n) + utf8_length(v) + 6 for n, v in entry.metadata)
+        return (
+            utf8_length(entry.line)
+            + _ENTRY_OVERHEAD
+            + sum(utf8_length(n) + utf8_length(v) + 6 for n, v in entry.metadata)
+        )
 
-    def request(tenant: str, streams: list[tuple[Labels, tuple[tuple[int, Entry], ...]]]
-                ) -> Request:
-        return (tenant, frozenset(o for _, owned in streams for o, _ in owned),
-                encode_push_request(Stream(dict(labels), [e for _, e in owned])
-                                    for labels, owned in streams))
+    def request(
+        tenant: str, streams: list[tuple[Labels, tuple[tuple[int, Entry], ...]]]
+    ) -> Request:
+        return (
+            tenant,
+            frozenset(o for _, owned in streams for o, _ in owned),
+            encode_push_request(
+                Stream(dict(labels), [e for _, e in owned]) for labels, owned in streams
+            ),
+        )
 
     grouped: dict[str, dict[Labels, list[tuple[int, Entry]]]] = {}
     for owner, tenant, labels, entry in items:
@@ -75,8 +82,9 @@ def _reference_chunk(items: list[tuple[int, str, Labels, Entry]],
     return out
 
 
-def _reference_requests(config: LokiConfig, records: list[Record]
-                        ) -> tuple[list[Request], list[Tally]]:
+def _reference_requests(
+    config: LokiConfig, records: list[Record]
+) -> tuple[list[Request], list[Tally]]:
     limiter, tallies = Limiter(config), [Tally() for _ in records]
     items: list[tuple[int, str, Labels, Entry]] = []
     for index, record in enumerate(records):
@@ -103,42 +111,70 @@ def _requests(config: LokiConfig, records: list[Record]) -> tuple[list[Request],
         for stream in decode_record_columns(record):
             labels = limiter.labels(stream.labels, "", len(stream.entries), tallies[index])
             if labels is not None:
-                items.append((index, tenant, labels,
-                              limiter.entries(stream.entries, tallies[index])))
-    return [(c.tenant, c.owners, c.push_request())
-            for c in chunk_streams(items, config.max_request_bytes)], tallies
+                items.append(
+                    (index, tenant, labels, limiter.entries(stream.entries, tallies[index]))
+                )
+    return [
+        (c.tenant, c.owners, c.push_request())
+        for c in chunk_streams(items, config.max_request_bytes)
+    ], tallies
 
 
 lines = st.one_of(st.text("ab é", max_size=30), st.sampled_from(["", "x" * 70, "é" * 20]))
-entries = st.lists(st.tuples(st.integers(0, 40), lines,
-                             st.sampled_from([(), (("k", "v"),)])), max_size=30)
-streams = st.lists(st.tuples(st.sampled_from([{"app": "a"}, {"app": "b"}, {"app": "a" * 9}]),
-                             entries), max_size=3)
+entries = st.lists(
+    st.tuples(st.integers(0, 40), lines, st.sampled_from([(), (("k", "v"),)])), max_size=30
+)
+streams = st.lists(
+    st.tuples(st.sampled_from([{"app": "a"}, {"app": "b"}, {"app": "a" * 9}]), entries), max_size=3
+)
 
 
 @settings(max_examples=300)
-@given(st.lists(st.tuples(streams, st.sampled_from([None, b"t1", b"t2"])), max_size=5),
-       st.sampled_from([0, 40, 80]), st.sampled_from(["truncate", "drop"]),
-       st.sampled_from([1024, 1500, 4096]), st.booleans())
+@given(
+    st.lists(st.tuples(streams, st.sampled_from([None, b"t1", b"t2"])), max_size=5),
+    st.sampled_from([0, 40, 80]),
+    st.sampled_from(["truncate", "drop"]),
+    st.sampled_from([1024, 1500, 4096]),
+    st.booleans(),
+)
 def test_requests_and_counters_are_those_entry_by_entry(
-        spec: list[tuple[list[tuple[dict[str, str], list[tuple[int, str, tuple[tuple[
-            str, str], ...]]]]], bytes | None]],
-        max_line: int, on_long_line: str, max_request: int, by_column: bool) -> None:
-    config = LokiConfig.model_validate({
-        "url": "http://loki:3100", "max_line_bytes": max_line, "on_long_line": on_long_line,
-        "truncation_marker": "…", "max_request_bytes": max_request,
-        "max_label_value_length": 5})
+    spec: list[
+        tuple[
+            list[tuple[dict[str, str], list[tuple[int, str, tuple[tuple[str, str], ...]]]]],
+            bytes | None,
+        ]
+    ],
+    max_line: int,
+    on_long_line: str,
+    max_request: int,
+    by_column: bool,
+) -> None:
+    config = LokiConfig.model_validate(
+        {
+            "url": "http://loki:3100",
+            "max_line_bytes": max_line,
+            "on_long_line": on_long_line,
+            "truncation_marker": "…",
+            "max_request_bytes": max_request,
+            "max_label_value_length": 5,
+        }
+    )
     records = []
     for offset, (record_streams, tenant) in enumerate(spec):
         encoded = []
         for labels, ents in record_streams:
             if by_column and not any(meta for *_, meta in ents):
-                encoded.append(Stream(labels, Entries([TS + ts for ts, *_ in ents],
-                                                      [line for _, line, _ in ents])))
+                encoded.append(
+                    Stream(
+                        labels, Entries([TS + ts for ts, *_ in ents], [line for _, line, _ in ents])
+                    )
+                )
             else:
-                encoded.append(Stream(labels, [Entry(TS + ts, line, meta)
-                                               for ts, line, meta in ents]))
+                encoded.append(
+                    Stream(labels, [Entry(TS + ts, line, meta) for ts, line, meta in ents])
+                )
         headers = ((h.SCHEMA, h.SCHEMA_LOKI_PUSH),) + (((h.TENANT, tenant),) if tenant else ())
-        records.append(Record("logs", 0, offset, None,
-                              snappy_compress(encode_push_request(encoded)), headers))
+        records.append(
+            Record("logs", 0, offset, None, snappy_compress(encode_push_request(encoded)), headers)
+        )
     assert _requests(config, records) == _reference_requests(config, records)

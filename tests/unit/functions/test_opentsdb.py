@@ -28,12 +28,14 @@ def config(**overrides: object) -> OpenTSDBConfig:
 
 
 def series(labels: dict[str, str], *values: float, ts: int = TS) -> TimeSeries:
-    return TimeSeries(tuple(sorted(labels.items())),
-                      tuple(Sample(v, ts + i) for i, v in enumerate(values)))
+    return TimeSeries(
+        tuple(sorted(labels.items())), tuple(Sample(v, ts + i) for i, v in enumerate(values))
+    )
 
 
-def encode(s: TimeSeries, cluster: str | None = None, tally: Tally | None = None,
-           **overrides: object) -> list[dict[str, Any]]:
+def encode(
+    s: TimeSeries, cluster: str | None = None, tally: Tally | None = None, **overrides: object
+) -> list[dict[str, Any]]:
     units = DatapointEncoder(config(**overrides)).datapoints(s, cluster, tally or Tally())
     return [json.loads(unit) for unit in units]
 
@@ -43,29 +45,47 @@ def encode(s: TimeSeries, cluster: str | None = None, tally: Tally | None = None
 
 def test_a_sample_becomes_a_put_datapoint_in_milliseconds() -> None:
     assert encode(series({"__name__": "node_load1", "cluster": "a", "job": "node"}, 0.5)) == [
-        {"metric": "node_load1", "timestamp": TS, "value": 0.5,
-         "tags": {"cluster": "a", "job": "node"}}]
+        {
+            "metric": "node_load1",
+            "timestamp": TS,
+            "value": 0.5,
+            "tags": {"cluster": "a", "job": "node"},
+        }
+    ]
 
 
 def test_cluster_comes_from_the_header_only_when_the_series_lacks_it() -> None:
-    assert encode(series({"__name__": "m", "x": "1"}, 1), "beta")[0]["tags"] == \
-        {"cluster": "beta", "x": "1"}
-    assert encode(series({"__name__": "m", "cluster": "a"}, 1), "beta")[0]["tags"] == \
-        {"cluster": "a"}
+    assert encode(series({"__name__": "m", "x": "1"}, 1), "beta")[0]["tags"] == {
+        "cluster": "beta",
+        "x": "1",
+    }
+    assert encode(series({"__name__": "m", "cluster": "a"}, 1), "beta")[0]["tags"] == {
+        "cluster": "a"
+    }
 
 
 def test_a_series_without_tags_gets_the_placeholder() -> None:
     assert encode(series({"__name__": "m"}, 1))[0]["tags"] == {"cluster": "unknown"}
-    assert encode(series({"__name__": "m", "empty": ""}, 1),
-                  placeholder_tag={"key": "source", "value": "ferryman"})[0]["tags"] == \
-        {"source": "ferryman"}
+    assert encode(
+        series({"__name__": "m", "empty": ""}, 1),
+        placeholder_tag={"key": "source", "value": "ferryman"},
+    )[0]["tags"] == {"source": "ferryman"}
     assert encode(series({"__name__": "m"}, 1), "beta")[0]["tags"] == {"cluster": "beta"}
 
 
 def test_names_and_values_are_sanitized_and_counted() -> None:
     tally = Tally()
-    [dp] = encode(series({"__name__": "http:requests total", "path": "/api/v1 x,y=z",
-                          "ok-label.x/y": "a_b-c.d/e"}, 1), tally=tally)
+    [dp] = encode(
+        series(
+            {
+                "__name__": "http:requests total",
+                "path": "/api/v1 x,y=z",
+                "ok-label.x/y": "a_b-c.d/e",
+            },
+            1,
+        ),
+        tally=tally,
+    )
     assert dp["metric"] == "http_requests_total"
     assert dp["tags"] == {"path": "/api/v1_x_y_z", "ok-label.x/y": "a_b-c.d/e"}
     assert tally.sanitized == {"metric": 1, "tag_value": 1}
@@ -73,8 +93,7 @@ def test_names_and_values_are_sanitized_and_counted() -> None:
 
 
 def test_unicode_letters_are_replaced_too() -> None:
-    assert encode(series({"__name__": "m", "city": "Zürich"}, 1))[0]["tags"] == \
-        {"city": "Z_rich"}
+    assert encode(series({"__name__": "m", "city": "Zürich"}, 1))[0]["tags"] == {"city": "Z_rich"}
 
 
 def test_labels_that_collide_after_sanitizing_keep_the_first_by_name() -> None:
@@ -127,7 +146,7 @@ def test_limit_and_names_hold_for_any_labels(labels: dict[str, str], max_tags: i
         assert "cluster" in tags
     others = sorted(distinct - {"cluster"})
     kept = [k for k in others if k in tags]
-    assert kept == others[:len(kept)], "tags are dropped from the end of the name order"
+    assert kept == others[: len(kept)], "tags are dropped from the end of the name order"
 
 
 # ---- samples ---------------------------------------------------------------------------
@@ -135,9 +154,17 @@ def test_limit_and_names_hold_for_any_labels(labels: dict[str, str], max_tags: i
 
 def test_nan_inf_stale_and_too_early_samples_are_skipped_and_counted() -> None:
     tally = Tally()
-    s = TimeSeries((("__name__", "m"),), (Sample(1.0, TS), Sample(math.nan, TS),
-                                          Sample(STALE, TS), Sample(-math.inf, TS),
-                                          Sample(2.0, 1000), Sample(3.0, TS + 1)))
+    s = TimeSeries(
+        (("__name__", "m"),),
+        (
+            Sample(1.0, TS),
+            Sample(math.nan, TS),
+            Sample(STALE, TS),
+            Sample(-math.inf, TS),
+            Sample(2.0, 1000),
+            Sample(3.0, TS + 1),
+        ),
+    )
     assert [dp["value"] for dp in encode(s, tally=tally)] == [1.0, 3.0]
     assert tally.skipped == {"nan": 1, "stale_marker": 1, "inf": 1, "timestamp": 1}
 
@@ -176,13 +203,16 @@ def test_put_parameters() -> None:
     assert put_params(config(sync_timeout_s=0)) == {"details": "", "sync": ""}
 
 
-@pytest.mark.parametrize(("settings", "message"), [
-    ({"sync_timeout_s": 30}, "below timeout_s"),
-    ({"replacement": " "}, "one of"),
-    ({"replacement": "__"}, "one of"),
-    ({"placeholder_tag": {"key": "a b"}}, "only A-Z"),
-    ({"max_tags": 0}, "greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"sync_timeout_s": 30}, "below timeout_s"),
+        ({"replacement": " "}, "one of"),
+        ({"replacement": "__"}, "one of"),
+        ({"placeholder_tag": {"key": "a b"}}, "only A-Z"),
+        ({"max_tags": 0}, "greater than or equal to 1"),
+    ],
+)
 def test_config_errors(settings: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         config(**settings)
@@ -196,16 +226,24 @@ def _dp(metric: str, ts: int, tags: dict[str, str], value: str = "1.0") -> dict[
 
 
 def _details(errors: list[tuple[dict[str, Any], str]], success: int, **extra: int) -> str:
-    return json.dumps({"errors": [{"datapoint": d, "error": e} for d, e in errors],
-                       "failed": len(errors), "success": success, **extra})
+    return json.dumps(
+        {
+            "errors": [{"datapoint": d, "error": e} for d, e in errors],
+            "failed": len(errors),
+            "success": success,
+            **extra,
+        }
+    )
 
 
-CHUNK = Chunk((
-    (0, json.dumps(_dp("m", TS, {"cluster": "a"})).encode()),
-    (1, json.dumps(_dp("m", TS, {"cluster": "b"})).encode()),
-    (2, json.dumps(_dp("n", TS, {"cluster": "a"})).encode()),
-    (2, json.dumps(_dp("n", TS + 1, {"cluster": "a"})).encode()),
-))
+CHUNK = Chunk(
+    (
+        (0, json.dumps(_dp("m", TS, {"cluster": "a"})).encode()),
+        (1, json.dumps(_dp("m", TS, {"cluster": "b"})).encode()),
+        (2, json.dumps(_dp("n", TS, {"cluster": "a"})).encode()),
+        (2, json.dumps(_dp("n", TS + 1, {"cluster": "a"})).encode()),
+    )
+)
 
 
 def test_stored_answers_are_ok() -> None:
@@ -215,12 +253,14 @@ def test_stored_answers_are_ok() -> None:
 
 
 def test_a_refused_datapoint_dead_letters_its_record_only() -> None:
-    body = _details([(_dp("n", TS + 1, {"cluster": "a"}, "x"),
-                      "Unable to parse value to a number")], success=3)
+    body = _details(
+        [(_dp("n", TS + 1, {"cluster": "a"}, "x"), "Unable to parse value to a number")], success=3
+    )
     outcome = classify(400, {}, body)
     assert outcome.kind == "permanent"
-    assert outcome.reason.startswith("HTTP 400: OpenTSDB refused 1 datapoints; first: "
-                                     "Unable to parse value to a number (n ")
+    assert outcome.reason.startswith(
+        "HTTP 400: OpenTSDB refused 1 datapoints; first: Unable to parse value to a number (n "
+    )
     verdicts = blame(400, body, CHUNK)
     assert verdicts is not None and list(verdicts) == [2]
     assert verdicts[2].kind == "permanent"
@@ -228,8 +268,9 @@ def test_a_refused_datapoint_dead_letters_its_record_only() -> None:
 
 
 def test_storage_trouble_is_retried_per_record() -> None:
-    body = _details([(_dp("m", TS, {"cluster": "b"}), "Storage exception: region offline")],
-                    success=3)
+    body = _details(
+        [(_dp("m", TS, {"cluster": "b"}), "Storage exception: region offline")], success=3
+    )
     assert classify(200, {}, body).kind == "retry"
     verdicts = blame(200, body, CHUNK)
     assert verdicts is not None
@@ -237,9 +278,14 @@ def test_storage_trouble_is_retried_per_record() -> None:
 
 
 def test_sync_timeouts_are_retried() -> None:
-    body = json.dumps({"errors": [{"datapoint": _dp("m", TS, {"cluster": "a"}),
-                                   "error": "Write timedout"}],
-                       "failed": 0, "success": 3, "timeouts": 1})
+    body = json.dumps(
+        {
+            "errors": [{"datapoint": _dp("m", TS, {"cluster": "a"}), "error": "Write timedout"}],
+            "failed": 0,
+            "success": 3,
+            "timeouts": 1,
+        }
+    )
     outcome = classify(400, {}, body)
     assert outcome.kind == "retry"
     verdicts = blame(400, body, CHUNK)
@@ -247,9 +293,13 @@ def test_sync_timeouts_are_retried() -> None:
 
 
 def test_permanent_wins_over_retry_for_one_record() -> None:
-    body = _details([(_dp("n", TS, {"cluster": "a"}), "Please throttle"),
-                     (_dp("n", TS + 1, {"cluster": "a"}), "Invalid tag value (\"a b\")")],
-                    success=2)
+    body = _details(
+        [
+            (_dp("n", TS, {"cluster": "a"}), "Please throttle"),
+            (_dp("n", TS + 1, {"cluster": "a"}), 'Invalid tag value ("a b")'),
+        ],
+        success=2,
+    )
     verdicts = blame(400, body, CHUNK)
     assert verdicts is not None and verdicts[2].kind == "permanent"
 
@@ -263,23 +313,37 @@ def test_blame_gives_up_when_the_answer_cannot_be_pinned() -> None:
 
 
 def test_unparsable_body_is_permanent_and_the_datas_fault() -> None:
-    body = json.dumps({"error": {"code": 400, "message": "Unable to parse the given JSON",
-                                 "details": "Unexpected character ('g')", "trace": "..."}})
+    body = json.dumps(
+        {
+            "error": {
+                "code": 400,
+                "message": "Unable to parse the given JSON",
+                "details": "Unexpected character ('g')",
+                "trace": "...",
+            }
+        }
+    )
     outcome = classify(400, {}, body)
     assert (outcome.kind, outcome.reason) == (
-        "permanent", "HTTP 400: Unable to parse the given JSON: Unexpected character ('g')")
+        "permanent",
+        "HTTP 400: Unable to parse the given JSON: Unexpected character ('g')",
+    )
     assert data_at_fault(400)
 
 
-@pytest.mark.parametrize(("status", "headers", "kind", "delay"), [
-    (503, {"retry-after": "3"}, "retry", 3.0),
-    (500, {}, "retry", None),
-    (429, {}, "retry", None),
-    (404, {}, "permanent", None),
-    (401, {}, "permanent", None),
-])
-def test_http_rules_for_everything_else(status: int, headers: dict[str, str], kind: str,
-                                        delay: float | None) -> None:
+@pytest.mark.parametrize(
+    ("status", "headers", "kind", "delay"),
+    [
+        (503, {"retry-after": "3"}, "retry", 3.0),
+        (500, {}, "retry", None),
+        (429, {}, "retry", None),
+        (404, {}, "permanent", None),
+        (401, {}, "permanent", None),
+    ],
+)
+def test_http_rules_for_everything_else(
+    status: int, headers: dict[str, str], kind: str, delay: float | None
+) -> None:
     body = json.dumps({"error": {"code": status, "message": "Endpoint not found"}})
     outcome = classify(status, headers, body)
     assert (outcome.kind, outcome.delay) == (kind, delay)
@@ -294,11 +358,19 @@ def test_transient_messages() -> None:
 
 
 def test_which_datapoint_errors_are_evidence_against_their_record() -> None:
-    assert [item_status(m) for m in ("Storage exception: region offline",
-                                     "Unexpected exception", "Please throttle",
-                                     "Timeout exception", "Write timedout",
-                                     "Invalid tag value")] == [500, 500, 429, 504, 504, 400]
-    body = _details([(_dp("m", TS, {"cluster": "b"}), "Storage exception: region offline")],
-                    success=3)
+    assert [
+        item_status(m)
+        for m in (
+            "Storage exception: region offline",
+            "Unexpected exception",
+            "Please throttle",
+            "Timeout exception",
+            "Write timedout",
+            "Invalid tag value",
+        )
+    ] == [500, 500, 429, 504, 504, 400]
+    body = _details(
+        [(_dp("m", TS, {"cluster": "b"}), "Storage exception: region offline")], success=3
+    )
     verdicts = blame(200, body, CHUNK)
     assert verdicts is not None and verdicts[1].status == 500

@@ -40,23 +40,32 @@ def payload(*many: TimeSeries) -> bytes:
 
 
 def record(raw: bytes, offset: int = 0, **headers: bytes) -> Record:
-    return Record("metrics", 0, offset, b"k", snappy_compress(raw),
-                  ((h.SCHEMA, h.SCHEMA_REMOTE_WRITE), *headers.items()))
+    return Record(
+        "metrics",
+        0,
+        offset,
+        b"k",
+        snappy_compress(raw),
+        ((h.SCHEMA, h.SCHEMA_REMOTE_WRITE), *headers.items()),
+    )
 
 
 GOOD = series(("__name__", "up"), ("job", "api"))
 
 
-@pytest.mark.parametrize(("labels", "problem"), [
-    ((("__name__", "up"), ("job", "a")), None),
-    ((("__name__", "up"), ("job", "a"), ("job", "b")), "label 'job' twice"),
-    ((("job", "a"), ("__name__", "up")), "label '__name__' out of order"),
-    ((("__name__", "up"), ("bad-name", "x")), "invalid label name 'bad-name'"),
-    ((("__name__", "up"), ("1st", "x")), "invalid label name '1st'"),
-    ((("__name__", "up"), ("", "x")), "invalid label name ''"),
-    ((("job", "a"),), "no __name__ label"),
-    ((), "no __name__ label"),
-])
+@pytest.mark.parametrize(
+    ("labels", "problem"),
+    [
+        ((("__name__", "up"), ("job", "a")), None),
+        ((("__name__", "up"), ("job", "a"), ("job", "b")), "label 'job' twice"),
+        ((("job", "a"), ("__name__", "up")), "label '__name__' out of order"),
+        ((("__name__", "up"), ("bad-name", "x")), "invalid label name 'bad-name'"),
+        ((("__name__", "up"), ("1st", "x")), "invalid label name '1st'"),
+        ((("__name__", "up"), ("", "x")), "invalid label name ''"),
+        ((("job", "a"),), "no __name__ label"),
+        ((), "no __name__ label"),
+    ],
+)
 def test_label_problem(labels: tuple[tuple[str, str], ...], problem: str | None) -> None:
     assert label_problem(labels) == problem
 
@@ -66,7 +75,8 @@ def test_check_names_the_first_bad_series_and_remembers_verdicts() -> None:
     bad = series(("__name__", "up"), ("job", "a"), ("job", "b"))
     assert check.problem(payload(GOOD, GOOD)) is None
     assert check.problem(payload(GOOD, bad, GOOD)) == (
-        "series 1: label 'job' twice in {__name__='up', job='a', job='b'}")
+        "series 1: label 'job' twice in {__name__='up', job='a', job='b'}"
+    )
     assert len(check._verdicts) == 2
 
 
@@ -86,12 +96,23 @@ def test_check_reads_unusual_shapes_with_the_full_decoder() -> None:
         LabelCheck().problem(payload(GOOD)[:-3])
 
 
-@given(st.lists(st.lists(st.tuples(st.text(max_size=6), st.text(max_size=4)), max_size=4),
-                min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.lists(st.tuples(st.text(max_size=6), st.text(max_size=4)), max_size=4),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_check_agrees_with_decoding_then_checking(label_sets: list[list[tuple[str, str]]]) -> None:
     raw = payload(*(series(*labels) for labels in label_sets))
-    expected = next((f"series {i}" for i, one in enumerate(decode_write_request(raw))
-                     if label_problem(one.labels) is not None), None)
+    expected = next(
+        (
+            f"series {i}"
+            for i, one in enumerate(decode_write_request(raw))
+            if label_problem(one.labels) is not None
+        ),
+        None,
+    )
     problem = LabelCheck().problem(raw)
     assert (problem if problem is None else problem.split(":")[0]) == expected
 
@@ -110,11 +131,13 @@ class Receiver:
 
 def sink(receiver: Receiver, **overrides: Any) -> Any:
     transport = httpx.MockTransport(receiver)
-    context = Context("prometheus_remote_write",
-                      lambda **kw: httpx.Client(transport=transport, **kw), Registry(),
-                      logging.getLogger("test"))
-    config = RemoteWriteConfig.model_validate({"url": "http://prom:9090/api/v1/write",
-                                               **overrides})
+    context = Context(
+        "prometheus_remote_write",
+        lambda **kw: httpx.Client(transport=transport, **kw),
+        Registry(),
+        logging.getLogger("test"),
+    )
+    config = RemoteWriteConfig.model_validate({"url": "http://prom:9090/api/v1/write", **overrides})
     return SPEC.create(config, context)
 
 
@@ -127,8 +150,8 @@ def test_pass_through_sends_the_value_as_is_and_dead_letters_bad_labels() -> Non
     assert receiver.bodies == [good.value]
     assert receiver.headers[0]["X-Scope-OrgID"] == "team-a"
     assert [(r.offset, why) for r, why in result.dead] == [
-        (1, "refused before sending: series 0: label 'a' twice in "
-            "{__name__='up', a='1', a='2'}")]
+        (1, "refused before sending: series 0: label 'a' twice in {__name__='up', a='1', a='2'}")
+    ]
     assert list(result.retry) == []
 
 

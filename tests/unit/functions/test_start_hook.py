@@ -49,19 +49,23 @@ class Clock:
 
 
 def start(handler: Flaky, clock: Clock, patience_s: float = 300.0) -> bool:
-    return start_handler(handler, "test", sleep=clock.sleep, clock=lambda: clock.now,
-                         patience_s=patience_s)
+    return start_handler(
+        handler, "test", sleep=clock.sleep, clock=lambda: clock.now, patience_s=patience_s
+    )
 
 
 def test_transient_failures_are_retried_with_backoff() -> None:
-    handler, clock = Flaky(httpx.ConnectError("refused"), DeliveryError("503"),
-                           DeliveryError("503")), Clock()
+    handler, clock = (
+        Flaky(httpx.ConnectError("refused"), DeliveryError("503"), DeliveryError("503")),
+        Clock(),
+    )
     assert start(handler, clock)
     assert (handler.calls, clock.slept) == (4, [1.0, 2.0, 4.0])
 
 
 def test_a_backend_down_for_longer_than_the_patience_gives_up(
-        caplog: pytest.LogCaptureFixture) -> None:
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     handler, clock = Flaky(*[httpx.ConnectError("refused")] * 100), Clock()
     assert not start(handler, clock, patience_s=60)
     # The next wait, 30 s (the cap), would end past the 60 s of patience.
@@ -69,10 +73,10 @@ def test_a_backend_down_for_longer_than_the_patience_gives_up(
     assert "cannot start: its backend still fails after 6 attempts" in caplog.text
 
 
-@pytest.mark.parametrize("failure", [Permanent("HTTP 401: who are you"),
-                                     RuntimeError("a bug")])
+@pytest.mark.parametrize("failure", [Permanent("HTTP 401: who are you"), RuntimeError("a bug")])
 def test_a_permanent_or_unexpected_failure_gives_up_at_once(
-        failure: BaseException, caplog: pytest.LogCaptureFixture) -> None:
+    failure: BaseException, caplog: pytest.LogCaptureFixture
+) -> None:
     handler, clock = Flaky(failure), Clock()
     assert not start(handler, clock)
     assert (handler.calls, clock.slept) == (1, [])
@@ -92,22 +96,33 @@ class Elasticsearch:
 def es_sink(name: str, backend: Elasticsearch, **overrides: Any) -> Any:
     spec = registry.load(name)
     transport = httpx.MockTransport(backend)
-    context = Context(name, lambda **kw: httpx.Client(transport=transport, **kw),
-                      Registry(), logging.getLogger("test"))
-    return spec.create(spec.config_model.model_validate(
-        {"url": "http://es:9200", **overrides}), context)
+    context = Context(
+        name,
+        lambda **kw: httpx.Client(transport=transport, **kw),
+        Registry(),
+        logging.getLogger("test"),
+    )
+    return spec.create(
+        spec.config_model.model_validate({"url": "http://es:9200", **overrides}), context
+    )
 
 
-@pytest.mark.parametrize(("name", "stream"), [("elasticsearch_logs", "logs-ferryman-default"),
-                                              ("elasticsearch_metrics",
-                                               "metrics-ferryman-default")])
+@pytest.mark.parametrize(
+    ("name", "stream"),
+    [
+        ("elasticsearch_logs", "logs-ferryman-default"),
+        ("elasticsearch_metrics", "metrics-ferryman-default"),
+    ],
+)
 def test_elasticsearch_sinks_install_templates_at_start_only(name: str, stream: str) -> None:
     backend = Elasticsearch()
     handler = es_sink(name, backend)
     assert backend.requests == []
     handler.start()
-    assert backend.requests == [f"PUT /_component_template/{stream}@ferryman",
-                                f"PUT /_index_template/{stream}"]
+    assert backend.requests == [
+        f"PUT /_component_template/{stream}@ferryman",
+        f"PUT /_index_template/{stream}",
+    ]
     handler.handle([])
     assert len(backend.requests) == 2
 

@@ -21,7 +21,8 @@ entries_st = st.lists(st.tuples(stamps_st, lines_st), max_size=60)
 
 def _python(labels: str, stamps: list[int], lines: list[str]) -> bytes:
     return loki.encode_push_request(
-        [loki.Stream(loki.parse_labels(labels), loki.Entries(stamps, lines))])
+        [loki.Stream(loki.parse_labels(labels), loki.Entries(stamps, lines))]
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -48,7 +49,8 @@ def test_parts_fit_their_budget_and_carry_every_entry_in_order(entries, budget):
         assert part_lines, "an empty part"
         assert sum(len(line.encode()) + OVERHEAD for line in part_lines) <= budget
         assert snappy_decompress(part) == _python(
-            LABELS, [e.timestamp_ns for e in streams[0].entries], part_lines)
+            LABELS, [e.timestamp_ns for e in streams[0].entries], part_lines
+        )
         got_stamps += [e.timestamp_ns for e in streams[0].entries]
         got_lines += part_lines
     assert got_stamps == stamps
@@ -59,7 +61,7 @@ def test_parts_fit_their_budget_and_carry_every_entry_in_order(entries, budget):
         ends.append(ends[-1] + len(loki.decode_push_request(snappy_decompress(part))[0].entries))
     for end in ends[1:-1]:
         start = ends[ends.index(end) - 1]
-        assert sum(len(line.encode()) + OVERHEAD for line in lines[start:end + 1]) > budget
+        assert sum(len(line.encode()) + OVERHEAD for line in lines[start : end + 1]) > budget
 
 
 def test_declines_what_the_python_path_handles():

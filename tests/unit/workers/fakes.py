@@ -59,8 +59,9 @@ class FakeKafka:
     """Partitions holding values, and the group's committed offsets."""
 
     def __init__(self, partitions: Mapping[TopicPartition, Iterable[bytes]]) -> None:
-        self.log: dict[TopicPartition, list[bytes]] = {tp: list(values)
-                                                       for tp, values in partitions.items()}
+        self.log: dict[TopicPartition, list[bytes]] = {
+            tp: list(values) for tp, values in partitions.items()
+        }
         self.committed: dict[TopicPartition, int] = {}
 
     def append(self, tp: TopicPartition, *values: bytes) -> None:
@@ -126,8 +127,9 @@ class FakeConsumer:
 
     # ---- rebalances ------------------------------------------------------------------
 
-    def begin_rebalance(self, *, listed: bool = False,
-                        stalled: Iterable[TopicPartition] | None = None) -> None:
+    def begin_rebalance(
+        self, *, listed: bool = False, stalled: Iterable[TopicPartition] | None = None
+    ) -> None:
         """The first half of a rebalance: the listener hears every partition revoked.
 
         Until :meth:`complete_rebalance` the member lists none (their state kept aside);
@@ -158,8 +160,9 @@ class FakeConsumer:
         for state in kept.values():
             state.pending = False
         self._coordinator.rejoining = False
-        self._states = {tp: kept[tp] if tp in kept else _State(self.kafka.committed.get(tp, 0))
-                        for tp in wanted}
+        self._states = {
+            tp: kept[tp] if tp in kept else _State(self.kafka.committed.get(tp, 0)) for tp in wanted
+        }
         self._aside.clear()
         if self.listener is not None:
             self.listener.on_partitions_assigned(set(self._states))
@@ -172,8 +175,11 @@ class FakeConsumer:
 
     def subscribe(self, topics: Sequence[str], *, listener: Any) -> None:
         self.listener = listener
-        wanted = self.assigned if self.assigned is not None else [
-            tp for tp in self.kafka.log if tp.topic in topics]
+        wanted = (
+            self.assigned
+            if self.assigned is not None
+            else [tp for tp in self.kafka.log if tp.topic in topics]
+        )
         self.complete_rebalance(wanted)
 
     def unsubscribe(self) -> None:
@@ -183,8 +189,9 @@ class FakeConsumer:
     def partitions_for_topic(self, topic: str) -> set[int] | None:
         return {tp.partition for tp in self.kafka.log if tp.topic == topic} or None
 
-    def poll(self, timeout_ms: int = 0, max_records: int | None = None
-             ) -> dict[TopicPartition, list[FakeMessage]]:
+    def poll(
+        self, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[FakeMessage]]:
         self.polls += 1
         if self.polls > self.max_polls:
             raise AssertionError(f"still polling after {self.max_polls} polls")
@@ -197,10 +204,12 @@ class FakeConsumer:
         for tp, state in self._states.items():
             if state.paused or state.pending or left <= 0:
                 continue
-            values = self.kafka.log.get(tp, [])[state.position:state.position + left]
+            values = self.kafka.log.get(tp, [])[state.position : state.position + left]
             if values:
-                out[tp] = [FakeMessage(tp.topic, tp.partition, state.position + i, None, value)
-                           for i, value in enumerate(values)]
+                out[tp] = [
+                    FakeMessage(tp.topic, tp.partition, state.position + i, None, value)
+                    for i, value in enumerate(values)
+                ]
                 state.position += len(values)
                 left -= len(values)
         if not out:
@@ -245,8 +254,13 @@ class FakeConsumer:
     def group_metadata(self) -> ConsumerGroupMetadata:
         rebalancing = self._coordinator.rejoining or bool(self._aside)
         return ConsumerGroupMetadata(
-            group_id="fake", state=MemberState.REBALANCING if rebalancing
-            else MemberState.STABLE if self._states else MemberState.UNJOINED)
+            group_id="fake",
+            state=MemberState.REBALANCING
+            if rebalancing
+            else MemberState.STABLE
+            if self._states
+            else MemberState.UNJOINED,
+        )
 
 
 class _Sent:
@@ -263,12 +277,18 @@ class FakeProducer:
     """Keeps what was sent, by topic; ``fail_with`` makes every send fail."""
 
     sent: dict[str, list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]] = field(
-        default_factory=dict)
+        default_factory=dict
+    )
     fail_with: Exception | None = None
     closed: bool = False
 
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-             headers: list[tuple[str, bytes]] | None = None) -> _Sent:
+    def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> _Sent:
         if self.fail_with is None:
             self.sent.setdefault(topic, []).append((key, value, list(headers or ())))
         return _Sent(self.fail_with)

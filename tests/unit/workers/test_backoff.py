@@ -24,7 +24,8 @@ TP = TopicPartition("t", 0)
 def test_delays_double_from_the_initial_to_the_maximum() -> None:
     backoff = Backoff(0.2, 3.0, rand=lambda: 1.0)
     assert [backoff.next_delay() for _ in range(7)] == pytest.approx(
-        [0.2, 0.4, 0.8, 1.6, 3.0, 3.0, 3.0])
+        [0.2, 0.4, 0.8, 1.6, 3.0, 3.0, 3.0]
+    )
 
 
 def test_full_jitter_stays_below_each_cap_and_spreads() -> None:
@@ -39,10 +40,15 @@ def test_full_jitter_stays_below_each_cap_and_spreads() -> None:
     assert max(drawn) <= 30.0
 
 
-@given(initial=st.floats(0.001, 10), ratio=st.floats(1, 1000), draws=st.lists(
-    st.floats(0, 1), min_size=1, max_size=80), floor=st.none() | st.floats(0, 1e5))
+@given(
+    initial=st.floats(0.001, 10),
+    ratio=st.floats(1, 1000),
+    draws=st.lists(st.floats(0, 1), min_size=1, max_size=80),
+    floor=st.none() | st.floats(0, 1e5),
+)
 def test_a_delay_is_within_its_cap_and_never_under_the_floor(
-        initial: float, ratio: float, draws: list[float], floor: float | None) -> None:
+    initial: float, ratio: float, draws: list[float], floor: float | None
+) -> None:
     backoff = Backoff(initial, initial * ratio, rand=iter(draws).__next__)
     for _ in draws:
         cap = backoff.cap()
@@ -61,15 +67,17 @@ def test_the_delay_the_backend_asked_for_is_a_floor_even_past_the_maximum() -> N
 
 def test_settings_refuse_an_initial_delay_above_the_maximum() -> None:
     with pytest.raises(ValueError, match="initial_backoff_s is greater"):
-        WorkerSettings(function="loki", kafka={"input_topic": "t"},
-                       retry={"initial_backoff_s": 5, "max_backoff_s": 1})
+        WorkerSettings(
+            function="loki",
+            kafka={"input_topic": "t"},
+            retry={"initial_backoff_s": 5, "max_backoff_s": 1},
+        )
 
 
 class _Throttling:
     """Asks for ``delay`` seconds ``times`` times, then takes the batch; notes when."""
 
-    def __init__(self, clock: FakeClock, delay: float, times: int,
-                 partial: bool = False) -> None:
+    def __init__(self, clock: FakeClock, delay: float, times: int, partial: bool = False) -> None:
         self.clock = clock
         self.delay = delay
         self.times = times
@@ -88,17 +96,27 @@ class _Throttling:
         pass
 
 
-def _run(handler_of: type[_Throttling], *args: object, **settings: object
-         ) -> tuple[Runtime, FakeConsumer, _Throttling]:
+def _run(
+    handler_of: type[_Throttling], *args: object, **settings: object
+) -> tuple[Runtime, FakeConsumer, _Throttling]:
     clock = FakeClock()
     kafka = FakeKafka({TP: [b"x"]})
     consumer = FakeConsumer(kafka, clock)
     handler = handler_of(clock, *args)
-    runtime = Runtime(WorkerSettings(function="loki", kafka={"input_topic": "t"},
-                                     retry={"initial_backoff_s": 0.2, "max_backoff_s": 1.0},
-                                     **settings),
-                      handler, Registry(), clock=clock, jitter=lambda: 0.5,
-                      consumer=lambda _: consumer, producer=lambda _: FakeProducer())
+    runtime = Runtime(
+        WorkerSettings(
+            function="loki",
+            kafka={"input_topic": "t"},
+            retry={"initial_backoff_s": 0.2, "max_backoff_s": 1.0},
+            **settings,
+        ),
+        handler,
+        Registry(),
+        clock=clock,
+        jitter=lambda: 0.5,
+        consumer=lambda _: consumer,
+        producer=lambda _: FakeProducer(),
+    )
     consumer.on_poll(lambda c: runtime.stop() if kafka.committed or c.polls > 5000 else None)
     runtime.run()
     return runtime, consumer, handler
@@ -118,10 +136,14 @@ def test_a_wait_past_the_drain_deadline_ends_at_the_deadline_with_a_hand_back() 
     kafka = FakeKafka({TP: [b"x"]})
     consumer = FakeConsumer(kafka, clock)
     handler = _Throttling(clock, 3600.0, 99)
-    runtime = Runtime(WorkerSettings(function="loki", kafka={"input_topic": "t"},
-                                     shutdown_deadline_s=10),
-                      handler, Registry(), clock=clock,
-                      consumer=lambda _: consumer, producer=lambda _: FakeProducer())
+    runtime = Runtime(
+        WorkerSettings(function="loki", kafka={"input_topic": "t"}, shutdown_deadline_s=10),
+        handler,
+        Registry(),
+        clock=clock,
+        consumer=lambda _: consumer,
+        producer=lambda _: FakeProducer(),
+    )
     consumer.on_poll(lambda c: runtime.stop() if len(handler.at) == 1 else None)
     runtime.run()
     assert len(handler.at) == 1

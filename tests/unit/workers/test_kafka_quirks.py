@@ -27,8 +27,11 @@ class _Coordinator:
 
 
 def test_only_a_rebalance_no_poll_drives_is_asked_to_finish() -> None:
-    for rejoining, needed, asked in [(True, False, True), (True, True, False),
-                                     (False, False, False)]:
+    for rejoining, needed, asked in [
+        (True, False, True),
+        (True, True, False),
+        (False, False, False),
+    ]:
         coordinator = _Coordinator(rejoining, needed)
         assert finish_unfinished_rebalance(SimpleNamespace(_coordinator=coordinator)) is asked
         assert coordinator.needed is (needed or asked)
@@ -45,15 +48,20 @@ class _Parked:
 def test_records_parked_for_resumed_partitions_are_released_not_the_paused_ones() -> None:
     parked: dict[TopicPartition, Any] = {TP0: _Parked(), TP1: _Parked()}
     held = parked[TP0]
-    fetcher = SimpleNamespace(_paused_partition_records=parked,
-                              _subscriptions=SimpleNamespace(is_paused=lambda tp: tp == TP1))
+    fetcher = SimpleNamespace(
+        _paused_partition_records=parked,
+        _subscriptions=SimpleNamespace(is_paused=lambda tp: tp == TP1),
+    )
     assert release_parked_records(SimpleNamespace(_fetcher=fetcher)) == [TP0]
     assert held.drained
     assert list(parked) == [TP1]
 
 
 def test_another_client_is_left_alone() -> None:
-    for client in (object(), SimpleNamespace(_coordinator=None, _fetcher=None),
-                   SimpleNamespace(_coordinator=SimpleNamespace(), _fetcher=SimpleNamespace())):
+    for client in (
+        object(),
+        SimpleNamespace(_coordinator=None, _fetcher=None),
+        SimpleNamespace(_coordinator=SimpleNamespace(), _fetcher=SimpleNamespace()),
+    ):
         assert finish_unfinished_rebalance(client) is False
         assert release_parked_records(client) == []

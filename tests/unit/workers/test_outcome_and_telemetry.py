@@ -12,4 +12,3 @@ def test_retry_after_seconds_and_http_date() -> None:
 
 def test_408_is_retried() -> None:
     assert classify_http(408, {}).kind == "retry"
-

@@ -17,11 +17,11 @@ from workers.settings import RetryLaneSettings, load_settings
 
 
 def _lane(**overrides: object) -> RetryLaneSettings:
-    return RetryLaneSettings.model_validate({"redis_url": "redis://127.0.0.1:6379/0",
-                                             **overrides})
+    return RetryLaneSettings.model_validate({"redis_url": "redis://127.0.0.1:6379/0", **overrides})
 
 
 # ---- settings ---------------------------------------------------------------------------
+
 
 def test_the_lane_is_off_unless_configured_and_defaults_per_function(tmp_path: Path) -> None:
     path = tmp_path / "w.yaml"
@@ -36,7 +36,8 @@ def test_the_lane_is_off_unless_configured_and_defaults_per_function(tmp_path: P
 
 
 def test_the_lane_can_be_configured_from_the_environment(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "w.yaml"
     path.write_text("kafka:\n  input_topic: a\n")
     monkeypatch.setenv("FERRYMAN_RETRY_LANE__REDIS_URL", "redis://lane:6379/1")
@@ -48,8 +49,10 @@ def test_the_lane_can_be_configured_from_the_environment(
 
 def test_lane_errors_are_listed_by_their_dotted_path(tmp_path: Path) -> None:
     path = tmp_path / "w.yaml"
-    path.write_text("kafka:\n  input_topic: a\nretry_lane:\n  redis_url: http://r\n"
-                    "  max_age_s: 999999999\n  queue: 'no spaces'\n  bogus: 1\n")
+    path.write_text(
+        "kafka:\n  input_topic: a\nretry_lane:\n  redis_url: http://r\n"
+        "  max_age_s: 999999999\n  queue: 'no spaces'\n  bogus: 1\n"
+    )
     with pytest.raises(ConfigError) as info:
         load_settings(path, function="loki")
     assert info.value.errors == [
@@ -75,26 +78,49 @@ def test_a_budget_is_required_and_backoffs_must_be_ordered() -> None:
 _text = st.text(max_size=20)
 _bytes = st.binary(max_size=64)
 _records = st.builds(
-    Record, topic=st.text(min_size=1, max_size=20), partition=st.integers(0, 2**31 - 1),
-    offset=st.integers(0, 2**63 - 1), key=st.none() | _bytes, value=_bytes,
+    Record,
+    topic=st.text(min_size=1, max_size=20),
+    partition=st.integers(0, 2**31 - 1),
+    offset=st.integers(0, 2**63 - 1),
+    key=st.none() | _bytes,
+    value=_bytes,
     headers=st.lists(st.tuples(_text, _bytes), max_size=5).map(tuple),
-    timestamp_ms=st.integers(0, 2**63 - 1))
+    timestamp_ms=st.integers(0, 2**63 - 1),
+)
 
 
-@given(record=_records, function=_text, first_failure=st.floats(0, 4e9),
-       attempts=st.integers(0, 10**6), lane_attempts=st.integers(0, 10**6), error=_text)
+@given(
+    record=_records,
+    function=_text,
+    first_failure=st.floats(0, 4e9),
+    attempts=st.integers(0, 10**6),
+    lane_attempts=st.integers(0, 10**6),
+    error=_text,
+)
 def test_a_message_survives_json_with_arbitrary_bytes_and_headers(
-        record: Record, function: str, first_failure: float, attempts: int,
-        lane_attempts: int, error: str) -> None:
+    record: Record,
+    function: str,
+    first_failure: float,
+    attempts: int,
+    lane_attempts: int,
+    error: str,
+) -> None:
     message = LaneMessage(record, function, first_failure, attempts, lane_attempts, error)
     # dramatiq's encoder is JSON: the payload must survive it unchanged.
     wire = json.dumps(message.to_payload(), separators=(",", ":")).encode()
     assert LaneMessage.from_payload(json.loads(wire)) == message
 
 
-@pytest.mark.parametrize("payload", [
-    None, [], {"v": 2}, {"v": 1}, {"v": 1, "function": "f"},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        None,
+        [],
+        {"v": 2},
+        {"v": 1},
+        {"v": 1, "function": "f"},
+    ],
+)
 def test_anything_else_is_refused_as_a_value_error(payload: object) -> None:
     with pytest.raises(ValueError):
         LaneMessage.from_payload(payload)
@@ -102,13 +128,19 @@ def test_anything_else_is_refused_as_a_value_error(payload: object) -> None:
 
 def test_bad_base64_and_wrong_types_are_refused() -> None:
     good = LaneMessage(Record("t", 0, 1, None, b"v"), "f", 1.0, 1).to_payload()
-    for field, bad in [("value", "not base64!"), ("partition", "0"), ("offset", True),
-                       ("headers", [["k"]]), ("topic", 3)]:
+    for field, bad in [
+        ("value", "not base64!"),
+        ("partition", "0"),
+        ("offset", True),
+        ("headers", [["k"]]),
+        ("topic", 3),
+    ]:
         with pytest.raises(ValueError):
             LaneMessage.from_payload({**good, field: bad})
 
 
 # ---- when to try again ------------------------------------------------------------------
+
 
 def test_the_backoff_doubles_from_min_to_max() -> None:
     lane = _lane(min_backoff_s=1, max_backoff_s=30)
@@ -127,10 +159,11 @@ def test_jitter_shortens_by_at_most_half_and_a_hint_is_a_floor() -> None:
 
 def test_max_age_cuts_the_last_wait_short_then_gives_up() -> None:
     lane = _lane(min_backoff_s=10, max_backoff_s=100, max_age_s=60)
-    message = LaneMessage(Record("t", 0, 0, None, b""), "f", first_failure=1000.0,
-                          attempts=3, lane_attempts=2)
+    message = LaneMessage(
+        Record("t", 0, 0, None, b""), "f", first_failure=1000.0, attempts=3, lane_attempts=2
+    )
     assert next_delay(message, now=1001.0, settings=lane) == 40
-    assert next_delay(message, now=1030.0, settings=lane) == 30   # last try at max_age
+    assert next_delay(message, now=1030.0, settings=lane) == 30  # last try at max_age
     assert next_delay(message, now=1059.5, settings=lane) == 0.5
     assert next_delay(message, now=1060.0, settings=lane) is None  # dead-letter it
     assert next_delay(message, now=5000.0, settings=lane) is None

@@ -19,8 +19,7 @@ def test_dead_letter_headers_keep_the_records_own_and_add_why_who_and_where() ->
 
 
 def test_a_long_or_odd_reason_is_cut_to_4096_bytes_of_utf8() -> None:
-    headers = dict(dead_letter_headers(Record("t", 0, 0, None, b""), "é" * 5000 + "\udc80",
-                                       "f"))
+    headers = dict(dead_letter_headers(Record("t", 0, 0, None, b""), "é" * 5000 + "\udc80", "f"))
     assert len(headers["ferryman.error"]) == 4096
     assert headers["ferryman.error"].startswith("é".encode() * 10)
 

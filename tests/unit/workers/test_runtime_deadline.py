@@ -19,8 +19,9 @@ TP = TopicPartition("t", 0)
 class _StoppedDuringDelivery:
     """A backend call during which SIGTERM arrives and the deadline passes."""
 
-    def __init__(self, runtime: list[Runtime], clock: FakeClock, error: Exception | None,
-                 takes: float) -> None:
+    def __init__(
+        self, runtime: list[Runtime], clock: FakeClock, error: Exception | None, takes: float
+    ) -> None:
         self.runtime = runtime
         self.clock = clock
         self.error = error
@@ -39,16 +40,22 @@ class _StoppedDuringDelivery:
         pass
 
 
-def _run(error: Exception | None, takes: float) -> tuple[Runtime, FakeConsumer,
-                                                          _StoppedDuringDelivery]:
-    settings = WorkerSettings(function="loki", kafka={"input_topic": "t"},
-                              shutdown_deadline_s=10)
+def _run(
+    error: Exception | None, takes: float
+) -> tuple[Runtime, FakeConsumer, _StoppedDuringDelivery]:
+    settings = WorkerSettings(function="loki", kafka={"input_topic": "t"}, shutdown_deadline_s=10)
     clock = FakeClock()
     consumer = FakeConsumer(FakeKafka({TP: [b"x"] * 6}), clock)
     holder: list[Runtime] = []
     handler = _StoppedDuringDelivery(holder, clock, error, takes)
-    runtime = Runtime(settings, handler, Registry(), clock=clock,
-                      consumer=lambda _: consumer, producer=lambda _: FakeProducer())
+    runtime = Runtime(
+        settings,
+        handler,
+        Registry(),
+        clock=clock,
+        consumer=lambda _: consumer,
+        producer=lambda _: FakeProducer(),
+    )
     holder.append(runtime)
     runtime.run()
     return runtime, consumer, handler

@@ -25,16 +25,27 @@ DLQ = "ferryman.dlq"
 BOUND = 3
 
 
-def _runtime(consumer: FakeConsumer, handler: Any, producer: FakeProducer,
-             **retry: Any) -> Runtime:
+def _runtime(consumer: FakeConsumer, handler: Any, producer: FakeProducer, **retry: Any) -> Runtime:
     return Runtime(
-        WorkerSettings(function="prw", kafka={"input_topic": "t"},
-                       batch={"max_records": 10},
-                       retry={"initial_backoff_s": 0.2, "max_backoff_s": 2.0,
-                              "partial_max_attempts": BOUND, "partial_max_age_s": 60,
-                              **retry}),
-        handler, Registry(), clock=consumer.clock, jitter=lambda: 0.5,
-        consumer=lambda _: consumer, producer=lambda _: producer)
+        WorkerSettings(
+            function="prw",
+            kafka={"input_topic": "t"},
+            batch={"max_records": 10},
+            retry={
+                "initial_backoff_s": 0.2,
+                "max_backoff_s": 2.0,
+                "partial_max_attempts": BOUND,
+                "partial_max_age_s": 60,
+                **retry,
+            },
+        ),
+        handler,
+        Registry(),
+        clock=consumer.clock,
+        jitter=lambda: 0.5,
+        consumer=lambda _: consumer,
+        producer=lambda _: producer,
+    )
 
 
 def _stop_when(runtime: Runtime, consumer: FakeConsumer, done: Callable[[], bool]) -> None:
@@ -69,10 +80,14 @@ class _MidBatchOutage:
         else:
             rest = list(batch)
         if self.how == "500":
-            return Delivered(retry=rest, retry_reason="HTTP 500: internal error",
-                             refused=[(r, "HTTP 500: internal error") for r in rest])
-        reason = ("HTTP 503: unavailable" if self.how == "backpressure"
-                  else "unreachable: ConnectError")
+            return Delivered(
+                retry=rest,
+                retry_reason="HTTP 500: internal error",
+                refused=[(r, "HTTP 500: internal error") for r in rest],
+            )
+        reason = (
+            "HTTP 503: unavailable" if self.how == "backpressure" else "unreachable: ConnectError"
+        )
         return Delivered(retry=rest, retry_reason=reason)
 
     def close(self) -> None:
@@ -95,6 +110,7 @@ def test_an_outage_that_starts_mid_batch_dead_letters_nothing(how: str) -> None:
             kafka.append(TP0, b"n")
         if clock() < backend.until:
             committed_early.append(bool(kafka.committed))
+
     consumer.on_poll(newer_records)
     _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 30)
     runtime.run()
@@ -124,8 +140,11 @@ class _Poison:
         if not bad:
             return Delivered()
         if self.evidence:
-            return Delivered(retry=bad, retry_reason="HTTP 500: too old sample",
-                             refused=[(r, "HTTP 500: too old sample") for r in bad])
+            return Delivered(
+                retry=bad,
+                retry_reason="HTTP 500: too old sample",
+                refused=[(r, "HTTP 500: too old sample") for r in bad],
+            )
         return Delivered(retry=bad, retry_reason="HTTP 429: index read-only")
 
     def close(self) -> None:
@@ -140,6 +159,7 @@ def _busy(kafka: FakeKafka, backend: Any, up_to: int) -> Callable[[FakeConsumer]
         if backend.calls > seen[0] and len(kafka.log[TP0]) < up_to:
             seen[0] = backend.calls
             kafka.append(TP0, b"n")
+
     return hook
 
 
@@ -178,6 +198,7 @@ def test_refusals_without_evidence_are_held_past_the_age_bound() -> None:
         if clock() > 1000 + 3 * 60 and not backend.cured:
             held.append(not kafka.committed and DLQ not in producer.sent)
             backend.cured = True
+
     consumer.on_poll(cure)
     _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 40)
     runtime.run()
@@ -204,8 +225,11 @@ class _Mixed:
             return Delivered(retry=list(batch), retry_reason="HTTP 503: unavailable")
         bad: list[Record] = [r for r in batch if r.offset == 2]
         self.taken.extend(r.offset for r in batch if r.offset != 2)
-        return Delivered(retry=bad, retry_reason="HTTP 500: bad" if bad else "",
-                         refused=[(r, "HTTP 500: bad") for r in bad])
+        return Delivered(
+            retry=bad,
+            retry_reason="HTTP 500: bad" if bad else "",
+            refused=[(r, "HTTP 500: bad") for r in bad],
+        )
 
     def close(self) -> None:
         pass

@@ -35,8 +35,9 @@ class _Backend:
     """Takes what ``accepts`` allows; the rest is refused for now (``retry``), on
     evidence (``refused``) unless ``evidence`` is off."""
 
-    def __init__(self, accepts: Callable[[Record], bool], reason: str = "",
-                 evidence: bool = True) -> None:
+    def __init__(
+        self, accepts: Callable[[Record], bool], reason: str = "", evidence: bool = True
+    ) -> None:
         self.accepts = accepts
         self.reason = reason
         self.evidence = evidence
@@ -47,22 +48,38 @@ class _Backend:
         self.calls += 1
         refused = [r for r in batch if not self.accepts(r)]
         self.taken.extend((r.partition, r.offset) for r in batch if self.accepts(r))
-        return Delivered(retry=refused, retry_reason=self.reason if refused else "",
-                         refused=[(r, self.reason) for r in refused] if self.evidence else ())
+        return Delivered(
+            retry=refused,
+            retry_reason=self.reason if refused else "",
+            refused=[(r, self.reason) for r in refused] if self.evidence else (),
+        )
 
     def close(self) -> None:
         pass
 
 
-def _runtime(consumer: FakeConsumer, handler: Any, producer: FakeProducer | None = None,
-             lane: Any = None, **settings: Any) -> Runtime:
+def _runtime(
+    consumer: FakeConsumer,
+    handler: Any,
+    producer: FakeProducer | None = None,
+    lane: Any = None,
+    **settings: Any,
+) -> Runtime:
     return Runtime(
-        WorkerSettings(function="prw", kafka={"input_topic": "t"},
-                       retry={"initial_backoff_s": 0.2, "max_backoff_s": 2.0,
-                              **settings.pop("retry", {})},
-                       **settings),
-        handler, Registry(), clock=consumer.clock, lane=lane, jitter=lambda: 0.5,
-        consumer=lambda _: consumer, producer=lambda _: producer or FakeProducer())
+        WorkerSettings(
+            function="prw",
+            kafka={"input_topic": "t"},
+            retry={"initial_backoff_s": 0.2, "max_backoff_s": 2.0, **settings.pop("retry", {})},
+            **settings,
+        ),
+        handler,
+        Registry(),
+        clock=consumer.clock,
+        lane=lane,
+        jitter=lambda: 0.5,
+        consumer=lambda _: consumer,
+        producer=lambda _: producer or FakeProducer(),
+    )
 
 
 def _stop_when(runtime: Runtime, consumer: FakeConsumer, done: Callable[[], bool]) -> None:
@@ -70,6 +87,7 @@ def _stop_when(runtime: Runtime, consumer: FakeConsumer, done: Callable[[], bool
 
 
 # ---- defect 1: nothing fetched after a rebalance under load -------------------------------
+
 
 def test_a_partition_assigned_back_still_paused_is_fetched_again() -> None:
     """The rebalance starts during the backoff sleep (the partition paused) and ends
@@ -87,12 +105,14 @@ def test_a_partition_assigned_back_still_paused_is_fetched_again() -> None:
             c.begin_rebalance()  # while sleeping: the partition paused, then revoked
             phase[0] = "joining"
         elif phase[0] == "joining" and runtime.metrics.batches.value(
-                function="prw", outcome="handed_back"):
+            function="prw", outcome="handed_back"
+        ):
             c.complete_rebalance([TP0])  # back to us, still paused
             assert c.paused() == {TP0}
             kafka.append(TP0, b"y", b"y")  # and more keeps coming
             up[0] = True
             phase[0] = "done"
+
     consumer.on_poll(rebalance)
     _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 5)
     runtime.run()
@@ -116,6 +136,7 @@ def test_partitions_assigned_during_the_sleep_are_paused_and_lose_nothing() -> N
         if not up[0] and c.paused():
             c.rebalance([TP0, TP1])  # TP1 is new to us: fetched within this very poll
             up[0] = True
+
     consumer.on_poll(hand_over)
     _stop_when(runtime, consumer, lambda: kafka.committed == {TP0: 2, TP1: 4})
     runtime.run()
@@ -132,6 +153,7 @@ def test_the_main_loop_never_polls_with_a_paused_partition() -> None:
     def flaky(record: Record) -> bool:
         refusals[0] -= 1
         return refusals[0] < 0
+
     runtime = _runtime(consumer, _Backend(flaky))
     paused_at_main_polls: list[set[TopicPartition]] = []
     real_poll = consumer.poll
@@ -140,6 +162,7 @@ def test_the_main_loop_never_polls_with_a_paused_partition() -> None:
         if max_records is not None:  # the main loop's polls pass max_records
             paused_at_main_polls.append(consumer.paused())
         return real_poll(timeout_ms, max_records)
+
     consumer.poll = poll  # type: ignore[method-assign]
     _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 2)
     runtime.run()
@@ -162,6 +185,7 @@ def _stalled_scene() -> tuple[Runtime, FakeConsumer, _Backend, FakeKafka]:
             c.begin_rebalance(stalled=[TP0])
             kafka.append(TP0, b"y", b"y")
             up[0] = True
+
     consumer.on_poll(stall)
     _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 5)
     return runtime, consumer, backend, kafka
@@ -172,20 +196,26 @@ def test_a_rebalance_the_client_left_unfinished_is_finished() -> None:
     runtime.run()
     assert kafka.committed == {TP0: 5}
     assert sorted(set(backend.taken)) == [(0, n) for n in range(5)]
-    assert runtime.metrics.errors.value(
-        function="prw", error_type="rebalance_unfinished", stage="consume") == 1
+    assert (
+        runtime.metrics.errors.value(
+            function="prw", error_type="rebalance_unfinished", stage="consume"
+        )
+        == 1
+    )
     assert consumer.polls < 1000
 
 
 def test_without_the_clients_internals_the_watchdog_rejoins(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(Membership, "after_poll", lambda self: None)
     runtime, _, backend, kafka = _stalled_scene()
     runtime.run()
     assert kafka.committed == {TP0: 5}
     assert sorted(set(backend.taken)) == [(0, n) for n in range(5)]
-    assert runtime.metrics.errors.value(
-        function="prw", error_type="unsettled", stage="consume") == 1
+    assert (
+        runtime.metrics.errors.value(function="prw", error_type="unsettled", stage="consume") == 1
+    )
 
 
 def test_a_commit_the_broker_refuses_after_a_rebalance_does_not_stop_the_worker() -> None:
@@ -198,13 +228,16 @@ def test_a_commit_the_broker_refuses_after_a_rebalance_does_not_stop_the_worker(
     def more(c: FakeConsumer) -> None:
         if c.refuse_commits == 0 and len(kafka.log[TP0]) == 3:
             kafka.append(TP0, b"y", b"y", b"y")
+
     consumer.on_poll(more)
     _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 6)
     runtime.run()
     assert kafka.committed == {TP0: 6}  # the next batch's commit covers the first
     assert sorted(backend.taken) == [(0, n) for n in range(6)]  # each delivered once
-    assert runtime.metrics.errors.value(
-        function="prw", error_type="CommitFailedError", stage="commit") == 1
+    assert (
+        runtime.metrics.errors.value(function="prw", error_type="CommitFailedError", stage="commit")
+        == 1
+    )
 
 
 # ---- defect 2: a poison record holds its partition for ever -------------------------------
@@ -220,8 +253,10 @@ def _poison_scene(**settings: Any) -> tuple[Runtime, FakeKafka, FakeProducer, _B
     kafka = FakeKafka({TP0: [b"m%d" % n for n in range(5)]})
     consumer = FakeConsumer(kafka, clock)
     producer = FakeProducer()
-    backend = _Backend(lambda r: r.offset != POISON,
-                       reason=settings.pop("reason", "HTTP 500: duplicate label name"))
+    backend = _Backend(
+        lambda r: r.offset != POISON,
+        reason=settings.pop("reason", "HTTP 500: duplicate label name"),
+    )
     runtime = _runtime(consumer, backend, producer, **settings)
     seen = [0]
 
@@ -229,6 +264,7 @@ def _poison_scene(**settings: Any) -> tuple[Runtime, FakeKafka, FakeProducer, _B
         if backend.calls > seen[0] and len(kafka.log[TP0]) < MORE:
             seen[0] = backend.calls
             kafka.append(TP0, b"n")
+
     consumer.on_poll(newer_records)
     _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == MORE)
     runtime.run()
@@ -264,7 +300,8 @@ def test_a_generic_reason_when_the_sink_gave_none() -> None:
 
 def test_the_age_bound_dead_letters_a_record_refused_for_long() -> None:
     _, kafka, producer, backend = _poison_scene(
-        retry={"partial_max_attempts": None, "partial_max_age_s": 20, "max_backoff_s": 2.0})
+        retry={"partial_max_attempts": None, "partial_max_age_s": 20, "max_backoff_s": 2.0}
+    )
     assert kafka.committed == {TP0: MORE}
     assert len(producer.sent["ferryman.dlq"]) == 1
     assert backend.calls > 10  # attempts alone did not end it: 20 s of 1 s waits did
@@ -295,17 +332,20 @@ class _Down:
 
 @pytest.mark.parametrize("how", ["refused", "throttled", "unreachable"])
 def test_a_batch_of_which_nothing_is_delivered_holds_its_partition_past_the_bounds(
-        how: str) -> None:
+    how: str,
+) -> None:
     clock = FakeClock()
     kafka = FakeKafka({TP0: [b"x"] * 4})
     consumer = FakeConsumer(kafka, clock)
     producer = FakeProducer()
     backend = _Down(clock, how, until=clock() + 900)  # past partial_max_age_s (600)
-    runtime = _runtime(consumer, backend, producer,
-                       retry={"partial_max_attempts": 2, "partial_max_age_s": 600})
+    runtime = _runtime(
+        consumer, backend, producer, retry={"partial_max_attempts": 2, "partial_max_age_s": 600}
+    )
     committed_early: list[dict[TopicPartition, int]] = []
-    consumer.on_poll(lambda c: committed_early.append(dict(kafka.committed))
-                     if clock() < backend.until else None)
+    consumer.on_poll(
+        lambda c: committed_early.append(dict(kafka.committed)) if clock() < backend.until else None
+    )
     _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 4)
     runtime.run()
     assert backend.calls > 20
@@ -344,7 +384,8 @@ LANE = {"redis_url": "redis://127.0.0.1:1/0", "budget_attempts": 3, "budget_s": 
 def test_with_a_lane_the_refused_record_goes_to_the_lane_not_the_dead_letters() -> None:
     lane = _Lane()
     _, kafka, producer, _backend = _poison_scene(
-        lane=lane, retry_lane=LANE, retry={"partial_max_attempts": 2})
+        lane=lane, retry_lane=LANE, retry={"partial_max_attempts": 2}
+    )
     assert kafka.committed == {TP0: MORE}
     assert [m.record.offset for m in lane.sent] == [POISON]
     assert lane.sent[0].last_error == "HTTP 500: duplicate label name"
@@ -358,12 +399,14 @@ def test_with_the_lane_away_the_refused_record_waits_in_process() -> None:
     producer = FakeProducer()
     lane = _Lane(up=False)
     backend = _Backend(lambda r: r.offset != POISON)
-    runtime = _runtime(consumer, backend, producer, lane=lane, retry_lane=LANE,
-                       retry={"partial_max_attempts": 2})
+    runtime = _runtime(
+        consumer, backend, producer, lane=lane, retry_lane=LANE, retry={"partial_max_attempts": 2}
+    )
 
     def redis_back(c: FakeConsumer) -> None:
         if backend.calls >= 30:
             lane.up = True
+
     consumer.on_poll(redis_back)
     _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 5)
     runtime.run()

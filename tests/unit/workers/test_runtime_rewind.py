@@ -46,14 +46,24 @@ def _scene() -> tuple[Runtime, FakeConsumer, _Backend, FakeKafka]:
     kafka = FakeKafka({TP: [b"x"] * 3})
     consumer = FakeConsumer(kafka, clock)
     backend = _Backend()
-    settings = WorkerSettings(function="loki", kafka={"input_topic": "t"},
-                              retry={"initial_backoff_s": 0.2, "max_backoff_s": 1.0})
-    runtime = Runtime(settings, backend, Registry(), clock=clock,
-                      consumer=lambda _: consumer, producer=lambda _: FakeProducer())
+    settings = WorkerSettings(
+        function="loki",
+        kafka={"input_topic": "t"},
+        retry={"initial_backoff_s": 0.2, "max_backoff_s": 1.0},
+    )
+    runtime = Runtime(
+        settings,
+        backend,
+        Registry(),
+        clock=clock,
+        consumer=lambda _: consumer,
+        producer=lambda _: FakeProducer(),
+    )
 
     def stop_when_done(c: FakeConsumer) -> None:
         if kafka.committed.get(TP) == 3 or c.polls > 2000:
             runtime.stop()
+
     consumer.on_poll(stop_when_done)
     return runtime, consumer, backend, kafka
 
@@ -68,6 +78,7 @@ def test_still_assigned_rewinds_at_once() -> None:
         if runtime.metrics.batches.value(function="loki", outcome="handed_back") and not backend.up:
             backend.up = True
             c.complete_rebalance([TP])
+
     consumer.on_poll(complete_later)
     runtime.run()
     assert consumer.seeks[0] == (TP, 0)
@@ -82,6 +93,7 @@ def test_assigned_back_within_the_attempt_the_batch_stays_ours() -> None:
     def revoked_then_assigned_back() -> None:
         consumer.rebalance([TP])
         backend.up = True
+
     backend.during_call = revoked_then_assigned_back
     runtime.run()
     assert backend.taken == [0, 1, 2]
@@ -95,9 +107,11 @@ def test_mid_rebalance_rewinds_when_the_partition_comes_back() -> None:
 
     def complete_later(c: FakeConsumer) -> None:
         if not c.assignment() and runtime.metrics.batches.value(
-                function="loki", outcome="handed_back"):
+            function="loki", outcome="handed_back"
+        ):
             backend.up = True
             c.complete_rebalance([TP])
+
     consumer.on_poll(complete_later)
     runtime.run()
     assert consumer.seeks == [(TP, 0)]  # applied when the partition came back
@@ -111,11 +125,13 @@ def test_given_to_another_member_the_rewind_is_dropped() -> None:
 
     def given_away_then_back(c: FakeConsumer) -> None:
         if not c.assignment() and runtime.metrics.batches.value(
-                function="loki", outcome="handed_back"):
+            function="loki", outcome="handed_back"
+        ):
             c.complete_rebalance([])
             kafka.committed[TP] = 2  # the other member delivered two of them
             c.rebalance([TP])  # back later: start at the committed offset
             backend.up = True
+
     consumer.on_poll(given_away_then_back)
     runtime.run()
     assert consumer.seeks == []

@@ -63,22 +63,39 @@ class _Backend:
         if self.down:
             return Delivered(retry=refused, retry_reason="HTTP 503: unavailable")
         reason = "HTTP 500: out of bounds" if self.evidence else "HTTP 429: index read-only"
-        return Delivered(retry=refused, retry_reason=reason if refused else "",
-                         refused=[(r, reason) for r in refused] if self.evidence else ())
+        return Delivered(
+            retry=refused,
+            retry_reason=reason if refused else "",
+            refused=[(r, reason) for r in refused] if self.evidence else (),
+        )
 
     def close(self) -> None:
         pass
 
 
-def _runtime(consumer: FakeConsumer, backend: Any, producer: FakeProducer,
-             lane: Any = None, **settings: Any) -> Runtime:
+def _runtime(
+    consumer: FakeConsumer, backend: Any, producer: FakeProducer, lane: Any = None, **settings: Any
+) -> Runtime:
     return Runtime(
-        WorkerSettings(function="es", kafka={"input_topic": "t"},
-                       retry={"initial_backoff_s": 0.2, "max_backoff_s": 2.0,
-                              "partial_max_attempts": BOUND, **settings.pop("retry", {})},
-                       **settings),
-        backend, Registry(), clock=consumer.clock, lane=lane, jitter=lambda: 0.5,
-        consumer=lambda _: consumer, producer=lambda _: producer)
+        WorkerSettings(
+            function="es",
+            kafka={"input_topic": "t"},
+            retry={
+                "initial_backoff_s": 0.2,
+                "max_backoff_s": 2.0,
+                "partial_max_attempts": BOUND,
+                **settings.pop("retry", {}),
+            },
+            **settings,
+        ),
+        backend,
+        Registry(),
+        clock=consumer.clock,
+        lane=lane,
+        jitter=lambda: 0.5,
+        consumer=lambda _: consumer,
+        producer=lambda _: producer,
+    )
 
 
 def _stop_when(runtime: Runtime, consumer: FakeConsumer, done: Callable[[], bool]) -> None:
@@ -89,8 +106,9 @@ def _widened(runtime: Runtime) -> float:
     return runtime.metrics.widened.value(function="es")
 
 
-def _newer_records(kafka: FakeKafka, backend: _Backend, after: int, up_to: int,
-                   tp: TopicPartition = TP0) -> Callable[[FakeConsumer], None]:
+def _newer_records(
+    kafka: FakeKafka, backend: _Backend, after: int, up_to: int, tp: TopicPartition = TP0
+) -> Callable[[FakeConsumer], None]:
     """A poll hook: from call ``after`` of the backend on, one newer record per call,
     until ``tp`` holds ``up_to`` records."""
     seen = [0]
@@ -99,6 +117,7 @@ def _newer_records(kafka: FakeKafka, backend: _Backend, after: int, up_to: int,
         if backend.calls >= after and backend.calls > seen[0] and len(kafka.log[tp]) < up_to:
             seen[0] = backend.calls
             kafka.append(tp, b"g")
+
     return hook
 
 
@@ -115,6 +134,7 @@ def test_a_lone_poison_record_is_dead_lettered_once_newer_records_are_taken() ->
         if backend.calls == 2 * BOUND and not held:
             # Past the bound and alone: nothing dead-lettered, nothing committed yet.
             held.append(not kafka.committed and DLQ not in producer.sent)
+
     consumer.on_poll(past_the_bound)
     consumer.on_poll(_newer_records(kafka, backend, 2 * BOUND, 1 + BOUND))
     _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 1 + BOUND)
@@ -146,14 +166,16 @@ def test_a_lone_record_refused_without_evidence_is_held_while_newer_ones_are_tak
     consumer = FakeConsumer(kafka, clock)
     producer = FakeProducer()
     backend = _Backend(evidence=False)
-    runtime = _runtime(consumer, backend, producer, batch={"max_records": 5},
-                       retry={"partial_max_age_s": 60})
+    runtime = _runtime(
+        consumer, backend, producer, batch={"max_records": 5}, retry={"partial_max_age_s": 60}
+    )
     consumer.on_poll(_newer_records(kafka, backend, 2 * BOUND, 30))
 
     def unblocked(c: FakeConsumer) -> None:
         if clock() > 1000 + 120 and not backend.cured:
             assert kafka.committed == {} and DLQ not in producer.sent
             backend.cured = True  # the block is lifted
+
     consumer.on_poll(unblocked)
     _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 30)
     runtime.run()
@@ -215,6 +237,7 @@ def test_an_outage_dead_letters_nothing_and_holds_a_bounded_batch(how: str) -> N
         if backend.down:
             committed_early.append(dict(kafka.committed))
             backend.down = clock() < until
+
     consumer.on_poll(keep_coming)
     _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 40)
     runtime.run()
@@ -249,11 +272,13 @@ def test_a_rebalance_during_the_widening_hands_the_widened_batch_back() -> None:
             c.begin_rebalance()
             phase[0] = "revoked"
         elif phase[0] == "revoked" and runtime.metrics.batches.value(
-                function="es", outcome="handed_back"):
+            function="es", outcome="handed_back"
+        ):
             assert kafka.committed == {} and DLQ not in producer.sent
             c.complete_rebalance([TP0])  # back to us, the position kept at 3
             phase[0] = "back"
             c.on_poll(_newer_records(kafka, backend, backend.calls, 20))
+
     consumer.on_poll(revoke_while_widening)
     _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 20)
     runtime.run()
@@ -280,6 +305,7 @@ def test_only_the_stuck_batchs_partitions_are_fetched_while_widening() -> None:
     def more(c: FakeConsumer) -> None:
         if backend.calls == 2 * BOUND and len(kafka.log[TP1]) == 0:
             kafka.append(TP1, b"o1", b"o2")
+
     consumer.on_poll(more)
     consumer.on_poll(_newer_records(kafka, backend, 2 * BOUND, 1 + BOUND))
     _stop_when(runtime, consumer, lambda: kafka.committed == {TP0: 1 + BOUND, TP1: 2})
@@ -313,10 +339,24 @@ def test_with_a_lane_a_lone_poison_record_goes_to_the_lane() -> None:
     producer = FakeProducer()
     backend = _Backend()
     lane = _Lane()
-    runtime = _runtime(consumer, backend, producer, lane=lane, retry_lane={
-        "redis_url": "redis://127.0.0.1:1/0", "budget_attempts": BOUND, "budget_s": None})
-    consumer.on_poll(lambda c: kafka.append(TP0, b"g") if backend.calls == 2 * BOUND
-                     and len(kafka.log[TP0]) == 1 else None)
+    runtime = _runtime(
+        consumer,
+        backend,
+        producer,
+        lane=lane,
+        retry_lane={
+            "redis_url": "redis://127.0.0.1:1/0",
+            "budget_attempts": BOUND,
+            "budget_s": None,
+        },
+    )
+    consumer.on_poll(
+        lambda c: (
+            kafka.append(TP0, b"g")
+            if backend.calls == 2 * BOUND and len(kafka.log[TP0]) == 1
+            else None
+        )
+    )
     _stop_when(runtime, consumer, lambda: kafka.committed.get(TP0) == 2)
     runtime.run()
     assert kafka.committed == {TP0: 2}
@@ -325,6 +365,7 @@ def test_with_a_lane_a_lone_poison_record_goes_to_the_lane() -> None:
 
 
 # ---- the widening itself ---------------------------------------------------------------------
+
 
 def _record(offset: int, value: bytes = b"v") -> Record:
     return Record("t", 0, offset, None, value)

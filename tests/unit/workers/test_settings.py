@@ -28,8 +28,10 @@ def test_yaml_then_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_every_error_is_listed_with_its_path(tmp_path: Path) -> None:
-    path = _write(tmp_path, "kafka:\n  bogus: 1\nbatch:\n  max_records: 0\n"
-                            "config:\n  url: ftp://x\n  extra: 2\n")
+    path = _write(
+        tmp_path,
+        "kafka:\n  bogus: 1\nbatch:\n  max_records: 0\nconfig:\n  url: ftp://x\n  extra: 2\n",
+    )
     with pytest.raises(ConfigError) as info:
         prepare(load, "prometheus_remote_write", path)
     assert info.value.errors == [
@@ -55,6 +57,5 @@ def test_a_transform_without_an_output_topic_does_not_start(tmp_path: Path, name
     with pytest.raises(ConfigError) as info:
         prepare(load, name, path)
     assert info.value.errors == [f"kafka.output_topic: required by the transform {name}"]
-    settings, spec, _ = prepare(load, name, path, kafka={"input_topic": "a",
-                                                        "output_topic": "b"})
+    settings, spec, _ = prepare(load, name, path, kafka={"input_topic": "a", "output_topic": "b"})
     assert (spec.kind, settings.kafka.output_topic) == ("transform", "b")

@@ -28,21 +28,26 @@ from edge.logs.journal import (
 )
 from edge.logs.tailer import TRUNCATION_MARKER
 
-CURSOR = ("s=401170b4cf644c95b689817240d6974f;i=1;b=0123456789abcdef0123456789abcdef;"
-          "m=1;t=6611f7b04ff28;x=f5ef55d813f90592")
+CURSOR = (
+    "s=401170b4cf644c95b689817240d6974f;i=1;b=0123456789abcdef0123456789abcdef;"
+    "m=1;t=6611f7b04ff28;x=f5ef55d813f90592"
+)
 RECORDED = (
     '{"SYSLOG_IDENTIFIER":"app","_SYSTEMD_UNIT":"app.service","__CURSOR":"' + CURSOR + '",'
     '"_BOOT_ID":"0123456789abcdef0123456789abcdef","_HOSTNAME":"h1",'
     '"__REALTIME_TIMESTAMP":"1795637696069416","MESSAGE":"line 0","PRIORITY":"6",'
-    '"__MONOTONIC_TIMESTAMP":"1"}')
+    '"__MONOTONIC_TIMESTAMP":"1"}'
+)
 BINARY = (
     '{"PRIORITY":"6","MESSAGE":[98,105,110,0,255,254,111,107],'
-    '"__REALTIME_TIMESTAMP":"1795637698075159","__CURSOR":"' + CURSOR + '"}')
+    '"__REALTIME_TIMESTAMP":"1795637698075159","__CURSOR":"' + CURSOR + '"}'
+)
 CONFIG = JournalConfig()
 
 
-def entry(fields: dict[str, object], config: JournalConfig = CONFIG,
-          **kwargs: int) -> JournalEntry | None:
+def entry(
+    fields: dict[str, object], config: JournalConfig = CONFIG, **kwargs: int
+) -> JournalEntry | None:
     base: dict[str, object] = {"__CURSOR": CURSOR, "__REALTIME_TIMESTAMP": "1000"}
     return parse_entry(json.dumps({**base, **fields}), config, **kwargs)
 
@@ -53,12 +58,19 @@ def entry(fields: dict[str, object], config: JournalConfig = CONFIG,
 def test_a_recorded_entry() -> None:
     parsed = parse_entry(RECORDED.encode(), JournalConfig(labels={"job": "journal"}))
     assert parsed == JournalEntry(
-        timestamp_ns=1795637696069416000, line="line 0", cursor=CURSOR, labels={
-            "job": "journal", "__journal_syslog_identifier": "app",
+        timestamp_ns=1795637696069416000,
+        line="line 0",
+        cursor=CURSOR,
+        labels={
+            "job": "journal",
+            "__journal_syslog_identifier": "app",
             "__journal__systemd_unit": "app.service",
             "__journal__boot_id": "0123456789abcdef0123456789abcdef",
-            "__journal__hostname": "h1", "__journal_priority": "6",
-            "__journal_priority_keyword": "info"})
+            "__journal__hostname": "h1",
+            "__journal_priority": "6",
+            "__journal_priority_keyword": "info",
+        },
+    )
 
 
 def test_a_binary_message_is_decoded_with_invalid_bytes_replaced() -> None:
@@ -67,15 +79,15 @@ def test_a_binary_message_is_decoded_with_invalid_bytes_replaced() -> None:
 
 
 def test_repeated_fields_give_their_first_value() -> None:
-    parsed = entry({"MESSAGE": ["first", "second"], "TAG": [[104, 105], "x"],
-                    "EMPTY": []})
+    parsed = entry({"MESSAGE": ["first", "second"], "TAG": [[104, 105], "x"], "EMPTY": []})
     assert parsed is not None and parsed.line == "first"
     assert parsed.labels["__journal_tag"] == "hi"
     assert "__journal_empty" not in parsed.labels  # empty values are no labels
 
 
-@pytest.mark.parametrize("priority, keyword", [("0", "emerg"), ("3", "error"),
-                                               ("4", "warning"), ("7", "debug")])
+@pytest.mark.parametrize(
+    "priority, keyword", [("0", "emerg"), ("3", "error"), ("4", "warning"), ("7", "debug")]
+)
 def test_priority_keywords(priority: str, keyword: str) -> None:
     parsed = entry({"MESSAGE": "m", "PRIORITY": priority})
     assert parsed is not None and parsed.labels["__journal_priority_keyword"] == keyword
@@ -96,8 +108,13 @@ def test_json_mode_holds_every_field_but_the_address_fields() -> None:
     parsed = parse_entry(RECORDED, JournalConfig(json=True))
     assert parsed is not None
     assert json.loads(parsed.line) == {
-        "SYSLOG_IDENTIFIER": "app", "_SYSTEMD_UNIT": "app.service", "MESSAGE": "line 0",
-        "_BOOT_ID": "0123456789abcdef0123456789abcdef", "_HOSTNAME": "h1", "PRIORITY": "6"}
+        "SYSLOG_IDENTIFIER": "app",
+        "_SYSTEMD_UNIT": "app.service",
+        "MESSAGE": "line 0",
+        "_BOOT_ID": "0123456789abcdef0123456789abcdef",
+        "_HOSTNAME": "h1",
+        "PRIORITY": "6",
+    }
 
 
 def test_long_lines_are_cut_at_a_character_boundary() -> None:
@@ -108,11 +125,18 @@ def test_long_lines_are_cut_at_a_character_boundary() -> None:
     assert fits is not None and not fits.truncated
 
 
-@pytest.mark.parametrize("raw", [
-    "not json", "[1, 2]", '{"MESSAGE": "m", "__REALTIME_TIMESTAMP": "1"}',
-    '{"MESSAGE": "m", "__CURSOR": "c"}', '{"MESSAGE": "m", "__CURSOR": "c", '
-    '"__REALTIME_TIMESTAMP": "soon"}', b'{"MESSAGE": "\xff"}',
-    '{"MESSAGE": [1, 300], "__CURSOR": "c", "__REALTIME_TIMESTAMP": "1"}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "not json",
+        "[1, 2]",
+        '{"MESSAGE": "m", "__REALTIME_TIMESTAMP": "1"}',
+        '{"MESSAGE": "m", "__CURSOR": "c"}',
+        '{"MESSAGE": "m", "__CURSOR": "c", "__REALTIME_TIMESTAMP": "soon"}',
+        b'{"MESSAGE": "\xff"}',
+        '{"MESSAGE": [1, 300], "__CURSOR": "c", "__REALTIME_TIMESTAMP": "1"}',
+    ],
+)
 def test_malformed_lines(raw: str | bytes) -> None:
     with pytest.raises(MalformedEntry):
         parse_entry(raw, CONFIG)
@@ -131,31 +155,50 @@ def test_cursor_time() -> None:
 def test_command_follows_after_a_recent_cursor() -> None:
     now = cursor_time(CURSOR) or 0.0
     command = journalctl_command(JournalConfig(), CURSOR, now=now + 60)
-    assert command == ["journalctl", "--output=json", "--follow", "--no-tail", "--no-pager",
-                       "--all", "--merge", f"--after-cursor={CURSOR}"]
+    assert command == [
+        "journalctl",
+        "--output=json",
+        "--follow",
+        "--no-tail",
+        "--no-pager",
+        "--all",
+        "--merge",
+        f"--after-cursor={CURSOR}",
+    ]
 
 
 def test_command_starts_at_max_age_without_a_cursor_or_with_an_older_one() -> None:
     now = cursor_time(CURSOR) or 0.0
     config = JournalConfig(max_age="1h")
     assert journalctl_command(config, None, now=now)[-1] == f"--since=@{int(now - 3600)}"
-    assert journalctl_command(config, CURSOR, now=now + 7200)[-1] == (
-        f"--since=@{int(now + 3600)}")
+    assert journalctl_command(config, CURSOR, now=now + 7200)[-1] == (f"--since=@{int(now + 3600)}")
     assert journalctl_command(config, "not a cursor", now=now)[-1] == (
-        f"--since=@{int(now - 3600)}")
+        f"--since=@{int(now - 3600)}"
+    )
     assert journalctl_command(JournalConfig(max_age=0), None)[-1] == "--merge"  # all
 
 
 def test_command_locations_and_filters() -> None:
-    config = JournalConfig.model_validate({
-        "max_age": 0, "files": ["/j/a.journal", "/j/b.journal"],
-        "units": ["ssh.service", "cron.service"], "matches": "_TRANSPORT=kernel + PRIORITY=3",
-        "journalctl": "/opt/bin/journalctl"})
+    config = JournalConfig.model_validate(
+        {
+            "max_age": 0,
+            "files": ["/j/a.journal", "/j/b.journal"],
+            "units": ["ssh.service", "cron.service"],
+            "matches": "_TRANSPORT=kernel + PRIORITY=3",
+            "journalctl": "/opt/bin/journalctl",
+        }
+    )
     command = journalctl_command(config, None)
     assert command[0] == "/opt/bin/journalctl"
-    assert command[7:] == ["--file=/j/a.journal", "--file=/j/b.journal",
-                           "--unit=ssh.service", "--unit=cron.service",
-                           "_TRANSPORT=kernel", "+", "PRIORITY=3"]
+    assert command[7:] == [
+        "--file=/j/a.journal",
+        "--file=/j/b.journal",
+        "--unit=ssh.service",
+        "--unit=cron.service",
+        "_TRANSPORT=kernel",
+        "+",
+        "PRIORITY=3",
+    ]
     directory = JournalConfig(path=Path("/var/log/journal"), max_age=0)
     assert journalctl_command(directory, None)[7:] == ["--directory=/var/log/journal"]
 
@@ -185,9 +228,16 @@ def test_the_example_config_round_trips() -> None:
     assert again == config
 
 
-@pytest.mark.parametrize("bad", [
-    {"unknown": 1}, {"path": "/a", "files": ["/b"]}, {"matches": "lowercase=x"},
-    {"buffer_entries": 0}, {"max_age": "soon"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"unknown": 1},
+        {"path": "/a", "files": ["/b"]},
+        {"matches": "lowercase=x"},
+        {"buffer_entries": 0},
+        {"max_age": "soon"},
+    ],
+)
 def test_bad_configs_are_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         JournalConfig.model_validate(bad)
@@ -211,15 +261,17 @@ def fake_journalctl(tmp_path: Path, script: str) -> str:
         "with open(log, 'a') as f:\n"
         "    f.write(json.dumps(sys.argv[1:]) + '\\n')\n"
         "run = sum(1 for _ in open(log))\n"
-        "out = sys.stdout\n" + script)
+        "out = sys.stdout\n" + script
+    )
     path.chmod(0o755)
     return str(path)
 
 
 def line(i: int) -> str:
     cursor = CURSOR.replace("i=1;", f"i={i};")
-    return json.dumps({"__CURSOR": cursor, "__REALTIME_TIMESTAMP": str(1000 + i),
-                       "MESSAGE": f"m{i}"})
+    return json.dumps(
+        {"__CURSOR": cursor, "__REALTIME_TIMESTAMP": str(1000 + i), "MESSAGE": f"m{i}"}
+    )
 
 
 @pytest.fixture
@@ -240,15 +292,25 @@ def read_all(source: JournalSource, count: int, timeout: float = 10) -> list[Jou
 
 
 def test_malformed_lines_are_counted_and_journalctl_restarted_after_the_last_entry(
-        tmp_path: Path, sources: list[JournalSource]) -> None:
-    lines = [line(1), "garbage", line(2), '{"MESSAGE": "no cursor"}',
-             json.dumps({"__CURSOR": CURSOR.replace("i=1;", "i=3;"),
-                         "__REALTIME_TIMESTAMP": "1003"}),  # no MESSAGE: skipped
-             "", line(4)]
-    script = ("if run == 1:\n"
-              f"    out.write({chr(10).join(lines) + chr(10)!r})\n"
-              "    sys.exit(1)\n"
-              f"out.write({line(5) + chr(10)!r}); out.flush(); time.sleep(60)\n")
+    tmp_path: Path, sources: list[JournalSource]
+) -> None:
+    lines = [
+        line(1),
+        "garbage",
+        line(2),
+        '{"MESSAGE": "no cursor"}',
+        json.dumps(
+            {"__CURSOR": CURSOR.replace("i=1;", "i=3;"), "__REALTIME_TIMESTAMP": "1003"}
+        ),  # no MESSAGE: skipped
+        "",
+        line(4),
+    ]
+    script = (
+        "if run == 1:\n"
+        f"    out.write({chr(10).join(lines) + chr(10)!r})\n"
+        "    sys.exit(1)\n"
+        f"out.write({line(5) + chr(10)!r}); out.flush(); time.sleep(60)\n"
+    )
     config = JournalConfig(journalctl=fake_journalctl(tmp_path, script), max_age=0)
     source = JournalSource(config, name="unit")
     sources.append(source.start())
@@ -261,12 +323,15 @@ def test_malformed_lines_are_counted_and_journalctl_restarted_after_the_last_ent
     assert runs[1][-1] == "--after-cursor=" + CURSOR.replace("i=1;", "i=4;")
 
 
-def test_a_refused_cursor_falls_back_to_max_age(tmp_path: Path,
-                                                sources: list[JournalSource]) -> None:
-    script = ("if any(a.startswith('--after-cursor') for a in sys.argv):\n"
-              "    sys.stderr.write('Failed to seek to cursor: Invalid argument\\n')\n"
-              "    sys.exit(1)\n"
-              f"out.write({line(1) + chr(10)!r}); out.flush(); time.sleep(60)\n")
+def test_a_refused_cursor_falls_back_to_max_age(
+    tmp_path: Path, sources: list[JournalSource]
+) -> None:
+    script = (
+        "if any(a.startswith('--after-cursor') for a in sys.argv):\n"
+        "    sys.stderr.write('Failed to seek to cursor: Invalid argument\\n')\n"
+        "    sys.exit(1)\n"
+        f"out.write({line(1) + chr(10)!r}); out.flush(); time.sleep(60)\n"
+    )
     config = JournalConfig(journalctl=fake_journalctl(tmp_path, script), max_age="1h")
     recent = CURSOR.replace("t=6611f7b04ff28", f"t={int(time.time() * 1e6):x}")
     source = JournalSource(config, recent)
@@ -277,17 +342,31 @@ def test_a_refused_cursor_falls_back_to_max_age(tmp_path: Path,
 
 
 def test_an_oversized_entry_keeps_its_message_cut_or_is_skipped(
-        tmp_path: Path, sources: list[JournalSource]) -> None:
-    big = json.dumps({"__CURSOR": CURSOR.replace("i=1;", "i=7;"), "__REALTIME_TIMESTAMP": "1",
-                      "MESSAGE": "x" * 5000, "_SYSTEMD_UNIT": "big.service"},
-                     separators=(",", ":"))
-    other = json.dumps({"__CURSOR": CURSOR.replace("i=1;", "i=8;"), "__REALTIME_TIMESTAMP": "1",
-                        "MESSAGE": "m", "_CMDLINE": "y" * 5000}, separators=(",", ":"))
+    tmp_path: Path, sources: list[JournalSource]
+) -> None:
+    big = json.dumps(
+        {
+            "__CURSOR": CURSOR.replace("i=1;", "i=7;"),
+            "__REALTIME_TIMESTAMP": "1",
+            "MESSAGE": "x" * 5000,
+            "_SYSTEMD_UNIT": "big.service",
+        },
+        separators=(",", ":"),
+    )
+    other = json.dumps(
+        {
+            "__CURSOR": CURSOR.replace("i=1;", "i=8;"),
+            "__REALTIME_TIMESTAMP": "1",
+            "MESSAGE": "m",
+            "_CMDLINE": "y" * 5000,
+        },
+        separators=(",", ":"),
+    )
     lines = [line(1), big, other, line(2)]
-    script = (f"out.write({chr(10).join(lines) + chr(10)!r})\n"
-              "out.flush(); time.sleep(60)\n")
-    config = JournalConfig(journalctl=fake_journalctl(tmp_path, script),
-                           max_entry_bytes=1000, max_age=0)
+    script = f"out.write({chr(10).join(lines) + chr(10)!r})\nout.flush(); time.sleep(60)\n"
+    config = JournalConfig(
+        journalctl=fake_journalctl(tmp_path, script), max_entry_bytes=1000, max_age=0
+    )
     source = JournalSource(config)
     sources.append(source.start())
     got = read_all(source, 3)
@@ -300,13 +379,17 @@ def test_an_oversized_entry_keeps_its_message_cut_or_is_skipped(
     assert source.errors == {"oversized_entry": 2}  # one cut, one skipped
 
 
-def test_the_buffer_is_bounded_by_entries_and_bytes(tmp_path: Path,
-                                                    sources: list[JournalSource]) -> None:
-    script = (f"for i in range(1, 201):\n"
-              f"    out.write({line(0)!r}.replace('m0', 'm%d' % i) + '\\n')\n"
-              "out.flush(); time.sleep(60)\n")
-    config = JournalConfig(journalctl=fake_journalctl(tmp_path, script),
-                           buffer_entries=20, max_age=0)
+def test_the_buffer_is_bounded_by_entries_and_bytes(
+    tmp_path: Path, sources: list[JournalSource]
+) -> None:
+    script = (
+        f"for i in range(1, 201):\n"
+        f"    out.write({line(0)!r}.replace('m0', 'm%d' % i) + '\\n')\n"
+        "out.flush(); time.sleep(60)\n"
+    )
+    config = JournalConfig(
+        journalctl=fake_journalctl(tmp_path, script), buffer_entries=20, max_age=0
+    )
     source = JournalSource(config)
     sources.append(source.start())
     deadline = time.monotonic() + 10
@@ -318,8 +401,9 @@ def test_the_buffer_is_bounded_by_entries_and_bytes(tmp_path: Path,
     assert [e.line for e in got] == [f"m{i}" for i in range(1, 201)]
     assert source.last_cursor == got[-1].cursor
 
-    by_bytes = JournalSource(JournalConfig(journalctl=config.journalctl, buffer_bytes=10,
-                                           max_age=0))
+    by_bytes = JournalSource(
+        JournalConfig(journalctl=config.journalctl, buffer_bytes=10, max_age=0)
+    )
     sources.append(by_bytes.start())
     while by_bytes.buffered() < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -357,4 +441,5 @@ def test_a_restart_within_a_run_never_skips_to_max_age() -> None:
     now = (cursor_time(CURSOR) or 0.0) + 7200
     config = JournalConfig(max_age="1h")
     assert journalctl_command(config, CURSOR, now=now, resuming=True)[-1] == (
-        f"--after-cursor={CURSOR}")
+        f"--after-cursor={CURSOR}"
+    )

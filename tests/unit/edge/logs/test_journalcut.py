@@ -15,14 +15,14 @@ from edge.logs.tailer import TRUNCATION_MARKER
 def _cut(line: bytes, limit: int, chunk: int) -> tuple[bytes | None, bytes]:
     """cut_oversized over ``line`` (which ends in a newline) read ``chunk`` bytes at a
     time after its head; and what is left unread."""
-    head, rest = line[:limit + 1], line[limit + 1:]
+    head, rest = line[: limit + 1], line[limit + 1 :]
     pos = 0
 
     def more() -> bytes:
         nonlocal pos
-        piece = rest[pos:pos + chunk]
+        piece = rest[pos : pos + chunk]
         if b"\n" in piece:
-            piece = piece[:piece.index(b"\n") + 1]
+            piece = piece[: piece.index(b"\n") + 1]
         pos += len(piece)
         return piece
 
@@ -33,15 +33,21 @@ def _line(fields: dict[str, object]) -> bytes:
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
-message_st = st.text(alphabet=st.characters(exclude_categories=("Cs",)), min_size=200,
-                     max_size=3000)
+message_st = st.text(
+    alphabet=st.characters(exclude_categories=("Cs",)), min_size=200, max_size=3000
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(message_st, st.integers(min_value=1, max_value=97), st.booleans())
 def test_message_cut_and_the_fields_around_it_kept(message, chunk, spaced):
-    fields = {"__CURSOR": "s=1;i=2", "PRIORITY": "6", "MESSAGE": message,
-              "_SYSTEMD_UNIT": "app.service", "__REALTIME_TIMESTAMP": "17"}
+    fields = {
+        "__CURSOR": "s=1;i=2",
+        "PRIORITY": "6",
+        "MESSAGE": message,
+        "_SYSTEMD_UNIT": "app.service",
+        "__REALTIME_TIMESTAMP": "17",
+    }
     line = _line(fields)
     if spaced:
         line = line.replace(b'"MESSAGE":"', b'"MESSAGE" : "', 1)
@@ -54,9 +60,10 @@ def test_message_cut_and_the_fields_around_it_kept(message, chunk, spaced):
     assert len(cut) <= limit + 1
     got = json.loads(cut)
     assert {k: v for k, v in got.items() if k != "MESSAGE"} == {
-        k: v for k, v in fields.items() if k != "MESSAGE"}
+        k: v for k, v in fields.items() if k != "MESSAGE"
+    }
     assert got["MESSAGE"].endswith(TRUNCATION_MARKER)
-    assert message.startswith(got["MESSAGE"][:-len(TRUNCATION_MARKER)])
+    assert message.startswith(got["MESSAGE"][: -len(TRUNCATION_MARKER)])
 
 
 def test_escapes_across_chunk_boundaries() -> None:
@@ -67,13 +74,15 @@ def test_escapes_across_chunk_boundaries() -> None:
         assert cut is not None
         got = json.loads(cut)
         assert got["_PID"] == "7" and got["__CURSOR"] == "c"
-        assert message.startswith(got["MESSAGE"][:-len(TRUNCATION_MARKER)])
+        assert message.startswith(got["MESSAGE"][: -len(TRUNCATION_MARKER)])
 
 
 def test_skipped_when_something_else_is_what_is_big() -> None:
-    for fields in ({"MESSAGE": "short", "_CMDLINE": "x" * 5000, "__CURSOR": "c"},
-                   {"MESSAGE": list(range(2000)), "__CURSOR": "c"},  # a binary MESSAGE
-                   {"__CURSOR": "c", "OTHER": "y" * 5000}):
+    for fields in (
+        {"MESSAGE": "short", "_CMDLINE": "x" * 5000, "__CURSOR": "c"},
+        {"MESSAGE": list(range(2000)), "__CURSOR": "c"},  # a binary MESSAGE
+        {"__CURSOR": "c", "OTHER": "y" * 5000},
+    ):
         cut, left = _cut(_line(fields), 100, 64)
         assert cut is None
         assert left == b""

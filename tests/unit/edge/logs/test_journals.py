@@ -28,8 +28,9 @@ class FakeSource:
 
     made: ClassVar[list[FakeSource]] = []
 
-    def __init__(self, config: JournalConfig, cursor: str | None = None, *,
-                 max_line_bytes: int, name: str) -> None:
+    def __init__(
+        self, config: JournalConfig, cursor: str | None = None, *, max_line_bytes: int, name: str
+    ) -> None:
         self.config, self.cursor, self.name = config, cursor, name
         self.max_line_bytes = max_line_bytes
         self.queued: list[JournalEntry] = []
@@ -63,12 +64,20 @@ def fake_source(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def entry(i: int, unit: str = "web.service", line: str | None = None,
-          truncated: bool = False) -> JournalEntry:
-    return JournalEntry(1_000 + i, f"line {i}" if line is None else line, f"c{i}",
-                        {"source": "journald",  # the config's labels come with the entry
-                         "__journal__systemd_unit": unit, "__journal_priority": "6"},
-                        truncated)
+def entry(
+    i: int, unit: str = "web.service", line: str | None = None, truncated: bool = False
+) -> JournalEntry:
+    return JournalEntry(
+        1_000 + i,
+        f"line {i}" if line is None else line,
+        f"c{i}",
+        {
+            "source": "journald",  # the config's labels come with the entry
+            "__journal__systemd_unit": unit,
+            "__journal_priority": "6",
+        },
+        truncated,
+    )
 
 
 CONFIG = """
@@ -91,11 +100,13 @@ def config(tmp_path: Path, text: str = CONFIG) -> EdgeLogsConfig:
 
 def journals(tmp_path: Path, positions: Positions | None = None) -> tuple[Journals, Registry]:
     r = Registry()
-    metrics = JournalMetrics(r.counter("ferryman_lines_read_total", ""),
-                             r.counter("ferryman_bytes_read_total", ""),
-                             r.counter("ferryman_lines_truncated_total", ""),
-                             r.counter("ferryman_lines_dropped_total", "", ["reason"]),
-                             r.counter("ferryman_errors_total", "", ["error_type", "stage"]))
+    metrics = JournalMetrics(
+        r.counter("ferryman_lines_read_total", ""),
+        r.counter("ferryman_bytes_read_total", ""),
+        r.counter("ferryman_lines_truncated_total", ""),
+        r.counter("ferryman_lines_dropped_total", "", ["reason"]),
+        r.counter("ferryman_errors_total", "", ["error_type", "stage"]),
+    )
     return Journals(positions or Positions(tmp_path / "p.json"), metrics), r
 
 
@@ -114,11 +125,14 @@ def test_entries_are_relabeled_grouped_and_the_last_cursor_kept(tmp_path: Path) 
     source.errors = {"malformed_entry": 2}
     batch = Batch()
     assert js.fill(batch, 1 << 20)
-    assert streams(batch) == {"web.service": ["line 0", "line 2"],
-                              "db.service": ["line 1"]}
+    assert streams(batch) == {"web.service": ["line 0", "line 2"], "db.service": ["line 1"]}
     assert parse_labels(next(iter(batch.streams))) == {
-        "job": "system", "source": "journald", "unit": "web.service", "host": "node-1",
-        "cluster": "alpha"}
+        "job": "system",
+        "source": "journald",
+        "unit": "web.service",
+        "host": "node-1",
+        "cluster": "alpha",
+    }
     assert batch.streams[next(iter(batch.streams))][0].timestamp_ns == 1_000
     assert batch.lines == 3
     assert batch.cursors == {"journal/system": "c3"}  # past the dropped entry
@@ -159,7 +173,8 @@ def test_the_batch_bound_stops_reading(tmp_path: Path) -> None:
 
 
 def test_reload_keeps_unchanged_sources_and_restarts_changed_ones_after_the_batch(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     js, _ = journals(tmp_path)
     js.configure(config(tmp_path))
     first = FakeSource.made[0]
@@ -185,11 +200,13 @@ def test_no_journal_no_source(tmp_path: Path) -> None:
 
 def test_the_shipper_saves_a_batch_cursor_once_shipped(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text(textwrap.dedent(f"""
+    path.write_text(
+        textwrap.dedent(f"""
         positions: {{filename: {tmp_path / "positions.json"}}}
         scrape_configs:
           - {{job_name: system, journal: {{}}}}
-    """))
+    """)
+    )
     shipper = LogShipper(path)
     batch = Batch(cursors={"journal/system": "c9"})  # only dropped entries: no produce
     assert shipper._ship(batch)

@@ -58,7 +58,10 @@ def test_chosen_labels_are_added_under_sanitized_names() -> None:
     feed.set(pod("web-7d4b9"), pod("batch-x"))
     assert labels.synced
     assert labels.enrich({"pod_uid": WEB_UID, "filename": "/f"}) == {
-        "pod_uid": WEB_UID, "filename": "/f", "pod_app_kubernetes_io_name": "web"}
+        "pod_uid": WEB_UID,
+        "filename": "/f",
+        "pod_app_kubernetes_io_name": "web",
+    }
     assert labels.enrich({"pod_uid": BATCH_UID}) == {"pod_uid": BATCH_UID}  # no such label
     assert labels.enrich({"filename": "/f"}) == {"filename": "/f"}  # not a pod's file
 
@@ -68,8 +71,11 @@ def test_every_label_and_the_files_own_labels_win() -> None:
     labels = cache(feed, labels=["*"])
     feed.set(pod("web-7d4b9"))
     assert labels.enrich({"pod_uid": WEB_UID, "app": "mine"}) == {
-        "pod_uid": WEB_UID, "app": "mine", "app_kubernetes_io_name": "web",
-        "topology_kubernetes_io_zone": "z1"}
+        "pod_uid": WEB_UID,
+        "app": "mine",
+        "app_kubernetes_io_name": "web",
+        "topology_kubernetes_io_zone": "z1",
+    }
     meta = labels.meta_labels(WEB_UID)
     assert meta is not None and meta["__meta_kubernetes_pod_name"] == "web-7d4b9"
     assert meta["__meta_kubernetes_namespace"] == "shop"
@@ -121,13 +127,13 @@ def test_the_cache_is_bounded() -> None:
         labels.synced  # noqa: B018  (refreshes)
     feed.set()
     labels.synced  # noqa: B018
-    assert [labels.meta_labels(f"uid-{i}") is not None for i in range(3)] == [
-        False, False, True]
+    assert [labels.meta_labels(f"uid-{i}") is not None for i in range(3)] == [False, False, True]
 
 
 def test_config() -> None:
-    config = PodLabelsConfig.model_validate({"labels": ["app"], "node_name": "n",
-                                             "keep_deleted": "10m"})
+    config = PodLabelsConfig.model_validate(
+        {"labels": ["app"], "node_name": "n", "keep_deleted": "10m"}
+    )
     assert config.keep_deleted == 600
     assert PodLabelsConfig.model_validate(config.model_dump()) == config
     with pytest.raises(ValidationError):

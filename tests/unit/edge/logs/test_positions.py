@@ -34,9 +34,23 @@ def test_cursors_and_files_round_trip(tmp_path: Path) -> None:
 
 def test_a_file_written_before_cursors_existed_still_loads(tmp_path: Path) -> None:
     path = tmp_path / "positions.json"
-    path.write_text(json.dumps({"version": 1, "files": [
-        {"path": "/var/log/a.log", "device": 1, "inode": 7, "offset": 42,
-         "head_crc": 5, "head_len": 42}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "files": [
+                    {
+                        "path": "/var/log/a.log",
+                        "device": 1,
+                        "inode": 7,
+                        "offset": 42,
+                        "head_crc": 5,
+                        "head_len": 42,
+                    }
+                ],
+            }
+        )
+    )
     positions = Positions(path)
     assert positions.get(1, 7) == Position("/var/log/a.log", 1, 7, 42, 5, 42)
     assert positions.cursors() == {}

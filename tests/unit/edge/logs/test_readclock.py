@@ -34,11 +34,18 @@ def test_a_restart_stamps_re_read_lines_as_before(tmp_path) -> None:
     clock = ReadClock()
     before = []
     for i in range(0, 200, 37):  # several reads, several anchors
-        before += clock.stamps(_lines(ends[i:i + 37]), NOW + i * 10**6)
+        before += clock.stamps(_lines(ends[i : i + 37]), NOW + i * 10**6)
     clock.acknowledged((1, 7), ends[73])  # the first lines are in Kafka
     positions = Positions(tmp_path / "positions.json")
-    positions.set(Position("/var/log/a.log", 1, 7, ends[73],
-                           stamps=tuple((a.start, a.end, a.ts) for a in clock.pending((1, 7)))))
+    positions.set(
+        Position(
+            "/var/log/a.log",
+            1,
+            7,
+            ends[73],
+            stamps=tuple((a.start, a.end, a.ts) for a in clock.pending((1, 7))),
+        )
+    )
     positions.save()
 
     loaded = Positions(tmp_path / "positions.json").get(1, 7)
@@ -47,11 +54,10 @@ def test_a_restart_stamps_re_read_lines_as_before(tmp_path) -> None:
     # Read again from the saved offset, in differently sized reads, a day later.
     again = []
     for i in range(74, 200, 50):
-        again += restarted.stamps(_lines(ends[i:min(i + 50, 200)]), NOW + 86_400 * 10**9)
+        again += restarted.stamps(_lines(ends[i : min(i + 50, 200)]), NOW + 86_400 * 10**9)
     assert again == before[74:]
     # Lines past what was read before get fresh, later stamps.
-    assert restarted.stamps(_lines([ends[-1] + 5]), NOW + 86_400 * 10**9)[0] \
-        >= NOW + 86_400 * 10**9
+    assert restarted.stamps(_lines([ends[-1] + 5]), NOW + 86_400 * 10**9)[0] >= NOW + 86_400 * 10**9
 
 
 def test_emptied_file_drops_its_old_anchors_and_other_files_are_apart() -> None:

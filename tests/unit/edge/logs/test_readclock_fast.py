@@ -25,10 +25,13 @@ class _LineByLine:
     def __init__(self, saved: dict[Identity, Sequence[Anchor]] | None = None) -> None:
         self.anchors: dict[Identity, list[Anchor]] = {
             identity: sorted(anchors, key=lambda a: a.start)
-            for identity, anchors in (saved or {}).items()}
+            for identity, anchors in (saved or {}).items()
+        }
         self.unsaved = False
-        self._last_ts = max((a.ts + a.end - a.start for anchors in self.anchors.values()
-                             for a in anchors), default=0)
+        self._last_ts = max(
+            (a.ts + a.end - a.start for anchors in self.anchors.values() for a in anchors),
+            default=0,
+        )
 
     def stamps(self, lines: Sequence[Line], now_ns: int) -> list[int]:
         out: list[int] = []
@@ -38,8 +41,11 @@ class _LineByLine:
             identity = (line.device, line.inode)
             anchor = self._covering(identity, line.end_offset)
             if anchor is None:
-                if open_anchor is not None and open_identity == identity \
-                        and line.end_offset > open_anchor.end:
+                if (
+                    open_anchor is not None
+                    and open_identity == identity
+                    and line.end_offset > open_anchor.end
+                ):
                     open_anchor = Anchor(open_anchor.start, line.end_offset, open_anchor.ts)
                     self.anchors[identity][-1] = open_anchor
                 else:
@@ -79,8 +85,9 @@ spans = st.lists(st.integers(1, 400), min_size=1, max_size=40)
 
 
 def _same(fast: ReadClock, slow: _LineByLine) -> None:
-    assert {k: v for k, v in fast.anchors.items() if v} == \
-        {k: v for k, v in slow.anchors.items() if v}
+    assert {k: v for k, v in fast.anchors.items() if v} == {
+        k: v for k, v in slow.anchors.items() if v
+    }
     assert fast.unsaved == slow.unsaved
 
 
@@ -93,14 +100,15 @@ def test_stamps_match_line_by_line(data: st.DataObject) -> None:
     fast, slow = ReadClock(), _LineByLine()
     now = NOW
     for _ in range(data.draw(st.integers(1, 12))):
-        now += data.draw(st.integers(-10**9, 10**9))
-        action = data.draw(st.sampled_from(["read", "read", "mixed", "ack", "restart",
-                                            "copytruncate"]))
+        now += data.draw(st.integers(-(10**9), 10**9))
+        action = data.draw(
+            st.sampled_from(["read", "read", "mixed", "ack", "restart", "copytruncate"])
+        )
         identity = data.draw(st.sampled_from(IDENTITIES))
         ends = files[identity]
         if action == "read" and read_to[identity] < len(ends):
             count = data.draw(st.integers(1, len(ends) - read_to[identity]))
-            run = ends[read_to[identity]:read_to[identity] + count]
+            run = ends[read_to[identity] : read_to[identity] + count]
             start = ends[read_to[identity] - 1] if read_to[identity] else 0
             read_to[identity] += count
             api = data.draw(st.sampled_from(["stamps", "stamp_ends", "stamp_lines"]))
@@ -111,8 +119,7 @@ def test_stamps_match_line_by_line(data: st.DataObject) -> None:
                 got = fast.stamp_ends(identity, run, now)
             else:
                 spans_of_run = [b - a for a, b in zip([start, *run], run, strict=False)]
-                got = fast.stamp_lines(Lines(["x"] * count, spans_of_run, start, *identity),
-                                       now)
+                got = fast.stamp_lines(Lines(["x"] * count, spans_of_run, start, *identity), now)
             assert got == slow.stamps(rows, now)
         elif action == "mixed":
             rows = []

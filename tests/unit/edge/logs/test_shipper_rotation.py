@@ -17,10 +17,19 @@ def test_lines_in_flight_of_a_renamed_file_are_not_drained_again(tmp_path) -> No
     logs.mkdir()
     app = logs / "app.log"
     config = tmp_path / "edge.yaml"
-    config.write_text(yaml.safe_dump({
-        "positions": {"filename": str(tmp_path / "positions.json")},
-        "scrape_configs": [{"job_name": "j", "static_configs": [
-            {"labels": {"__path__": str(logs / "*.log")}}]}]}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "positions": {"filename": str(tmp_path / "positions.json")},
+                "scrape_configs": [
+                    {
+                        "job_name": "j",
+                        "static_configs": [{"labels": {"__path__": str(logs / "*.log")}}],
+                    }
+                ],
+            }
+        )
+    )
     shipper = LogShipper(config)
     app.write_text("".join(f"first {i}\n" for i in range(10)))
     batch = Batch()

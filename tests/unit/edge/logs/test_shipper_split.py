@@ -15,17 +15,23 @@ from ferryman.wire.remote_write import snappy_compress, snappy_decompress
 
 def _shipper(tmp_path, max_message: int) -> LogShipper:
     config = tmp_path / "edge.yaml"
-    config.write_text(yaml.safe_dump({
-        "positions": {"filename": str(tmp_path / "positions.json")},
-        "ferryman": {"kafka": {"max_message_bytes": max_message}}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "positions": {"filename": str(tmp_path / "positions.json")},
+                "ferryman": {"kafka": {"max_message_bytes": max_message}},
+            }
+        )
+    )
     return LogShipper(config)
 
 
 def test_messages_stay_under_the_limit_and_keep_every_line_in_order(tmp_path) -> None:
     shipper = _shipper(tmp_path, 256 << 10)
     rng = random.Random(1)
-    entries = [loki.Entry(i, os.urandom(rng.randrange(1, 3000)).hex() + " é\ufffd")
-               for i in range(2000)]
+    entries = [
+        loki.Entry(i, os.urandom(rng.randrange(1, 3000)).hex() + " é\ufffd") for i in range(2000)
+    ]
     parts = shipper._split(entries, 256 << 10)
     assert len(parts) > 10
     assert [e for part in parts for e in part] == entries
@@ -37,27 +43,32 @@ def test_messages_stay_under_the_limit_and_keep_every_line_in_order(tmp_path) ->
 def test_a_line_too_big_for_any_message_is_cut_with_the_marker_and_counted(tmp_path) -> None:
     shipper = _shipper(tmp_path, 128 << 10)
     huge = "x" * (1 << 20)
-    parts = shipper._split([loki.Entry(1, "a"), loki.Entry(2, huge), loki.Entry(3, "b")],
-                           128 << 10)
+    parts = shipper._split([loki.Entry(1, "a"), loki.Entry(2, huge), loki.Entry(3, "b")], 128 << 10)
     lines = [e.line for part in parts for e in part]
     assert lines[0] == "a" and lines[2] == "b"
     assert lines[1].endswith(TRUNCATION_MARKER) and huge.startswith(
-        lines[1][:-len(TRUNCATION_MARKER)])
+        lines[1][: -len(TRUNCATION_MARKER)]
+    )
     assert len(lines[1].encode()) < 128 << 10
     assert shipper.registry.value("ferryman_lines_truncated_total") == 1
 
 
 def _decoded(messages: list[bytes]) -> list[loki.Entry]:
-    return [entry for message in messages
-            for stream in loki.decode_push_request(snappy_decompress(message))
-            for entry in stream.entries]
+    return [
+        entry
+        for message in messages
+        for stream in loki.decode_push_request(snappy_decompress(message))
+        for entry in stream.entries
+    ]
 
 
 def test_kafka_messages_natively_stay_under_the_limit_with_every_line(tmp_path) -> None:
     shipper = _shipper(tmp_path, 256 << 10)
     rng = random.Random(2)
-    entries = loki.Entries(list(range(10**18, 10**18 + 2000)),
-                           [os.urandom(rng.randrange(1, 3000)).hex() + " é" for _ in range(2000)])
+    entries = loki.Entries(
+        list(range(10**18, 10**18 + 2000)),
+        [os.urandom(rng.randrange(1, 3000)).hex() + " é" for _ in range(2000)],
+    )
     messages = shipper._messages('{job="x"}', entries, 256 << 10)
     assert len(messages) > 10
     assert all(len(message) < (256 << 10) - 4096 for message in messages)

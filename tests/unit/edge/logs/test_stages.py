@@ -17,15 +17,23 @@ NOW_NS = 1_700_000_000_000_000_000
 class Run:
     """One file's pipeline fed with text lines at increasing offsets."""
 
-    def __init__(self, stages: list[dict[str, Any]], *, max_line: int = 256 * 1024,
-                 start: int = 0, identity: tuple[int, int] = IDENTITY) -> None:
+    def __init__(
+        self,
+        stages: list[dict[str, Any]],
+        *,
+        max_line: int = 256 * 1024,
+        start: int = 0,
+        identity: tuple[int, int] = IDENTITY,
+    ) -> None:
         registry = Registry()
         self.errors = registry.counter("ferryman_errors_total", "", ["error_type", "stage"])
         self.dropped = registry.counter("ferryman_lines_dropped_total", "", ["reason"])
         configs = [StageConfig.model_validate(stage) for stage in stages]
         self.pipeline = FilePipeline(
             build_stages(configs, StageMetrics(self.errors, self.dropped), max_line),
-            identity, start)
+            identity,
+            start,
+        )
         self.offset = start
         self.identity = identity
         self.labels = {"job": "test", "filename": "/var/log/x.log"}
@@ -40,13 +48,15 @@ class Run:
             out.append(Line(text, self.offset, *self.identity, False))
         return out
 
-    def feed(self, *texts: str, after: float = 0.0,
-             identity: tuple[int, int] | None = None) -> list[Any]:
+    def feed(
+        self, *texts: str, after: float = 0.0, identity: tuple[int, int] | None = None
+    ) -> list[Any]:
         """Records that came out of feeding ``texts`` ``after`` seconds later."""
         self.now += after
         lines = self.lines(*texts, identity=identity)
-        return self.pipeline.process(lines, self.labels,
-                                     [NOW_NS + i for i in range(len(lines))], self.now)
+        return self.pipeline.process(
+            lines, self.labels, [NOW_NS + i for i in range(len(lines))], self.now
+        )
 
     def tick(self, after: float) -> list[Any]:
         return self.feed(after=after)
@@ -88,8 +98,11 @@ def test_cri_joins_partial_lines_per_stream_and_sets_time_and_stream_label() -> 
 def test_cri_complete_lines_and_empty_content() -> None:
     run = Run([{"cri": None}])
     out = run.feed(cri("stderr", "F", "one"), f"{T0} stdout F", cri("stdout", "F", ""))
-    assert [(r.line, r.labels["stream"]) for r in out] == \
-        [("one", "stderr"), ("", "stdout"), ("", "stdout")]
+    assert [(r.line, r.labels["stream"]) for r in out] == [
+        ("one", "stderr"),
+        ("", "stdout"),
+        ("", "stdout"),
+    ]
 
 
 def test_cri_bad_line_passes_through_and_is_counted() -> None:
@@ -107,14 +120,16 @@ def test_cri_partial_bounds_ship_the_joined_part_and_lose_nothing() -> None:
     assert out == ["012", "345", "6end"]
     assert run.errors.value(error_type="partial_line_limit", stage="cri") == 2
     sized = Run([{"cri": {"max_partial_line_size": 10}}])
-    assert sized.texts(cri("stdout", "P", "aaaaaa"), cri("stdout", "P", "bbbbbb"),
-                       cri("stdout", "F", "c")) == ["aaaaaa", "bbbbbbc"]
+    assert sized.texts(
+        cri("stdout", "P", "aaaaaa"), cri("stdout", "P", "bbbbbb"), cri("stdout", "F", "c")
+    ) == ["aaaaaa", "bbbbbbc"]
 
 
 def test_cri_partial_bound_defaults_to_max_line_bytes() -> None:
     run = Run([{"cri": {}}], max_line=8)
-    assert run.texts(cri("stdout", "P", "12345"), cri("stdout", "P", "6789"),
-                     cri("stdout", "F", "0")) == ["12345", "67890"]
+    assert run.texts(
+        cri("stdout", "P", "12345"), cri("stdout", "P", "6789"), cri("stdout", "F", "0")
+    ) == ["12345", "67890"]
 
 
 # ---- docker ------------------------------------------------------------------------
@@ -126,10 +141,14 @@ def docker(log: str, stream: str = "stdout", stamp: str = "2024-05-01T10:00:00.5
 
 def test_docker_strips_newline_joins_split_lines_and_sets_stream() -> None:
     run = Run([{"docker": {}}])
-    out = run.feed(docker("first\n"), docker("long ", "stderr"), docker("one\n"),
-                   docker("line\n", "stderr"))
-    assert [(r.line, r.labels["stream"]) for r in out] == \
-        [("first", "stdout"), ("one", "stdout"), ("long line", "stderr")]
+    out = run.feed(
+        docker("first\n"), docker("long ", "stderr"), docker("one\n"), docker("line\n", "stderr")
+    )
+    assert [(r.line, r.labels["stream"]) for r in out] == [
+        ("first", "stdout"),
+        ("one", "stdout"),
+        ("long line", "stderr"),
+    ]
     assert out[0].timestamp_ns == 1_714_557_600_500_000_000
     assert out[0].extracted["output"] == "first"
 
@@ -144,15 +163,27 @@ def test_docker_bad_line_passes_through_counted() -> None:
 
 
 def test_json_expressions_source_and_output() -> None:
-    run = Run([
-        {"json": {"expressions": {"level": None, "msg": "payload.message",
-                                  "first": "items[0]", "inner": ""}}},
-        {"json": {"expressions": {"deep": "x"}, "source": "inner"}},
-        {"labels": {"level": None}},
-        {"output": {"source": "msg"}},
-    ])
-    line = ('{"level": "warn", "payload": {"message": "disk full"}, "items": [7], '
-            '"inner": "{\\"x\\": 1}"}')
+    run = Run(
+        [
+            {
+                "json": {
+                    "expressions": {
+                        "level": None,
+                        "msg": "payload.message",
+                        "first": "items[0]",
+                        "inner": "",
+                    }
+                }
+            },
+            {"json": {"expressions": {"deep": "x"}, "source": "inner"}},
+            {"labels": {"level": None}},
+            {"output": {"source": "msg"}},
+        ]
+    )
+    line = (
+        '{"level": "warn", "payload": {"message": "disk full"}, "items": [7], '
+        '"inner": "{\\"x\\": 1}"}'
+    )
     (record,) = run.feed(line)
     assert record.line == "disk full"
     assert record.labels["level"] == "warn"
@@ -171,12 +202,14 @@ def test_json_bad_line_passes_unchanged_and_counted_or_dropped() -> None:
 
 
 def test_logfmt_mapping_and_source() -> None:
-    run = Run([
-        {"regex": {"expression": r"^(?P<time>\S+) (?<rest>.*)$"}},
-        {"logfmt": {"mapping": {"lvl": "level", "user": None}, "source": "rest"}},
-        {"labels": {"level": "lvl"}},
-        {"output": {"source": "user"}},
-    ])
+    run = Run(
+        [
+            {"regex": {"expression": r"^(?P<time>\S+) (?<rest>.*)$"}},
+            {"logfmt": {"mapping": {"lvl": "level", "user": None}, "source": "rest"}},
+            {"labels": {"level": "lvl"}},
+            {"output": {"source": "user"}},
+        ]
+    )
     (record,) = run.feed('2024-05-01T10:00:00Z level=error user="jo doe" msg=x')
     assert record.labels["level"] == "error"
     assert record.line == "jo doe"
@@ -199,12 +232,14 @@ def test_output_missing_source_keeps_line() -> None:
 
 
 def test_labels_static_labels_labeldrop_labelallow() -> None:
-    run = Run([
-        {"regex": {"expression": r"(?P<level>\w+) (?P<code>\d+)"}},
-        {"labels": {"level": "", "status": "code", "absent": ""}},
-        {"static_labels": {"team": "shop", "filename": ""}},
-        {"labeldrop": ["job"]},
-    ])
+    run = Run(
+        [
+            {"regex": {"expression": r"(?P<level>\w+) (?P<code>\d+)"}},
+            {"labels": {"level": "", "status": "code", "absent": ""}},
+            {"static_labels": {"team": "shop", "filename": ""}},
+            {"labeldrop": ["job"]},
+        ]
+    )
     (record,) = run.feed("error 503")
     assert record.labels == {"level": "error", "status": "503", "team": "shop"}
     empty = Run([{"regex": {"expression": r"level=(?P<level>\w*)"}}, {"labels": {"level": ""}}])
@@ -224,14 +259,20 @@ def test_unchanged_labels_stay_the_files_mapping() -> None:
 
 
 def test_timestamp_formats_fallbacks_and_location() -> None:
-    run = Run([
-        {"regex": {"expression": r"^(?P<ts>[^|]+)\|"}},
-        {"timestamp": {"source": "ts", "format": "2006-01-02 15:04:05.000",
-                       "fallback_formats": ["UnixMs", "RFC3339"],
-                       "location": "Europe/Berlin"}},
-    ])
-    out = run.feed("2024-05-01 12:00:00.250|a", "1714557600250|b",
-                   "2024-05-01T10:00:00.25Z|c")
+    run = Run(
+        [
+            {"regex": {"expression": r"^(?P<ts>[^|]+)\|"}},
+            {
+                "timestamp": {
+                    "source": "ts",
+                    "format": "2006-01-02 15:04:05.000",
+                    "fallback_formats": ["UnixMs", "RFC3339"],
+                    "location": "Europe/Berlin",
+                }
+            },
+        ]
+    )
+    out = run.feed("2024-05-01 12:00:00.250|a", "1714557600250|b", "2024-05-01T10:00:00.25Z|c")
     assert [r.timestamp_ns for r in out] == [1_714_557_600_250_000_000] * 3
 
 
@@ -239,11 +280,15 @@ def test_timestamp_failure_fudge_and_skip() -> None:
     stages: list[dict[str, Any]] = [{"regex": {"expression": r"^(?P<ts>\S+)"}}]
     fudge = Run([*stages, {"timestamp": {"source": "ts", "format": "RFC3339"}}])
     out = fudge.feed("bad-1", "2024-05-01T10:00:00Z ok", "bad-2")
-    assert [r.timestamp_ns for r in out] == \
-        [NOW_NS, 1_714_557_600_000_000_000, 1_714_557_600_000_000_001]
+    assert [r.timestamp_ns for r in out] == [
+        NOW_NS,
+        1_714_557_600_000_000_000,
+        1_714_557_600_000_000_001,
+    ]
     assert fudge.errors.value(error_type="unparsable_timestamp", stage="timestamp") == 2
-    skip = Run([*stages, {"timestamp": {"source": "ts", "format": "RFC3339",
-                                        "action_on_failure": "skip"}}])
+    skip = Run(
+        [*stages, {"timestamp": {"source": "ts", "format": "RFC3339", "action_on_failure": "skip"}}]
+    )
     out = skip.feed("2024-05-01T10:00:00Z ok", "bad")
     assert out[1].timestamp_ns == NOW_NS + 1
 
@@ -252,16 +297,24 @@ def test_timestamp_failure_fudge_and_skip() -> None:
 
 
 def test_drop_variants_and_reason_counter() -> None:
-    run = Run([
-        {"logfmt": {"mapping": {"level": "", "app": ""}}},
-        {"drop": {"source": "level", "value": "debug", "drop_counter_reason": "debug"}},
-        {"drop": {"expression": "healthz"}},
-        {"drop": {"source": "app", "expression": "^canary"}},
-        {"drop": {"source": ["level", "app"], "value": "info;noisy"}},
-        {"drop": {"longer_than": 20, "drop_counter_reason": "too_long"}},
-    ])
-    kept = run.texts("level=debug a=1", "GET /healthz", "app=canary-3", "level=info app=noisy",
-                     "level=info app=shop", "level=info app=shop x=1234567890")
+    run = Run(
+        [
+            {"logfmt": {"mapping": {"level": "", "app": ""}}},
+            {"drop": {"source": "level", "value": "debug", "drop_counter_reason": "debug"}},
+            {"drop": {"expression": "healthz"}},
+            {"drop": {"source": "app", "expression": "^canary"}},
+            {"drop": {"source": ["level", "app"], "value": "info;noisy"}},
+            {"drop": {"longer_than": 20, "drop_counter_reason": "too_long"}},
+        ]
+    )
+    kept = run.texts(
+        "level=debug a=1",
+        "GET /healthz",
+        "app=canary-3",
+        "level=info app=noisy",
+        "level=info app=shop",
+        "level=info app=shop x=1234567890",
+    )
     assert kept == ["level=info app=shop"]
     assert run.dropped.value(reason="debug") == 1
     assert run.dropped.value(reason="drop_stage") == 3
@@ -276,9 +329,13 @@ def test_drop_source_alone_drops_when_present_and_conditions_combine() -> None:
 
 
 def test_drop_older_than() -> None:
-    run = Run([{"regex": {"expression": r"^(?P<ts>\S+)"}},
-               {"timestamp": {"source": "ts", "format": "Unix"}},
-               {"drop": {"older_than": "1h", "drop_counter_reason": "old"}}])
+    run = Run(
+        [
+            {"regex": {"expression": r"^(?P<ts>\S+)"}},
+            {"timestamp": {"source": "ts", "format": "Unix"}},
+            {"drop": {"older_than": "1h", "drop_counter_reason": "old"}},
+        ]
+    )
     fresh = str(int(time.time()) - 60)
     assert run.texts("1000 ancient", f"{fresh} fresh") == [f"{fresh} fresh"]
     assert run.dropped.value(reason="old") == 1
@@ -320,11 +377,18 @@ def test_multiline_max_lines_and_size() -> None:
 
 def test_multiline_state_is_per_stream_after_cri() -> None:
     run = Run([{"cri": {}}, {"multiline": {"firstline": "^START"}}])
-    out = run.feed(cri("stdout", "F", "START out"), cri("stderr", "F", "START err"),
-                   cri("stdout", "F", " out more"), cri("stderr", "F", " err more"),
-                   cri("stdout", "F", "START 2"), cri("stderr", "F", "START 3"))
-    assert [(r.labels["stream"], r.line) for r in out] == \
-        [("stdout", "START out\n out more"), ("stderr", "START err\n err more")]
+    out = run.feed(
+        cri("stdout", "F", "START out"),
+        cri("stderr", "F", "START err"),
+        cri("stdout", "F", " out more"),
+        cri("stderr", "F", " err more"),
+        cri("stdout", "F", "START 2"),
+        cri("stderr", "F", "START 3"),
+    )
+    assert [(r.labels["stream"], r.line) for r in out] == [
+        ("stdout", "START out\n out more"),
+        ("stderr", "START err\n err more"),
+    ]
 
 
 # ---- positions ---------------------------------------------------------------------

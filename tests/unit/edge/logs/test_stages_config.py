@@ -58,8 +58,10 @@ def _load(tmp_path: Path, text: str) -> object:
 
 
 def _errors(tmp_path: Path, stages: str) -> list[str]:
-    body = ("scrape_configs:\n  - job_name: a\n    static_configs: [{labels: {__path__: x}}]\n"
-            "    pipeline_stages:\n" + textwrap.indent(textwrap.dedent(stages), "      "))
+    body = (
+        "scrape_configs:\n  - job_name: a\n    static_configs: [{labels: {__path__: x}}]\n"
+        "    pipeline_stages:\n" + textwrap.indent(textwrap.dedent(stages), "      ")
+    )
     with pytest.raises(ConfigError) as caught:
         _load(tmp_path, body)
     return caught.value.errors
@@ -68,9 +70,20 @@ def _errors(tmp_path: Path, stages: str) -> list[str]:
 def test_a_promtail_config_loads(tmp_path: Path) -> None:
     config = _load(tmp_path, PROMTAIL)
     stages = config.scrape_configs[0].pipeline_stages  # type: ignore[attr-defined]
-    assert [s.name for s in stages] == ["cri", "multiline", "json", "logfmt", "regex",
-                                        "labels", "static_labels", "timestamp", "drop",
-                                        "drop", "output", "labeldrop"]
+    assert [s.name for s in stages] == [
+        "cri",
+        "multiline",
+        "json",
+        "logfmt",
+        "regex",
+        "labels",
+        "static_labels",
+        "timestamp",
+        "drop",
+        "drop",
+        "output",
+        "labeldrop",
+    ]
     assert stages[1].multiline.max_wait_time == 3.0
     assert stages[2].json_.expressions == {"level": None, "msg": "payload.message"}
     assert stages[5].labels.mapping() == {"level": "level", "status": "status"}
@@ -78,7 +91,9 @@ def test_a_promtail_config_loads(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_listed_by_dotted_path(tmp_path: Path) -> None:
-    errors = _errors(tmp_path, """\
+    errors = _errors(
+        tmp_path,
+        """\
         - cri: {max_partial_lines: 0}
         - jsn: {}
         - match: {selector: '{app="x"}'}
@@ -95,7 +110,8 @@ def test_every_problem_is_listed_by_dotted_path(tmp_path: Path) -> None:
         - {json: {expressions: {}}, labels: {a: ""}}
         - output: {}
         - labeldrop: ["ok", "1bad"]
-        """)
+        """,
+    )
     prefix = "scrape_configs.0.pipeline_stages"
     expected = [
         f"{prefix}.0.cri.max_partial_lines:",
@@ -128,27 +144,33 @@ def test_unknown_stage_error_names_the_known_ones(tmp_path: Path) -> None:
     assert "known stages: cri, docker, json, logfmt, regex, labels" in error
 
 
-@pytest.mark.parametrize(("layout", "text", "expected"), [
-    ("RFC3339", "2024-05-01T10:00:00Z", "2024-05-01T10:00:00+00:00"),
-    ("RFC3339", "2024-05-01T12:00:00.5+02:00", "2024-05-01T10:00:00.500000+00:00"),
-    ("RFC3339Nano", "2024-05-01T10:00:00.000001Z", "2024-05-01T10:00:00.000001+00:00"),
-    ("Unix", "1714557600", "2024-05-01T10:00:00+00:00"),
-    ("Unix", "1714557600.25", "2024-05-01T10:00:00.250000+00:00"),
-    ("UnixMs", "1714557600250", "2024-05-01T10:00:00.250000+00:00"),
-    ("UnixUs", "1714557600000250", "2024-05-01T10:00:00.000250+00:00"),
-    ("RFC1123", "Wed, 01 May 2024 10:00:00 GMT", "2024-05-01T10:00:00+00:00"),
-    ("RFC1123Z", "Wed, 01 May 2024 12:00:00 +0200", "2024-05-01T10:00:00+00:00"),
-    ("ANSIC", "Wed May  1 10:00:00 2024", "2024-05-01T10:00:00+00:00"),
-    ("RFC822Z", "01 May 24 12:00 +0200", "2024-05-01T10:00:00+00:00"),
-    ("2006-01-02 15:04:05.000", "2024-05-01 10:00:00.125", "2024-05-01T10:00:00.125000+00:00"),
-    ("2006-01-02 15:04:05", "2024-05-01 10:00:00.5", "2024-05-01T10:00:00.500000+00:00"),
-    ("02/Jan/2006:15:04:05 -0700", "01/May/2024:12:00:00 +0200", "2024-05-01T10:00:00+00:00"),
-    ("2006-01-02T15:04:05.999999999Z07:00", "2024-05-01T10:00:00Z",
-     "2024-05-01T10:00:00+00:00"),
-    ("Jan _2 2006 3:04:05 PM", "May  1 2024 1:00:00 PM", "2024-05-01T13:00:00+00:00"),
-    ("January 2, 2006 15:04", "May 1, 2024 10:00", "2024-05-01T10:00:00+00:00"),
-    ("2006-01-02 15:04:05,000", "2024-05-01 10:00:00,125", "2024-05-01T10:00:00.125000+00:00"),
-])
+@pytest.mark.parametrize(
+    ("layout", "text", "expected"),
+    [
+        ("RFC3339", "2024-05-01T10:00:00Z", "2024-05-01T10:00:00+00:00"),
+        ("RFC3339", "2024-05-01T12:00:00.5+02:00", "2024-05-01T10:00:00.500000+00:00"),
+        ("RFC3339Nano", "2024-05-01T10:00:00.000001Z", "2024-05-01T10:00:00.000001+00:00"),
+        ("Unix", "1714557600", "2024-05-01T10:00:00+00:00"),
+        ("Unix", "1714557600.25", "2024-05-01T10:00:00.250000+00:00"),
+        ("UnixMs", "1714557600250", "2024-05-01T10:00:00.250000+00:00"),
+        ("UnixUs", "1714557600000250", "2024-05-01T10:00:00.000250+00:00"),
+        ("RFC1123", "Wed, 01 May 2024 10:00:00 GMT", "2024-05-01T10:00:00+00:00"),
+        ("RFC1123Z", "Wed, 01 May 2024 12:00:00 +0200", "2024-05-01T10:00:00+00:00"),
+        ("ANSIC", "Wed May  1 10:00:00 2024", "2024-05-01T10:00:00+00:00"),
+        ("RFC822Z", "01 May 24 12:00 +0200", "2024-05-01T10:00:00+00:00"),
+        ("2006-01-02 15:04:05.000", "2024-05-01 10:00:00.125", "2024-05-01T10:00:00.125000+00:00"),
+        ("2006-01-02 15:04:05", "2024-05-01 10:00:00.5", "2024-05-01T10:00:00.500000+00:00"),
+        ("02/Jan/2006:15:04:05 -0700", "01/May/2024:12:00:00 +0200", "2024-05-01T10:00:00+00:00"),
+        (
+            "2006-01-02T15:04:05.999999999Z07:00",
+            "2024-05-01T10:00:00Z",
+            "2024-05-01T10:00:00+00:00",
+        ),
+        ("Jan _2 2006 3:04:05 PM", "May  1 2024 1:00:00 PM", "2024-05-01T13:00:00+00:00"),
+        ("January 2, 2006 15:04", "May 1, 2024 10:00", "2024-05-01T10:00:00+00:00"),
+        ("2006-01-02 15:04:05,000", "2024-05-01 10:00:00,125", "2024-05-01T10:00:00.125000+00:00"),
+    ],
+)
 def test_time_formats(layout: str, text: str, expected: str) -> None:
     stamp = compile_format(layout)(text, dt.UTC)
     assert stamp is not None
@@ -159,24 +181,38 @@ def test_time_nanoseconds_location_and_failures() -> None:
     assert parse_rfc3339("2024-05-01T10:00:00.123456789Z") == 1_714_557_600_123_456_789
     assert compile_format("UnixNs")("1714557600123456789", dt.UTC) == 1_714_557_600_123_456_789
     berlin = zoneinfo.ZoneInfo("Europe/Berlin")
-    assert compile_format("2006-01-02 15:04")("2024-05-01 12:00", berlin) == \
-        1_714_557_600_000_000_000
+    assert (
+        compile_format("2006-01-02 15:04")("2024-05-01 12:00", berlin) == 1_714_557_600_000_000_000
+    )
     # An explicit offset wins over the location.
-    assert compile_format("2006-01-02 15:04 -0700")("2024-05-01 10:00 +0000", berlin) == \
-        1_714_557_600_000_000_000
+    assert (
+        compile_format("2006-01-02 15:04 -0700")("2024-05-01 10:00 +0000", berlin)
+        == 1_714_557_600_000_000_000
+    )
     assert compile_format("Stamp")("May  1 10:00:00", dt.UTC) is not None  # this year
-    for layout, text in [("RFC3339", "2024-02-30T10:00:00Z"), ("Unix", "12ab"),
-                         ("UnixMs", "1.5"), ("2006-01-02", "2024-13-01"),
-                         ("RFC3339", "yesterday")]:
+    for layout, text in [
+        ("RFC3339", "2024-02-30T10:00:00Z"),
+        ("Unix", "12ab"),
+        ("UnixMs", "1.5"),
+        ("2006-01-02", "2024-13-01"),
+        ("RFC3339", "yesterday"),
+    ]:
         assert compile_format(layout)(text, dt.UTC) is None, (layout, text)
 
 
 MINIMAL: dict[str, Any] = {
-    "cri": {}, "docker": None, "json": {"expressions": {"a": ""}},
-    "logfmt": {"mapping": {"a": ""}}, "regex": {"expression": "(?P<a>.)"},
-    "labels": {"a": ""}, "static_labels": {"a": "b"}, "labeldrop": ["a"],
-    "labelallow": ["a"], "timestamp": {"source": "a", "format": "Unix"},
-    "drop": {"expression": "x"}, "multiline": {"firstline": "^S"},
+    "cri": {},
+    "docker": None,
+    "json": {"expressions": {"a": ""}},
+    "logfmt": {"mapping": {"a": ""}},
+    "regex": {"expression": "(?P<a>.)"},
+    "labels": {"a": ""},
+    "static_labels": {"a": "b"},
+    "labeldrop": ["a"],
+    "labelallow": ["a"],
+    "timestamp": {"source": "a", "format": "Unix"},
+    "drop": {"expression": "x"},
+    "multiline": {"firstline": "^S"},
     "output": {"source": "a"},
 }
 
@@ -186,8 +222,10 @@ def test_every_stage_name_builds_and_runs(name: str) -> None:
     config = StageConfig.model_validate({name: MINIMAL[name]})
     assert config.name == name
     registry = Registry()
-    metrics = StageMetrics(registry.counter("ferryman_errors_total", "", ["error_type", "stage"]),
-                           registry.counter("ferryman_lines_dropped_total", "", ["reason"]))
+    metrics = StageMetrics(
+        registry.counter("ferryman_errors_total", "", ["error_type", "stage"]),
+        registry.counter("ferryman_lines_dropped_total", "", ["reason"]),
+    )
     (stage,) = build_stages([config], metrics, 1000)
     assert stage.name == name
     pipeline = FilePipeline([stage], (1, 1), 0)

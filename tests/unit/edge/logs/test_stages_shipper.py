@@ -36,15 +36,22 @@ def make(tmp_path: Path) -> Iterator[Make]:
 
 
 def _shipper(tmp_path: Path, stages: list[dict[str, Any]] | None) -> LogShipper:
-    job: dict[str, Any] = {"job_name": "pods", "static_configs": [
-        {"labels": {"__path__": str(tmp_path / "*.log")}}]}
+    job: dict[str, Any] = {
+        "job_name": "pods",
+        "static_configs": [{"labels": {"__path__": str(tmp_path / "*.log")}}],
+    }
     if stages is not None:
         job["pipeline_stages"] = stages
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "positions": {"filename": str(tmp_path / "positions.json")},
-        "scrape_configs": [job],
-        "ferryman": {"host": "node-1"}}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "positions": {"filename": str(tmp_path / "positions.json")},
+                "scrape_configs": [job],
+                "ferryman": {"host": "node-1"},
+            }
+        )
+    )
     return LogShipper(config)
 
 
@@ -65,25 +72,36 @@ def test_no_stages_keeps_the_fast_path(tmp_path: Path, make: Make) -> None:
 
 
 def test_entries_grouped_by_label_set_and_positions_stop_at_held_lines(
-        tmp_path: Path, make: Make) -> None:
+    tmp_path: Path, make: Make
+) -> None:
     log = tmp_path / "0.log"
-    _append(log, f"{T} stdout F level=info ok", f"{T} stderr F level=error bad",
-            f"{T} stdout F level=debug noise")
+    _append(
+        log,
+        f"{T} stdout F level=info ok",
+        f"{T} stderr F level=error bad",
+        f"{T} stdout F level=debug noise",
+    )
     held = f"{T} stdout P level=info par"
     _append(log, held)
-    shipper = make([
-        {"cri": {}},
-        {"logfmt": {"mapping": {"level": ""}}},
-        {"drop": {"source": "level", "value": "debug", "drop_counter_reason": "debug"}},
-        {"labels": {"level": ""}},
-    ])
+    shipper = make(
+        [
+            {"cri": {}},
+            {"logfmt": {"mapping": {"level": ""}}},
+            {"drop": {"source": "level", "value": "debug", "drop_counter_reason": "debug"}},
+            {"labels": {"level": ""}},
+        ]
+    )
     batch = Batch()
     shipper._scan(batch)
     shipper._fill(batch)
-    streams = {(parse_labels(k)["stream"], parse_labels(k)["level"]): [e.line for e in v]
-               for k, v in batch.streams.items()}
-    assert streams == {("stdout", "info"): ["level=info ok"],
-                       ("stderr", "error"): ["level=error bad"]}
+    streams = {
+        (parse_labels(k)["stream"], parse_labels(k)["level"]): [e.line for e in v]
+        for k, v in batch.streams.items()
+    }
+    assert streams == {
+        ("stdout", "info"): ["level=info ok"],
+        ("stderr", "error"): ["level=error bad"],
+    }
     assert batch.lines == 2
     size = log.stat().st_size
     assert list(batch.ends.values()) == [(str(log), size - len(held) - 1)]
@@ -91,8 +109,13 @@ def test_entries_grouped_by_label_set_and_positions_stop_at_held_lines(
 
     _append(log, f"{T} stdout F tial")
     shipper._fill(batch)
-    assert batch.streams['{filename="' + str(log) + '", host="node-1", job="pods", '
-                         'level="info", stream="stdout"}'][-1].line == "level=info partial"
+    assert (
+        batch.streams[
+            '{filename="' + str(log) + '", host="node-1", job="pods", '
+            'level="info", stream="stdout"}'
+        ][-1].line
+        == "level=info partial"
+    )
     assert list(batch.ends.values()) == [(str(log), log.stat().st_size)]
 
 
@@ -112,16 +135,26 @@ def test_only_dropped_lines_still_make_positions_due(tmp_path: Path, make: Make)
 def test_stage_failures_are_counted_never_raised(tmp_path: Path, make: Make) -> None:
     log = tmp_path / "a.log"
     _append(log, "not json", '{"ts": "yesterday"}')
-    shipper = make([{"json": {"expressions": {"ts": ""}}},
-                                  {"timestamp": {"source": "ts", "format": "RFC3339"}}])
+    shipper = make(
+        [
+            {"json": {"expressions": {"ts": ""}}},
+            {"timestamp": {"source": "ts", "format": "RFC3339"}},
+        ]
+    )
     batch = Batch()
     shipper._scan(batch)
     shipper._fill(batch)
     assert batch.lines == 2
-    assert shipper.registry.value("ferryman_errors_total", error_type="unparsable_json",
-                                  stage="json") == 1
-    assert shipper.registry.value("ferryman_errors_total", error_type="unparsable_timestamp",
-                                  stage="timestamp") == 1
+    assert (
+        shipper.registry.value("ferryman_errors_total", error_type="unparsable_json", stage="json")
+        == 1
+    )
+    assert (
+        shipper.registry.value(
+            "ferryman_errors_total", error_type="unparsable_timestamp", stage="timestamp"
+        )
+        == 1
+    )
 
 
 def test_reload_with_other_stages_ships_what_the_old_ones_held(tmp_path: Path, make: Make) -> None:

@@ -47,8 +47,7 @@ def test_appends_partial_lines_and_offsets(log: Path, tailers: list[Tailer]) -> 
     assert _texts(tailer) == []
 
 
-def test_rename_rotation_reads_the_old_file_to_its_end(log: Path,
-                                                       tailers: list[Tailer]) -> None:
+def test_rename_rotation_reads_the_old_file_to_its_end(log: Path, tailers: list[Tailer]) -> None:
     log.write_bytes(b"a\n")
     tailer = _open(tailers, log, read_bytes=4)
     assert _texts(tailer) == ["a"]
@@ -96,8 +95,9 @@ def test_invalid_utf8_is_replaced_not_fatal(log: Path, tailers: list[Tailer]) ->
     assert _texts(_open(tailers, log)) == ["ok \ufffd\ufffd bytes", "€"]
 
 
-def test_positions_survive_restart_and_follow_inode(tmp_path: Path, log: Path,
-                                                   tailers: list[Tailer]) -> None:
+def test_positions_survive_restart_and_follow_inode(
+    tmp_path: Path, log: Path, tailers: list[Tailer]
+) -> None:
     log.write_bytes(b"1\n2\n3\n")
     tailer = _open(tailers, log)
     lines = tailer.read()
@@ -119,4 +119,3 @@ def test_corrupt_positions_file_is_moved_aside(tmp_path: Path) -> None:
         Positions(path)
     assert (tmp_path / "positions.corrupt").exists() and not path.exists()
     assert Positions(path).all() == []
-

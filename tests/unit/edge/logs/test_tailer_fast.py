@@ -23,8 +23,14 @@ from edge.logs.tailer import TRUNCATION_MARKER, Line, Tailer
 class _LineByLine:
     """The reference: finds newlines one by one and decodes each line on its own."""
 
-    def __init__(self, path: Path, *, start_offset: int = 0, max_line_bytes: int = 256 * 1024,
-                 read_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        start_offset: int = 0,
+        max_line_bytes: int = 256 * 1024,
+        read_bytes: int = 1 << 20,
+    ) -> None:
         self.path = path
         self.max_line_bytes = max_line_bytes
         self.read_bytes = read_bytes
@@ -121,7 +127,7 @@ class _LineByLine:
             raw = raw[:-1]
         truncated = cut or len(raw) > self.max_line_bytes
         if truncated:
-            raw = raw[:self.max_line_bytes]
+            raw = raw[: self.max_line_bytes]
             self.truncations += 1
         text = raw.decode("utf-8", "replace")
         if truncated:
@@ -129,19 +135,37 @@ class _LineByLine:
         lines.append(Line(text, end, self._device, self._inode, truncated))
 
 
-FRAGMENTS = [b"a", b"bc", b"     ", b"\n", b"\n", b"\r", b"\r\n", b"\xff", b"\xe2\x82\xac",
-             b"\xe2\x82", b"\xc3\xa9", b"\xc3", b"\xf0\x9f\x98\x80", b"\xf0\x9f", b"\x80"]
+FRAGMENTS = [
+    b"a",
+    b"bc",
+    b"     ",
+    b"\n",
+    b"\n",
+    b"\r",
+    b"\r\n",
+    b"\xff",
+    b"\xe2\x82\xac",
+    b"\xe2\x82",
+    b"\xc3\xa9",
+    b"\xc3",
+    b"\xf0\x9f\x98\x80",
+    b"\xf0\x9f",
+    b"\x80",
+]
 data = st.lists(st.sampled_from(FRAGMENTS), max_size=40).map(b"".join)
-operations = st.lists(st.one_of(
-    st.tuples(st.just("append"), data),
-    st.just(("read", b"")),
-    st.just(("read", b"")),
-    st.just(("rotate", b"")),
-    st.just(("copytruncate", b"")),
-    st.just(("delete", b"")),
-    st.tuples(st.just("create"), data),
-    st.just(("restart", b"")),
-), max_size=30)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), data),
+        st.just(("read", b"")),
+        st.just(("read", b"")),
+        st.just(("rotate", b"")),
+        st.just(("copytruncate", b"")),
+        st.just(("delete", b"")),
+        st.tuples(st.just("create"), data),
+        st.just(("restart", b"")),
+    ),
+    max_size=30,
+)
 
 
 @contextmanager
@@ -150,8 +174,7 @@ def _directory() -> Iterator[Path]:
         yield Path(name)
 
 
-def _check(path: Path, ops: list[tuple[str, bytes]], max_line_bytes: int,
-           read_bytes: int) -> None:
+def _check(path: Path, ops: list[tuple[str, bytes]], max_line_bytes: int, read_bytes: int) -> None:
     knobs = {"max_line_bytes": max_line_bytes, "read_bytes": read_bytes}
     fast, slow = Tailer(path, **knobs), _LineByLine(path, **knobs)
     rotations = 0
@@ -188,8 +211,9 @@ def _check(path: Path, ops: list[tuple[str, bytes]], max_line_bytes: int,
 
 @settings(max_examples=300, deadline=None)
 @given(ops=operations, max_line_bytes=st.integers(1, 24), read_bytes=st.integers(1, 48))
-def test_block_reads_match_line_by_line(ops: list[tuple[str, bytes]], max_line_bytes: int,
-                                        read_bytes: int) -> None:
+def test_block_reads_match_line_by_line(
+    ops: list[tuple[str, bytes]], max_line_bytes: int, read_bytes: int
+) -> None:
     with _directory() as directory:
         path = directory / "app.log"
         path.write_bytes(b"")
@@ -197,10 +221,14 @@ def test_block_reads_match_line_by_line(ops: list[tuple[str, bytes]], max_line_b
 
 
 @settings(max_examples=200, deadline=None)
-@given(content=st.lists(st.sampled_from(FRAGMENTS), max_size=400).map(b"".join),
-       max_line_bytes=st.integers(1, 300), read_bytes=st.integers(1, 4096))
-def test_one_file_in_reads_of_any_size(content: bytes, max_line_bytes: int,
-                                       read_bytes: int) -> None:
+@given(
+    content=st.lists(st.sampled_from(FRAGMENTS), max_size=400).map(b"".join),
+    max_line_bytes=st.integers(1, 300),
+    read_bytes=st.integers(1, 4096),
+)
+def test_one_file_in_reads_of_any_size(
+    content: bytes, max_line_bytes: int, read_bytes: int
+) -> None:
     with _directory() as directory:
         path = directory / "big.log"
         path.write_bytes(content)

@@ -16,15 +16,26 @@ TARGET = (("instance", "h:9100"), ("job", "node"))
 
 
 def _builder(**options: object) -> SeriesBuilder:
-    defaults: dict[str, object] = {"honor_labels": False, "metric_relabel": None,
-                                   "external_labels": {"cluster": "alpha"}, "buckets": 16}
+    defaults: dict[str, object] = {
+        "honor_labels": False,
+        "metric_relabel": None,
+        "external_labels": {"cluster": "alpha"},
+        "buckets": 16,
+    }
     return SeriesBuilder(TARGET, **{**defaults, **options})  # type: ignore[arg-type]
 
 
 def test_target_labels_win_and_scraped_become_exported() -> None:
     labels = _builder().final_labels("m", (("job", "x"), ("exported_job", "y"), ("a", "1")))
-    assert labels == {"__name__": "m", "job": "node", "exported_exported_job": "x",
-                      "exported_job": "y", "a": "1", "instance": "h:9100", "cluster": "alpha"}
+    assert labels == {
+        "__name__": "m",
+        "job": "node",
+        "exported_exported_job": "x",
+        "exported_job": "y",
+        "a": "1",
+        "instance": "h:9100",
+        "cluster": "alpha",
+    }
 
 
 def test_honor_labels_keeps_scraped_and_external_labels_do_not_override() -> None:
@@ -33,8 +44,7 @@ def test_honor_labels_keeps_scraped_and_external_labels_do_not_override() -> Non
 
 
 def test_metric_relabel_runs_before_external_labels() -> None:
-    relabel = compile_rules([RelabelConfig(source_labels=("cluster",), regex=".+",
-                                           action="drop")])
+    relabel = compile_rules([RelabelConfig(source_labels=("cluster",), regex=".+", action="drop")])
     assert _builder(metric_relabel=relabel).final_labels("m", ()) is not None
 
 
@@ -52,10 +62,16 @@ def test_encoded_sample_is_a_valid_time_series(timestamp: int) -> None:
     for value in (1.5, STALE_NAN):
         raw = encode_sample(series, value, timestamp, timestamp_field(timestamp))
         decoded = decode_write_request(raw)
-        assert decoded[0].labels == (("__name__", "m"), ("a", "1"), ("cluster", "alpha"),
-                                     ("instance", "h:9100"), ("job", "node"))
+        assert decoded[0].labels == (
+            ("__name__", "m"),
+            ("a", "1"),
+            ("cluster", "alpha"),
+            ("instance", "h:9100"),
+            ("job", "node"),
+        )
         got = decoded[0].samples[0]
         assert got.timestamp_ms == timestamp
         assert got.value == value or (value != value and got.value != got.value)
     assert decode_write_request(encode_sample(series, 2.0, timestamp)) == [
-        TimeSeries(decoded[0].labels, (Sample(2.0, timestamp),))]
+        TimeSeries(decoded[0].labels, (Sample(2.0, timestamp),))
+    ]

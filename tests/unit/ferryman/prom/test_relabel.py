@@ -90,7 +90,14 @@ PROMETHEUS_YAML = """
 def test_reads_a_prometheus_yml_snippet() -> None:
     configs = [RelabelConfig.model_validate(c) for c in yaml.safe_load(PROMETHEUS_YAML)]
     assert [c.action for c in configs] == [
-        "replace", "replace", "labelmap", "hashmod", "keep", "drop", "labeldrop", "keepequal",
+        "replace",
+        "replace",
+        "labelmap",
+        "hashmod",
+        "keep",
+        "drop",
+        "labeldrop",
+        "keepequal",
     ]
     assert configs[4].regex == "1"  # YAML integers are read as text, as Go's yaml does
     assert configs[5].regex == "404"
@@ -116,8 +123,13 @@ def test_reads_a_prometheus_yml_snippet() -> None:
     "config",
     [
         {"target_label": "t"},
-        {"source_labels": ["a", "b"], "separator": "", "regex": "x(.*)", "target_label": "t_$1",
-         "replacement": "${1}!"},
+        {
+            "source_labels": ["a", "b"],
+            "separator": "",
+            "regex": "x(.*)",
+            "target_label": "t_$1",
+            "replacement": "${1}!",
+        },
         {"source_labels": ["a"], "regex": "a|b", "action": "keep"},
         {"source_labels": ["a"], "regex": "a|b", "action": "drop"},
         {"source_labels": ["a"], "target_label": "b", "action": "keepequal"},
@@ -143,9 +155,11 @@ def test_action_is_case_insensitive() -> None:
 
 
 def test_yaml_null_means_go_zero_value() -> None:
-    config = RelabelConfig.model_validate(yaml.safe_load(
-        "{source_labels: [a, b], separator: null, regex: null, target_label: t, replacement: x}"
-    ))
+    config = RelabelConfig.model_validate(
+        yaml.safe_load(
+            "{source_labels: [a, b], separator: null, regex: null, target_label: t, replacement: x}"
+        )
+    )
     assert config.separator == ""
     assert config.regex == ""
     relabeler = compile_rules([config])
@@ -163,84 +177,143 @@ INVALID_CONFIGS = [
     ({"action": ""}, 'unknown relabel action ""'),
     ({"action": None}, "relabel action cannot be empty"),
     ({"action": "rename"}, 'unknown relabel action "rename"'),
-    ({"source_labels": ["a"], "target_label": "h", "action": "hashmod"},
-     "relabel configuration for hashmod requires non-zero modulus"),
-    ({"source_labels": ["a"], "modulus": 0, "target_label": "h", "action": "hashmod"},
-     "relabel configuration for hashmod requires non-zero modulus"),
-    ({"source_labels": ["a"], "modulus": -1, "target_label": "h", "action": "hashmod"},
-     "modulus must be an unsigned 64-bit integer"),
+    (
+        {"source_labels": ["a"], "target_label": "h", "action": "hashmod"},
+        "relabel configuration for hashmod requires non-zero modulus",
+    ),
+    (
+        {"source_labels": ["a"], "modulus": 0, "target_label": "h", "action": "hashmod"},
+        "relabel configuration for hashmod requires non-zero modulus",
+    ),
+    (
+        {"source_labels": ["a"], "modulus": -1, "target_label": "h", "action": "hashmod"},
+        "modulus must be an unsigned 64-bit integer",
+    ),
     # Go's YAML decoder lets this one through, mangled; we refuse it.
-    ({"source_labels": ["a"], "modulus": 2**64, "target_label": "h", "action": "hashmod"},
-     "modulus must be an unsigned 64-bit integer"),
-    ({"source_labels": ["a"]},
-     "relabel configuration for replace action requires 'target_label' value"),
-    ({"target_label": ""},
-     "relabel configuration for replace action requires 'target_label' value"),
-    ({"source_labels": ["a"], "modulus": 2, "action": "hashmod"},
-     "relabel configuration for hashmod action requires 'target_label' value"),
-    ({"source_labels": ["a"], "action": "lowercase"},
-     "relabel configuration for lowercase action requires 'target_label' value"),
-    ({"source_labels": ["a"], "action": "keepequal"},
-     "relabel configuration for keepequal action requires 'target_label' value"),
+    (
+        {"source_labels": ["a"], "modulus": 2**64, "target_label": "h", "action": "hashmod"},
+        "modulus must be an unsigned 64-bit integer",
+    ),
+    (
+        {"source_labels": ["a"]},
+        "relabel configuration for replace action requires 'target_label' value",
+    ),
+    (
+        {"target_label": ""},
+        "relabel configuration for replace action requires 'target_label' value",
+    ),
+    (
+        {"source_labels": ["a"], "modulus": 2, "action": "hashmod"},
+        "relabel configuration for hashmod action requires 'target_label' value",
+    ),
+    (
+        {"source_labels": ["a"], "action": "lowercase"},
+        "relabel configuration for lowercase action requires 'target_label' value",
+    ),
+    (
+        {"source_labels": ["a"], "action": "keepequal"},
+        "relabel configuration for keepequal action requires 'target_label' value",
+    ),
     ({"target_label": "1abc"}, "\"1abc\" is invalid 'target_label' for replace action"),
     ({"target_label": "a-b"}, "\"a-b\" is invalid 'target_label' for replace action"),
     ({"target_label": "${1}-x"}, "\"${1}-x\" is invalid 'target_label' for replace action"),
     ({"target_label": "$"}, "\"$\" is invalid 'target_label' for replace action"),
     ({"target_label": "1$1"}, "\"1$1\" is invalid 'target_label' for replace action"),
-    ({"source_labels": ["a"], "target_label": "${1}", "action": "lowercase"},
-     "\"${1}\" is invalid 'target_label' for lowercase action"),
-    ({"source_labels": ["a"], "target_label": "b", "replacement": "x", "action": "uppercase"},
-     "'replacement' can not be set for uppercase action"),
-    ({"source_labels": ["a"], "target_label": "b", "replacement": "x", "action": "keepequal"},
-     "'replacement' can not be set for keepequal action"),
-    ({"regex": "(.*)", "replacement": "a-$1", "action": "labelmap"},
-     "\"a-$1\" is invalid 'replacement' for labelmap action"),
-    ({"regex": "(.*)", "replacement": "", "action": "labelmap"},
-     "\"\" is invalid 'replacement' for labelmap action"),
-    ({"source_labels": ["a"], "modulus": 2, "target_label": "$1", "action": "hashmod"},
-     "\"$1\" is invalid 'target_label' for hashmod action"),
-    ({"source_labels": ["a"], "target_label": "b", "separator": ",", "action": "dropequal"},
-     "dropequal action requires only 'source_labels' and `target_label`, and no other fields"),
-    ({"source_labels": ["a"], "target_label": "b", "regex": "x", "action": "keepequal"},
-     "keepequal action requires only 'source_labels' and `target_label`, and no other fields"),
-    ({"source_labels": ["a"], "target_label": "b", "modulus": 2, "action": "keepequal"},
-     "keepequal action requires only 'source_labels' and `target_label`, and no other fields"),
-    ({"source_labels": ["a"], "regex": "x", "action": "labeldrop"},
-     "labeldrop action requires only 'regex', and no other fields"),
-    ({"target_label": "a", "regex": "x", "action": "labelkeep"},
-     "labelkeep action requires only 'regex', and no other fields"),
-    ({"separator": ",", "regex": "x", "action": "labeldrop"},
-     "labeldrop action requires only 'regex', and no other fields"),
-    ({"replacement": "x", "regex": "x", "action": "labeldrop"},
-     "labeldrop action requires only 'regex', and no other fields"),
-    ({"modulus": 1, "regex": "x", "action": "labelkeep"},
-     "labelkeep action requires only 'regex', and no other fields"),
+    (
+        {"source_labels": ["a"], "target_label": "${1}", "action": "lowercase"},
+        "\"${1}\" is invalid 'target_label' for lowercase action",
+    ),
+    (
+        {"source_labels": ["a"], "target_label": "b", "replacement": "x", "action": "uppercase"},
+        "'replacement' can not be set for uppercase action",
+    ),
+    (
+        {"source_labels": ["a"], "target_label": "b", "replacement": "x", "action": "keepequal"},
+        "'replacement' can not be set for keepequal action",
+    ),
+    (
+        {"regex": "(.*)", "replacement": "a-$1", "action": "labelmap"},
+        "\"a-$1\" is invalid 'replacement' for labelmap action",
+    ),
+    (
+        {"regex": "(.*)", "replacement": "", "action": "labelmap"},
+        "\"\" is invalid 'replacement' for labelmap action",
+    ),
+    (
+        {"source_labels": ["a"], "modulus": 2, "target_label": "$1", "action": "hashmod"},
+        "\"$1\" is invalid 'target_label' for hashmod action",
+    ),
+    (
+        {"source_labels": ["a"], "target_label": "b", "separator": ",", "action": "dropequal"},
+        "dropequal action requires only 'source_labels' and `target_label`, and no other fields",
+    ),
+    (
+        {"source_labels": ["a"], "target_label": "b", "regex": "x", "action": "keepequal"},
+        "keepequal action requires only 'source_labels' and `target_label`, and no other fields",
+    ),
+    (
+        {"source_labels": ["a"], "target_label": "b", "modulus": 2, "action": "keepequal"},
+        "keepequal action requires only 'source_labels' and `target_label`, and no other fields",
+    ),
+    (
+        {"source_labels": ["a"], "regex": "x", "action": "labeldrop"},
+        "labeldrop action requires only 'regex', and no other fields",
+    ),
+    (
+        {"target_label": "a", "regex": "x", "action": "labelkeep"},
+        "labelkeep action requires only 'regex', and no other fields",
+    ),
+    (
+        {"separator": ",", "regex": "x", "action": "labeldrop"},
+        "labeldrop action requires only 'regex', and no other fields",
+    ),
+    (
+        {"replacement": "x", "regex": "x", "action": "labeldrop"},
+        "labeldrop action requires only 'regex', and no other fields",
+    ),
+    (
+        {"modulus": 1, "regex": "x", "action": "labelkeep"},
+        "labelkeep action requires only 'regex', and no other fields",
+    ),
     # Legacy label names throughout; Prometheus 3's UTF-8 scheme would accept this.
     ({"source_labels": ["a.b"], "target_label": "t"}, '"a.b" is not a valid label name'),
     ({"source_labels": ["a"], "target_label": "t", "regex": "("}, "missing closing )"),
-    ({"source_labels": ["a"], "target_label": "t", "regex": "a**"},
-     "invalid nested repetition operator"),
-    ({"source_labels": ["a"], "target_label": "t", "regex": "*a"},
-     "missing argument to repetition operator"),
+    (
+        {"source_labels": ["a"], "target_label": "t", "regex": "a**"},
+        "invalid nested repetition operator",
+    ),
+    (
+        {"source_labels": ["a"], "target_label": "t", "regex": "*a"},
+        "missing argument to repetition operator",
+    ),
     ({"source_labels": ["a"], "target_label": "t", "regex": "a{1001}"}, "invalid repeat count"),
-    ({"source_labels": ["a"], "target_label": "t", "regex": "(a{100}){100}"},
-     "invalid repeat count"),
-    ({"source_labels": ["a"], "target_label": "t", "regex": "[z-a]"},
-     "invalid character class range"),
+    (
+        {"source_labels": ["a"], "target_label": "t", "regex": "(a{100}){100}"},
+        "invalid repeat count",
+    ),
+    (
+        {"source_labels": ["a"], "target_label": "t", "regex": "[z-a]"},
+        "invalid character class range",
+    ),
     ({"source_labels": ["a"], "target_label": "t", "regex": "[a"}, "missing closing ]"),
-    ({"source_labels": ["a"], "target_label": "t", "regex": "[[:foo:]]"},
-     "invalid character class range"),
+    (
+        {"source_labels": ["a"], "target_label": "t", "regex": "[[:foo:]]"},
+        "invalid character class range",
+    ),
     ({"source_labels": ["a"], "target_label": "t", "regex": "\\8"}, "invalid escape sequence"),
     ({"source_labels": ["a"], "target_label": "t", "regex": "(a)\\1"}, "invalid escape sequence"),
     ({"source_labels": ["a"], "target_label": "t", "regex": "\\e"}, "invalid escape sequence"),
     ({"source_labels": ["a"], "target_label": "t", "regex": "a\\"}, "trailing backslash"),
     ({"source_labels": ["a"], "target_label": "t", "regex": "(?<=a)b"}, "invalid named capture"),
-    ({"source_labels": ["a"], "target_label": "t", "regex": "(?P<a-b>x)"},
-     "invalid named capture"),
-    ({"source_labels": ["a"], "target_label": "t", "regex": "(?=a)"},
-     "invalid or unsupported Perl syntax"),
-    ({"source_labels": ["a"], "target_label": "t", "regex": "(?i-)a"},
-     "invalid or unsupported Perl syntax"),
+    ({"source_labels": ["a"], "target_label": "t", "regex": "(?P<a-b>x)"}, "invalid named capture"),
+    (
+        {"source_labels": ["a"], "target_label": "t", "regex": "(?=a)"},
+        "invalid or unsupported Perl syntax",
+    ),
+    (
+        {"source_labels": ["a"], "target_label": "t", "regex": "(?i-)a"},
+        "invalid or unsupported Perl syntax",
+    ),
     ({"source_labels": ["a"], "target_label": "t", "regex": "\\Qa.b"}, "\\Q without \\E"),
     ({"source_labels": ["a"], "target_label": "t", "regex": "\\C"}, "invalid escape sequence"),
     # Valid for Prometheus, refused here: this one splices into Prometheus' own
@@ -404,8 +477,10 @@ EXPANSIONS = [
 def test_replacement_expands_like_go(
     regex: str, value: str, replacement: str, expected: str | None
 ) -> None:
-    out = run([{"source_labels": ["v"], "regex": regex, "target_label": "t",
-                "replacement": replacement}], {"v": value, "t": "old"})
+    out = run(
+        [{"source_labels": ["v"], "regex": regex, "target_label": "t", "replacement": replacement}],
+        {"v": value, "t": "old"},
+    )
     assert out is not None
     assert out.get("t") == expected
 
@@ -459,8 +534,14 @@ ACTION_CASES: list[tuple[str, list[dict[str, Any]], Labels, Labels | None]] = [
     ),
     (
         "replace with a templated target",
-        [{"source_labels": ["k", "v"], "regex": "(\\w+);(.*)", "target_label": "tag_$1",
-          "replacement": "$2"}],
+        [
+            {
+                "source_labels": ["k", "v"],
+                "regex": "(\\w+);(.*)",
+                "target_label": "tag_$1",
+                "replacement": "$2",
+            }
+        ],
         {"k": "env", "v": "prod"},
         {"k": "env", "v": "prod", "tag_env": "prod"},
     ),
@@ -484,8 +565,10 @@ ACTION_CASES: list[tuple[str, list[dict[str, Any]], Labels, Labels | None]] = [
     ),
     (
         "__tmp labels are ordinary labels: written, read, kept",
-        [{"source_labels": ["a"], "target_label": "__tmp_a", "replacement": "x$1"},
-         {"source_labels": ["__tmp_a"], "target_label": "b"}],
+        [
+            {"source_labels": ["a"], "target_label": "__tmp_a", "replacement": "x$1"},
+            {"source_labels": ["__tmp_a"], "target_label": "b"},
+        ],
         {"a": "1"},
         {"a": "1", "__tmp_a": "x1", "b": "x1"},
     ),
@@ -569,15 +652,13 @@ ACTION_CASES: list[tuple[str, list[dict[str, Any]], Labels, Labels | None]] = [
     ),
     (
         "hashmod of the empty string",  # md5("") = d41d8cd98f00b204 e9800998ecf8427e
-        [{"source_labels": ["missing"], "modulus": 1000, "target_label": "h",
-          "action": "hashmod"}],
+        [{"source_labels": ["missing"], "modulus": 1000, "target_label": "h", "action": "hashmod"}],
         {},
         {"h": "958"},  # 0xe9800998ecf8427e % 1000
     ),
     (
         "hashmod uses the last 8 bytes of md5, big-endian",  # md5("foo") = ...edef654fccc4a4d8
-        [{"source_labels": ["a"], "modulus": 2**64 - 1, "target_label": "h",
-          "action": "hashmod"}],
+        [{"source_labels": ["a"], "modulus": 2**64 - 1, "target_label": "h", "action": "hashmod"}],
         {"a": "foo"},
         {"a": "foo", "h": "17145033699835028696"},
     ),
@@ -597,8 +678,7 @@ ACTION_CASES: list[tuple[str, list[dict[str, Any]], Labels, Labels | None]] = [
         "labelmap copies matching labels under new names",
         [{"regex": "__meta_kubernetes_pod_label_(.+)", "action": "labelmap"}],
         {"__meta_kubernetes_pod_label_app": "api", "__meta_kubernetes_pod_name": "p"},
-        {"__meta_kubernetes_pod_label_app": "api", "__meta_kubernetes_pod_name": "p",
-         "app": "api"},
+        {"__meta_kubernetes_pod_label_app": "api", "__meta_kubernetes_pod_name": "p", "app": "api"},
     ),
     (
         "labelmap with a replacement template",
@@ -610,21 +690,28 @@ ACTION_CASES: list[tuple[str, list[dict[str, Any]], Labels, Labels | None]] = [
         "labelmap onto one name: the last in label-name order wins",
         [{"regex": "__meta_(pod|svc)_label_(.+)", "replacement": "$2", "action": "labelmap"}],
         {"__meta_svc_label_app": "from-svc", "__meta_pod_label_app": "from-pod"},
-        {"__meta_svc_label_app": "from-svc", "__meta_pod_label_app": "from-pod",
-         "app": "from-svc"},
+        {"__meta_svc_label_app": "from-svc", "__meta_pod_label_app": "from-pod", "app": "from-svc"},
     ),
     (
         "labelmap onto one name: labels written by earlier rules come after the input's",
-        [{"source_labels": ["x"], "target_label": "__meta_pod_label_app"},
-         {"regex": "__meta_(pod|svc)_label_(.+)", "replacement": "$2", "action": "labelmap"}],
+        [
+            {"source_labels": ["x"], "target_label": "__meta_pod_label_app"},
+            {"regex": "__meta_(pod|svc)_label_(.+)", "replacement": "$2", "action": "labelmap"},
+        ],
         {"x": "written", "__meta_svc_label_app": "from-svc"},
-        {"x": "written", "__meta_svc_label_app": "from-svc",
-         "__meta_pod_label_app": "written", "app": "written"},
+        {
+            "x": "written",
+            "__meta_svc_label_app": "from-svc",
+            "__meta_pod_label_app": "written",
+            "app": "written",
+        },
     ),
     (
         "labelmap writes in label-name order, which a later labelmap sees",
-        [{"regex": "__meta_(\\w)_x", "action": "labelmap"},  # writes a, then b
-         {"regex": "a|b", "replacement": "last", "action": "labelmap"}],
+        [
+            {"regex": "__meta_(\\w)_x", "action": "labelmap"},  # writes a, then b
+            {"regex": "a|b", "replacement": "last", "action": "labelmap"},
+        ],
         {"__meta_b_x": "1", "__meta_a_x": "2"},
         {"__meta_b_x": "1", "__meta_a_x": "2", "a": "2", "b": "1", "last": "1"},
     ),
@@ -636,8 +723,10 @@ ACTION_CASES: list[tuple[str, list[dict[str, Any]], Labels, Labels | None]] = [
     ),
     (
         "chained labelmaps see earlier rules' writes",
-        [{"regex": "(a|b)", "replacement": "${1}${1}", "action": "labelmap"},
-         {"regex": "a", "replacement": "b", "action": "labelmap"}],
+        [
+            {"regex": "(a|b)", "replacement": "${1}${1}", "action": "labelmap"},
+            {"regex": "a", "replacement": "b", "action": "labelmap"},
+        ],
         {"a": "1", "b": "2"},
         {"a": "1", "b": "1", "aa": "1", "bb": "2"},
     ),
@@ -697,15 +786,19 @@ ACTION_CASES: list[tuple[str, list[dict[str, Any]], Labels, Labels | None]] = [
     ),
     (
         "empty-valued input labels are absent to every rule and in the result",
-        [{"regex": "(.*)", "replacement": "copy", "action": "labelmap"},
-         {"source_labels": ["e"], "regex": "", "action": "keep"}],
+        [
+            {"regex": "(.*)", "replacement": "copy", "action": "labelmap"},
+            {"source_labels": ["e"], "regex": "", "action": "keep"},
+        ],
         {"e": "", "v": "1"},
         {"v": "1", "copy": "1"},
     ),
     (
         "rules run in order",
-        [{"source_labels": ["a"], "target_label": "b", "replacement": "x"},
-         {"source_labels": ["b"], "regex": "x", "action": "drop"}],
+        [
+            {"source_labels": ["a"], "target_label": "b", "replacement": "x"},
+            {"source_labels": ["b"], "regex": "x", "action": "drop"},
+        ],
         {"a": "1"},
         None,
     ),
@@ -733,8 +826,12 @@ def test_no_rules_returns_a_copy() -> None:
 def test_results_survive_memo_eviction(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(relabel, "_MEMO_SIZE", 2)
     relabeler = rules(
-        {"source_labels": ["v"], "regex": "(\\d+)-(\\d+)", "target_label": "t",
-         "replacement": "$2$1"},
+        {
+            "source_labels": ["v"],
+            "regex": "(\\d+)-(\\d+)",
+            "target_label": "t",
+            "replacement": "$2$1",
+        },
         {"source_labels": ["v"], "modulus": 5, "target_label": "h", "action": "hashmod"},
         {"regex": "x(\\d)", "replacement": "y$1", "action": "labelmap"},
         {"source_labels": ["v"], "regex": "(9+)-.*", "action": "drop"},
@@ -742,11 +839,14 @@ def test_results_survive_memo_eviction(monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(20):
         value = f"{i}-{i * 7}"
         digest = hashlib.md5(value.encode()).digest()
-        expected = {"v": value, f"x{i % 10}": "1", f"y{i % 10}": "1", "t": f"{i * 7}{i}",
-                    "h": str(int.from_bytes(digest[8:], "big") % 5)}
-        assert relabeler.apply({"v": value, f"x{i % 10}": "1"}) == (
-            None if i == 9 else expected
-        )
+        expected = {
+            "v": value,
+            f"x{i % 10}": "1",
+            f"y{i % 10}": "1",
+            "t": f"{i * 7}{i}",
+            "h": str(int.from_bytes(digest[8:], "big") % 5),
+        }
+        assert relabeler.apply({"v": value, f"x{i % 10}": "1"}) == (None if i == 9 else expected)
 
 
 # --------------------------------------------------------------------------
@@ -759,23 +859,31 @@ label_sets = st.dictionaries(names, values, max_size=8)
 literals = st.text(alphabet="ab_:;", min_size=1, max_size=4)
 literal_regexes = st.builds(  # shapes with fast paths: a|b, a.*|b.*, .*a|.*b, .*a.*
     lambda parts, lead, trail: "|".join(lead + p + trail for p in parts),
-    st.lists(literals, min_size=1, max_size=3), st.sampled_from(["", ".*"]),
+    st.lists(literals, min_size=1, max_size=3),
+    st.sampled_from(["", ".*"]),
     st.sampled_from(["", ".*"]),
 )
-any_config = st.sampled_from([
-    {"source_labels": ["a", "b"], "regex": "(.*);(.*)", "target_label": "t", "replacement": "$2"},
-    {"source_labels": ["job"], "target_label": "${1}", "regex": "(.*)"},
-    {"source_labels": ["a"], "regex": "a.*", "action": "drop"},
-    {"source_labels": ["b"], "regex": ".+", "action": "keep"},
-    {"source_labels": ["a"], "target_label": "b", "action": "dropequal"},
-    {"source_labels": ["a", "job"], "modulus": 3, "target_label": "h", "action": "hashmod"},
-    {"regex": "__meta_(.+)", "action": "labelmap"},
-    {"regex": "(a|b|x1)", "replacement": "job", "action": "labelmap"},
-    {"regex": "__tmp.*", "action": "labeldrop"},
-    {"regex": "__name__|a|b|job", "action": "labelkeep"},
-    {"source_labels": ["a"], "target_label": "a", "action": "uppercase"},
-    {"source_labels": ["job"], "target_label": "a", "replacement": ""},
-])
+any_config = st.sampled_from(
+    [
+        {
+            "source_labels": ["a", "b"],
+            "regex": "(.*);(.*)",
+            "target_label": "t",
+            "replacement": "$2",
+        },
+        {"source_labels": ["job"], "target_label": "${1}", "regex": "(.*)"},
+        {"source_labels": ["a"], "regex": "a.*", "action": "drop"},
+        {"source_labels": ["b"], "regex": ".+", "action": "keep"},
+        {"source_labels": ["a"], "target_label": "b", "action": "dropequal"},
+        {"source_labels": ["a", "job"], "modulus": 3, "target_label": "h", "action": "hashmod"},
+        {"regex": "__meta_(.+)", "action": "labelmap"},
+        {"regex": "(a|b|x1)", "replacement": "job", "action": "labelmap"},
+        {"regex": "__tmp.*", "action": "labeldrop"},
+        {"regex": "__name__|a|b|job", "action": "labelkeep"},
+        {"source_labels": ["a"], "target_label": "a", "action": "uppercase"},
+        {"source_labels": ["job"], "target_label": "a", "replacement": ""},
+    ]
+)
 
 
 @given(st.lists(any_config, max_size=5), label_sets)
@@ -818,8 +926,10 @@ def test_literal_fast_paths_agree_with_the_regex_engine(regex: str, value: str) 
 
 @given(values, st.integers(min_value=1, max_value=2**64 - 1))
 def test_hashmod_is_md5_low_64_bits_mod_modulus(value: str, modulus: int) -> None:
-    out = run([{"source_labels": ["v"], "modulus": modulus, "target_label": "h",
-                "action": "hashmod"}], {"v": value})
+    out = run(
+        [{"source_labels": ["v"], "modulus": modulus, "target_label": "h", "action": "hashmod"}],
+        {"v": value},
+    )
     assert out is not None
     digest = hashlib.md5(value.encode()).digest()
     assert out["h"] == str(int.from_bytes(digest[8:16], "big") % modulus)
@@ -827,9 +937,13 @@ def test_hashmod_is_md5_low_64_bits_mod_modulus(value: str, modulus: int) -> Non
 
 @given(st.text(alphabet=st.characters(max_codepoint=127), max_size=10))
 def test_ascii_case_mapping(value: str) -> None:
-    upper = run([{"source_labels": ["v"], "target_label": "u", "action": "uppercase"},
-                 {"source_labels": ["v"], "target_label": "l", "action": "lowercase"}],
-                {"v": value})
+    upper = run(
+        [
+            {"source_labels": ["v"], "target_label": "u", "action": "uppercase"},
+            {"source_labels": ["v"], "target_label": "l", "action": "lowercase"},
+        ],
+        {"v": value},
+    )
     assert upper is not None
     assert upper.get("u", "") == value.upper()
     assert upper.get("l", "") == value.lower()

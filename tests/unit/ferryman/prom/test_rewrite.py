@@ -14,19 +14,24 @@ from ferryman.wire.remote_write import (
     encode_write_request,
 )
 
-RULES = compile_rules([
-    RelabelConfig(source_labels=("job",), regex="drop.*", action="drop"),
-    RelabelConfig(target_label="tenant", replacement="t-$1", source_labels=("team",)),
-    RelabelConfig(action="labeldrop", regex="tmp_.*"),
-])
+RULES = compile_rules(
+    [
+        RelabelConfig(source_labels=("job",), regex="drop.*", action="drop"),
+        RelabelConfig(target_label="tenant", replacement="t-$1", source_labels=("team",)),
+        RelabelConfig(action="labeldrop", regex="tmp_.*"),
+    ]
+)
 
 names = st.sampled_from(["job", "team", "tmp_x", "pod", "zone"])
-label_sets = st.dictionaries(names, st.sampled_from(["a", "b", "drop-me", "", "x y"]),
-                             max_size=5)
+label_sets = st.dictionaries(names, st.sampled_from(["a", "b", "drop-me", "", "x y"]), max_size=5)
 series = st.builds(
     lambda labels, name, value: TimeSeries(
-        tuple(sorted({**labels, "__name__": name}.items())), (Sample(value, 1_700_000),)),
-    label_sets, st.sampled_from(["m1", "m2"]), st.floats(allow_nan=False))
+        tuple(sorted({**labels, "__name__": name}.items())), (Sample(value, 1_700_000),)
+    ),
+    label_sets,
+    st.sampled_from(["m1", "m2"]),
+    st.floats(allow_nan=False),
+)
 
 
 def naive(batch: list[TimeSeries]) -> list[TimeSeries]:
@@ -54,8 +59,9 @@ def test_all_dropped_gives_empty_payload() -> None:
     assert Rewriter(RULES).rewrite(encode_write_request(batch)).payload == b""
 
 
-@pytest.mark.parametrize("garbage", [b"\x0a\xff\xff", b"\x0a\x05\x0a", b"\x08\x01",
-                                     b"\x0a\x03\x0a\x09\x00"])
+@pytest.mark.parametrize(
+    "garbage", [b"\x0a\xff\xff", b"\x0a\x05\x0a", b"\x08\x01", b"\x0a\x03\x0a\x09\x00"]
+)
 def test_garbage_raises_decode_error(garbage: bytes) -> None:
     with pytest.raises(DecodeError):
         Rewriter(RULES).rewrite(garbage)

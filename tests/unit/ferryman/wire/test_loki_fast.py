@@ -33,7 +33,8 @@ def _reference_entry(entry: Entry) -> bytes:
     if entry.metadata:
         out += b"".join(
             bytes_field(3, bytes_field(1, name.encode()) + bytes_field(2, value.encode()))
-            for name, value in entry.metadata)
+            for name, value in entry.metadata
+        )
     return out
 
 
@@ -53,8 +54,9 @@ EDGES = [0, 1, 127, 128, 16_383, 16_384, 2**21 - 1, 2**21, 2**28 - 1, 2**28, 999
 texts = st.one_of(
     st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=130),
     st.text(max_size=40),
-    st.builds(lambda char, count: char * count, st.sampled_from(["x", "é", "€"]),
-              st.integers(100, 17_000)),
+    st.builds(
+        lambda char, count: char * count, st.sampled_from(["x", "é", "€"]), st.integers(100, 17_000)
+    ),
 )
 metadata = st.lists(st.tuples(names, st.text(max_size=8)), max_size=2).map(tuple)
 
@@ -63,8 +65,13 @@ metadata = st.lists(st.tuples(names, st.text(max_size=8)), max_size=2).map(tuple
 def rising_stamps(draw: st.DrawFn, count: int) -> list[int]:
     second = draw(st.sampled_from([0, 1, 1_700_000_000, 2**40]))
     first = second * 1_000_000_000 + draw(st.sampled_from(EDGES)) - draw(st.integers(0, 300))
-    steps = draw(st.lists(st.sampled_from([0, 1, 2, 97, 113, 300, 16_384, 2**21, 10**9]),
-                          min_size=count, max_size=count))
+    steps = draw(
+        st.lists(
+            st.sampled_from([0, 1, 2, 97, 113, 300, 16_384, 2**21, 10**9]),
+            min_size=count,
+            max_size=count,
+        )
+    )
     return list(accumulate(steps, initial=max(first, 0)))[1:]
 
 
@@ -74,11 +81,14 @@ def entry_lists(draw: st.DrawFn) -> list[Entry]:
     if draw(st.booleans()):
         stamps = draw(rising_stamps(len(lines)))
     else:
-        stamps = draw(st.lists(st.integers(-2 * 10**9, 2**62), min_size=len(lines),
-                               max_size=len(lines)))
+        stamps = draw(
+            st.lists(st.integers(-2 * 10**9, 2**62), min_size=len(lines), max_size=len(lines))
+        )
     with_metadata = draw(st.integers(0, 9)) == 0
-    return [Entry(stamp, line, draw(metadata) if with_metadata else ())
-            for stamp, line in zip(stamps, lines, strict=True)]
+    return [
+        Entry(stamp, line, draw(metadata) if with_metadata else ())
+        for stamp, line in zip(stamps, lines, strict=True)
+    ]
 
 
 @settings(max_examples=400, deadline=None)
@@ -93,8 +103,11 @@ def test_same_bytes_as_entry_by_entry(streams: list[tuple[dict[str, str], list[E
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(0, 2**40), st.lists(st.integers(0, 400), min_size=1, max_size=3000),
-       st.sampled_from(["plain ascii line", "ünïcode ✓"]))
+@given(
+    st.integers(0, 2**40),
+    st.lists(st.integers(0, 400), min_size=1, max_size=3000),
+    st.sampled_from(["plain ascii line", "ünïcode ✓"]),
+)
 def test_long_dense_runs_as_the_shipper_makes(start: int, steps: list[int], text: str) -> None:
     stamps = list(accumulate(steps, initial=start))[1:]
     lines = [f"{text} {i}" for i in range(len(stamps))]

@@ -18,10 +18,15 @@ from ferryman.wire.remote_write import (
 )
 
 label_text = st.text(min_size=0, max_size=30)
-labels = st.dictionaries(st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,20}", fullmatch=True),
-                         label_text, max_size=8)
-samples = st.lists(st.builds(Sample, st.floats(allow_nan=False),
-                             st.integers(min_value=-(2**63), max_value=2**63 - 1)), max_size=5)
+labels = st.dictionaries(
+    st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,20}", fullmatch=True), label_text, max_size=8
+)
+samples = st.lists(
+    st.builds(
+        Sample, st.floats(allow_nan=False), st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    ),
+    max_size=5,
+)
 series = st.builds(lambda ls, ss: TimeSeries(tuple(sorted(ls.items())), tuple(ss)), labels, samples)
 
 
@@ -41,8 +46,12 @@ def test_known_bytes_match_the_spec() -> None:
     request = encode_write_request([TimeSeries((("a", "b"),), (Sample(1.0, 2),))])
     assert request.hex() == (
         "0a15"  # field 1 (timeseries), 21 bytes
-        "0a06" "0a0161" "120162"  # label {1:"a", 2:"b"}
-        "120b" "09000000000000f03f" "1002"  # sample {1: 1.0 (fixed64), 2: 2 (varint)}
+        "0a06"
+        "0a0161"
+        "120162"  # label {1:"a", 2:"b"}
+        "120b"
+        "09000000000000f03f"
+        "1002"  # sample {1: 1.0 (fixed64), 2: 2 (varint)}
     )
 
 
@@ -57,12 +66,17 @@ def test_stale_marker_bits_survive() -> None:
 
 def test_negative_timestamp_is_ten_byte_varint() -> None:
     assert len(varint(-1)) == 10
-    assert decode_write_request(encode_write_request(
-        [TimeSeries((), (Sample(0.0, -5),))]))[0].samples[0].timestamp_ms == -5
+    assert (
+        decode_write_request(encode_write_request([TimeSeries((), (Sample(0.0, -5),))]))[0]
+        .samples[0]
+        .timestamp_ms
+        == -5
+    )
 
 
-@pytest.mark.parametrize("garbage", [b"\x0a\xff", b"\x0a\x05\x01", b"\x07", b"\x00\x01",
-                                     b"\x0a\x02\x0a\x80"])
+@pytest.mark.parametrize(
+    "garbage", [b"\x0a\xff", b"\x0a\x05\x01", b"\x07", b"\x00\x01", b"\x0a\x02\x0a\x80"]
+)
 def test_garbage_raises_decode_error(garbage: bytes) -> None:
     with pytest.raises(DecodeError):
         decode_write_request(garbage)
@@ -90,5 +104,5 @@ def test_fast_and_careful_decoders_agree(batch: list[TimeSeries]) -> None:
 
 def test_zero_value_and_zero_timestamp_left_out_by_proto3_encoders() -> None:
     # Sample{} with both fields at their zero value is an empty message.
-    raw = bytes.fromhex("0a0a" "0a06" "0a0161" "120162" "1200")
+    raw = bytes.fromhex("0a0a0a060a01611201621200")
     assert decode_write_request(raw) == [TimeSeries((("a", "b"),), (Sample(0.0, 0),))]
