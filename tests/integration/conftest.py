@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
+from elasticsearch import Elasticsearch
 
 from infra import local
 
@@ -145,3 +146,11 @@ def exporter():
     served = Exporter()
     yield served
     served.close()
+
+
+@pytest.fixture
+def es(stack):
+    """A client of the stack's Elasticsearch."""
+    client = Elasticsearch(stack("elasticsearch", "http"), request_timeout=30)
+    yield client
+    client.close()

@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from elasticsearch import Elasticsearch
 
 from tests.integration.faultproxy import FaultProxy
-
-
-@pytest.fixture
-def es(stack):
-    """A client of the stack's Elasticsearch."""
-    client = Elasticsearch(stack("elasticsearch", "http"), request_timeout=30)
-    yield client
-    client.close()
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from elasticsearch import Elasticsearch
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -28,14 +27,10 @@ from kafka.admin import NewPartitions
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import MemberState
 
-from ferryman import headers as h
-from ferryman.wire.remote_write import Sample, TimeSeries, encode_write_request, snappy_compress
-from functions.elasticsearch_metrics.config import ElasticsearchMetricsConfig
-from functions.elasticsearch_metrics.send import install_templates
-from tests.integration.pipeline import Worker, committed_total, create_topics, free_port, wait_for
+from tests.integration.pipeline import Worker, create_topics, free_port, wait_for
+from tests.integration.workers.blocked import BlockedIndexScene
 from workers.kafka_quirks import finish_unfinished_rebalance, release_parked_records
 
-DAY_MS = 86_400_000
 SERIES = 2  # documents per record
 PARTITIONS = 4
 PRODUCE_S = 30.0  # records keep coming this long
@@ -43,46 +38,9 @@ BLOCKED_S = 18.0  # Elasticsearch refuses yesterday's documents this long
 RATE = 12  # records a second
 
 
-@pytest.fixture
-def es(stack) -> Iterator[Elasticsearch]:
-    client = Elasticsearch(stack("elasticsearch", "http"), request_timeout=30)
-    yield client
-    client.close()
-
-
-class Scene:
+class Scene(BlockedIndexScene):
     def __init__(self, stack, unique: str, es: Elasticsearch) -> None:
-        self.bootstrap = stack("kafka", "bootstrap")
-        self.es = es
-        self.unique = unique
-        self.topic = unique
-        self.dlq = f"{unique}-dlq"
-        self.group = f"g-{unique}"
-        self.config = {
-            "url": stack("elasticsearch", "http"),
-            "data_stream": None,
-            "index": f"{unique}-%Y.%m.%d",
-        }
-        self.now = int(time.time() * 1000)
-        self.yesterday = self.now - DAY_MS
-        self.blocked = time.strftime(f"{unique}-%Y.%m.%d", time.gmtime(self.yesterday / 1000))
-        self.open = time.strftime(f"{unique}-%Y.%m.%d", time.gmtime(self.now / 1000))
-        create_topics(self.bootstrap, (self.topic, PARTITIONS), (self.dlq, 1))
-        with httpx.Client() as client:  # the index needs its template before the block
-            install_templates(client, ElasticsearchMetricsConfig.model_validate(self.config))
-        es.indices.create(index=self.blocked)
-        self.block(True)
-
-    def block(self, on: bool) -> None:
-        self.es.indices.put_settings(
-            index=self.blocked, settings={"index.blocks.read_only_allow_delete": on or None}
-        )
-
-    def cleanup(self) -> None:
-        self.block(False)
-        self.es.indices.delete(index=f"{self.unique}-*")
-        self.es.indices.delete_index_template(name=self.unique)
-        self.es.cluster.delete_component_template(name=f"{self.unique}@ferryman")
+        super().__init__(stack, unique, es, partitions=PARTITIONS)
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -105,10 +63,6 @@ class Scene:
             "shutdown_deadline_s": 5,
             "config": self.config,
         }
-
-    def count(self, index: str) -> int:
-        self.es.indices.refresh(index=index)
-        return int(self.es.count(index=index)["count"])
 
 
 @pytest.fixture
@@ -136,30 +90,8 @@ class Producing(threading.Thread):
             while time.monotonic() < end:
                 for _ in range(RATE):
                     day = "y" if m % 3 == 0 else "t"
-                    ts = self.scene.yesterday if day == "y" else self.scene.now
-                    body = encode_write_request(
-                        [
-                            TimeSeries(
-                                tuple(
-                                    sorted(
-                                        {
-                                            "__name__": f"rb_{self.scene.unique}",
-                                            "m": str(m),
-                                            "s": str(s),
-                                        }.items()
-                                    )
-                                ),
-                                (Sample(float(m), ts),),
-                            )
-                            for s in range(SERIES)
-                        ]
-                    )
-                    producer.send(
-                        self.scene.topic,
-                        key=f"m{m}".encode(),
-                        value=snappy_compress(body),
-                        headers=[(h.SCHEMA, h.SCHEMA_REMOTE_WRITE), (h.CLUSTER, b"alpha")],
-                    )
+                    key, value, headers = self.scene.record(m, day, SERIES)
+                    producer.send(self.scene.topic, key=key, value=value, headers=headers)
                     self.days.append(day)
                     m += 1
                 producer.flush(timeout=30)
@@ -254,7 +186,7 @@ def test_rebalances_under_load_lose_nothing_and_leave_nothing_paused(
     assert produced >= RATE * PRODUCE_S * 0.5
 
     wait_for(
-        lambda: committed_total(scene.bootstrap, scene.group, scene.topic) == produced,
+        lambda: scene.committed() == produced,
         60,
         f"all {produced} records committed",
     )

@@ -22,22 +22,17 @@ from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer, KafkaProducer
 
 from ferryman import headers as h
-from ferryman.wire.remote_write import Sample, TimeSeries, encode_write_request, snappy_compress
-from functions.elasticsearch_metrics.config import ElasticsearchMetricsConfig
-from functions.elasticsearch_metrics.send import install_templates
 from tests.integration.pipeline import (
     Process,
     Worker,
-    committed_total,
-    create_topics,
     free_port,
     wait_for,
 )
+from tests.integration.workers.blocked import BlockedIndexScene
 from workers.records import Record
 from workers.retry_lane import Lane, LaneBroker, LaneMessage
 from workers.settings import RetryLaneSettings
 
-DAY_MS = 86_400_000
 SERIES = 5  # documents per record
 
 
@@ -49,13 +44,6 @@ class RetryWorker(Process):
 
 
 @pytest.fixture
-def es(stack) -> Iterator[Elasticsearch]:
-    client = Elasticsearch(stack("elasticsearch", "http"), request_timeout=30)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def lane_redis(stack, unique) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(stack("redis", "url"))
     yield client
@@ -64,43 +52,14 @@ def lane_redis(stack, unique) -> Iterator[redis.Redis]:
     client.close()
 
 
-class Scene:
+class Scene(BlockedIndexScene):
     """One test's topic, indices and settings: yesterday's index is blocked."""
 
     def __init__(self, stack, unique: str, es: Elasticsearch) -> None:
-        self.bootstrap = stack("kafka", "bootstrap")
-        self.es = es
-        self.topic = unique
-        self.dlq = f"{unique}-dlq"
-        self.group = f"g-{unique}"
-        self.config = {
-            "url": stack("elasticsearch", "http"),
-            "data_stream": None,
-            "index": f"{unique}-%Y.%m.%d",
-        }
-        self.now = int(time.time() * 1000)
-        self.yesterday = self.now - DAY_MS
-        self.blocked = time.strftime(f"{unique}-%Y.%m.%d", time.gmtime(self.yesterday / 1000))
-        self.open = time.strftime(f"{unique}-%Y.%m.%d", time.gmtime(self.now / 1000))
-        self.unique = unique
+        super().__init__(stack, unique, es)
         self.redis_url = stack("redis", "url")
         self.worker_port = free_port()
         self.retry_port = free_port()
-        create_topics(self.bootstrap, (self.topic, 1), (self.dlq, 1))
-        with httpx.Client() as client:  # the index needs its template before the block
-            install_templates(client, ElasticsearchMetricsConfig.model_validate(self.config))
-        es.indices.create(index=self.blocked)
-        self.block(True)
-
-    def block(self, on: bool) -> None:
-        self.es.indices.put_settings(
-            index=self.blocked, settings={"index.blocks.read_only_allow_delete": on or None}
-        )
-
-    def cleanup(self) -> None:
-        self.es.indices.delete(index=f"{self.unique}-*")
-        self.es.indices.delete_index_template(name=self.unique)
-        self.es.cluster.delete_component_template(name=f"{self.unique}@ferryman")
 
     def settings(self, *, port: int, redis_url: str | None = None, **lane: Any) -> dict[str, Any]:
         return {
@@ -130,42 +89,10 @@ class Scene:
         """One record per entry: ``"y"`` for yesterday's samples (refused), ``"t"`` today."""
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
         for m, day in enumerate(days, start):
-            ts = self.yesterday if day == "y" else self.now
-            body = encode_write_request(
-                [
-                    TimeSeries(
-                        tuple(
-                            sorted(
-                                {
-                                    "__name__": f"lane_{self.unique}",
-                                    "m": str(m),
-                                    "s": str(s),
-                                }.items()
-                            )
-                        ),
-                        (Sample(float(m), ts),),
-                    )
-                    for s in range(SERIES)
-                ]
-            )
-            producer.send(
-                self.topic,
-                key=f"m{m}".encode(),
-                value=snappy_compress(body),
-                headers=[(h.SCHEMA, h.SCHEMA_REMOTE_WRITE), (h.CLUSTER, b"alpha")],
-            )
+            key, value, headers = self.record(m, day, SERIES)
+            producer.send(self.topic, key=key, value=value, headers=headers)
         producer.flush(timeout=30)
         producer.close()
-
-    def committed(self) -> int:
-        return committed_total(self.bootstrap, self.group, self.topic)
-
-    def count(self, index: str) -> int:
-        """Documents in ``index`` (0 while it does not exist)."""
-        if not self.es.indices.exists(index=index):
-            return 0
-        self.es.indices.refresh(index=index)
-        return int(self.es.count(index=index)["count"])
 
 
 @pytest.fixture
