@@ -1,17 +1,13 @@
-"""prometheus_remote_write sink: the label check before sending, pass-through and relabel."""
+"""prometheus_remote_write: the label check before sending and the request headers (pure
+steps; the handler against the real Prometheus is in tests/integration/functions)."""
 
 from __future__ import annotations
 
-import logging
-from typing import Any
-
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ferryman import headers as h
-from ferryman.telemetry import Registry
 from ferryman.wire.protobuf import bytes_field
 from ferryman.wire.remote_write import (
     Sample,
@@ -19,13 +15,10 @@ from ferryman.wire.remote_write import (
     decode_write_request,
     encode_write_request,
     snappy_compress,
-    snappy_decompress,
 )
 from functions._records import UnsupportedRecord
-from functions.prometheus_remote_write import SPEC
 from functions.prometheus_remote_write.config import RemoteWriteConfig
-from functions.prometheus_remote_write.encode import LabelCheck, label_problem
-from workers.function import Context
+from functions.prometheus_remote_write.encode import LabelCheck, label_problem, request_headers
 from workers.records import Record
 
 TS = 1_700_000_000_000
@@ -117,71 +110,13 @@ def test_check_agrees_with_decoding_then_checking(label_sets: list[list[tuple[st
     assert (problem if problem is None else problem.split(":")[0]) == expected
 
 
-class Receiver:
-    def __init__(self, *statuses: int) -> None:
-        self.statuses = list(statuses)
-        self.bodies: list[bytes] = []
-        self.headers: list[httpx.Headers] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.bodies.append(request.content)
-        self.headers.append(request.headers)
-        return httpx.Response(self.statuses.pop(0) if self.statuses else 204, text="nope")
-
-
-def sink(receiver: Receiver, **overrides: Any) -> Any:
-    transport = httpx.MockTransport(receiver)
-    context = Context(
-        "prometheus_remote_write",
-        lambda **kw: httpx.Client(transport=transport, **kw),
-        Registry(),
-        logging.getLogger("test"),
+def test_the_tenant_header_comes_from_the_config_or_the_record() -> None:
+    """A pure encode check; the handler's delivery is proven against the real
+    Prometheus in tests/integration/functions/test_prometheus_remote_write_handler.py."""
+    config = RemoteWriteConfig.model_validate({"url": "http://prom:9090/api/v1/write"})
+    assert request_headers(config, record(payload(GOOD), tenant=b"team-a"))["X-Scope-OrgID"] == (
+        "team-a"
     )
-    config = RemoteWriteConfig.model_validate({"url": "http://prom:9090/api/v1/write", **overrides})
-    return SPEC.create(config, context)
-
-
-def test_pass_through_sends_the_value_as_is_and_dead_letters_bad_labels() -> None:
-    receiver = Receiver()
-    good = record(payload(GOOD), 0, tenant=b"team-a")
-    duplicate = record(payload(series(("__name__", "up"), ("a", "1"), ("a", "2"))), 1)
-    handler = sink(receiver)
-    result = handler.handle([good, duplicate, record(b"", 2)])
-    assert receiver.bodies == [good.value]
-    assert receiver.headers[0]["X-Scope-OrgID"] == "team-a"
-    assert [(r.offset, why) for r, why in result.dead] == [
-        (1, "refused before sending: series 0: label 'a' twice in {__name__='up', a='1', a='2'}")
-    ]
-    assert list(result.retry) == []
-
-
-def test_relabeled_payloads_are_checked_too() -> None:
-    receiver = Receiver()
-    rules = [{"target_label": "tenant", "replacement": "team-a"}]
-    handler = sink(receiver, metric_relabel_configs=rules)
-    result = handler.handle([record(payload(GOOD)), record(payload(series(("job", "a"))), 1)])
-    assert [r.offset for r, _ in result.dead] == [1]
-    [sent] = decode_write_request(snappy_decompress(receiver.bodies[0]))
-    assert dict(sent.labels)["tenant"] == "team-a"
-
-
-def test_backpressure_hands_back_the_rest_unsent_and_pins_nothing() -> None:
-    receiver = Receiver(204, 503)
-    batch = [record(payload(GOOD), i) for i in range(3)]
-    result = sink(receiver).handle(batch)
-    assert [r.offset for r in result.retry] == [1, 2]
-    assert result.retry_reason == "HTTP 503: nope"
-    assert list(result.refused) == []
-    assert list(result.dead) == []
-    assert len(receiver.bodies) == 2
-
-
-def test_a_500_is_pinned_on_its_record_and_the_rest_is_sent() -> None:
-    receiver = Receiver(204, 500)
-    batch = [record(payload(GOOD), i) for i in range(3)]
-    result = sink(receiver).handle(batch)
-    assert [r.offset for r in result.retry] == [1]
-    assert [(r.offset, why) for r, why in result.refused] == [(1, "HTTP 500: nope")]
-    assert result.retry_reason == "HTTP 500: nope"
-    assert list(result.dead) == []
-    assert len(receiver.bodies) == 3
+    assert "X-Scope-OrgID" not in request_headers(config, record(payload(GOOD)))
+    fixed = config.model_copy(update={"tenant": "ops"})
+    assert request_headers(fixed, record(payload(GOOD), tenant=b"team-a"))["X-Scope-OrgID"] == "ops"

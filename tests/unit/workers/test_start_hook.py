@@ -1,22 +1,13 @@
-"""The start hook: what the entry point does when ``Handler.start`` fails, and what the
-Elasticsearch sinks do there (install their templates).
-
-(Its entry-point half, ``workers.main.start_handler``, belongs in tests/unit/workers; it
-lives here with the hook's other users until that directory is free to edit.)
-"""
+"""The start hook: what the entry point does when ``Handler.start`` fails. What the
+Elasticsearch sinks do there (install their templates) is proven against the real
+Elasticsearch in tests/integration/functions/test_elasticsearch_start.py."""
 
 from __future__ import annotations
-
-import logging
-from typing import Any
 
 import httpx
 import pytest
 
-from ferryman.telemetry import Registry
-from functions import registry
 from workers.errors import DeliveryError, Permanent
-from workers.function import Context
 from workers.main import start_handler
 from workers.records import Batch, Delivered
 
@@ -81,59 +72,3 @@ def test_a_permanent_or_unexpected_failure_gives_up_at_once(
     assert not start(handler, clock)
     assert (handler.calls, clock.slept) == (1, [])
     assert "worker test cannot start" in caplog.text
-
-
-class Elasticsearch:
-    def __init__(self, status: int = 200) -> None:
-        self.status = status
-        self.requests: list[str] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(f"{request.method} {request.url.path}")
-        return httpx.Response(self.status, json={"acknowledged": True})
-
-
-def es_sink(name: str, backend: Elasticsearch, **overrides: Any) -> Any:
-    spec = registry.load(name)
-    transport = httpx.MockTransport(backend)
-    context = Context(
-        name,
-        lambda **kw: httpx.Client(transport=transport, **kw),
-        Registry(),
-        logging.getLogger("test"),
-    )
-    return spec.create(
-        spec.config_model.model_validate({"url": "http://es:9200", **overrides}), context
-    )
-
-
-@pytest.mark.parametrize(
-    ("name", "stream"),
-    [
-        ("elasticsearch_logs", "logs-ferryman-default"),
-        ("elasticsearch_metrics", "metrics-ferryman-default"),
-    ],
-)
-def test_elasticsearch_sinks_install_templates_at_start_only(name: str, stream: str) -> None:
-    backend = Elasticsearch()
-    handler = es_sink(name, backend)
-    assert backend.requests == []
-    handler.start()
-    assert backend.requests == [
-        f"PUT /_component_template/{stream}@ferryman",
-        f"PUT /_index_template/{stream}",
-    ]
-    handler.handle([])
-    assert len(backend.requests) == 2
-
-
-@pytest.mark.parametrize("name", ["elasticsearch_logs", "elasticsearch_metrics"])
-def test_elasticsearch_template_failures_say_whether_to_retry(name: str) -> None:
-    with pytest.raises(Permanent, match="HTTP 401"):
-        es_sink(name, Elasticsearch(401)).start()
-    with pytest.raises(DeliveryError, match="HTTP 503") as raised:
-        es_sink(name, Elasticsearch(503)).start()
-    assert not isinstance(raised.value, Permanent)
-    backend = Elasticsearch()
-    es_sink(name, backend, template={"install": False}).start()
-    assert backend.requests == []
