@@ -21,6 +21,8 @@ class Batch:
     streams: dict[str, loki.Entries] = field(default_factory=dict)
     #: (device, inode) → (path, offset) a file is read up to once this batch is in Kafka
     ends: dict[tuple[int, int], tuple[str, int]] = field(default_factory=dict)
+    #: compressed files read to their end in this batch
+    done: set[tuple[int, int]] = field(default_factory=set)
     #: positions cursor key (``journal/<job>``) → cursor of the last entry read
     cursors: dict[str, str] = field(default_factory=dict)
     size: int = 0

@@ -45,6 +45,39 @@ class PositionsConfig(_Strict):
     filename: Path = Field(
         Path("/var/lib/ferryman/positions.json"), description="Where read positions are kept."
     )
+    stale_after: Duration = Field(
+        86400.0,
+        gt=0,
+        description="Forget the position of a file not found for this long while the "
+        "shipper runs (24h).",
+    )
+    sync_period: Duration | None = Field(
+        None,
+        description="Promtail's; accepted and unused: positions are written after "
+        "every acknowledged batch.",
+    )
+    ignore_invalid_yaml: bool | None = Field(None, description="Promtail's; accepted and unused.")
+
+
+class DecompressionConfig(_Strict):
+    """Promtail's ``decompression`` block: read compressed rotations (gzip, bzip2, xz)
+    once, decompressed."""
+
+    enabled: bool = Field(False, description="Read compressed files (default: never).")
+    initial_delay: Duration = Field(
+        10.0, description="Only files last modified this long ago (10s): still being written."
+    )
+    format: str | None = Field(
+        None,
+        description="Only this format (gz, bz2, xz); default: any of them, by magic bytes.",
+    )
+
+    @field_validator("format")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is not None and value not in ("gz", "bz2", "xz"):
+            raise ValueError(f"format {value!r}: ferryman reads gz, bz2 and xz")
+        return value
 
 
 class StaticLogConfig(_Strict):
@@ -73,6 +106,9 @@ class LogScrapeConfig(_Strict):
     )
     pipeline_stages: tuple[StageConfig, ...] = Field(
         (), description="Promtail-style stages run over each file's lines, in order."
+    )
+    decompression: DecompressionConfig | None = Field(
+        None, description="Compressed rotations are never read as text; see there."
     )
     pod_labels: PodLabelsConfig | None = Field(
         None,
@@ -127,6 +163,11 @@ class LogShipperSettings(_Strict):
     batch_bytes: Size = Field(1 << 20, description="Ship a batch at this many line bytes.")
     batch_wait: Duration = Field(1.0, description="...or when its oldest line waited this long.")
     rescan_interval: Duration = Field(5.0, description="How often globs are expanded again.")
+    rotate_wait: Duration = Field(
+        5.0,
+        description="A file no scrape config names any more (renamed away, deleted) is "
+        "read until it has been at its end this long (5s), then closed.",
+    )
 
 
 class EdgeLogsConfig(_Strict):

@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ferryman.prom.relabel import Relabeler, compile_rules
@@ -34,9 +33,8 @@ from .batch import stream_labels
 from .config import EdgeLogsConfig, LogScrapeConfig
 from .discovery import FileTarget, LogDiscovery, resolve
 from .podlabels import PodLabels
-from .positions import Position
 
-__all__ = ["FileTargets", "WantedFile", "file_labels", "rotated_away"]
+__all__ = ["FileTargets", "WantedFile", "file_labels"]
 
 log = logging.getLogger("ferryman.edge.logs")
 
@@ -216,26 +214,3 @@ def _close(state: _Job) -> None:
         state.discovery.close()
     if state.pod_labels is not None:
         state.pod_labels.close()
-
-
-def rotated_away(
-    positions: Iterable[Position], live: set[tuple[int, int]], wanted: dict[str, WantedFile]
-) -> list[tuple[str, Position]]:
-    """Saved positions whose file now lives under another name (rotated while we were
-    down), with that name: they are drained from the saved offset, with the labels
-    of their old path."""
-    out = []
-    for position in positions:
-        identity = (position.device, position.inode)
-        if identity in live or position.path not in wanted:
-            continue
-        try:
-            entries = list(os.scandir(os.path.dirname(position.path)))
-        except OSError:
-            continue
-        for entry in entries:
-            stat = entry.stat(follow_symlinks=False)
-            if (stat.st_dev, stat.st_ino) == identity and stat.st_size > position.offset:
-                out.append((entry.path, position))
-                break
-    return out

@@ -44,13 +44,16 @@ from ferryman.wire import loki
 from ferryman.wire.remote_write import snappy_compress
 
 from .batch import Batch
+from .compressed import READABLE, CompressedTailer, decompressed_head, decompressed_mark
 from .config import EdgeLogsConfig, LogScrapeConfig, load_config
-from .filetargets import FileTargets, rotated_away
+from .filetargets import FileTargets, WantedFile
+from .identity import compression, fingerprint
 from .journals import JournalMetrics, Journals
-from .positions import HEAD_BYTES, Position, Positions, head_crc
+from .positions import Identity, Position, Positions
 from .readclock import Anchor, ReadClock
 from .stages import FilePipeline, Record, StageConfig, StageMetrics, build_stages
-from .tailer import TRUNCATION_MARKER, Tailer
+from .tailer import TRUNCATION_MARKER, Lines, Tailer
+from .tracker import Live, live_by_fingerprint, place, retire
 
 __all__ = ["LogShipper"]
 
@@ -59,12 +62,27 @@ log = logging.getLogger("ferryman.edge.logs")
 
 @dataclass
 class _File:
+    """One file being read, known by its identity (device, inode): see
+    :mod:`edge.logs.identity`."""
+
     tailer: Tailer
+    path: str  # where it was last found
+    origin: str  # the path whose labels it carries: the one it was first shipped from
     labels: dict[str, str]
+    job: LogScrapeConfig | None
+    fingerprint: int | None
     stages: tuple[StageConfig, ...] = ()
     pipeline: FilePipeline | None = None
     #: safe offsets already put in a batch, per (device, inode)
     marks: dict[tuple[int, int], int] = field(default_factory=dict)
+    wanted: bool = True  # found under a path of a scrape config at the last scan
+    idle_since: float | None = None  # at its end and no longer wanted, since
+    compressed: bool = False
+    #: where its position stands (the offset it was placed at, then acknowledged ones)
+    acked: int = 0
+    #: placed on content whose position is not on disk yet (a copy of content emptied
+    #: in place since the last acknowledgement): not written until the next one
+    provisional: bool = False
 
 
 def _budget(max_message: int) -> int:
@@ -107,11 +125,20 @@ class LogShipper:
                 if p.stamps
             }
         )
-        self._paths: dict[tuple[int, int], str] = {}  # where each identity was read from
+        self.m_skipped = r.counter(
+            "ferryman_files_skipped_total",
+            "Files found and not read, by reason (compressed rotations).",
+            ["reason"],
+        )
         self.targets = FileTargets(self.config)
-        self.files: dict[str, _File] = {}
-        # Files renamed away while we were down, read to their end from the saved offset.
-        self.draining: dict[str, _File] = {}
+        #: the files being read, by identity (device, inode)
+        self.files: dict[Identity, _File] = {}
+        self._closed: dict[Identity, _File] = {}  # closed since the last acknowledgement
+        self._waiting: dict[Identity, tuple[int, int, int]] = {}  # copies of live files
+        self._skipped: set[Identity] = set()  # compressed files not read (counted once)
+        self._recovered = False
+        self._alive: set[Identity] = set()  # found or open at the last scan
+        self._started = time.time()
         self.stopping = threading.Event()
         self._reload = False
         self._producer: KafkaProducer | None = None
@@ -122,72 +149,272 @@ class LogShipper:
             ),
         )
 
-    # ---- discovery ------------------------------------------------------------------
+    # ---- which files ------------------------------------------------------------------
 
     def _scan(self, batch: Batch) -> None:
+        """Find the files the scrape configs name now, and start reading the ones no
+        reader has open (see :func:`edge.logs.tracker.place`)."""
+        now = time.time()
         wanted = self.targets.wanted()
-        for path in [p for p in self.files if p not in wanted]:
-            self.files.pop(path).tailer.close()
+        found: dict[Identity, tuple[str, WantedFile]] = {}
         for path, target in wanted.items():
-            if path in self.files:
-                known_file = self.files[path]
-                known_file.labels = target.labels
-                if known_file.stages != target.job.pipeline_stages:
-                    self._restage(path, known_file, target.job, batch)
-                continue
-            start = 0
             try:
                 stat = os.stat(path)
-            except FileNotFoundError:
+            except OSError:
                 continue
-            known = self.positions.get(stat.st_dev, stat.st_ino)
-            if known is not None:
-                start = known.offset
-                if known.head_len and head_crc(path, known.head_len) != known.head_crc:
-                    log.warning(
-                        "%s was truncated and rewritten while we were away; "
-                        "reading it from the start",
-                        path,
-                    )
-                    start = 0
-            self.files[path] = self._file(path, start, target.labels, target.job)
-            log.info("tailing %s from offset %d", path, start)
-        live = {f.tailer.identity for f in [*self.files.values(), *self.draining.values()]}
-        # A file our tailer followed through its rotation has lines in the batch in
-        # flight: its saved position lags until Kafka acknowledges, which must not
-        # make it look rotated away while we were down (it would be read twice).
-        live.update(batch.ends)
-        live.update(f.pipeline.identity for f in self.files.values() if f.pipeline is not None)
-        for path, position in rotated_away(self.positions.all(), live, wanted):
-            log.info(
-                "draining %s (rotated from %s while we were away) from offset %d",
-                path,
-                position.path,
-                position.offset,
-            )
-            old = wanted[position.path]
-            self.draining[path] = self._file(path, position.offset, old.labels, old.job)
-        self.m_files.set(len(self.files) + len(self.draining))
+            found.setdefault((stat.st_dev, stat.st_ino), (path, target))
+        for identity, f in self.files.items():
+            hit = found.get(identity)
+            f.wanted = hit is not None
+            if hit is not None:
+                f.path, f.idle_since = hit[0], None
+                if hit[0] == f.origin:  # under its first name: labels follow the config
+                    f.labels = hit[1].labels
+                    if f.job is not hit[1].job and not f.compressed:
+                        f.job = hit[1].job
+                        if f.stages != hit[1].job.pipeline_stages:
+                            self._restage(f, hit[1].job, batch)
+            self._check_head(f, batch)
+        # Files with a position first: one replaced in place makes its old content an
+        # orphan, which a copy placed after it continues.
+        new = [i for i in found if i not in self.files]
+        new.sort(key=lambda i: self.positions.get(*i) is None)
+        self._alive = set(found) | set(self.files)
+        for identity in new:
+            path, target = found[identity]
+            self._start(path, target, wanted, batch, now)
+        if not self._recovered:
+            self._recovered = True
+            self._recover(set(found), wanted, now)
+        self.positions.seen([*found, *self.files], now)
+        self.m_files.set(len(self.files))
 
-    def _file(self, path: str, start: int, labels: dict[str, str], job: LogScrapeConfig) -> _File:
-        tailer = Tailer(
-            Path(path), start_offset=start, max_line_bytes=self.config.ferryman.max_line_bytes
+    def _check_head(self, f: _File, batch: Batch) -> None:
+        """A file emptied in place (copytruncate), or whose first line changed (rewritten
+        and grown past where it was read before its reader saw it shrink), is read again
+        from its start; the old content is an orphan a copy may continue. Done before new
+        files are placed, so a copy found in the same scan finds its orphan."""
+        if f.compressed:
+            return
+        fp = fingerprint(f.tailer.head())
+        if f.tailer.size() < f.tailer.offset:
+            f.tailer.truncated()
+        elif fp is not None and f.fingerprint is not None and fp != f.fingerprint:
+            log.warning("%s was rewritten in place; reading it from the start", f.path)
+            f.tailer.truncated()
+        self._take_truncations(f, batch)
+        if f.fingerprint is None:
+            f.fingerprint = fp
+
+    def _start(
+        self, path: str, target: WantedFile, wanted: dict[str, WantedFile], batch: Batch, now: float
+    ) -> None:
+        max_line = self.config.ferryman.max_line_bytes
+        tailer = Tailer(Path(path), max_line_bytes=max_line, follow=False)
+        identity = tailer.identity
+        if tailer._file is None or identity in self.files:
+            tailer.close()  # gone, or renamed onto a file being read since the stat
+            return
+        kind = compression(path, tailer.head())
+        if kind is not None:
+            tailer.close()
+            self._start_compressed(path, identity, kind, target, wanted, now)
+            return
+        waiting = (tailer.size(), self.positions.version, len(self.files))
+        if self._waiting.get(identity) == waiting or self._unacknowledged(tailer.head()):
+            tailer.close()
+            return
+        placement = place(tailer, self.positions, self._live(), now, self._alive)
+        if placement is None:
+            self._waiting[identity] = waiting
+            tailer.close()
+            return
+        self._waiting.pop(identity, None)
+        tailer.seek(placement.start)
+        labels, job, origin = target.labels, target.job, path
+        known = placement.continues
+        if known is not None and known.labels:
+            origin = known.path
+            if origin in wanted:
+                labels, job = wanted[origin].labels, wanted[origin].job
+            else:
+                labels, job = known.labels, self._job(known.job) or target.job
+        f = self.files[identity] = self._file(
+            tailer, path, origin, labels, job, placement.fingerprint
         )
-        return _File(tailer, labels, job.pipeline_stages, self._pipeline(tailer, job))
+        f.acked = placement.start
+        f.provisional = placement.reason == "copy"
+        if placement.reason != "known":
+            self.clock.forget(identity)  # anchors of content that is gone
+        log.info(
+            "tailing %s from offset %d (%s%s)",
+            path,
+            placement.start,
+            placement.reason,
+            f" of {known.path}" if known is not None and known.path != path else "",
+        )
 
-    def _pipeline(self, tailer: Tailer, job: LogScrapeConfig) -> FilePipeline | None:
-        if not job.pipeline_stages:
+    def _start_compressed(
+        self,
+        path: str,
+        identity: Identity,
+        kind: str,
+        target: WantedFile,
+        wanted: dict[str, WantedFile],
+        now: float,
+    ) -> None:
+        """A compressed rotation is never read as text; with the job's ``decompression``
+        enabled it is read once, decompressed, from where its uncompressed original was
+        read up to (matched by fingerprint and mark), or from its start."""
+        options = target.job.decompression
+        known = self.positions.get(*identity)
+        if known is not None and not known.compressed:
+            retire(self.positions, known, now)  # an inode reused by the compressed file
+            known = None
+        if known is not None and known.compressed and known.done:
+            return
+        if options is None or not options.enabled or kind not in READABLE:
+            if identity not in self._skipped:
+                self._skipped.add(identity)
+                reason = "compressed" if kind in READABLE else "compressed_unsupported"
+                self.m_skipped.labels(reason=reason).inc()
+                log.info("not reading %s: %s-compressed", path, kind)
+            return
+        if options.format is not None and options.format != kind:
+            return
+        try:
+            if time.time() - os.stat(path).st_mtime < options.initial_delay:
+                return  # may still be being written
+        except OSError:
+            return
+        head = decompressed_head(Path(path), kind)
+        fp = fingerprint(head) if head is not None else None
+        if fp is None:
+            return
+        start, origin, labels, job = 0, path, target.labels, target.job
+        continues = known if known is not None and known.compressed else None
+        if continues is None:
+            if any(True for _ in self._live()(fp)) or self._unacknowledged(head or b""):
+                return  # its original is still being read: it goes on from there
+            twins = [
+                p
+                for p in [*self.positions.all(), *self.positions.orphans()]
+                if p.fingerprint == fp and not p.compressed and p.identity != identity
+            ]
+            for twin in sorted(twins, key=lambda p: -p.offset):
+                if not twin.mark or decompressed_mark(Path(path), kind, twin.offset) == twin.mark:
+                    continues = twin
+                    break
+        if continues is not None:
+            start, origin = continues.offset, continues.path
+            if origin in wanted:
+                labels, job = wanted[origin].labels, wanted[origin].job
+            elif continues.labels:
+                labels, job = continues.labels, self._job(continues.job) or target.job
+        tailer = CompressedTailer(
+            Path(path), kind, start_offset=start, max_line_bytes=self.config.ferryman.max_line_bytes
+        )
+        if tailer.error is not None:
+            self.m_errors.labels(error_type="decompress", stage="read").inc()
+            log.warning("cannot read %s: %s", path, tailer.error)
+            tailer.close()
+            return
+        f = self._file(tailer, path, origin, labels, job, fp)
+        f.compressed = True
+        self.files[tailer.identity] = f
+        log.info("reading compressed %s from offset %d", path, tailer.offset)
+
+    def _recover(self, found: set[Identity], wanted: dict[str, WantedFile], now: float) -> None:
+        """Once, at start: files renamed while we were down to names no scrape config
+        matches, not read to their end, are found in their directory by identity and
+        read to their end."""
+        listed: dict[str, list[os.DirEntry[str]]] = {}
+        for known in self.positions.all():
+            if known.identity in found or known.identity in self.files or known.compressed:
+                continue
+            directory = os.path.dirname(known.path)
+            if directory not in listed:
+                try:
+                    listed[directory] = list(os.scandir(directory))
+                except OSError:
+                    listed[directory] = []
+            for entry in listed[directory]:
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if (stat.st_dev, stat.st_ino) != known.identity or stat.st_size <= known.offset:
+                    continue
+                tailer = Tailer(
+                    Path(entry.path),
+                    max_line_bytes=self.config.ferryman.max_line_bytes,
+                    follow=False,
+                )
+                placement = None
+                if compression(entry.path, tailer.head()) is None:
+                    placement = place(tailer, self.positions, self._live(), now, self._alive)
+                if placement is None or placement.reason != "known" or known.identity in self.files:
+                    tailer.close()
+                    break
+                tailer.seek(placement.start)
+                origin = known.path
+                labels, job = (
+                    (wanted[origin].labels, wanted[origin].job)
+                    if origin in wanted
+                    else (known.labels, self._job(known.job))
+                )
+                f = self._file(tailer, entry.path, origin, labels, job, placement.fingerprint)
+                f.wanted, f.acked = False, placement.start
+                self.files[known.identity] = f
+                log.info(
+                    "draining %s (rotated from %s while we were away) from offset %d",
+                    entry.path,
+                    known.path,
+                    known.offset,
+                )
+                break
+
+    def _unacknowledged(self, head: bytes) -> bool:
+        """Whether a file closed since the last acknowledgement has this head: a copy
+        of it waits until its position is written."""
+        fp = fingerprint(head)
+        return fp is not None and any(f.fingerprint == fp for f in self._closed.values())
+
+    def _live(self) -> Live:
+        return live_by_fingerprint(
+            (f.fingerprint, f.tailer) for f in self.files.values() if not f.compressed
+        )
+
+    def _job(self, name: str) -> LogScrapeConfig | None:
+        return next((j for j in self.config.scrape_configs if j.job_name == name), None)
+
+    def _file(
+        self,
+        tailer: Tailer,
+        path: str,
+        origin: str,
+        labels: dict[str, str],
+        job: LogScrapeConfig | None,
+        fp: int | None,
+    ) -> _File:
+        stages = job.pipeline_stages if job is not None else ()
+        f = _File(tailer, path, origin, labels, job, fp, stages)
+        f.pipeline = self._pipeline(tailer, job)
+        return f
+
+    def _pipeline(self, tailer: Tailer, job: LogScrapeConfig | None) -> FilePipeline | None:
+        if job is None or not job.pipeline_stages:
             return None
         stages = build_stages(
             job.pipeline_stages, self.stage_metrics, self.config.ferryman.max_line_bytes
         )
         return FilePipeline(stages, tailer.identity, tailer.offset)
 
-    def _restage(self, path: str, f: _File, job: LogScrapeConfig, batch: Batch) -> None:
+    def _restage(self, f: _File, job: LogScrapeConfig, batch: Batch) -> None:
         """The file's stages changed on reload: what the old ones held is shipped as it
         is, and the new ones start after it."""
         if f.pipeline is not None:
-            self._add(path, f, f.pipeline.release(time.monotonic()), batch)
+            self._add(f, f.pipeline.release(time.monotonic()), batch)
         f.stages = job.pipeline_stages
         f.pipeline = self._pipeline(f.tailer, job)
 
@@ -244,7 +471,7 @@ class LogShipper:
         finally:
             self.journals.close()
             self.targets.close()
-            for f in [*self.files.values(), *self.draining.values()]:
+            for f in self.files.values():
                 f.tailer.close()
             if self._producer is not None:
                 self._producer.close(timeout=5)
@@ -256,48 +483,104 @@ class LogShipper:
         read_any = False
         limit = self.config.ferryman.batch_bytes
         now_ns = time.time_ns()
-        for path in [p for p, f in self.draining.items() if f.tailer.at_end()]:
-            done = self.draining.pop(path)
-            if done.pipeline is not None:  # nothing more will come: ship what is held
-                self._add(path, done, done.pipeline.release(time.monotonic()), batch)
-            done.tailer.close()
-        for path, f in [*self.draining.items(), *self.files.items()]:
+        self._close_finished(batch)
+        for f in list(self.files.values()):
             if batch.size >= limit:
                 break
             before = f.tailer.truncations
             lines = f.tailer.read_lines()
             self.m_truncated.inc(f.tailer.truncations - before)
-            stamps = self.clock.stamp_lines(lines, now_ns)
+            self._take_truncations(f, batch)
             if lines:
-                self._paths[lines.identity] = path
-            if f.pipeline is not None:
-                rows = lines.rows()
-                if rows:
-                    read_any = True
-                    self.m_read.inc(len(rows))
-                    self.m_bytes.inc(sum(len(line.text) for line in rows))
-                if rows or f.pipeline.held_start() is not None:
-                    self._add(
-                        path, f, f.pipeline.process(rows, f.labels, stamps, time.monotonic()), batch
-                    )
-                continue
-            if not lines:
-                continue
-            read_any = True
-            if not batch.lines:
-                batch.started = time.monotonic()
-            # By column: no object per line on the way from the file to the message.
-            entries = batch.streams.setdefault(loki.format_labels(f.labels), loki.Entries())
-            entries.extend_columns(stamps, lines.texts)
-            size = sum(map(len, lines.texts))
-            batch.size += size
-            batch.lines += len(lines)
-            batch.ends[lines.identity] = (path, lines.end)
-            self.m_read.inc(len(lines))
-            self.m_bytes.inc(size)
+                f.idle_since = None
+            read_any = self._take(f, lines, batch, now_ns) or read_any
         return read_any
 
-    def _add(self, path: str, f: _File, records: list[Record], batch: Batch) -> None:
+    def _take(self, f: _File, lines: Lines, batch: Batch, now_ns: int) -> bool:
+        """Put one read of a file into the batch; whether it had lines."""
+        stamps = self.clock.stamp_lines(lines, now_ns)
+        if f.pipeline is not None:
+            rows = lines.rows()
+            if rows:
+                self.m_read.inc(len(rows))
+                self.m_bytes.inc(sum(len(line.text) for line in rows))
+            if rows or f.pipeline.held_start() is not None:
+                self._add(f, f.pipeline.process(rows, f.labels, stamps, time.monotonic()), batch)
+            return bool(rows)
+        if not lines:
+            return False
+        if not batch.lines:
+            batch.started = time.monotonic()
+        # By column: no object per line on the way from the file to the message.
+        entries = batch.streams.setdefault(loki.format_labels(f.labels), loki.Entries())
+        entries.extend_columns(stamps, lines.texts)
+        size = sum(map(len, lines.texts))
+        batch.size += size
+        batch.lines += len(lines)
+        batch.ends[lines.identity] = (f.path, lines.end)
+        self.m_read.inc(len(lines))
+        self.m_bytes.inc(size)
+        return True
+
+    def _take_truncations(self, f: _File, batch: Batch) -> None:
+        for offset, mark in f.tailer.take_truncations():
+            self._orphan(f, offset, mark)
+            identity = f.tailer.identity
+            batch.ends[identity] = (f.path, 0)  # the old content's lines: the orphan's
+            f.marks.pop(identity, None)
+
+    def _orphan(self, f: _File, offset: int, mark: int) -> None:
+        """The file was emptied in place (copytruncate) after being read up to
+        ``offset``: a copy of the old content, found later, continues from there. Saved
+        with the next acknowledged batch, which holds every line read before."""
+        if f.fingerprint is not None and offset:
+            identity = f.tailer.identity
+            self.positions.add_orphan(
+                pending=True,
+                position=Position(
+                    f.origin,
+                    identity[0],
+                    identity[1],
+                    offset,
+                    f.fingerprint,
+                    mark,
+                    dict(f.labels),
+                    f.job.job_name if f.job is not None else "",
+                    time.time(),
+                ),
+            )
+            log.info("%s was emptied in place at offset %d (copytruncate)", f.path, offset)
+        f.fingerprint = fingerprint(f.tailer.head())
+
+    def _close_finished(self, batch: Batch) -> None:
+        """Files no scrape config names any more (renamed away, deleted), read to their
+        end and quiet for ``rotate_wait``, are closed; their last line goes out even
+        without a newline. A compressed file is closed at its end."""
+        now = time.monotonic()
+        wait = self.config.ferryman.rotate_wait
+        for identity, f in list(self.files.items()):
+            if f.wanted and not f.compressed:
+                continue
+            if not f.tailer.at_end():
+                f.idle_since = None
+                continue
+            if not f.compressed:
+                if f.idle_since is None:
+                    f.idle_since = now
+                if now - f.idle_since < wait:
+                    continue
+            self._take(f, f.tailer.final_lines(), batch, time.time_ns())
+            if f.pipeline is not None:  # nothing more will come: ship what is held
+                self._add(f, f.pipeline.release(time.monotonic()), batch)
+            if isinstance(f.tailer, CompressedTailer) and f.tailer.eof:
+                batch.done.add(identity)
+            batch.ends.setdefault(identity, (f.path, f.tailer.offset))
+            f.tailer.close()
+            del self.files[identity]
+            self._closed[identity] = f
+            log.info("finished %s at offset %d", f.path, f.tailer.offset)
+
+    def _add(self, f: _File, records: list[Record], batch: Batch) -> None:
         """Put a pipeline's output in the batch, and its file's safe offsets."""
         assert f.pipeline is not None
         if records and not batch.lines and not batch.ends:
@@ -318,26 +601,46 @@ class LogShipper:
                 if not batch.lines and not batch.ends:
                     batch.started = time.monotonic()  # only dropped lines: save positions
                 f.marks[identity] = offset
-                batch.ends[identity] = (path, offset)
+                batch.ends[identity] = (f.path, offset)
 
     def _save_anchors(self) -> None:
         """Before a batch is produced, the anchors of its lines go to disk, so lines
         read again after a crash get the timestamps they were shipped with."""
         if not self.clock.unsaved:
             return
-        for identity, path in self._paths.items():
+        for identity, f in self.files.items():
             anchors = self.clock.pending(identity)
             known = self.positions.get(*identity)
-            if known is None and not anchors:
+            if (known is None and not anchors) or f.provisional:
                 continue
             stamps = tuple((a.start, a.end, a.ts) for a in anchors)
             if known is None:
-                known = Position(path, identity[0], identity[1], 0)
+                known = self._position(f, identity, f.acked)
             elif known.stamps == stamps:
                 continue
             self.positions.set(dataclasses.replace(known, stamps=stamps))
         self.positions.save()
         self.clock.unsaved = False
+
+    def _position(self, f: _File, identity: Identity, offset: int) -> Position:
+        """What the positions file says of ``f`` read up to ``offset``."""
+        tailer = f.tailer
+        if f.fingerprint is None and not f.compressed:
+            f.fingerprint = fingerprint(tailer.head())
+        mark = tailer.mark if offset == tailer.offset else tailer.mark_at(offset)
+        return Position(
+            f.origin,
+            identity[0],
+            identity[1],
+            offset,
+            f.fingerprint or 0,
+            mark or 0,
+            dict(f.labels),
+            f.job.job_name if f.job is not None else "",
+            time.time(),
+            tuple((a.start, a.end, a.ts) for a in self.clock.pending(identity)),
+            compressed=f.compressed,
+        )
 
     def _ship(self, batch: Batch) -> bool:
         """Produce one message per stream; positions advance only if all were acked."""
@@ -371,37 +674,44 @@ class LogShipper:
             )
             self._discard_producer()
             return False
-        for (device, inode), (path, offset) in batch.ends.items():
-            length = min(HEAD_BYTES, offset)
-            crc = head_crc(path, length) if length else 0
-            self.clock.acknowledged((device, inode), offset)
-            stamps = tuple((a.start, a.end, a.ts) for a in self.clock.pending((device, inode)))
-            self.positions.set(
-                Position(
-                    path, device, inode, offset, crc or 0, length if crc is not None else 0, stamps
-                )
-            )
+        self._acknowledged(batch)
+        return True
+
+    def _acknowledged(self, batch: Batch) -> None:
+        """Kafka has every line of ``batch``: positions advance, and are saved."""
+        for identity, f in self.files.items():
+            if f.provisional and identity not in batch.ends:
+                batch.ends[identity] = (f.path, f.acked)
+            f.provisional = False
+        for identity, (path, offset) in batch.ends.items():
+            shipped = self.files.get(identity) or self._closed.get(identity)
+            if shipped is None:
+                continue
+            f = shipped
+            f.acked = offset
+            self.clock.acknowledged(identity, offset)
+            position = self._position(f, identity, offset)
+            if identity in batch.done:
+                position = dataclasses.replace(position, done=True)
+            self.positions.set(position)
             try:
-                self.m_lag.labels(filename=path).set(max(0, os.stat(path).st_size - offset))
-            except FileNotFoundError:
+                self.m_lag.labels(filename=path).set(max(0, f.tailer.size() - offset))
+            except OSError:
                 self.m_lag.remove(filename=path)
-        live = {f.tailer.identity for f in [*self.files.values(), *self.draining.values()]}
-        # A file rotated away keeps its position while its pipeline still holds lines
-        # of it, so a crash now re-reads them from the renamed file.
-        live.update(
-            f.pipeline.identity
-            for f in self.files.values()
-            if f.pipeline is not None and f.pipeline.held_start() is not None
-        )
-        for stale in [p for p in self.positions.all() if (p.device, p.inode) not in live]:
-            self.positions.forget(stale.device, stale.inode)  # rotated away and finished
-            self.clock.forget((stale.device, stale.inode))
-            self._paths.pop((stale.device, stale.inode), None)
+        for identity, f in self._closed.items():
+            self.clock.forget(identity)
+            if not f.compressed:
+                self.m_lag.remove(filename=f.path)
+        self._closed.clear()
+        self.positions.settle()
         for key, cursor in batch.cursors.items():
             self.positions.set_cursor(key, cursor)
+        grace = self.config.positions.stale_after
+        if time.time() - self._started >= grace:
+            for gone in self.positions.prune(time.time() - grace):
+                log.info("forgetting the position of %s (not seen for %.0fs)", gone.path, grace)
         self.positions.save()
         self.m_sent.inc(batch.lines)
-        return True
 
     def _messages(self, labels_text: str, entries: loki.Entries, max_message: int) -> list[bytes]:
         """A stream's Kafka messages, snappy-compressed Loki pushes each below

@@ -7,6 +7,12 @@ stays bounded whatever the backlog: the file is the buffer. Lines longer than
 fatal. A partial last line waits for its newline (or for the file to be rotated
 away, when it is handed out as is).
 
+With ``follow=False`` (the shipper's way) a tailer reads one file, by its open
+descriptor, for as long as it lives: it never reopens its path, so a rename or a new
+file under the old name is the file tracker's business (:mod:`edge.logs.tracker`).
+Each tailer keeps the last :data:`MARK_BYTES` of the complete lines it handed out, so
+where it stands can be checked against a copy of the file (:attr:`Tailer.mark`).
+
 A read is split and decoded a whole block at a time (:meth:`Tailer.read_lines`
 hands the lines out by column, with no object per line); only a block holding a
 line longer than ``max_line_bytes`` goes through lines one by one.
@@ -16,11 +22,15 @@ from __future__ import annotations
 
 import io
 import os
+import zlib
 from dataclasses import dataclass
 from itertools import accumulate, islice
 from pathlib import Path
 
-__all__ = ["TRUNCATION_MARKER", "Line", "Lines", "Tailer"]
+__all__ = ["MARK_BYTES", "TRUNCATION_MARKER", "Line", "Lines", "Tailer"]
+
+#: bytes before a position that :attr:`Tailer.mark` covers
+MARK_BYTES = 256
 
 TRUNCATION_MARKER = " …[truncated by ferryman]"
 
@@ -82,8 +92,14 @@ class Tailer:
         start_offset: int = 0,
         max_line_bytes: int = 256 * 1024,
         read_bytes: int = 1 << 20,
+        follow: bool = True,
     ) -> None:
         self.path = path
+        self.follow = follow
+        #: (offset, mark) of the content before each copytruncate seen, oldest first;
+        #: the owner takes them (see :meth:`take_truncations`)
+        self._truncated: list[tuple[int, int]] = []
+        self._tail = b""  # the last MARK_BYTES of complete lines handed out
         self.max_line_bytes = max_line_bytes
         self.read_bytes = read_bytes
         self.truncations = 0
@@ -104,6 +120,74 @@ class Tailer:
         """End of the last line handed out of the open file."""
         return self._offset
 
+    @property
+    def mark(self) -> int:
+        """crc32 of the :data:`MARK_BYTES` before :attr:`offset` (fewer near the start),
+        kept in memory: it stays known after the file was emptied."""
+        return zlib.crc32(self._tail[-MARK_BYTES:])
+
+    def mark_at(self, offset: int) -> int | None:
+        """crc32 of the :data:`MARK_BYTES` before ``offset`` in the open file, or None."""
+        if self._file is None:
+            return None
+        start = max(0, offset - MARK_BYTES)
+        try:
+            data = os.pread(self._file.fileno(), offset - start, start)
+        except OSError:
+            return None
+        return zlib.crc32(data) if len(data) == offset - start else None
+
+    def head(self) -> bytes:
+        """The first bytes of the open file (for its fingerprint), b"" if none."""
+        if self._file is None:
+            return b""
+        try:
+            return os.pread(self._file.fileno(), MARK_BYTES, 0)
+        except OSError:
+            return b""
+
+    def size(self) -> int:
+        if self._file is None:
+            return 0
+        return os.fstat(self._file.fileno()).st_size
+
+    def seek(self, offset: int) -> None:
+        """Read from ``offset`` on (the start of a line)."""
+        if self._file is not None:
+            self._file.seek(offset)
+        self._offset, self._pending, self._skipping = offset, b"", False
+        self._tail = self._before(offset)
+
+    def _before(self, offset: int) -> bytes:
+        """The :data:`MARK_BYTES` before ``offset`` in the open file (b"" if unreadable)."""
+        if self._file is None or not offset:
+            return b""
+        start = max(0, offset - MARK_BYTES)
+        try:
+            return os.pread(self._file.fileno(), offset - start, start)
+        except OSError:
+            return b""
+
+    def take_truncations(self) -> list[tuple[int, int]]:
+        """(offset, mark) where the content read so far ended, for each copytruncate
+        seen since the last call."""
+        out, self._truncated = self._truncated, []
+        return out
+
+    def truncated(self) -> None:
+        """The content was replaced in place (the owner saw a new head): read the
+        file again from its start, as after a copytruncate."""
+        if self._file is not None:
+            self._truncated.append((self._offset, self.mark))
+            self._file.seek(0)
+        self._offset, self._pending, self._skipping, self._tail = 0, b"", False, b""
+
+    def final_lines(self) -> Lines:
+        """The file will not be read again: its last line, even without a newline."""
+        if self._file is None:
+            return Lines([], [], self._offset, self._device, self._inode)
+        return self._drain(final=True)
+
     def _open(self) -> bool:
         try:
             handle = self.path.open("rb")
@@ -115,6 +199,7 @@ class Tailer:
         handle.seek(self._offset)
         self._file = handle
         self._device, self._inode = stat.st_dev, stat.st_ino
+        self._tail = self._before(self._offset)
         return True
 
     def at_end(self) -> bool:
@@ -140,16 +225,15 @@ class Tailer:
         size = os.fstat(self._file.fileno()).st_size
         if size < self._offset + len(self._pending):
             # copytruncate: the file was emptied under us; start again from its top.
-            self._file.seek(0)
-            self._offset, self._pending, self._skipping = 0, b"", False
+            self.truncated()
         lines = self._drain()
-        if not lines and self._rotated():
+        if not lines and self.follow and self._rotated():
             if self._file.tell() < os.fstat(self._file.fileno()).st_size:
                 return lines  # the old file is not read to its end yet: go on next call
             # Renamed or deleted: hand out the last partial line, then follow the new file.
             lines = self._drain(final=True)
             self.close()
-            self._offset, self._pending, self._skipping = 0, b"", False
+            self._offset, self._pending, self._skipping, self._tail = 0, b"", False, b""
             self._open()
         return lines
 
@@ -189,6 +273,9 @@ class Tailer:
                 self._emit(texts, spans, cut, rest, len(rest), cut_now=True)
             self._skipping = True
             pos, rest = size, b""
+        if pos:
+            tail = bytes(data[max(0, pos - MARK_BYTES) : pos])
+            self._tail = tail if len(tail) >= MARK_BYTES else (self._tail + tail)[-MARK_BYTES:]
         self._offset = start + pos
         self._pending = rest
         return Lines(texts, spans, first, self._device, self._inode, frozenset(cut))
