@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -98,13 +99,25 @@ def _edge(args: argparse.Namespace) -> int:
         return 0
     from edge.logs.shipper import LogShipper
 
+    # The keyword is given only when the flag is: without it the shipper is built
+    # exactly as before the flag existed.
+    options: dict[str, Any] = {"expand_env": True} if args.expand_env else {}
     try:
-        log_shipper = LogShipper(args.config)
+        log_shipper = LogShipper(args.config, **options)
     except (ConfigError, ValueError) as exc:
         logging.getLogger("ferryman.edge").error("cannot start: %s", exc)
         return 2
     log_shipper.run()
     return 0
+
+
+def _go_bool(text: str) -> bool:
+    """A boolean flag's value as Go's flag package (strconv.ParseBool) reads it."""
+    if text in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if text in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true or false)")
 
 
 def _functions(args: argparse.Namespace) -> int:
@@ -200,9 +213,55 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_worker)
 
     edge = sub.add_parser("edge", help="edge shippers")
-    edge.add_argument("kind", choices=["metrics", "logs"])
-    edge.add_argument("--config", type=Path, required=True, help="configuration file")
-    edge.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    kinds = edge.add_subparsers(dest="kind", required=True)
+    metrics = kinds.add_parser(
+        "metrics",
+        help="scrape Prometheus targets into Kafka",
+        description="Scrape the targets of a Prometheus configuration (with a ferryman: "
+        "section) and produce their samples to Kafka as remote-write messages.",
+    )
+    metrics.add_argument(
+        "--config",
+        "--config.file",
+        dest="config",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="configuration file (--config.file as Prometheus names it)",
+    )
+    metrics.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    logs = kinds.add_parser(
+        "logs",
+        help="tail files and journals into Kafka (replaces Promtail)",
+        description="Tail files and systemd journals as a Promtail configuration (with a "
+        "ferryman: section) says and produce their lines to Kafka as Loki push messages. "
+        "Promtail's -config.file and -config.expand-env work as in Promtail "
+        "(see docs/promtail-migration.md).",
+    )
+    logs.add_argument(
+        "--config",
+        "--config.file",
+        "-config.file",
+        dest="config",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="configuration file (-config.file as Promtail names it)",
+    )
+    logs.add_argument(
+        "--config.expand-env",
+        "-config.expand-env",
+        dest="expand_env",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_go_bool,
+        metavar="BOOL",
+        help="replace ${VAR} and ${VAR:-default} in the configuration with environment "
+        "variables before parsing it, as Promtail does (default: false; =true and =false "
+        "are accepted, as in Promtail)",
+    )
+    logs.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     edge.set_defaults(func=_edge)
 
     dlq = sub.add_parser("dlq", help="dead-letter topics")

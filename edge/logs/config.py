@@ -29,6 +29,7 @@ from ferryman.errors import ConfigError, format_errors
 from ferryman.prom.relabel import RelabelConfig
 from ferryman.units import Duration, Size
 
+from . import envsubst
 from .discovery import FileSDConfig, PodLogsSDConfig
 from .journal import JournalConfig
 from .podlabels import PodLabelsConfig
@@ -195,11 +196,19 @@ class EdgeLogsConfig(_Strict):
         return self
 
 
-def load_config(path: Path) -> EdgeLogsConfig:
-    """Parse and validate; raises ConfigError listing every problem by dotted path."""
+def load_config(path: Path, *, expand_env: bool = False) -> EdgeLogsConfig:
+    """Parse and validate; raises ConfigError listing every problem by dotted path.
+
+    ``expand_env`` (default False; Promtail's ``-config.expand-env``): replace
+    ``${VAR}`` and ``${VAR:-default}`` in the file's text with this process's
+    environment before parsing, as :func:`edge.logs.envsubst.expand` describes.
+    """
     try:
-        data: Any = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text()
+        if expand_env:
+            text = envsubst.expand(text)
+        data: Any = yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError([f"<file>: {exc}"]) from None
     if not isinstance(data, dict):
         raise ConfigError(["<root>: expected a mapping"])

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,22 +215,44 @@ def series_ids(base: str, metric: str) -> set[str]:
 class Process:
     """A ferryman command as a real subprocess, as a container or systemd would run it."""
 
-    def __init__(self, tmp: Path, argv: list[str], settings: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        argv: list[str],
+        settings: dict[str, Any],
+        *,
+        config_flag: str = "--config",
+        flags: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """``argv`` (the subcommand), then ``flags`` and ``config_flag`` naming the
+        YAML of ``settings``; ``env`` is laid over this process's environment."""
         self.config = tmp / f"{'-'.join(argv)}-{time.monotonic_ns()}.yaml"
         self.config.write_text(yaml.safe_dump(settings))
         self.settings = settings
         self.log = self.config.with_suffix(".log")
         self.argv = argv
+        self.flags = list(flags)
+        self.config_flag = config_flag
+        self.env = dict(env or {})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Process:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "ferryman", *self.argv, "--config", str(self.config)],
+                [
+                    sys.executable,
+                    "-m",
+                    "ferryman",
+                    *self.argv,
+                    *self.flags,
+                    self.config_flag,
+                    str(self.config),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
-                env=dict(os.environ),
+                env={**os.environ, **self.env},
             )
         return self
 
@@ -338,10 +360,11 @@ class EdgeMetrics(Process):
 
 
 class EdgeLogs(Process):
-    """``ferryman edge logs``."""
+    """``ferryman edge logs``; ``options`` as :class:`Process` takes them (Promtail's
+    ``config_flag="-config.file"``, ``flags=["-config.expand-env"]``, ``env``)."""
 
-    def __init__(self, tmp: Path, settings: dict[str, Any]) -> None:
-        super().__init__(tmp, ["edge", "logs"], settings)
+    def __init__(self, tmp: Path, settings: dict[str, Any], **options: Any) -> None:
+        super().__init__(tmp, ["edge", "logs"], settings, **options)
 
 
 def free_port() -> int:
