@@ -10,7 +10,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 __all__ = ["main"]
 
@@ -99,11 +98,8 @@ def _edge(args: argparse.Namespace) -> int:
         return 0
     from edge.logs.shipper import LogShipper
 
-    # The keyword is given only when the flag is: without it the shipper is built
-    # exactly as before the flag existed.
-    options: dict[str, Any] = {"expand_env": True} if args.expand_env else {}
     try:
-        log_shipper = LogShipper(args.config, **options)
+        log_shipper = LogShipper(args.config, expand_env=args.expand_env)
     except (ConfigError, ValueError) as exc:
         logging.getLogger("ferryman.edge").error("cannot start: %s", exc)
         return 2

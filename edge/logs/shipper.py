@@ -50,6 +50,7 @@ from .filetargets import FileTargets, WantedFile
 from .identity import compression, fingerprint
 from .journals import JournalMetrics, Journals
 from .positions import Identity, Position, Positions
+from .promtail import read_promtail_positions
 from .readclock import Anchor, ReadClock
 from .stages import FilePipeline, Record, StageConfig, StageMetrics, build_stages
 from .tailer import TRUNCATION_MARKER, Lines, Tailer
@@ -85,6 +86,14 @@ class _File:
     provisional: bool = False
 
 
+def _still_at(path: str, identity: Identity) -> bool:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    return (stat.st_dev, stat.st_ino) == identity
+
+
 def _budget(max_message: int) -> int:
     """Bytes of lines (plus 32 per line) one Kafka message may carry: snappy may grow
     its input by a sixth, headers and framing need a little more."""
@@ -92,9 +101,10 @@ def _budget(max_message: int) -> int:
 
 
 class LogShipper:
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, *, expand_env: bool = False) -> None:
         self.config_path = config_path
-        self.config: EdgeLogsConfig = load_config(config_path)
+        self.expand_env = expand_env
+        self.config: EdgeLogsConfig = load_config(config_path, expand_env=expand_env)
         r = self.registry = Registry()
         self.m_read = r.counter(
             "ferryman_lines_read_total", "Lines read from files and journal entries read."
@@ -117,7 +127,7 @@ class LogShipper:
         self.m_lag = r.gauge(
             "ferryman_file_lag_bytes", "Bytes not yet shipped, per file.", ["filename"]
         )
-        self.positions = Positions(self.config.positions.filename)
+        self.positions = self._load_positions(self.config.positions.filename)
         self.clock = ReadClock(
             {
                 (p.device, p.inode): [Anchor(*s) for s in p.stamps]
@@ -149,6 +159,41 @@ class LogShipper:
             ),
         )
 
+    def _load_positions(self, filename: Path) -> Positions:
+        """Ferryman's positions; when there are none, Promtail's (``filename`` may name
+        Promtail's positions.yaml: it is kept as ``<filename>.promtail``, and read from
+        there until ferryman's own file was written once)."""
+        kept = filename.with_name(filename.name + ".promtail")
+        imported = read_promtail_positions(filename)
+        if imported is not None:
+            filename.rename(kept)
+        elif not filename.exists() and kept.exists():
+            imported = read_promtail_positions(kept)
+        positions = Positions(filename)
+        if imported is None or positions.loaded:
+            return positions
+        now = time.time()
+        for path, offset in sorted(imported.files.items()):
+            tailer = Tailer(Path(path), follow=False)
+            fp = fingerprint(tailer.head())
+            if tailer._file is not None and fp is not None and 0 < offset <= tailer.size():
+                device, inode = tailer.identity
+                positions.set(
+                    Position(path, device, inode, offset, fp, tailer.mark_at(offset) or 0, seen=now)
+                )
+            else:
+                log.info("%s: Promtail's offset %d no longer fits it; read from 0", path, offset)
+            tailer.close()
+        for key, cursor in imported.cursors.items():
+            positions.set_cursor(key, cursor)
+        positions.save()
+        log.info(
+            "carried over Promtail's positions: %d files, %d journal cursors",
+            len(positions.all()),
+            len(imported.cursors),
+        )
+        return positions
+
     # ---- which files ------------------------------------------------------------------
 
     def _scan(self, batch: Batch) -> None:
@@ -163,9 +208,14 @@ class LogShipper:
             except OSError:
                 continue
             found.setdefault((stat.st_dev, stat.st_ino), (path, target))
-        for identity, f in self.files.items():
+        for identity, f in list(self.files.items()):
             hit = found.get(identity)
             f.wanted = hit is not None
+            if hit is None and not f.compressed and _still_at(f.path, identity):
+                # Still where it was, but no scrape config names it any more (reload,
+                # discovery): not read further.
+                self._retire_reader(identity, f, batch)
+                continue
             if hit is not None:
                 f.path, f.idle_since = hit[0], None
                 if hit[0] == f.origin:  # under its first name: labels follow the config
@@ -484,9 +534,16 @@ class LogShipper:
         limit = self.config.ferryman.batch_bytes
         now_ns = time.time_ns()
         self._close_finished(batch)
+        # A file renamed away is read to its end before the one now under its first
+        # name: the stream they share keeps the order they were written in.
+        behind = {
+            f.origin for f in self.files.values() if f.path != f.origin and not f.tailer.at_end()
+        }
         for f in list(self.files.values()):
             if batch.size >= limit:
                 break
+            if f.path == f.origin and f.origin in behind:
+                continue
             before = f.tailer.truncations
             lines = f.tailer.read_lines()
             self.m_truncated.inc(f.tailer.truncations - before)
@@ -570,15 +627,19 @@ class LogShipper:
                 if now - f.idle_since < wait:
                     continue
             self._take(f, f.tailer.final_lines(), batch, time.time_ns())
-            if f.pipeline is not None:  # nothing more will come: ship what is held
-                self._add(f, f.pipeline.release(time.monotonic()), batch)
             if isinstance(f.tailer, CompressedTailer) and f.tailer.eof:
                 batch.done.add(identity)
-            batch.ends.setdefault(identity, (f.path, f.tailer.offset))
-            f.tailer.close()
-            del self.files[identity]
-            self._closed[identity] = f
+            self._retire_reader(identity, f, batch)
             log.info("finished %s at offset %d", f.path, f.tailer.offset)
+
+    def _retire_reader(self, identity: Identity, f: _File, batch: Batch) -> None:
+        """Stop reading ``f``; its position is written with the next acknowledgement."""
+        if f.pipeline is not None:  # nothing more will come: ship what is held
+            self._add(f, f.pipeline.release(time.monotonic()), batch)
+        batch.ends.setdefault(identity, (f.path, f.tailer.offset))
+        f.tailer.close()
+        del self.files[identity]
+        self._closed[identity] = f
 
     def _add(self, f: _File, records: list[Record], batch: Batch) -> None:
         """Put a pipeline's output in the batch, and its file's safe offsets."""
@@ -795,7 +856,7 @@ class LogShipper:
 
     def _reload_config(self) -> None:
         try:
-            self.config = load_config(self.config_path)
+            self.config = load_config(self.config_path, expand_env=self.expand_env)
         except Exception as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
