@@ -8,6 +8,7 @@ __all__ = [
     "DEAD_LETTER_ERROR",
     "DEAD_LETTER_FUNCTION",
     "DEAD_LETTER_SOURCE",
+    "LINES",
     "REPLAYED_FROM",
     "SCHEMA",
     "SCHEMA_LOKI_PUSH",
@@ -25,6 +26,10 @@ TRACEPARENT = "traceparent"
 SCHEMA_REMOTE_WRITE = b"prometheus.remote_write.v1"
 #: value = snappy(logproto.PushRequest)
 SCHEMA_LOKI_PUSH = b"loki.push.v1"
+#: on a Loki push message: each entry's source file and end offset there, so that a sink
+#: can name a line by where it was read (see :mod:`ferryman.wire.lines`); a transform keeps
+#: it only while it still describes the message
+LINES = "ferryman.lines"
 
 # A record on a dead-letter topic keeps its own headers and gains these three:
 #: why it was dead-lettered (UTF-8, at most 4096 bytes)

@@ -3,9 +3,9 @@ counts lines (and, optionally, bytes) by a configured set of labels.
 
 Each input message gives one remote-write message (snappy ``WriteRequest``, header
 ``schema`` = remote write, the other headers such as ``cluster`` and ``tenant``
-carried over) holding the current totals of the series that message touched, stamped
-with the wall clock (kept strictly increasing per series). Undecodable messages are
-dead-lettered with the reason.
+carried over, ``ferryman.lines`` left behind) holding the current totals of the
+series that message touched, stamped with the wall clock (kept strictly increasing
+per series). Undecodable messages are dead-lettered with the reason.
 
 What is and is not guaranteed:
 

@@ -16,6 +16,9 @@ from .core import LineCounter
 
 __all__ = ["CountTransform"]
 
+#: Replaced (``schema``) or meaningless on a metrics message (``ferryman.lines``).
+_NOT_CARRIED = frozenset({h.SCHEMA, h.LINES})
+
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -48,7 +51,7 @@ class CountTransform:
                 return None
             headers = (
                 (h.SCHEMA, h.SCHEMA_REMOTE_WRITE),
-                *((k, v) for k, v in record.headers if k != h.SCHEMA),
+                *((k, v) for k, v in record.headers if k not in _NOT_CARRIED),
             )
             return Output(snappy_compress(encode_write_request(series)), self.key, headers)
 

@@ -30,11 +30,29 @@ custom fields, so dashboards and habits carry over. Metadata are not part of the
 digits, mapped ``date_nanos``). A timestamp no calendar can name is sent as epoch
 milliseconds, which Elasticsearch refuses for that document alone (dead-lettered).
 
-The ``_id`` is the timestamp in hex followed by 20 characters of base64url(BLAKE2b-120)
-over the stream's label set (cluster included), the timestamp, the line, and the
-line's rank among identical (labels, timestamp, line) entries of the same record: two
-identical lines in the same nanosecond are two lines. Sent with ``op_type`` create, a
-replay stores nothing twice (Elasticsearch answers 409, "already stored").
+The ``_id`` names the line, so that sent with ``op_type`` create, a replay stores
+nothing twice (Elasticsearch answers 409, "already stored"). It is derived from where
+the line was read when the record says so, from its content otherwise:
+
+* By source, for an entry that a valid ``ferryman.lines`` header
+  (:mod:`ferryman.wire.lines`) gives a source file and an end offset there:
+  ``P.O`` where ``P`` is 16 characters of base64url(BLAKE2b-96, personalisation
+  ``ferryman.es.line``) over the cluster the document is written with (``0x00`` when
+  none, else ``0x01`` and its UTF-8) followed by the 16-byte source, and ``O`` the end
+  offset in lowercase hex; when several entries of one record have the same cluster,
+  source and offset, the second and later get ``.R``, their rank in hex. Labels,
+  timestamp and line are not part of it: a file renamed by rotation, or read again
+  after its shipper lost its positions (new read-time timestamps), gives the same ids.
+* By content, for every other entry (no header, a header that does not match its
+  message, an entry without a source): the timestamp in hex followed by 20 characters
+  of base64url(BLAKE2b-120) over the stream's label set (cluster included), the
+  timestamp, the line, and the line's rank among identical (labels, timestamp, line)
+  entries of the same record: two identical lines in the same nanosecond are two
+  lines.
+
+Content ids hold no ``.``, so the two kinds never meet. A header that does not match
+its message is reported in :attr:`Encoded.invalid_lines_headers` (the sink counts
+it).
 
 Bodies are cut at ``max_bulk_bytes``; a document is never split. Documents are
 written ASCII-only, so sizes are exact.
@@ -47,14 +65,16 @@ import json
 import json.encoder
 from binascii import b2a_base64
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
+from itertools import islice, repeat
 from operator import lt
 from typing import Any
 
 from ferryman import headers as h
+from ferryman.wire.lines import NO_SOURCE, Runs, decode_runs
 from ferryman.wire.loki import Entries, Stream
+from ferryman.wire.protobuf import DecodeError
 from functions._elasticsearch import Chunk
 from functions._records import UnsupportedRecord, decode_stream_columns
 from workers.records import Batch
@@ -97,11 +117,14 @@ def iso_timestamp(ts_ns: int) -> str | None:
 
 @dataclass(slots=True)
 class Encoded:
-    """A batch as bulk chunks, plus the records that could not be read, with why."""
+    """A batch as bulk chunks, plus the records that could not be read, with why, and
+    those whose ``ferryman.lines`` header did not match their message, with why (their
+    lines were named by content)."""
 
     chunks: list[Chunk]
     undecodable: list[tuple[int, str]]
     lines: int = 0
+    invalid_lines_headers: list[tuple[int, str]] = field(default_factory=list)
 
 
 class BulkEncoder:
@@ -116,6 +139,7 @@ class BulkEncoder:
     def encode(self, batch: Batch) -> Encoded:
         chunks = [Chunk()]
         undecodable: list[tuple[int, str]] = []
+        invalid_headers: list[tuple[int, str]] = []
         max_bytes = self.max_bytes
         lines = 0
         for position, record in enumerate(batch):
@@ -126,7 +150,14 @@ class BulkEncoder:
                 continue
             raw_cluster = record.header(h.CLUSTER)
             cluster = raw_cluster.decode("utf-8", "replace") if raw_cluster else None
-            for pairs in self._documents(streams, cluster):
+            runs = None
+            lines_header = record.header(h.LINES)
+            if lines_header is not None:
+                try:
+                    runs = decode_runs(lines_header, [len(s.entries) for s in streams])
+                except DecodeError as exc:
+                    invalid_headers.append((position, str(exc)))
+            for pairs in self._documents(streams, cluster, runs):
                 chunk = chunks[-1]
                 chunk_lines, owners = chunk.lines, chunk.owners
                 size = chunk.size
@@ -143,12 +174,13 @@ class BulkEncoder:
                 chunk.size = size
                 lines += len(pairs)
         self._stamps.clear()
-        return Encoded([c for c in chunks if c.owners], undecodable, lines)
+        return Encoded([c for c in chunks if c.owners], undecodable, lines, invalid_headers)
 
     def _documents(
-        self, streams: list[Stream], header_cluster: str | None
+        self, streams: list[Stream], header_cluster: str | None, runs: Runs | None
     ) -> Iterator[list[tuple[str, str]]]:
-        """Each stream's (action, document) pairs, a list per stream."""
+        """Each stream's (action, document) pairs, a list per stream; ``runs`` are the
+        record's ``ferryman.lines``, when it has a valid one."""
         # Ranks of identical (labels, ts, line) entries are counted per record.
         seen: dict[tuple[str, int, str], int] = {}
         identities: list[dict[str, str]] = []
@@ -161,7 +193,10 @@ class BulkEncoder:
             _SEP.join(f"{k}{_SEP}{v}" for k, v in sorted(identity.items()))
             for identity in identities
         ]
-        for stream, identity, series_key in zip(streams, identities, keys, strict=True):
+        by_source = None if runs is None else self._source_ids(identities, runs)
+        for index, (stream, identity, series_key) in enumerate(
+            zip(streams, identities, keys, strict=True)
+        ):
             entries = stream.entries
             if isinstance(entries, Entries):
                 stamps, lines = entries.timestamps, entries.lines
@@ -175,7 +210,36 @@ class BulkEncoder:
                 ranks: Iterable[int] = [0] * len(lines)
             else:
                 ranks = list(map(_Ranker(seen, series_key), stamps, lines))
-            yield self._stream_documents(identity, series_key, stamps, lines, metadata, ranks)
+            given: list[str | None] = [None] * len(lines) if by_source is None else by_source[index]
+            yield self._stream_documents(
+                identity, series_key, stamps, lines, metadata, ranks, given
+            )
+
+    def _source_ids(self, identities: list[dict[str, str]], runs: Runs) -> list[list[str | None]]:
+        """Per stream, per entry, its ``_id`` by source, or None when it has no source."""
+        cluster_label = self.cluster_label
+        prefixes: dict[tuple[str | None, bytes], str] = {}
+        repeated = False  # whether two entries of the record may share an id
+        out: list[list[str | None]] = []
+        for identity, stream_runs in zip(identities, runs, strict=True):
+            cluster = identity.get(cluster_label)
+            ids: list[str | None] = []
+            for source, offsets in stream_runs:
+                if source == NO_SOURCE:
+                    ids += repeat(None, len(offsets))
+                    continue
+                prefix = prefixes.get((cluster, source))
+                if prefix is None:
+                    prefix = prefixes[cluster, source] = _source_prefix(cluster, source)
+                else:
+                    repeated = True
+                if not repeated and not all(map(lt, offsets, islice(offsets, 1, None))):
+                    repeated = True
+                ids += map(prefix.__add__, map(_HEX, offsets))
+            out.append(ids)
+        if repeated:
+            _rank(out)
+        return out
 
     def _stream_documents(
         self,
@@ -185,6 +249,7 @@ class BulkEncoder:
         lines: list[str],
         metadata: Iterable[tuple[tuple[str, str], ...]],
         ranks: Iterable[int],
+        given_ids: list[str | None],
     ) -> list[tuple[str, str]]:
         series_hash = hashlib.blake2b(
             series_key.encode("utf-8", "surrogateescape") + b"\xfe", digest_size=15
@@ -196,10 +261,14 @@ class BulkEncoder:
         last_second, prefix = None, ""
         out: list[tuple[str, str]] = []
         add = out.append
-        for ts, line, pairs, rank in zip(stamps, lines, metadata, ranks, strict=True):
-            digest = copy()
-            digest.update(f"{ts}{_SEP}{line}{_SEP}{rank}".encode("utf-8", "surrogatepass"))
-            entry_id = b2a_base64(digest.digest(), newline=False).translate(_URLSAFE).decode()
+        for ts, line, pairs, rank, entry_id in zip(
+            stamps, lines, metadata, ranks, given_ids, strict=True
+        ):
+            if entry_id is None:
+                digest = copy()
+                digest.update(f"{ts}{_SEP}{line}{_SEP}{rank}".encode("utf-8", "surrogatepass"))
+                content = b2a_base64(digest.digest(), newline=False).translate(_URLSAFE)
+                entry_id = f"{ts:x}{content.decode()}"
             second, nanos = divmod(ts, _NS)
             if second != last_second:
                 last_second, prefix = second, stamp_prefix(second)
@@ -209,7 +278,7 @@ class BulkEncoder:
                 document += with_metadata + _object(pairs) + "}\n"
             else:
                 document += tail
-            add((f'{{"create":{{"_id":"{ts:x}{entry_id}"}}}}\n', document))
+            add((f'{{"create":{{"_id":"{entry_id}"}}}}\n', document))
         return out
 
     def _stamp_prefix(self, seconds: int) -> str:
@@ -238,6 +307,33 @@ class _Ranker:
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+_HEX: Callable[[int], str] = "{:x}".format
+
+
+def _base64url(digest: bytes) -> str:
+    """``digest`` in base64url, without padding when its length is a multiple of 3."""
+    return b2a_base64(digest, newline=False).translate(_URLSAFE).decode()
+
+
+def _source_prefix(cluster: str | None, source: bytes) -> str:
+    """The ``_id`` of a line by source up to its offset: base64url(BLAKE2b-96) of the
+    cluster and the source, and a dot."""
+    named = b"\x00" if cluster is None else b"\x01" + cluster.encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(named + source, digest_size=12, person=b"ferryman.es.line")
+    return _base64url(digest.digest()) + "."
+
+
+def _rank(ids: list[list[str | None]]) -> None:
+    """Give the second and later entries of an id ``.R``, their rank in hex, in place."""
+    seen: dict[str, int] = {}
+    for stream_ids in ids:
+        for index, entry_id in enumerate(stream_ids):
+            if entry_id is None:
+                continue
+            rank = seen.get(entry_id, 0)
+            seen[entry_id] = rank + 1
+            if rank:
+                stream_ids[index] = f"{entry_id}.{rank:x}"
 
 
 def _tail(labels: dict[str, str], cluster_label: str) -> str:

@@ -4,7 +4,8 @@
 //! three (cut the stream into parts that fit a Kafka message, encode each part as a
 //! Loki `PushRequest`, compress it with snappy's block format). The bytes it encodes
 //! are the ones `ferryman.wire.loki.encode_push_request` writes for the same entries;
-//! `tests/unit/native` holds it to that.
+//! `tests/unit/native` holds it to that. `loki_push_split` makes the same parts and
+//! also says how many entries each holds.
 //!
 //! It declines (returns `None`) whatever it does not handle, and the shipper's
 //! Python path takes over: a line too big for any message (cut there, with the
@@ -129,6 +130,44 @@ fn loki_push_parts<'py>(
     lines: &Bound<'py, PyList>,
     budget: usize,
 ) -> PyResult<Option<Vec<Bound<'py, PyBytes>>>> {
+    Ok(split(py, labels, timestamps, lines, budget)?.map(|(parts, _)| parts))
+}
+
+/// What `loki_push_parts` returns, the same parts, and how many entries each holds
+/// (in order; they add up to the stream's entries), so that a shipper can say per
+/// message where its entries came from. `None` when `loki_push_parts` declines.
+#[pyfunction]
+fn loki_push_split<'py>(
+    py: Python<'py>,
+    labels: &str,
+    timestamps: &Bound<'py, PyList>,
+    lines: &Bound<'py, PyList>,
+    budget: usize,
+) -> PyResult<Option<Parts<'py>>> {
+    let Some((parts, ends)) = split(py, labels, timestamps, lines, budget)? else {
+        return Ok(None);
+    };
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    let counts = ends
+        .iter()
+        .zip(starts)
+        .map(|(end, start)| end - start)
+        .collect();
+    Ok(Some((parts, counts)))
+}
+
+/// Snappy-compressed parts and, per part, where it ends among the entries (or how
+/// many it holds).
+type Parts<'py> = (Vec<Bound<'py, PyBytes>>, Vec<usize>);
+
+/// The parts of `loki_push_parts` and where each ends among the entries.
+fn split<'py>(
+    py: Python<'py>,
+    labels: &str,
+    timestamps: &Bound<'py, PyList>,
+    lines: &Bound<'py, PyList>,
+    budget: usize,
+) -> PyResult<Option<Parts<'py>>> {
     if timestamps.len() != lines.len() {
         return Err(PyValueError::new_err(format!(
             "{} timestamps for {} lines",
@@ -162,14 +201,14 @@ fn loki_push_parts<'py>(
             })
             .collect()
     });
-    compressed
+    let parts = compressed
         .into_iter()
         .map(|part| {
             part.map(|bytes| PyBytes::new(py, &bytes))
                 .map_err(|exc| PyValueError::new_err(format!("snappy: {exc}")))
         })
-        .collect::<PyResult<Vec<_>>>()
-        .map(Some)
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(Some((parts, ends)))
 }
 
 /// The uncompressed `PushRequest` of one stream, for tests that hold this encoder to
@@ -191,6 +230,7 @@ fn loki_push_request<'py>(
 #[pymodule]
 fn ferryman_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(loki_push_parts, module)?)?;
+    module.add_function(wrap_pyfunction!(loki_push_split, module)?)?;
     module.add_function(wrap_pyfunction!(loki_push_request, module)?)?;
     Ok(())
 }

@@ -79,13 +79,14 @@ def loki_push(
     cluster: str | None = None,
     tenant: str | bytes | None = None,
     key: bytes | None = None,
+    lines: bytes | None = None,
 ) -> Message:
-    """A Loki push message as the edge produces it: snappy(PushRequest)."""
-    return Message(
-        snappy_compress(encode_push_request(list(streams))),
-        key,
-        message_headers(h.SCHEMA_LOKI_PUSH, cluster=cluster, tenant=tenant),
-    )
+    """A Loki push message as the edge produces it: snappy(PushRequest), with a
+    ``ferryman.lines`` header when ``lines`` is given."""
+    headers = message_headers(h.SCHEMA_LOKI_PUSH, cluster=cluster, tenant=tenant)
+    if lines is not None:
+        headers += ((h.LINES, lines),)
+    return Message(snappy_compress(encode_push_request(list(streams))), key, headers)
 
 
 def raw(

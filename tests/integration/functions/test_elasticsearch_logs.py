@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from ferryman import headers as h
+from ferryman.wire.lines import encode_lines, source_id
 from ferryman.wire.loki import Entry, Stream, encode_push_request
 from ferryman.wire.remote_write import snappy_compress
 from tests.integration.pipeline import (
@@ -196,3 +197,107 @@ def test_garbage_goes_to_dead_letter_and_the_rest_flows(stack, unique, worker, e
     assert headers["ferryman.error"].startswith(b"not a Loki push message: not snappy")
     assert headers["ferryman.function"] == b"elasticsearch_logs"
     assert headers["ferryman.source"] == f"{unique}/0/5".encode()
+
+
+def _file(m: int, start: int, count: int) -> list[tuple[str, int]]:
+    """Lines ``start`` … of file ``m`` with their end offsets, as a shipper reads them."""
+    out, offset = [], 0
+    for i in range(start + count):
+        text = f"file {m} line {i} " + "x" * (i % 7)
+        offset += len(text) + 1
+        if i >= start:
+            out.append((text, offset))
+    return out
+
+
+def _source(m: int) -> bytes:
+    return source_id("node-1", 2049, 1000 + m, 0xFEED)
+
+
+def _read(files: list[int], start: int, count: int, ts_ns: int, name: str) -> Message:
+    """One message holding ``count`` lines from ``start`` of each of ``files`` (one
+    stream each, ``filename`` ending in ``name``), stamped from ``ts_ns``, with the
+    ``ferryman.lines`` header saying where each line was read."""
+    streams, runs = [], []
+    for m in files:
+        read = _file(m, start, count)
+        labels = {"filename": f"/var/log/app/{m}.{name}", "host": "node-1", "job": "app"}
+        streams.append(Stream(labels, [Entry(ts_ns + i, t) for i, (t, _) in enumerate(read)]))
+        runs.append([(_source(m), [offset for _, offset in read])])
+    return loki_push(streams, cluster="alpha", lines=encode_lines(runs))
+
+
+def test_a_file_read_again_under_a_new_name_stores_each_line_once(stack, unique, worker, es):
+    """Ten files read into ten messages, then read again from the start (the positions
+    file lost, the files rotated to ``.log.1``): new read-time timestamps, another
+    ``filename``, other messages (two files each), two lines more per file. Only the
+    new lines are stored."""
+    bootstrap = stack("kafka", "bootstrap")
+    create_topics(bootstrap, (unique, 2))
+    stream = f"logs-{unique}-default"
+    first_read = time.time_ns()
+    produce(bootstrap, unique, [_read([m], 0, 5, first_read + m * 1000, "log") for m in range(10)])
+    running = worker(SINK, unique, _config(stack, stream))
+    wait_for(lambda: running.committed() == 10, 90, "the first read committed")
+    assert _count(es, stream) == 50
+
+    again = first_read + 3_600 * 10**9
+    produce(
+        bootstrap,
+        unique,
+        [_read([m, m + 1], 0, 7, again + m * 1000, "log.1") for m in range(0, 10, 2)],
+    )
+    wait_for(lambda: running.committed() == 15, 90, "the re-read committed")
+    documents = _documents(es, stream)
+    assert len(documents) == 70
+    messages = sorted(d["message"] for d in documents.values())
+    assert messages == sorted(t for m in range(10) for t, _ in _file(m, 0, 7))
+    assert running.metric("ferryman_documents_total", result="created") == 70
+    assert running.metric("ferryman_documents_total", result="duplicate") == 50
+    # The first read's documents stay as they were stored: the first name and stamps.
+    first = next(d for d in documents.values() if d["message"] == _file(3, 2, 1)[0][0])
+    assert first["log"] == {"file": {"path": "/var/log/app/3.log"}}
+    renamed = next(d for d in documents.values() if d["message"] == _file(3, 6, 1)[0][0])
+    assert renamed["log"] == {"file": {"path": "/var/log/app/3.log.1"}}
+    assert running.metric("ferryman_lines_header_invalid_total") == 0
+    assert running.terminate() == 0
+    assert dead_letters(bootstrap, running.dead_letter_topic) == []
+
+
+def test_two_sources_with_the_same_lines_and_timestamps_are_stored_twice(stack, unique, worker, es):
+    """Two files (another inode) with the same content, read in the same nanoseconds
+    under the same labels: by content they would be the same lines; by source they are
+    not. A record whose header does not match is named by content, and counted."""
+    bootstrap = stack("kafka", "bootstrap")
+    create_topics(bootstrap, (unique, 1))
+    stream = f"logs-{unique}-default"
+    ts = time.time_ns()
+    labels = {"filename": "/var/log/app/same.log", "host": "node-1", "job": "app"}
+    lines = [Entry(ts + i, f"the same line {i}") for i in range(4)]
+    offsets = [20 * (i + 1) for i in range(4)]
+    messages = [
+        loki_push(
+            [Stream(labels, lines)],
+            cluster="alpha",
+            lines=encode_lines([[(source_id("node-1", 2049, inode, 1), offsets)]]),
+        )
+        for inode in (7, 8)
+    ]
+    mismatched = encode_lines([[(source_id("node-1", 2049, 9, 1), offsets[:3])]])
+    messages += [
+        loki_push([Stream(labels, lines)], cluster="alpha", lines=mismatched),
+        loki_push([Stream(labels, lines)], cluster="alpha"),
+    ]
+    produce(bootstrap, unique, messages)
+    running = worker(SINK, unique, _config(stack, stream))
+    wait_for(lambda: running.committed() == 4, 90, "all 4 offsets committed")
+
+    documents = _documents(es, stream)
+    assert len(documents) == 12  # each line by two sources, and once by content
+    assert sorted(d["message"] for d in documents.values()) == sorted(e.line for e in lines * 3)
+    assert sum("." in _id for _id in documents) == 8
+    assert running.metric("ferryman_documents_total", result="created") == 12
+    assert running.metric("ferryman_documents_total", result="duplicate") == 4
+    assert running.metric("ferryman_lines_header_invalid_total") == 1
+    assert running.terminate() == 0
+    assert "does not match its message" in running.output()

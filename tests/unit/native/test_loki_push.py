@@ -1,10 +1,11 @@
 """The native Loki push encoder (``ferryman_native``) against the Python one: the same
-bytes for the same entries, and parts that fit their budget and lose nothing."""
+bytes for the same entries, and parts that fit their budget and lose nothing; the split
+says truly how many entries each part holds."""
 
 from __future__ import annotations
 
 import pytest
-from ferryman_native import loki_push_parts, loki_push_request
+from ferryman_native import loki_push_parts, loki_push_request, loki_push_split
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,3 +77,30 @@ def test_rejects_columns_of_different_lengths_and_non_text():
         loki_push_parts(LABELS, [1, 2], ["a"], 10_000)
     with pytest.raises(TypeError):
         loki_push_parts(LABELS, [1], [b"bytes"], 10_000)  # type: ignore[list-item]
+
+
+@settings(max_examples=300, deadline=None)
+@given(entries_st, st.integers(min_value=OVERHEAD + 1200, max_value=20_000))
+def test_the_split_gives_the_same_parts_and_their_entry_counts(entries, budget):
+    stamps = [s for s, _ in entries]
+    lines = [line for _, line in entries]
+    split = loki_push_split(LABELS, stamps, lines, budget)
+    assert split is not None
+    parts, counts = split
+    assert parts == loki_push_parts(LABELS, stamps, lines, budget)
+    assert sum(counts) == len(entries)
+    assert counts == [
+        len(loki.decode_push_request(snappy_decompress(part))[0].entries) for part in parts
+    ]
+
+
+def test_the_split_declines_and_refuses_as_the_parts_do():
+    assert loki_push_split(LABELS, [1, 2], ["short", "x" * 100], 100) is None
+    assert loki_push_split(LABELS, [1, -1], ["a", "b"], 10_000) is None
+    assert loki_push_split(LABELS, [], [], 10_000) == ([], [])
+    assert loki_push_split(LABELS, [1, 2, 3], ["a" * 40, "b" * 40, "c"], 150) == (
+        loki_push_parts(LABELS, [1, 2, 3], ["a" * 40, "b" * 40, "c"], 150),
+        [2, 1],
+    )
+    with pytest.raises(ValueError, match="2 timestamps for 1 lines"):
+        loki_push_split(LABELS, [1, 2], ["a"], 10_000)
