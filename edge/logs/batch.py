@@ -21,6 +21,9 @@ class Batch:
     streams: dict[str, loki.Entries] = field(default_factory=dict)
     #: (device, inode) → (path, offset) a file is read up to once this batch is in Kafka
     ends: dict[tuple[int, int], tuple[str, int]] = field(default_factory=dict)
+    #: per stream, the files its entries came from: runs of (source id, end offsets),
+    #: in entry order (see :mod:`ferryman.wire.lines`); none for journal streams
+    sources: dict[str, list[tuple[bytes, list[int]]]] = field(default_factory=dict)
     #: compressed files read to their end in this batch
     done: set[tuple[int, int]] = field(default_factory=set)
     #: positions cursor key (``journal/<job>``) → cursor of the last entry read
@@ -28,6 +31,14 @@ class Batch:
     size: int = 0
     lines: int = 0
     started: float = 0.0
+
+    def add_sources(self, stream: str, source: bytes, ends: list[int]) -> None:
+        """The entries just added to ``stream`` came from ``source`` and end at ``ends``."""
+        runs = self.sources.setdefault(stream, [])
+        if runs and runs[-1][0] == source:
+            runs[-1][1].extend(ends)
+        else:
+            runs.append((source, list(ends)))
 
     def pending(self) -> bool:
         """Whether shipping it would change anything: lines, or positions to save."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
 
-from ferryman_native import loki_push_parts
+from ferryman_native import loki_push_split
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
@@ -41,6 +41,7 @@ from ferryman.http import serve
 from ferryman.kafka import producer as kafka_producer
 from ferryman.telemetry import Registry
 from ferryman.wire import loki
+from ferryman.wire.lines import encode_lines, source_id
 from ferryman.wire.remote_write import snappy_compress
 
 from .batch import Batch
@@ -96,8 +97,30 @@ def _still_at(path: str, identity: Identity) -> bool:
 
 def _budget(max_message: int) -> int:
     """Bytes of lines (plus 32 per line) one Kafka message may carry: snappy may grow
-    its input by a sixth, headers and framing need a little more."""
-    return (max_message - 4096) * 6 // 7
+    its input by a sixth, framing needs a little more, and the ``ferryman.lines``
+    header (at most 3 bytes per line of up to 1 MiB, under a tenth of this) the rest."""
+    return (max_message - 4096) * 6 // 7 * 9 // 10
+
+
+def _cut_runs(
+    runs: list[tuple[bytes, list[int]]] | None, parts: list[tuple[bytes, int]]
+) -> list[list[tuple[bytes, list[int]]] | None]:
+    """The runs of each part, given the number of entries in each."""
+    if runs is None:
+        return [None] * len(parts)
+    out: list[list[tuple[bytes, list[int]]] | None] = []
+    flat = [(source, end) for source, ends in runs for end in ends]
+    start = 0
+    for _, count in parts:
+        part: list[tuple[bytes, list[int]]] = []
+        for source, end in flat[start : start + count]:
+            if part and part[-1][0] == source:
+                part[-1][1].append(end)
+            else:
+                part.append((source, [end]))
+        out.append(part)
+        start += count
+    return out
 
 
 class LogShipper:
@@ -424,6 +447,14 @@ class LogShipper:
                 )
                 break
 
+    def _source(self, f: _File) -> bytes:
+        """The source id of ``f``'s lines (the Elasticsearch ``_id`` is derived from it
+        and a line's end offset): its host, identity and fingerprint, not its name."""
+        if f.fingerprint is None:
+            f.fingerprint = fingerprint(f.tailer.head())
+        device, inode = f.tailer.identity
+        return source_id(self.config.ferryman.host, device, inode, f.fingerprint or 0)
+
     def _unacknowledged(self, head: bytes) -> bool:
         """Whether a file closed since the last acknowledgement has this head: a copy
         of it waits until its position is written."""
@@ -569,8 +600,10 @@ class LogShipper:
         if not batch.lines:
             batch.started = time.monotonic()
         # By column: no object per line on the way from the file to the message.
-        entries = batch.streams.setdefault(loki.format_labels(f.labels), loki.Entries())
+        key = loki.format_labels(f.labels)
+        entries = batch.streams.setdefault(key, loki.Entries())
         entries.extend_columns(stamps, lines.texts)
+        batch.add_sources(key, self._source(f), lines.ends)
         size = sum(map(len, lines.texts))
         batch.size += size
         batch.lines += len(lines)
@@ -647,6 +680,7 @@ class LogShipper:
         if records and not batch.lines and not batch.ends:
             batch.started = time.monotonic()
         file_key = ""
+        source = self._source(f) if records else b""
         for record in records:
             if record.labels is f.labels:
                 key = file_key = file_key or loki.format_labels(f.labels)
@@ -655,6 +689,7 @@ class LogShipper:
             batch.streams.setdefault(key, loki.Entries()).append(
                 loki.Entry(record.timestamp_ns, record.line)
             )
+            batch.add_sources(key, source, [record.end])
             batch.size += len(record.line)
         batch.lines += len(records)
         for identity, offset in f.pipeline.safe_offsets().items():
@@ -712,13 +747,17 @@ class LogShipper:
             futures = []
             for labels_text, entries in batch.streams.items():
                 assert producer is not None
-                for payload in self._messages(labels_text, entries, kafka.max_message_bytes):
+                runs = batch.sources.get(labels_text)
+                if runs is not None and sum(len(ends) for _, ends in runs) != len(entries):
+                    runs = None  # not every entry came from a file (cannot happen: kept safe)
+                parts = self._messages(labels_text, entries, kafka.max_message_bytes)
+                for payload, part_runs in zip(parts, _cut_runs(runs, parts), strict=True):
+                    headers = self._headers()
+                    if part_runs is not None:
+                        headers.append((h.LINES, encode_lines([part_runs])))
                     futures.append(
                         producer.send(
-                            kafka.topic,
-                            key=labels_text.encode(),
-                            value=payload,
-                            headers=self._headers(),
+                            kafka.topic, key=labels_text.encode(), value=payload[0], headers=headers
                         )
                     )
             if producer is not None:
@@ -774,18 +813,21 @@ class LogShipper:
         self.positions.save()
         self.m_sent.inc(batch.lines)
 
-    def _messages(self, labels_text: str, entries: loki.Entries, max_message: int) -> list[bytes]:
+    def _messages(
+        self, labels_text: str, entries: loki.Entries, max_message: int
+    ) -> list[tuple[bytes, int]]:
         """A stream's Kafka messages, snappy-compressed Loki pushes each below
-        ``max_message``: natively in one pass (``ferryman_native``); in Python when
-        that declines (a line too big for any message is cut here, with the marker)."""
-        parts = loki_push_parts(
+        ``max_message``, with the number of entries each holds: natively in one pass
+        (``ferryman_native``); in Python when that declines (a line too big for any
+        message is cut here, with the marker)."""
+        split = loki_push_split(
             labels_text, entries.timestamps, entries.lines, _budget(max_message)
         )
-        if parts is not None:
-            return parts
+        if split is not None:
+            return list(zip(*split, strict=True))
         labels = loki.parse_labels(labels_text)
         return [
-            snappy_compress(loki.encode_push_request([loki.Stream(labels, part)]))
+            (snappy_compress(loki.encode_push_request([loki.Stream(labels, part)])), len(part))
             for part in self._split(entries, max_message)
         ]
 

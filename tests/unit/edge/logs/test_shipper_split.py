@@ -53,13 +53,17 @@ def test_a_line_too_big_for_any_message_is_cut_with_the_marker_and_counted(tmp_p
     assert shipper.registry.value("ferryman_lines_truncated_total") == 1
 
 
-def _decoded(messages: list[bytes]) -> list[loki.Entry]:
-    return [
-        entry
-        for message in messages
-        for stream in loki.decode_push_request(snappy_decompress(message))
-        for entry in stream.entries
-    ]
+def _decoded(messages: list[tuple[bytes, int]]) -> list[loki.Entry]:
+    out = []
+    for message, count in messages:
+        entries = [
+            entry
+            for stream in loki.decode_push_request(snappy_decompress(message))
+            for entry in stream.entries
+        ]
+        assert len(entries) == count  # what the ferryman.lines header is cut by
+        out += entries
+    return out
 
 
 def test_kafka_messages_natively_stay_under_the_limit_with_every_line(tmp_path) -> None:
@@ -71,7 +75,7 @@ def test_kafka_messages_natively_stay_under_the_limit_with_every_line(tmp_path) 
     )
     messages = shipper._messages('{job="x"}', entries, 256 << 10)
     assert len(messages) > 10
-    assert all(len(message) < (256 << 10) - 4096 for message in messages)
+    assert all(len(message) < (256 << 10) - 4096 for message, _ in messages)
     assert _decoded(messages) == list(entries)
 
 
