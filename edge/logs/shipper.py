@@ -575,6 +575,9 @@ class LogShipper:
                 break
             if f.path == f.origin and f.origin in behind:
                 continue
+            if not f.compressed and f.tailer.size() > f.tailer.offset:
+                # Before reading on: emptied and grown again since the last read?
+                self._check_head(f, batch)
             before = f.tailer.truncations
             lines = f.tailer.read_lines()
             self.m_truncated.inc(f.tailer.truncations - before)

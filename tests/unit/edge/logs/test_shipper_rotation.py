@@ -147,3 +147,22 @@ def test_compressed_rotations_are_never_read_as_text(run) -> None:
     r.ship()
     assert r.lines() == ["a 0"]
     assert r.shipper.registry.value("ferryman_files_skipped_total", reason="compressed") == 1
+
+
+def test_emptied_and_grown_past_the_position_between_two_reads(run) -> None:
+    """copytruncate, then more lines than were read before the next read: the new
+    head gives it away, so the new content is read from 0, once, and the copy goes
+    on from where the old content was read up to."""
+    r = run("*.log*")
+    r.write("app.log", "a 0", "a 1")
+    r.ship()
+    r.write("app.log", "a 2")
+    shutil.copyfile(r.logs / "app.log", r.logs / "app.log.1")
+    os.truncate(r.logs / "app.log", 0)
+    r.write("app.log", *(f"b {i}" for i in range(20)))
+    batch = Batch()
+    r.shipper._fill(batch)  # before any scan: the reader itself must notice
+    r.shipper._acknowledged(batch)
+    r.shipped += [("", e.line) for entries in batch.streams.values() for e in entries]
+    r.ship()
+    assert sorted(r.lines()) == sorted(["a 0", "a 1", "a 2"] + [f"b {i}" for i in range(20)])
