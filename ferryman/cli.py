@@ -10,6 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ferryman.configcheck import Kind as ConfigKind
 
 __all__ = ["main"]
 
@@ -62,18 +66,23 @@ def _worker(args: argparse.Namespace) -> int:
     from functions.registry import load
     from workers.main import run_retry_worker, run_worker
 
-    _logging(args.log_level)
+    _logging(args.log_level, args.log_format)
     if args.retry_lane:
         return run_retry_worker(load, args.name, args.config)
     return run_worker(load, args.name, args.config)
 
 
-def _logging(level: str) -> None:
+def _logging(level: str, fmt: str | None = None) -> None:
     import logging
 
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    from ferryman import logformat
+    from ferryman.errors import ConfigError
+
+    try:
+        logformat.configure(level, logformat.resolve(fmt))
+    except ConfigError as exc:
+        print(f"ferryman: {exc.errors[0]}", file=sys.stderr)
+        raise SystemExit(2) from None
     # One line per HTTP request or per fetch would drown the process's own sentences.
     for noisy in ("httpx", "httpcore", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -85,7 +94,7 @@ def _edge(args: argparse.Namespace) -> int:
 
     from ferryman.errors import ConfigError
 
-    _logging(args.log_level)
+    _logging(args.log_level, args.log_format)
     if args.kind == "metrics":
         from edge.metrics.shipper import MetricsShipper
 
@@ -135,7 +144,7 @@ def _dlq(args: argparse.Namespace) -> int:
     from workers.dlq import ReplayError, ReplayOptions, Selection, parse_time, replay
     from workers.settings import load_settings
 
-    _logging(args.log_level)
+    _logging(args.log_level, args.log_format)
     topic = args.topic
     bootstrap = args.bootstrap_servers
     if args.config is not None:
@@ -184,9 +193,143 @@ def _dlq(args: argparse.Namespace) -> int:
     return 3 if summary.interrupted else 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from ferryman.configcheck import check_file
+
+    kinds = _config_kinds(expand_env=args.expand_env)
+    failed = False
+    for path in args.files:
+        result = check_file(path, kinds, args.kind)
+        if not result.errors:
+            print(f"{path}: OK ({result.kind})", flush=True)
+            continue
+        failed = True
+        told = f" ({result.kind})" if result.kind else ""
+        count = len(result.errors)
+        print(f"{path}: {count} error{'s' if count > 1 else ''}{told}", file=sys.stderr)
+        for error in result.errors:
+            print(f"  {error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _config_kinds(*, expand_env: bool = False) -> dict[str, ConfigKind]:
+    """The kinds of file ``ferryman check`` knows, each with the loader its command
+    runs at start-up (offline: nothing here connects to Kafka or Kubernetes)."""
+    from edge.logs.config import EdgeLogsConfig
+    from edge.logs.config import load_config as load_logs
+    from edge.metrics.config import IGNORED_SECTIONS, EdgeMetricsConfig
+    from edge.metrics.config import load_config as load_metrics
+    from ferryman.configcheck import Kind
+    from ferryman.errors import ConfigError
+    from functions.registry import load
+    from workers.main import prepare
+    from workers.settings import WorkerSettings, load_settings
+
+    def logs(path: Path, _: str | None) -> None:
+        load_logs(path, expand_env=expand_env)
+
+    def metrics(path: Path, _: str | None) -> None:
+        load_metrics(path)
+
+    def worker(path: Path, function: str | None) -> None:
+        if function is not None:
+            prepare(load, function, path)
+            return
+        errors = ["function: not named: give --kind worker:NAME or function: NAME in the file"]
+        try:
+            load_settings(path, function="-")
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+        raise ConfigError(errors)
+
+    # Promtail's own top-level sections (its tracing is Prometheus's too: it tells nothing).
+    promtail = {"server", "clients", "limits_config", "target_config", "options", "tracing"}
+    return {
+        "logs": Kind(
+            "logs",
+            logs,
+            (EdgeLogsConfig,),
+            frozenset({*promtail, "scrape_configs.*.static_configs.*.labels.__path__"}),
+        ),
+        "metrics": Kind(
+            "metrics",
+            metrics,
+            (EdgeMetricsConfig,),
+            frozenset(IGNORED_SECTIONS),
+        ),
+        "worker": Kind(
+            "worker",
+            worker,
+            (WorkerSettings,),
+            argument_key="function",
+        ),
+    }
+
+
+class _Version(argparse.Action):
+    """``--version``: read from package metadata only when asked (a worker's start stays
+    fast), as ``ferryman_build_info`` reports it."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from ferryman.telemetry import version
+
+        print(f"ferryman {version()}")
+        parser.exit()
+
+
+def _add_log_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=None,
+        help="text lines, or one JSON object per line (time, level, logger, message, "
+        "exception) for a log collector (default: $FERRYMAN_LOG_FORMAT, else text)",
+    )
+
+
+def _kind_argument(text: str) -> str:
+    from ferryman.configcheck import parse_kind
+
+    try:
+        parse_kind(text, _config_kinds())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferryman", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser(
+        "check",
+        help="validate configuration files offline (exit 1 if any is invalid)",
+        description="Validate edge logs, edge metrics and worker configuration files as "
+        "their commands do at start-up, without connecting to anything; print FILE: OK "
+        "or every error by its dotted path; exit 1 if any file is invalid. Each file's "
+        "kind is --kind, else a '# ferryman-kind: KIND' line in it, else told from its "
+        "keys (a worker's function from its function: key).",
+    )
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument(
+        "--kind",
+        type=_kind_argument,
+        metavar="KIND",
+        help="logs, metrics or worker:NAME for every FILE (default: each file's "
+        "'# ferryman-kind:' line, else detected)",
+    )
+    check.add_argument(
+        "--config.expand-env",
+        "-config.expand-env",
+        dest="expand_env",
+        action="store_true",
+        help="expand ${VAR} in logs files first, as ferryman edge logs does with this flag",
+    )
+    check.set_defaults(func=_check)
 
     up = sub.add_parser("up", help="run the whole local pipeline on this machine")
     up.set_defaults(func=_up)
@@ -206,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(needs a retry_lane section) instead of consuming its topic",
     )
     worker.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    _add_log_format(worker)
     worker.set_defaults(func=_worker)
 
     edge = sub.add_parser("edge", help="edge shippers")
@@ -226,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="configuration file (--config.file as Prometheus names it)",
     )
     metrics.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    _add_log_format(metrics)
     logs = kinds.add_parser(
         "logs",
         help="tail files and journals into Kafka (replaces Promtail)",
@@ -258,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         "are accepted, as in Promtail)",
     )
     logs.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    _add_log_format(logs)
     edge.set_defaults(func=_edge)
 
     dlq = sub.add_parser("dlq", help="dead-letter topics")
@@ -320,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the first N selected records (default 5)",
     )
     replay.add_argument("--log-level", default="warning", choices=["debug", "info", "warning"])
+    _add_log_format(replay)
     replay.set_defaults(func=_dlq)
 
     functions = sub.add_parser("functions", help="registered functions")

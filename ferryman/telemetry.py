@@ -34,7 +34,7 @@ from prometheus_client import (
 )
 from prometheus_client.metrics import MetricWrapperBase
 
-__all__ = ["CONTENT_TYPE", "Counter", "Gauge", "Histogram", "Registry"]
+__all__ = ["CONTENT_TYPE", "Counter", "Gauge", "Histogram", "Registry", "version"]
 
 #: What :meth:`Registry.render` produces (``prometheus_client.CONTENT_TYPE_LATEST`` names
 #: text format 1.0.0 in recent releases; the scrapers we serve expect 0.0.4).
@@ -115,7 +115,9 @@ class Histogram(_Metric[prometheus_client.Histogram]):
         self._family.observe(value)
 
 
-def _version() -> str:
+def version() -> str:
+    """This installation's version, from package metadata ("unknown" when ferryman is
+    not installed); what ``ferryman_build_info`` and ``ferryman --version`` report."""
     try:
         return importlib.metadata.version("ferryman")
     except importlib.metadata.PackageNotFoundError:
@@ -141,7 +143,7 @@ class Registry:
             "ferryman_build",
             "The ferryman release this process runs (always 1).",
             registry=self.collector_registry,
-        ).info({"version": _version()})
+        ).info({"version": version()})
         self._series: dict[str, tuple[str, ...]] = {}  # declared name -> series it makes
 
     def counter(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> Counter:

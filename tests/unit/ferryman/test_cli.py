@@ -92,7 +92,7 @@ def test_the_expand_env_choice_reaches_the_shipper(
     from edge.logs import shipper
 
     monkeypatch.setattr(shipper, "LogShipper", _Shipper)
-    monkeypatch.setattr(cli, "_logging", lambda level: None)
+    monkeypatch.setattr(cli, "_logging", lambda *_: None)
     _Shipper.made.clear()
     assert cli.main(["edge", "logs", "-config.file=/c.yml", *flag]) == 0
     [(config_path, options)] = _Shipper.made
