@@ -105,21 +105,23 @@ def _budget(max_message: int) -> int:
 def _cut_runs(
     runs: list[tuple[bytes, list[int]]] | None, parts: list[tuple[bytes, int]]
 ) -> list[list[tuple[bytes, list[int]]] | None]:
-    """The runs of each part, given the number of entries in each."""
+    """The runs of each part, given the number of entries in each (by slices: no
+    object per line)."""
     if runs is None:
         return [None] * len(parts)
     out: list[list[tuple[bytes, list[int]]] | None] = []
-    flat = [(source, end) for source, ends in runs for end in ends]
-    start = 0
+    run, used = 0, 0  # the run being cut, and how many of its ends went out already
     for _, count in parts:
         part: list[tuple[bytes, list[int]]] = []
-        for source, end in flat[start : start + count]:
-            if part and part[-1][0] == source:
-                part[-1][1].append(end)
-            else:
-                part.append((source, [end]))
+        while count:
+            source, ends = runs[run]
+            take = min(count, len(ends) - used)
+            part.append((source, ends[used : used + take]))
+            count -= take
+            used += take
+            if used == len(ends):
+                run, used = run + 1, 0
         out.append(part)
-        start += count
     return out
 
 

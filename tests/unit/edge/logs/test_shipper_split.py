@@ -87,3 +87,13 @@ def test_kafka_messages_the_native_pass_declines_go_the_python_way(tmp_path) -> 
     lines = [e.line for e in _decoded(shipper._messages('{job="x"}', huge, 128 << 10))]
     assert lines[0] == "a" and lines[2] == "b" and lines[1].endswith(TRUNCATION_MARKER)
     assert shipper.registry.value("ferryman_lines_truncated_total") == 1
+
+
+def test_the_lines_header_is_cut_along_the_messages() -> None:
+    from edge.logs.shipper import _cut_runs
+
+    a, b = b"a" * 16, b"b" * 16
+    runs = [(a, [1, 2, 3]), (b, [4, 5])]
+    parts = [(b"", 2), (b"", 2), (b"", 1)]
+    assert _cut_runs(runs, parts) == [[(a, [1, 2])], [(a, [3]), (b, [4])], [(b, [5])]]
+    assert _cut_runs(None, parts) == [None, None, None]
