@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
 
-from ferryman_native import loki_push_split
+from ferryman_native import lines_deltas, loki_push_split
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
@@ -759,7 +759,7 @@ class LogShipper:
                 for payload, part_runs in zip(parts, _cut_runs(runs, parts), strict=True):
                     headers = self._headers()
                     if part_runs is not None:
-                        headers.append((h.LINES, encode_lines([part_runs])))
+                        headers.append((h.LINES, encode_lines([part_runs], lines_deltas)))
                     futures.append(
                         producer.send(
                             kafka.topic, key=labels_text.encode(), value=payload[0], headers=headers

@@ -227,9 +227,29 @@ fn loki_push_request<'py>(
     Ok(PyBytes::new(py, &encode_part(labels, &timestamps, &texts)))
 }
 
+/// The end offsets of a run of the `ferryman.lines` header (see
+/// `ferryman/wire/lines.py`): each as the zigzag varint of its difference from the
+/// one before (the first from 0). `None` for an offset outside 0 ..= 2**63 - 1.
+#[pyfunction]
+fn lines_deltas<'py>(py: Python<'py>, offsets: Vec<i64>) -> Option<Bound<'py, PyBytes>> {
+    let mut out = Vec::with_capacity(offsets.len() * 2);
+    let mut previous: i64 = 0;
+    for offset in offsets {
+        if offset < 0 {
+            return None;
+        }
+        let delta = offset.wrapping_sub(previous);
+        let zigzag = ((delta << 1) ^ (delta >> 63)) as u64;
+        put_varint(&mut out, zigzag);
+        previous = offset;
+    }
+    Some(PyBytes::new(py, &out))
+}
+
 #[pymodule]
 fn ferryman_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(loki_push_parts, module)?)?;
+    module.add_function(wrap_pyfunction!(lines_deltas, module)?)?;
     module.add_function(wrap_pyfunction!(loki_push_split, module)?)?;
     module.add_function(wrap_pyfunction!(loki_push_request, module)?)?;
     Ok(())
