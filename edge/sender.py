@@ -18,6 +18,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from ferryman.kafka import producer as kafka_producer
+from ferryman.kafkaconfig import PLAINTEXT_CREDENTIALS, KafkaCredentials
 from ferryman.telemetry import Counter, Gauge
 
 from .diskqueue import DiskQueue
@@ -41,6 +42,7 @@ class KafkaSender:
         backlog: Gauge,
         window_records: int = 256,
         window_bytes: int = 8 * 2**20,
+        credentials: KafkaCredentials = PLAINTEXT_CREDENTIALS,
     ) -> None:
         self.queue = queue
         self.bootstrap_servers = bootstrap_servers
@@ -49,6 +51,7 @@ class KafkaSender:
         self.ack_timeout = ack_timeout
         self.window_records = window_records
         self.window_bytes = window_bytes
+        self.credentials = credentials
         self._sent = sent
         self._errors = errors
         self._backlog = backlog
@@ -138,6 +141,7 @@ class KafkaSender:
                 "ferryman-edge",
                 request_timeout_ms=int(self.ack_timeout * 1000),
                 max_block_ms=int(self.ack_timeout * 1000),
+                credentials=self.credentials,
             )
             partitions = producer.partitions_for(self.topic)
             if not partitions:

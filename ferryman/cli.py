@@ -92,27 +92,36 @@ def _edge(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from ferryman.errors import ConfigError
+    from ferryman.errors import ConfigError, KafkaStartError
 
     _logging(args.log_level, args.log_format)
+    log = logging.getLogger("ferryman.edge")
     if args.kind == "metrics":
         from edge.metrics.shipper import MetricsShipper
 
         try:
             shipper = MetricsShipper(args.config)
         except ConfigError as exc:
-            logging.getLogger("ferryman.edge").error("cannot start: %s", exc)
+            log.error("cannot start: %s", exc)
             return 2
-        asyncio.run(shipper.run())
+        try:
+            asyncio.run(shipper.run())
+        except KafkaStartError as exc:
+            log.error("cannot start: %s", exc)
+            return 1
         return 0
     from edge.logs.shipper import LogShipper
 
     try:
         log_shipper = LogShipper(args.config, expand_env=args.expand_env)
     except (ConfigError, ValueError) as exc:
-        logging.getLogger("ferryman.edge").error("cannot start: %s", exc)
+        log.error("cannot start: %s", exc)
         return 2
-    log_shipper.run()
+    try:
+        log_shipper.run()
+    except KafkaStartError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
     return 0
 
 
@@ -140,16 +149,20 @@ def _dlq(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from ferryman.errors import ConfigError
+    from ferryman.errors import ConfigError, KafkaStartError
+    from ferryman.kafkacheck import check_kafka
+    from ferryman.kafkaconfig import PLAINTEXT_CREDENTIALS
     from workers.dlq import ReplayError, ReplayOptions, Selection, parse_time, replay
     from workers.settings import load_settings
 
     _logging(args.log_level, args.log_format)
     topic = args.topic
     bootstrap = args.bootstrap_servers
+    credentials = PLAINTEXT_CREDENTIALS
     if args.config is not None:
         try:
             settings = load_settings(args.config, function=args.function or "dlq-replay")
+            credentials = settings.kafka.credentials()
         except ConfigError as exc:
             print(f"ferryman dlq replay: {exc}", file=sys.stderr)
             return 2
@@ -180,7 +193,13 @@ def _dlq(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         limit=args.limit,
         show=args.show,
+        credentials=credentials,
     )
+    try:
+        check_kafka(options.bootstrap_servers, credentials)
+    except KafkaStartError as exc:
+        print(f"ferryman dlq replay: {exc}", file=sys.stderr)
+        return 1
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -421,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help="a worker's YAML settings: default --topic and Kafka from it",
+        help="a worker's YAML settings: default --topic and Kafka (TLS and SASL included) from it",
     )
     replay.add_argument(
         "--topic", help="dead-letter topic (default: the config's kafka.dead_letter_topic)"

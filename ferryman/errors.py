@@ -2,6 +2,7 @@
 
     FerrymanError                 root of every error ferryman raises on purpose
      ├── ConfigError              the configuration is invalid (start-up only)
+     ├── KafkaStartError          Kafka refused our certificate or login (start-up only)
      └── workers.errors.DeliveryError   a batch was not delivered (the function contract)
           ├── Permanent           dead-letter now: retrying can never succeed
           └── Throttled           retry after the delay the backend asked for
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-__all__ = ["ConfigError", "FerrymanError", "format_errors"]
+__all__ = ["ConfigError", "FerrymanError", "KafkaStartError", "format_errors"]
 
 
 class FerrymanError(Exception):
@@ -27,6 +28,12 @@ class ConfigError(FerrymanError):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("invalid configuration:\n" + "\n".join(f"  {e}" for e in errors))
         self.errors = errors
+
+
+class KafkaStartError(FerrymanError):
+    """Raised at start when Kafka refused the connection for good: its certificate did
+    not verify, or it refused the SASL login. The message is one line naming the
+    broker, never a secret."""
 
 
 def format_errors(exc: ValidationError, prefix: str = "") -> list[str]:

@@ -96,6 +96,7 @@ def connect_consumer(settings: WorkerSettings) -> Consumer:
     offset a new group has."""
     k = settings.kafka
     consumer: Consumer = KafkaConsumer(
+        **k.credentials().kwargs(),
         bootstrap_servers=k.bootstrap_servers,
         group_id=settings.group_id,
         enable_auto_commit=False,
@@ -116,5 +117,6 @@ def connect_producer(settings: WorkerSettings) -> Producer:
         settings.kafka.bootstrap_servers,
         f"ferryman-{settings.function}-producer",
         compression="snappy",
+        credentials=settings.kafka.credentials(),
     )
     return producer

@@ -33,6 +33,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from ferryman.kafka import producer as kafka_producer
+from ferryman.kafkaconfig import PLAINTEXT_CREDENTIALS, KafkaCredentials
 from ferryman.units import parse_duration
 
 from .dead_letter import (
@@ -119,6 +120,7 @@ class ReplayOptions:
     dry_run: bool = False
     limit: int | None = None
     show: int = 5
+    credentials: KafkaCredentials = PLAINTEXT_CREDENTIALS
 
     @property
     def group_id(self) -> str:
@@ -212,6 +214,7 @@ def replay(
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             client_id="ferryman-dlq-replay",
+            **options.credentials.kwargs(),
         )
     except Exception as exc:  # kafka-python raises NoBrokersAvailable and friends
         raise ReplayError(f"cannot reach Kafka at {options.bootstrap_servers}: {exc}") from exc
@@ -225,7 +228,9 @@ def replay(
         stops = _seek(consumer, tps, options.selection)
         remaining = {tp: stops[tp] - consumer.position(tp) for tp in tps}
         if not options.dry_run:
-            producer = kafka_producer(options.bootstrap_servers, "ferryman-dlq-replay")
+            producer = kafka_producer(
+                options.bootstrap_servers, "ferryman-dlq-replay", credentials=options.credentials
+            )
         summary = Summary()
         bar = _Progress(sum(max(0, n) for n in remaining.values()), progress_out)
         try:

@@ -2,9 +2,11 @@
 entrypoint); with ``--retry-lane``, the process retries that function's lane instead of
 consuming its topic.
 
-Exit codes: 0 after a clean stop, 2 when the configuration is invalid, 1 when the
-function cannot start (its :meth:`~workers.function.Handler.start` refused for good,
-failed unexpectedly, or found its backend unreachable for :data:`START_PATIENCE_S`).
+Exit codes: 0 after a clean stop, 2 when the configuration is invalid (a Kafka
+password file or certificate that cannot be read included), 1 when the function cannot
+start (Kafka refused its certificate or login; its
+:meth:`~workers.function.Handler.start` refused for good, failed unexpectedly, or found
+its backend unreachable for :data:`START_PATIENCE_S`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import httpx
 import yaml
 from pydantic import ValidationError
 
-from ferryman.errors import ConfigError, format_errors
+from ferryman.errors import ConfigError, KafkaStartError, format_errors
 from ferryman.http import serve
+from ferryman.kafkacheck import check_kafka
 from ferryman.telemetry import Registry
 
 from .errors import DeliveryError, Permanent
@@ -127,6 +130,12 @@ def start_handler(
             return False
 
 
+def check_kafka_access(settings: WorkerSettings) -> None:
+    """Read the Kafka credentials and log in once (see :mod:`ferryman.kafkacheck`):
+    ConfigError when they cannot be read, KafkaStartError when Kafka refuses them."""
+    check_kafka(settings.kafka.bootstrap_servers, settings.kafka.credentials())
+
+
 def _raw_section(path: Path | None, key: str) -> Any:
     """The section as written in the file, to report its errors alongside the others."""
     if path is None or not path.is_file():
@@ -151,9 +160,13 @@ def run_worker(lookup: Lookup, name: str, config_path: Path | None, **overrides:
     started = time.monotonic()
     try:
         settings, spec, config = prepare(lookup, name, config_path, **overrides)
+        check_kafka_access(settings)
     except ConfigError as exc:
         log.error("worker %s cannot start: %s", name, exc)
         return 2
+    except KafkaStartError as exc:
+        log.error("worker %s cannot start: %s", name, exc)
+        return 1
     registry = Registry()
     handler = spec.create(config, _context(name, registry))
     if not start_handler(handler, name):
@@ -195,9 +208,13 @@ def run_retry_worker(lookup: Lookup, name: str, config_path: Path | None, **over
         settings, spec, config = prepare(lookup, name, config_path, **overrides)
         if settings.retry_lane is None:
             raise ConfigError(["retry_lane: required by --retry-lane"])
+        check_kafka_access(settings)
     except ConfigError as exc:
         log.error("retry worker %s cannot start: %s", name, exc)
         return 2
+    except KafkaStartError as exc:
+        log.error("retry worker %s cannot start: %s", name, exc)
+        return 1
     registry = Registry()
     handler = spec.create(config, _context(name, registry))
     if not start_handler(handler, name):

@@ -147,6 +147,7 @@ class RetryWorker:
             k.bootstrap_servers,
             f"ferryman-{self.settings.function}-retry-lane",
             compression="snappy",
+            credentials=k.credentials(),
         )
         self.redis_ok_at = time.monotonic()
         self.worker = dramatiq.Worker(self.broker, worker_threads=1, worker_timeout=500)

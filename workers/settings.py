@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from ferryman.errors import ConfigError, format_errors
+from ferryman.kafkaconfig import KafkaSecurity
 
 __all__ = [
     "BatchSettings",
@@ -38,7 +39,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class KafkaSettings(_Section):
+class KafkaSettings(KafkaSecurity):
+    """Where the worker consumes and produces; ``security_protocol``, ``ssl`` and
+    ``sasl`` as :mod:`ferryman.kafkaconfig` describes them (default PLAINTEXT)."""
+
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap host:port list.")
     input_topic: str = Field(description="Topic the function consumes.")
     group_id: str | None = Field(None, description="Consumer group; default ferryman-<function>.")

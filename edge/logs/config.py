@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from ferryman.errors import ConfigError, format_errors
+from ferryman.kafkaconfig import KafkaSecurity
 from ferryman.prom.relabel import RelabelConfig
 from ferryman.units import Duration, Size
 
@@ -141,7 +142,10 @@ class GlobalLogs(_Strict):
     )
 
 
-class KafkaOut(_Strict):
+class KafkaOut(KafkaSecurity):
+    """Where batches go; ``security_protocol``, ``ssl`` and ``sasl`` as
+    :mod:`ferryman.kafkaconfig` describes them (default PLAINTEXT)."""
+
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     topic: str = Field("ferryman.logs", description="Topic for Loki push batches.")
     tenant: str | None = Field(None, description="Tenant header on every message.")

@@ -39,6 +39,7 @@ from kafka.errors import KafkaError
 from ferryman import headers as h
 from ferryman.http import serve
 from ferryman.kafka import producer as kafka_producer
+from ferryman.kafkacheck import check_kafka
 from ferryman.telemetry import Registry
 from ferryman.wire import loki
 from ferryman.wire.lines import encode_lines, source_id
@@ -130,6 +131,8 @@ class LogShipper:
         self.config_path = config_path
         self.expand_env = expand_env
         self.config: EdgeLogsConfig = load_config(config_path, expand_env=expand_env)
+        #: Read once at start; a reload keeps them (restart to change them).
+        self.kafka_credentials = self.config.ferryman.kafka.credentials("ferryman.kafka")
         r = self.registry = Registry()
         self.m_read = r.counter(
             "ferryman_lines_read_total", "Lines read from files and journal entries read."
@@ -504,6 +507,9 @@ class LogShipper:
     # ---- the loop -------------------------------------------------------------------
 
     def run(self) -> None:
+        """Ship until SIGTERM; raises KafkaStartError first when Kafka refuses the
+        configured certificate or login (see :mod:`ferryman.kafkacheck`)."""
+        check_kafka(self.config.ferryman.kafka.bootstrap_servers, self.kafka_credentials)
         signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
         signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
         signal.signal(signal.SIGHUP, lambda *_: setattr(self, "_reload", True))
@@ -890,6 +896,7 @@ class LogShipper:
                 max_request_size=max(16 << 20, self.config.ferryman.kafka.max_message_bytes),
                 request_timeout_ms=timeout_ms,
                 max_block_ms=timeout_ms,
+                credentials=self.kafka_credentials,
             )
         return self._producer
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edge.discovery.config import FileSDConfig, KubernetesSDConfig, StaticConfig
 from ferryman.errors import ConfigError, format_errors
+from ferryman.kafkaconfig import KafkaSecurity
 from ferryman.prom.relabel import RelabelConfig
 from ferryman.units import Duration, Size
 
@@ -148,7 +149,10 @@ class GlobalConfig(_Strict):
     )
 
 
-class KafkaOut(_Strict):
+class KafkaOut(KafkaSecurity):
+    """Where batches go; ``security_protocol``, ``ssl`` and ``sasl`` as
+    :mod:`ferryman.kafkaconfig` describes them (default PLAINTEXT)."""
+
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     topic: str = Field("ferryman.metrics", description="Topic for remote-write batches.")
     tenant: str | None = Field(None, description="Tenant header on every message.")

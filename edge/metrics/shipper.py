@@ -17,6 +17,7 @@ import httpx
 from edge.discovery.files import Discoverer, FileSD, Static
 from ferryman import headers as h
 from ferryman.http import serve
+from ferryman.kafkacheck import check_kafka
 from ferryman.prom.relabel import compile_rules
 from ferryman.telemetry import Registry
 from ferryman.tls import ssl_verify
@@ -69,6 +70,8 @@ class MetricsShipper:
             "ferryman_config_reloads_total", "Reloads by result.", ["result"]
         )
         settings = self.config.ferryman
+        #: Read once at start; a reload keeps them (restart to change Kafka settings).
+        self.kafka_credentials = settings.kafka.credentials("ferryman.kafka")
         self.queue = DiskQueue(
             settings.buffer.directory, max_bytes=settings.buffer.max_bytes, on_drop=self._dropped
         )
@@ -88,6 +91,7 @@ class MetricsShipper:
             sent=self.m_sent,
             errors=self.m_errors,
             backlog=self.m_backlog,
+            credentials=self.kafka_credentials,
         )
         self.jobs: dict[str, _Job] = {}
         self._stop = asyncio.Event()
@@ -115,6 +119,9 @@ class MetricsShipper:
     # ---- running --------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Scrape and ship until SIGTERM; raises KafkaStartError first when Kafka refuses
+        the configured certificate or login (see :mod:`ferryman.kafkacheck`)."""
+        check_kafka(self.config.ferryman.kafka.bootstrap_servers, self.kafka_credentials)
         # Thousands of long-lived cached series per target make the cyclic collector's
         # frequent young-generation passes costly; nothing here builds cycles.
         gc.set_threshold(50_000, 20, 20)

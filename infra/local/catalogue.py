@@ -17,6 +17,13 @@ from pathlib import Path
 
 from .errors import StartError
 from .install import apt_install, apt_version, maven_classpath, run_script, tail
+from .kafkasec import (
+    SASL_USERNAME,
+    KafkaSecurityFiles,
+    ensure_certificates,
+    ensure_password,
+    ensure_scram_user,
+)
 from .paths import ASSETS, Layout
 from .probes import http_probe, kafka_probe, redis_probe
 from .service import Service
@@ -26,6 +33,8 @@ __all__ = ["KAFKA_TOPICS", "SERVICES", "by_name", "prepare_kafka"]
 HOST = "127.0.0.1"
 
 KAFKA_VERSION = "4.4.0"
+#: The SASL_SSL (SCRAM-SHA-512) listener; 9093 is the KRaft controller's.
+KAFKA_SASL_PORT = 9094
 ELASTICSEARCH_VERSION = "8.19.21"
 
 #: Topics created at start (auto-creation is off): name -> partitions.
@@ -84,20 +93,41 @@ def _kafka_cluster_id() -> str:
 
 
 def prepare_kafka(
-    layout: Layout, data: Path, conf: Path, broker_port: int, controller_port: int
+    layout: Layout,
+    data: Path,
+    conf: Path,
+    broker_port: int,
+    controller_port: int,
+    *,
+    sasl_port: int | None = None,
 ) -> list[str]:
     """Write a broker config and format its storage once; returns the broker command.
 
-    Also used by tests that need a Kafka of their own to stop and start.
+    With ``sasl_port``, the broker also listens there with SASL_SSL (SCRAM-SHA-512),
+    its certificates and the user's password made under ``data`` (see
+    :mod:`infra.local.kafkasec`); the user itself is added once the broker runs
+    (:func:`infra.local.kafkasec.ensure_scram_user`). Also used by tests that need a
+    Kafka of their own to stop and start.
     """
     log_dir = data / "log"
     props = string.Template((ASSETS / "kafka" / "server.properties.tmpl").read_text())
+    sasl_listener = sasl_settings = ""
+    if sasl_port is not None:
+        files = KafkaSecurityFiles(data)
+        ensure_certificates(files)
+        ensure_password(files)
+        sasl_listener = f",SASL_SSL://{HOST}:{sasl_port}"
+        sasl_settings = string.Template(
+            (ASSETS / "kafka" / "sasl_ssl.properties.tmpl").read_text()
+        ).substitute(KAFKA_TLS_DIR=files.tls)
     _write(
         conf,
         props.substitute(
             KAFKA_LOG_DIR=log_dir,
             KAFKA_BROKER_PORT=broker_port,
             KAFKA_CONTROLLER_PORT=controller_port,
+            KAFKA_SASL_LISTENER=sasl_listener,
+            KAFKA_SASL_SSL=sasl_settings,
         ),
     )
     command = [*_kafka_java(layout), "kafka.Kafka", str(conf)]
@@ -122,12 +152,33 @@ def prepare_kafka(
 
 def _kafka_prepare(layout: Layout) -> None:
     prepare_kafka(
-        layout, layout.data("kafka"), layout.conf("kafka") / "server.properties", 9092, 9093
+        layout,
+        layout.data("kafka"),
+        layout.conf("kafka") / "server.properties",
+        9092,
+        9093,
+        sasl_port=KAFKA_SASL_PORT,
     )
 
 
-def _kafka_topics(layout: Layout) -> None:
-    del layout
+def _kafka_files(layout: Layout) -> dict[str, str]:
+    files = KafkaSecurityFiles(layout.data("kafka"))
+    return {
+        "ca_file": str(files.ca_file),
+        "client_cert_file": str(files.client_cert),
+        "client_key_file": str(files.client_key),
+        "sasl_username": SASL_USERNAME,
+        "sasl_password_file": str(files.password_file),
+    }
+
+
+def _kafka_after_start(layout: Layout) -> None:
+    """The topics, and the SCRAM user of the SASL_SSL listener (both idempotent)."""
+    _kafka_topics()
+    ensure_scram_user(KafkaSecurityFiles(layout.data("kafka")), f"{HOST}:9092")
+
+
+def _kafka_topics() -> None:
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
@@ -147,7 +198,11 @@ def _kafka_topics(layout: Layout) -> None:
 
 KAFKA = Service(
     name="kafka",
-    endpoints={"bootstrap": f"{HOST}:9092"},
+    endpoints={
+        "bootstrap": f"{HOST}:9092",
+        "sasl_bootstrap": f"{HOST}:{KAFKA_SASL_PORT}",
+    },
+    layout_endpoints=_kafka_files,
     install=_kafka_install,
     prepare=_kafka_prepare,
     command=lambda layout: [
@@ -156,7 +211,7 @@ KAFKA = Service(
         str(layout.conf("kafka") / "server.properties"),
     ],
     probe=kafka_probe(f"{HOST}:9092"),
-    after_start=_kafka_topics,
+    after_start=_kafka_after_start,
     start_timeout=90,
 )
 

@@ -24,6 +24,8 @@ class Service:
     start; ``command`` is the foreground command line; ``after_start`` runs once
     the probe passes (for example creating Kafka topics). ``autostart=False``
     services are installed by ``stack up`` but started by whoever needs them.
+    ``layout_endpoints`` adds endpoints that depend on the stack home (files such as a
+    CA certificate) to ``endpoints``; see :meth:`all_endpoints`.
     """
 
     name: str
@@ -37,3 +39,8 @@ class Service:
     start_timeout: float = 60.0
     stop_timeout: float = 30.0
     autostart: bool = True
+    layout_endpoints: Callable[[Layout], Mapping[str, str]] = field(default=lambda layout: {})
+
+    def all_endpoints(self, layout: Layout) -> dict[str, str]:
+        """What the state file lists for this service: ``endpoints`` and the files."""
+        return {**self.endpoints, **self.layout_endpoints(layout)}

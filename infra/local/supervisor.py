@@ -108,7 +108,7 @@ def up(
             entries[service.name] = {
                 "version": versions[service.name],
                 "pid": None,
-                "endpoints": dict(service.endpoints),
+                "endpoints": service.all_endpoints(layout),
                 "installed_only": True,
             }
             continue
@@ -117,6 +117,7 @@ def up(
         ours = pid is not None and alive(pid, entry.get("ticks"))
         if ours and service.probe():
             service.after_start(layout)  # idempotent: e.g. topics deleted meanwhile
+            entry["endpoints"] = service.all_endpoints(layout)
             continue
         if ours:
             pending[service.name] = service  # still starting from an earlier call
@@ -141,7 +142,7 @@ def up(
             "ticks": start_ticks(pid),
             "version": versions[service.name],
             "command": argv,
-            "endpoints": dict(service.endpoints),
+            "endpoints": service.all_endpoints(layout),
             "log": str(layout.log(service.name)),
             "started_at": time.time(),
         }
