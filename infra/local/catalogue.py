@@ -537,6 +537,26 @@ KUBE_APISERVER = Service(
     autostart=False,
 )
 
+# --- Kubernetes manifest tools (tests/integration/k8s): kubectl built from the same
+# k8s.io/kubernetes module as kube-apiserver, KEDA's CRDs and checkov ---------------
+
+
+def _kube_tools_install(layout: Layout) -> str:
+    version = _go_build("kube-tools", "kubectl.sh", layout.bin / "kubectl")
+    run_script("kube-tools", ASSETS / "build" / "keda-crds.sh", str(layout.opt / "keda-crds"))
+    run_script("kube-tools", ASSETS / "build" / "checkov.sh", str(layout.opt / "checkov"))
+    return version
+
+
+KUBE_TOOLS = Service(
+    name="kube-tools",
+    endpoints={},
+    install=_kube_tools_install,
+    command=lambda layout: [str(layout.bin / "kubectl"), "version", "--client"],
+    probe=lambda: True,
+    autostart=False,
+)
+
 SERVICES: tuple[Service, ...] = (
     KAFKA,
     ELASTICSEARCH,
@@ -550,6 +570,7 @@ SERVICES: tuple[Service, ...] = (
     RSYSLOG,
     JOURNAL,
     KUBE_APISERVER,
+    KUBE_TOOLS,
 )
 
 
