@@ -1,0 +1,3 @@
+from infra.images.build import main
+
+raise SystemExit(main())

@@ -1,0 +1,349 @@
+"""Build every ferryman image with podman, cached at each step.
+
+1. The base: a Debian bookworm root file system with python3, made by mmdebstrap
+   (the tarball is kept under ``~/.cache/ferryman/images``) and ``podman import``-ed
+   as ``localhost/ferryman-base:bookworm``; skipped when ``--base-image`` names an
+   operator's own.
+2. The wheelhouse, the build's whole context: ferryman's wheel, the native module's
+   wheel (cargo on this host) and every dependency's wheel, each rebuilt only when
+   its inputs changed, with ``requirements.txt`` pinning them.
+3. One ``podman build`` per image; podman's layer cache makes an unchanged image a
+   matter of seconds, and all of them share the build stage and the virtualenv
+   layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+from infra.local.install import apt_install
+from infra.local.paths import default_layout
+
+__all__ = ["PODMAN", "PODMAN_LIMITS", "ImageSpec", "build", "main", "specs", "version"]
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTAINERFILE = Path(__file__).with_name("Containerfile")
+# Without these podman 4.3 fails where the default limits exceed the container's
+# ("error setting rlimit"); the host network because a bridge needs privileges and
+# setup this machine (and CI) need not have.
+PODMAN_LIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
+# runc rather than Debian's default crun, which refuses hosts with cgroups v1 and v2
+# mounted side by side (hybrid), as this project's CI machine has them.
+PODMAN = ("podman", "--runtime", "runc")
+# Docs, manuals and translations are a third of a minimal root and never read.
+_MMDEBSTRAP = (
+    "mmdebstrap",
+    "--format=tar",
+    "--variant=minbase",
+    "--include=python3,ca-certificates",
+    *(
+        f"--dpkgopt=path-exclude=/usr/share/{d}/*"
+        for d in ("doc", "man", "locale", "info", "lintian")
+    ),
+    '--aptopt=Acquire::Languages "none"',
+    "bookworm",
+)
+INPUTS_LABEL = "io.ferryman.inputs"
+_SOURCES = ("ferryman", "edge", "workers", "functions", "infra")
+_NATIVE_SOURCES = ("Cargo.toml", "Cargo.lock", "pyproject.toml", "src", "ferryman_native.pyi")
+
+
+class ImageSpec:
+    """One image: its name (``ferryman-worker-loki``) and its ``FUNCTION`` argument."""
+
+    def __init__(self, name: str, function: str) -> None:
+        self.name = name
+        self.function = function
+
+    def tag(self, version: str) -> str:
+        return f"{self.name}:{version}"
+
+
+def version() -> str:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        value: str = tomllib.load(f)["project"]["version"]
+    return value
+
+
+def specs() -> list[ImageSpec]:
+    """Every image, from the registry: a new function is a new image, no other edit.
+    Names as ``infra/k8s/generate.py`` gives them to the manifests."""
+    from functions.registry import names
+
+    workers = [ImageSpec(f"ferryman-worker-{n.replace('_', '-')}", n) for n in names()]
+    return [*workers, *(ImageSpec(f"ferryman-edge-{k}", f"edge-{k}") for k in ("metrics", "logs"))]
+
+
+def _cache() -> Path:
+    path = default_layout().home / "images"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _run(argv: Sequence[str], *, cwd: Path | None = None) -> str:
+    proc = subprocess.run(
+        list(argv),
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.splitlines()[-40:])
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(argv)}\n{tail}")
+    return proc.stdout
+
+
+def _digest(paths: Iterable[Path], *extra: str) -> str:
+    """A hash of the files under ``paths`` (names and contents) and ``extra``."""
+    h = hashlib.sha256("\0".join(extra).encode())
+    for top in paths:
+        files = sorted(top.rglob("*")) if top.is_dir() else [top]
+        for f in files:
+            if f.is_file() and "__pycache__" not in f.parts and "target" not in f.parts:
+                h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _label(tag: str, name: str) -> str | None:
+    """A label of image ``tag``; None when there is no such image."""
+    proc = subprocess.run(
+        [*PODMAN, "image", "inspect", "--format", f'{{{{index .Labels "{name}"}}}}', tag],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _image_id(tag: str) -> str:
+    return _run([*PODMAN, "image", "inspect", "--format", "{{.Id}}", tag]).strip()
+
+
+_PIP_PASSED = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_DEFAULT_TIMEOUT")
+_PROXIES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy")
+
+
+def _pip_environment() -> list[str]:
+    """podman arguments giving pip in a container this host's index, proxy and CA
+    bundle settings (an index behind a TLS-inspecting proxy needs the host's CA)."""
+    out = [f"--env={name}" for name in (*_PIP_PASSED, *_PROXIES) if name in os.environ]
+    cert = os.environ.get("PIP_CERT")
+    if cert and Path(cert).is_file():
+        out += [f"--volume={cert}:/run/host-ca.crt:ro", "--env=PIP_CERT=/run/host-ca.crt"]
+    return out
+
+
+def ensure_tools() -> None:
+    """podman, runc and mmdebstrap from Debian, when missing (CI installs them here)."""
+    if not all(shutil.which(tool) for tool in ("podman", "runc", "mmdebstrap")):
+        apt_install("images", ["podman", "runc", "buildah", "mmdebstrap", "uidmap"])
+
+
+def ensure_base(say: Callable[[str], None]) -> str:
+    """The tag of the base built here, keyed by the mmdebstrap command that made it."""
+    key = _digest([], *_MMDEBSTRAP)
+    tag = f"localhost/ferryman-base:bookworm-{key}"
+    if subprocess.run([*PODMAN, "image", "exists", tag], check=False).returncode == 0:
+        say(f"base {tag}: cached")
+        return tag
+    tarball = _cache() / f"bookworm-python3-{key}.tar"
+    if not tarball.exists():
+        with _step(say, "base: a bookworm root file system (mmdebstrap)"):
+            partial = tarball.with_suffix(".partial")
+            _run([*_MMDEBSTRAP, str(partial)])
+            partial.rename(tarball)
+    started = time.monotonic()
+    _run([*PODMAN, "import", str(tarball), tag])
+    say(f"base {tag}: imported in {time.monotonic() - started:.1f} s")
+    return tag
+
+
+def _pip(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
+
+
+def _one(folder: Path, pattern: str) -> Path:
+    found = sorted(folder.glob(pattern))
+    if len(found) != 1:
+        raise SystemExit(f"expected one {pattern} in {folder}, found {found}")
+    return found[0]
+
+
+@contextlib.contextmanager
+def _step(say: Callable[[str], None], what: str) -> Iterator[None]:
+    started = time.monotonic()
+    say(f"{what} ...")
+    yield
+    say(f"{what}: {time.monotonic() - started:.1f} s")
+
+
+def wheelhouse(base: str, say: Callable[[str], None]) -> tuple[Path, str]:
+    """The build context (``wheels/`` with every wheel, ``pip.whl`` and
+    ``requirements.txt``; each part rebuilt only when its inputs changed) and a key
+    naming its content."""
+    cache = _cache()
+    native_key = _digest([ROOT / "native" / n for n in _NATIVE_SOURCES])
+    native = cache / "native" / native_key
+    if not native.exists():
+        with _step(say, "wheelhouse: the native module's wheel (cargo, release)"):
+            tmp = native.with_name(native_key + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            _run(_pip("wheel", "--no-deps", "--wheel-dir", str(tmp), str(ROOT / "native")))
+            tmp.rename(native)
+    app_key = _digest([ROOT / n for n in (*_SOURCES, "pyproject.toml", "README.md")])
+    app = cache / "app" / app_key
+    if not app.exists():
+        with _step(say, "wheelhouse: ferryman's wheel"):
+            tmp = app.with_name(app_key + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            _run(_pip("wheel", "--no-deps", "--wheel-dir", str(tmp), str(ROOT)))
+            tmp.rename(app)
+    # Dependencies follow pyproject's requirements and the base: resolved by the base's
+    # own python3 (markers such as python_full_version are the image's, not this
+    # host's), so a source change reuses them.
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        requirements: list[str] = tomllib.load(f)["project"]["dependencies"]
+    deps_key = _digest([], *requirements, _image_id(base))
+    deps = cache / "deps" / deps_key
+    if not deps.exists():
+        with _step(say, "wheelhouse: the dependencies' wheels (pip in the base)"):
+            tmp = deps.with_name(deps_key + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            _run(_pip("download", "--only-binary", ":all:", "--no-deps", "--dest", str(tmp), "pip"))
+            _one(tmp, "pip-*.whl").rename(tmp / "pip.whl")
+            _run(
+                [
+                    *PODMAN,
+                    "run",
+                    "--rm",
+                    "--network",
+                    "host",
+                    *PODMAN_LIMITS,
+                    "--volume",
+                    f"{tmp}:/out",
+                    *_pip_environment(),
+                    base,
+                    "python3",
+                    "/out/pip.whl/pip",
+                    "download",
+                    "--disable-pip-version-check",
+                    "--no-cache-dir",
+                    "--only-binary",
+                    ":all:",
+                    "--dest",
+                    "/out",
+                    *requirements,
+                ]
+            )
+            tmp.rename(deps)
+    context = cache / "context"
+    wheels = context / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    wheels.mkdir(parents=True)
+    for source in (native, app, deps):
+        for wheel in source.glob("*.whl"):
+            os.link(wheel, wheels / wheel.name)
+    pins = sorted(
+        "==".join(w.name.split("-")[:2]).replace("_", "-")
+        for w in wheels.glob("*.whl")
+        if w.name != "pip.whl"
+    )
+    (wheels / "requirements.txt").write_text("\n".join(pins) + "\n")
+    # Hard links keep the mtimes, so an unchanged wheelhouse is an unchanged COPY layer.
+    return context, f"{native_key}-{app_key}-{deps_key}"
+
+
+def _source() -> str:
+    """The repository's URL for org.opencontainers.image.source: the git remote
+    origin's, ``unknown`` without one."""
+    proc = subprocess.run(
+        ["git", "-C", str(ROOT), "remote", "get-url", "origin"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return proc.stdout.strip() or "unknown"
+
+
+def build(
+    images: Sequence[ImageSpec],
+    *,
+    base_image: str | None = None,
+    say: Callable[[str], None] = print,
+) -> list[str]:
+    """Build ``images`` (all, by default) and return their tags."""
+    ensure_tools()
+    base = base_image or ensure_base(say)
+    context, wheels_key = wheelhouse(base, say)
+    tag_version = version()
+    source = _source()
+    tags = []
+    for i, image in enumerate(images, 1):
+        started = time.monotonic()
+        tag = image.tag(tag_version)
+        # podman takes seconds per image to find every layer cached; this label lets an
+        # unchanged image be recognised at once.
+        inputs = _digest([CONTAINERFILE], wheels_key, _image_id(base), image.function, source)
+        if _label(tag, INPUTS_LABEL) == inputs:
+            say(f"[{i}/{len(images)}] {tag}: up to date")
+            tags.append(tag)
+            continue
+        _run(
+            [
+                *PODMAN,
+                "build",
+                "--network",
+                "host",
+                *PODMAN_LIMITS,
+                "--layers",
+                "--file",
+                str(CONTAINERFILE),
+                "--build-arg",
+                f"BASE_IMAGE={base}",
+                "--build-arg",
+                f"FUNCTION={image.function}",
+                "--build-arg",
+                f"VERSION={tag_version}",
+                "--build-arg",
+                f"SOURCE={source}",
+                "--label",
+                f"{INPUTS_LABEL}={inputs}",
+                "--tag",
+                tag,
+                str(context),
+            ]
+        )
+        say(f"[{i}/{len(images)}] {tag} in {time.monotonic() - started:.1f} s")
+        tags.append(tag)
+    return tags
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.images", description=__doc__)
+    parser.add_argument(
+        "--base-image", help="an operator's own base (Debian-like with python3.11); default: built"
+    )
+    parser.add_argument("only", nargs="*", help="image names to build (default: all)")
+    args = parser.parse_args(argv)
+    chosen = [s for s in specs() if not args.only or s.name in args.only]
+    unknown = set(args.only) - {s.name for s in chosen}
+    if unknown:
+        parser.error(f"unknown images: {', '.join(sorted(unknown))}")
+    started = time.monotonic()
+    build(chosen, base_image=args.base_image, say=lambda line: print(line, flush=True))
+    print(f"{len(chosen)} images in {time.monotonic() - started:.1f} s", flush=True)
+    return 0
