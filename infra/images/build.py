@@ -167,6 +167,8 @@ def ensure_base(say: Callable[[str], None]) -> str:
             partial.rename(tarball)
     started = time.monotonic()
     _run([*PODMAN, "import", str(tarball), tag])
+    # The Containerfile's default BASE_IMAGE, for a plain `podman build` of it.
+    _run([*PODMAN, "tag", tag, "localhost/ferryman-base:bookworm"])
     say(f"base {tag}: imported in {time.monotonic() - started:.1f} s")
     return tag
 

@@ -51,10 +51,17 @@ def _received(port: int) -> float:
 
 class Container:
     """One ``podman run -d`` of an image, with ``mounts`` (host path: container path)
-    and the configuration mounted read-only at /etc/ferryman/config.yaml."""
+    and the configuration mounted read-only at /etc/ferryman/config.yaml; ``command``
+    before ``--config`` as the manifests give it (``edge logs``), or nothing for the
+    image's own."""
 
     def __init__(
-        self, tmp: Path, image: str, settings: dict[str, Any], mounts: dict[Path, str]
+        self,
+        tmp: Path,
+        image: str,
+        settings: dict[str, Any],
+        mounts: dict[Path, str],
+        command: tuple[str, ...] = (),
     ) -> None:
         config = tmp / f"config-{time.monotonic_ns()}"
         config.mkdir()
@@ -76,6 +83,7 @@ class Container:
                 "--read-only",
                 *volumes,
                 image,
+                *command,
                 "--config",
                 "/etc/ferryman/config.yaml",
             ],
@@ -194,7 +202,11 @@ def test_edge_logs_image_ships_a_mounted_directory_and_checkpoints_on_sigterm(
         },
     }
     shipper = Container(
-        tmp_path, tags[LOGS], settings, {logs: "/logs:ro", state: "/var/lib/ferryman"}
+        tmp_path,
+        tags[LOGS],
+        settings,
+        {logs: "/logs:ro", state: "/var/lib/ferryman"},
+        command=("edge", "logs"),
     )
     containers.append(shipper)
     ready_s = shipper.wait_ready(f"http://127.0.0.1:{port}/-/ready")
