@@ -25,7 +25,7 @@ from .identity import fingerprint, prefix_crc
 from .positions import Identity, Position, Positions
 from .tailer import Tailer
 
-__all__ = ["Placement", "place", "retire"]
+__all__ = ["Identity", "Live", "Placement", "live_by_fingerprint", "place", "retire"]
 
 log = logging.getLogger("ferryman.edge.logs")
 
@@ -41,7 +41,7 @@ class Placement:
     continues: Position | None = None
 
 
-#: an open file whose content another file may be a copy of: (tailer, size)
+#: the open files with a fingerprint (a new file may be a copy of one of them)
 Live = Callable[[int], Iterable[Tailer]]
 
 
@@ -126,6 +126,3 @@ def live_by_fingerprint(tailers: Iterable[tuple[int | None, Tailer]]) -> Live:
         if fp is not None:
             index.setdefault(fp, []).append(tailer)
     return lambda fp: index.get(fp, ())
-
-
-__all__ += ["Identity", "live_by_fingerprint"]

@@ -6,21 +6,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
-from typing import Any
 
-import httpx
 import pytest
 
 from ferryman import headers as h
-from ferryman.telemetry import Registry
 from ferryman.wire.lines import NO_SOURCE, encode_lines, source_id
 from ferryman.wire.loki import Entry, Stream, encode_push_request
 from ferryman.wire.remote_write import snappy_compress
-from functions.elasticsearch_logs import SPEC
 from functions.elasticsearch_logs.config import ElasticsearchLogsConfig
 from functions.elasticsearch_logs.encode import BulkEncoder, Encoded
-from workers.function import Context
 from workers.records import Record
 
 TS = 1_700_000_000_000_000_001
@@ -160,30 +154,3 @@ def test_a_header_that_does_not_match_is_ignored_and_reported(lines: bytes) -> N
     assert got[3:6] == got[6:9] == ids(record(entries))  # by content
     assert got[:3] == [by_source("alpha", APP, o) for o in (1, 2, 3)]
     assert [position for position, _ in encoded.invalid_lines_headers] == [1]
-
-
-def test_the_sink_counts_invalid_headers_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        items = request.content.count(b'"create"')
-        body = {"errors": False, "items": [{"create": {"status": 201}}] * items}
-        return httpx.Response(200, json=body)
-
-    registry = Registry()
-    context = Context(
-        "elasticsearch_logs",
-        lambda **kw: httpx.Client(transport=httpx.MockTransport(answer), **kw),
-        registry,
-        logging.getLogger("test"),
-    )
-    config: dict[str, Any] = {"url": "http://es:9200", "template": {"install": False}}
-    handler = SPEC.create(ElasticsearchLogsConfig.model_validate(config), context)
-    entries = stream(LABELS, (TS, "a"))
-    bad = encode_lines([[(APP, [1])], [(APP, [2])]])
-    with caplog.at_level(logging.WARNING, logger="test"):
-        first = handler.handle([record(entries, lines=bad, offset=7), record(entries, offset=8)])
-        second = handler.handle([record(entries, lines=bad, offset=9)])
-    assert first.retry == first.dead == second.retry == second.dead == []
-    assert registry.value("ferryman_lines_header_invalid_total", function="elasticsearch_logs") == 2
-    [warning] = [r.getMessage() for r in caplog.records]
-    assert "the ferryman.lines header of logs/0/7 does not match its message" in warning
-    assert "ferryman_lines_header_invalid_total" in warning
