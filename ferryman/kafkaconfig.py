@@ -33,6 +33,7 @@ from .errors import ConfigError
 
 __all__ = [
     "PLAINTEXT_CREDENTIALS",
+    "RECONNECT_BACKOFF_MAX_MS",
     "KafkaCredentials",
     "KafkaSASL",
     "KafkaSecurity",
@@ -41,6 +42,11 @@ __all__ = [
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+#: The longest wait between two attempts to reach a broker. kafka-python doubles its
+#: wait up to 30 s, so a client started a few seconds before Kafka would sleep through
+#: its 30 s bootstrap deadline; Kafka's own clients stop at 1 s.
+RECONNECT_BACKOFF_MAX_MS = 1000
 
 
 class _Strict(BaseModel):
@@ -217,10 +223,12 @@ class KafkaCredentials:
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for kafka-python's KafkaProducer, KafkaConsumer and
-        KafkaAdminClient (nothing for PLAINTEXT)."""
+        KafkaAdminClient: the reconnect backoff every client shares, then TLS and SASL
+        (nothing more for PLAINTEXT)."""
+        out: dict[str, Any] = {"reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS}
         if self.security_protocol == "PLAINTEXT":
-            return {}
-        out: dict[str, Any] = {"security_protocol": self.security_protocol}
+            return out
+        out["security_protocol"] = self.security_protocol
         if self.ssl_context is not None:
             out["ssl_context"] = self.ssl_context
             out["ssl_check_hostname"] = self.check_hostname

@@ -3,15 +3,19 @@
 :class:`Consumer` and :class:`Producer` name exactly what the runtime calls on
 kafka-python's ``KafkaConsumer`` and ``KafkaProducer``; tests hand the runtime
 in-memory fakes with the same calls (``Runtime(..., consumer=..., producer=...)``).
-:func:`connect_consumer` and :func:`connect_producer` make the real ones.
+:func:`connect_consumer` and :func:`connect_producer` make the real ones, and
+:func:`once_reachable` keeps trying one of them until Kafka answers.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaTimeoutError
 from kafka.structs import OffsetAndMetadata
 
 from ferryman.kafka import producer as kafka_producer
@@ -19,6 +23,7 @@ from ferryman.kafka import producer as kafka_producer
 from .settings import WorkerSettings
 
 __all__ = [
+    "BOOTSTRAP_TIMEOUT_MS",
     "Consumer",
     "ConsumerFactory",
     "Message",
@@ -26,7 +31,11 @@ __all__ = [
     "ProducerFactory",
     "connect_consumer",
     "connect_producer",
+    "once_reachable",
 ]
+
+log = logging.getLogger("ferryman.worker")
+T = TypeVar("T")
 
 
 class Message(Protocol):
@@ -88,6 +97,9 @@ class Producer(Protocol):
 
 
 ConsumerFactory = Callable[[WorkerSettings], Consumer]
+
+#: How long one attempt to reach Kafka at start may take.
+BOOTSTRAP_TIMEOUT_MS = 10_000
 ProducerFactory = Callable[[WorkerSettings], Producer]
 
 
@@ -106,6 +118,9 @@ def connect_consumer(settings: WorkerSettings) -> Consumer:
         max_poll_interval_ms=k.max_poll_interval_ms,
         # A topic created after the worker started is seen within seconds.
         metadata_max_age_ms=10_000,
+        # One bootstrap attempt; the runtime tries again until Kafka answers or it is
+        # stopped, so a stop while Kafka is away waits for this at most.
+        bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
         client_id=f"ferryman-{settings.function}",
     )
     return consumer
@@ -120,3 +135,19 @@ def connect_producer(settings: WorkerSettings) -> Producer:
         credentials=settings.kafka.credentials(),
     )
     return producer
+
+
+def once_reachable(connect: Callable[[], T], bootstrap: str, stopping: threading.Event) -> T | None:
+    """What ``connect`` makes, once Kafka answers it; None if ``stopping`` is set first.
+
+    A worker started before its Kafka, or while Kafka is away, waits (not ready) and
+    says so at each attempt, instead of exiting: one attempt lasts at most
+    :data:`BOOTSTRAP_TIMEOUT_MS`, then a second passes before the next.
+    """
+    while True:
+        try:
+            return connect()
+        except KafkaTimeoutError as exc:
+            log.warning("cannot reach Kafka at %s (%s); trying again", bootstrap, exc)
+        if stopping.wait(1.0):
+            return None

@@ -216,7 +216,7 @@ def replay(
             client_id="ferryman-dlq-replay",
             **options.credentials.kwargs(),
         )
-    except Exception as exc:  # kafka-python raises NoBrokersAvailable and friends
+    except Exception as exc:  # kafka-python raises KafkaTimeoutError and friends
         raise ReplayError(f"cannot reach Kafka at {options.bootstrap_servers}: {exc}") from exc
     producer: KafkaProducer | None = None
     try:

@@ -41,6 +41,7 @@ from kafka import KafkaProducer
 from ferryman.kafka import producer as kafka_producer
 from ferryman.telemetry import Registry
 
+from .clients import BOOTSTRAP_TIMEOUT_MS, once_reachable
 from .dead_letter import dead_letter_headers
 from .errors import Permanent, Throttled
 from .function import Handler
@@ -143,12 +144,21 @@ class RetryWorker:
     def run(self) -> None:
         """Consume the lane until :meth:`stop`; returns once the worker has stopped."""
         k = self.settings.kafka
-        self.producer = kafka_producer(
+        self.producer = once_reachable(
+            lambda: kafka_producer(
+                k.bootstrap_servers,
+                f"ferryman-{self.settings.function}-retry-lane",
+                compression="snappy",
+                credentials=k.credentials(),
+                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+            ),
             k.bootstrap_servers,
-            f"ferryman-{self.settings.function}-retry-lane",
-            compression="snappy",
-            credentials=k.credentials(),
+            self.stopping,
         )
+        if self.producer is None:  # stopped before Kafka answered
+            self.lane.close()
+            self.handler.close()
+            return
         self.redis_ok_at = time.monotonic()
         self.worker = dramatiq.Worker(self.broker, worker_threads=1, worker_timeout=500)
         self.worker.start()

@@ -74,6 +74,7 @@ from .clients import (
     SendResult,
     connect_consumer,
     connect_producer,
+    once_reachable,
 )
 from .dead_letter import dead_letter_headers
 from .errors import Permanent, Throttled
@@ -152,7 +153,11 @@ class Runtime:
 
     def run(self) -> None:
         """Consume until :meth:`stop`; returns after the group was left."""
-        consumer, membership = self._connect()
+        connected = self._connect()
+        if connected is None:  # stopped before Kafka answered
+            self._close()
+            return
+        consumer, membership = connected
         batcher = Batcher(self.settings.batch, self.clock)
         max_records = self.settings.batch.max_records
         try:
@@ -179,8 +184,15 @@ class Runtime:
         finally:
             self._close()
 
-    def _connect(self) -> tuple[Consumer, Membership]:
-        self.consumer = consumer = self._make_consumer(self.settings)
+    def _connect(self) -> tuple[Consumer, Membership] | None:
+        consumer = once_reachable(
+            lambda: self._make_consumer(self.settings),
+            self.settings.kafka.bootstrap_servers,
+            self.stopping,
+        )
+        if consumer is None:
+            return None
+        self.consumer = consumer
         self.membership = membership = Membership(
             consumer,
             self.settings.kafka.input_topic,

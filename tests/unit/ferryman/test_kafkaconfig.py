@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from edge.logs.config import KafkaOut as LogsKafkaOut
 from edge.metrics.config import KafkaOut as MetricsKafkaOut
 from ferryman.errors import ConfigError, format_errors
-from ferryman.kafkaconfig import PLAINTEXT_CREDENTIALS, KafkaSecurity
+from ferryman.kafkaconfig import PLAINTEXT_CREDENTIALS, RECONNECT_BACKOFF_MAX_MS, KafkaSecurity
 from workers.settings import KafkaSettings, load_settings
 
 SECRET = "s3cr3t-Pa55word"
@@ -74,6 +74,7 @@ def test_the_password_is_read_from_a_file_and_never_shown(tmp_path: Path) -> Non
     security = KafkaSecurity.model_validate(_sasl(password_file=str(secret)))
     credentials = security.credentials()
     assert credentials.kwargs() == {
+        "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
         "security_protocol": "SASL_PLAINTEXT",
         "sasl_mechanism": "SCRAM-SHA-512",
         "sasl_plain_username": "ferryman",
@@ -132,9 +133,10 @@ def test_tls_makes_a_verifying_context(tmp_path: Path) -> None:
         bad_ca.credentials()
 
 
-def test_plaintext_adds_nothing() -> None:
-    assert KafkaSecurity().credentials().kwargs() == {}
-    assert PLAINTEXT_CREDENTIALS.kwargs() == {}
+def test_plaintext_adds_only_the_reconnect_backoff() -> None:
+    only = {"reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS}
+    assert KafkaSecurity().credentials().kwargs() == only
+    assert PLAINTEXT_CREDENTIALS.kwargs() == only
 
 
 @pytest.mark.parametrize("section", [LogsKafkaOut, MetricsKafkaOut])
