@@ -17,12 +17,20 @@ Every Kafka section of every config (edge shippers, workers, retry workers,
 The password itself is never a config value: it is read from its file or variable
 at start (:meth:`KafkaSecurity.credentials`) and travels as a
 :class:`pydantic.SecretStr`, so no repr, log line or error message shows it.
+
+The same fields may come from the environment, in every process, over what the file
+says: ``FERRYMAN_KAFKA__SECURITY_PROTOCOL``, ``FERRYMAN_KAFKA__SSL__CA_FILE``,
+``FERRYMAN_KAFKA__SASL__USERNAME``, ``FERRYMAN_KAFKA__SASL__PASSWORD_FILE`` and so on
+(workers read every ``FERRYMAN_*`` variable this way; the shippers read these, see
+:func:`with_security_env`). A Kubernetes overlay sets them once for all pods, with the
+Secret mounted as files.
 """
 
 from __future__ import annotations
 
 import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +46,7 @@ __all__ = [
     "KafkaSASL",
     "KafkaSecurity",
     "KafkaTLS",
+    "with_security_env",
 ]
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
@@ -241,3 +250,33 @@ class KafkaCredentials:
 
 #: No TLS, no SASL: what a Kafka section without security settings gives.
 PLAINTEXT_CREDENTIALS = KafkaCredentials()
+
+
+#: The prefix of the environment variables that set a Kafka section's security fields.
+ENV_PREFIX = "FERRYMAN_KAFKA__"
+_ENV_SECTIONS = ("SSL", "SASL")
+
+
+def with_security_env(section: object, environ: Mapping[str, str] = os.environ) -> object:
+    """``section`` (a Kafka section as read from a file) with the security fields the
+    environment sets laid over it: ``FERRYMAN_KAFKA__SECURITY_PROTOCOL``, and
+    ``FERRYMAN_KAFKA__SSL__<FIELD>`` / ``FERRYMAN_KAFKA__SASL__<FIELD>`` (validation
+    refuses a field :class:`KafkaTLS` or :class:`KafkaSASL` does not have, a password
+    among them). Other variables are left alone. A missing
+    section (None) stays missing unless the environment sets something; another section
+    that is not a mapping is returned as it is, for validation to report."""
+    if section is not None and not isinstance(section, dict):
+        return section
+    merged: dict[str, Any] = dict(section or {})
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        outer, _, inner = name[len(ENV_PREFIX) :].partition("__")
+        if outer == "SECURITY_PROTOCOL" and not inner:
+            merged["security_protocol"] = value
+        elif outer in _ENV_SECTIONS and inner:
+            nested = merged.get(outer.lower())
+            nested = dict(nested) if isinstance(nested, dict) else {}
+            nested[inner.lower()] = value
+            merged[outer.lower()] = nested
+    return merged if merged or section is not None else None

@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from ferryman.errors import ConfigError, format_errors
-from ferryman.kafkaconfig import KafkaSecurity
+from ferryman.kafkaconfig import KafkaSecurity, with_security_env
 from ferryman.prom.relabel import RelabelConfig
 from ferryman.units import Duration, Size
 
@@ -217,6 +217,11 @@ def load_config(path: Path, *, expand_env: bool = False) -> EdgeLogsConfig:
     if not isinstance(data, dict):
         raise ConfigError(["<root>: expected a mapping"])
     data.pop("server", None)  # Promtail's own HTTP server section: ours is ferryman.listen
+    ours = data.get("ferryman")
+    if isinstance(ours, dict):  # FERRYMAN_KAFKA__SASL__... and friends, over the file
+        kafka = with_security_env(ours.get("kafka"))
+        if kafka is not None:
+            data["ferryman"] = {**ours, "kafka": kafka}
     try:
         return EdgeLogsConfig.model_validate(data)
     except ValidationError as exc:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edge.discovery.config import FileSDConfig, KubernetesSDConfig, StaticConfig
 from ferryman.errors import ConfigError, format_errors
-from ferryman.kafkaconfig import KafkaSecurity
+from ferryman.kafkaconfig import KafkaSecurity, with_security_env
 from ferryman.prom.relabel import RelabelConfig
 from ferryman.units import Duration, Size
 
@@ -220,6 +220,11 @@ def load_config(path: Path) -> EdgeMetricsConfig:
     for section in IGNORED_SECTIONS:
         if data.pop(section, None) is not None:
             log.warning("ignoring the %r section: a shipper does not use it", section)
+    ours = data.get("ferryman")
+    if isinstance(ours, dict):  # FERRYMAN_KAFKA__SASL__... and friends, over the file
+        kafka = with_security_env(ours.get("kafka"))
+        if kafka is not None:
+            data["ferryman"] = {**ours, "kafka": kafka}
     try:
         return EdgeMetricsConfig.model_validate(data)
     except ValidationError as exc:

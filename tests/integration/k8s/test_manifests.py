@@ -18,6 +18,7 @@ The tools are installed by the same scripts ``ferryman stack up`` runs (service
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import json
 import subprocess
@@ -154,15 +155,54 @@ def test_every_function_is_deployed_and_scaled_on_its_own_group(
             _find(docs, "PodDisruptionBudget", f"{workload}-retry-lane")
 
 
-def _container_env(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict[str, str]:
+def _secret(docs: list[dict[str, Any]], name: str) -> dict[str, str]:
+    data = _find(docs, "Secret", name)["data"]
+    return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+
+def _pod_env(
+    docs: list[dict[str, Any]], pod: dict[str, Any], container: dict[str, Any], root: Path
+) -> dict[str, str]:
+    """The container's environment as the kubelet gives it: values, ConfigMap and
+    Secret keys. Secret volumes are written under ``root`` as the kubelet mounts them,
+    and a variable naming a file in one points at ``root``'s copy."""
+    mounts: dict[str, Path] = {}
+    for volume in pod["volumes"]:
+        if "secret" not in volume:
+            continue
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+        local = root / volume["name"]
+        local.mkdir(parents=True, exist_ok=True)
+        data = _secret(docs, volume["secret"]["secretName"])
+        for item in volume["secret"]["items"]:
+            (local / item["path"]).write_text(data[item["key"]])
+        mounts[mount["mountPath"]] = local
     env = {}
     for var in container.get("env", []):
-        ref = var.get("valueFrom", {}).get("configMapKeyRef")
-        if ref is not None:
+        source = var.get("valueFrom", {})
+        if "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
             env[var["name"]] = _find(docs, "ConfigMap", ref["name"])["data"][ref["key"]]
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            env[var["name"]] = _secret(docs, ref["name"])[ref["key"]]
         elif "value" in var:
-            env[var["name"]] = var["value"]
+            value = var["value"]
+            for mount_path, local in mounts.items():
+                if value.startswith(mount_path + "/"):
+                    value = str(local / value[len(mount_path) + 1 :])
+            env[var["name"]] = value
     return env
+
+
+def _check_kafka_login(kafka: Any, secret: dict[str, str]) -> None:
+    """A Kafka section as the example overlays secure it: SASL_SSL with the Secret's
+    user, its password read from the mounted file, the CA file mounted."""
+    assert kafka.security_protocol == "SASL_SSL"
+    assert kafka.sasl.mechanism == "SCRAM-SHA-512"
+    assert kafka.sasl.username == secret["username"]
+    assert kafka.sasl.password().get_secret_value() == secret["password"]
+    assert kafka.ssl.ca_file.read_text() == secret["ca.crt"]
 
 
 def test_worker_settings_load_as_the_pods_get_them(
@@ -187,9 +227,10 @@ def test_worker_settings_load_as_the_pods_get_them(
         path = tmp_path / config_path.name
         path.write_text(data[config_path.name])
         with monkeypatch.context() as env:
-            for key, value in _container_env(docs, container).items():
+            for key, value in _pod_env(docs, pod, container, tmp_path / name).items():
                 env.setenv(key, value)
             settings, _, _ = prepare(load, name, path)
+            _check_kafka_login(settings.kafka, _secret(docs, "ferryman-kafka-auth"))
         bootstrap = _configmap(docs, "ferryman-central")["data"]["kafka_bootstrap_servers"]
         assert settings.kafka.bootstrap_servers == bootstrap
         if "--retry-lane" in container["args"]:
@@ -211,9 +252,21 @@ def test_shipper_configs_carry_the_overlays_cluster_once(
     )
     logs_file = tmp_path / "edge-logs.yaml"
     logs_file.write_text(_configmap(docs, "ferryman-edge-logs-config")["data"]["edge-logs.yaml"])
-    metrics = load_metrics_config(metrics_file)
-    monkeypatch.setenv("NODE_NAME", "node-7")
-    logs = load_logs_config(logs_file, expand_env=True)
+    secret = _secret(docs, "ferryman-kafka-client")
+    loaded: dict[str, Any] = {}
+    for kind, name, read in (
+        ("Deployment", "ferryman-edge-metrics", lambda: load_metrics_config(metrics_file)),
+        ("DaemonSet", "ferryman-edge-logs", lambda: load_logs_config(logs_file, expand_env=True)),
+    ):
+        pod = _find(docs, kind, name)["spec"]["template"]["spec"]
+        (container,) = [c for c in pod["containers"] if c["name"] == "shipper"]
+        with monkeypatch.context() as env:
+            for key, value in _pod_env(docs, pod, container, tmp_path / name).items():
+                env.setenv(key, value)
+            env.setenv("NODE_NAME", "node-7")  # the log shipper's, from spec.nodeName
+            loaded[name] = read()
+            _check_kafka_login(loaded[name].ferryman.kafka, secret)
+    metrics, logs = loaded["ferryman-edge-metrics"], loaded["ferryman-edge-logs"]
     for config in (metrics, logs):
         assert config.global_.external_labels == {"cluster": "prod-eu-1"}
         assert config.ferryman.kafka.bootstrap_servers == cluster["kafka_bootstrap_servers"]

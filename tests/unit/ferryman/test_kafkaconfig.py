@@ -10,9 +10,16 @@ import pytest
 from pydantic import ValidationError
 
 from edge.logs.config import KafkaOut as LogsKafkaOut
+from edge.logs.config import load_config as load_logs_config
 from edge.metrics.config import KafkaOut as MetricsKafkaOut
+from edge.metrics.config import load_config as load_metrics_config
 from ferryman.errors import ConfigError, format_errors
-from ferryman.kafkaconfig import PLAINTEXT_CREDENTIALS, RECONNECT_BACKOFF_MAX_MS, KafkaSecurity
+from ferryman.kafkaconfig import (
+    PLAINTEXT_CREDENTIALS,
+    RECONNECT_BACKOFF_MAX_MS,
+    KafkaSecurity,
+    with_security_env,
+)
 from workers.settings import KafkaSettings, load_settings
 
 SECRET = "s3cr3t-Pa55word"
@@ -170,3 +177,48 @@ def test_the_start_check_leaves_an_unreachable_broker_to_the_clients() -> None:
 
     credentials = KafkaSecurity.model_validate({"security_protocol": "SSL"}).credentials()
     check_kafka("127.0.0.1:1", credentials, timeout_s=1)  # nothing listens: no error
+
+
+def _shipper_file(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(
+        "scrape_configs: []\n"
+        "ferryman:\n  kafka:\n    bootstrap_servers: kafka:9093\n    security_protocol: SSL\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("kind", ["metrics", "logs"])
+def test_the_shippers_take_them_from_the_environment_over_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    load = load_metrics_config if kind == "metrics" else load_logs_config
+    path = _shipper_file(tmp_path, kind)
+    assert load(path).ferryman.kafka.sasl is None
+    monkeypatch.setenv("FERRYMAN_KAFKA__SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("FERRYMAN_KAFKA__SASL__USERNAME", "edge")
+    monkeypatch.setenv("FERRYMAN_KAFKA__SASL__PASSWORD_FILE", "/etc/ferryman/kafka/password")
+    monkeypatch.setenv("FERRYMAN_KAFKA__SSL__CA_FILE", "/etc/ferryman/kafka/ca.crt")
+    # Not a security field: the shippers' bootstrap servers come from the file only.
+    monkeypatch.setenv("FERRYMAN_KAFKA__BOOTSTRAP_SERVERS", "elsewhere:9092")
+    kafka = load(path).ferryman.kafka
+    assert kafka.security_protocol == "SASL_SSL"
+    assert kafka.sasl is not None and kafka.sasl.username == "edge"
+    assert kafka.sasl.password_file == Path("/etc/ferryman/kafka/password")
+    assert kafka.ssl is not None and kafka.ssl.ca_file == Path("/etc/ferryman/kafka/ca.crt")
+    assert kafka.bootstrap_servers == "kafka:9093"
+    monkeypatch.setenv("FERRYMAN_KAFKA__SASL__PASSWORD", SECRET)
+    with pytest.raises(ConfigError) as refused:
+        load(path)
+    assert "use password_file or password_env" in str(refused.value)
+    assert SECRET not in str(refused.value)
+
+
+def test_a_missing_kafka_section_stays_missing_without_the_environment() -> None:
+    assert with_security_env(None, {}) is None
+    assert with_security_env(None, {"FERRYMAN_KAFKA__SECURITY_PROTOCOL": "SSL"}) == {
+        "security_protocol": "SSL"
+    }
+    assert with_security_env("not a mapping", {"FERRYMAN_KAFKA__SASL__USERNAME": "x"}) == (
+        "not a mapping"
+    )
