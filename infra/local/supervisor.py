@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from .catalogue import SERVICES
 from .errors import StackError, StartError
@@ -225,7 +226,7 @@ def status(*, layout: Layout | None = None) -> list[ServiceStatus]:
             ServiceStatus(
                 name=service.name,
                 version=entry.get("version", "-"),
-                endpoint=next(iter(service.endpoints.values()), "-"),
+                endpoint=_endpoint_column(service.endpoints),
                 healthy=running and service.probe(),
                 pid=pid if running else None,
                 rss_bytes=group_rss_bytes(pid) if pid is not None and running else 0,
@@ -234,6 +235,27 @@ def status(*, layout: Layout | None = None) -> list[ServiceStatus]:
             )
         )
     return rows
+
+
+def _endpoint_column(endpoints: Mapping[str, str]) -> str:
+    """The first endpoint, and the ports of the others that listen elsewhere (Kafka's
+    SASL_SSL listener: ``127.0.0.1:9092 +9094``)."""
+    values = list(endpoints.values())
+    if not values:
+        return "-"
+    first = values[0]
+    others = [
+        port for value in values[1:] if (port := _port(value)) is not None and port != _port(first)
+    ]
+    return " ".join([first, *(f"+{port}" for port in dict.fromkeys(others))])
+
+
+def _port(endpoint: str) -> int | None:
+    netloc = urlsplit(endpoint if "://" in endpoint else f"//{endpoint}").netloc
+    try:
+        return urlsplit(f"//{netloc}").port
+    except ValueError:
+        return None
 
 
 def format_status(rows: list[ServiceStatus]) -> str:
