@@ -2,11 +2,12 @@
 
 1. The base: a Debian bookworm root file system with python3, made by mmdebstrap
    (the tarball is kept under ``~/.cache/ferryman/images``) and ``podman import``-ed
-   as ``localhost/ferryman-base:bookworm``; skipped when ``--base-image`` names an
-   operator's own.
-2. The wheelhouse, the build's whole context: ferryman's wheel, the native module's
-   wheel (cargo on this host) and every dependency's wheel, each rebuilt only when
-   its inputs changed, with ``requirements.txt`` pinning them.
+   as ``localhost/ferryman-base:bookworm``; the edge-logs image's adds systemd for
+   journalctl. Skipped when ``--base-image`` names an operator's own.
+2. The wheelhouse, the build's whole context: ferryman's wheel (its native module
+   built by the same ``pip wheel``, with cargo on this host) and every dependency's
+   wheel, each rebuilt only when its inputs changed, with ``requirements.txt``
+   pinning them.
 3. One ``podman build`` per image; podman's layer cache makes an unchanged image a
    matter of seconds, and all of them share the build stage and the virtualenv
    layer.
@@ -40,30 +41,43 @@ PODMAN_LIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
 # runc rather than Debian's default crun, which refuses hosts with cgroups v1 and v2
 # mounted side by side (hybrid), as this project's CI machine has them.
 PODMAN = ("podman", "--runtime", "runc")
-# Docs, manuals and translations are a third of a minimal root and never read.
-_MMDEBSTRAP = (
-    "mmdebstrap",
-    "--format=tar",
-    "--variant=minbase",
-    "--include=python3,ca-certificates",
-    *(
-        f"--dpkgopt=path-exclude=/usr/share/{d}/*"
-        for d in ("doc", "man", "locale", "info", "lintian")
-    ),
-    '--aptopt=Acquire::Languages "none"',
-    "bookworm",
-)
+_BASE_PACKAGES = ("python3", "ca-certificates")
+
+
+def _mmdebstrap(packages: Sequence[str] = ()) -> tuple[str, ...]:
+    """The command making a base with ``packages`` beyond python3 (mmdebstrap installs
+    no recommends)."""
+    return (
+        "mmdebstrap",
+        "--format=tar",
+        "--variant=minbase",
+        f"--include={','.join((*_BASE_PACKAGES, *packages))}",
+        # Docs, manuals and translations are a third of a minimal root and never read.
+        *(
+            f"--dpkgopt=path-exclude=/usr/share/{d}/*"
+            for d in ("doc", "man", "locale", "info", "lintian")
+        ),
+        '--aptopt=Acquire::Languages "none"',
+        "bookworm",
+    )
+
+
+# The log shipper's journal source runs journalctl (edge/logs/journal.py), which
+# bookworm ships only in systemd: the edge-logs image alone stands on a base with it.
+JOURNAL_PACKAGES = ("systemd",)
 INPUTS_LABEL = "io.ferryman.inputs"
 _SOURCES = ("ferryman", "edge", "workers", "functions", "infra")
-_NATIVE_SOURCES = ("Cargo.toml", "Cargo.lock", "pyproject.toml", "src", "ferryman_native.pyi")
+_NATIVE_SOURCES = ("Cargo.toml", "Cargo.lock", "src", "python")
 
 
 class ImageSpec:
-    """One image: its name (``ferryman-worker-loki``) and its ``FUNCTION`` argument."""
+    """One image: its name (``ferryman-worker-loki``), its ``FUNCTION`` argument and
+    the Debian packages its base has beyond python3 (none by default)."""
 
-    def __init__(self, name: str, function: str) -> None:
+    def __init__(self, name: str, function: str, packages: Sequence[str] = ()) -> None:
         self.name = name
         self.function = function
+        self.packages = tuple(packages)
 
     def tag(self, version: str) -> str:
         return f"{self.name}:{version}"
@@ -81,7 +95,11 @@ def specs() -> list[ImageSpec]:
     from functions.registry import names
 
     workers = [ImageSpec(f"ferryman-worker-{n.replace('_', '-')}", n) for n in names()]
-    return [*workers, *(ImageSpec(f"ferryman-edge-{k}", f"edge-{k}") for k in ("metrics", "logs"))]
+    return [
+        *workers,
+        ImageSpec("ferryman-edge-metrics", "edge-metrics"),
+        ImageSpec("ferryman-edge-logs", "edge-logs", JOURNAL_PACKAGES),
+    ]
 
 
 def _cache() -> Path:
@@ -112,7 +130,9 @@ def _digest(paths: Iterable[Path], *extra: str) -> str:
     for top in paths:
         files = sorted(top.rglob("*")) if top.is_dir() else [top]
         for f in files:
-            if f.is_file() and "__pycache__" not in f.parts and "target" not in f.parts:
+            # Not cargo's target nor an editable install's extension: build outputs.
+            built = "target" in f.parts or f.suffix == ".so"
+            if f.is_file() and "__pycache__" not in f.parts and not built:
                 h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
 
@@ -152,23 +172,26 @@ def ensure_tools() -> None:
         apt_install("images", ["podman", "runc", "buildah", "mmdebstrap", "uidmap"])
 
 
-def ensure_base(say: Callable[[str], None]) -> str:
-    """The tag of the base built here, keyed by the mmdebstrap command that made it."""
-    key = _digest([], *_MMDEBSTRAP)
+def ensure_base(say: Callable[[str], None], packages: Sequence[str] = ()) -> str:
+    """The tag of the base built here with ``packages`` beyond python3, keyed by the
+    mmdebstrap command that made it."""
+    command = _mmdebstrap(packages)
+    key = _digest([], *command)
     tag = f"localhost/ferryman-base:bookworm-{key}"
     if subprocess.run([*PODMAN, "image", "exists", tag], check=False).returncode == 0:
         say(f"base {tag}: cached")
         return tag
-    tarball = _cache() / f"bookworm-python3-{key}.tar"
+    tarball = _cache() / f"bookworm-{'-'.join(('python3', *packages))}-{key}.tar"
     if not tarball.exists():
-        with _step(say, "base: a bookworm root file system (mmdebstrap)"):
+        with _step(say, f"base: a bookworm root file system (mmdebstrap, {command[3]})"):
             partial = tarball.with_suffix(".partial")
-            _run([*_MMDEBSTRAP, str(partial)])
+            _run([*command, str(partial)])
             partial.rename(tarball)
     started = time.monotonic()
     _run([*PODMAN, "import", str(tarball), tag])
-    # The Containerfile's default BASE_IMAGE, for a plain `podman build` of it.
-    _run([*PODMAN, "tag", tag, "localhost/ferryman-base:bookworm"])
+    if not packages:
+        # The Containerfile's default BASE_IMAGE, for a plain `podman build` of it.
+        _run([*PODMAN, "tag", tag, "localhost/ferryman-base:bookworm"])
     say(f"base {tag}: imported in {time.monotonic() - started:.1f} s")
     return tag
 
@@ -197,20 +220,21 @@ def wheelhouse(base: str, say: Callable[[str], None]) -> tuple[Path, str]:
     ``requirements.txt``; each part rebuilt only when its inputs changed) and a key
     naming its content."""
     cache = _cache()
-    native_key = _digest([ROOT / "native" / n for n in _NATIVE_SOURCES])
-    native = cache / "native" / native_key
-    if not native.exists():
-        with _step(say, "wheelhouse: the native module's wheel (cargo, release)"):
-            tmp = native.with_name(native_key + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            _run(_pip("wheel", "--no-deps", "--wheel-dir", str(tmp), str(ROOT / "native")))
-            tmp.rename(native)
-    app_key = _digest([ROOT / n for n in (*_SOURCES, "pyproject.toml", "README.md")])
+    app_key = _digest(
+        [
+            *(ROOT / n for n in (*_SOURCES, "pyproject.toml", "README.md")),
+            *(ROOT / "native" / n for n in _NATIVE_SOURCES),
+        ]
+    )
     app = cache / "app" / app_key
     if not app.exists():
-        with _step(say, "wheelhouse: ferryman's wheel"):
+        with _step(say, "wheelhouse: ferryman's wheel with its native module (cargo, release)"):
             tmp = app.with_name(app_key + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
+            # pip builds in the checkout: cargo's native/target makes the Rust part
+            # incremental, and setuptools' build/ is removed so that a module deleted
+            # from the sources cannot ride along from an earlier build.
+            shutil.rmtree(ROOT / "build", ignore_errors=True)
             _run(_pip("wheel", "--no-deps", "--wheel-dir", str(tmp), str(ROOT)))
             tmp.rename(app)
     # Dependencies follow pyproject's requirements and the base: resolved by the base's
@@ -256,7 +280,7 @@ def wheelhouse(base: str, say: Callable[[str], None]) -> tuple[Path, str]:
     wheels = context / "wheels"
     shutil.rmtree(wheels, ignore_errors=True)
     wheels.mkdir(parents=True)
-    for source in (native, app, deps):
+    for source in (app, deps):
         for wheel in source.glob("*.whl"):
             os.link(wheel, wheels / wheel.name)
     pins = sorted(
@@ -266,7 +290,7 @@ def wheelhouse(base: str, say: Callable[[str], None]) -> tuple[Path, str]:
     )
     (wheels / "requirements.txt").write_text("\n".join(pins) + "\n")
     # Hard links keep the mtimes, so an unchanged wheelhouse is an unchanged COPY layer.
-    return context, f"{native_key}-{app_key}-{deps_key}"
+    return context, f"{app_key}-{deps_key}"
 
 
 def _source() -> str:
@@ -290,6 +314,11 @@ def build(
     """Build ``images`` (all, by default) and return their tags."""
     ensure_tools()
     base = base_image or ensure_base(say)
+    # The dependencies are resolved in the plain base; an image needing more has its own.
+    bases = {
+        packages: base_image or (ensure_base(say, packages) if packages else base)
+        for packages in sorted({image.packages for image in images})
+    }
     context, wheels_key = wheelhouse(base, say)
     tag_version = version()
     source = _source()
@@ -299,7 +328,8 @@ def build(
         tag = image.tag(tag_version)
         # podman takes seconds per image to find every layer cached; this label lets an
         # unchanged image be recognised at once.
-        inputs = _digest([CONTAINERFILE], wheels_key, _image_id(base), image.function, source)
+        image_base = bases[image.packages]
+        inputs = _digest([CONTAINERFILE], wheels_key, _image_id(image_base), image.function, source)
         if _label(tag, INPUTS_LABEL) == inputs:
             say(f"[{i}/{len(images)}] {tag}: up to date")
             tags.append(tag)
@@ -315,7 +345,7 @@ def build(
                 "--file",
                 str(CONTAINERFILE),
                 "--build-arg",
-                f"BASE_IMAGE={base}",
+                f"BASE_IMAGE={image_base}",
                 "--build-arg",
                 f"FUNCTION={image.function}",
                 "--build-arg",
@@ -337,7 +367,9 @@ def build(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.images", description=__doc__)
     parser.add_argument(
-        "--base-image", help="an operator's own base (Debian-like with python3.11); default: built"
+        "--base-image",
+        help="an operator's own base for every image (Debian-like with python3.11, and "
+        "journalctl for ferryman-edge-logs); default: built",
     )
     parser.add_argument("only", nargs="*", help="image names to build (default: all)")
     args = parser.parse_args(argv)
