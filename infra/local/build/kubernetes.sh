@@ -38,8 +38,12 @@ want="$PROGRAM $K8S_VERSION (module $K8S_MODULE@$K8S_VERSION, staging $STAGING_V
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 # Never let the go command fetch another toolchain; use the machine's Go.
 export GOTOOLCHAIN=local
-# Static binary, no C toolchain needed (upstream builds these CGO-free too).
-export CGO_ENABLED=0
+# kubelet needs cgo (upstream builds it with cgo too: its cAdvisor and cgroup code
+# read the machine through libc); every other program is a static, CGO-free binary.
+case $PROGRAM in
+  kubelet) export CGO_ENABLED=1 ;;
+  *) export CGO_ENABLED=0 ;;
+esac
 
 # The version the binary reports.
 reported() {
