@@ -11,8 +11,9 @@
 # packages are installed only when missing, the image is rebuilt only when pause.c or
 # the packer changed (their digest is the stamp OUTDIR/pause.inputs).
 #
-# Measured on the 2-core dev machine: installing containerd 1.6.20 (the other two
-# were there) 15 s; building the image 0.4 s; 0.05 s when everything is in place.
+# Measured on the 2-core dev machine: installing containerd 1.6.20 (runc and the
+# plugins were there) about 10 s, download included; compiling and packing the image
+# 1.1 s (a 680 KiB image); 0.26 s when everything is in place.
 set -euo pipefail
 
 PAUSE_REF=localhost/ferryman-pause:1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build a program of Kubernetes (k8s.io/kubernetes/cmd/PROGRAM: kube-apiserver for the
-# discovery tests, kubectl for the manifest tests) from the k8s.io/kubernetes Go module
+# discovery tests, kubectl for the manifest tests, kubelet for the node tests) from the k8s.io/kubernetes Go module
 # with the machine's Go toolchain. kube-apiserver.sh and kubectl.sh call this; both
 # programs come from one version, so client and server skew is nil, and the second
 # build reuses the first one's module and build caches.
@@ -21,7 +21,10 @@
 # kube-apiserver 15m44s wall (534 s CPU: downloading the modules dominates), peak RSS
 # 2.3 GiB (largest single process), a 114 MiB binary; kubectl 6m32s (226 s CPU), 63 s
 # once kube-apiserver has filled the caches, a 60 MiB binary. kube-apiserver runs with
-# Debian 12's etcd 3.4.23. kubectl carries kustomize (`kubectl kustomize`).
+# Debian 12's etcd 3.4.23. kubectl carries kustomize (`kubectl kustomize`). kubelet,
+# the only program built with cgo (gcc), 10m25s wall (371 s CPU, the machine shared
+# with other builds) once kube-apiserver had filled the module cache, peak RSS
+# 2.0 GiB, an 88 MiB binary linked against glibc; 0.04 s when up to date.
 set -euo pipefail
 
 K8S_MODULE=k8s.io/kubernetes
