@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build a program of Kubernetes (k8s.io/kubernetes/cmd/PROGRAM: kube-apiserver for the
-# discovery tests, kubectl for the manifest tests) from the k8s.io/kubernetes Go module
+# discovery tests, kubectl for the manifest tests, kubelet for the node tests) from the k8s.io/kubernetes Go module
 # with the machine's Go toolchain. kube-apiserver.sh and kubectl.sh call this; both
 # programs come from one version, so client and server skew is nil, and the second
 # build reuses the first one's module and build caches.
@@ -21,7 +21,11 @@
 # kube-apiserver 15m44s wall (534 s CPU: downloading the modules dominates), peak RSS
 # 2.3 GiB (largest single process), a 114 MiB binary; kubectl 6m32s (226 s CPU), 63 s
 # once kube-apiserver has filled the caches, a 60 MiB binary. kube-apiserver runs with
-# Debian 12's etcd 3.4.23. kubectl carries kustomize (`kubectl kustomize`).
+# Debian 12's etcd 3.4.23. kubectl carries kustomize (`kubectl kustomize`). kubelet,
+# the only program built with cgo (gcc), 10m25s wall (371 s CPU, the machine shared
+# with other builds) once kube-apiserver had filled the module cache, peak RSS
+# 2.0 GiB, an 88 MiB binary linked against glibc; 12 s again with both caches warm,
+# 0.04 s when up to date.
 set -euo pipefail
 
 K8S_MODULE=k8s.io/kubernetes
@@ -38,8 +42,12 @@ want="$PROGRAM $K8S_VERSION (module $K8S_MODULE@$K8S_VERSION, staging $STAGING_V
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 # Never let the go command fetch another toolchain; use the machine's Go.
 export GOTOOLCHAIN=local
-# Static binary, no C toolchain needed (upstream builds these CGO-free too).
-export CGO_ENABLED=0
+# kubelet needs cgo (upstream builds it with cgo too: its cAdvisor and cgroup code
+# read the machine through libc); every other program is a static, CGO-free binary.
+case $PROGRAM in
+  kubelet) export CGO_ENABLED=1 ;;
+  *) export CGO_ENABLED=0 ;;
+esac
 
 # The version the binary reports.
 reported() {
