@@ -50,10 +50,11 @@ from typing import Any
 import httpx
 import yaml
 
+from infra.images.build import build, specs, version
 from infra.local.paths import default_layout
 from tests.integration.kube import HOST, Cluster, free_port
 
-__all__ = ["NODE_NAME", "POD_LOGS", "Node", "running_node"]
+__all__ = ["NODE_NAME", "POD_LOGS", "Node", "image_archive", "image_ref", "running_node"]
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_NAME = "ferryman-node"
@@ -197,6 +198,40 @@ def _processes_mentioning(text: str) -> list[int]:
             if text.encode() in (entry / "cmdline").read_bytes():
                 pids.append(int(entry.name))
     return pids
+
+
+def image_ref(name: str) -> str:
+    """The reference pods use for ferryman's image ``name`` (``ferryman-edge-logs``)."""
+    return f"localhost/{name}:{version()}"
+
+
+def image_archive(name: str) -> Path:
+    """Ferryman's image ``name`` as an OCI archive for :meth:`Node.import_image`: built
+    by ``infra/images`` when missing or stale (a no-op when current), exported from
+    podman once per image ID (cached under ``$FERRYMAN_HOME/opt/kube-node/images``)."""
+    wanted = [s for s in specs() if s.name == name]
+    if not wanted:
+        raise KeyError(f"no image named {name!r}")
+    build(wanted, say=lambda line: None)
+    image = image_ref(name)
+    found = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Id}}", image],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    archive = default_layout().opt / "kube-node" / "images" / f"{name}-{found.stdout[:12]}.tar"
+    if not archive.exists():
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        partial = archive.with_name(archive.name + ".partial")
+        partial.unlink(missing_ok=True)
+        subprocess.run(
+            ["podman", "save", "--format", "oci-archive", "--output", str(partial), image],
+            check=True,
+            capture_output=True,
+        )
+        partial.replace(archive)
+    return archive
 
 
 class Node:

@@ -10,7 +10,6 @@ output to /var/log/pods in the CRI log format.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,47 +17,22 @@ from typing import Any
 
 import pytest
 
-from infra.local.paths import default_layout
 from tests.integration.kube import Cluster, running_apiserver
-from tests.integration.kubenode import NODE_NAME, Node, running_node
+from tests.integration.kubenode import NODE_NAME, Node, image_archive, image_ref, running_node
 
 pytestmark = pytest.mark.integration
 
-IMAGE = "localhost/ferryman-edge-logs:0.1.0"
+IMAGE_NAME = "ferryman-edge-logs"
 NAMESPACE = "default"
 # <RFC 3339 time> <stream> <P(artial)|F(ull)> <content>
 CRI_LINE = re.compile(r"^(\S+) (stdout|stderr) ([PF]) (.*)$")
-
-
-def image_archive(image: str) -> Path:
-    """``image`` from podman as an OCI archive, cached per image ID."""
-    found = subprocess.run(
-        ["podman", "image", "inspect", "--format", "{{.Id}}", image],
-        capture_output=True,
-        text=True,
-    )
-    if found.returncode != 0:
-        pytest.fail(f"{image} is not in podman; build it with `python -m infra.images`")
-    name = image.rsplit("/", 1)[-1].replace(":", "-")
-    archive = default_layout().opt / "kube-node" / "images" / f"{name}-{found.stdout[:12]}.tar"
-    if not archive.exists():
-        archive.parent.mkdir(parents=True, exist_ok=True)
-        partial = archive.with_name(archive.name + ".partial")
-        partial.unlink(missing_ok=True)
-        subprocess.run(
-            ["podman", "save", "--format", "oci-archive", "--output", str(partial), image],
-            check=True,
-            capture_output=True,
-        )
-        partial.replace(archive)
-    return archive
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Node]]:
     workdir = tmp_path_factory.mktemp("kube")
     with running_apiserver(workdir) as cluster, running_node(cluster, workdir / "node") as node:
-        node.import_image(image_archive(IMAGE))
+        node.import_image(image_archive(IMAGE_NAME))
         yield cluster, node
 
 
@@ -74,7 +48,12 @@ def run_pod(cluster: Cluster, name: str, command: list[str]) -> dict[str, Any]:
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,
             "containers": [
-                {"name": "main", "image": IMAGE, "imagePullPolicy": "Never", "command": command}
+                {
+                    "name": "main",
+                    "image": image_ref(IMAGE_NAME),
+                    "imagePullPolicy": "Never",
+                    "command": command,
+                }
             ],
         },
     }
