@@ -28,7 +28,7 @@ import contextlib
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +46,7 @@ from tests.integration.kube import (
     make_ca,
 )
 
-__all__ = ["Keda", "running_keda"]
+__all__ = ["CONTROLLERS", "Keda", "running_keda"]
 
 BUILD = ROOT / "infra" / "local" / "build"
 NAMESPACE = "keda"
@@ -54,6 +54,14 @@ NAMESPACE = "keda"
 #: because the aggregator checks the serving certificate against it.
 ADAPTER_SERVICE = "keda-metrics-apiserver"
 EXTERNAL_METRICS = "v1beta1.external.metrics.k8s.io"
+#: What scaling needs of kube-controller-manager. A test with a real kubelet may add
+#: more (the service-account controllers, node lifecycle) through running_keda().
+CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "horizontal-pod-autoscaler-controller",
+    "garbage-collector-controller",
+)
 #: The HPA controller's period; the KCM default is 15 s.
 HPA_SYNC_PERIOD = "2s"
 #: How long the HPA controller keeps the highest recent recommendation before it
@@ -103,15 +111,16 @@ def make_keda_pki(directory: Path) -> None:
     )
 
 
-def controller_manager_command(binary: Path, cluster: Cluster, workdir: Path) -> list[str]:
+def controller_manager_command(
+    binary: Path, cluster: Cluster, workdir: Path, controllers: Sequence[str] = CONTROLLERS
+) -> list[str]:
     kubeconfig = cluster.kubeconfig
     return [
         str(binary),
         f"--kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
-        "--controllers=deployment-controller,replicaset-controller,"
-        "horizontal-pod-autoscaler-controller,garbage-collector-controller",
+        f"--controllers={','.join(controllers)}",
         "--leader-elect=false",
         f"--bind-address={HOST}",
         f"--secure-port={free_port()}",
@@ -258,7 +267,9 @@ def _run(argv: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def running_keda(cluster: Cluster, workdir: Path) -> Iterator[Keda]:
+def running_keda(
+    cluster: Cluster, workdir: Path, *, controllers: Sequence[str] = CONTROLLERS
+) -> Iterator[Keda]:
     if not cluster.aggregation:
         raise ValueError("KEDA's metrics adapter needs running_apiserver(..., aggregation=True)")
     layout = default_layout()
@@ -280,7 +291,10 @@ def running_keda(cluster: Cluster, workdir: Path) -> Iterator[Keda]:
 
     programs = _Programs(logs)
     try:
-        programs.start("kube-controller-manager", controller_manager_command(kcm, cluster, workdir))
+        programs.start(
+            "kube-controller-manager",
+            controller_manager_command(kcm, cluster, workdir, controllers),
+        )
 
         _run([*ctl, "apply", "--server-side", "-f", str(crds)])
         _run([*ctl, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"])

@@ -34,15 +34,25 @@ DEPLOYMENT = "worker"
 
 @pytest.fixture(scope="module")
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, Keda]]:
+    started = time.monotonic()
     with (
         running_apiserver(tmp_path_factory.mktemp("kube"), aggregation=True) as cluster,
         running_keda(cluster, tmp_path_factory.mktemp("keda")) as keda,
     ):
+        print(
+            f"\netcd, kube-apiserver, kube-controller-manager and KEDA up in "
+            f"{time.monotonic() - started:.1f}s"
+        )
         yield cluster, keda
 
 
-def deployment(namespace: str) -> dict[str, Any]:
+def deployment(namespace: str, node_name: str | None = None) -> dict[str, Any]:
+    """A Deployment of pods nobody runs, unless ``node_name`` names a node whose
+    kubelet takes them (no scheduler runs: the pods are bound in their template)."""
     labels = {"app": DEPLOYMENT}
+    pod: dict[str, Any] = {"containers": [{"name": "worker", "image": "ferryman/worker:test"}]}
+    if node_name is not None:
+        pod["nodeName"] = node_name
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -52,7 +62,7 @@ def deployment(namespace: str) -> dict[str, Any]:
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "worker", "image": "ferryman/worker:test"}]},
+                "spec": pod,
             },
         },
     }
