@@ -8,6 +8,11 @@ stops both at the end. No kubelet, scheduler or controller-manager runs: tests
 create nodes, pods, endpoints and endpoint slices as plain objects and set their
 status through the status subresources.
 
+``running_apiserver(workdir, aggregation=True)`` also turns on the aggregation
+layer (a front-proxy CA and client certificate, the ``--requestheader-*`` and
+``--proxy-client-*`` flags), so an APIService can send a group such as
+``external.metrics.k8s.io`` to an extension server on loopback (tests/integration/keda.py).
+
 Binaries: kube-apiserver from ``$FERRYMAN_HOME/bin`` (built by
 ``infra/local/build/kube-apiserver.sh`` when missing, a long cold build), etcd from
 ``$FERRYMAN_ETCD`` or Debian's ``/usr/bin/etcd``.
@@ -135,6 +140,97 @@ def make_pki(directory: Path) -> None:
     _openssl("pkey", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=directory)
 
 
+def make_ca(directory: Path, name: str, common_name: str) -> None:
+    """A self-signed CA: ``name``.crt and ``name``.key in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "3650",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.crt",
+        "-subj",
+        f"/CN={common_name}",
+        cwd=directory,
+    )
+
+
+def issue_cert(directory: Path, name: str, common_name: str, ca: str, extensions: str) -> None:
+    """``name``.crt/``name``.key signed by the CA ``ca``.crt/``ca``.key of ``directory``;
+    ``extensions`` is an openssl extension file's text (SANs, key usages)."""
+    (directory / f"{name}.ext").write_text(extensions)
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        f"/CN={common_name}",
+        cwd=directory,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        f"{ca}.crt",
+        "-CAkey",
+        f"{ca}.key",
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-extfile",
+        f"{name}.ext",
+        "-out",
+        f"{name}.crt",
+        cwd=directory,
+    )
+
+
+#: The name the API server's front-proxy client certificate carries; extension
+#: servers trust request headers only from a client of this name.
+FRONT_PROXY_CLIENT = "front-proxy-client"
+
+
+def make_front_proxy_pki(directory: Path) -> None:
+    """front-proxy-ca.crt/.key and the client certificate the API server shows
+    extension servers when it proxies a request (front-proxy-client.crt/.key)."""
+    make_ca(directory, "front-proxy-ca", "ferryman-test-front-proxy-ca")
+    issue_cert(
+        directory,
+        FRONT_PROXY_CLIENT,
+        FRONT_PROXY_CLIENT,
+        "front-proxy-ca",
+        "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n",
+    )
+
+
+def aggregation_flags(pki: Path) -> list[str]:
+    """kube-apiserver flags of the aggregation layer (kubeadm's set). The extension
+    server learns the request-header settings from the ``extension-apiserver-
+    authentication`` ConfigMap the API server publishes in kube-system."""
+    return [
+        f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+        f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+        f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+    ]
+
+
 def etcd_command(binary: Path, data_dir: Path, client_port: int, peer_port: int) -> list[str]:
     peer = f"http://{HOST}:{peer_port}"
     client = f"http://{HOST}:{client_port}"
@@ -152,7 +248,10 @@ def etcd_command(binary: Path, data_dir: Path, client_port: int, peer_port: int)
     ]
 
 
-def apiserver_command(binary: Path, pki: Path, etcd: str, port: int, token_file: Path) -> list[str]:
+def apiserver_command(
+    binary: Path, pki: Path, etcd: str, port: int, token_file: Path, *, aggregation: bool = False
+) -> list[str]:
+    extra = aggregation_flags(pki) if aggregation else []
     return [
         str(binary),
         f"--etcd-servers={etcd}",
@@ -176,6 +275,7 @@ def apiserver_command(binary: Path, pki: Path, etcd: str, port: int, token_file:
         # "kubernetes" service's endpoint, and refuses a loopback one.
         "--endpoint-reconciler-type=none",
         "--profiling=false",
+        *extra,
     ]
 
 
@@ -250,10 +350,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 class Cluster:
     """etcd + kube-apiserver in ``workdir``; the API server can be restarted (same
-    port, same etcd) to test clients' reconnection."""
+    port, same etcd) to test clients' reconnection. ``aggregation`` (default off)
+    turns on the aggregation layer for extension API servers."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, aggregation: bool = False) -> None:
         self.workdir = workdir
+        self.aggregation = aggregation
         self.pki = workdir / "pki"
         self.ca_file = self.pki / "ca.crt"
         self.kubeconfig = workdir / "kubeconfig"
@@ -266,6 +368,8 @@ class Cluster:
 
     def start(self) -> None:
         make_pki(self.pki)
+        if self.aggregation:
+            make_front_proxy_pki(self.pki)
         token_file = self.workdir / "tokens.csv"
         token_file.write_text(f"{self.token},ferryman-admin,ferryman-admin,system:masters\n")
         self._apiserver_binary = apiserver_binary()
@@ -290,6 +394,7 @@ class Cluster:
                     self.etcd_url,
                     port,
                     self.workdir / "tokens.csv",
+                    aggregation=self.aggregation,
                 ),
                 stdout=out,
                 stderr=out,
@@ -322,8 +427,8 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running_apiserver(workdir: Path) -> Iterator[Cluster]:
-    cluster = Cluster(workdir)
+def running_apiserver(workdir: Path, *, aggregation: bool = False) -> Iterator[Cluster]:
+    cluster = Cluster(workdir, aggregation=aggregation)
     try:
         cluster.start()
         yield cluster
