@@ -537,13 +537,22 @@ KUBE_APISERVER = Service(
     autostart=False,
 )
 
-# --- Kubernetes manifest tools (tests/integration/k8s): kubectl built from the same
-# k8s.io/kubernetes module as kube-apiserver, KEDA's CRDs and checkov ---------------
+# --- Kubernetes tools (tests/integration/k8s): kubectl, kube-controller-manager and
+# kubelet built from the same k8s.io/kubernetes module as kube-apiserver, containerd
+# and the pause image for the kubelet's node, KEDA's CRDs, operator and metrics
+# adapter, and checkov ----------------------------------------------------------------
 
 
 def _kube_tools_install(layout: Layout) -> str:
+    # kube-node.sh would install these itself; here under the stack's apt lock, with
+    # the packages' init scripts kept from starting a system containerd.
+    apt_install("kube-tools", ["containerd", "runc", "containernetworking-plugins"])
     version = _go_build("kube-tools", "kubectl.sh", layout.bin / "kubectl")
+    for program in ("kube-controller-manager", "kubelet"):
+        _go_build("kube-tools", f"{program}.sh", layout.bin / program)
+    run_script("kube-tools", ASSETS / "build" / "kube-node.sh", str(layout.opt / "kube-node"))
     run_script("kube-tools", ASSETS / "build" / "keda-crds.sh", str(layout.opt / "keda-crds"))
+    run_script("kube-tools", ASSETS / "build" / "keda.sh", str(layout.bin))
     run_script("kube-tools", ASSETS / "build" / "checkov.sh", str(layout.opt / "checkov"))
     return version
 

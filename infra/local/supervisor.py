@@ -63,12 +63,11 @@ def _select(names: Iterable[str] | None, pipeline: bool = False) -> list[Service
 
 def _install_all(layout: Layout, services: list[Service], say: Say) -> dict[str, str]:
     started = time.monotonic()
-    # Debian packages go first and alone: apt holds one lock for all of them.
-    apt_like = [
-        s
-        for s in services
-        if s.name not in {"kafka", "elasticsearch", "jaeger", "victorialogs", "kube-apiserver"}
-    ]
+    # Debian packages go first and alone: apt holds one lock for all of them. The
+    # long builds (Go programs, downloads) then run side by side; their own few Debian
+    # packages wait for the lock apt_install holds.
+    slow = {"kafka", "elasticsearch", "jaeger", "victorialogs", "kube-apiserver", "kube-tools"}
+    apt_like = [s for s in services if s.name not in slow]
     versions = {s.name: s.install(layout) for s in apt_like}
     others = [s for s in services if s not in apt_like]
     errors: list[StackError] = []
