@@ -15,6 +15,10 @@ share the host's ports on one node), the test's own topic, and KEDA's and the HP
 timers shortened (polling 1 s, cooldown 15 s) so the test takes minutes rather than
 a quarter of an hour.
 
+The scale-from-zero test runs over the stack's SASL_SSL listener with the component
+``central/kafka-sasl-ssl``: KEDA's Kafka scaler (through the TriggerAuthentication)
+and the workers (the Secret mounted as files) both log in with SCRAM-SHA-512 over TLS.
+
 Measured and printed (the README quotes them): scale-from-zero latency, from the lag
 produced to the first record delivered (committed after Prometheus acknowledged),
 and the throughput of two replicas on a two-partition topic against one.
@@ -135,18 +139,28 @@ def _patch(target: dict[str, str], *operations: tuple[str, str, Any]) -> dict[st
     return {"target": target, "patch": json.dumps(ops)}
 
 
-def _overlay(directory: Path, node: Node, topic: str, prometheus: str) -> Path:
-    """The test overlay (see the module docstring) in ``directory``."""
+def _overlay(directory: Path, node: Node, topic: str, stack: Any, *, secure: bool) -> Path:
+    """The test overlay (see the module docstring) in ``directory``; ``secure``: over
+    the stack's SASL_SSL listener, with the component ``central/kafka-sasl-ssl`` and a
+    Secret holding the stack's CA and SCRAM user, as an operator's overlay would."""
     directory.mkdir(parents=True, exist_ok=True)
     folder = CENTRAL / "functions" / "prometheus-remote-write"
     settings = yaml.safe_load((folder / f"{FUNCTION}.yaml").read_text())
     settings["kafka"]["input_topic"] = topic
     settings["http"]["listen"] = "127.0.0.1:0"
-    settings["config"]["url"] = prometheus
+    settings["config"]["url"] = stack("prometheus", "remote_write")
     settings["batch"] = {"max_records": 20, "max_wait_s": 0.2}
     (directory / f"{FUNCTION}.yaml").write_text(yaml.safe_dump(settings))
-    (directory / "kafka-auth.env").write_text("sasl=none\ntls=disable\nusername=\npassword=\n")
-    (directory / "ca.crt").write_text("")
+    if secure:
+        bootstrap = stack("kafka", "sasl_bootstrap")
+        password = Path(stack("kafka", "sasl_password_file")).read_text().strip()
+        auth = f"sasl=scram_sha512\ntls=enable\nusername={stack('kafka', 'sasl_username')}\n"
+        (directory / "kafka-auth.env").write_text(f"{auth}password={password}\n")
+        (directory / "ca.crt").write_text(Path(stack("kafka", "ca_file")).read_text())
+    else:
+        bootstrap = stack("kafka", "bootstrap")
+        (directory / "kafka-auth.env").write_text("sasl=none\ntls=disable\nusername=\npassword=\n")
+        (directory / "ca.crt").write_text("")
     name, _, image_tag = image_ref(IMAGE).rpartition(":")
     pod = "/spec/template/spec"
     worker = f"{pod}/containers/0"
@@ -162,7 +176,7 @@ def _overlay(directory: Path, node: Node, topic: str, prometheus: str) -> Path:
                 "name": "ferryman-central",
                 "behavior": "merge",
                 "literals": [
-                    "kafka_bootstrap_servers=127.0.0.1:9092",
+                    f"kafka_bootstrap_servers={bootstrap}",
                     "redis_url=redis://127.0.0.1:6379/0",
                     "redis_address=127.0.0.1:6379",
                 ],
@@ -211,6 +225,8 @@ def _overlay(directory: Path, node: Node, topic: str, prometheus: str) -> Path:
             ),
         ],
     }
+    if secure:
+        kustomization["components"] = [os.path.relpath(CENTRAL / "kafka-sasl-ssl", directory)]
     (directory / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     return directory
 
@@ -231,10 +247,12 @@ def _messages(metric: str, count: int, series: int, first: int = 0) -> list[Any]
     ]
 
 
-def _deploy(platform: Platform, stack: Any, topic: str, directory: Path) -> None:
+def _deploy(
+    platform: Platform, stack: Any, topic: str, directory: Path, *, secure: bool = False
+) -> None:
     """The overlay for ``topic`` applied, and the function at zero."""
     create_topics(stack("kafka", "bootstrap"), (topic, PARTITIONS))
-    overlay = _overlay(directory, platform.node, topic, stack("prometheus", "remote_write"))
+    overlay = _overlay(directory, platform.node, topic, stack, secure=secure)
     platform.kubectl("apply", "--server-side", "-k", str(overlay))
     platform.wait(platform.idle, 120, "KEDA to scale the function to zero")
 
@@ -243,7 +261,9 @@ def test_keda_scales_from_zero_on_lag_and_back(
     platform: Platform, stack: Any, unique: str, tmp_path: Path
 ) -> None:
     bootstrap = stack("kafka", "bootstrap")
-    _deploy(platform, stack, unique, tmp_path / "overlay")
+    # KEDA's scaler and the workers both log in to Kafka over SASL_SSL, with the
+    # Secret of the TriggerAuthentication.
+    _deploy(platform, stack, unique, tmp_path / "overlay", secure=True)
 
     # Lag of several replicas' worth: KEDA activates the Deployment, the HPA takes it up
     # to the partition count and no further.
