@@ -14,8 +14,10 @@ cluster with the cluster's admin kubeconfig:
   kube-proxy runs, so a ClusterIP would lead nowhere).
 
 It yields once ``/apis/external.metrics.k8s.io/v1beta1`` answers through the API
-server, and stops the programs in reverse order at the end. No scheduler or kubelet
-runs: replicas on Deployments and ReplicaSets change, their pods stay Pending.
+server, and stops the programs in reverse order at the end. No scheduler runs: on
+their own, replicas on Deployments and ReplicaSets change and their pods stay
+Pending; with a node (``tests/integration/kubenode.py``) pods bound to it by
+``nodeName`` run.
 
 Binaries come from ``$FERRYMAN_HOME/bin`` (built by infra/local/build/keda.sh and
 kube-controller-manager.sh when missing; a cold KEDA build takes many minutes).
