@@ -169,17 +169,22 @@ def produce_series(
     return sent
 
 
-def committed_total(bootstrap: str, group: str, topic: str) -> int:
+def committed_by_partition(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The offsets ``group`` committed on ``topic``, by partition (those it committed)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         offsets = admin.list_group_offsets(group).get(group, {})
     finally:
         admin.close()
-    return sum(
-        meta.offset
+    return {
+        tp.partition: meta.offset
         for tp, meta in offsets.items()
         if isinstance(tp, TopicPartition) and tp.topic == topic and meta.offset > 0
-    )
+    }
+
+
+def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    return sum(committed_by_partition(bootstrap, group, topic).values())
 
 
 def topic_size(bootstrap: str, topic: str) -> int:
