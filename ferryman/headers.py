@@ -12,6 +12,8 @@ __all__ = [
     "REPLAYED_FROM",
     "SCHEMA",
     "SCHEMA_LOKI_PUSH",
+    "SCHEMA_OTLP_TRACES",
+    "LINEAGE",
     "SCHEMA_REMOTE_WRITE",
     "TENANT",
     "TRACEPARENT",
@@ -26,6 +28,12 @@ TRACEPARENT = "traceparent"
 SCHEMA_REMOTE_WRITE = b"prometheus.remote_write.v1"
 #: value = snappy(logproto.PushRequest)
 SCHEMA_LOKI_PUSH = b"loki.push.v1"
+#: value = opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest (protobuf),
+#: the spans of one trace; the message key is the 16-byte trace id
+SCHEMA_OTLP_TRACES = b"otlp.traces.v1"
+#: on a traces message whose spans are ferryman's own batch lineage: such batches are
+#: never traced themselves (no feedback loop)
+LINEAGE = "ferryman.lineage"
 #: on a Loki push message: each entry's source file and end offset there, so that a sink
 #: can name a line by where it was read (see :mod:`ferryman.wire.lines`); a transform keeps
 #: it only while it still describes the message
