@@ -74,58 +74,15 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 def make_pki(directory: Path) -> None:
     """ca.crt/ca.key, server.crt/server.key (127.0.0.1, localhost) and sa.key/sa.pub."""
-    directory.mkdir(parents=True, exist_ok=True)
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "3650",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-subj",
-        "/CN=ferryman-test-ca",
-        cwd=directory,
-    )
-    (directory / "server.ext").write_text(
+    make_ca(directory, "ca", "ferryman-test-ca")
+    issue_cert(
+        directory,
+        "server",
+        "kube-apiserver",
+        "ca",
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,"
         "DNS:kubernetes.default.svc,IP:10.96.0.1\n"
-        "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n"
-    )
-    _openssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=kube-apiserver",
-        cwd=directory,
-    )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "3650",
-        "-extfile",
-        "server.ext",
-        "-out",
-        "server.crt",
-        cwd=directory,
+        "extendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment\n",
     )
     _openssl(
         "genpkey",
