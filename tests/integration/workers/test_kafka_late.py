@@ -80,26 +80,34 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
                 end.shutdown(socket.SHUT_RDWR)
 
 
+def _worker(tmp_path, stack, bootstrap: str, topic: str, **kafka: str) -> Worker:
+    """A remote-write worker reading ``topic`` through ``bootstrap``; ``kafka`` adds keys
+    to its kafka section."""
+    return Worker(
+        tmp_path,
+        "prometheus_remote_write",
+        {
+            "kafka": {"bootstrap_servers": bootstrap, "input_topic": topic, **kafka},
+            "batch": {"max_records": 10, "max_wait_s": 0.2},
+            "shutdown_deadline_s": 5,
+            "http": {"listen": f"127.0.0.1:{free_port()}"},
+            "config": {"url": stack("prometheus", "remote_write")},
+        },
+    )
+
+
 def test_a_worker_started_before_kafka_waits_then_delivers(stack, unique, tmp_path) -> None:
     bootstrap = stack("kafka", "bootstrap")
     host, port = bootstrap.rsplit(":", 1)
     create_topics(bootstrap, (unique, 1), (f"{unique}-dlq", 1))
     late = LateForwarder((host, int(port)))
-    worker = Worker(
+    worker = _worker(
         tmp_path,
-        "prometheus_remote_write",
-        {
-            "kafka": {
-                "bootstrap_servers": f"127.0.0.1:{late.port}",
-                "input_topic": unique,
-                "group_id": f"g-{unique}",
-                "dead_letter_topic": f"{unique}-dlq",
-            },
-            "batch": {"max_records": 10, "max_wait_s": 0.2},
-            "shutdown_deadline_s": 10,
-            "http": {"listen": f"127.0.0.1:{free_port()}"},
-            "config": {"url": stack("prometheus", "remote_write")},
-        },
+        stack,
+        f"127.0.0.1:{late.port}",
+        unique,
+        group_id=f"g-{unique}",
+        dead_letter_topic=f"{unique}-dlq",
     )
     try:
         worker.start()
@@ -139,16 +147,7 @@ def test_a_worker_started_before_kafka_waits_then_delivers(stack, unique, tmp_pa
 
 def test_a_worker_stopped_while_waiting_for_kafka_exits_cleanly(stack, unique, tmp_path) -> None:
     nowhere = free_port()  # nothing listens
-    worker = Worker(
-        tmp_path,
-        "prometheus_remote_write",
-        {
-            "kafka": {"bootstrap_servers": f"127.0.0.1:{nowhere}", "input_topic": unique},
-            "shutdown_deadline_s": 5,
-            "http": {"listen": f"127.0.0.1:{free_port()}"},
-            "config": {"url": stack("prometheus", "remote_write")},
-        },
-    )
+    worker = _worker(tmp_path, stack, f"127.0.0.1:{nowhere}", unique)
     try:
         worker.start()
         wait_for(
