@@ -40,9 +40,9 @@ import httpx
 from infra.local.paths import default_layout
 from tests.integration.kube import (
     HOST,
-    ROOT,
     Cluster,
     _stop,
+    built,
     free_port,
     issue_cert,
     make_ca,
@@ -50,7 +50,6 @@ from tests.integration.kube import (
 
 __all__ = ["CONTROLLERS", "Keda", "running_keda"]
 
-BUILD = ROOT / "infra" / "local" / "build"
 NAMESPACE = "keda"
 #: The Service the APIService names; the adapter's certificate carries its DNS name
 #: because the aggregator checks the serving certificate against it.
@@ -85,12 +84,6 @@ class Keda:
         for log in sorted(self.logs.glob("*.log")):
             parts.append(f"--- {log.name}\n{log.read_text(errors='replace')[-chars:]}")
         return "\n".join(parts)
-
-
-def _script(name: str, output: Path) -> Path:
-    # Idempotent and quick when the output is there; a cold build takes minutes.
-    subprocess.run(["bash", str(BUILD / name), str(output)], check=True, stdout=subprocess.DEVNULL)
-    return output
 
 
 def make_keda_pki(directory: Path) -> None:
@@ -275,10 +268,10 @@ def running_keda(
     if not cluster.aggregation:
         raise ValueError("KEDA's metrics adapter needs running_apiserver(..., aggregation=True)")
     layout = default_layout()
-    kcm = _script("kube-controller-manager.sh", layout.bin / "kube-controller-manager")
-    kubectl = _script("kubectl.sh", layout.bin / "kubectl")
-    crds = _script("keda-crds.sh", layout.opt / "keda-crds")
-    _script("keda.sh", layout.bin)
+    kcm = built("kube-controller-manager.sh", layout.bin / "kube-controller-manager")
+    kubectl = built("kubectl.sh", layout.bin / "kubectl")
+    crds = built("keda-crds.sh", layout.opt / "keda-crds")
+    built("keda.sh", layout.bin)
 
     logs = workdir / "logs"
     certs = workdir / "keda-certs"

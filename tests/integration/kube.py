@@ -44,16 +44,22 @@ import yaml
 from infra.local.paths import default_layout
 
 ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "infra" / "local" / "build"
 HOST = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/16"
 
 
+def built(script: str, output: Path) -> Path:
+    """``output`` made (or found up to date) by ``infra/local/build/<script>``, as
+    ``ferryman stack up`` makes it: idempotent and quick when it is there, minutes cold."""
+    subprocess.run(
+        ["bash", str(BUILD / script), str(output)], check=True, stdout=subprocess.DEVNULL
+    )
+    return output
+
+
 def apiserver_binary() -> Path:
-    binary = default_layout().bin / "kube-apiserver"
-    script = ROOT / "infra" / "local" / "build" / "kube-apiserver.sh"
-    # Idempotent and quick when the binary is there; a cold build takes minutes.
-    subprocess.run(["bash", str(script), str(binary)], check=True, stdout=subprocess.DEVNULL)
-    return binary
+    return built("kube-apiserver.sh", default_layout().bin / "kube-apiserver")
 
 
 def etcd_binary() -> Path:

@@ -52,11 +52,10 @@ import yaml
 
 from infra.images.build import build, specs, version
 from infra.local.paths import default_layout
-from tests.integration.kube import HOST, Cluster, free_port
+from tests.integration.kube import HOST, Cluster, built, free_port
 
 __all__ = ["NODE_NAME", "POD_LOGS", "Node", "image_archive", "image_ref", "running_node"]
 
-ROOT = Path(__file__).resolve().parents[2]
 NODE_NAME = "ferryman-node"
 POD_LOGS = Path("/var/log/pods")
 CNI_BIN = Path("/usr/lib/cni")
@@ -64,20 +63,13 @@ K8S_NAMESPACE = "k8s.io"  # containerd's namespace for everything the CRI plugin
 
 
 def kubelet_binary() -> Path:
-    binary = default_layout().bin / "kubelet"
-    script = ROOT / "infra" / "local" / "build" / "kubelet.sh"
-    # Idempotent and quick when the binary is there; a cold build takes minutes.
-    subprocess.run(["bash", str(script), str(binary)], check=True, stdout=subprocess.DEVNULL)
-    return binary
+    return built("kubelet.sh", default_layout().bin / "kubelet")
 
 
 def node_assets() -> Path:
     """The folder of the pause image (``pause.tar``, ``pause.ref``); installs
     containerd, runc and the CNI plugins when missing."""
-    assets = default_layout().opt / "kube-node"
-    script = ROOT / "infra" / "local" / "build" / "kube-node.sh"
-    subprocess.run(["bash", str(script), str(assets)], check=True, stdout=subprocess.DEVNULL)
-    return assets
+    return built("kube-node.sh", default_layout().opt / "kube-node")
 
 
 def containerd_config(workdir: Path, socket: Path, sandbox_image: str, cni_conf: Path) -> str:

@@ -35,7 +35,7 @@ from functions.registry import load, names
 from infra.k8s import generate
 from infra.local.catalogue import KAFKA_TOPICS
 from infra.local.paths import default_layout
-from tests.integration.kube import Cluster, running_apiserver
+from tests.integration.kube import Cluster, built, running_apiserver
 from workers.main import prepare
 from workers.settings import RetryLaneSettings
 
@@ -43,7 +43,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "infra" / "k8s"
-BUILD = ROOT / "infra" / "local" / "build"
 CENTRAL = K8S / "central" / "overlays" / "example"
 TARGET = K8S / "target" / "overlays" / "prod-eu-1"
 OVERLAYS = [CENTRAL, TARGET]
@@ -56,20 +55,15 @@ BEYOND_RESTRICTED = {
 }
 
 
-def _script(name: str, output: Path) -> Path:
-    subprocess.run(["bash", str(BUILD / name), str(output)], check=True, stdout=subprocess.DEVNULL)
-    return output
-
-
 @pytest.fixture(scope="module")
 def tools() -> dict[str, Path]:
     """kubectl, KEDA's CRDs and checkov, installed (or found up to date) as
     ``ferryman stack up`` installs them."""
     layout = default_layout()
     return {
-        "kubectl": _script("kubectl.sh", layout.bin / "kubectl"),
-        "crds": _script("keda-crds.sh", layout.opt / "keda-crds"),
-        "checkov": _script("checkov.sh", layout.opt / "checkov") / "bin" / "checkov",
+        "kubectl": built("kubectl.sh", layout.bin / "kubectl"),
+        "crds": built("keda-crds.sh", layout.opt / "keda-crds"),
+        "checkov": built("checkov.sh", layout.opt / "checkov") / "bin" / "checkov",
     }
 
 
