@@ -29,6 +29,7 @@ from pathlib import Path
 
 from infra.local.install import apt_install
 from infra.local.paths import default_layout
+from infra.local.procs import run_captured
 
 __all__ = ["PODMAN", "PODMAN_LIMITS", "ImageSpec", "build", "main", "specs", "version"]
 
@@ -109,19 +110,10 @@ def _cache() -> Path:
 
 
 def _run(argv: Sequence[str], *, cwd: Path | None = None) -> str:
-    proc = subprocess.run(
-        list(argv),
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stdout.splitlines()[-40:])
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(argv)}\n{tail}")
-    return proc.stdout
+    done = run_captured(argv, cwd=cwd)
+    if done.returncode != 0:
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(argv)}\n{done.tail(40)}")
+    return done.output
 
 
 def _digest(paths: Iterable[Path], *extra: str) -> str:

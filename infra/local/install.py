@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import InstallError
+from .procs import run_captured
 
 __all__ = [
     "apt_install",
@@ -34,19 +35,10 @@ def tail(text: str, lines: int = 30) -> str:
 def _run(
     service: str, argv: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> str:
-    proc = subprocess.run(
-        list(argv),
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise InstallError(service, " ".join(argv), tail(proc.stdout))
-    return proc.stdout
+    done = run_captured(argv, cwd=cwd, env=env)
+    if done.returncode != 0:
+        raise InstallError(service, " ".join(argv), tail(done.output))
+    return done.output
 
 
 def apt_version(package: str) -> str | None:

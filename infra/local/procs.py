@@ -10,14 +10,46 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
+    "Captured",
     "alive",
     "group_members",
     "group_rss_bytes",
     "live_processes",
+    "run_captured",
     "spawn",
     "start_ticks",
     "stop_group",
 ]
+
+
+class Captured:
+    """A finished command: its exit status and its output (stdout and stderr, merged)."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, output: str) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.output = output
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.output.splitlines()[-lines:])
+
+
+def run_captured(
+    argv: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> Captured:
+    """Run ``argv`` to its end with no input, its output captured for the caller's
+    error message (an install or build step that fails says why in its last lines)."""
+    proc = subprocess.run(
+        list(argv),
+        cwd=cwd,
+        env=None if env is None else dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
+    )
+    return Captured(argv, proc.returncode, proc.stdout)
 
 
 def spawn(argv: Sequence[str], *, log: Path, cwd: Path, env: Mapping[str, str]) -> int:
