@@ -53,12 +53,20 @@ def slug(name: str) -> str:
 class Measured:
     """A started program whose process tree's CPU and RSS are sampled."""
 
-    def __init__(self, name: str, argv: list[str], tmp: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        tmp: Path,
+        *,
+        cwd: Path = ROOT,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.log = tmp / f"{slug(name)}.log"
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env
+                argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env
             )
         self.peak_rss = 0.0
         self._stop = threading.Event()

@@ -24,8 +24,9 @@ from the start. Candidates:
 Each run ends when the store's exporter counted every span. CPU-seconds (the process
 tree, from /proc) and wall time run from the end of a warm-up to the end; peak RSS is
 the process tree's. Kafka and the load generator are shared and counted for nobody.
-The ferryman candidates run when this tree has them (``ferryman edge traces`` and
-the ``otlp_traces`` function); the report says which legs ran.
+The ferryman candidates run when the tree has them (``ferryman edge traces`` and
+the ``otlp_traces`` function; ``--tree`` names another checkout to measure); the
+report says which legs ran.
 """
 
 from __future__ import annotations
@@ -170,6 +171,8 @@ def leg1(
                     "warning",
                 ],
                 tmp,
+                cwd=args.tree,
+                env=_tree_env(args.tree),
             )
             wait_until(
                 lambda: http_ok(f"http://127.0.0.1:{listen}/readyz"),
@@ -324,6 +327,8 @@ def leg2(
                 "warning",
             ],
             tmp,
+            cwd=args.tree,
+            env=_tree_env(args.tree),
         )
         try:
             rows.append(
@@ -338,19 +343,23 @@ def leg2(
 # --- which ferryman legs exist ----------------------------------------------------------------
 
 
-def ferryman_has() -> dict[str, bool]:
-    """Whether this tree has ``ferryman edge traces`` and the ``otlp_traces`` function."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _tree_env(tree: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(tree)}
+
+
+def ferryman_has(tree: Path) -> dict[str, bool]:
+    """Whether ``tree`` has ``ferryman edge traces`` and the ``otlp_traces`` function."""
+    env = _tree_env(tree)
     edge = subprocess.run(
         [PY, "-m", "ferryman", "edge", "traces", "--help"],
-        cwd=ROOT,
+        cwd=tree,
         env=env,
         capture_output=True,
         check=False,
     )
     functions = subprocess.run(
         [PY, "-m", "ferryman", "functions", "list"],
-        cwd=ROOT,
+        cwd=tree,
         env=env,
         capture_output=True,
         text=True,
@@ -390,6 +399,12 @@ def main() -> None:
     parser.add_argument("--loaders", type=int, default=2, help="loader processes")
     parser.add_argument("--only", choices=["leg1", "leg2"], default=None)
     parser.add_argument(
+        "--tree",
+        type=Path,
+        default=ROOT,
+        help="checkout whose ferryman runs the ferryman candidates (default: this one)",
+    )
+    parser.add_argument(
         "--peers-only",
         action="store_true",
         help="skip the ferryman candidates even where they exist",
@@ -402,14 +417,15 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
         cwd=ROOT,
     )
-    has = ferryman_has()
+    has = ferryman_has(args.tree)
     why_not = "skipped (--peers-only)" if args.peers_only else "not in this tree, not run"
     if args.peers_only:
         has = dict.fromkeys(has, False)
     templates = corpus()
     size = sum(len(t.body) for t in templates) / len(templates)
     report = [
-        f"Machine: {platform.node()}, {os.cpu_count()} cores; Python "
+        f"Machine: {platform.node()}, {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the start; Python "
         f"{platform.python_version()}; {time.strftime('%Y-%m-%d')}; {args.spans:,} spans per "
         f"candidate in requests of {SPANS_PER_REQUEST} spans ({TRACES_PER_REQUEST} traces, "
         f"{size / 1024:.1f} KiB protobuf); {args.loaders}x{args.connections} connections",
