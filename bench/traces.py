@@ -282,6 +282,9 @@ def leg2(
             "traces": {"topic": topic, "encoding": "otlp_proto"},
             "group_id": f"bench-jaeger-{int(time.time())}",
             "initial_offset": "earliest",
+            # Mark a message consumed only once the store has its spans, as ferryman
+            # commits only after the backend acknowledged.
+            "message_marking": {"after": True},
         }
     }
     name = "Jaeger kafka → memory store"

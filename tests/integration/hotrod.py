@@ -22,7 +22,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +224,27 @@ def jaeger_trace(query: str, trace_id: str) -> dict[str, Any] | None:
     response.raise_for_status()
     data: list[dict[str, Any]] = response.json()["data"]
     return data[0] if data else None
+
+
+def complete_traces(
+    query: str, sent: Iterable[Dispatch], timeout: float = 30.0
+) -> list[dict[str, Any]]:
+    """The traces of ``sent`` from Jaeger's query API at ``query``, once each holds spans
+    of every one of :data:`SERVICES` (HotROD exports each service's spans on its own
+    schedule); raises AssertionError naming what is missing after ``timeout``."""
+    wanted = [d.trace_id for d in sent]
+    deadline = time.monotonic() + timeout
+    while True:
+        traces = {t: jaeger_trace(query, t) for t in wanted}
+        missing = {
+            t: sorted(set(SERVICES) - (services_of(trace) if trace else set()))
+            for t, trace in traces.items()
+        }
+        if not any(missing.values()):
+            return [trace for trace in traces.values() if trace is not None]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout}s, services missing by trace: {missing}")
+        time.sleep(0.5)
 
 
 def services_of(trace: Mapping[str, Any]) -> set[str]:

@@ -5,20 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from typing import Any
+import time
 
 import httpx
 
 from infra.local import default_layout
 from infra.local.catalogue import by_name
-from tests.integration.hotrod import (
-    SERVICES,
-    HotROD,
-    jaeger_trace,
-    process_tags,
-    services_of,
-)
-from tests.integration.pipeline import wait_for
+from tests.integration.hotrod import SERVICES, HotROD, complete_traces, process_tags
 
 
 def test_stack_install_builds_hotrod():
@@ -41,13 +34,7 @@ def test_hotrod_traces_arrive_in_jaeger(stack, unique, tmp_path):
         sent = hotrod.drive(3, interval=0.2)
         assert [d.status for d in sent] == [200, 200, 200], hotrod.output()
 
-        def complete() -> list[dict[str, Any]] | None:
-            traces = [jaeger_trace(query, d.trace_id) for d in sent]
-            if all(t is not None and services_of(t) == set(SERVICES) for t in traces):
-                return [t for t in traces if t is not None]
-            return None
-
-        traces = wait_for(complete, 30, "HotROD's three traces, every service's spans")
+        traces = complete_traces(query, sent)
 
     for trace in traces:
         # One request fans out to ten route calculations and a dozen Redis reads.
@@ -74,3 +61,23 @@ def test_hotrod_traces_arrive_in_jaeger(stack, unique, tmp_path):
     assert ours <= set(by_root)
     # Besides, only the helper's readiness probe (GET /config) was traced.
     assert [by_root[t] for t in set(by_root) - ours] == [["/config"]]
+
+
+def test_trickle_then_stop_keeps_the_last_spans(stack, unique, tmp_path):
+    """A background trickle of rides; stop() outlasts the SDK's batch timeout, so even
+    the last ride's spans reach Jaeger although HotROD does not flush on SIGTERM."""
+    hotrod = HotROD(
+        stack("jaeger", "otlp_http"), tmp_path, resource_attributes={"ferryman.test.run": unique}
+    ).start()
+    try:
+        with hotrod.trickle(interval=0.3) as sent:
+            deadline = time.monotonic() + 30
+            while len(sent) < 4 and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        hotrod.stop()
+    assert not hotrod.alive()
+    assert len(sent) >= 4, hotrod.output()
+    assert sent == hotrod.dispatched
+    traces = complete_traces(stack("jaeger", "query"), sent)
+    assert sorted(t["traceID"] for t in traces) == sorted(d.trace_id for d in sent)
