@@ -15,7 +15,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from http.client import HTTPConnection
+from http.client import HTTPConnection, HTTPException
 from multiprocessing import Pool
 
 from kafka import KafkaProducer
@@ -205,9 +205,17 @@ def _post_share(job: tuple[str, list[Template], int, int, int]) -> tuple[int, in
             body = fresh(templates[i % len(templates)])
             i += threads
             while True:
-                conn.request("POST", path, body, {"Content-Type": "application/x-protobuf"})
-                response = conn.getresponse()
-                response.read()
+                try:
+                    conn.request("POST", path, body, {"Content-Type": "application/x-protobuf"})
+                    response = conn.getresponse()
+                    response.read()
+                except (OSError, HTTPException):
+                    # The receiver closed a kept-alive connection: reconnect, resend.
+                    conn.close()
+                    conn = HTTPConnection(host, timeout=60)
+                    with lock:
+                        retried[0] += 1
+                    continue
                 if response.status == 200:
                     break
                 if response.status in (429, 503):
@@ -230,7 +238,9 @@ def _post_share(job: tuple[str, list[Template], int, int, int]) -> tuple[int, in
 
 
 def post(url: str, templates: list[Template], requests: int, processes: int, threads: int) -> int:
-    """Post ``requests`` bodies to ``url``; returns how many were retried (429/503)."""
+    """Post ``requests`` bodies to ``url`` from ``processes`` loader processes of
+    ``threads`` connections each; returns how many posts were repeated (after a 429 or
+    503, or a connection the receiver closed). Any other answer than 200 fails it."""
     shares = [requests // processes + (p < requests % processes) for p in range(processes)]
     with Pool(processes) as pool:
         done = pool.map(
@@ -260,7 +270,7 @@ def fill(bootstrap: str, topic: str, templates: list[Template], spans: int) -> i
             new_id = os.urandom(16)
             producer.send(
                 topic,
-                key=new_id.hex().encode(),
+                key=new_id,
                 value=message.value.replace(message.trace_id, new_id),
                 headers=headers,
             )

@@ -55,6 +55,9 @@ from bench.spans import SPANS_PER_REQUEST, TRACES_PER_REQUEST, Template, corpus,
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 PARTITIONS = 2  # as the stack's ferryman.traces
+#: The peer rows the ratios are taken against: the same guarantees as ferryman's.
+LEG1_BASE = "Jaeger otlp → kafka (answers after Kafka)"
+LEG2_BASE = "Jaeger kafka → memory store"
 
 
 # --- leg 1: receiver → Kafka ---------------------------------------------------------------
@@ -192,7 +195,7 @@ def leg1(
             name = (
                 "Jaeger otlp → kafka (batch + queue: answers before Kafka)"
                 if upstream
-                else "Jaeger otlp → kafka (answers after Kafka)"
+                else LEG1_BASE
             )
             out = topic("jaeger-queued" if upstream else "jaeger")
             config = jaeger_collector(
@@ -287,7 +290,7 @@ def leg2(
             "message_marking": {"after": True},
         }
     }
-    name = "Jaeger kafka → memory store"
+    name = LEG2_BASE
     jaeger = start_jaeger(name, jaeger_store(receiver, metrics, health, free_port()), tmp, health)
     try:
         rows.append(_run_leg2(name, [jaeger], _stored(metrics), args.spans, warm))
@@ -372,21 +375,26 @@ def ferryman_has(tree: Path) -> dict[str, bool]:
     return {"edge traces": edge.returncode == 0, "otlp_traces": "otlp_traces" in names}
 
 
-def table(title: str, rows: list[dict[str, Any]]) -> str:
+def table(title: str, rows: list[dict[str, Any]], base: str) -> str:
+    """Markdown rows; ``vs Jaeger`` is spans per core over the ``base`` row's."""
+    ref = next(r["per_core"] for r in rows if r["peer"] == base)
     out = [
         f"### {title}",
         "",
-        "| candidate | spans/s | spans/s per core | CPU-s per 1M spans | peak RSS MiB |",
-        "|---|---|---|---|---|",
+        "| candidate | spans/s | spans/s per core | per core vs Jaeger | CPU-s per 1M spans "
+        "| peak RSS MiB |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(
             f"| {r['peer']} | {r['spans_per_s']:,.0f} | {r['per_core']:,.0f} | "
-            f"{r['cpu_s_per_million']:.2f} | {r['peak_rss_mib']:.0f} |"
+            f"{r['per_core'] / ref:.2f}x | {r['cpu_s_per_million']:.2f} | "
+            f"{r['peak_rss_mib']:.0f} |"
         )
         if "backend_cpu_s" in r:
             out.append(
                 f"| {r['peer']} + its Jaeger | | {r['with_backend_per_core']:,.0f} | "
+                f"{r['with_backend_per_core'] / ref:.2f}x | "
                 f"{r['with_backend_cpu_s_per_million']:.2f} | "
                 f"{r['peak_rss_mib'] + r['backend_peak_rss_mib']:.0f} |"
             )
@@ -442,11 +450,11 @@ def main() -> None:
             if args.only in (None, "leg1"):
                 rows = leg1(args, tmp, templates, has["edge traces"], topics)
                 results["receiver_to_kafka"] = rows
-                report.append(table("Leg 1: OTLP/HTTP receiver → Kafka", rows))
+                report.append(table("Leg 1: OTLP/HTTP receiver → Kafka", rows, LEG1_BASE))
             if args.only in (None, "leg2"):
                 rows = leg2(args, tmp, templates, has["otlp_traces"], topics)
                 results["kafka_to_storage"] = rows
-                report.append(table("Leg 2: Kafka → storage", rows))
+                report.append(table("Leg 2: Kafka → storage", rows, LEG2_BASE))
     finally:
         if topics:
             admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
