@@ -6,8 +6,9 @@ HotROD (``examples/hotrod`` in the Jaeger Go module, built by
 OpenTelemetry Go SDK. Its MySQL and Redis are simulated in-process and report
 spans as services of their own (``mysql``, ``redis-manual``). Every service's
 tracer exports OTLP/HTTP protobuf to ``$OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/traces``
-through a batch span processor with a 1 s timeout; ``OTEL_RESOURCE_ATTRIBUTES`` is
-merged under each service's own ``service.name``.
+through a batch span processor with a 1 s timeout (``OTEL_EXPORTER_OTLP_PROTOCOL`` is
+not read: it is always HTTP); ``OTEL_RESOURCE_ATTRIBUTES`` is merged under each
+service's own ``service.name``.
 
 :class:`HotROD` runs it on free ports of 127.0.0.1 against any OTLP/HTTP endpoint
 (the stack's Jaeger, or ferryman's edge traces receiver) and drives its
