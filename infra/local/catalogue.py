@@ -28,7 +28,7 @@ from .paths import ASSETS, Layout
 from .probes import http_probe, kafka_probe, redis_probe
 from .service import Service
 
-__all__ = ["KAFKA_TOPICS", "SERVICES", "by_name", "prepare_kafka"]
+__all__ = ["HOTROD_PORTS", "KAFKA_TOPICS", "SERVICES", "by_name", "hotrod_argv", "prepare_kafka"]
 
 HOST = "127.0.0.1"
 
@@ -458,6 +458,33 @@ JAEGER = Service(
     probe=http_probe(f"http://{HOST}:13133/status"),
 )
 
+# --- HotROD (Jaeger's demo application; started by whoever needs it) -----------------
+
+#: HotROD's own ports (frontend, customer, driver, route); tests and ``ferryman up``
+#: pass free ones instead.
+HOTROD_PORTS = {"frontend": 8080, "customer": 8081, "driver": 8082, "route": 8083}
+
+
+def hotrod_argv(binary: Path, ports: dict[str, int]) -> list[str]:
+    """``hotrod all`` with every one of its four services on 127.0.0.1 and ``ports``
+    (keys as :data:`HOTROD_PORTS`). It exports OTLP/HTTP wherever the environment's
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` points (an ``https://`` URL turns TLS on)."""
+    argv = [str(binary), "all"]
+    for service, port in ports.items():
+        argv += [f"--{service}-service-hostname={HOST}", f"--{service}-service-port={port}"]
+    return argv
+
+
+HOTROD = Service(
+    name="hotrod",
+    endpoints={"frontend": f"http://{HOST}:{HOTROD_PORTS['frontend']}"},
+    install=lambda layout: _go_build("hotrod", "hotrod.sh", layout.bin / "hotrod"),
+    command=lambda layout: hotrod_argv(layout.bin / "hotrod", HOTROD_PORTS),
+    env=lambda layout: {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{HOST}:4318"},
+    probe=http_probe(f"http://{HOST}:{HOTROD_PORTS['frontend']}/config", contains="jaeger"),
+    autostart=False,
+)
+
 # --- Redis --------------------------------------------------------------------------
 
 REDIS = Service(
@@ -574,6 +601,7 @@ SERVICES: tuple[Service, ...] = (
     INFLUXDB,
     VICTORIALOGS,
     JAEGER,
+    HOTROD,
     REDIS,
     NODE_EXPORTER,
     RSYSLOG,
