@@ -100,6 +100,7 @@ def specs() -> list[ImageSpec]:
         *workers,
         ImageSpec("ferryman-edge-metrics", "edge-metrics"),
         ImageSpec("ferryman-edge-logs", "edge-logs", JOURNAL_PACKAGES),
+        ImageSpec("ferryman-edge-traces", "edge-traces"),
     ]
 
 

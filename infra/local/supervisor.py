@@ -66,7 +66,15 @@ def _install_all(layout: Layout, services: list[Service], say: Say) -> dict[str,
     # Debian packages go first and alone: apt holds one lock for all of them. The
     # long builds (Go programs, downloads) then run side by side; their own few Debian
     # packages wait for the lock apt_install holds.
-    slow = {"kafka", "elasticsearch", "jaeger", "victorialogs", "kube-apiserver", "kube-tools"}
+    slow = {
+        "kafka",
+        "elasticsearch",
+        "jaeger",
+        "hotrod",
+        "victorialogs",
+        "kube-apiserver",
+        "kube-tools",
+    }
     apt_like = [s for s in services if s.name not in slow]
     versions = {s.name: s.install(layout) for s in apt_like}
     others = [s for s in services if s not in apt_like]
