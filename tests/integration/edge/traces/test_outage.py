@@ -4,6 +4,7 @@ an exporter sends (every span reported exported is in Kafka)."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -29,7 +30,7 @@ from tests.integration.edge.traces.otlp import (
     settings,
     span_ids,
 )
-from tests.integration.pipeline import EdgeTraces, PrivateKafka, create_topics
+from tests.integration.pipeline import EdgeTraces, PrivateKafka, create_topics, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -160,3 +161,65 @@ def test_kill9_while_the_sdk_exports_loses_no_span_reported_exported(
     assert not missing, f"{len(missing)} of {len(exported)} exported spans are not in Kafka"
     for message in messages:
         assert {span.trace_id for span in message.spans()} == {message.key}
+
+
+def test_kafka_slow_and_the_in_flight_bound_get_unavailable_with_a_delay(
+    processes, tmp_path, unique
+):
+    kafka = PrivateKafka(tmp_path).start()
+    topic = f"traces-{unique}"
+    try:
+        create_topics(kafka.bootstrap, (topic, 1))
+        config = settings(
+            kafka.bootstrap,
+            topic,
+            limits={"max_in_flight_requests": 1, "ack_timeout": "3s", "retry_after": "2s"},
+        )
+        receiver = processes(EdgeTraces(tmp_path, config)).wait_ready()
+        url = f"http://{receiver.http}/v1/traces"
+        protobuf = {"Content-Type": "application/x-protobuf"}
+
+        def body(name: str) -> bytes:
+            return encode_spans(make_spans(name, 1, 2)).SerializeToString()
+
+        assert httpx.post(url, content=body("before"), headers=protobuf).status_code == 200
+        assert kafka.proc is not None
+        kafka.proc.send_signal(signal.SIGSTOP)  # alive, silent: a broker that hangs
+        try:
+            slow: list[httpx.Response] = []
+            waiting = threading.Thread(
+                target=lambda: slow.append(
+                    httpx.post(url, content=body("slow"), headers=protobuf, timeout=30)
+                )
+            )
+            waiting.start()
+            wait_for(
+                lambda: receiver.metric("ferryman_requests_in_flight") == 1,
+                10,
+                "a request waiting for Kafka",
+                interval=0.05,
+            )
+            with (
+                grpc.insecure_channel(receiver.grpc) as channel,
+                pytest.raises(grpc.RpcError) as bounced,
+            ):
+                channel.unary_unary(EXPORT)(body("bounced"), timeout=30)
+            assert bounced.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "already wait" in bounced.value.details()
+            trailers = dict(bounced.value.trailing_metadata())
+            delay = RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"]).retry_delay
+            assert delay.seconds == 2
+            waiting.join(30)
+            assert slow[0].status_code == 503
+            assert slow[0].headers["retry-after"] == "2"
+            assert "did not acknowledge" in Status.FromString(slow[0].content).message
+        finally:
+            kafka.proc.send_signal(signal.SIGCONT)
+        after = make_spans(f"after-{unique}", traces=2, per_trace=2)
+        exporter = GrpcSpanExporter(endpoint=receiver.grpc, insecure=True, timeout=60)
+        assert exporter.export(after) == SpanExportResult.SUCCESS
+        exporter.shutdown()
+        messages = read_back(kafka.bootstrap, topic, span_ids(after))
+        assert span_ids(after) <= set(all_span_ids(messages))
+    finally:
+        kafka.stop()
