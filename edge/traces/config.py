@@ -11,6 +11,7 @@
       limits: {max_request_bytes: 4MiB, max_in_flight_requests: 64, ack_timeout: 10s}
       auth: {bearer_token_file: /run/secrets/otlp-token}
       tls: {cert_file: /etc/ferryman/tls.crt, key_file: /etc/ferryman/tls.key}
+      kubernetes: {}                          # the sending pod's attributes, by its IP
 
 Kafka's security fields (TLS, SASL) are those of :mod:`ferryman.kafkaconfig`, and the
 ``FERRYMAN_KAFKA__*`` environment variables lay over them as in the other shippers.
@@ -29,6 +30,8 @@ from ferryman.errors import ConfigError, format_errors
 from ferryman.kafkaconfig import KafkaSecurity, with_security_env
 from ferryman.units import Duration, Size
 from ferryman.wire.otlp import CLUSTER_ATTRIBUTE
+
+from .pods import PodAttributesConfig
 
 __all__ = [
     "Auth",
@@ -153,6 +156,11 @@ class ReceiverSettings(_Strict):
     limits: Limits = Field(default_factory=Limits, description="Request limits.")
     auth: Auth | None = Field(None, description="Bearer token on both listeners (default none).")
     tls: ServerTLS | None = Field(None, description="TLS on both listeners (default none).")
+    kubernetes: PodAttributesConfig | None = Field(
+        None,
+        description="Add the sending pod's Kubernetes attributes, looked up by its IP "
+        "(default: off).",
+    )
 
 
 class EdgeTracesConfig(_Strict):

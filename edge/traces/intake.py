@@ -100,6 +100,14 @@ class _Refusals(Refused):
         self.by_reason[label] = self.by_reason.get(label, 0) + count
 
 
+def _add_missing(request: ExportTraceServiceRequest, attributes: Mapping[str, str]) -> None:
+    for rs in request.resource_spans:
+        present = {kv.key for kv in rs.resource.attributes}
+        for key, value in attributes.items():
+            if key not in present:
+                rs.resource.attributes.add(key=key).value.string_value = value
+
+
 class Intake:
     """Shared by both listeners; ``config`` may be replaced (reload) at any time."""
 
@@ -116,13 +124,17 @@ class Intake:
         transport: str,
         extra_attributes: Mapping[str, str] | None = None,
     ) -> Accepted:
-        """Produce ``request``'s spans; see the module docstring for what it guarantees."""
+        """Produce ``request``'s spans; see the module docstring for what it guarantees.
+
+        External labels replace a resource's own attributes of the same name;
+        ``extra_attributes`` (the sending pod's) are added only where it has none."""
         config = self.config
         limits = config.ferryman.limits
         spans = span_count(request)
         self.metrics.received.labels(transport=transport).inc(spans)
-        attributes = {**(extra_attributes or {}), **config.resource_attributes()}
-        set_resource_attributes(request, attributes)
+        if extra_attributes:
+            _add_missing(request, extra_attributes)
+        set_resource_attributes(request, config.resource_attributes())
         refused = _Refusals()
         messages = cut(request, config.ferryman.kafka.max_message_bytes, refused)
         for reason, count in refused.by_reason.items():

@@ -29,6 +29,7 @@ from .config import EdgeTracesConfig, ServerTLS, load_config
 from .intake import Intake, Metrics
 from .otlpgrpc import GrpcListener
 from .otlphttp import HttpListener
+from .pods import PodAttributes
 from .produce import KafkaLink
 
 __all__ = ["TracesReceiver"]
@@ -55,9 +56,11 @@ class TracesReceiver:
             errors=self.metrics.errors,
         )
         self.intake = Intake(self.config, self.link, self.metrics)
-        tls = self.config.ferryman.tls
+        settings = self.config.ferryman
+        tls = settings.tls
         self._http_tls = _ssl_context(tls) if tls else None
         self._grpc_credentials = _grpc_credentials(tls) if tls else None
+        self.pods: PodAttributes | None = None
         self._stop = threading.Event()
         self._reload = threading.Event()
 
@@ -71,17 +74,22 @@ class TracesReceiver:
         signal.signal(signal.SIGHUP, self._on_reload)
         token = settings.auth.token() if settings.auth else None
         tls = settings.tls
+        if settings.kubernetes is not None:
+            self.pods = PodAttributes(settings.kubernetes)
+        lookup = self.pods.lookup if self.pods is not None else None
         grpc_listener = GrpcListener(
             settings.grpc.listen,
             self.intake,
             credentials=self._grpc_credentials,
             token=token,
+            attributes_of=lookup,
         )
         http_listener = HttpListener(
             settings.http.listen,
             self.intake,
             tls=self._http_tls,
             token=token,
+            attributes_of=lookup,
         )
         self.listeners = (grpc_listener, http_listener)
         status = serve(
@@ -113,6 +121,8 @@ class TracesReceiver:
             http_listener.close()
             grpc_listener.close()
             self.link.close()
+            if self.pods is not None:
+                self.pods.close()
             status.shutdown()
             log.info("edge traces receiver stopped")
 
@@ -141,6 +151,7 @@ class TracesReceiver:
                 ("ferryman.http", old.http, new.http),
                 ("ferryman.listen", old.listen, new.listen),
                 ("ferryman.tls", old.tls, new.tls),
+                ("ferryman.kubernetes", old.kubernetes, new.kubernetes),
                 (
                     "ferryman.limits.max_request_bytes (gRPC)",
                     old.limits.max_request_bytes,
