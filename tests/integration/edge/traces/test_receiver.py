@@ -254,3 +254,33 @@ def test_size_type_and_path_limits(stack, processes, tmp_path, topic):
         trailers = dict(refused.value.trailing_metadata() or ())
         assert "google.rpc.retryinfo-bin" not in trailers
     assert receiver.metric("ferryman_errors_total", error_type="too_large", stage="http") == 2
+
+
+def test_a_large_trace_is_cut_below_max_message_bytes_and_an_oversized_span_refused(
+    stack, processes, tmp_path, topic, unique
+):
+    bootstrap = stack("kafka", "bootstrap")
+    config = settings(bootstrap, topic, kafka={"max_message_bytes": 8192})
+    receiver = start(processes, tmp_path, config)
+    trace_id = os.urandom(16).hex()
+    small = [os.urandom(8).hex() for _ in range(40)]
+    huge = os.urandom(8).hex()
+    body = _json_request(trace_id, [*small, huge])
+    spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    for span in spans[:-1]:
+        span["attributes"] = [{"key": "payload", "value": {"stringValue": "x" * 700}}]
+    spans[-1]["attributes"] = [{"key": "payload", "value": {"stringValue": "y" * 9000}}]
+    answer = httpx.post(f"http://{receiver.http}/v1/traces", json=body, timeout=30)
+    assert answer.status_code == 200
+    partial = answer.json()["partialSuccess"]
+    assert int(partial["rejectedSpans"]) == 1
+    assert "larger than the 8192 byte limit" in partial["errorMessage"]
+
+    messages = read_back(bootstrap, topic, {bytes.fromhex(i) for i in small})
+    assert sorted(all_span_ids(messages)) == sorted(bytes.fromhex(i) for i in small)
+    assert len(messages) >= 4  # 40 spans of ~750 bytes in messages of at most 8 KiB
+    assert {m.key.hex() for m in messages} == {trace_id}
+    assert all(m.request.ByteSize() <= 8192 for m in messages)
+    assert receiver.metric("ferryman_spans_refused_total", reason="span_too_large") == 1
+    assert receiver.metric("ferryman_messages_produced_total") == len(messages)
+    assert receiver.terminate() == 0
