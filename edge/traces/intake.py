@@ -118,6 +118,11 @@ class Intake:
         self._lock = threading.Lock()
         self._in_flight = 0
 
+    @property
+    def in_flight(self) -> int:
+        """Requests waiting for Kafka now."""
+        return self._in_flight
+
     def export(
         self,
         request: ExportTraceServiceRequest,

@@ -15,6 +15,7 @@ import logging
 import signal
 import ssl
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -119,7 +120,10 @@ class TracesReceiver:
                     self._reload_config()
         finally:
             http_listener.close()
-            grpc_listener.close()
+            grpc_listener.close()  # waits up to 5 s for gRPC requests in flight
+            deadline = time.monotonic() + 5
+            while self.intake.in_flight and time.monotonic() < deadline:
+                time.sleep(0.05)  # HTTP requests still waiting for Kafka
             self.link.close()
             if self.pods is not None:
                 self.pods.close()
