@@ -5,10 +5,10 @@ encoding:
 
 - 200 and an ``ExportTraceServiceResponse`` once Kafka acknowledged every span
   (``partial_success`` names the spans the limits refused);
-- 400 for a body that does not decode (never retried by clients);
+- 400 for a body that does not decode (never retried by clients), or whose
+  ``Content-Length`` or chunks do not add up (then the connection is closed);
 - 401 without the configured bearer token;
 - 404 for another path, 405 for another method;
-- 411 without ``Content-Length``;
 - 413 for a body above ``max_request_bytes``, before or after gzip (decompression
   stops at the limit: a small bomb never becomes a large allocation);
 - 415 for a content type other than ``application/x-protobuf`` and
@@ -54,6 +54,10 @@ _NOT_FOUND = 5
 
 class _TooLargeError(Exception):
     pass
+
+
+class _FramingError(Exception):
+    """Raised when a body's length or chunks do not add up (400, connection closed)."""
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
@@ -160,23 +164,12 @@ class _Handler(BaseHTTPRequestHandler):
                 gzipped=False,
                 drain=True,
             )
-        length_header = self.headers.get("Content-Length")
-        if length_header is None or not length_header.strip().isdigit():
-            return self._fail(
-                411,
-                _INVALID_ARGUMENT,
-                "a Content-Length is required",
-                answer_type,
-                gzipped=False,
-                close=True,
-            )
-        length = int(length_header)
-        if length > limits.max_request_bytes:
+        try:
+            body = self._read_body(limits.max_request_bytes)
+        except _TooLargeError:
             return self._too_large(limits.max_request_bytes, answer_type, close=True)
-        body = self.rfile.read(length)
-        if len(body) < length:
-            self.close_connection = True
-            return 400
+        except _FramingError as exc:
+            return self._fail(400, _INVALID_ARGUMENT, str(exc), answer_type, False, close=True)
         try:
             if gzipped:
                 body = gunzip(body, limits.max_request_bytes)
@@ -197,6 +190,43 @@ class _Handler(BaseHTTPRequestHandler):
             )
         self._send(200, response_body(accepted, answer_type), answer_type, gzipped)
         return 200
+
+    def _read_body(self, limit: int) -> bytes:
+        """The body, by Content-Length or chunked; _TooLargeError past ``limit`` bytes
+        (nothing more is read: the connection is then closed)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunks(limit)
+        header = (self.headers.get("Content-Length") or "").strip()
+        if not header.isdigit():
+            raise _FramingError("a Content-Length or chunked body is required")
+        length = int(header)
+        if length > limit:
+            raise _TooLargeError
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise _FramingError("the body ended early")
+        return body
+
+    def _read_chunks(self, limit: int) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";")[0].strip(), 16)
+            except ValueError:
+                raise _FramingError("a chunk size is not hex") from None
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers, ignored
+                    pass
+                return b"".join(parts)
+            total += size
+            if total > limit:
+                raise _TooLargeError
+            chunk = self.rfile.read(size)
+            if len(chunk) < size or self.rfile.readline(4) != b"\r\n":
+                raise _FramingError("a chunk ended early")
+            parts.append(chunk)
 
     def _too_large(self, limit: int, answer_type: str, *, close: bool) -> int:
         self.server.listener.intake.metrics.errors.labels(

@@ -11,6 +11,7 @@ import grpc
 import httpx
 import pytest
 from google.rpc.status_pb2 import Status
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
     OTLPSpanExporter as GrpcSpanExporter,
 )
@@ -203,8 +204,6 @@ def test_undecodable_bodies_get_400_and_invalid_argument_and_the_receiver_keeps_
 
         # ... and serves good requests after all that.
         good = make_spans(f"after-{unique}", traces=1, per_trace=2)
-        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-
         answer = ExportTraceServiceResponse.FromString(
             export(encode_spans(good).SerializeToString(), timeout=30)
         )
@@ -245,6 +244,13 @@ def test_size_type_and_path_limits(stack, processes, tmp_path, topic):
     assert empty.status_code == 200
     assert ExportTraceServiceResponse.FromString(empty.content) == ExportTraceServiceResponse()
 
+    # Chunked bodies (no Content-Length) count against the limit as they arrive.
+    good = encode_spans(make_spans("chunked", traces=1, per_trace=3)).SerializeToString()
+    chunked = httpx.post(url, content=iter([good[:10], good[10:]]), headers=protobuf)
+    assert chunked.status_code == 200
+    flood = httpx.post(url, content=iter([b"\0" * 4096] * 20), headers=protobuf)
+    assert flood.status_code == 413
+
     # gRPC's own receive limit, without a RetryInfo: the client must not retry it.
     with grpc.insecure_channel(receiver.grpc) as channel:
         export = channel.unary_unary(EXPORT)
@@ -253,7 +259,7 @@ def test_size_type_and_path_limits(stack, processes, tmp_path, topic):
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         trailers = dict(refused.value.trailing_metadata() or ())
         assert "google.rpc.retryinfo-bin" not in trailers
-    assert receiver.metric("ferryman_errors_total", error_type="too_large", stage="http") == 2
+    assert receiver.metric("ferryman_errors_total", error_type="too_large", stage="http") == 3
 
 
 def test_a_large_trace_is_cut_below_max_message_bytes_and_an_oversized_span_refused(
