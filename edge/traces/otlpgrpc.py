@@ -63,6 +63,10 @@ class _Servicer(trace_service_pb2_grpc.TraceServiceServicer):
         except _Aborted as aborted:
             code = aborted.args[0]
             raise
+        except Exception:
+            code = grpc.StatusCode.UNKNOWN
+            intake.metrics.errors.labels(error_type="unexpected", stage="grpc").inc()
+            raise
         finally:
             intake.metrics.requests.labels(transport=_TRANSPORT, status=code.name).inc()
             intake.metrics.latency.labels(transport=_TRANSPORT).observe(time.monotonic() - started)

@@ -24,6 +24,7 @@ import gzip
 import logging
 import socket
 import ssl
+import sys
 import threading
 import time
 import zlib
@@ -100,8 +101,12 @@ class _Server(ThreadingHTTPServer):
         super().finish_request(request, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that goes away mid-request is not the receiver's error.
-        self.listener.intake.metrics.errors.labels(error_type="connection", stage="http").inc()
+        # Mostly a client that went away mid-request: counted, not logged with a trace.
+        exc = sys.exc_info()[1]
+        name = type(exc).__name__ if exc is not None else "unknown"
+        self.listener.intake.metrics.errors.labels(error_type=name, stage="http").inc()
+        if not isinstance(exc, OSError):
+            log.error("OTLP/HTTP request from %s failed: %s: %s", client_address[0], name, exc)
 
 
 class _Handler(BaseHTTPRequestHandler):
