@@ -151,12 +151,15 @@ class GrpcListener:
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE, {"Export": handler}),)
         )
-        if credentials is None:
-            self.port = self.server.add_insecure_port(listen)
-        else:
-            self.port = self.server.add_secure_port(listen, credentials)
+        try:
+            if credentials is None:
+                self.port = self.server.add_insecure_port(listen)
+            else:
+                self.port = self.server.add_secure_port(listen, credentials)
+        except RuntimeError:  # grpcio's word for a bind that failed
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {listen} for OTLP/gRPC")
+            raise OSError(f"cannot listen on {listen} for OTLP/gRPC (address in use?)")
 
     def attributes_of(self, peer: str) -> dict[str, str] | None:
         return self._attributes_of(peer) if self._attributes_of is not None else None

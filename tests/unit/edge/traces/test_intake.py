@@ -109,3 +109,20 @@ def test_a_request_of_refused_spans_only_needs_no_kafka() -> None:
     assert accepted.rejected_spans == 2
     assert "trace_id" in accepted.error_message
     assert registry.value("ferryman_spans_refused_total", reason="invalid_trace_id") == 2
+
+
+def test_a_listener_on_a_busy_port_is_an_os_error() -> None:
+    import socket
+
+    from edge.traces.otlpgrpc import GrpcListener
+    from edge.traces.otlphttp import HttpListener
+
+    intake, _ = _intake(EdgeTracesConfig())
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        address = f"127.0.0.1:{busy.getsockname()[1]}"
+        with pytest.raises(OSError, match="cannot listen on"):
+            GrpcListener(address, intake)
+        with pytest.raises(OSError):
+            HttpListener(address, intake)
