@@ -10,7 +10,9 @@ reason and reported to the client as ``partial_success``.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -27,6 +29,11 @@ from .config import EdgeTracesConfig
 from .produce import KafkaLink, KafkaUnavailableError, Outgoing
 
 __all__ = ["Accepted", "BusyError", "Intake", "Metrics"]
+
+log = logging.getLogger("ferryman.edge.traces")
+
+#: At most one line per this many seconds about undecodable requests.
+LOG_EVERY = 10.0
 
 
 class BusyError(Exception):
@@ -117,6 +124,8 @@ class Intake:
         self.metrics = metrics
         self._lock = threading.Lock()
         self._in_flight = 0
+        self._logged_at = -LOG_EVERY
+        self._unlogged = 0
 
     @property
     def in_flight(self) -> int:
@@ -156,6 +165,24 @@ class Intake:
         if refused.spans:
             return Accepted(refused.spans, f"{refused.spans} spans refused: {refused.reason}")
         return Accepted()
+
+    def undecodable(self, transport: str, peer: str, reason: str) -> None:
+        """Count a request whose body did not decode, and say so in the log at most
+        once every :data:`LOG_EVERY` seconds (a broken client sends many)."""
+        self.metrics.errors.labels(error_type="decode", stage=transport).inc()
+        with self._lock:
+            now = time.monotonic()
+            if now - self._logged_at < LOG_EVERY:
+                self._unlogged += 1
+                return
+            more, self._unlogged, self._logged_at = self._unlogged, 0, now
+        log.warning(
+            "undecodable OTLP/%s request from %s: %s%s",
+            transport.upper() if transport == "http" else "gRPC",
+            peer,
+            reason,
+            f" (and {more} more since the last such line)" if more else "",
+        )
 
     def headers_for(self, message: TraceMessage) -> Sequence[tuple[str, bytes]]:
         """The headers of one produced message: schema, cluster, tenant.

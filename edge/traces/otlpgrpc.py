@@ -83,7 +83,7 @@ class _Servicer(trace_service_pb2_grpc.TraceServiceServicer):
         try:
             decoded = decode_protobuf(request.body)
         except OtlpDecodeError as exc:
-            intake.metrics.errors.labels(error_type="decode", stage="grpc").inc()
+            intake.undecodable(_TRANSPORT, _peer_ip(context), str(exc)[:200])
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc)[:500])
         try:
             accepted = intake.export(decoded, _TRANSPORT, listener.attributes_of(_peer_ip(context)))

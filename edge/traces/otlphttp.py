@@ -182,8 +182,7 @@ class _Handler(BaseHTTPRequestHandler):
         except _TooLargeError:
             return self._too_large(limits.max_request_bytes, answer_type, close=False)
         except OtlpDecodeError as exc:
-            intake.metrics.errors.labels(error_type="decode", stage="http").inc()
-            log.warning("undecodable OTLP/HTTP request from %s: %s", self.client_address[0], exc)
+            intake.undecodable(_TRANSPORT, self.client_address[0], str(exc)[:200])
             return self._fail(400, _INVALID_ARGUMENT, str(exc)[:500], answer_type, gzipped)
         try:
             accepted = intake.export(

@@ -126,3 +126,18 @@ def test_a_listener_on_a_busy_port_is_an_os_error() -> None:
             GrpcListener(address, intake)
         with pytest.raises(OSError):
             HttpListener(address, intake)
+
+
+def test_undecodable_requests_are_all_counted_and_logged_once_a_while(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    intake, registry = _intake(EdgeTracesConfig())
+    with caplog.at_level("WARNING", logger="ferryman.edge.traces"):
+        for _ in range(3):
+            intake.undecodable("http", "10.0.0.7", "not JSON")
+        intake.undecodable("grpc", "10.0.0.8", "not protobuf")
+    assert registry.value("ferryman_errors_total", error_type="decode", stage="http") == 3
+    assert registry.value("ferryman_errors_total", error_type="decode", stage="grpc") == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "undecodable OTLP/HTTP request from 10.0.0.7: not JSON"
+    ]
