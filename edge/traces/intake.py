@@ -25,7 +25,7 @@ from ferryman.telemetry import Registry
 from ferryman.wire.otlp import Refused, TraceMessage, set_resource_attributes, span_count
 from ferryman.wire.otlp import split_by_trace as cut
 
-from .config import EdgeTracesConfig
+from .config import MESSAGE_HEADROOM, EdgeTracesConfig
 from .produce import KafkaLink, KafkaUnavailableError, Outgoing
 
 __all__ = ["Accepted", "BusyError", "Intake", "Metrics"]
@@ -150,7 +150,7 @@ class Intake:
             _add_missing(request, extra_attributes)
         set_resource_attributes(request, config.resource_attributes())
         refused = _Refusals()
-        messages = cut(request, config.ferryman.kafka.max_message_bytes, refused)
+        messages = cut(request, self.max_message_bytes(), refused)
         for reason, count in refused.by_reason.items():
             self.metrics.refused.labels(reason=reason).inc(count)
         if messages:
@@ -165,6 +165,15 @@ class Intake:
         if refused.spans:
             return Accepted(refused.spans, f"{refused.spans} spans refused: {refused.reason}")
         return Accepted()
+
+    def max_message_bytes(self) -> int:
+        """``kafka.max_message_bytes``, lowered to fit the topic's own
+        ``max.message.bytes`` (less the headroom) when Kafka told a smaller one."""
+        configured = self.config.ferryman.kafka.max_message_bytes
+        topic = self.link.topic_max_message_bytes
+        if topic is None:
+            return configured
+        return max(1024, min(configured, topic - MESSAGE_HEADROOM))
 
     def undecodable(self, transport: str, peer: str, reason: str) -> None:
         """Count a request whose body did not decode, and say so in the log at most

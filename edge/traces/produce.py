@@ -19,12 +19,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 
 from ferryman.kafka import producer as kafka_producer
 from ferryman.kafkaconfig import KafkaCredentials
 from ferryman.telemetry import Counter
+
+from .config import MESSAGE_HEADROOM
 
 __all__ = ["KafkaLink", "KafkaUnavailableError", "Outgoing"]
 
@@ -57,6 +60,8 @@ class KafkaLink:
         self.ack_timeout = ack_timeout
         self._errors = errors
         self._producer: KafkaProducer | None = None
+        #: The topic's ``max.message.bytes`` once read (None: not known)
+        self.topic_max_message_bytes: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._connect, name="ferryman-kafka", daemon=True)
 
@@ -94,6 +99,32 @@ class KafkaLink:
                 f"Kafka did not acknowledge in time ({type(exc).__name__})"
             ) from None
 
+    def _topic_limit(self) -> int | None:
+        """The topic's ``max.message.bytes`` (its own or the broker's default), or None
+        when Kafka does not say."""
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap_servers,
+                client_id="ferryman-edge-traces",
+                request_timeout_ms=int(self.ack_timeout * 1000),
+                **self.credentials.kwargs(),
+            )
+        except (KafkaError, OSError) as exc:
+            log.warning("cannot read the topic's max.message.bytes: %s", type(exc).__name__)
+            return None
+        try:
+            found = admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, self.topic, ["max.message.bytes"])],
+                config_filter="all",
+            )
+            value = found["topic"][self.topic]["max.message.bytes"]["value"]
+            return int(value)
+        except (KafkaError, OSError, KeyError, TypeError, ValueError) as exc:
+            log.warning("cannot read the topic's max.message.bytes: %s", type(exc).__name__)
+            return None
+        finally:
+            admin.close()
+
     def _connect(self) -> None:
         backoff = 0.2
         while not self._stop.is_set():
@@ -130,11 +161,24 @@ class KafkaLink:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            self.topic_max_message_bytes = self._topic_limit()
             self._producer = producer
             log.info(
-                "Kafka reachable at %s, topic %s has %d partitions",
+                "Kafka reachable at %s, topic %s has %d partitions, max.message.bytes %s",
                 self.bootstrap_servers,
                 self.topic,
                 len(partitions),
+                self.topic_max_message_bytes,
             )
+            if (
+                self.topic_max_message_bytes is not None
+                and self.max_message_bytes > self.topic_max_message_bytes - MESSAGE_HEADROOM
+            ):
+                log.warning(
+                    "kafka.max_message_bytes (%d) does not fit the topic's max.message.bytes "
+                    "(%d) with headroom: messages are cut below %d bytes instead",
+                    self.max_message_bytes,
+                    self.topic_max_message_bytes,
+                    self.topic_max_message_bytes - MESSAGE_HEADROOM,
+                )
             return

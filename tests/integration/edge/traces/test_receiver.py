@@ -11,6 +11,8 @@ import grpc
 import httpx
 import pytest
 from google.rpc.status_pb2 import Status
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
     OTLPSpanExporter as GrpcSpanExporter,
@@ -290,3 +292,30 @@ def test_a_large_trace_is_cut_below_max_message_bytes_and_an_oversized_span_refu
     assert receiver.metric("ferryman_spans_refused_total", reason="span_too_large") == 1
     assert receiver.metric("ferryman_messages_produced_total") == len(messages)
     assert receiver.terminate() == 0
+
+
+def test_the_topics_own_max_message_bytes_is_respected(stack, processes, tmp_path, unique):
+    bootstrap = stack("kafka", "bootstrap")
+    topic = f"traces-small-{unique}"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"max.message.bytes": "40000"})])
+    finally:
+        admin.close()
+    # Configured for 1 MiB messages; the topic takes 40000 bytes: cut below 40000 - 16 KiB.
+    receiver = start(processes, tmp_path, settings(bootstrap, topic))
+    assert "max.message.bytes 40000" in receiver.output()
+    trace_id = os.urandom(16).hex()
+    small = [os.urandom(8).hex() for _ in range(40)]
+    body = _json_request(trace_id, [*small, os.urandom(8).hex()])
+    spans = body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    for span in spans[:-1]:
+        span["attributes"] = [{"key": "payload", "value": {"stringValue": "x" * 700}}]
+    spans[-1]["attributes"] = [{"key": "payload", "value": {"stringValue": "y" * 30000}}]
+    answer = httpx.post(f"http://{receiver.http}/v1/traces", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert int(answer.json()["partialSuccess"]["rejectedSpans"]) == 1
+    messages = read_back(bootstrap, topic, {bytes.fromhex(i) for i in small})
+    assert sorted(all_span_ids(messages)) == sorted(bytes.fromhex(i) for i in small)
+    assert len(messages) >= 2
+    assert all(m.request.ByteSize() <= 40000 - 16 * 1024 for m in messages)
