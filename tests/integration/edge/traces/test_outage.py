@@ -159,6 +159,7 @@ def test_kill9_while_the_sdk_exports_loses_no_span_reported_exported(
     in_kafka = set(all_span_ids(messages))
     missing = exported - in_kafka
     assert not missing, f"{len(missing)} of {len(exported)} exported spans are not in Kafka"
+    assert in_kafka <= set().union(*(span_ids(batch) for batch in batches))  # nothing else
     for message in messages:
         assert {span.trace_id for span in message.spans()} == {message.key}
 
