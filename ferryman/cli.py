@@ -110,6 +110,23 @@ def _edge(args: argparse.Namespace) -> int:
             log.error("cannot start: %s", exc)
             return 1
         return 0
+    if args.kind == "traces":
+        from edge.traces.receiver import TracesReceiver
+
+        try:
+            receiver = TracesReceiver(args.config)
+        except ConfigError as exc:
+            log.error("cannot start: %s", exc)
+            return 2
+        try:
+            receiver.run()
+        except KafkaStartError as exc:
+            log.error("cannot start: %s", exc)
+            return 1
+        except OSError as exc:
+            log.error("cannot start: %s", exc)
+            return 1
+        return 0
     from edge.logs.shipper import LogShipper
 
     try:
@@ -238,6 +255,8 @@ def _config_kinds(*, expand_env: bool = False) -> dict[str, ConfigKind]:
     from edge.logs.config import load_config as load_logs
     from edge.metrics.config import IGNORED_SECTIONS, EdgeMetricsConfig
     from edge.metrics.config import load_config as load_metrics
+    from edge.traces.config import EdgeTracesConfig
+    from edge.traces.config import load_config as load_traces
     from ferryman.configcheck import Kind
     from ferryman.errors import ConfigError
     from functions.registry import load
@@ -249,6 +268,9 @@ def _config_kinds(*, expand_env: bool = False) -> dict[str, ConfigKind]:
 
     def metrics(path: Path, _: str | None) -> None:
         load_metrics(path)
+
+    def traces(path: Path, _: str | None) -> None:
+        load_traces(path)
 
     def worker(path: Path, function: str | None) -> None:
         if function is not None:
@@ -276,6 +298,7 @@ def _config_kinds(*, expand_env: bool = False) -> dict[str, ConfigKind]:
             (EdgeMetricsConfig,),
             frozenset(IGNORED_SECTIONS),
         ),
+        "traces": Kind("traces", traces, (EdgeTracesConfig,)),
         "worker": Kind(
             "worker",
             worker,
@@ -327,8 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check",
         help="validate configuration files offline (exit 1 if any is invalid)",
-        description="Validate edge logs, edge metrics and worker configuration files as "
-        "their commands do at start-up, without connecting to anything; print FILE: OK "
+        description="Validate edge logs, edge metrics, edge traces and worker configuration "
+        "files as their commands do at start-up, without connecting to anything; print FILE: OK "
         "or every error by its dotted path; exit 1 if any file is invalid. Each file's "
         "kind is --kind, else a '# ferryman-kind: KIND' line in it, else told from its "
         "keys (a worker's function from its function: key).",
@@ -338,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--kind",
         type=_kind_argument,
         metavar="KIND",
-        help="logs, metrics or worker:NAME for every FILE (default: each file's "
+        help="logs, metrics, traces or worker:NAME for every FILE (default: each file's "
         "'# ferryman-kind:' line, else detected)",
     )
     check.add_argument(
@@ -423,6 +446,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     logs.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     _add_log_format(logs)
+    traces = kinds.add_parser(
+        "traces",
+        help="receive OTLP traces (gRPC 4317 / HTTP 4318) into Kafka",
+        description="Receive OpenTelemetry traces over OTLP/gRPC (TraceService/Export) "
+        "and OTLP/HTTP (POST /v1/traces, protobuf or JSON, gzip) and produce them to "
+        "Kafka, one message per trace keyed by trace id; answer success only after "
+        "Kafka acknowledged.",
+    )
+    traces.add_argument(
+        "--config",
+        dest="config",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="configuration file",
+    )
+    traces.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    _add_log_format(traces)
     edge.set_defaults(func=_edge)
 
     dlq = sub.add_parser("dlq", help="dead-letter topics")

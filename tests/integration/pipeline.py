@@ -489,3 +489,72 @@ class PrivateVictoriaLogs(_PrivateHTTPService):
             "-loggerLevel=WARN",
             *self.args,
         ]
+
+
+class EdgeTraces(Process):
+    """``ferryman edge traces``: the OTLP receiver. ``settings`` as its config file
+    takes them; ``grpc``, ``http`` and ``api`` name its three listeners (set them in
+    ``settings``, free ports from :func:`free_port`)."""
+
+    def __init__(self, tmp: Path, settings: dict[str, Any]) -> None:
+        super().__init__(tmp, ["edge", "traces"], settings)
+
+    @property
+    def grpc(self) -> str:
+        return str(self.settings["ferryman"]["grpc"]["listen"])
+
+    @property
+    def http(self) -> str:
+        return str(self.settings["ferryman"]["http"]["listen"])
+
+    @property
+    def api(self) -> str:
+        """Base URL of its /metrics, /healthz and /readyz."""
+        return f"http://{self.settings['ferryman']['listen']}"
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.api}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def wait_listening(self, timeout: float = 60) -> EdgeTraces:
+        """Wait until /healthz answers (the listeners are up; Kafka may not be)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.api}/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            self._check_alive(deadline, timeout)
+
+    def wait_ready(self, timeout: float = 60) -> EdgeTraces:
+        """Wait until /readyz answers 200 (Kafka metadata for the topic fetched)."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            self._check_alive(deadline, timeout)
+        return self
+
+    def _check_alive(self, deadline: float, timeout: float) -> None:
+        if not self.alive():
+            raise AssertionError(f"edge traces exited:\n{self.output()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"edge traces not ready after {timeout}s:\n{self.output()[-3000:]}"
+            )
+        time.sleep(0.1)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of every series of ``name`` carrying ``labels`` (0 when none)."""
+        text = httpx.get(f"{self.api}/metrics", timeout=5).text
+        total = 0.0
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            series, _, value = line.rpartition(" ")
+            metric, _, rest = series.partition("{")
+            found = dict(_LABEL.findall(rest))
+            if metric == name and all(found.get(k) == v for k, v in labels.items()):
+                total += float(value)
+        return total

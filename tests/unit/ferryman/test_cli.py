@@ -58,7 +58,8 @@ def test_edge_metrics_takes_prometheus_config_file(argv: list[str]) -> None:
         ["edge", "logs", "-config.file=/c.yml", "-client.url=http://loki:3100"],
         ["edge", "metrics", "--config.file=/c.yml", "--config.expand-env"],  # Promtail's only
         ["edge", "metrics", "-config.file=/c.yml"],  # Prometheus spells it with two dashes
-        ["edge", "traces", "--config=/c.yml"],
+        ["edge", "traces"],  # no configuration
+        ["edge", "traces", "--config.file=/c.yml"],  # no Prometheus or Promtail alias
     ],
 )
 def test_what_is_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,6 +67,11 @@ def test_what_is_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) ->
         cli.build_parser().parse_args(argv)
     assert exited.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_edge_traces_takes_a_config_file() -> None:
+    args = cli.build_parser().parse_args(["edge", "traces", "--config", "/etc/ferryman/t.yaml"])
+    assert (args.kind, args.config) == ("traces", Path("/etc/ferryman/t.yaml"))
 
 
 def test_help_names_the_aliases(capsys: pytest.CaptureFixture[str]) -> None:
