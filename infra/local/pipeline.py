@@ -5,9 +5,12 @@ An edge metrics shipper scrapes this machine's node-exporter and the stack's own
 Prometheus, VictoriaMetrics (remote write and OpenTSDB), Elasticsearch and
 InfluxDB. An edge log shipper tails this machine's ``/var/log`` (and its journal
 where one runs or has left files); workers carry the logs topic into Loki (VictoriaLogs' Loki
-API) and Elasticsearch. Each runs as its own process, exactly as it would in a
-container, and is supervised like the services (``ferryman stack status`` lists
-them).
+API) and Elasticsearch. The edge traces receiver takes OTLP on 127.0.0.1:14317 (gRPC)
+and :14318 (HTTP) — Jaeger holds 4317/4318 here — and a worker carries the traces
+topic into Jaeger; HotROD, Jaeger's demo application, exports its traces to the
+receiver, driven by a trickle of rides. Each runs as its own process, exactly as it
+would in a container, and is supervised like the services (``ferryman stack status``
+lists them).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import yaml
 
 from ferryman import __version__
 
-from .catalogue import HOST
+from .catalogue import HOST, HOTROD, HOTROD_PORTS, hotrod_argv
 from .paths import Layout
 from .probes import http_probe
 from .service import Service
@@ -29,8 +32,14 @@ __all__ = ["PIPELINE"]
 
 EDGE_PORT = 9901
 EDGE_LOGS_PORT = 9902
+EDGE_TRACES_PORT = 9903
+#: The receiver's OTLP ports here (4317/4318 in a cluster; the stack's Jaeger has those).
+OTLP_GRPC_PORT = 14317
+OTLP_HTTP_PORT = 14318
+TRICKLE_PORT = 9919
 METRICS_TOPIC = "ferryman.metrics"
 LOGS_TOPIC = "ferryman.logs"
+TRACES_TOPIC = "ferryman.traces"
 
 #: (process name, function, listen port, function config)
 _WORKERS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
@@ -63,6 +72,12 @@ _LOG_WORKERS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
 )
 
 
+#: The same for the traces topic.
+_TRACE_WORKERS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
+    ("to-jaeger", "otlp_traces", 9918, {"url": f"http://{HOST}:4318", "protocol": "http"}),
+)
+
+
 def _edge_config(layout: Layout) -> dict[str, Any]:
     own = [f"{HOST}:9090", f"{HOST}:8428", f"{HOST}:9428", f"{HOST}:8888"]
     return {
@@ -79,9 +94,10 @@ def _edge_config(layout: Layout) -> dict[str, Any]:
                 "static_configs": [
                     {
                         "targets": [
-                            f"{HOST}:{port}" for _, _, port, _ in (*_WORKERS, *_LOG_WORKERS)
+                            f"{HOST}:{port}"
+                            for _, _, port, _ in (*_WORKERS, *_LOG_WORKERS, *_TRACE_WORKERS)
                         ]
-                        + [f"{HOST}:{EDGE_LOGS_PORT}"]
+                        + [f"{HOST}:{EDGE_LOGS_PORT}", f"{HOST}:{EDGE_TRACES_PORT}"]
                     }
                 ],
             },
@@ -134,6 +150,19 @@ def _edge_logs_config(layout: Layout) -> dict[str, Any]:
     }
 
 
+def _edge_traces_config(layout: Layout) -> dict[str, Any]:
+    del layout
+    return {
+        "external_labels": {"cluster": "local"},
+        "ferryman": {
+            "kafka": {"bootstrap_servers": f"{HOST}:9092", "topic": TRACES_TOPIC},
+            "grpc": {"listen": f"{HOST}:{OTLP_GRPC_PORT}"},
+            "http": {"listen": f"{HOST}:{OTLP_HTTP_PORT}"},
+            "listen": f"{HOST}:{EDGE_TRACES_PORT}",
+        },
+    }
+
+
 def _worker_config(
     name: str, port: int, config: dict[str, Any], topic: str = METRICS_TOPIC
 ) -> dict[str, Any]:
@@ -146,6 +175,41 @@ def _worker_config(
         "http": {"listen": f"{HOST}:{port}"},
         "config": config,
     }
+
+
+#: HotROD's demo services, on ports of their own in the pipeline (the stack's entry
+#: keeps 8080-8083 for a HotROD an operator starts by hand).
+DEMO_PORTS = {service: port + 100 for service, port in HOTROD_PORTS.items()}
+DEMO_FRONTEND = f"http://{HOST}:{DEMO_PORTS['frontend']}"
+
+#: HotROD exporting OTLP/HTTP to the edge receiver, which labels it cluster "local".
+HOTROD_DEMO = Service(
+    name="hotrod-demo",
+    endpoints={"frontend": DEMO_FRONTEND},
+    install=HOTROD.install,
+    command=lambda layout: hotrod_argv(layout.bin / "hotrod", DEMO_PORTS),
+    env=lambda layout: {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{HOST}:{OTLP_HTTP_PORT}"},
+    probe=http_probe(f"{DEMO_FRONTEND}/config", contains="jaeger"),
+)
+
+#: A ride every 5 seconds, so Jaeger keeps showing fresh traces.
+TRICKLE = Service(
+    name="hotrod-trickle",
+    endpoints={"http": f"http://{HOST}:{TRICKLE_PORT}"},
+    install=lambda layout: __version__,
+    command=lambda layout: [
+        sys.executable,
+        "-m",
+        "infra.local.trickle",
+        "--frontend",
+        DEMO_FRONTEND,
+        "--every",
+        "5",
+        "--listen",
+        f"{HOST}:{TRICKLE_PORT}",
+    ],
+    probe=http_probe(f"http://{HOST}:{TRICKLE_PORT}/healthz"),
+)
 
 
 def _process(name: str, argv: list[str], settings: Any, probe_url: str) -> Service:
@@ -197,4 +261,21 @@ PIPELINE: tuple[Service, ...] = (
         )
         for name, function, port, config in _LOG_WORKERS
     ),
+    _process(
+        "edge-traces",
+        ["edge", "traces"],
+        _edge_traces_config,
+        f"http://{HOST}:{EDGE_TRACES_PORT}/readyz",
+    ),
+    *(
+        _process(
+            name,
+            ["worker", function],
+            _worker_config(name, port, config, TRACES_TOPIC),
+            f"http://{HOST}:{port}/readyz",
+        )
+        for name, function, port, config in _TRACE_WORKERS
+    ),
+    HOTROD_DEMO,
+    TRICKLE,
 )

@@ -8,7 +8,7 @@
   judges every pod template (no warning in the central namespace, warnings only for
   the two workloads that need more than restricted at the edge);
 - the settings files the overlays ship are loaded by the programs that read them
-  (worker, metrics shipper, log shipper) with the environment the pods get;
+  (worker, metrics shipper, log shipper, traces receiver) with the environment the pods get;
 - checkov, with the exceptions of infra/k8s/policy-exceptions.yaml and nothing else;
 - infra/k8s/central/functions is what infra/k8s/generate.py writes today.
 
@@ -31,6 +31,7 @@ import yaml
 
 from edge.logs.config import load_config as load_logs_config
 from edge.metrics.config import load_config as load_metrics_config
+from edge.traces.config import load_config as load_traces_config
 from functions.registry import load, names
 from infra.k8s import generate
 from infra.local.catalogue import KAFKA_TOPICS
@@ -246,11 +247,16 @@ def test_shipper_configs_carry_the_overlays_cluster_once(
     )
     logs_file = tmp_path / "edge-logs.yaml"
     logs_file.write_text(_configmap(docs, "ferryman-edge-logs-config")["data"]["edge-logs.yaml"])
+    traces_file = tmp_path / "edge-traces.yaml"
+    traces_file.write_text(
+        _configmap(docs, "ferryman-edge-traces-config")["data"]["edge-traces.yaml"]
+    )
     secret = _secret(docs, "ferryman-kafka-client")
     loaded: dict[str, Any] = {}
     for kind, name, read in (
         ("Deployment", "ferryman-edge-metrics", lambda: load_metrics_config(metrics_file)),
         ("DaemonSet", "ferryman-edge-logs", lambda: load_logs_config(logs_file, expand_env=True)),
+        ("Deployment", "ferryman-edge-traces", lambda: load_traces_config(traces_file)),
     ):
         pod = _find(docs, kind, name)["spec"]["template"]["spec"]
         (container,) = [c for c in pod["containers"] if c["name"] == "shipper"]
@@ -264,11 +270,22 @@ def test_shipper_configs_carry_the_overlays_cluster_once(
     for config in (metrics, logs):
         assert config.global_.external_labels == {"cluster": "prod-eu-1"}
         assert config.ferryman.kafka.bootstrap_servers == cluster["kafka_bootstrap_servers"]
+    traces = loaded["ferryman-edge-traces"]
+    assert traces.resource_attributes() == {"k8s.cluster.name": "prod-eu-1"}
+    assert traces.ferryman.kafka.bootstrap_servers == cluster["kafka_bootstrap_servers"]
+    # The Service sends OTLP to the ports the receiver listens on.
+    service = _find(docs, "Service", "ferryman-edge-traces")["spec"]["ports"]
+    assert {p["name"]: p["port"] for p in service} == {
+        "otlp-grpc": int(traces.ferryman.grpc.listen.rsplit(":", 1)[1]),
+        "otlp-http": int(traces.ferryman.http.listen.rsplit(":", 1)[1]),
+        "metrics": int(traces.ferryman.listen.rsplit(":", 1)[1]),
+    }
     assert logs.ferryman.host == "node-7"
     # Never per job: no relabel rule writes the cluster label.
     for job in (*metrics.scrape_configs, *logs.scrape_configs):
         assert all(rule.target_label != "cluster" for rule in job.relabel_configs)
     assert "CHANGE-ME" not in metrics_file.read_text() + logs_file.read_text()
+    assert "CHANGE-ME" not in traces_file.read_text()
 
 
 # --- the real API server ------------------------------------------------------------------
