@@ -345,6 +345,11 @@ class LineageExporter:
         if len(spans) > room:
             self.m_spans.labels(outcome="dropped").inc(len(spans) - max(room, 0))
 
+    def pending(self) -> list[Span]:
+        """The spans waiting for the next flush."""
+        with self._lock:
+            return list(self._pending)
+
     def close(self, timeout: float = 5.0) -> None:
         """Export what is queued (for up to ``timeout`` seconds), then stop."""
         self._stop.set()
