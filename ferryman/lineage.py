@@ -351,15 +351,18 @@ class LineageExporter:
             return list(self._pending)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Export what is queued (for up to ``timeout`` seconds), then stop."""
+        """Export what is queued, waiting at most ``timeout`` seconds, then stop. When
+        Kafka does not answer by then the thread is left to finish on its own (it is a
+        daemon thread: it never holds the process up)."""
         self._stop.set()
         if self._started:
-            self._thread.join(timeout=timeout + self.ack_timeout)
+            self._thread.join(timeout=timeout)
+            if self._thread.is_alive():
+                log.warning("lineage spans still being exported at shutdown; left behind")
+                return
         else:
             self.flush()
-        if self._producer is not None:
-            self._producer.close(timeout=1)
-            self._producer = None
+        self._discard_producer()
 
     def flush(self) -> None:
         """Produce every queued span now and wait for Kafka (the thread does this)."""
