@@ -22,11 +22,14 @@ It is written once in the trace of each sampled producer batch it contains (at m
 :data:`MAX_TREES`), so a search for that batch's trace id shows the edge's span and
 the worker's together; each such root links to the producer spans of its own trace.
 A batch recorded for an error alone gets one tree in a new trace, whose root links to
-its records' contexts (at most :data:`MAX_LINKS`).
+its records' contexts (at most :data:`MAX_LINKS`). A batch whose records carry no
+``traceparent`` at all (produced by something other than the edge) is recorded so too,
+with the worker's own ``lineage.sample_ratio``.
 """
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -170,8 +173,8 @@ class BatchTrace:
         spans: list[Span] = []
         for trace_id, linked in list(by_trace.items())[:MAX_TREES]:
             spans += self._tree(trace_id, linked, len(contexts))
-        if not by_trace and failed:
-            linked = [(r, c) for r, c in contexts if c is not None]
+        linked = [(r, c) for r, c in contexts if c is not None]
+        if not by_trace and (failed or (not linked and random.random() < self.exporter.ratio)):
             spans += self._tree(new_context(1.0).trace_id, linked, len(contexts))
         if spans:
             self.exporter.record(spans)

@@ -29,9 +29,9 @@ TP0 = TopicPartition("t", 0)
 class _Recording(LineageExporter):
     """Keeps the recorded spans instead of producing them."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, ratio: float) -> None:
         super().__init__(
-            LineageSettings(sample_ratio=0.0),
+            LineageSettings(sample_ratio=ratio),
             bootstrap_servers="127.0.0.1:1",
             registry=registry,
             resource={"service.name": "ferryman-worker-prw"},
@@ -60,12 +60,13 @@ def _run(
     values: list[bytes],
     headers: dict[int, list[tuple[str, bytes]]],
     handle: Callable[[Batch], Delivered],
+    ratio: float = 0.0,
 ) -> tuple[list[Span], FakeProducer]:
     kafka = FakeKafka({TP0: values}, {(TP0, o): hs for o, hs in headers.items()})
     consumer = FakeConsumer(kafka, FakeClock())
     producer = FakeProducer()
     registry = Registry()
-    exporter = _Recording(registry)
+    exporter = _Recording(registry, ratio)
     runtime = Runtime(
         WorkerSettings(function="prw", kafka={"input_topic": "t"}, batch={"max_records": 10}),
         _Handler(handle),
@@ -167,3 +168,14 @@ def test_lineage_records_are_never_traced() -> None:
 
     spans, _ = _run([b"a", b"b"], {0: lineage, 1: [(h.LINEAGE, b"1")]}, refuse)
     assert spans == []
+
+
+def test_batches_without_a_traceparent_are_sampled_by_the_workers_ratio() -> None:
+    spans, _ = _run([b"a", b"b"], {}, lambda batch: Delivered(), ratio=1.0)
+    root, *children = spans
+    assert root.name == "process t" and root.links == [] and root.error is None
+    assert [c.name for c in children] == ["deliver", "commit"]
+    assert _run([b"a", b"b"], {}, lambda batch: Delivered(), ratio=0.0)[0] == []
+    # a record with an unsampled traceparent was decided upstream: not sampled again
+    unsampled = {0: _tp(new_context(0.0))}
+    assert _run([b"a"], unsampled, lambda batch: Delivered(), ratio=1.0)[0] == []
