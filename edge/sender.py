@@ -79,10 +79,9 @@ class KafkaSender:
         window_bytes: int = 8 * 2**20,
         credentials: KafkaCredentials = PLAINTEXT_CREDENTIALS,
         lineage: LineageExporter | None = None,
-        lineage_attributes: dict[str, str | int] | None = None,
     ) -> None:
-        """``lineage`` records a span per message (see the module docstring), with
-        ``lineage_attributes`` (default none) on each."""
+        """``lineage`` (default none) records a span per sampled or failed message (see
+        the module docstring)."""
         self.queue = queue
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
@@ -100,7 +99,6 @@ class KafkaSender:
         self._partitions = 0
         self.connected = False
         self.lineage = lineage
-        self.lineage_attributes = dict(lineage_attributes or {})
         self._tracked: OrderedDict[bytes, _Attempts] = OrderedDict()
         self._in_flight: list[bytes] = []  # trace ids of the window being sent
         self._thread = threading.Thread(target=self._run, name="ferryman-kafka-sender", daemon=True)
@@ -233,7 +231,6 @@ class KafkaSender:
                 "messaging.message.body.size": len(entry.payload),
                 "ferryman.samples": entry.samples,
                 "ferryman.attempts": tracked.attempts if tracked else 1,
-                **self.lineage_attributes,
             }
             if tracked is not None and tracked.error is not None:
                 attributes["ferryman.produce.error"] = tracked.error

@@ -50,12 +50,15 @@ from ferryman.lineage import (
 
 from .records import Delivered, Record
 
-__all__ = ["MAX_LINKS", "MAX_TREES", "BatchTrace"]
+__all__ = ["MAX_LINKS", "MAX_STEPS", "MAX_TREES", "BatchTrace"]
 
 #: Trees written per batch at most (one per sampled producer trace).
 MAX_TREES = 64
 #: Links of one root span at most.
 MAX_LINKS = 128
+#: Children of one root at most: past it, the latest step replaces the one before (a
+#: batch retried through a long outage keeps its first attempts and its last step).
+MAX_STEPS = 100
 
 
 @dataclass(slots=True)
@@ -89,6 +92,14 @@ class BatchTrace:
         self.steps: list[_Step] = []
         self.error: str | None = None
         self.attempts = 0
+        self.omitted = 0
+
+    def _add(self, step: _Step) -> None:
+        if len(self.steps) < MAX_STEPS:
+            self.steps.append(step)
+        else:
+            self.steps[-1] = step
+            self.omitted += 1
 
     # ---- what the runtime tells -------------------------------------------------------
 
@@ -117,12 +128,12 @@ class BatchTrace:
                 error = result.retry_reason or f"{len(result.retry)} records refused for now"
             elif result.dead:
                 error = result.dead[0][1]
-        self.steps.append(_Step("deliver", start_ns, time.time_ns(), "client", attributes, error))
+        self._add(_Step("deliver", start_ns, time.time_ns(), "client", attributes, error))
 
     def dead_lettered(self, start_ns: int, dead: Sequence[tuple[Record, str]]) -> None:
         reason = dead[0][1] if dead else ""
         self.error = self.error or f"{len(dead)} records dead-lettered: {reason}"
-        self.steps.append(
+        self._add(
             _Step(
                 f"dead-letter {self.dead_letter_topic}",
                 start_ns,
@@ -138,7 +149,7 @@ class BatchTrace:
 
     def handed_to_lane(self, start_ns: int, offered: int, left: int) -> None:
         self.error = self.error or f"{offered - left} records handed to the retry lane"
-        self.steps.append(
+        self._add(
             _Step(
                 "retry-lane",
                 start_ns,
@@ -149,7 +160,7 @@ class BatchTrace:
         )
 
     def committed(self, start_ns: int, error: str | None = None) -> None:
-        self.steps.append(_Step("commit", start_ns, time.time_ns(), error=error))
+        self._add(_Step("commit", start_ns, time.time_ns(), error=error))
 
     def handed_back(self, reason: str) -> None:
         self.error = f"handed back uncommitted after {reason}"
@@ -194,6 +205,8 @@ class BatchTrace:
             "ferryman.function": self.function,
             "ferryman.attempts": self.attempts,
         }
+        if self.omitted:
+            attributes["ferryman.steps.omitted"] = self.omitted
         if linked:
             first = linked[0][0]
             attributes["messaging.destination.partition.id"] = str(first.partition)

@@ -3,6 +3,7 @@ driven through ``run()`` with in-memory clients."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 from kafka import TopicPartition
@@ -19,7 +20,8 @@ from ferryman.lineage import (
 from ferryman.telemetry import Registry
 from tests.unit.workers.fakes import FakeClock, FakeConsumer, FakeKafka, FakeProducer
 from workers.errors import Permanent
-from workers.records import Batch, Delivered
+from workers.lineage import MAX_STEPS, BatchTrace
+from workers.records import Batch, Delivered, Record
 from workers.runtime import Runtime
 from workers.settings import WorkerSettings
 
@@ -179,3 +181,21 @@ def test_batches_without_a_traceparent_are_sampled_by_the_workers_ratio() -> Non
     # a record with an unsampled traceparent was decided upstream: not sampled again
     unsampled = {0: _tp(new_context(0.0))}
     assert _run([b"a"], unsampled, lambda batch: Delivered(), ratio=1.0)[0] == []
+
+
+def test_a_long_outage_keeps_the_first_attempts_and_the_last_step() -> None:
+    exporter = _Recording(Registry(), 0.0)
+    trace = BatchTrace(exporter, topic="t", group="g", function="prw", dead_letter_topic="d")
+    for _ in range(150):
+        trace.delivered(time.time_ns(), 1, exc=ConnectionError("down"))
+    trace.delivered(time.time_ns(), 1, Delivered())
+    trace.committed(time.time_ns())
+    record = Record("t", 0, 7, None, b"a", tuple(_tp(new_context(0.0, force=True))))
+    root, *children = trace.finish([record])
+    assert len(children) == MAX_STEPS
+    assert children[0].attributes["ferryman.attempt"] == 1
+    assert children[-2].attributes["ferryman.attempt"] == MAX_STEPS - 1
+    assert children[-1].name == "commit"
+    assert root.attributes["ferryman.attempts"] == 151
+    assert root.attributes["ferryman.steps.omitted"] == 152 - MAX_STEPS
+    assert exporter.recorded == [root, *children]
