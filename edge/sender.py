@@ -9,7 +9,9 @@ Batch lineage (see :mod:`ferryman.lineage`), when a :class:`LineageExporter` is 
 every message carries a ``traceparent`` whose trace and span ids are *derived from the
 message's bytes* (BLAKE2b of the payload), not stored in the queue, so a batch buffered
 through a Kafka outage or a restart keeps its context with no change to the on-disk
-format. The span runs from the first produce attempt this process made to the broker's
+format. Two messages with the same bytes would share a trace id; remote-write
+messages carry their samples' timestamps, so that does not happen in practice. The
+span runs from the first produce attempt this process made to the broker's
 acknowledgement; a batch whose produce failed is recorded (and its ``traceparent``
 flagged sampled) whatever the sampling says.
 """

@@ -47,6 +47,7 @@ from ferryman.lineage import (
     new_span_id,
     parse_traceparent,
 )
+from ferryman.wire.otlp import CLUSTER_ATTRIBUTE
 
 from .records import Delivered, Record
 
@@ -211,6 +212,9 @@ class BatchTrace:
             first = linked[0][0]
             attributes["messaging.destination.partition.id"] = str(first.partition)
             attributes["messaging.kafka.offset"] = first.offset
+            cluster = first.header(h.CLUSTER)
+            if cluster:  # the worker runs centrally: the cluster is the batch's
+                attributes[CLUSTER_ATTRIBUTE] = cluster.decode("utf-8", "replace")
         root = Span(
             name=f"process {self.topic}",
             trace_id=trace_id,

@@ -236,6 +236,7 @@ def test_a_metrics_batch_and_a_dead_lettered_record_in_jaeger(
         assert root_tags["messaging.system"] == "kafka"
         assert root_tags["messaging.consumer.group.name"] == f"g-{unique}"
         assert root_tags["ferryman.function"] == "prometheus_remote_write"
+        assert root_tags["k8s.cluster.name"] == unique  # the batch's, from its header
         assert root_tags["messaging.batch.message_count"] >= 1
         deliver = next(c for c in children if c["operationName"] == "deliver")
         assert _tags(deliver)["ferryman.records.delivered"] >= 1
