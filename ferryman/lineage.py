@@ -42,6 +42,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import socket
 import threading
 from collections import deque
@@ -71,6 +72,7 @@ __all__ = [
     "Link",
     "Span",
     "SpanContext",
+    "flagged_sampled",
     "is_lineage",
     "make_traceparent",
     "new_context",
@@ -91,7 +93,13 @@ LINEAGE_HEADERS: tuple[tuple[str, bytes], ...] = (
     (h.LINEAGE, b"1"),
 )
 
-_HEX = frozenset("0123456789abcdef")
+_TRACEPARENT = re.compile(
+    rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[\x20-\x7e]*)?"
+)
+#: hex digits whose bit 0 is set: the last flags digit of a sampled traceparent
+_SAMPLED_DIGITS = frozenset(b"13579bdf")
+_ZERO_TRACE = bytes(16)
+_ZERO_SPAN = bytes(8)
 _KINDS = {
     "internal": OtlpSpan.SPAN_KIND_INTERNAL,
     "producer": OtlpSpan.SPAN_KIND_PRODUCER,
@@ -170,29 +178,27 @@ def parse_traceparent(value: bytes | str | None) -> SpanContext | None:
     """
     if value is None:
         return None
-    if isinstance(value, bytes):
+    if isinstance(value, str):
         try:
-            value = value.decode("ascii")
-        except UnicodeDecodeError:
+            value = value.encode("ascii")
+        except UnicodeEncodeError:
             return None
-    if len(value) < 55:
+    match = _TRACEPARENT.fullmatch(value)
+    if match is None:
         return None
-    version = value[:2]
-    if not set(version) <= _HEX or version == "ff":
+    version, trace_hex, span_hex, flags_hex, rest = match.groups()
+    if version == b"ff" or (version == b"00" and rest):
         return None
-    if version == "00" and len(value) != 55:
+    trace_id, span_id = bytes.fromhex(trace_hex.decode()), bytes.fromhex(span_hex.decode())
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
-    if len(value) > 55 and value[55] != "-":
-        return None
-    if value[2] != "-" or value[35] != "-" or value[52] != "-":
-        return None
-    trace_hex, span_hex, flags_hex = value[3:35], value[36:52], value[53:55]
-    if not (set(trace_hex) <= _HEX and set(span_hex) <= _HEX and set(flags_hex) <= _HEX):
-        return None
-    trace_id, span_id = bytes.fromhex(trace_hex), bytes.fromhex(span_hex)
-    if trace_id == bytes(16) or span_id == bytes(8):
-        return None
-    return SpanContext(trace_id, span_id, bool(int(flags_hex, 16) & 1))
+    return SpanContext(trace_id, span_id, flags_hex[1] in _SAMPLED_DIGITS)
+
+
+def flagged_sampled(value: bytes | None) -> bool:
+    """Whether a ``traceparent`` value's sampled flag is set, without checking the rest
+    (a quick look before :func:`parse_traceparent`)."""
+    return value is not None and len(value) >= 55 and value[54] in _SAMPLED_DIGITS
 
 
 def is_lineage(headers: Sequence[tuple[str, bytes]]) -> bool:

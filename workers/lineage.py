@@ -42,6 +42,7 @@ from ferryman.lineage import (
     Link,
     Span,
     SpanContext,
+    flagged_sampled,
     is_lineage,
     new_context,
     new_span_id,
@@ -170,24 +171,26 @@ class BatchTrace:
 
     def finish(self, batch: Sequence[Record]) -> list[Span]:
         """Record the batch's spans (when it is to be recorded) and return them."""
-        contexts: list[tuple[Record, SpanContext | None]] = [
-            (r, parse_traceparent(r.header(h.TRACEPARENT)))
-            for r in batch
-            if not is_lineage(r.headers)
-        ]
-        if not contexts:
+        records = [(r, r.header(h.TRACEPARENT)) for r in batch if not is_lineage(r.headers)]
+        if not records:
             return []
         failed = self.error is not None or any(s.error is not None for s in self.steps)
         by_trace: dict[bytes, list[tuple[Record, SpanContext]]] = {}
-        for record, context in contexts:
-            if context is not None and context.sampled:
+        for record, value in records:
+            if flagged_sampled(value) and (context := parse_traceparent(value)) is not None:
                 by_trace.setdefault(context.trace_id, []).append((record, context))
         spans: list[Span] = []
         for trace_id, linked in list(by_trace.items())[:MAX_TREES]:
-            spans += self._tree(trace_id, linked, len(contexts))
-        linked = [(r, c) for r, c in contexts if c is not None]
-        if not by_trace and (failed or (not linked and random.random() < self.exporter.ratio)):
-            spans += self._tree(new_context(1.0).trace_id, linked, len(contexts))
+            spans += self._tree(trace_id, linked, len(records))
+        if not by_trace:
+            untraced = all(value is None for _, value in records)
+            if failed or (untraced and random.random() < self.exporter.ratio):
+                linked = [
+                    (r, c)
+                    for r, v in records[: MAX_LINKS * 2]
+                    if (c := parse_traceparent(v)) is not None
+                ]
+                spans += self._tree(new_context(1.0).trace_id, linked, len(records))
         if spans:
             self.exporter.record(spans)
         return spans
