@@ -180,7 +180,10 @@ class KafkaSender:
         self.queue.ack(entries[-1].end)
         self._in_flight = []
         if self.lineage is not None:
-            self._record(entries, contexts, metadata)
+            try:
+                self._record(entries, contexts, metadata)
+            except Exception:  # lineage describes the data; it never stops it
+                log.exception("could not record the lineage of %d messages", len(entries))
         if not self.connected:
             log.info("Kafka reachable at %s; draining the disk buffer", self.bootstrap_servers)
             self.connected = True

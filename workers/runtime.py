@@ -256,9 +256,12 @@ class Runtime:
             self.membership.rewind(batch)
         finally:
             self.membership.batch_done()
-            if self._trace is not None:
-                self._trace.finish(batch)
-                self._trace = None
+            trace, self._trace = self._trace, None
+            if trace is not None:
+                try:
+                    trace.finish(batch)
+                except Exception:  # lineage describes the data; it never stops it
+                    log.exception("could not record the lineage of a batch")
 
     def _new_trace(self) -> BatchTrace | None:
         if self.lineage is None:

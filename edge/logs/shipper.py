@@ -825,7 +825,10 @@ class LogShipper:
             return False
         self._acknowledged(batch)
         if self.lineage is not None:
-            self._record(batch, sent, metadata)
+            try:
+                self._record(batch, sent, metadata)
+            except Exception:  # lineage describes the data; it never stops it
+                log.exception("could not record the lineage of a batch")
         return True
 
     def _context(self, batch: Batch, stream: str, index: int) -> SpanContext | None:
