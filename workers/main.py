@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from ferryman.errors import ConfigError, KafkaStartError, format_errors
 from ferryman.http import serve
 from ferryman.kafkacheck import check_kafka
+from ferryman.lineage import LineageExporter
 from ferryman.telemetry import Registry
 
 from .errors import DeliveryError, Permanent
@@ -156,6 +157,19 @@ def _context(name: str, registry: Registry) -> Context:
     )
 
 
+def _lineage(settings: WorkerSettings, registry: Registry) -> LineageExporter | None:
+    """The exporter of this worker's batch lineage; None when ``lineage.enabled`` is off."""
+    if not settings.lineage.enabled:
+        return None
+    return LineageExporter(
+        settings.lineage,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        registry=registry,
+        resource={"service.name": f"ferryman-worker-{settings.function}"},
+        credentials=settings.kafka.credentials(),
+    )
+
+
 def run_worker(lookup: Lookup, name: str, config_path: Path | None, **overrides: Any) -> int:
     started = time.monotonic()
     try:
@@ -172,7 +186,7 @@ def run_worker(lookup: Lookup, name: str, config_path: Path | None, **overrides:
     if not start_handler(handler, name):
         handler.close()
         return 1
-    runtime = Runtime(settings, handler, registry)
+    runtime = Runtime(settings, handler, registry, lineage=_lineage(settings, registry))
     runtime.install_signal_handlers()
     server = serve(
         settings.http.listen,

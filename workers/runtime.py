@@ -46,7 +46,8 @@ attempts), :mod:`.rebalance` (ownership, rewinds, pausing, rejoining) with
 (records refused while others are taken: lane or dead letter), :mod:`.widening` (a
 batch widened to tell poison from an outage), :mod:`.runtime_metrics`,
 and :mod:`.clients` (the Kafka calls made, the real clients; :mod:`.testing` has
-in-memory ones for tests).
+in-memory ones for tests). With a lineage exporter, :mod:`.lineage` records each
+sampled or failed batch's path as spans (never a batch made only of lineage records).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from kafka import TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
+from ferryman.lineage import LineageExporter
 from ferryman.telemetry import Registry
 
 from .backoff import Backoff
@@ -80,6 +82,7 @@ from .dead_letter import dead_letter_headers
 from .errors import Permanent, Throttled
 from .function import Handler
 from .handoff import LaneHandOff, Refusals
+from .lineage import BatchTrace
 from .rebalance import Membership, partition_of
 from .records import Batch, Delivered, Record
 from .retry_lane import Lane
@@ -101,7 +104,8 @@ class Runtime:
 
     ``consumer`` and ``producer`` make the Kafka clients from the settings (default:
     :func:`~workers.clients.connect_consumer`, :func:`~workers.clients.connect_producer`);
-    ``clock`` is monotonic seconds and ``jitter`` draws the backoff's jitter in [0, 1).
+    ``clock`` is monotonic seconds and ``jitter`` draws the backoff's jitter in [0, 1);
+    ``lineage`` (default none) receives the spans of sampled and failed batches.
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class Runtime:
         consumer: ConsumerFactory = connect_consumer,
         producer: ProducerFactory = connect_producer,
         jitter: Callable[[], float] = random.random,
+        lineage: LineageExporter | None = None,
     ) -> None:
         self.settings = settings
         self.handler = handler
@@ -129,6 +134,8 @@ class Runtime:
             if lane is not None and settings.retry_lane is not None
             else None
         )
+        self.lineage = lineage
+        self._trace: BatchTrace | None = None
         self._make_consumer = consumer
         self._make_producer = producer
         self.stopping = threading.Event()
@@ -153,6 +160,8 @@ class Runtime:
 
     def run(self) -> None:
         """Consume until :meth:`stop`; returns after the group was left."""
+        if self.lineage is not None:
+            self.lineage.start()
         connected = self._connect()
         if connected is None:  # stopped before Kafka answered
             self._close()
@@ -226,6 +235,8 @@ class Runtime:
             self.consumer.close(autocommit=False)  # leaves the group
         if self.lane is not None:
             self.lane.close()
+        if self.lineage is not None:
+            self.lineage.close()
         self.handler.close()
         log.info("worker stopped")
 
@@ -233,15 +244,35 @@ class Runtime:
 
     def _process_or_hand_back(self, batch: list[Record]) -> None:
         assert self.membership is not None
+        self._trace = self._new_trace()
         try:
             self._process(batch)
         except Abandoned:
             reason = "the drain deadline passed" if self._past_deadline() else "a rebalance"
             log.warning("handed back %d in-flight records uncommitted after %s", len(batch), reason)
+            if self._trace is not None:
+                self._trace.handed_back(reason)
             self.metrics.count_batch("handed_back")
             self.membership.rewind(batch)
         finally:
             self.membership.batch_done()
+            trace, self._trace = self._trace, None
+            if trace is not None:
+                try:
+                    trace.finish(batch)
+                except Exception:  # lineage describes the data; it never stops it
+                    log.exception("could not record the lineage of a batch")
+
+    def _new_trace(self) -> BatchTrace | None:
+        if self.lineage is None:
+            return None
+        return BatchTrace(
+            self.lineage,
+            topic=self.settings.kafka.input_topic,
+            group=self.settings.group_id,
+            function=self.settings.function,
+            dead_letter_topic=self.settings.kafka.dead_letter_topic,
+        )
 
     def _process(self, batch: list[Record]) -> None:
         started = self.clock()
@@ -350,10 +381,18 @@ class Runtime:
     ) -> tuple[Sequence[Record], float | None]:
         """One call of the function; returns the records to try again and the delay the
         backend asked for."""
+        trace = self._trace
+        started_ns = time.time_ns()
         try:
             result = self.handler.handle(pending)
         except Permanent as exc:
             result = Delivered(dead=[(r, exc.reason) for r in pending])
+        except Exception as exc:
+            if trace is not None:
+                trace.delivered(started_ns, len(pending), exc=exc)
+            raise
+        if trace is not None:
+            trace.delivered(started_ns, len(pending), result)
         self._finish(result, dead)
         if not result.retry:
             return (), None
@@ -361,7 +400,10 @@ class Runtime:
         left: Sequence[Record] = result.retry
         if self.handoff is not None:
             if self.handoff.due(refusals, attempt, started):
+                offered, handing_ns = len(left), time.time_ns()
                 left = self.handoff.send(refusals, left, result.retry_delay, attempt)
+                if trace is not None and len(left) < offered:
+                    trace.handed_to_lane(handing_ns, offered, len(left))
         else:
             overdue = refusals.overdue(left, self.settings.retry)
             if overdue:
@@ -384,9 +426,12 @@ class Runtime:
             ]
         if not futures:
             return
+        started_ns = time.time_ns()
         self.producer.flush(timeout=self.settings.retry.delivery_timeout_s)
         for future in futures:
             future.get(timeout=self.settings.retry.delivery_timeout_s)
+        if result.dead and self._trace is not None:
+            self._trace.dead_lettered(started_ns, result.dead)
         dead.extend(result.dead)
         if result.dead:
             self.metrics.count_dead(len(result.dead))
@@ -415,11 +460,14 @@ class Runtime:
             tp = partition_of(record)
             last[tp] = max(last.get(tp, -1), record.offset)
         self._check_owned(batch)
+        started_ns = time.time_ns()
         try:
             self.consumer.commit(
                 {tp: OffsetAndMetadata(offset + 1, "", -1) for tp, offset in last.items()}
             )
         except KafkaError as exc:
+            if self._trace is not None:
+                self._trace.committed(started_ns, f"{type(exc).__name__}: {exc}")
             # The group rebalanced under us (the broker refuses commits of a stale
             # generation). The records are delivered: the next commit of a partition
             # that stays ours covers them, another owner delivers them again.
@@ -431,6 +479,8 @@ class Runtime:
                 exc,
             )
             return
+        if self._trace is not None:
+            self._trace.committed(started_ns)
         self.metrics.count_commit()
 
     # ---- waiting while a backend pushes back -----------------------------------------

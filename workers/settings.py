@@ -20,6 +20,7 @@ from pydantic_settings import (
 
 from ferryman.errors import ConfigError, format_errors
 from ferryman.kafkaconfig import KafkaSecurity
+from ferryman.lineage import LineageSettings
 
 __all__ = [
     "BatchSettings",
@@ -207,6 +208,11 @@ class WorkerSettings(BaseSettings):
     http: HttpSettings = HttpSettings()
     retry_lane: RetryLaneSettings | None = Field(
         None, description="The dramatiq retry lane; off when absent."
+    )
+    lineage: LineageSettings = Field(
+        default_factory=LineageSettings,
+        description="Batch lineage: spans of sampled and failed batches, linked to the "
+        "edge's (see ferryman.lineage).",
     )
     shutdown_deadline_s: float = Field(20.0, gt=0, description="SIGTERM drain deadline.")
     config: dict[str, Any] = Field(default_factory=dict, description="The function's config.")

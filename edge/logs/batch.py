@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ferryman.lineage import SpanContext
 from ferryman.wire import loki
 
 __all__ = ["Batch", "stream_labels"]
@@ -31,6 +32,11 @@ class Batch:
     size: int = 0
     lines: int = 0
     started: float = 0.0
+    #: batch lineage: each message's context by (stream, part), kept across attempts
+    contexts: dict[tuple[str, int], SpanContext] = field(default_factory=dict)
+    #: produce attempts so far, and the last one's error (the batch is then traced)
+    attempts: int = 0
+    error: str | None = None
 
     def add_sources(self, stream: str, source: bytes, ends: list[int]) -> None:
         """The entries just added to ``stream`` came from ``source`` and end at ``ends``."""

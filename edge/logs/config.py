@@ -27,6 +27,7 @@ from pydantic import (
 
 from ferryman.errors import ConfigError, format_errors
 from ferryman.kafkaconfig import KafkaSecurity, with_security_env
+from ferryman.lineage import LineageSettings
 from ferryman.prom.relabel import RelabelConfig
 from ferryman.units import Duration, Size
 
@@ -172,6 +173,11 @@ class LogShipperSettings(_Strict):
         5.0,
         description="A file no scrape config names any more (renamed away, deleted) is "
         "read until it has been at its end this long (5s), then closed.",
+    )
+    lineage: LineageSettings = Field(
+        default_factory=LineageSettings,
+        description="Batch lineage: a traceparent on every message and a span per "
+        "sampled or failed batch (see ferryman.lineage).",
     )
 
 

@@ -16,6 +16,12 @@ their own and are grouped per label set. Its position advances only to the
 pipeline's safe offset: past lines shipped or dropped, never past a line a stage
 still holds (a partial CRI line, a multiline record in progress). Held lines are
 not flushed at shutdown: the restarted shipper reads and re-assembles them.
+
+Batch lineage (``ferryman.lineage``, see :mod:`ferryman.lineage`): every message
+carries a ``traceparent``; its context is made when the batch is first produced and
+kept on the batch across attempts. A sampled message, or any message of a batch whose
+produce failed once, is recorded as a span from the batch's first line read to the
+broker's acknowledgement.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
+from typing import Any
 
 from ferryman_native import lines_deltas, loki_push_split
 from kafka import KafkaProducer
@@ -40,9 +47,11 @@ from ferryman import headers as h
 from ferryman.http import serve
 from ferryman.kafka import producer as kafka_producer
 from ferryman.kafkacheck import check_kafka
+from ferryman.lineage import LineageExporter, Span, SpanContext, make_traceparent, new_context
 from ferryman.telemetry import Registry
 from ferryman.wire import loki
 from ferryman.wire.lines import encode_lines, source_id
+from ferryman.wire.otlp import CLUSTER_ATTRIBUTE
 from ferryman.wire.remote_write import snappy_compress
 
 from .batch import Batch
@@ -134,6 +143,23 @@ class LogShipper:
         #: Read once at start; a reload keeps them (restart to change them).
         self.kafka_credentials = self.config.ferryman.kafka.credentials("ferryman.kafka")
         r = self.registry = Registry()
+        lineage = self.config.ferryman.lineage
+        cluster = self.config.global_.external_labels.get("cluster")
+        self.lineage = (
+            LineageExporter(
+                lineage,
+                bootstrap_servers=self.config.ferryman.kafka.bootstrap_servers,
+                registry=r,
+                resource={
+                    "service.name": "ferryman-edge-logs",
+                    **({CLUSTER_ATTRIBUTE: cluster} if cluster else {}),
+                },
+                credentials=self.kafka_credentials,
+                cluster=cluster,
+            )
+            if lineage.enabled
+            else None
+        )
         self.m_read = r.counter(
             "ferryman_lines_read_total", "Lines read from files and journal entries read."
         )
@@ -527,6 +553,8 @@ class LogShipper:
         batch = Batch()
         scanned = 0.0
         backoff = 0.2
+        if self.lineage is not None:
+            self.lineage.start()
         try:
             self.journals.configure(self.config)
             while not self.stopping.is_set():
@@ -564,6 +592,8 @@ class LogShipper:
                 f.tailer.close()
             if self._producer is not None:
                 self._producer.close(timeout=5)
+            if self.lineage is not None:
+                self.lineage.close()
             server.shutdown()
             log.info("edge log shipper stopped")
 
@@ -754,6 +784,8 @@ class LogShipper:
         kafka = self.config.ferryman.kafka
         try:
             self._save_anchors()
+            batch.attempts += 1
+            sent: list[tuple[str, int, int, SpanContext | None]] = []
             producer = self._ensure_producer() if batch.streams else None
             futures = []
             for labels_text, entries in batch.streams.items():
@@ -762,10 +794,16 @@ class LogShipper:
                 if runs is not None and sum(len(ends) for _, ends in runs) != len(entries):
                     runs = None  # not every entry came from a file (cannot happen: kept safe)
                 parts = self._messages(labels_text, entries, kafka.max_message_bytes)
-                for payload, part_runs in zip(parts, _cut_runs(runs, parts), strict=True):
+                for index, (payload, part_runs) in enumerate(
+                    zip(parts, _cut_runs(runs, parts), strict=True)
+                ):
                     headers = self._headers()
                     if part_runs is not None:
                         headers.append((h.LINES, encode_lines([part_runs], lines_deltas)))
+                    context = self._context(batch, labels_text, index)
+                    if context is not None:
+                        headers.append((h.TRACEPARENT, make_traceparent(context)))
+                    sent.append((labels_text, payload[1], len(payload[0]), context))
                     futures.append(
                         producer.send(
                             kafka.topic, key=labels_text.encode(), value=payload[0], headers=headers
@@ -773,9 +811,9 @@ class LogShipper:
                     )
             if producer is not None:
                 producer.flush(timeout=kafka.acks_timeout)
-            for future in futures:
-                future.get(timeout=kafka.acks_timeout)
+            metadata = [future.get(timeout=kafka.acks_timeout) for future in futures]
         except (KafkaError, OSError) as exc:
+            batch.error = f"{type(exc).__name__}: {exc}"
             self.m_errors.labels(error_type=type(exc).__name__, stage="produce").inc()
             log.warning(
                 "Kafka did not take %d lines (%s: %s); holding them, reading paused",
@@ -786,7 +824,68 @@ class LogShipper:
             self._discard_producer()
             return False
         self._acknowledged(batch)
+        if self.lineage is not None:
+            try:
+                self._record(batch, sent, metadata)
+            except Exception:  # lineage describes the data; it never stops it
+                log.exception("could not record the lineage of a batch")
         return True
+
+    def _context(self, batch: Batch, stream: str, index: int) -> SpanContext | None:
+        """The lineage context of a message of ``batch``: the same at every attempt,
+        sampled from the first failed attempt on."""
+        if self.lineage is None:
+            return None
+        context = batch.contexts.get((stream, index))
+        if context is None:
+            context = new_context(self.lineage.ratio)
+        if batch.error is not None and not context.sampled:
+            context = SpanContext(context.trace_id, context.span_id, True)
+        batch.contexts[(stream, index)] = context
+        return context
+
+    def _record(
+        self,
+        batch: Batch,
+        sent: list[tuple[str, int, int, SpanContext | None]],
+        metadata: list[Any],
+    ) -> None:
+        """A span per sampled message of ``batch``, now acknowledged."""
+        assert self.lineage is not None
+        end_ns = time.time_ns()
+        waited = time.monotonic() - batch.started if batch.started else 0.0
+        start_ns = end_ns - int(max(0.0, waited) * 1e9)
+        topic = self.config.ferryman.kafka.topic
+        spans = []
+        for (stream, lines, size, context), meta in zip(sent, metadata, strict=True):
+            if context is None or not context.sampled:
+                continue
+            attributes: dict[str, str | int | float | bool] = {
+                "messaging.system": "kafka",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": topic,
+                "messaging.destination.partition.id": str(meta.partition),
+                "messaging.kafka.offset": int(meta.offset),
+                "messaging.message.body.size": size,
+                "ferryman.lines": lines,
+                "ferryman.stream": stream[:512],
+                "ferryman.attempts": batch.attempts,
+            }
+            if batch.error is not None:
+                attributes["ferryman.produce.error"] = batch.error
+            spans.append(
+                Span(
+                    name=f"send {topic}",
+                    trace_id=context.trace_id,
+                    span_id=context.span_id,
+                    start_ns=start_ns,
+                    end_ns=end_ns,
+                    kind="producer",
+                    attributes=attributes,
+                )
+            )
+        if spans:
+            self.lineage.record(spans)
 
     def _acknowledged(self, batch: Batch) -> None:
         """Kafka has every line of ``batch``: positions advance, and are saved."""

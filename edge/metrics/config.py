@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from edge.discovery.config import FileSDConfig, KubernetesSDConfig, StaticConfig
 from ferryman.errors import ConfigError, format_errors
 from ferryman.kafkaconfig import KafkaSecurity, with_security_env
+from ferryman.lineage import LineageSettings
 from ferryman.prom.relabel import RelabelConfig
 from ferryman.units import Duration, Size
 
@@ -181,6 +182,11 @@ class ShipperSettings(_Strict):
         ge=1,
         le=4096,
         description="Series hash buckets; a bucket maps to one partition, keeping order.",
+    )
+    lineage: LineageSettings = Field(
+        default_factory=LineageSettings,
+        description="Batch lineage: a traceparent on every message and a span per "
+        "sampled or failed batch (see ferryman.lineage).",
     )
 
 

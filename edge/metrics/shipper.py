@@ -18,9 +18,11 @@ from edge.discovery.files import Discoverer, FileSD, Static
 from ferryman import headers as h
 from ferryman.http import serve
 from ferryman.kafkacheck import check_kafka
+from ferryman.lineage import LineageExporter
 from ferryman.prom.relabel import compile_rules
 from ferryman.telemetry import Registry
 from ferryman.tls import ssl_verify
+from ferryman.wire.otlp import CLUSTER_ATTRIBUTE
 
 from ..diskqueue import DiskQueue
 from ..sender import KafkaSender
@@ -82,6 +84,22 @@ class MetricsShipper:
             messages=self.m_messages,
             samples=self.m_samples,
         )
+        cluster = self.config.global_.external_labels.get("cluster")
+        self.lineage = (
+            LineageExporter(
+                settings.lineage,
+                bootstrap_servers=settings.kafka.bootstrap_servers,
+                registry=r,
+                resource={
+                    "service.name": "ferryman-edge-metrics",
+                    **({CLUSTER_ATTRIBUTE: cluster} if cluster else {}),
+                },
+                credentials=self.kafka_credentials,
+                cluster=cluster,
+            )
+            if settings.lineage.enabled
+            else None
+        )
         self.sender = KafkaSender(
             self.queue,
             bootstrap_servers=settings.kafka.bootstrap_servers,
@@ -92,6 +110,7 @@ class MetricsShipper:
             errors=self.m_errors,
             backlog=self.m_backlog,
             credentials=self.kafka_credentials,
+            lineage=self.lineage,
         )
         self.jobs: dict[str, _Job] = {}
         self._stop = asyncio.Event()

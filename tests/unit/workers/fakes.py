@@ -56,12 +56,18 @@ class FakeMessage:
 
 
 class FakeKafka:
-    """Partitions holding values, and the group's committed offsets."""
+    """Partitions holding values, and the group's committed offsets; ``headers`` gives
+    records headers by (partition, offset) (default: none)."""
 
-    def __init__(self, partitions: Mapping[TopicPartition, Iterable[bytes]]) -> None:
+    def __init__(
+        self,
+        partitions: Mapping[TopicPartition, Iterable[bytes]],
+        headers: Mapping[tuple[TopicPartition, int], Sequence[tuple[str, bytes]]] | None = None,
+    ) -> None:
         self.log: dict[TopicPartition, list[bytes]] = {
             tp: list(values) for tp, values in partitions.items()
         }
+        self.headers = dict(headers or {})
         self.committed: dict[TopicPartition, int] = {}
 
     def append(self, tp: TopicPartition, *values: bytes) -> None:
@@ -207,7 +213,14 @@ class FakeConsumer:
             values = self.kafka.log.get(tp, [])[state.position : state.position + left]
             if values:
                 out[tp] = [
-                    FakeMessage(tp.topic, tp.partition, state.position + i, None, value)
+                    FakeMessage(
+                        tp.topic,
+                        tp.partition,
+                        state.position + i,
+                        None,
+                        value,
+                        self.kafka.headers.get((tp, state.position + i), ()),
+                    )
                     for i, value in enumerate(values)
                 ]
                 state.position += len(values)
