@@ -39,6 +39,7 @@ def test_the_units_are_there() -> None:
     assert [u.name for u in _units()] == [
         "ferryman-edge-logs.service",
         "ferryman-edge-metrics.service",
+        "ferryman-edge-traces.service",
         "ferryman-worker@.service",
     ]
 
@@ -100,6 +101,11 @@ def test_the_units_are_hardened_and_drain(unit: Path) -> None:
     assert int(service["TimeoutStopSec"]) >= 45
     if "edge" in unit.name:
         assert service["ExecReload"] == "kill -HUP $MAINPID"
+    if "edge-traces" in unit.name:
+        # It keeps nothing: a client is answered only once Kafka took its spans.
+        assert "ReadWritePaths" not in service
+        assert "StateDirectory" not in service
+    elif "edge" in unit.name:
         assert service["ReadWritePaths"] == "/var/lib/ferryman"
     if "edge-logs" in unit.name:
         assert service["SupplementaryGroups"] == "systemd-journal adm"
