@@ -22,9 +22,8 @@ again. What the handler guarantees when it returns:
   or when the receiver is unreachable, the records of that request and of every request
   not sent yet are handed back for retry, with the delay the receiver asked for
   (``Retry-After``, ``RetryInfo``). Spans of the batch exported already are exported
-  again: Jaeger stores such a span twice and shows the trace with the duplicate marked
-  (its UI and API deduplicate by span id for display only); a deduplicating receiver
-  (Tempo) keeps one.
+  again (at least once, never lost): Jaeger v2's query API and UI show such a span
+  once, identical spans being merged when a trace is read.
 
 See :mod:`.classify` for every status. Counter ``ferryman_spans_sent_total{function}``
 counts the spans of records delivered.

@@ -22,6 +22,10 @@ __all__ = ["GrpcExporter", "GrpcResult", "make_client", "post"]
 _EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 #: The receiver's answer is small; a large one is not an OTLP answer.
 _MAX_ANSWER_BYTES = 4 << 20
+#: gRPC backs off reconnecting up to 120 s by default; after an outage of a minute the
+#: next attempt could be half a minute away while the receiver is back. The runtime
+#: already retries with its own backoff, so the channel tries again within 5 s.
+_MAX_RECONNECT_BACKOFF_MS = 5000
 
 
 def make_client(config: OtlpTracesConfig, context: Context) -> httpx.Client:
@@ -44,6 +48,8 @@ class GrpcExporter:
         options = [
             ("grpc.max_receive_message_length", _MAX_ANSWER_BYTES),
             ("grpc.max_send_message_length", -1),
+            ("grpc.max_reconnect_backoff_ms", _MAX_RECONNECT_BACKOFF_MS),
+            ("grpc.initial_reconnect_backoff_ms", 200),
         ]
         if config.grpc_tls:
             tls = config.tls
