@@ -14,6 +14,8 @@ import time
 from typing import Any
 
 import pytest
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTracePartialSuccess,
     ExportTraceServiceResponse,
@@ -218,3 +220,44 @@ def test_partial_success_is_counted_and_not_retried(stack, unique, worker, fault
     assert len(proxy.exchanges()) == 1, "an export with a partial success was retried"
     assert running.metric("ferryman_records_dead_lettered_total") == 0
     assert "rejected 2 spans" in running.output()
+
+
+def test_a_request_over_jaegers_grpc_limit_is_narrowed_down(stack, unique, worker):
+    """With ``max_request_bytes`` set above Jaeger's 4 MiB, the merged request is
+    refused (RESOURCE_EXHAUSTED without RetryInfo, Jaeger's own answer); its records are
+    exported one by one and stored, and a record that alone exceeds the limit is
+    dead-lettered with Jaeger's reason."""
+    bootstrap, query = stack("kafka", "bootstrap"), stack("jaeger", "query")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics(
+            [NewTopic(unique, 1, 1, topic_configs={"max.message.bytes": str(8 << 20)})]
+        )
+    finally:
+        admin.close()
+    service = f"svc-{unique}"
+    fitting = [trace(service, spans=1, padding=900_000) for _ in range(6)]
+    too_large = trace(service, spans=1, padding=5_000_000)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=8 << 20)
+    try:
+        for t in [*fitting[:3], too_large, *fitting[3:]]:
+            producer.send(unique, t.message.value, t.message.key, list(t.message.headers))
+        producer.flush(30)
+    finally:
+        producer.close()
+    running = worker(
+        "otlp_traces",
+        unique,
+        {"url": _endpoint(stack, "grpc"), "protocol": "grpc", "max_request_bytes": 16 << 20},
+        batch={"max_records": 20, "max_wait_s": 1.0},
+    )
+
+    wait_for(lambda: running.committed() == 7, 60, "every offset committed")
+    expected = set().union(*(t.span_ids for t in fitting))
+    wait_for(lambda: stored_span_ids(query, service) == expected, 30, "the fitting spans")
+    (dead,) = dead_letters(bootstrap, running.dead_letter_topic, timeout_ms=3000)
+    assert dead.key == too_large.trace_id
+    assert dict(dead.headers)[h.DEAD_LETTER_ERROR].startswith(
+        b"HTTP 413: gRPC RESOURCE_EXHAUSTED: grpc: received message larger than max"
+    )
+    assert "sending them one by one" in running.output()

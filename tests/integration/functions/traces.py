@@ -43,11 +43,13 @@ def trace(
     trace_id: bytes | None = None,
     cluster: str = "alpha",
     tenant: str | None = None,
+    padding: int = 0,
 ) -> Trace:
     """A trace of ``spans`` spans of ``service`` (a root and its children) in one
     ``ExportTraceServiceRequest``, as the edge produces it: keyed by the trace id, with
     the schema, cluster (header and resource attribute) and tenant. ``error`` makes the
-    last span's status ERROR; ``slow_s`` the root's duration."""
+    last span's status ERROR; ``slow_s`` the root's duration; ``padding`` adds an
+    attribute of that many bytes to each span."""
     trace_id = trace_id if trace_id is not None else os.urandom(16)
     now = time.time_ns() - 5 * 10**9
     root = os.urandom(8)
@@ -65,7 +67,10 @@ def trace(
                 end_time_unix_nano=now
                 + (int(max(slow_s, 0.001) * 1e9) if n == 0 else 500_000)
                 + n * 1000,
-                attributes=[KeyValue(key="n", value=AnyValue(int_value=n))],
+                attributes=[
+                    KeyValue(key="n", value=AnyValue(int_value=n)),
+                    KeyValue(key="pad", value=AnyValue(string_value="." * padding)),
+                ],
                 status=Status(code=Status.STATUS_CODE_ERROR if error and n == spans - 1 else 0),
             )
         )
