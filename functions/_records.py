@@ -17,11 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
 from ferryman import headers as h
 from ferryman.wire.loki import Stream, decode_push_request, decode_push_request_columns
-from ferryman.wire.otlp import decode_protobuf
 from ferryman.wire.protobuf import DecodeError
 from ferryman.wire.remote_write import TimeSeries, decode_write_request, snappy_decompress
 from workers.records import Record
@@ -29,10 +26,10 @@ from workers.records import Record
 __all__ = [
     "STALE_MARKER",
     "UnsupportedRecord",
+    "check_schema",
     "decode_series",
     "decode_stream_columns",
     "decode_streams",
-    "decode_traces",
     "loki_push_payload",
     "remote_write_payload",
     "skip_reason",
@@ -59,14 +56,16 @@ def unreadable(what: str) -> Iterator[None]:
         raise UnsupportedRecord(f"not a {what}: {exc}") from exc
 
 
-def _check_schema(record: Record, expected: bytes) -> None:
+def check_schema(record: Record, expected: bytes) -> None:
+    """Raise :class:`UnsupportedRecord` when ``record`` names a schema other than
+    ``expected`` (a record naming none is taken as ``expected``)."""
     schema = record.header(h.SCHEMA)
     if schema is not None and schema != expected:
         raise UnsupportedRecord(f"schema {schema!r} is not {expected!r}")
 
 
 def _decode(record: Record, schema: bytes, what: str, decode: Callable[[bytes], _T]) -> _T:
-    _check_schema(record, schema)
+    check_schema(record, schema)
     with unreadable(what):
         decoded = decode(snappy_decompress(record.value))
     return decoded
@@ -121,29 +120,3 @@ def decode_stream_columns(record: Record) -> list[Stream]:
     """:func:`decode_streams`, but entries without structured metadata come by column
     (:class:`~ferryman.wire.loki.Entries`)."""
     return _decode(record, h.SCHEMA_LOKI_PUSH, _LOKI_PUSH, decode_push_request_columns)
-
-
-# --- OTLP traces ---------------------------------------------------------------------
-
-_OTLP_TRACES = "OTLP traces message"
-
-
-def _checked_ids(request: ExportTraceServiceRequest) -> ExportTraceServiceRequest:
-    # Any OTLP receiver refuses ids of another length (400 / INVALID_ARGUMENT): such a
-    # record can never be delivered, so it is refused here, before anything is sent.
-    for rs in request.resource_spans:
-        for ss in rs.scope_spans:
-            for span in ss.spans:
-                if len(span.trace_id) != 16:
-                    raise ValueError(f"a span's trace_id is {len(span.trace_id)} bytes, not 16")
-                if len(span.span_id) != 8:
-                    raise ValueError(f"a span's span_id is {len(span.span_id)} bytes, not 8")
-    return request
-
-
-def decode_traces(record: Record) -> ExportTraceServiceRequest:
-    """The ``ExportTraceServiceRequest`` of a traces record (protobuf, not compressed),
-    every span with a 16-byte trace id and an 8-byte span id."""
-    _check_schema(record, h.SCHEMA_OTLP_TRACES)
-    with unreadable(_OTLP_TRACES):
-        return _checked_ids(decode_protobuf(record.value))

@@ -9,7 +9,8 @@ import httpx
 
 from ferryman.wire.otlp import span_count
 from functions._chunks import deliver_chunks, delivered
-from functions._records import UnsupportedRecord, decode_traces
+from functions._records import UnsupportedRecord
+from functions._traces import decode_traces
 from workers.function import Context
 from workers.records import Batch, Delivered
 

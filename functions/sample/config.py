@@ -17,8 +17,8 @@ class SampleConfig(BaseModel):
         ge=0.0,
         le=1.0,
         description="Share of traces kept by the trace id (0: none, 1: all), e.g. 0.1. "
-        "The decision compares the id's lower 56 bits with a threshold, so every replica "
-        "and every retry decide alike, and so do OpenTelemetry SDK samplers at that ratio.",
+        "The decision compares the id's lower 56 bits with a threshold (OpenTelemetry's "
+        "consistent probability sampling), so every replica and every retry decide alike.",
     )
     keep_errors: bool = Field(
         True,

@@ -4,8 +4,10 @@ The probabilistic decision follows OpenTelemetry's consistent probability sampli
 randomness of a trace is the lower 56 bits of its id (W3C trace context level 2 makes
 them random), the rejection threshold of a ratio ``r`` is ``round((1 - r) * 2**56)``, and
 a trace is kept when its randomness is at least the threshold. It is a pure function of
-the id and the ratio: every replica, every retry and every SDK sampler at the same ratio
-agree, and a trace kept at ratio ``r`` is kept at every larger ratio.
+the id and the ratio: every replica and every retry agree, so does a sampler following
+that specification (tracestate ``ot=th``) at the same ratio, and a trace kept at ratio
+``r`` is kept at every larger ratio. (The older ``TraceIdRatioBased`` of the SDKs reads
+other bits, so its decisions differ.)
 
 The rules look at the whole batch: a trace with an error span (status ERROR) or a span
 longer than the limit in any record of the batch is kept in every record of the batch.

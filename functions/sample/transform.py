@@ -8,7 +8,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from ferryman import headers as h
 from ferryman.wire.otlp import span_count
-from functions._records import UnsupportedRecord, decode_traces
+from functions._records import UnsupportedRecord
+from functions._traces import decode_traces
 from workers.function import Context
 from workers.records import Batch, Delivered, Output, Record
 

@@ -89,7 +89,7 @@ def test_every_span_in_jaeger_then_committed_and_garbage_dead_lettered(
     dead = dead_letters(bootstrap, running.dead_letter_topic, timeout_ms=3000)
     reasons = sorted(dict(d.headers)[h.DEAD_LETTER_ERROR].decode() for d in dead)
     assert len(reasons) == 2
-    assert reasons[0].startswith("not a OTLP traces message"), reasons
+    assert reasons[0].startswith("not a traces message (OTLP"), reasons
     assert reasons[1].startswith("schema b'loki.push.v1' is not b'otlp.traces.v1'"), reasons
     assert running.metric("ferryman_spans_sent_total") == sum(len(t.span_ids) for t in traces)
     assert running.metric("ferryman_records_dead_lettered_total") == 2

@@ -75,7 +75,7 @@ def test_sampled_by_trace_id_with_error_and_slow_traces_kept(stack, unique, work
         assert ExportTraceServiceRequest.FromString(message.value).resource_spans
     dead = dead_letters(bootstrap, sample.dead_letter_topic, timeout_ms=3000)
     assert len(dead) == 1
-    assert dict(dead[0].headers)[h.DEAD_LETTER_ERROR].startswith(b"not a OTLP traces message")
+    assert dict(dead[0].headers)[h.DEAD_LETTER_ERROR].startswith(b"not a traces message (OTLP")
     assert sample.metric("ferryman_spans_kept_total", reason="error") == 3 * len(
         [t for t in errors if not sampler.sampled(t.trace_id)]
     )

@@ -30,8 +30,8 @@ from functions._records import (
     decode_series,
     decode_stream_columns,
     decode_streams,
-    decode_traces,
 )
+from functions._traces import decode_traces
 from workers.function import Context, FunctionSpec, Handler
 from workers.records import Delivered, Record
 

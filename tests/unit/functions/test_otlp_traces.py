@@ -23,6 +23,8 @@ from pydantic import ValidationError
 
 from ferryman import headers as h
 from ferryman.wire.otlp import span_count
+from functions._records import UnsupportedRecord
+from functions._traces import decode_traces
 from functions.otlp_traces.classify import (
     classify,
     data_at_fault,
@@ -214,3 +216,20 @@ def test_a_grpc_answer_means_what_its_http_status_means(
 def test_fractional_retry_after_is_kept() -> None:
     assert classify(503, {"retry-after": "0.250"}, "").delay == 0.25
     assert classify(503, {"retry-after": "soon"}, "").delay is None
+
+
+@pytest.mark.parametrize(
+    ("span", "reason"),
+    [
+        (Span(trace_id=b"abc", span_id=b"12345678"), "trace_id is 3 bytes, not 16"),
+        (Span(trace_id=b"a" * 16, span_id=b""), "span_id is 0 bytes, not 8"),
+    ],
+)
+def test_ids_of_the_wrong_length_make_a_record_unsupported(span: Span, reason: str) -> None:
+    request = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]
+    )
+    record = Record("t", 0, 0, None, request.SerializeToString())
+    with pytest.raises(UnsupportedRecord, match=reason):
+        decode_traces(record)
+    assert span_count(decode_traces(Record("t", 0, 0, None, _request(2)))) == 2
