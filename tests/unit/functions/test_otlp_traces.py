@@ -5,7 +5,9 @@ tests/integration/functions/test_otlp_traces.py."""
 from __future__ import annotations
 
 import gzip
+import logging
 import os
+import socket
 
 import httpx
 import pytest
@@ -22,6 +24,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from pydantic import ValidationError
 
 from ferryman import headers as h
+from ferryman.telemetry import Registry
 from ferryman.wire.otlp import span_count
 from functions._records import UnsupportedRecord
 from functions._traces import decode_traces
@@ -40,6 +43,8 @@ from functions.otlp_traces.encode import (
     record_tenant,
     request_body,
 )
+from functions.otlp_traces.sink import OtlpTracesSink
+from workers.function import Context
 from workers.records import Record
 
 
@@ -233,3 +238,24 @@ def test_ids_of_the_wrong_length_make_a_record_unsupported(span: Span, reason: s
     with pytest.raises(UnsupportedRecord, match=reason):
         decode_traces(record)
     assert span_count(decode_traces(Record("t", 0, 0, None, _request(2)))) == 2
+
+
+def test_a_record_without_spans_is_delivered_without_a_request() -> None:
+    """An empty request has nothing to export: nothing is sent (the receiver here is a
+    closed port, which would hand a sent record back for retry)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = _config(url=f"http://127.0.0.1:{port}")
+    context = Context("otlp_traces", httpx.Client, Registry(), logging.getLogger("test"))
+    sink = OtlpTracesSink(config, context)
+    try:
+        empty = Record("t", 0, 0, None, b"", ((h.SCHEMA, h.SCHEMA_OTLP_TRACES),))
+        delivered = sink.handle([empty])
+        assert (list(delivered.dead), list(delivered.retry)) == ([], [])
+        full = Record("t", 0, 1, None, _request(1), ((h.SCHEMA, h.SCHEMA_OTLP_TRACES),))
+        delivered = sink.handle([empty, full])
+        assert list(delivered.retry) == [full]
+        assert "unreachable" in delivered.retry_reason
+    finally:
+        sink.close()
