@@ -169,6 +169,46 @@ def test_kill_9_mid_stream_loses_no_span(stack, unique, worker):
     print(f"\nkilled at {at_kill} records committed; spans exported again: {resent:.0f}")
 
 
+def test_kill_9_with_a_batch_half_exported(stack, unique, worker, fault_proxy):
+    """The worker is killed while a batch is half exported: Jaeger took its first
+    requests, then answered 503 (the proxy), so nothing of the batch is committed. The
+    next worker exports the whole batch again: every span is in Jaeger, and the spans
+    exported twice are answered once by Jaeger's query API."""
+    bootstrap, query = stack("kafka", "bootstrap"), stack("jaeger", "query")
+    create_topics(bootstrap, (unique, 1))
+    service = f"svc-{unique}"
+    traces = [trace(service, spans=2) for _ in range(200)]
+    produce(bootstrap, unique, [t.message for t in traces])
+    proxy = fault_proxy(stack("jaeger", "otlp_http"))
+    proxy.pass_through(30, path="/v1/traces")
+    proxy.fail(503, body="unavailable\n", path="/v1/traces")
+    # Small requests, 50 records a batch: the 30 requests let through take the first
+    # batches whole and a part of the next one, which then meets the 503s.
+    config = {"url": proxy.url, "max_request_bytes": 1024}
+    settings = {"batch": {"max_records": 50, "max_wait_s": 1.0}}
+    first = worker("otlp_traces", unique, config, **settings)
+    wait_for(lambda: len(proxy.refused(503)) >= 2, 60, "503s in the second batch")
+    first.kill9()
+    at_kill = first.committed()
+    exported = wait_for(
+        lambda: (n := len(stored_span_ids(query, service))) > 2 * at_kill and n,
+        30,
+        "spans of records not committed in Jaeger",
+    )
+    assert at_kill < len(traces)
+
+    proxy.heal()
+    second = worker("otlp_traces", unique, config, **settings)
+    wait_for(lambda: second.committed() == len(traces), 120, "every offset committed")
+    expected = set().union(*(t.span_ids for t in traces))
+    wait_for(lambda: stored_span_ids(query, service) == expected, 60, "every span in Jaeger")
+    twice = exported - 2 * at_kill
+    assert second.metric("ferryman_spans_sent_total") == 2 * (len(traces) - at_kill)
+    copies = [s for spans in jaeger_spans(query, service).values() for s in spans]
+    assert len(copies) == len(expected), "Jaeger answered a span exported twice twice"
+    print(f"\n{at_kill} records committed at the kill; {twice} spans exported twice")
+
+
 def test_a_span_exported_twice_is_shown_once(stack, unique, worker):
     """What a replay after a crash looks like in Jaeger: two workers of different groups
     export the same records, so every span reaches Jaeger twice; its query API answers
