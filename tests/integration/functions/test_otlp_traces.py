@@ -2,7 +2,8 @@
 ``ferryman worker otlp_traces`` into the stack's real Jaeger v2, over OTLP/HTTP and
 OTLP/gRPC, and are read back from Jaeger's query API.
 
-Outages are staged in front of Jaeger, never on it (other tests share it): a
+TLS is proved against a private Jaeger of the test's own. Outages are staged in front
+of the stack's Jaeger, never on it (other tests share it): a
 :class:`~tests.integration.faultproxy.FaultProxy` answering 503 for OTLP/HTTP, a
 :class:`~tests.integration.functions.traces.TcpForwarder` that closes its port and cuts
 its connections for OTLP/gRPC.
@@ -23,9 +24,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from ferryman import headers as h
 from tests.integration.functions.traces import (
+    PrivateJaeger,
     TcpForwarder,
     jaeger_spans,
     jaeger_trace,
+    self_signed,
     stored_span_ids,
     trace,
 )
@@ -301,3 +304,48 @@ def test_a_request_over_jaegers_grpc_limit_is_narrowed_down(stack, unique, worke
         b"HTTP 413: gRPC RESOURCE_EXHAUSTED: grpc: received message larger than max"
     )
     assert "sending them one by one" in running.output()
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_tls_to_a_receiver_of_our_own(protocol, stack, unique, worker, tmp_path):
+    """OTLP over TLS, verified against the CA the config names: a private Jaeger (the
+    stack's binary) serves its OTLP receivers with a self-signed certificate."""
+    bootstrap = stack("kafka", "bootstrap")
+    cert, key = self_signed(tmp_path)
+    jaeger = PrivateJaeger(tmp_path, cert=cert, key=key).start()
+    try:
+        create_topics(bootstrap, (unique, 1))
+        service = f"svc-{unique}"
+        traces = [trace(service) for _ in range(5)]
+        produce(bootstrap, unique, [t.message for t in traces])
+        port = jaeger.http_port if protocol == "http" else jaeger.grpc_port
+        config = {
+            "url": f"https://127.0.0.1:{port}",
+            "protocol": protocol,
+            "tls": {"ca_file": str(cert)},
+            "bearer_token": "not-checked-by-jaeger",
+        }
+        # Without the CA the certificate is not trusted: nothing is delivered.
+        untrusting = worker(
+            "otlp_traces",
+            unique,
+            {key: value for key, value in config.items() if key != "tls"},
+            kafka={"group_id": f"{unique}-untrusting"},
+        )
+        wait_for(
+            lambda: untrusting.metric("ferryman_errors_total", stage="deliver") >= 2,
+            60,
+            "refused certificates",
+        )
+        assert untrusting.committed() == 0
+        assert untrusting.terminate() == 0
+
+        running = worker("otlp_traces", unique, config)
+        wait_for(lambda: running.committed() == len(traces), 60, "every offset committed")
+        expected = set().union(*(t.span_ids for t in traces))
+        wait_for(
+            lambda: stored_span_ids(jaeger.query, service) == expected, 30, "every span stored"
+        )
+        assert running.metric("ferryman_errors_total") == 0
+    finally:
+        jaeger.stop()

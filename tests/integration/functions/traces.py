@@ -7,18 +7,22 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
+import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from ferryman import headers as h
-from tests.integration.pipeline import Message, message_headers
+from infra.local.paths import default_layout
+from tests.integration.pipeline import Message, free_port, message_headers, wait_for
 
 
 @dataclass(frozen=True)
@@ -198,3 +202,106 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
         for s in (source, sink):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+
+
+class PrivateJaeger:
+    """A Jaeger v2 of the test's own (the stack's binary), its OTLP receivers on free
+    ports, with TLS when ``cert``/``key`` are given; traces in memory."""
+
+    def __init__(self, tmp: Path, *, cert: Path | None = None, key: Path | None = None) -> None:
+        self.tmp = tmp
+        self.grpc_port, self.http_port = free_port(), free_port()
+        self.query_port, self.query_grpc_port, self.health_port = (
+            free_port(),
+            free_port(),
+            free_port(),
+        )
+        tls = {} if cert is None else {"tls": {"cert_file": str(cert), "key_file": str(key)}}
+        self.config = {
+            "service": {
+                "extensions": ["jaeger_storage", "jaeger_query", "healthcheckv2"],
+                "pipelines": {
+                    "traces": {
+                        "receivers": ["otlp"],
+                        "processors": ["batch"],
+                        "exporters": ["jaeger_storage_exporter"],
+                    }
+                },
+                # The stack's Jaeger serves its own metrics on 8888: none here.
+                "telemetry": {"metrics": {"level": "none"}},
+            },
+            "extensions": {
+                "jaeger_storage": {"backends": {"memstore": {"memory": {"max_traces": 10000}}}},
+                "jaeger_query": {
+                    "storage": {"traces": "memstore"},
+                    "enable_tracing": False,
+                    "http": {"endpoint": f"127.0.0.1:{self.query_port}"},
+                    "grpc": {"endpoint": f"127.0.0.1:{self.query_grpc_port}"},
+                },
+                "healthcheckv2": {
+                    "use_v2": True,
+                    "http": {
+                        "endpoint": f"127.0.0.1:{self.health_port}",
+                        "status": {"enabled": True, "path": "/status"},
+                    },
+                },
+            },
+            "receivers": {
+                "otlp": {
+                    "protocols": {
+                        "grpc": {"endpoint": f"127.0.0.1:{self.grpc_port}", **tls},
+                        "http": {"endpoint": f"127.0.0.1:{self.http_port}", **tls},
+                    }
+                }
+            },
+            "processors": {"batch": {}},
+            "exporters": {"jaeger_storage_exporter": {"trace_storage": "memstore"}},
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def query(self) -> str:
+        return f"http://127.0.0.1:{self.query_port}"
+
+    def start(self) -> PrivateJaeger:
+        path = self.tmp / f"jaeger-{self.grpc_port}.yaml"
+        path.write_text(yaml.safe_dump(self.config))
+        self.log = path.with_suffix(".log")
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [str(default_layout().bin / "jaeger"), f"--config={path}"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_for(self._ready, 30, "private Jaeger ready", interval=0.2)
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"private Jaeger exited:\n{self.log.read_text()[-3000:]}")
+        try:
+            url = f"http://127.0.0.1:{self.health_port}/status"
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key (the certificate is its own CA)."""
+    cert, key = tmp / "server.crt", tmp / "server.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
