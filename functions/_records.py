@@ -26,6 +26,7 @@ from workers.records import Record
 __all__ = [
     "STALE_MARKER",
     "UnsupportedRecord",
+    "check_schema",
     "decode_series",
     "decode_stream_columns",
     "decode_streams",
@@ -55,14 +56,16 @@ def unreadable(what: str) -> Iterator[None]:
         raise UnsupportedRecord(f"not a {what}: {exc}") from exc
 
 
-def _check_schema(record: Record, expected: bytes) -> None:
+def check_schema(record: Record, expected: bytes) -> None:
+    """Raise :class:`UnsupportedRecord` when ``record`` names a schema other than
+    ``expected`` (a record naming none is taken as ``expected``)."""
     schema = record.header(h.SCHEMA)
     if schema is not None and schema != expected:
         raise UnsupportedRecord(f"schema {schema!r} is not {expected!r}")
 
 
 def _decode(record: Record, schema: bytes, what: str, decode: Callable[[bytes], _T]) -> _T:
-    _check_schema(record, schema)
+    check_schema(record, schema)
     with unreadable(what):
         decoded = decode(snappy_decompress(record.value))
     return decoded

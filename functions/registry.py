@@ -19,10 +19,12 @@ _FUNCTIONS: dict[str, str] = {
     "influxdb": "functions.influxdb",
     "loki": "functions.loki",
     "opentsdb": "functions.opentsdb",
+    "otlp_traces": "functions.otlp_traces",
     "parse": "functions.parse",
     "prometheus_remote_write": "functions.prometheus_remote_write",
     "redact": "functions.redact",
     "relabel": "functions.relabel",
+    "sample": "functions.sample",
 }
 
 

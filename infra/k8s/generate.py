@@ -14,9 +14,9 @@ function gets its manifests by running this script and nothing else, and a test
 plain YAML an operator can read and diff; every choice is explained here, once.
 
 What a function consumes is read from its spec: a transform's summary says ``<signal>
-topic in, <signal> topic out``; a sink's names logs or metrics. A transform writes to
-``ferryman.<signal>.<function>`` when its output is the signal it reads (writing back
-to its input would loop), else to ``ferryman.<signal>``.
+topic in, <signal> topic out``; a sink's names logs, metrics or traces (spans). A
+transform writes to ``ferryman.<signal>.<function>`` when its output is the signal it
+reads (writing back to its input would loop), else to ``ferryman.<signal>``.
 """
 
 from __future__ import annotations
@@ -109,8 +109,14 @@ RESOURCES = {
 }
 RUN_AS = 10001
 
-_SIGNAL_IN = re.compile(r"\b(logs|metrics) topic in\b")
-_SIGNAL_OUT = re.compile(r"\b(logs|metrics) topic out\b")
+_SIGNAL_IN = re.compile(r"\b(logs|metrics|traces) topic in\b")
+_SIGNAL_OUT = re.compile(r"\b(logs|metrics|traces) topic out\b")
+#: Words of a sink's summary that name the signal it writes.
+_SIGNAL_WORDS = {
+    "logs": {"log", "logs"},
+    "metrics": {"metric", "metrics"},
+    "traces": {"trace", "traces", "span", "spans"},
+}
 
 
 @dataclass(frozen=True)
@@ -155,15 +161,17 @@ def _signal(name: str, kind: str, summary: str) -> tuple[str, str | None]:
         found_in, found_out = _SIGNAL_IN.search(summary), _SIGNAL_OUT.search(summary)
         if found_in is None or found_out is None:
             raise SystemExit(
-                f"{name}: a transform's summary must say '<logs|metrics> topic in, "
-                f"<logs|metrics> topic out'; it says {summary!r}"
+                f"{name}: a transform's summary must say '<logs|metrics|traces> topic in, "
+                f"<logs|metrics|traces> topic out'; it says {summary!r}"
             )
         return found_in.group(1), found_out.group(1)
     words = set(re.findall(r"[a-z]+", summary.lower()))
-    logs, metrics = bool(words & {"log", "logs"}), bool(words & {"metric", "metrics"})
-    if logs == metrics:
-        raise SystemExit(f"{name}: cannot tell from its summary whether it sinks logs or metrics")
-    return ("logs" if logs else "metrics"), None
+    named = [signal for signal, said in _SIGNAL_WORDS.items() if words & said]
+    if len(named) != 1:
+        raise SystemExit(
+            f"{name}: cannot tell from its summary whether it sinks logs, metrics or traces"
+        )
+    return named[0], None
 
 
 def functions() -> list[Function]:

@@ -36,10 +36,12 @@ from typing import Any
 
 import httpx
 import pytest
+from google.rpc import status_pb2
 
 from ferryman import headers as h
 from ferryman.wire.loki import Entry, Stream
 from functions import registry
+from tests.integration.functions.traces import stored_span_ids, trace
 from tests.integration.pipeline import (
     Message,
     create_topics,
@@ -76,7 +78,7 @@ class Refusal:
     """A permanent refusal the proxy stages, shaped like the backend's own."""
 
     status: int
-    body: str
+    body: str | bytes
     content_type: str = "text/plain; charset=utf-8"
 
 
@@ -447,12 +449,46 @@ class ElasticsearchLogs(_ElasticsearchCase, _LokiPushCase):
         return self.push(1000, count, {"code": "oops"}, "bad")[0]
 
 
+class OtlpTraces(Case):
+    """Jaeger's OTLP receiver takes every well-formed span the sink sends (the sink
+    dead-letters malformed ones before sending): the proxy answers 400 with the
+    ``google.rpc.Status`` protobuf body an OTLP/HTTP receiver refuses with. Each record
+    is one trace of one span, padded to some 600 bytes so that 1 KiB requests hold one
+    record each; records are read back from Jaeger by span id."""
+
+    backend = ("jaeger", "otlp_http")
+    write_path = "/v1/traces"
+    reason = b"HTTP 400: proto: illegal wireType"
+
+    def refusal(self) -> Refusal:
+        body = status_pb2.Status(code=3, message="proto: illegal wireType 7")
+        return Refusal(400, body.SerializeToString(), "application/x-protobuf")
+
+    def config(self, url: str) -> dict[str, Any]:
+        return {"url": url}
+
+    def spread(self) -> dict[str, Any]:
+        return {"max_request_bytes": 1024}
+
+    @property
+    def service(self) -> str:
+        return f"svc-{self.unique}"
+
+    def good(self, start: int, count: int) -> tuple[list[Message], set[str]]:
+        made = [trace(self.service, spans=1, padding=600) for _ in range(count)]
+        return [t.message for t in made], set().union(*(t.span_ids for t in made))
+
+    def stored(self) -> set[str]:
+        return stored_span_ids(self.stack("jaeger", "query"), self.service)
+
+
 CASES: dict[str, type[Case]] = {
     "elasticsearch_logs": ElasticsearchLogs,
     "elasticsearch_metrics": ElasticsearchMetrics,
     "influxdb": InfluxDB,
     "loki": Loki,
     "opentsdb": OpenTSDB,
+    "otlp_traces": OtlpTraces,
     "prometheus_remote_write": PrometheusRemoteWrite,
 }
 
@@ -496,7 +532,9 @@ def test_stored_then_committed(sink, stack, unique, fault_proxy, worker):
     assert proxy.refused() == []
     assert running.metric("ferryman_records_sent_total") == len(messages)
     assert running.metric("ferryman_records_dead_lettered_total") == 0
-    assert running.metric("ferryman_errors_total") == 0
+    assert running.metric("ferryman_errors_total") == 0, {
+        series: value for series, value in running.metrics().items() if "errors_total" in series
+    }
     assert topic_size(bootstrap, running.dead_letter_topic) == 0
 
 

@@ -17,6 +17,8 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 from ferryman import headers as h
 from ferryman.telemetry import Registry
@@ -29,6 +31,7 @@ from functions._records import (
     decode_stream_columns,
     decode_streams,
 )
+from functions._traces import decode_traces
 from workers.function import Context, FunctionSpec, Handler
 from workers.records import Delivered, Record
 
@@ -49,14 +52,17 @@ READS: dict[str, bytes] = {
     "influxdb": h.SCHEMA_REMOTE_WRITE,
     "loki": h.SCHEMA_LOKI_PUSH,
     "opentsdb": h.SCHEMA_REMOTE_WRITE,
+    "otlp_traces": h.SCHEMA_OTLP_TRACES,
     "parse": h.SCHEMA_LOKI_PUSH,
     "prometheus_remote_write": h.SCHEMA_REMOTE_WRITE,
     "redact": h.SCHEMA_LOKI_PUSH,
     "relabel": h.SCHEMA_REMOTE_WRITE,
+    "sample": h.SCHEMA_OTLP_TRACES,
 }
 DECODERS: dict[bytes, tuple[Callable[[Record], object], ...]] = {
     h.SCHEMA_REMOTE_WRITE: (decode_series,),
     h.SCHEMA_LOKI_PUSH: (decode_streams, decode_stream_columns),
+    h.SCHEMA_OTLP_TRACES: (decode_traces,),
 }
 
 
@@ -250,8 +256,40 @@ def loki_push(draw: st.DrawFn) -> bytes:
     return encode_push_request(streams)
 
 
-PAYLOADS = {h.SCHEMA_REMOTE_WRITE: remote_write(), h.SCHEMA_LOKI_PUSH: loki_push()}
-OTHER = {h.SCHEMA_REMOTE_WRITE: h.SCHEMA_LOKI_PUSH, h.SCHEMA_LOKI_PUSH: h.SCHEMA_REMOTE_WRITE}
+@st.composite
+def otlp_traces(draw: st.DrawFn) -> bytes:
+    spans = [
+        Span(
+            trace_id=draw(st.binary(min_size=16, max_size=16)),
+            span_id=draw(st.binary(min_size=8, max_size=8)),
+            name=draw(TEXT),
+            start_time_unix_nano=draw(st.integers(0, 2**62)),
+            status=Status(code=draw(st.sampled_from([0, 1, 2]))),
+        )
+        for _ in range(draw(st.integers(1, 3)))
+    ]
+    request = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=spans)])]
+    )
+    return request.SerializeToString()
+
+
+PAYLOADS = {
+    h.SCHEMA_REMOTE_WRITE: remote_write(),
+    h.SCHEMA_LOKI_PUSH: loki_push(),
+    h.SCHEMA_OTLP_TRACES: otlp_traces(),
+}
+OTHER = {
+    h.SCHEMA_REMOTE_WRITE: h.SCHEMA_LOKI_PUSH,
+    h.SCHEMA_LOKI_PUSH: h.SCHEMA_REMOTE_WRITE,
+    h.SCHEMA_OTLP_TRACES: h.SCHEMA_LOKI_PUSH,
+}
+#: How a schema's payload travels: snappy blocks, or OTLP's bare protobuf.
+PACK: dict[bytes, Callable[[bytes], bytes]] = {
+    h.SCHEMA_REMOTE_WRITE: snappy_compress,
+    h.SCHEMA_LOKI_PUSH: snappy_compress,
+    h.SCHEMA_OTLP_TRACES: bytes,
+}
 
 
 def _refused(schema: bytes, record: Record) -> bool:
@@ -269,28 +307,27 @@ def malformed(schema: bytes) -> st.SearchStrategy[Record]:
     """Records of ``schema``'s topic that its decoders refuse."""
     header = st.sampled_from([(), ((h.SCHEMA, schema),)])
     random_bytes = st.tuples(header, st.binary(max_size=200))
-    cut_compressed = st.tuples(
+    pack = PACK[schema]
+    cut_packed = st.tuples(
         header,
         PAYLOADS[schema].flatmap(
-            lambda raw: st.integers(0, len(snappy_compress(raw)) - 1).map(
-                lambda n: snappy_compress(raw)[:n]
-            )
+            lambda raw: st.integers(0, len(pack(raw)) - 1).map(lambda n: pack(raw)[:n])
         ),
     )
     cut_protobuf = st.tuples(
         header,
         PAYLOADS[schema].flatmap(
-            lambda raw: st.integers(1, max(1, len(raw) - 1)).map(lambda n: snappy_compress(raw[:n]))
+            lambda raw: st.integers(1, max(1, len(raw) - 1)).map(lambda n: pack(raw[:n]))
         ),
     )
     garbage = st.tuples(
-        st.just(((h.SCHEMA, schema),)), st.binary(min_size=1, max_size=200).map(snappy_compress)
+        st.just(((h.SCHEMA, schema),)), st.binary(min_size=1, max_size=200).map(pack)
     )
     wrong_schema = st.tuples(
         st.sampled_from([OTHER[schema], b"", b"text/plain"]).map(lambda s: ((h.SCHEMA, s),)),
-        PAYLOADS[schema].map(snappy_compress),
+        PAYLOADS[schema].map(pack),
     )
-    kinds = st.one_of(random_bytes, cut_compressed, cut_protobuf, garbage, wrong_schema)
+    kinds = st.one_of(random_bytes, cut_packed, cut_protobuf, garbage, wrong_schema)
     return kinds.map(lambda pair: Record("in", 0, 0, b"k", pair[1], pair[0])).filter(
         lambda record: _refused(schema, record)
     )
@@ -337,6 +374,18 @@ def test_a_transform_dead_letters_every_malformed_record(name: str, data: st.Dat
 
 
 def _valid(name: str) -> Record:
+    if READS[name] == h.SCHEMA_OTLP_TRACES:
+        # An error span: a sampler keeps its trace whatever the ratio.
+        span = Span(
+            trace_id=bytes(range(1, 17)),
+            span_id=bytes(range(1, 9)),
+            name="x",
+            status=Status(code=Status.STATUS_CODE_ERROR),
+        )
+        request = ExportTraceServiceRequest(
+            resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])]
+        )
+        return Record("in", 0, 0, b"k", request.SerializeToString(), ((h.SCHEMA, READS[name]),))
     if READS[name] == h.SCHEMA_REMOTE_WRITE:
         raw = encode_write_request(
             [TimeSeries((("__name__", "up"), ("job", "a")), (Sample(1.0, 1_700_000_000_000),))]
