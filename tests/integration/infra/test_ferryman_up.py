@@ -1,5 +1,6 @@
 """``ferryman up``: the local pipeline on the real stack carries this machine's metrics
-and its /var/log into the backends."""
+and its /var/log into the backends, and OTLP traces (a test's own and HotROD's) into
+Jaeger."""
 
 from __future__ import annotations
 
@@ -7,11 +8,44 @@ import json
 from pathlib import Path
 
 import httpx
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from infra import local
-from infra.local.pipeline import PIPELINE
+from infra.local.pipeline import OTLP_HTTP_PORT, PIPELINE
 from infra.local.procs import alive
+from tests.integration.hotrod import jaeger_trace, process_tags
 from tests.integration.pipeline import wait_for
+
+
+def _spans_reach_jaeger_labelled_local(stack, unique: str) -> None:
+    """The OpenTelemetry SDK's OTLP/HTTP exporter sends to the pipeline's receiver, and
+    HotROD (run by the pipeline, driven by its trickle) does too: both arrive in Jaeger
+    with ``k8s.cluster.name=local``."""
+    query = stack("jaeger", "query")
+    exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{OTLP_HTTP_PORT}/v1/traces")
+    provider = TracerProvider(resource=Resource.create({"service.name": f"up-{unique}"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("test").start_as_current_span("checkout") as span:
+        trace_id = f"{span.get_span_context().trace_id:032x}"
+    provider.shutdown()
+    trace = wait_for(lambda: jaeger_trace(query, trace_id), 60, "the SDK's span in Jaeger", 1)
+    assert process_tags(trace)[f"up-{unique}"]["k8s.cluster.name"] == "local"
+
+    def hotrod_local() -> bool:
+        response = httpx.get(
+            f"{query}/api/traces",
+            params={"service": "frontend", "limit": "50", "lookback": "1h"},
+            timeout=30,
+        )
+        return any(
+            process_tags(t).get("frontend", {}).get("k8s.cluster.name") == "local"
+            for t in response.json()["data"] or []
+        )
+
+    wait_for(hotrod_local, 90, "HotROD's traces in Jaeger labelled cluster local", 2)
 
 
 def _running() -> set[str]:
@@ -23,7 +57,7 @@ def _running() -> set[str]:
     }
 
 
-def test_up_ships_metrics_and_var_log_into_every_backend(stack, unique):
+def test_up_ships_metrics_logs_and_traces_into_every_backend(stack, unique):
     before = _running()
     local.up(pipeline=True, say=lambda line: None)
     log = Path("/var/log") / f"ferryman-test-{unique}.log"
@@ -80,6 +114,7 @@ def test_up_ships_metrics_and_var_log_into_every_backend(stack, unique):
             "node, stack and ferryman targets up in Prometheus",
             1,
         )
+        _spans_reach_jaeger_labelled_local(stack, unique)
     finally:
         log.unlink(missing_ok=True)
         started = [s.name for s in PIPELINE if s.name not in before]
