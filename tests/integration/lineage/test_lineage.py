@@ -4,11 +4,10 @@ one trace in the stack's Jaeger.
 A real edge shipper (metrics: scraping a test exporter; logs: tailing a file) and a
 real worker (``prometheus_remote_write`` into the stack's Prometheus, ``loki`` into
 the stack's VictoriaLogs) run with lineage on at ``sample_ratio: 1.0`` and a lineage
-topic of their own. The test forwards that topic's messages to Jaeger itself: each
-Kafka value is an OTLP ``ExportTraceServiceRequest``, POSTed as it is to Jaeger's
-OTLP/HTTP receiver (``/v1/traces``). The ``otlp_traces`` sink is being built at the
-same time; when both are merged, this forwarding is replaced by an ``otlp_traces``
-worker on the lineage topic.
+topic of their own, and ferryman's own traces path carries that topic into Jaeger:
+an ``otlp_traces`` worker exporting OTLP/HTTP to the stack's Jaeger. The test also
+reads the topic itself, to check what the lineage messages carry and to know which
+trace ids to look up.
 
 Then, reading Jaeger's query API by a batch's trace id, the test finds the edge's
 PRODUCER span for the batch and, in the same trace, the worker's ``process <topic>``
@@ -42,20 +41,19 @@ from tests.integration.pipeline import (
     wait_for,
 )
 
-JAEGER_OTLP = "http://127.0.0.1:4318/v1/traces"
+JAEGER_OTLP_BASE = "http://127.0.0.1:4318"
 JAEGER_QUERY = "http://127.0.0.1:16686"
 
 
-class Forwarder:
-    """Reads the lineage topic from its start and POSTs each message to Jaeger; keeps
-    every span seen, as (service.name, span)."""
+class LineageReader:
+    """Reads the lineage topic from its start; keeps every span seen, as
+    (service.name, span), and checks what each message carries."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.consumer = KafkaConsumer(
             topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest"
         )
         self.spans: list[tuple[str, Any]] = []
-        self.messages = 0
 
     def pump(self) -> None:
         polled = self.consumer.poll(timeout_ms=500)
@@ -73,17 +71,28 @@ class Forwarder:
                         for span in ss.spans:
                             assert span.trace_id == record.key  # keyed by trace id
                             self.spans.append((resource["service.name"], span))
-                response = httpx.post(
-                    JAEGER_OTLP,
-                    content=record.value,
-                    headers={"Content-Type": "application/x-protobuf"},
-                    timeout=10,
-                )
-                assert response.status_code == 200, response.text
-                self.messages += 1
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def _to_jaeger(tmp_path: Path, bootstrap: str, topic: str) -> Worker:
+    """An ``otlp_traces`` worker carrying the lineage ``topic`` into the stack's Jaeger."""
+    return Worker(
+        tmp_path,
+        "otlp_traces",
+        {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "input_topic": topic,
+                "group_id": f"g-{topic}",
+                "dead_letter_topic": f"{topic}-dlq",
+            },
+            "batch": {"max_wait_s": 0.2},
+            "http": {"listen": f"127.0.0.1:{free_port()}"},
+            "config": {"url": JAEGER_OTLP_BASE, "protocol": "http"},
+        },
+    )
 
 
 def _jaeger_trace(trace_id: bytes) -> dict[str, Any] | None:
@@ -107,18 +116,18 @@ def _tags(span: dict[str, Any]) -> dict[str, Any]:
 
 
 def _path_in_jaeger(
-    forwarder: Forwarder, edge_service: str, worker_service: str, topic: str
+    reader: LineageReader, edge_service: str, worker_service: str, topic: str
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-    """Pump the lineage topic until Jaeger holds one edge batch's trace with the worker's
+    """Read the lineage topic until Jaeger holds one edge batch's trace with the worker's
     linked span and its children; returns (edge span, worker root, children)."""
     found: dict[str, Any] = {}
 
     def complete() -> bool:
-        forwarder.pump()
-        edge_traces = {s.trace_id for service, s in forwarder.spans if service == edge_service}
+        reader.pump()
+        edge_traces = {s.trace_id for service, s in reader.spans if service == edge_service}
         worker_traces = {
             s.trace_id
-            for service, s in forwarder.spans
+            for service, s in reader.spans
             if service == worker_service and s.name == f"process {topic}"
         }
         for trace_id in sorted(edge_traces & worker_traces)[:5]:
@@ -172,7 +181,13 @@ def test_a_metrics_batch_and_a_dead_lettered_record_in_jaeger(
 ) -> None:
     bootstrap = stack("kafka", "bootstrap")
     lineage_topic = f"{unique}-lineage"
-    create_topics(bootstrap, (unique, 2), (f"{unique}-dlq", 1), (lineage_topic, 1))
+    create_topics(
+        bootstrap,
+        (unique, 2),
+        (f"{unique}-dlq", 1),
+        (lineage_topic, 1),
+        (f"{lineage_topic}-dlq", 1),
+    )
     metric = f"lineage_{unique}"
     exporter.routes["/metrics"] = lambda n: (
         200,
@@ -219,10 +234,11 @@ def test_a_metrics_batch_and_a_dead_lettered_record_in_jaeger(
             },
         )
     )
-    forwarder = Forwarder(bootstrap, lineage_topic)
+    processes(_to_jaeger(tmp_path, bootstrap, lineage_topic))
+    reader = LineageReader(bootstrap, lineage_topic)
     try:
         edge, root, children = _path_in_jaeger(
-            forwarder,
+            reader,
             "ferryman-edge-metrics",
             "ferryman-worker-prometheus_remote_write",
             unique,
@@ -259,7 +275,7 @@ def test_a_metrics_batch_and_a_dead_lettered_record_in_jaeger(
         )
 
         def dead_letter_path() -> dict[str, Any] | None:
-            forwarder.pump()
+            reader.pump()
             trace = _jaeger_trace(garbage.trace_id)
             if trace is None:
                 return None
@@ -283,13 +299,19 @@ def test_a_metrics_batch_and_a_dead_lettered_record_in_jaeger(
         assert worker.metric("ferryman_lineage_spans_total", outcome="exported") > 0
         assert worker.metric("ferryman_records_dead_lettered_total") >= 1
     finally:
-        forwarder.close()
+        reader.close()
 
 
 def test_a_log_batch_in_jaeger(stack, unique, tmp_path: Path, processes) -> None:
     bootstrap = stack("kafka", "bootstrap")
     lineage_topic = f"{unique}-lineage"
-    create_topics(bootstrap, (unique, 2), (f"{unique}-dlq", 1), (lineage_topic, 1))
+    create_topics(
+        bootstrap,
+        (unique, 2),
+        (f"{unique}-dlq", 1),
+        (lineage_topic, 1),
+        (f"{lineage_topic}-dlq", 1),
+    )
     logs = tmp_path / "logs"
     logs.mkdir()
     processes(
@@ -341,10 +363,11 @@ def test_a_log_batch_in_jaeger(stack, unique, tmp_path: Path, processes) -> None
             out.write(f"{unique} line {n}\n")
             out.flush()
             time.sleep(0.05)
-    forwarder = Forwarder(bootstrap, lineage_topic)
+    processes(_to_jaeger(tmp_path, bootstrap, lineage_topic))
+    reader = LineageReader(bootstrap, lineage_topic)
     try:
         edge, root, children = _path_in_jaeger(
-            forwarder, "ferryman-edge-logs", "ferryman-worker-loki", unique
+            reader, "ferryman-edge-logs", "ferryman-worker-loki", unique
         )
         _assert_linked(edge, root)
         edge_tags = _tags(edge)
@@ -353,4 +376,4 @@ def test_a_log_batch_in_jaeger(stack, unique, tmp_path: Path, processes) -> None
         deliver = next(c for c in children if c["operationName"] == "deliver")
         assert _tags(deliver)["ferryman.records.delivered"] >= 1
     finally:
-        forwarder.close()
+        reader.close()
