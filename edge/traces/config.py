@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ferryman.errors import ConfigError, format_errors
 from ferryman.kafkaconfig import KafkaSecurity, with_security_env
+from ferryman.lineage import LineageSettings
 from ferryman.units import Duration, Size
 from ferryman.wire.otlp import CLUSTER_ATTRIBUTE
 
@@ -160,6 +161,11 @@ class ReceiverSettings(_Strict):
         None,
         description="Add the sending pod's Kubernetes attributes, looked up by its IP "
         "(default: off).",
+    )
+    lineage: LineageSettings = Field(
+        default_factory=LineageSettings,
+        description="Batch lineage: a traceparent on every request's messages, a span per "
+        "sampled or failed request (default on, 1 %).",
     )
 
 

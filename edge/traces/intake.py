@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from ferryman import headers as h
+from ferryman.lineage import LineageExporter, Span, SpanContext, make_traceparent, new_context
 from ferryman.telemetry import Registry
 from ferryman.wire.otlp import Refused, TraceMessage, set_resource_attributes, span_count
 from ferryman.wire.otlp import split_by_trace as cut
@@ -116,12 +117,24 @@ def _add_missing(request: ExportTraceServiceRequest, attributes: Mapping[str, st
 
 
 class Intake:
-    """Shared by both listeners; ``config`` may be replaced (reload) at any time."""
+    """Shared by both listeners; ``config`` may be replaced (reload) at any time.
 
-    def __init__(self, config: EdgeTracesConfig, link: KafkaLink, metrics: Metrics) -> None:
+    With ``lineage`` (default none), each request is a batch of its own: its messages
+    carry one ``traceparent``, and a PRODUCER span ``send <topic>`` from the request's
+    arrival to Kafka's acknowledgement is recorded when the batch is sampled or Kafka
+    failed it (see :mod:`ferryman.lineage`)."""
+
+    def __init__(
+        self,
+        config: EdgeTracesConfig,
+        link: KafkaLink,
+        metrics: Metrics,
+        lineage: LineageExporter | None = None,
+    ) -> None:
         self.config = config
         self.link = link
         self.metrics = metrics
+        self.lineage = lineage
         self._lock = threading.Lock()
         self._in_flight = 0
         self._logged_at = -LOG_EVERY
@@ -144,6 +157,8 @@ class Intake:
         ``extra_attributes`` (the sending pod's) are added only where it has none."""
         config = self.config
         limits = config.ferryman.limits
+        started_ns = time.time_ns()
+        context = new_context(self.lineage.ratio) if self.lineage is not None else None
         spans = span_count(request)
         self.metrics.received.labels(transport=transport).inc(spans)
         if extra_attributes:
@@ -155,11 +170,16 @@ class Intake:
             self.metrics.refused.labels(reason=reason).inc(count)
         if messages:
             outgoing: list[Outgoing] = [
-                (m.trace_id, m.value, self.headers_for(m)) for m in messages
+                (m.trace_id, m.value, self.headers_for(m, context)) for m in messages
             ]
-            self._produce(
-                outgoing, limits.max_in_flight_requests, limits.retry_after, limits.ack_timeout
-            )
+            try:
+                self._produce(
+                    outgoing, limits.max_in_flight_requests, limits.retry_after, limits.ack_timeout
+                )
+            except BusyError as exc:
+                self._trace(context, started_ns, messages, transport, str(exc))
+                raise
+            self._trace(context, started_ns, messages, transport, None)
             self.metrics.produced.inc(sum(m.spans for m in messages))
             self.metrics.messages.inc(len(messages))
         if refused.spans:
@@ -193,12 +213,12 @@ class Intake:
             f" (and {more} more since the last such line)" if more else "",
         )
 
-    def headers_for(self, message: TraceMessage) -> Sequence[tuple[str, bytes]]:
-        """The headers of one produced message: schema, cluster, tenant.
-
-        The one place they are made: batch lineage adds its W3C ``traceparent`` here.
-        """
-        del message  # lineage will name the batch's span by it
+    def headers_for(
+        self, message: TraceMessage, context: SpanContext | None = None
+    ) -> Sequence[tuple[str, bytes]]:
+        """The headers of one produced message: schema, cluster, tenant, and the
+        request's ``traceparent`` when lineage is on."""
+        del message  # every message of a request belongs to the request's batch
         config = self.config
         out = [(h.SCHEMA, h.SCHEMA_OTLP_TRACES)]
         cluster = config.external_labels.get("cluster")
@@ -206,7 +226,47 @@ class Intake:
             out.append((h.CLUSTER, cluster.encode()))
         if config.ferryman.kafka.tenant:
             out.append((h.TENANT, config.ferryman.kafka.tenant.encode()))
+        if context is not None:
+            out.append((h.TRACEPARENT, make_traceparent(context)))
         return out
+
+    def _trace(
+        self,
+        context: SpanContext | None,
+        started_ns: int,
+        messages: Sequence[TraceMessage],
+        transport: str,
+        error: str | None,
+    ) -> None:
+        """Record the request's lineage span when it is sampled or failed; lineage never
+        fails a request."""
+        if self.lineage is None or context is None or not (context.sampled or error):
+            return
+        topic = self.config.ferryman.kafka.topic
+        try:
+            self.lineage.record(
+                [
+                    Span(
+                        name=f"send {topic}",
+                        trace_id=context.trace_id,
+                        span_id=context.span_id,
+                        start_ns=started_ns,
+                        end_ns=time.time_ns(),
+                        kind="producer",
+                        attributes={
+                            "messaging.system": "kafka",
+                            "messaging.operation.type": "send",
+                            "messaging.destination.name": topic,
+                            "messaging.batch.message_count": len(messages),
+                            "ferryman.spans": sum(m.spans for m in messages),
+                            "ferryman.transport": transport,
+                        },
+                        error=error,
+                    )
+                ]
+            )
+        except Exception:  # lineage describes the data; it never stops it
+            log.exception("could not record the lineage of a request")
 
     def _produce(
         self, outgoing: list[Outgoing], bound: int, retry_after: float, timeout: float

@@ -24,7 +24,9 @@ import grpc
 from ferryman.errors import ConfigError
 from ferryman.http import serve
 from ferryman.kafkacheck import check_kafka
+from ferryman.lineage import LineageExporter
 from ferryman.telemetry import Registry
+from ferryman.wire.otlp import CLUSTER_ATTRIBUTE
 
 from .config import EdgeTracesConfig, ServerTLS, load_config
 from .intake import Intake, Metrics
@@ -56,7 +58,23 @@ class TracesReceiver:
             ack_timeout=self.config.ferryman.limits.ack_timeout,
             errors=self.metrics.errors,
         )
-        self.intake = Intake(self.config, self.link, self.metrics)
+        cluster = self.config.external_labels.get("cluster")
+        self.lineage = (
+            LineageExporter(
+                self.config.ferryman.lineage,
+                bootstrap_servers=kafka.bootstrap_servers,
+                registry=self.registry,
+                resource={
+                    "service.name": "ferryman-edge-traces",
+                    **({CLUSTER_ATTRIBUTE: cluster} if cluster else {}),
+                },
+                credentials=self.kafka_credentials,
+                cluster=cluster,
+            )
+            if self.config.ferryman.lineage.enabled
+            else None
+        )
+        self.intake = Intake(self.config, self.link, self.metrics, self.lineage)
         settings = self.config.ferryman
         tls = settings.tls
         self._http_tls = _ssl_context(tls) if tls else None
@@ -99,6 +117,8 @@ class TracesReceiver:
             {"/healthz": lambda: True, "/readyz": lambda: self.link.ready},
         )
         self.link.start()
+        if self.lineage is not None:
+            self.lineage.start()
         grpc_listener.start()
         http_listener.start()
         log.info(
@@ -125,6 +145,8 @@ class TracesReceiver:
             while self.intake.in_flight and time.monotonic() < deadline:
                 time.sleep(0.05)  # HTTP requests still waiting for Kafka
             self.link.close()
+            if self.lineage is not None:
+                self.lineage.close()
             if self.pods is not None:
                 self.pods.close()
             status.shutdown()

@@ -1,13 +1,13 @@
 """Batch lineage on the real stack: a batch's path, edge → Kafka → worker → sink, is
 one trace in the stack's Jaeger.
 
-A real edge shipper (metrics: scraping a test exporter; logs: tailing a file) and a
-real worker (``prometheus_remote_write`` into the stack's Prometheus, ``loki`` into
-the stack's VictoriaLogs) run with lineage on at ``sample_ratio: 1.0`` and a lineage
-topic of their own, and ferryman's own traces path carries that topic into Jaeger:
-an ``otlp_traces`` worker exporting OTLP/HTTP to the stack's Jaeger. The test also
-reads the topic itself, to check what the lineage messages carry and to know which
-trace ids to look up.
+A real edge shipper (metrics: scraping a test exporter; logs: tailing a file; traces:
+the OTLP receiver) and a real worker (``prometheus_remote_write`` into the stack's
+Prometheus, ``loki`` into the stack's VictoriaLogs, ``otlp_traces`` into Jaeger) run
+with lineage on at ``sample_ratio: 1.0`` and a lineage topic of their own, and
+ferryman's own traces path carries that topic into Jaeger: an ``otlp_traces`` worker
+exporting OTLP/HTTP to the stack's Jaeger. The test also reads the topic itself, to
+check what the lineage messages carry and to know which trace ids to look up.
 
 Then, reading Jaeger's query API by a batch's trace id, the test finds the edge's
 PRODUCER span for the batch and, in the same trace, the worker's ``process <topic>``
@@ -25,6 +25,10 @@ from typing import Any
 
 import httpx
 from kafka import KafkaConsumer
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from ferryman import headers as h
 from ferryman.lineage import make_traceparent, new_context
@@ -33,6 +37,7 @@ from tests.integration.exporter import TEXT
 from tests.integration.pipeline import (
     EdgeLogs,
     EdgeMetrics,
+    EdgeTraces,
     Message,
     Worker,
     create_topics,
@@ -377,3 +382,76 @@ def test_a_log_batch_in_jaeger(stack, unique, tmp_path: Path, processes) -> None
         assert _tags(deliver)["ferryman.records.delivered"] >= 1
     finally:
         reader.close()
+
+
+def test_a_traces_request_in_jaeger(stack, unique, tmp_path: Path, processes) -> None:
+    """The OpenTelemetry SDK exports to the edge receiver; the request's batch is traced
+    from the receiver to the ``otlp_traces`` worker that hands it to Jaeger, and the
+    application's own span arrives there too."""
+    bootstrap = stack("kafka", "bootstrap")
+    lineage_topic = f"{unique}-lineage"
+    create_topics(
+        bootstrap,
+        (unique, 2),
+        (f"{unique}-dlq", 1),
+        (lineage_topic, 1),
+        (f"{lineage_topic}-dlq", 1),
+    )
+    receiver = processes(
+        EdgeTraces(
+            tmp_path,
+            {
+                "external_labels": {"cluster": unique},
+                "ferryman": {
+                    "kafka": {"bootstrap_servers": bootstrap, "topic": unique},
+                    "grpc": {"listen": f"127.0.0.1:{free_port()}"},
+                    "http": {"listen": f"127.0.0.1:{free_port()}"},
+                    "listen": f"127.0.0.1:{free_port()}",
+                    "lineage": _lineage(lineage_topic),
+                },
+            },
+        )
+    )
+    processes(
+        Worker(
+            tmp_path,
+            "otlp_traces",
+            {
+                "kafka": {
+                    "bootstrap_servers": bootstrap,
+                    "input_topic": unique,
+                    "group_id": f"g-{unique}",
+                    "dead_letter_topic": f"{unique}-dlq",
+                },
+                "batch": {"max_wait_s": 0.2},
+                "http": {"listen": f"127.0.0.1:{free_port()}"},
+                "lineage": _lineage(lineage_topic),
+                "config": {"url": JAEGER_OTLP_BASE, "protocol": "http"},
+            },
+        )
+    )
+    processes(_to_jaeger(tmp_path, bootstrap, lineage_topic))
+    receiver.wait_ready()
+    exporter = OTLPSpanExporter(endpoint=f"http://{receiver.http}/v1/traces")
+    provider = TracerProvider(resource=Resource.create({"service.name": f"app-{unique}"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("test").start_as_current_span("order") as span:
+        app_trace = f"{span.get_span_context().trace_id:032x}"
+    provider.shutdown()
+    reader = LineageReader(bootstrap, lineage_topic)
+    try:
+        edge, root, children = _path_in_jaeger(
+            reader, "ferryman-edge-traces", "ferryman-worker-otlp_traces", unique
+        )
+        _assert_linked(edge, root)
+        assert _tags(edge)["ferryman.spans"] == 1
+        assert _tags(edge)["ferryman.transport"] == "http"
+        assert _tags(root)["k8s.cluster.name"] == unique
+        deliver = next(c for c in children if c["operationName"] == "deliver")
+        assert _tags(deliver)["ferryman.records.delivered"] == 1
+    finally:
+        reader.close()
+    # The application's span, in its own trace, labelled with the receiver's cluster.
+    trace = wait_for(lambda: _jaeger_trace(bytes.fromhex(app_trace)), 30, "the app's span")
+    (process,) = [p for p in trace["processes"].values() if p["serviceName"] == f"app-{unique}"]
+    assert {t["key"]: t["value"] for t in process["tags"]}["k8s.cluster.name"] == unique

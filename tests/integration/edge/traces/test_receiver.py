@@ -28,6 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.trace.export import SpanExportResult
 
 from ferryman import headers as h
+from ferryman.lineage import parse_traceparent
 from tests.integration.edge.traces.otlp import (
     all_span_ids,
     make_spans,
@@ -79,6 +80,8 @@ def test_sdk_exporters_deliver_spans_keyed_by_trace_with_the_cluster(
     assert len(messages) == 6  # one message per trace
     for message in messages:
         assert {span.trace_id for span in message.spans()} == {message.key}
+        # Batch lineage (on by default) names each request's batch in a traceparent.
+        assert parse_traceparent(message.headers.pop(h.TRACEPARENT)) is not None
         assert message.headers == {
             h.SCHEMA: h.SCHEMA_OTLP_TRACES,
             h.CLUSTER: unique.encode(),
