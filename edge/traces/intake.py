@@ -23,8 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from ferryman import headers as h
 from ferryman.lineage import LineageExporter, Span, SpanContext, make_traceparent, new_context
 from ferryman.telemetry import Registry
-from ferryman.wire.otlp import Refused, TraceMessage, set_resource_attributes, span_count
-from ferryman.wire.otlp import split_by_trace as cut
+from ferryman.wire.otlp import Refused, TraceMessage, span_count, split_request
 
 from .config import MESSAGE_HEADROOM, EdgeTracesConfig
 from .produce import KafkaLink, KafkaUnavailableError, Outgoing
@@ -163,9 +162,11 @@ class Intake:
         self.metrics.received.labels(transport=transport).inc(spans)
         if extra_attributes:
             _add_missing(request, extra_attributes)
-        set_resource_attributes(request, config.resource_attributes())
         refused = _Refusals()
-        messages = cut(request, self.max_message_bytes(), refused)
+        # Natively when ferryman_native has the splitter (the same messages).
+        messages = split_request(
+            request, self.max_message_bytes(), refused, config.resource_attributes()
+        )
         for reason, count in refused.by_reason.items():
             self.metrics.refused.labels(reason=reason).inc(count)
         if messages:

@@ -12,6 +12,12 @@ specification, "JSON Protobuf Encoding"): trace and span ids are hex strings, no
 base64; enums are integers (protobuf's parser takes those too); field names are
 lowerCamelCase (protobuf's parser takes both). Unknown fields are ignored, as the
 specification asks of receivers.
+
+:func:`split_request` and :func:`split_serialized` cut natively (``ferryman_native``,
+``native/src/otlp.rs``: on the serialized request, copying span bytes) when that
+module has the splitter, and fall back to :func:`split_by_trace`, which stays the
+reference the native splitter is tested against (the same bytes for the same
+request).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +43,18 @@ from opentelemetry.proto.trace.v1.trace_pb2 import (
     Status,
 )
 
+_NativeSplit = Callable[
+    [bytes, int, list[tuple[str, str]]], tuple[list[tuple[bytes, bytes, int]], int, list[int]]
+]
+_native_split: _NativeSplit | None
+try:
+    from ferryman_native import otlp_split as _native_split
+except ImportError:  # an older build of the native module, or none: Python cuts
+    _native_split = None
+
 __all__ = [
     "CLUSTER_ATTRIBUTE",
+    "NATIVE",
     "OtlpDecodeError",
     "TraceMessage",
     "decode_json",
@@ -48,7 +64,12 @@ __all__ = [
     "set_resource_attributes",
     "span_count",
     "split_by_trace",
+    "split_request",
+    "split_serialized",
 ]
+
+#: Whether :func:`split_request` and :func:`split_serialized` cut natively.
+NATIVE = _native_split is not None
 
 #: the resource attribute that names a span's cluster (OpenTelemetry semantic conventions)
 CLUSTER_ATTRIBUTE = "k8s.cluster.name"
@@ -190,6 +211,13 @@ class Refused:
             self.reason = reason
 
 
+_INVALID_ID = "a span's trace_id is not 16 bytes, or is all zero"
+
+
+def _too_large(cost: int, max_bytes: int) -> str:
+    return f"a span of {cost} bytes is larger than the {max_bytes} byte limit"
+
+
 def split_by_trace(
     request: ExportTraceServiceRequest, max_bytes: int, refused: Refused | None = None
 ) -> list[TraceMessage]:
@@ -203,7 +231,7 @@ def split_by_trace(
         for s_index, ss in enumerate(rs.scope_spans):
             for span in ss.spans:
                 if len(span.trace_id) != 16 or span.trace_id == bytes(16):
-                    refused.add(1, "a span's trace_id is not 16 bytes, or is all zero")
+                    refused.add(1, _INVALID_ID)
                     continue
                 groups.setdefault(span.trace_id, []).append((r_index, s_index, span))
     messages: list[TraceMessage] = []
@@ -227,7 +255,7 @@ def _cut(
             builder = _Builder(request)
             cost = builder.cost_of(r_index, s_index, span)
         if cost > max_bytes:
-            refused.add(1, f"a span of {cost} bytes is larger than the {max_bytes} byte limit")
+            refused.add(1, _too_large(cost, max_bytes))
             continue
         builder.add(r_index, s_index, span, cost)
     if builder.spans:
@@ -325,3 +353,57 @@ class _Builder:
     def finish(self, trace_id: bytes) -> TraceMessage:
         value = self.request.SerializeToString()
         return TraceMessage(trace_id=trace_id, value=value, spans=self.spans)
+
+
+def split_request(
+    request: ExportTraceServiceRequest,
+    max_bytes: int,
+    refused: Refused | None = None,
+    attributes: Mapping[str, str] | None = None,
+) -> list[TraceMessage]:
+    """:func:`set_resource_attributes` with ``attributes`` (default: none), then
+    :func:`split_by_trace`: the same messages and refusals. Natively when
+    :data:`NATIVE` (``request`` is serialized once and left as it is); otherwise in
+    Python, which sets the attributes on ``request`` itself."""
+    if _native_split is None:
+        set_resource_attributes(request, attributes or {})
+        return split_by_trace(request, max_bytes, refused)
+    return _split_native(request.SerializeToString(), max_bytes, refused, attributes)
+
+
+def split_serialized(
+    body: bytes,
+    max_bytes: int,
+    refused: Refused | None = None,
+    attributes: Mapping[str, str] | None = None,
+) -> list[TraceMessage]:
+    """:func:`split_request` of a serialized request; raises :class:`OtlpDecodeError`
+    when ``body`` is not one. The native splitter reads only the structure around the
+    spans (a malformed span attribute goes through); each message is at most
+    ``max_bytes`` by its actual bytes. For a body as protobuf serializes it (fields in
+    number order, no default values written) the messages are the bytes
+    :func:`split_by_trace` makes."""
+    if _native_split is None:
+        return split_request(decode_protobuf(body), max_bytes, refused, attributes)
+    return _split_native(body, max_bytes, refused, attributes)
+
+
+def _split_native(
+    body: bytes,
+    max_bytes: int,
+    refused: Refused | None,
+    attributes: Mapping[str, str] | None,
+) -> list[TraceMessage]:
+    assert _native_split is not None
+    try:
+        found, invalid, too_large = _native_split(
+            body, max_bytes, list(attributes.items()) if attributes else []
+        )
+    except ValueError as exc:
+        raise OtlpDecodeError(str(exc)) from None
+    if refused is not None:
+        if invalid:
+            refused.add(invalid, _INVALID_ID)
+        for cost in too_large:
+            refused.add(1, _too_large(cost, max_bytes))
+    return [TraceMessage(trace_id, value, spans) for trace_id, value, spans in found]

@@ -11,6 +11,8 @@
 //! Python path takes over: a line too big for any message (cut there, with the
 //! truncation marker) and a timestamp outside 0 ..= 2**63 - 1 nanoseconds.
 
+mod otlp;
+
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
@@ -252,5 +254,6 @@ fn ferryman_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(lines_deltas, module)?)?;
     module.add_function(wrap_pyfunction!(loki_push_split, module)?)?;
     module.add_function(wrap_pyfunction!(loki_push_request, module)?)?;
+    otlp::register(module)?;
     Ok(())
 }
