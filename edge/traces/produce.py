@@ -125,8 +125,20 @@ class KafkaLink:
         finally:
             admin.close()
 
+    def _batch_size(self, topic_limit: int | None) -> int:
+        """Bytes a record batch may take before it is closed: as much as a message may
+        (the topic's limit less the headroom, when smaller), at least the client's
+        default of 16 KiB. Requests' messages batch together while one produce is in
+        flight; with that default a batch held three of the bench's traces, and the
+        client's per-batch work cost more CPU than the spans did."""
+        largest = self.max_message_bytes
+        if topic_limit is not None:
+            largest = min(largest, topic_limit - MESSAGE_HEADROOM)
+        return max(16 * 2**10, largest)
+
     def _connect(self) -> None:
         backoff = 0.2
+        batch_size = self._batch_size(None)
         while not self._stop.is_set():
             try:
                 producer = kafka_producer(
@@ -138,11 +150,7 @@ class KafkaLink:
                     request_timeout_ms=int(self.ack_timeout * 1000),
                     max_block_ms=int(self.ack_timeout * 1000),
                     linger_ms=2,
-                    # Requests' messages batch together while one produce is in flight:
-                    # with the client's 16 KiB default a batch held 3 traces, and its
-                    # per-batch work cost more CPU than the spans. A batch larger than
-                    # the topic takes is split by the client and sent again.
-                    batch_size=self.max_message_bytes,
+                    batch_size=batch_size,
                     # The client's own sensors: nobody reads them, they cost CPU per record.
                     metrics_enabled=False,
                     credentials=self.credentials,
@@ -169,6 +177,11 @@ class KafkaLink:
                 backoff = min(backoff * 2, 5.0)
                 continue
             self.topic_max_message_bytes = self._topic_limit()
+            if self._batch_size(self.topic_max_message_bytes) < batch_size:
+                # The topic takes smaller batches than this producer makes: a new one.
+                batch_size = self._batch_size(self.topic_max_message_bytes)
+                producer.close(timeout=1)
+                continue
             self._producer = producer
             log.info(
                 "Kafka reachable at %s, topic %s has %d partitions, max.message.bytes %s",
