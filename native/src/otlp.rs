@@ -119,7 +119,11 @@ impl<'a> Fields<'a> {
                 return Err("field number 0");
             }
             if wire == WIRE_END_GROUP {
-                return if inner == number { Ok(()) } else { Err("mismatched end group") };
+                return if inner == number {
+                    Ok(())
+                } else {
+                    Err("mismatched end group")
+                };
             }
             self.skip_value(inner, wire, depth)?;
         }
@@ -169,7 +173,13 @@ impl<'a> Iterator for Fields<'a> {
                 return Err("field number 0");
             }
             let payload = self.skip_value(number, wire, 0)?;
-            Ok(Field { number, wire, start, end: self.pos, payload })
+            Ok(Field {
+                number,
+                wire,
+                start,
+                end: self.pos,
+                payload,
+            })
         })();
         if step.is_err() {
             self.pos = self.buf.len(); // stop after the first error
@@ -240,10 +250,7 @@ fn key_of(key_value: &[u8]) -> Result<&[u8], Malformed> {
 
 /// A resource's payload with `attributes` set: its attributes of those keys left
 /// out, the others first (in order), then the new ones, then its other fields.
-fn with_attributes(
-    resource: &[u8],
-    attributes: &[(String, String)],
-) -> Result<Vec<u8>, Malformed> {
+fn with_attributes(resource: &[u8], attributes: &[(String, String)]) -> Result<Vec<u8>, Malformed> {
     let mut kept = Vec::with_capacity(resource.len() + 64 * attributes.len());
     let mut rest: Vec<&[u8]> = Vec::new();
     for field in Fields::new(resource) {
@@ -322,12 +329,19 @@ fn walk<'a>(body: &'a [u8], attributes: &[(String, String)]) -> Result<Walked<'a
                             invalid_ids += 1;
                             continue;
                         }
-                        let at = SpanAt { resource: r_index, scope: s_index, bytes: span };
+                        let at = SpanAt {
+                            resource: r_index,
+                            scope: s_index,
+                            bytes: span,
+                        };
                         match index.get(id) {
                             Some(&t) => traces[t].spans.push(at),
                             None => {
                                 index.insert(id, traces.len());
-                                traces.push(Trace { id, spans: vec![at] });
+                                traces.push(Trace {
+                                    id,
+                                    spans: vec![at],
+                                });
                             }
                         }
                     }
@@ -343,19 +357,38 @@ fn walk<'a>(body: &'a [u8], attributes: &[(String, String)]) -> Result<Walked<'a
         } else {
             Some(with_attributes(&merged(&resource_parts), attributes)?)
         };
-        resources.push(Resource { resource, schema_url, scopes });
+        resources.push(Resource {
+            resource,
+            schema_url,
+            scopes,
+        });
     }
-    Ok(Walked { resources, traces, invalid_ids })
+    Ok(Walked {
+        resources,
+        traces,
+        invalid_ids,
+    })
 }
 
 fn resource_head(resource: &Resource<'_>) -> usize {
-    resource.resource.as_ref().map_or(0, |r| field_size(r.len()))
-        + if resource.schema_url.is_empty() { 0 } else { field_size(resource.schema_url.len()) }
+    resource
+        .resource
+        .as_ref()
+        .map_or(0, |r| field_size(r.len()))
+        + if resource.schema_url.is_empty() {
+            0
+        } else {
+            field_size(resource.schema_url.len())
+        }
 }
 
 fn scope_head(scope: &Scope<'_>) -> usize {
     scope.scope.as_ref().map_or(0, |s| field_size(s.len()))
-        + if scope.schema_url.is_empty() { 0 } else { field_size(scope.schema_url.len()) }
+        + if scope.schema_url.is_empty() {
+            0
+        } else {
+            field_size(scope.schema_url.len())
+        }
 }
 
 /// A request being filled with spans of one trace; `size` is its exact serialized
@@ -370,11 +403,17 @@ struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     fn resource_size(&self, r: usize) -> Option<usize> {
-        self.resource_sizes.iter().find(|(k, _)| *k == r).map(|(_, v)| *v)
+        self.resource_sizes
+            .iter()
+            .find(|(k, _)| *k == r)
+            .map(|(_, v)| *v)
     }
 
     fn scope_size(&self, key: (usize, usize)) -> Option<usize> {
-        self.scope_sizes.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        self.scope_sizes
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
     }
 
     /// (scope payload, resource payload) once `span` is in.
@@ -383,8 +422,9 @@ impl<'a> Builder<'a> {
         let old_scope = self.scope_size((span.resource, span.scope));
         let new_scope = old_scope.unwrap_or_else(|| scope_head(&resource.scopes[span.scope]))
             + field_size(span.bytes.len());
-        let mut new_resource =
-            self.resource_size(span.resource).unwrap_or_else(|| resource_head(resource));
+        let mut new_resource = self
+            .resource_size(span.resource)
+            .unwrap_or_else(|| resource_head(resource));
         if let Some(old) = old_scope {
             new_resource -= field_size(old);
         }
@@ -403,7 +443,11 @@ impl<'a> Builder<'a> {
             Some(entry) => entry.1 = new_scope,
             None => self.scope_sizes.push((key, new_scope)),
         }
-        match self.resource_sizes.iter_mut().find(|(k, _)| *k == span.resource) {
+        match self
+            .resource_sizes
+            .iter_mut()
+            .find(|(k, _)| *k == span.resource)
+        {
             Some(entry) => entry.1 = new_resource,
             None => self.resource_sizes.push((span.resource, new_resource)),
         }
@@ -481,7 +525,11 @@ fn cut<'a>(walked: &Walked<'a>, max_bytes: usize) -> (Vec<Message<'a>>, Vec<usiz
 
 /// Messages (trace id, serialized request, spans), the count of spans refused for
 /// their trace id, and the sizes of the spans refused as larger than `max_bytes`.
-type Split<'py> = (Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, usize)>, usize, Vec<usize>);
+type Split<'py> = (
+    Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, usize)>,
+    usize,
+    Vec<usize>,
+);
 
 /// A serialized `ExportTraceServiceRequest` cut into one request per trace (or part
 /// of one) of at most `max_bytes`, with `attributes` (key, value) set on every
@@ -499,12 +547,16 @@ fn otlp_split<'py>(
     let result = py.detach(|| {
         let walked = walk(body, &attributes)?;
         let (messages, too_large) = cut(&walked, max_bytes);
-        let messages: Vec<(Vec<u8>, Vec<u8>, usize)> =
-            messages.into_iter().map(|(id, value, n)| (id.to_vec(), value, n)).collect();
+        let messages: Vec<(Vec<u8>, Vec<u8>, usize)> = messages
+            .into_iter()
+            .map(|(id, value, n)| (id.to_vec(), value, n))
+            .collect();
         Ok::<_, Malformed>((messages, walked.invalid_ids, too_large))
     });
     let (messages, invalid, too_large) = result.map_err(|why| {
-        PyValueError::new_err(format!("not an OTLP ExportTraceServiceRequest protobuf: {why}"))
+        PyValueError::new_err(format!(
+            "not an OTLP ExportTraceServiceRequest protobuf: {why}"
+        ))
     })?;
     let messages = messages
         .into_iter()

@@ -276,3 +276,20 @@ def test_split_request_leaves_the_request_as_it_was_and_matches_python():
     assert [(m.trace_id, m.value, m.spans) for m in messages] == _oracle(
         body, 10_000, {"k8s.cluster.name": "eu"}
     )[0]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(requests(), limits_st, attributes_st)
+def test_without_the_native_splitter_the_module_makes_the_same_messages(
+    body, max_bytes, attributes
+):
+    native_refused, python_refused = otlp.Refused(), otlp.Refused()
+    native = otlp.split_serialized(body, max_bytes, native_refused, attributes)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(otlp, "_native_split", None)
+        python = otlp.split_serialized(body, max_bytes, python_refused, attributes)
+    assert native == python
+    assert (native_refused.spans, native_refused.reason) == (
+        python_refused.spans,
+        python_refused.reason,
+    )
