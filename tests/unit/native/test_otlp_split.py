@@ -206,12 +206,19 @@ def test_field_order_and_unknown_fields_around_the_spans_do_not_matter(data, max
                 inner = [*_fields(_payload(field)), _varint(17 << 3) + b"\x05"]
                 field = _len_field(2, b"".join(data.draw(st.permutations(inner))))
             fields.append(field)
+        fields.append(_varint(1000 << 3 | 2) + b"\x00")
+        halves: list[bytes] = []
         if rs.HasField("resource") and len(rs.resource.attributes) > 1:
             first, *rest = _fields(rs.resource.SerializeToString())
             fields = [f for f in fields if f[0] != 0x0A]
-            fields += [_len_field(1, first), _len_field(1, b"".join(rest))]
-        fields.append(_varint(1000 << 3 | 2) + b"\x00")
-        body += _len_field(1, b"".join(data.draw(st.permutations(fields))))
+            halves = [_len_field(1, first), _len_field(1, b"".join(rest))]
+        fields = data.draw(st.permutations(fields))
+        # The halves in their order (anywhere): merged, they are the resource's
+        # fields in protobuf's order, which is what Python writes back.
+        positions = sorted(data.draw(st.lists(st.integers(0, len(fields)), min_size=2, max_size=2)))
+        for offset, (half, at) in enumerate(zip(halves, positions, strict=False)):
+            fields.insert(at + offset, half)
+        body += _len_field(1, b"".join(fields))
     expected, refused = _oracle(body, max_bytes, attributes)
     messages, invalid, too_large = otlp_split(body, max_bytes, list(attributes.items()))
     assert messages == expected
@@ -292,4 +299,24 @@ def test_without_the_native_splitter_the_module_makes_the_same_messages(
     assert (native_refused.spans, native_refused.reason) == (
         python_refused.spans,
         python_refused.reason,
+    )
+
+
+def test_a_resource_in_two_parts_out_of_order_decodes_the_same():
+    """Protobuf merges the parts, and writes the merged resource's fields in number
+    order; the native splitter keeps the parts' order: other bytes, the same message."""
+    resource = Resource(
+        attributes=[KeyValue(key="a", value=AnyValue(string_value="1"))],
+        dropped_attributes_count=2,
+    )
+    first, second = _fields(resource.SerializeToString())
+    span = Span(trace_id=VALID_IDS[0], span_id=b"\x01" * 8, name="x")
+    rs = _len_field(1, second) + _len_field(1, first)
+    rs += _len_field(2, _len_field(2, span.SerializeToString()))
+    body = _len_field(1, rs)
+    (message,), _, _ = otlp_split(body, 10_000)
+    (expected,), _ = _oracle(body, 10_000, {})
+    assert message[1] != expected[1]
+    assert ExportTraceServiceRequest.FromString(message[1]) == ExportTraceServiceRequest.FromString(
+        expected[1]
     )
