@@ -26,7 +26,7 @@ from ferryman.http import serve
 from ferryman.kafkacheck import check_kafka
 from ferryman.lineage import LineageExporter
 from ferryman.telemetry import Registry
-from ferryman.wire.otlp import CLUSTER_ATTRIBUTE
+from ferryman.wire.otlp import CLUSTER_ATTRIBUTE, NATIVE
 
 from .config import EdgeTracesConfig, ServerTLS, load_config
 from .intake import Intake, Metrics
@@ -121,6 +121,11 @@ class TracesReceiver:
             self.lineage.start()
         grpc_listener.start()
         http_listener.start()
+        if not NATIVE:
+            log.warning(
+                "the native module has no OTLP splitter (an older build?): requests are "
+                "cut by trace in Python, at several times the CPU per span"
+            )
         log.info(
             "edge traces receiver running: OTLP/gRPC on port %d, OTLP/HTTP on port %d%s%s, "
             "Kafka %s topic %s, metrics on %s:%d",
