@@ -93,7 +93,11 @@ def trace(
         ]
     )
     headers = message_headers(h.SCHEMA_OTLP_TRACES, cluster=cluster, tenant=tenant)
-    headers += ((h.TRACEPARENT, f"00-{trace_id.hex()}-{root.hex()}-01".encode()),)
+    # The batch's own context, as the edge receiver gives each request one: never the
+    # application's trace id (a worker writes its lineage spans into a sampled batch's
+    # trace), and not sampled, so the application's traces hold its spans alone.
+    batch = f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-00"
+    headers += ((h.TRACEPARENT, batch.encode()),)
     return Trace(
         trace_id,
         frozenset(s.span_id.hex() for s in made),
