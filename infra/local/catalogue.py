@@ -331,6 +331,9 @@ PROMETHEUS = Service(
         "--storage.tsdb.retention.time=7d",
     ],
     probe=http_probe(f"http://{HOST}:9090/-/ready"),
+    # Ready only once its write-ahead log is replayed: after a day of test runs that
+    # took 80 s here, past the default minute.
+    start_timeout=600,
 )
 
 # --- VictoriaMetrics ---------------------------------------------------------------
