@@ -232,7 +232,10 @@ def _process(name: str, argv: list[str], settings: Any, probe_url: str) -> Servi
             str(layout.conf("pipeline") / f"{name}.yaml"),
         ],
         probe=http_probe(probe_url),
-        start_timeout=60,
+        # Started beside the stack: a worker is ready once its group has joined, which
+        # waits for Kafka to listen and then to load its group coordinator (after a day
+        # of tests here: 40 s to listen, then more than 20 s of NotCoordinator).
+        start_timeout=300,
     )
 
 
