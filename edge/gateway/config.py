@@ -145,6 +145,9 @@ class Tenant(_Strict):
 
 class GatewayConfig(_Strict):
     listen: str = Field("0.0.0.0:8480", description="host:port of every endpoint.")
+    grpc_listen: str | None = Field(
+        None, description="host:port of OTLP/gRPC (default: none, no gRPC listener)."
+    )
     kafka: KafkaOut = Field(default_factory=KafkaOut, description="Where data goes.")
     ack_timeout: Duration = Field(10.0, gt=0, description="Wait for Kafka, then 503.")
     retry_after: Duration = Field(1.0, gt=0, description="Retry-After of a 503 (default 1s).")

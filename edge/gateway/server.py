@@ -44,6 +44,7 @@ from . import protocols as p
 from .auth import Authenticator
 from .config import GatewayConfig, Tenant, load_config, load_tenants, valid_tenant_id
 from .limits import TokenBucket
+from .otlpgrpc import GrpcListener
 
 __all__ = ["Gateway"]
 
@@ -113,6 +114,10 @@ class Gateway:
         host, _, port = config.listen.rpartition(":")
         self.server = _Server((host.strip("[]") or "0.0.0.0", int(port)), self)
         self.port: int = self.server.server_address[1]
+        self.grpc: GrpcListener | None = None
+        if config.grpc_listen is not None:
+            largest = max((t.limits.max_body_bytes for t in self.tenants), default=4 * 2**20)
+            self.grpc = GrpcListener(config.grpc_listen, self, largest)
 
     @classmethod
     def from_file(cls, path: Any) -> Gateway:
@@ -126,10 +131,14 @@ class Gateway:
         threading.Thread(
             target=self.server.serve_forever, name="ferryman-gateway", daemon=True
         ).start()
+        if self.grpc is not None:
+            self.grpc.start()
 
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        if self.grpc is not None:
+            self.grpc.close()
         deadline = time.monotonic() + 5
         while self._in_flight and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -328,6 +337,13 @@ class Gateway:
             request = decode_protobuf(body) if media == PROTOBUF else decode_json(body)
         except OtlpDecodeError as exc:
             raise p.Refusal(400, str(exc), "decode") from None
+        return response_body(self.export_spans(tenant, request, "http"), media)
+
+    def export_spans(
+        self, tenant: Tenant, request: ExportTraceServiceRequest, transport: str
+    ) -> Accepted:
+        """Check ``request``'s resources and produce its spans as ``tenant``, one Intake
+        per cluster; Refusal when a check or Kafka says no."""
         by_cluster: dict[str, ExportTraceServiceRequest] = {}
         spans = 0
         for rs in request.resource_spans:
@@ -346,7 +362,7 @@ class Gateway:
         message = ""
         for cluster, part in by_cluster.items():
             try:
-                accepted = self.intake(tenant, cluster).export(part, "http")
+                accepted = self.intake(tenant, cluster).export(part, transport)
             except BusyError as exc:
                 raise p.Refusal(503, str(exc), "kafka_unavailable", exc.retry_after) from None
             rejected += accepted.rejected_spans
@@ -354,7 +370,7 @@ class Gateway:
         self.metrics.accepted.labels(endpoint="otlp_traces", tenant=tenant.name).inc(
             spans - rejected
         )
-        return response_body(Accepted(rejected, message), media)
+        return Accepted(rejected, message)
 
 
 class _Server(ThreadingHTTPServer):

@@ -112,3 +112,42 @@ def test_otlp_json_with_plain_http(gw):
     (found,) = messages(gw.bootstrap, gw.traces)
     assert found.key == bytes.fromhex("5b8efff798038103d269b633813fc60c")
     assert dict(found.headers)[h.TENANT] == b"team-b"
+
+
+def test_grpc_exporter_spans_arrive_and_a_wrong_token_is_refused(
+    stack, tmp_path, processes, unique
+):
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+        OTLPSpanExporter as GrpcExporter,
+    )
+
+    from tests.integration.gateway.helpers import start_gateway
+    from tests.integration.pipeline import free_port
+
+    grpc_listen = f"127.0.0.1:{free_port()}"
+    setup = start_gateway(
+        tmp_path, processes, stack("kafka", "bootstrap"), unique, grpc_listen=grpc_listen
+    )
+    setup.gateway.wait_ready()
+    spans = _spans(unique, "alpha", 4)
+    exporter = GrpcExporter(
+        endpoint=grpc_listen, insecure=True, headers=(("authorization", f"Bearer {TOKEN_A}"),)
+    )
+    assert exporter.export(spans) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+    wrong = GrpcExporter(
+        endpoint=grpc_listen, insecure=True, headers=(("authorization", "Bearer nope"),)
+    )
+    assert wrong.export(_spans(unique, "alpha", 1)) == SpanExportResult.FAILURE
+    wrong.shutdown()
+    other_cluster = GrpcExporter(
+        endpoint=grpc_listen, insecure=True, headers=(("authorization", f"Bearer {TOKEN_A}"),)
+    )
+    assert other_cluster.export(_spans(unique, "beta", 1)) == SpanExportResult.FAILURE
+    other_cluster.shutdown()
+    found = messages(setup.bootstrap, setup.traces)
+    assert {m.key for m in found} == {s.context.trace_id.to_bytes(16, "big") for s in spans}
+    assert {dict(m.headers)[h.TENANT] for m in found} == {b"team-a"}
+    metric = setup.gateway.metric
+    assert metric("ferryman_gateway_requests_total", status="UNAUTHENTICATED") == 1
+    assert metric("ferryman_gateway_requests_total", status="PERMISSION_DENIED") == 1
