@@ -12,10 +12,33 @@ import hashlib
 import hmac
 import os
 from collections.abc import Iterable
+from typing import Any
 
 from .config import Tenant
 
-__all__ = ["Authenticator", "hash_password", "hash_token", "verify_password"]
+__all__ = ["Authenticator", "hash_password", "hash_token", "subject_of", "verify_password"]
+
+_SHORT = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "localityName": "L",
+    "stateOrProvinceName": "ST",
+}
+
+
+def subject_of(certificate: dict[str, Any] | None) -> str | None:
+    """A verified peer certificate's subject (``ssl`` form) as ``CN=a,O=b``."""
+    if not certificate:
+        return None
+    parts = [
+        f"{_SHORT.get(name, name)}={value}"
+        for rdn in certificate.get("subject", ())
+        for name, value in rdn
+    ]
+    return ",".join(parts) or None
+
 
 #: PBKDF2 iterations of new password hashes
 ITERATIONS = 200_000
@@ -48,18 +71,23 @@ class Authenticator:
     def __init__(self, tenants: Iterable[Tenant]) -> None:
         self.by_token: dict[str, Tenant] = {}
         self.by_user: dict[str, Tenant] = {}
+        self.by_subject: dict[str, Tenant] = {}
         for tenant in tenants:
             if tenant.bearer_token_hash is not None:
                 self.by_token[tenant.bearer_token_hash] = tenant
             if tenant.basic_auth is not None:
                 self.by_user[tenant.basic_auth.username] = tenant
+            if tenant.client_subject is not None:
+                self.by_subject[tenant.client_subject] = tenant
         # A password's hash is slow on purpose: remember the last good ones so that an
         # agent's every request does not pay it (keyed by the sha256 of the header).
         self._good: dict[str, Tenant] = {}
 
-    def tenant(self, authorization: str | None) -> Tenant | None:
+    def tenant(self, authorization: str | None, subject: str | None = None) -> Tenant | None:
+        """The tenant of an ``Authorization`` header, else of a verified client
+        certificate's ``subject``."""
         if not authorization:
-            return None
+            return self.by_subject.get(subject) if subject else None
         scheme, _, credential = authorization.strip().partition(" ")
         credential = credential.strip()
         if scheme.lower() == "bearer" and credential:

@@ -39,6 +39,7 @@ from ferryman.units import Duration, Size
 __all__ = [
     "BasicAuth",
     "GatewayConfig",
+    "GatewayTLS",
     "KafkaOut",
     "Tenant",
     "TenantLimits",
@@ -123,6 +124,12 @@ class Tenant(_Strict):
     name: str = Field(description="The tenant id: the Kafka tenant header.")
     bearer_token_hash: str | None = Field(None, description="sha256:HEX of the bearer token.")
     basic_auth: BasicAuth | None = Field(None, description="A basic-auth credential.")
+    client_subject: str | None = Field(
+        None,
+        description="The subject of a client certificate (signed by tls.client_ca_file) "
+        "that authenticates as this tenant, as 'CN=name' or 'CN=name,O=org' in the "
+        "certificate's order.",
+    )
     clusters: tuple[str, ...] = Field(
         description="Cluster label / k8s.cluster.name values this tenant may write."
     )
@@ -143,6 +150,18 @@ class Tenant(_Strict):
         return value
 
 
+class GatewayTLS(_Strict):
+    """TLS on the HTTP listener."""
+
+    cert_file: Path = Field(description="Server certificate (PEM, chain allowed).")
+    key_file: Path = Field(description="Its key (PEM).")
+    client_ca_file: Path | None = Field(
+        None,
+        description="Verify client certificates against this CA (default: none asked); "
+        "a client without one may still use a token or password.",
+    )
+
+
 class GatewayConfig(_Strict):
     listen: str = Field("0.0.0.0:8480", description="host:port of every endpoint.")
     grpc_listen: str | None = Field(
@@ -152,6 +171,7 @@ class GatewayConfig(_Strict):
     ack_timeout: Duration = Field(10.0, gt=0, description="Wait for Kafka, then 503.")
     retry_after: Duration = Field(1.0, gt=0, description="Retry-After of a 503 (default 1s).")
     max_in_flight_requests: int = Field(64, ge=1, description="Waiting for Kafka; then 503.")
+    tls: GatewayTLS | None = Field(None, description="TLS on the HTTP listener (default off).")
     tenants_file: Path | None = Field(None, description="A YAML file with `tenants:`.")
     tenants: tuple[Tenant, ...] = Field((), description="Tenants given inline.")
 
@@ -185,8 +205,14 @@ def load_tenants(config: GatewayConfig) -> tuple[Tenant, ...]:
         if tenant.name in seen:
             errors.append(f"tenants: {tenant.name} is defined twice")
         seen.add(tenant.name)
-        if tenant.bearer_token_hash is None and tenant.basic_auth is None:
-            errors.append(f"tenants: {tenant.name} has neither a token nor basic auth")
+        if (
+            tenant.bearer_token_hash is None
+            and tenant.basic_auth is None
+            and tenant.client_subject is None
+        ):
+            errors.append(
+                f"tenants: {tenant.name} has neither a token nor basic auth nor a client_subject"
+            )
     if errors:
         raise ConfigError(errors)
     return tuple(tenants)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,14 +36,15 @@ from edge.traces.config import EdgeTracesConfig
 from edge.traces.intake import Accepted, BusyError, Intake
 from edge.traces.intake import Metrics as TraceMetrics
 from edge.traces.produce import KafkaLink, KafkaUnavailableError
+from ferryman.errors import ConfigError
 from ferryman.kafkacheck import check_kafka
 from ferryman.telemetry import CONTENT_TYPE, Registry
 from ferryman.wire import remote_write2
 from ferryman.wire.otlp import CLUSTER_ATTRIBUTE, OtlpDecodeError, decode_json, decode_protobuf
 
 from . import protocols as p
-from .auth import Authenticator
-from .config import GatewayConfig, Tenant, load_config, load_tenants, valid_tenant_id
+from .auth import Authenticator, subject_of
+from .config import GatewayConfig, GatewayTLS, Tenant, load_config, load_tenants, valid_tenant_id
 from .limits import TokenBucket
 from .otlpgrpc import GrpcListener
 
@@ -379,8 +381,32 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], gateway: Gateway) -> None:
         self.gateway = gateway
+        self.tls = _ssl_context(gateway.config.tls) if gateway.config.tls else None
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.tls is not None:
+            try:
+                request.settimeout(30)
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (OSError, ssl.SSLError) as exc:
+                self.gateway.metrics.refused.labels(endpoint="", reason="tls_handshake").inc()
+                log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
+                return
+        super().finish_request(request, client_address)
+
+
+def _ssl_context(tls: GatewayTLS) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        if tls.client_ca_file is not None:
+            context.load_verify_locations(cafile=str(tls.client_ca_file))
+            context.verify_mode = ssl.CERT_OPTIONAL
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError([f"tls: cannot load the certificate or key: {exc}"]) from None
+    return context
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -411,7 +437,12 @@ class _Handler(BaseHTTPRequestHandler):
         tenant_name = ""
         self._read = False
         try:
-            tenant = gateway.auth.tenant(self.headers.get("Authorization"))
+            peer = (
+                self.connection.getpeercert()
+                if isinstance(self.connection, ssl.SSLSocket)
+                else None
+            )
+            tenant = gateway.auth.tenant(self.headers.get("Authorization"), subject_of(peer))
             if tenant is None:
                 raise p.Refusal(401, "unknown tenant or wrong credential", "unauthenticated")
             tenant_name = tenant.name

@@ -50,3 +50,18 @@ def test_tenant_ids_follow_mimir_and_loki_rules():
     for bad in ("", ".", "..", "a/b", "a b", "é", "x" * 151):
         assert not valid_tenant_id(bad), bad
     assert valid_tenant_id("x" * 150)
+
+
+def test_a_client_certificate_subject_names_a_tenant_when_no_header_does():
+    from edge.gateway.auth import subject_of
+
+    c = Tenant(name="c", client_subject="CN=agent,O=ops", clusters=("z",))
+    a = Tenant(name="a", bearer_token_hash=hash_token("secret-a"), clusters=("x",))
+    auth = Authenticator([a, c])
+    peer = {"subject": ((("commonName", "agent"),), (("organizationName", "ops"),))}
+    assert subject_of(peer) == "CN=agent,O=ops"
+    assert subject_of(None) is None and subject_of({}) is None
+    assert auth.tenant(None, "CN=agent,O=ops") is c
+    assert auth.tenant(None, "CN=agent") is None
+    assert auth.tenant("Bearer secret-a", "CN=agent,O=ops") is a  # the header wins
+    assert auth.tenant("Bearer wrong", "CN=agent,O=ops") is None
