@@ -392,11 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check",
         help="validate configuration files offline (exit 1 if any is invalid)",
-        description="Validate edge logs, edge metrics, edge traces and worker configuration "
-        "files as their commands do at start-up, without connecting to anything; print FILE: OK "
-        "or every error by its dotted path; exit 1 if any file is invalid. Each file's "
-        "kind is --kind, else a '# ferryman-kind: KIND' line in it, else told from its "
-        "keys (a worker's function from its function: key).",
+        description="Validate edge logs, edge metrics, edge traces, gateway and worker "
+        "configuration files as their commands do at start-up, without connecting to "
+        "anything; print FILE: OK or every error by its dotted path; exit 1 if any file "
+        "is invalid. Each file's kind is --kind, else a '# ferryman-kind: KIND' line in "
+        "it, else told from its keys (a worker's function from its function: key).",
     )
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     check.add_argument(
