@@ -483,6 +483,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._answer(
                     endpoint, tenant_name, refusal.status, f"{refusal}\n".encode(), extra=extra
                 )
+        except Exception:  # a bug must not look like success: 500 is retried by agents
+            log.exception("unexpected error on %s", endpoint)
+            gateway.metrics.refused.labels(endpoint=endpoint, reason="internal").inc()
+            self.close_connection = True
+            self._answer(endpoint, tenant_name, 500, b"internal error\n")
 
     def _body(self, tenant: Tenant) -> bytes:
         limit = tenant.limits.max_body_bytes
