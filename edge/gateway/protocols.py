@@ -11,8 +11,9 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from ferryman import headers as h
 from ferryman.wire import loki
@@ -94,36 +95,45 @@ def gunzip(body: bytes, limit: int) -> bytes:
     return out
 
 
-def check_labels(labels: Iterable[tuple[str, str]], limits: TenantLimits, what: str) -> None:
-    """400 naming the first label set beyond the count or length limits."""
-    pairs = list(labels)
-    if len(pairs) > limits.max_labels_per_series:
+def check_labels(
+    labels: Sequence[tuple[str, str]], limits: TenantLimits, what: str | Callable[[], str]
+) -> None:
+    """400 naming the first label set beyond the count or length limits (``what`` names
+    it; a callable is called only then)."""
+    if len(labels) > limits.max_labels_per_series:
         raise Refusal(
             400,
-            f"{what} has {len(pairs)} labels, more than {limits.max_labels_per_series}",
+            f"{_text(what)} has {len(labels)} labels, more than {limits.max_labels_per_series}",
             "label_count",
         )
-    for name, value in pairs:
-        if len(name.encode()) > limits.max_label_name_length:
+    name_limit = limits.max_label_name_length
+    value_limit = limits.max_label_value_length
+    for name, value in labels:
+        # a str's UTF-8 form is at most 4 bytes a character: encode only when it may matter
+        if len(name) * 4 > name_limit and len(name.encode()) > name_limit:
             raise Refusal(
                 400,
-                f"{what}: label name {name[:64]!r}... longer than "
-                f"{limits.max_label_name_length} bytes",
+                f"{_text(what)}: label name {name[:64]!r}... longer than {name_limit} bytes",
                 "label_name_length",
             )
-        if len(value.encode()) > limits.max_label_value_length:
+        if len(value) * 4 > value_limit and len(value.encode()) > value_limit:
             raise Refusal(
                 400,
-                f"{what}: value of label {name!r} longer than "
-                f"{limits.max_label_value_length} bytes",
+                f"{_text(what)}: value of label {name!r} longer than {value_limit} bytes",
                 "label_value_length",
             )
 
 
-def check_cluster(cluster: str | None, tenant: Tenant, what: str) -> str:
+def _text(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
+
+
+def check_cluster(cluster: str | None, tenant: Tenant, what: str | Callable[[], str]) -> str:
     """The cluster when ``tenant`` may write as it: 400 without one, 403 for another."""
+    if cluster in tenant.clusters:
+        return cluster
     if not cluster:
-        raise Refusal(400, f"{what} has no cluster label", "no_cluster")
+        raise Refusal(400, f"{_text(what)} has no cluster label", "no_cluster")
     if cluster not in tenant.clusters:
         raise Refusal(403, f"tenant {tenant.name} may not write as cluster {cluster!r}", "cluster")
     return cluster
@@ -154,8 +164,9 @@ def series_messages(
     by_cluster: dict[str, list[bytes | TimeSeries]] = {}
     batch = Batch()
     for index, one in enumerate(series):
-        check_labels(one.labels, limits, _describe(one.labels))
-        cluster = check_cluster(one.label("cluster"), tenant, _describe(one.labels))
+        what = partial(_describe, one.labels)
+        check_labels(one.labels, limits, what)
+        cluster = check_cluster(one.label("cluster"), tenant, what)
         by_cluster.setdefault(cluster, []).append(encoded[index] if encoded else one)
         batch.items += len(one.samples)
     if received is not None and len(by_cluster) == 1 and len(received) <= max_message_bytes:
