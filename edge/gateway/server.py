@@ -23,6 +23,7 @@ import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -82,6 +83,9 @@ class Metrics:
         self.truncated = r.counter(
             "ferryman_gateway_lines_truncated_total", "Loki lines cut to max_line_bytes."
         )
+        self.reloads = r.counter(
+            "ferryman_gateway_reloads_total", "Tenant reloads (SIGHUP) by result.", ["result"]
+        )
         self.in_flight = r.gauge(
             "ferryman_gateway_requests_in_flight", "Requests waiting for Kafka."
         )
@@ -113,6 +117,8 @@ class Gateway:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.config_path: Path | None = None
         host, _, port = config.listen.rpartition(":")
         self.server = _Server((host.strip("[]") or "0.0.0.0", int(port)), self)
         self.port: int = self.server.server_address[1]
@@ -122,8 +128,33 @@ class Gateway:
             self.grpc = GrpcListener(config.grpc_listen, self, largest)
 
     @classmethod
-    def from_file(cls, path: Any) -> Gateway:
-        return cls(load_config(path))
+    def from_file(cls, path: Path) -> Gateway:
+        gateway = cls(load_config(path))
+        gateway.config_path = path
+        return gateway
+
+    def reload_tenants(self) -> bool:
+        """Read the configuration's tenants again (SIGHUP): new credentials, clusters and
+        limits apply to the next request; a file that does not load keeps the running
+        tenants. Other settings need a restart."""
+        if self.config_path is None:
+            return False
+        try:
+            config = load_config(self.config_path)
+            tenants = load_tenants(config)
+        except ConfigError as exc:
+            self.metrics.reloads.labels(result="failure").inc()
+            log.error("reload failed, keeping the running tenants: %s", exc)
+            return False
+        if config.model_dump(exclude={"tenants"}) != self.config.model_dump(exclude={"tenants"}):
+            log.warning("reload: only tenants apply now; restart the gateway for the rest")
+        with self._lock:
+            self.tenants = tenants
+            self.auth = Authenticator(tenants)
+            self._buckets.clear()
+        self.metrics.reloads.labels(result="success").inc()
+        log.info("tenants reloaded from %s: %d tenants", self.config_path, len(tenants))
+        return True
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -152,6 +183,7 @@ class Gateway:
         check_kafka(self.config.kafka.bootstrap_servers, self.credentials)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
         self.start()
         log.info(
             "gateway running on port %d with %d tenants, Kafka %s",
@@ -162,6 +194,9 @@ class Gateway:
         try:
             while not self._stop.is_set():
                 self._stop.wait(0.5)
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload_tenants()
         finally:
             self.close()
             log.info("gateway stopped")
@@ -169,6 +204,10 @@ class Gateway:
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         del signum, frame
         self._stop.set()
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        self._reload.set()
 
     @property
     def ready(self) -> bool:
