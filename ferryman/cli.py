@@ -142,6 +142,42 @@ def _edge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gateway(args: argparse.Namespace) -> int:
+    import logging
+
+    from ferryman.errors import ConfigError, KafkaStartError
+
+    if args.action == "hash-password":
+        import getpass
+        import sys
+
+        from edge.gateway.auth import hash_password, hash_token
+
+        secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else ""
+        if not secret:
+            secret = getpass.getpass("secret: ")
+        print(hash_token(secret) if args.token else hash_password(secret))
+        return 0
+    _logging(args.log_level, args.log_format)
+    log = logging.getLogger("ferryman.gateway")
+    if args.config is None:
+        log.error("cannot start: --config FILE is required")
+        return 2
+    from edge.gateway.server import Gateway
+
+    try:
+        gateway = Gateway.from_file(args.config)
+    except ConfigError as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    try:
+        gateway.run()
+    except (KafkaStartError, OSError) as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
 def _go_bool(text: str) -> bool:
     """A boolean flag's value as Go's flag package (strconv.ParseBool) reads it."""
     if text in ("1", "t", "T", "true", "TRUE", "True"):
@@ -251,6 +287,8 @@ def _check(args: argparse.Namespace) -> int:
 def _config_kinds(*, expand_env: bool = False) -> dict[str, ConfigKind]:
     """The kinds of file ``ferryman check`` knows, each with the loader its command
     runs at start-up (offline: nothing here connects to Kafka or Kubernetes)."""
+    from edge.gateway.config import GatewayConfig
+    from edge.gateway.config import load_config as load_gateway
     from edge.logs.config import EdgeLogsConfig
     from edge.logs.config import load_config as load_logs
     from edge.metrics.config import IGNORED_SECTIONS, EdgeMetricsConfig
@@ -271,6 +309,9 @@ def _config_kinds(*, expand_env: bool = False) -> dict[str, ConfigKind]:
 
     def traces(path: Path, _: str | None) -> None:
         load_traces(path)
+
+    def gateway(path: Path, _: str | None) -> None:
+        load_gateway(path)
 
     def worker(path: Path, function: str | None) -> None:
         if function is not None:
@@ -299,6 +340,7 @@ def _config_kinds(*, expand_env: bool = False) -> dict[str, ConfigKind]:
             frozenset(IGNORED_SECTIONS),
         ),
         "traces": Kind("traces", traces, (EdgeTracesConfig,)),
+        "gateway": Kind("gateway", gateway, (GatewayConfig,)),
         "worker": Kind(
             "worker",
             worker,
@@ -350,18 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check",
         help="validate configuration files offline (exit 1 if any is invalid)",
-        description="Validate edge logs, edge metrics, edge traces and worker configuration "
-        "files as their commands do at start-up, without connecting to anything; print FILE: OK "
-        "or every error by its dotted path; exit 1 if any file is invalid. Each file's "
-        "kind is --kind, else a '# ferryman-kind: KIND' line in it, else told from its "
-        "keys (a worker's function from its function: key).",
+        description="Validate edge logs, edge metrics, edge traces, gateway and worker "
+        "configuration files as their commands do at start-up, without connecting to "
+        "anything; print FILE: OK or every error by its dotted path; exit 1 if any file "
+        "is invalid. Each file's kind is --kind, else a '# ferryman-kind: KIND' line in "
+        "it, else told from its keys (a worker's function from its function: key).",
     )
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
     check.add_argument(
         "--kind",
         type=_kind_argument,
         metavar="KIND",
-        help="logs, metrics, traces or worker:NAME for every FILE (default: each file's "
+        help="logs, metrics, traces, gateway or worker:NAME for every FILE (default: each file's "
         "'# ferryman-kind:' line, else detected)",
     )
     check.add_argument(
@@ -465,6 +507,28 @@ def build_parser() -> argparse.ArgumentParser:
     traces.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     _add_log_format(traces)
     edge.set_defaults(func=_edge)
+
+    gateway = sub.add_parser(
+        "gateway",
+        help="receive remote write, Loki push and OTLP from any agent, per tenant",
+        description="Receive Prometheus remote write 1.0/2.0 (POST /api/v1/write), Loki "
+        "push (POST /loki/api/v1/push) and OTLP/HTTP traces (POST /v1/traces) from "
+        "authenticated tenants, and produce them to Kafka in the edge's formats; answer "
+        "success only after Kafka acknowledged. 'hash-password' reads a secret from "
+        "stdin and prints the hash a tenants file stores.",
+    )
+    gateway.add_argument(
+        "action", nargs="?", default="run", choices=["run", "hash-password"], help="default run"
+    )
+    gateway.add_argument("--config", type=Path, metavar="FILE", help="configuration file")
+    gateway.add_argument(
+        "--token",
+        action="store_true",
+        help="hash-password: print the sha256 form for a bearer token (default: PBKDF2)",
+    )
+    gateway.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    _add_log_format(gateway)
+    gateway.set_defaults(func=_gateway)
 
     dlq = sub.add_parser("dlq", help="dead-letter topics")
     dlq_actions = dlq.add_subparsers(dest="action", required=True)

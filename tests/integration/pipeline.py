@@ -558,3 +558,48 @@ class EdgeTraces(Process):
             if metric == name and all(found.get(k) == v for k, v in labels.items()):
                 total += float(value)
         return total
+
+
+class Gateway(Process):
+    """``ferryman gateway``; ``settings`` as its config file takes them (set ``listen``
+    to a free port from :func:`free_port`)."""
+
+    def __init__(self, tmp: Path, settings: dict[str, Any]) -> None:
+        super().__init__(tmp, ["gateway"], settings)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings['listen']}"
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def wait_ready(self, timeout: float = 60) -> Gateway:
+        """Wait until /readyz answers 200 (every topic's metadata seen)."""
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if not self.alive():
+                raise AssertionError(f"gateway exited:\n{self.output()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"gateway not ready after {timeout}s:\n{self.output()[-3000:]}"
+                )
+            time.sleep(0.1)
+        return self
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of every series of ``name`` carrying ``labels`` (0 when none)."""
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        total = 0.0
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            series, _, value = line.rpartition(" ")
+            metric, _, rest = series.partition("{")
+            found = dict(_LABEL.findall(rest))
+            if metric == name and all(found.get(k) == v for k, v in labels.items()):
+                total += float(value)
+        return total

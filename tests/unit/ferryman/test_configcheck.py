@@ -158,10 +158,11 @@ def test_a_file_of_no_known_kind_is_a_clear_error(
 def test_an_unknown_kind_in_the_file_is_an_error_of_that_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = _write(tmp_path, "odd.yaml", "# ferryman-kind: gateway\n" + LOGS)
+    path = _write(tmp_path, "odd.yaml", "# ferryman-kind: collector\n" + LOGS)
     code, _, err = _check([str(path)], capsys)
     assert code == 1
-    assert "<kind>: unknown kind 'gateway'; known: logs, metrics, traces, worker:NAME" in err
+    known = "known: logs, metrics, traces, gateway, worker:NAME"
+    assert f"<kind>: unknown kind 'collector'; {known}" in err
 
 
 def test_an_unknown_kind_on_the_command_line_is_a_usage_error(
@@ -169,9 +170,9 @@ def test_an_unknown_kind_on_the_command_line_is_a_usage_error(
 ) -> None:
     path = _write(tmp_path, "edge-logs.yaml", LOGS)
     with pytest.raises(SystemExit) as exited:
-        cli.main(["check", "--kind", "gateway", str(path)])
+        cli.main(["check", "--kind", "collector", str(path)])
     assert exited.value.code == 2
-    assert "unknown kind 'gateway'" in capsys.readouterr().err
+    assert "unknown kind 'collector'" in capsys.readouterr().err
 
 
 def test_the_kind_given_wins_over_detection(

@@ -1,0 +1,1 @@
+"""The gateway: remote write, Loki push and OTLP from any agent, with tenants, into Kafka."""

@@ -1,0 +1,304 @@
+"""What each endpoint makes of a request body: checked series, streams or spans, cut
+into the Kafka messages the edge would have produced.
+
+Every check raises :class:`Refusal` with the HTTP status the sending agent handles
+(400 is final for Prometheus, vmagent, Promtail and OTLP exporters; 413 too; 429 and
+5xx are retried), and the reason names the first offender.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+from ferryman import headers as h
+from ferryman.wire import loki
+from ferryman.wire.protobuf import DecodeError, varint_at
+from ferryman.wire.remote_write import (
+    TimeSeries,
+    decode_write_request,
+    encode_write_request,
+    snappy_compress,
+    snappy_decompress,
+)
+
+from .config import Tenant, TenantLimits
+
+__all__ = [
+    "Batch",
+    "Refusal",
+    "gunzip",
+    "loki_messages",
+    "remote_write_messages",
+    "unsnappy",
+]
+
+#: (key, value, headers) of one Kafka message
+Message = tuple[bytes, bytes, Sequence[tuple[str, bytes]]]
+
+
+class Refusal(Exception):
+    """A request answered with ``status``; ``reason`` labels the counter."""
+
+    def __init__(
+        self, status: int, message: str, reason: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass
+class Batch:
+    """The messages of one request and what they hold."""
+
+    messages: list[Message] = field(default_factory=list)
+    #: samples, lines or spans
+    items: int = 0
+    histograms: int = 0
+    exemplars: int = 0
+
+
+def unsnappy(body: bytes, limit: int) -> bytes:
+    """A snappy block decompressed; 413 when it claims more than ``limit`` bytes (checked
+    before anything is allocated), 400 when it is not snappy."""
+    try:
+        claimed, _ = varint_at(body, 0)
+    except (IndexError, DecodeError):
+        raise Refusal(400, "body is not snappy block data", "decode") from None
+    if claimed > limit:
+        raise Refusal(
+            413, f"body decompresses to {claimed} bytes, above {limit}", "decompressed_size"
+        )
+    try:
+        return snappy_decompress(body)
+    except DecodeError as exc:
+        raise Refusal(400, str(exc), "decode") from None
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """A gzip body decompressed, stopping past ``limit`` bytes (413); 400 if not gzip."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise Refusal(400, f"body is not gzip: {exc}", "decode") from None
+    if len(out) > limit:
+        raise Refusal(413, f"body decompresses to more than {limit} bytes", "decompressed_size")
+    if not inflater.eof:
+        raise Refusal(400, "gzip body is truncated", "decode")
+    return out
+
+
+def check_labels(
+    labels: Sequence[tuple[str, str]], limits: TenantLimits, what: str | Callable[[], str]
+) -> None:
+    """400 naming the first label set beyond the count or length limits (``what`` names
+    it; a callable is called only then)."""
+    if len(labels) > limits.max_labels_per_series:
+        raise Refusal(
+            400,
+            f"{_text(what)} has {len(labels)} labels, more than {limits.max_labels_per_series}",
+            "label_count",
+        )
+    name_limit = limits.max_label_name_length
+    value_limit = limits.max_label_value_length
+    for name, value in labels:
+        # a str's UTF-8 form is at most 4 bytes a character: encode only when it may matter
+        if len(name) * 4 > name_limit and len(name.encode()) > name_limit:
+            raise Refusal(
+                400,
+                f"{_text(what)}: label name {name[:64]!r}... longer than {name_limit} bytes",
+                "label_name_length",
+            )
+        if len(value) * 4 > value_limit and len(value.encode()) > value_limit:
+            raise Refusal(
+                400,
+                f"{_text(what)}: value of label {name!r} longer than {value_limit} bytes",
+                "label_value_length",
+            )
+
+
+def _text(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
+
+
+def check_cluster(cluster: str | None, tenant: Tenant, what: str | Callable[[], str]) -> str:
+    """The cluster when ``tenant`` may write as it: 400 without one, 403 for another."""
+    if cluster in tenant.clusters:
+        return cluster
+    if not cluster:
+        raise Refusal(400, f"{_text(what)} has no cluster label", "no_cluster")
+    if cluster not in tenant.clusters:
+        raise Refusal(403, f"tenant {tenant.name} may not write as cluster {cluster!r}", "cluster")
+    return cluster
+
+
+def headers_for(schema: bytes, cluster: str, tenant: Tenant) -> list[tuple[str, bytes]]:
+    return [(h.SCHEMA, schema), (h.CLUSTER, cluster.encode()), (h.TENANT, tenant.name.encode())]
+
+
+def _describe(labels: Sequence[tuple[str, str]]) -> str:
+    name = next((v for k, v in labels if k == "__name__"), "")
+    return f"series {name}{{{', '.join(f'{k}={v!r}' for k, v in labels if k != '__name__')[:200]}}}"
+
+
+def series_messages(
+    series: Sequence[TimeSeries],
+    tenant: Tenant,
+    max_message_bytes: int,
+    received: bytes | None = None,
+    encoded: Sequence[bytes] | None = None,
+) -> Batch:
+    """Check ``series`` and cut them into remote-write messages, one cluster each.
+
+    ``received`` (the snappy body as it came) is produced as it is when its series are
+    all of one cluster and it fits a message: no re-encoding on the common path.
+    ``encoded[i]`` (default: encoded here) is ``series[i]`` as a WriteRequest field."""
+    limits = tenant.limits
+    by_cluster: dict[str, list[bytes | TimeSeries]] = {}
+    batch = Batch()
+    for index, one in enumerate(series):
+        what = partial(_describe, one.labels)
+        check_labels(one.labels, limits, what)
+        cluster = check_cluster(one.label("cluster"), tenant, what)
+        by_cluster.setdefault(cluster, []).append(encoded[index] if encoded else one)
+        batch.items += len(one.samples)
+    if received is not None and len(by_cluster) == 1 and len(received) <= max_message_bytes:
+        cluster = next(iter(by_cluster))
+        batch.messages.append(
+            (
+                f"{tenant.name}/{cluster}".encode(),
+                received,
+                headers_for(h.SCHEMA_REMOTE_WRITE, cluster, tenant),
+            )
+        )
+        return batch
+    for cluster, members in by_cluster.items():
+        key = f"{tenant.name}/{cluster}".encode()
+        headers = headers_for(h.SCHEMA_REMOTE_WRITE, cluster, tenant)
+        for part in _cut(members, max_message_bytes):
+            batch.messages.append((key, snappy_compress(b"".join(part)), headers))
+    return batch
+
+
+def _cut(series: list[bytes | TimeSeries], budget: int) -> Iterable[list[bytes]]:
+    """Encoded series in groups under ``budget`` bytes (a lone series may exceed it: a
+    message holds at least one)."""
+    part: list[bytes] = []
+    size = 0
+    for item in series:
+        one = item if isinstance(item, bytes) else encode_write_request([item])
+        if part and size + len(one) > budget:
+            yield part
+            part, size = [], 0
+        part.append(one)
+        size += len(one)
+    if part:
+        yield part
+
+
+def remote_write_messages(
+    body: bytes, tenant: Tenant, max_message_bytes: int
+) -> tuple[Batch, bytes]:
+    """A remote write 1.0 body (snappy) checked and cut; also the decompressed bytes."""
+    raw = unsnappy(body, tenant.limits.max_decompressed_bytes)
+    try:
+        series = decode_write_request(raw)
+    except DecodeError as exc:
+        raise Refusal(400, f"not a remote write 1.0 WriteRequest: {exc}", "decode") from None
+    return series_messages(series, tenant, max_message_bytes, body), raw
+
+
+def decode_loki_json(raw: bytes) -> list[loki.Stream]:
+    """Loki's documented JSON push payload:
+    ``{"streams": [{"stream": {labels}, "values": [["<ns>", "line", {meta}?], ...]}]}``."""
+    try:
+        document = json.loads(raw)
+        streams = []
+        for item in document["streams"]:
+            labels = item["stream"]
+            if not isinstance(labels, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+            ):
+                raise ValueError("stream labels must be a map of strings")
+            entries = []
+            for value in item["values"]:
+                stamp, line = value[0], value[1]
+                if not isinstance(stamp, str) or not isinstance(line, str):
+                    raise ValueError('each value is ["<unix ns>", "<line>"]')
+                metadata: tuple[tuple[str, str], ...] = ()
+                if len(value) > 2 and isinstance(value[2], dict):
+                    metadata = tuple((str(k), str(v)) for k, v in value[2].items())
+                entries.append(loki.Entry(int(stamp), line, metadata))
+            streams.append(loki.Stream(dict(labels), entries))
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise Refusal(400, f"not a Loki JSON push: {exc}", "decode") from None
+    return streams
+
+
+def decode_loki_protobuf(body: bytes, limit: int) -> list[loki.Stream]:
+    raw = unsnappy(body, limit)
+    try:
+        return loki.decode_push_request(raw)
+    except (DecodeError, ValueError) as exc:
+        raise Refusal(400, f"not a Loki PushRequest: {exc}", "decode") from None
+
+
+def loki_messages(
+    streams: Sequence[loki.Stream], tenant: Tenant, max_message_bytes: int
+) -> tuple[Batch, int]:
+    """Check ``streams`` and cut them into Loki push messages, one stream each keyed
+    by its labels' text (as the edge produces them); also the lines truncated."""
+    limits = tenant.limits
+    batch = Batch()
+    truncated = 0
+    merged: dict[str, tuple[Mapping[str, str], list[loki.Entry]]] = {}
+    for stream in streams:
+        text = loki.format_labels(stream.labels)
+        check_labels(sorted(stream.labels.items()), limits, f"stream {text[:200]}")
+        check_cluster(stream.labels.get("cluster"), tenant, f"stream {text[:200]}")
+        entries = merged.setdefault(text, (stream.labels, []))[1]
+        for entry in stream.entries:
+            size = len(entry.line.encode())
+            if size > limits.max_line_bytes:
+                if limits.line_too_long == "refuse":
+                    raise Refusal(
+                        400,
+                        f"stream {text[:200]}: a line of {size} bytes, longer than "
+                        f"{limits.max_line_bytes}",
+                        "line_too_long",
+                    )
+                cut = entry.line.encode()[: limits.max_line_bytes].decode(errors="ignore")
+                entry = loki.Entry(entry.timestamp_ns, cut, entry.metadata)
+                truncated += 1
+            entries.append(entry)
+            batch.items += 1
+    for text, (labels, entries) in merged.items():
+        if not entries:
+            continue
+        headers = headers_for(h.SCHEMA_LOKI_PUSH, labels["cluster"], tenant)
+        part: list[loki.Entry] = []
+        size = 0
+        for entry in entries:
+            cost = len(entry.line.encode()) + 32
+            if part and size + cost > max_message_bytes:
+                batch.messages.append((text.encode(), _push(labels, part), headers))
+                part, size = [], 0
+            part.append(entry)
+            size += cost
+        batch.messages.append((text.encode(), _push(labels, part), headers))
+    return batch, truncated
+
+
+def _push(labels: Mapping[str, str], entries: list[loki.Entry]) -> bytes:
+    return snappy_compress(loki.encode_push_request([loki.Stream(labels, entries)]))
+
+
+def gzip_compress(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=1)

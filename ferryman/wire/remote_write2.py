@@ -1,0 +1,186 @@
+"""Prometheus remote write 2.0: ``io.prometheus.write.v2.Request``, read and turned
+into remote write 1.0.
+
+Field numbers from the specification's ``io.prometheus.write.v2`` definitions::
+
+    Request    { repeated string symbols = 4; repeated TimeSeries timeseries = 5; }
+    TimeSeries { repeated uint32 labels_refs = 1; repeated Sample samples = 2;
+                 repeated Histogram histograms = 3; repeated Exemplar exemplars = 4;
+                 Metadata metadata = 5; int64 created_timestamp = 6; }
+    Exemplar   { repeated uint32 labels_refs = 1; double value = 2; int64 timestamp = 3; }
+    Sample     { double value = 1; int64 timestamp = 2; }
+
+Labels are pairs of indices into ``symbols``. A 2.0 ``Histogram`` has the field
+numbers of 1.0's, so its bytes are carried over as they are; exemplars become 1.0
+exemplars (``TimeSeries`` field 3: ``{repeated Label labels = 1; double value = 2;
+int64 timestamp = 3}``). Metadata and created timestamps have no place in a 1.0
+series and are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .protobuf import (
+    FIXED64,
+    LENGTH,
+    VARINT,
+    DecodeError,
+    bytes_field,
+    double_field,
+    fields,
+    sint_to_int64,
+    varint,
+    varint_field,
+)
+from .remote_write import Sample, TimeSeries
+
+__all__ = ["DecodeError", "Request", "decode_request", "encode_request"]
+
+
+@dataclass
+class Request:
+    """A 2.0 request as 1.0 series: ``series[i]`` (its float samples) and
+    ``encoded[i]``, that series as a 1.0 ``WriteRequest.timeseries`` field (with its
+    histograms and exemplars)."""
+
+    series: list[TimeSeries] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)
+    samples: int = 0
+    histograms: int = 0
+    exemplars: int = 0
+
+
+def _refs(raw: int | float | memoryview, wire_type: int) -> list[int]:
+    """A ``repeated uint32``: packed (LENGTH) or one value (VARINT)."""
+    if wire_type == VARINT:
+        return [int(raw)]
+    if wire_type != LENGTH or not isinstance(raw, memoryview):
+        raise DecodeError("labels_refs of a wrong wire type")
+    out = []
+    data = bytes(raw)
+    pos = 0
+    while pos < len(data):
+        value = shift = 0
+        while True:
+            if pos >= len(data):
+                raise DecodeError("truncated packed varint")
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+            if shift > 35:
+                raise DecodeError("labels_refs value larger than a uint32")
+        out.append(value)
+    return out
+
+
+def _labels(refs: list[int], symbols: list[str]) -> tuple[tuple[str, str], ...]:
+    if len(refs) % 2:
+        raise DecodeError("labels_refs has an odd length")
+    try:
+        pairs = [(symbols[refs[i]], symbols[refs[i + 1]]) for i in range(0, len(refs), 2)]
+    except IndexError:
+        raise DecodeError("labels_refs points past the symbols table") from None
+    return tuple(sorted(pairs))
+
+
+def _label_fields(labels: tuple[tuple[str, str], ...]) -> bytes:
+    return b"".join(
+        bytes_field(1, bytes_field(1, name.encode()) + bytes_field(2, value.encode()))
+        for name, value in labels
+    )
+
+
+def decode_request(buf: bytes | memoryview) -> Request:
+    """Parse an uncompressed 2.0 Request; raises :class:`DecodeError` on bad bytes."""
+    symbols: list[str] = []
+    raw_series: list[memoryview] = []
+    for number, wire_type, raw in fields(buf):
+        if wire_type != LENGTH or not isinstance(raw, memoryview):
+            continue
+        if number == 4:
+            try:
+                symbols.append(bytes(raw).decode())
+            except UnicodeDecodeError as exc:
+                raise DecodeError(f"a symbol is not UTF-8: {exc}") from None
+        elif number == 5:
+            raw_series.append(raw)
+    out = Request()
+    for raw in raw_series:
+        refs: list[int] = []
+        samples: list[Sample] = []
+        histograms: list[bytes] = []
+        exemplars: list[bytes] = []
+        for number, wire_type, value in fields(raw):
+            if number == 1:
+                refs += _refs(value, wire_type)
+            elif number == 2 and isinstance(value, memoryview):
+                samples.append(_sample(value))
+            elif number == 3 and isinstance(value, memoryview):
+                histograms.append(bytes(value))
+            elif number == 4 and isinstance(value, memoryview):
+                exemplars.append(_exemplar(value, symbols))
+        labels = _labels(refs, symbols)
+        series = TimeSeries(labels, tuple(samples))
+        body = _label_fields(labels)
+        body += b"".join(
+            bytes_field(2, double_field(1, s.value) + varint_field(2, s.timestamp_ms))
+            for s in samples
+        )
+        body += b"".join(bytes_field(3, e) for e in exemplars)
+        body += b"".join(bytes_field(4, h) for h in histograms)
+        out.series.append(series)
+        out.encoded.append(bytes_field(1, body))
+        out.samples += len(samples)
+        out.histograms += len(histograms)
+        out.exemplars += len(exemplars)
+    return out
+
+
+def _sample(buf: memoryview) -> Sample:
+    value = 0.0
+    timestamp = 0
+    for number, wire_type, raw in fields(buf):
+        if number == 1 and wire_type == FIXED64:
+            value = float(raw)
+        elif number == 2 and wire_type == VARINT:
+            timestamp = sint_to_int64(int(raw))
+    return Sample(value, timestamp)
+
+
+def _exemplar(buf: memoryview, symbols: list[str]) -> bytes:
+    """A 2.0 exemplar as the body of a 1.0 one."""
+    refs: list[int] = []
+    rest = b""
+    for number, wire_type, raw in fields(buf):
+        if number == 1:
+            refs += _refs(raw, wire_type)
+        elif number == 2 and wire_type == FIXED64:
+            rest += double_field(2, float(raw))
+        elif number == 3 and wire_type == VARINT:
+            rest += varint_field(3, int(raw))
+    return _label_fields(_labels(refs, symbols)) + rest
+
+
+def encode_request(series: list[TimeSeries]) -> bytes:
+    """Serialise (uncompressed) a 2.0 Request of float series (for tests and senders)."""
+    symbols: dict[str, int] = {"": 0}
+
+    def ref(text: str) -> int:
+        return symbols.setdefault(text, len(symbols))
+
+    parts = []
+    for one in series:
+        refs = [ref(x) for pair in one.labels for x in pair]
+        packed = b"".join(varint(r) for r in refs)
+        body = bytes_field(1, packed) if refs else b""
+        body += b"".join(
+            bytes_field(2, double_field(1, s.value) + varint_field(2, s.timestamp_ms))
+            for s in one.samples
+        )
+        parts.append(bytes_field(5, body))
+    head = b"".join(bytes_field(4, text.encode()) for text in symbols)
+    return head + b"".join(parts)
