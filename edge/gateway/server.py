@@ -109,6 +109,9 @@ class Gateway:
                 max_message_bytes=kafka.max_message_bytes,
                 ack_timeout=config.ack_timeout,
                 errors=self.metrics.traces.errors,
+                client_id=f"ferryman-gateway-{name}",
+                # Remote-write and Loki messages are snappy'd already.
+                compression="snappy" if name == "traces" else None,
             )
             for name, topic in kafka.topics.model_dump().items()
         }

@@ -52,8 +52,15 @@ class KafkaLink:
         max_message_bytes: int,
         ack_timeout: float,
         errors: Counter,
+        client_id: str = "ferryman-edge-traces",
+        compression: str | None = "snappy",
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
+        #: The Kafka client id, and the producer's compression: None for values that are
+        #: compressed already (snappy'd remote write and Loki pushes); spans are plain
+        #: protobuf, worth compressing (the default).
+        self.client_id = client_id
+        self.compression = compression
         self.topic = topic
         self.credentials = credentials
         self.max_message_bytes = max_message_bytes
@@ -105,7 +112,7 @@ class KafkaLink:
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=self.bootstrap_servers,
-                client_id="ferryman-edge-traces",
+                client_id=self.client_id,
                 request_timeout_ms=int(self.ack_timeout * 1000),
                 **self.credentials.kwargs(),
             )
@@ -143,9 +150,8 @@ class KafkaLink:
             try:
                 producer = kafka_producer(
                     self.bootstrap_servers,
-                    "ferryman-edge-traces",
-                    # Spans are protobuf: text-like, worth compressing.
-                    compression="snappy",
+                    self.client_id,
+                    compression=self.compression,
                     max_request_size=self.max_message_bytes + 2**16,
                     request_timeout_ms=int(self.ack_timeout * 1000),
                     max_block_ms=int(self.ack_timeout * 1000),
