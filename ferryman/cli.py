@@ -59,7 +59,36 @@ def _up(args: argparse.Namespace) -> int:
         '(try up{cluster="local"}), VictoriaMetrics http://127.0.0.1:8428, '
         "Elasticsearch index metrics-ferryman-*, InfluxDB database 'ferryman'."
     )
+    print(gateway_hint())
     return 0
+
+
+def gateway_hint() -> str:
+    """How to write to the local gateway as its demo tenant (the token is read from the
+    stack's home, where ``ferryman up`` made it)."""
+    from infra.local import default_layout
+    from infra.local.pipeline import (
+        GATEWAY_CLUSTER,
+        GATEWAY_GRPC_PORT,
+        GATEWAY_PORT,
+        GATEWAY_TENANT,
+        gateway_token_file,
+    )
+
+    path = gateway_token_file(default_layout())
+    token = path.read_text().strip() if path.exists() else "(not made yet)"
+    url = f"http://127.0.0.1:{GATEWAY_PORT}"
+    return (
+        f"\nGateway {url}: remote write {url}/api/v1/write, Loki push "
+        f"{url}/loki/api/v1/push, OTLP/HTTP {url}/v1/traces, OTLP/gRPC 127.0.0.1:"
+        f"{GATEWAY_GRPC_PORT}.\n"
+        f"  tenant {GATEWAY_TENANT}, cluster label {GATEWAY_CLUSTER!r}, bearer token {token}\n"
+        f"  (kept in {path}). Try:\n"
+        f"  curl -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' "
+        f'{url}/loki/api/v1/push -d \'{{"streams": [{{"stream": {{"cluster": '
+        f'"{GATEWAY_CLUSTER}", "job": "curl"}}, "values": '
+        f'[["\'$(date +%s%N)\'", "hello"]]}}]}}\''
+    )
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -151,7 +151,8 @@ class Tenant(_Strict):
 
 
 class GatewayTLS(_Strict):
-    """TLS on the HTTP listener."""
+    """TLS on the HTTP listener, and on the gRPC one (which asks no client certificate:
+    a ``client_subject`` tenant writes over HTTPS)."""
 
     cert_file: Path = Field(description="Server certificate (PEM, chain allowed).")
     key_file: Path = Field(description="Its key (PEM).")
@@ -171,7 +172,9 @@ class GatewayConfig(_Strict):
     ack_timeout: Duration = Field(10.0, gt=0, description="Wait for Kafka, then 503.")
     retry_after: Duration = Field(1.0, gt=0, description="Retry-After of a 503 (default 1s).")
     max_in_flight_requests: int = Field(64, ge=1, description="Waiting for Kafka; then 503.")
-    tls: GatewayTLS | None = Field(None, description="TLS on the HTTP listener (default off).")
+    tls: GatewayTLS | None = Field(
+        None, description="TLS on the HTTP and gRPC listeners (default off)."
+    )
     tenants_file: Path | None = Field(None, description="A YAML file with `tenants:`.")
     tenants: tuple[Tenant, ...] = Field((), description="Tenants given inline.")
 

@@ -31,3 +31,9 @@ class TokenBucket:
                 self._tokens -= n
                 return 0.0
             return (min(n, self.burst) - self._tokens) / self.rate
+
+    def give(self, n: float) -> None:
+        """Put back ``n`` tokens taken for a request that was then not written (Kafka
+        away): its retry must not find the bucket spent on data that never went."""
+        with self._lock:
+            self._tokens = min(self.burst, self._tokens + n)

@@ -1,6 +1,10 @@
 """OTLP/gRPC in the gateway: ``TraceService/Export`` with the tenant's credential in
 the ``authorization`` metadata, through the same checks and Intake as OTLP/HTTP.
 
+With ``tls:`` set, the listener serves TLS with the same certificate as HTTPS; it does
+not ask for client certificates (grpcio either requires one of every client or asks
+none), so a tenant known only by ``client_subject`` writes OTLP over HTTPS, not gRPC.
+
 Codes (the OTLP specification's): UNAUTHENTICATED (unknown tenant, wrong credential),
 PERMISSION_DENIED (a cluster the tenant may not claim), INVALID_ARGUMENT (bad body,
 label limits), RESOURCE_EXHAUSTED (message size), UNAVAILABLE with ``RetryInfo``
@@ -48,7 +52,13 @@ class _Raw:
 class GrpcListener:
     """Serves OTLP/gRPC on ``listen`` until :meth:`close`."""
 
-    def __init__(self, listen: str, gateway: Gateway, max_request_bytes: int) -> None:
+    def __init__(
+        self,
+        listen: str,
+        gateway: Gateway,
+        max_request_bytes: int,
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> None:
         self.gateway = gateway
         self.server = grpc.server(
             ThreadPoolExecutor(max_workers=gateway.config.max_in_flight_requests + 8),
@@ -66,8 +76,11 @@ class GrpcListener:
             (grpc.method_handlers_generic_handler(SERVICE, {"Export": handler}),)
         )
         try:
-            self.port = self.server.add_insecure_port(listen)
-        except RuntimeError:
+            if credentials is None:
+                self.port = self.server.add_insecure_port(listen)
+            else:
+                self.port = self.server.add_secure_port(listen, credentials)
+        except RuntimeError:  # grpcio's word for a bind that failed
             self.port = 0
         if self.port == 0:
             raise OSError(f"cannot listen on {listen} for OTLP/gRPC (address in use?)")

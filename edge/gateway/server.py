@@ -27,11 +27,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
 )
 from prometheus_client import generate_latest
 
+from edge.httpbody import BodyFramingError, BodyTooLargeError, read_body
 from edge.traces.answers import JSON, PROTOBUF, error_body, response_body
 from edge.traces.config import EdgeTracesConfig
 from edge.traces.intake import Accepted, BusyError, Intake
@@ -116,6 +118,9 @@ class Gateway:
             for name, topic in kafka.topics.model_dump().items()
         }
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        #: The bucket and count the current request thread took last: given back when
+        #: Kafka then refuses the request (503), since the client sends it again.
+        self._taken = threading.local()
         self._intakes: dict[tuple[str, str], Intake] = {}
         self._lock = threading.Lock()
         self._in_flight = 0
@@ -128,7 +133,12 @@ class Gateway:
         self.grpc: GrpcListener | None = None
         if config.grpc_listen is not None:
             largest = max((t.limits.max_body_bytes for t in self.tenants), default=4 * 2**20)
-            self.grpc = GrpcListener(config.grpc_listen, self, largest)
+            self.grpc = GrpcListener(
+                config.grpc_listen,
+                self,
+                largest,
+                _grpc_credentials(config.tls) if config.tls is not None else None,
+            )
 
     @classmethod
     def from_file(cls, path: Path) -> Gateway:
@@ -232,6 +242,7 @@ class Gateway:
                 bucket = TokenBucket(rate, rate * limits.burst_seconds)
                 self._buckets[(tenant.name, signal_name)] = bucket
         wait = bucket.take(count)
+        self._taken.last = None if wait else (bucket, count)
         if wait:
             raise p.Refusal(
                 429,
@@ -240,12 +251,21 @@ class Gateway:
                 retry_after=wait,
             )
 
+    def refund(self) -> None:
+        """Give back what this thread's request took from its bucket (see take)."""
+        taken = getattr(self._taken, "last", None)
+        self._taken.last = None
+        if taken is not None:
+            taken[0].give(taken[1])
+
     def produce(self, link_name: str, batch: p.Batch) -> None:
-        """Produce ``batch`` and wait for Kafka's acknowledgement, else 503."""
+        """Produce ``batch`` and wait for Kafka's acknowledgement, else 503 (and the
+        request's rate-limit tokens are given back)."""
         if not batch.messages:
             return
         with self._lock:
             if self._in_flight >= self.config.max_in_flight_requests:
+                self.refund()
                 raise p.Refusal(
                     503,
                     f"{self._in_flight} requests already wait for Kafka",
@@ -257,6 +277,7 @@ class Gateway:
         try:
             self.links[link_name].produce(batch.messages, self.config.ack_timeout)
         except KafkaUnavailableError as exc:
+            self.refund()
             raise p.Refusal(
                 503, str(exc), "kafka_unavailable", retry_after=self.config.retry_after
             ) from None
@@ -408,6 +429,7 @@ class Gateway:
             try:
                 accepted = self.intake(tenant, cluster).export(part, transport)
             except BusyError as exc:
+                self.refund()
                 raise p.Refusal(503, str(exc), "kafka_unavailable", exc.retry_after) from None
             rejected += accepted.rejected_spans
             message = message or accepted.error_message
@@ -437,6 +459,15 @@ class _Server(ThreadingHTTPServer):
                 log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
                 return
         super().finish_request(request, client_address)
+
+
+def _grpc_credentials(tls: GatewayTLS) -> grpc.ServerCredentials:
+    """The HTTPS certificate for the gRPC listener (no client certificate asked)."""
+    try:
+        pair = (tls.key_file.read_bytes(), tls.cert_file.read_bytes())
+    except OSError as exc:
+        raise ConfigError([f"tls: cannot read the certificate or key: {exc}"]) from None
+    return grpc.ssl_server_credentials([pair])
 
 
 def _ssl_context(tls: GatewayTLS) -> ssl.SSLContext:
@@ -532,19 +563,25 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(endpoint, tenant_name, 500, b"internal error\n")
 
     def _body(self, tenant: Tenant) -> bytes:
+        """The body, by Content-Length or chunked (Loki and OTLP clients send either),
+        at most the tenant's ``max_body_bytes``: 411 without either, 413 above it, 400
+        when it ends early."""
         limit = tenant.limits.max_body_bytes
-        length = self.headers.get("Content-Length")
-        if length is None or not length.strip().isdigit():
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        length = (self.headers.get("Content-Length") or "").strip()
+        if not chunked and not length.isdigit():
             self.close_connection = True
-            raise p.Refusal(411, "Content-Length required", "no_length")
-        size = int(length)
-        if size > limit:
-            raise p.Refusal(413, f"body of {size} bytes, above {limit}", "body_size")
-        body = self.rfile.read(size)
-        self._read = True
-        if len(body) != size:
+            raise p.Refusal(411, "Content-Length or chunked body required", "no_length")
+        try:
+            body = read_body(self.rfile, self.headers, limit)
+        except BodyTooLargeError as exc:
             self.close_connection = True
-            raise p.Refusal(400, "body shorter than its Content-Length", "decode")
+            raise p.Refusal(413, str(exc), "body_size") from None
+        except BodyFramingError as exc:
+            self.close_connection = True
+            raise p.Refusal(400, str(exc), "decode") from None
+        finally:
+            self._read = True
         return body
 
     def _drain(self) -> None:

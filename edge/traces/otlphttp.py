@@ -32,6 +32,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from edge.httpbody import BodyFramingError, BodyTooLargeError, read_body
 from ferryman.wire.otlp import OtlpDecodeError, decode_json, decode_protobuf
 
 from .answers import JSON, PROTOBUF, error_body, response_body
@@ -55,10 +56,6 @@ _NOT_FOUND = 5
 
 class _TooLargeError(Exception):
     pass
-
-
-class _FramingError(Exception):
-    """Raised when a body's length or chunks do not add up (400, connection closed)."""
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
@@ -170,10 +167,10 @@ class _Handler(BaseHTTPRequestHandler):
                 drain=True,
             )
         try:
-            body = self._read_body(limits.max_request_bytes)
-        except _TooLargeError:
+            body = read_body(self.rfile, self.headers, limits.max_request_bytes)
+        except BodyTooLargeError:
             return self._too_large(limits.max_request_bytes, answer_type, close=True)
-        except _FramingError as exc:
+        except BodyFramingError as exc:
             return self._fail(400, _INVALID_ARGUMENT, str(exc), answer_type, False, close=True)
         try:
             if gzipped:
@@ -194,43 +191,6 @@ class _Handler(BaseHTTPRequestHandler):
             )
         self._send(200, response_body(accepted, answer_type), answer_type, gzipped)
         return 200
-
-    def _read_body(self, limit: int) -> bytes:
-        """The body, by Content-Length or chunked; _TooLargeError past ``limit`` bytes
-        (nothing more is read: the connection is then closed)."""
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return self._read_chunks(limit)
-        header = (self.headers.get("Content-Length") or "").strip()
-        if not header.isdigit():
-            raise _FramingError("a Content-Length or chunked body is required")
-        length = int(header)
-        if length > limit:
-            raise _TooLargeError
-        body = self.rfile.read(length)
-        if len(body) < length:
-            raise _FramingError("the body ended early")
-        return body
-
-    def _read_chunks(self, limit: int) -> bytes:
-        parts: list[bytes] = []
-        total = 0
-        while True:
-            line = self.rfile.readline(1024)
-            try:
-                size = int(line.split(b";")[0].strip(), 16)
-            except ValueError:
-                raise _FramingError("a chunk size is not hex") from None
-            if size == 0:
-                while self.rfile.readline(1024).strip():  # trailers, ignored
-                    pass
-                return b"".join(parts)
-            total += size
-            if total > limit:
-                raise _TooLargeError
-            chunk = self.rfile.read(size)
-            if len(chunk) < size or self.rfile.readline(4) != b"\r\n":
-                raise _FramingError("a chunk ended early")
-            parts.append(chunk)
 
     def _too_large(self, limit: int, answer_type: str, *, close: bool) -> int:
         self.server.listener.intake.metrics.errors.labels(

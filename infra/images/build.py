@@ -101,6 +101,7 @@ def specs() -> list[ImageSpec]:
         ImageSpec("ferryman-edge-metrics", "edge-metrics"),
         ImageSpec("ferryman-edge-logs", "edge-logs", JOURNAL_PACKAGES),
         ImageSpec("ferryman-edge-traces", "edge-traces"),
+        ImageSpec("ferryman-gateway", "gateway"),
     ]
 
 

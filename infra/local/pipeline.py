@@ -8,14 +8,20 @@ where one runs or has left files); workers carry the logs topic into Loki (Victo
 API) and Elasticsearch. The edge traces receiver takes OTLP on 127.0.0.1:14317 (gRPC)
 and :14318 (HTTP) — Jaeger holds 4317/4318 here — and a worker carries the traces
 topic into Jaeger; HotROD, Jaeger's demo application, exports its traces to the
-receiver, driven by a trickle of rides. Each runs as its own process, exactly as it
+receiver, driven by a trickle of rides. The gateway takes remote write, Loki push and
+OTLP from agents that are not ferryman's (http://127.0.0.1:8480, OTLP/gRPC :8481) for
+the tenant ``demo``, whose token ``ferryman up`` prints. Each runs as its own process, exactly as it
 would in a container, and is supervised like the services (``ferryman stack status``
 lists them).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import secrets
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +43,11 @@ EDGE_TRACES_PORT = 9903
 OTLP_GRPC_PORT = 14317
 OTLP_HTTP_PORT = 14318
 TRICKLE_PORT = 9919
+GATEWAY_PORT = 8480
+GATEWAY_GRPC_PORT = 8481
+#: The demo tenant of the local gateway, and the cluster it may write as.
+GATEWAY_TENANT = "demo"
+GATEWAY_CLUSTER = "demo"
 METRICS_TOPIC = "ferryman.metrics"
 LOGS_TOPIC = "ferryman.logs"
 TRACES_TOPIC = "ferryman.traces"
@@ -61,7 +72,13 @@ _LOG_WORKERS: tuple[tuple[str, str, int, dict[str, Any]], ...] = (
         "to-loki",
         "loki",
         9916,
-        {"url": f"http://{HOST}:9428", "push_path": "/insert/loki/api/v1/push"},
+        # VictoriaLogs reads X-Scope-OrgID as a numeric account id: the gateway's
+        # tenant names ("demo") would be refused, so every tenant shares its default.
+        {
+            "url": f"http://{HOST}:9428",
+            "push_path": "/insert/loki/api/v1/push",
+            "tenant_from_header": False,
+        },
     ),
     (
         "to-elasticsearch-logs",
@@ -160,6 +177,40 @@ def _edge_traces_config(layout: Layout) -> dict[str, Any]:
             "http": {"listen": f"{HOST}:{OTLP_HTTP_PORT}"},
             "listen": f"{HOST}:{EDGE_TRACES_PORT}",
         },
+    }
+
+
+def gateway_token_file(layout: Layout) -> Path:
+    """Where the local gateway's demo token is kept (mode 0600, made once)."""
+    return layout.conf("pipeline") / "gateway-token"
+
+
+def _gateway_token(layout: Layout) -> str:
+    path = gateway_token_file(layout)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(24) + "\n")
+    return path.read_text().strip()
+
+
+def _gateway_config(layout: Layout) -> dict[str, Any]:
+    token = _gateway_token(layout)
+    return {
+        "listen": f"{HOST}:{GATEWAY_PORT}",
+        "grpc_listen": f"{HOST}:{GATEWAY_GRPC_PORT}",
+        "kafka": {
+            "bootstrap_servers": f"{HOST}:9092",
+            "topics": {"metrics": METRICS_TOPIC, "logs": LOGS_TOPIC, "traces": TRACES_TOPIC},
+        },
+        "tenants": [
+            {
+                "name": GATEWAY_TENANT,
+                "bearer_token_hash": "sha256:" + hashlib.sha256(token.encode()).hexdigest(),
+                "clusters": [GATEWAY_CLUSTER],
+            }
+        ],
     }
 
 
@@ -281,4 +332,12 @@ PIPELINE: tuple[Service, ...] = (
     ),
     HOTROD_DEMO,
     TRICKLE,
+    replace(
+        _process("gateway", ["gateway"], _gateway_config, f"http://{HOST}:{GATEWAY_PORT}/readyz"),
+        endpoints={
+            "http": f"http://{HOST}:{GATEWAY_PORT}",
+            "otlp_grpc": f"{HOST}:{GATEWAY_GRPC_PORT}",
+        },
+        layout_endpoints=lambda layout: {"token_file": str(gateway_token_file(layout))},
+    ),
 )

@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from edge.gateway.auth import hash_password, hash_token
 from tests.integration.pipeline import Gateway, create_topics, dead_letters, free_port
@@ -78,3 +82,19 @@ def start_gateway(
 def messages(bootstrap: str, topic: str, timeout_ms: int = 3000) -> list[Any]:
     """Every message on ``topic`` so far."""
     return dead_letters(bootstrap, topic, timeout_ms=timeout_ms)
+
+
+def sdk_spans(service: str, cluster: str, count: int) -> list[Any]:
+    """``count`` finished spans of the OpenTelemetry SDK, with ``service`` and ``cluster``
+    (``k8s.cluster.name``) as resource attributes."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service, "k8s.cluster.name": cluster})
+    )
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("ferryman.tests")
+    for i in range(count):
+        with tracer.start_as_current_span(f"op-{i}"):
+            pass
+    provider.shutdown()
+    return list(memory.get_finished_spans())

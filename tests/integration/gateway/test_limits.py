@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from ferryman.wire.remote_write import (
     snappy_decompress,
 )
 from tests.integration.gateway.helpers import PASSWORD_B, TOKEN_A, basic, messages, start_gateway
-from tests.integration.pipeline import time_series
+from tests.integration.pipeline import free_port, time_series, wait_for
 
 BEARER_A = {**HEADERS, "Authorization": f"Bearer {TOKEN_A}"}
 BASIC_B = {**HEADERS, "Authorization": basic("bob", PASSWORD_B)}
@@ -162,3 +163,81 @@ def test_bad_requests_do_not_disturb_a_valid_writer(gw):
         for s in decode_write_request(snappy_decompress(m.value))
     ]
     assert sorted(values) == sent
+
+
+def test_tokens_of_a_request_kafka_did_not_take_are_given_back(tmp_path, processes, unique):
+    """A request answered 503 (Kafka away) gives its rate-limit tokens back: the
+    client's retries keep getting 503, not 429 for data that was never written."""
+    setup = start_gateway(
+        tmp_path,
+        processes,
+        f"127.0.0.1:{free_port()}",  # nothing listens: Kafka is away from the start
+        unique,
+        create=False,
+        limits_a={"samples_per_second": 10, "burst_seconds": 10},
+    )
+    wait_for(lambda: _healthy(setup.url), 60, "the gateway to serve")
+    body = snappy_compress(encode_write_request(_series(100)))  # the whole burst
+    statuses = [_post(f"{setup.url}/api/v1/write", body, BEARER_A).status_code for _ in range(5)]
+    assert statuses == [503] * 5
+    assert setup.gateway.metric("ferryman_gateway_refused_total", reason="rate_limited") == 0
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_chunked_bodies_are_read_within_the_limit(gw):
+    """Loki and OTLP clients may send chunked bodies: read up to max_body_bytes, 413
+    past it, 400 when the chunks end early; a request with neither gets 411."""
+    push = json.dumps(
+        {
+            "streams": [
+                {
+                    "stream": {"cluster": "alpha", "job": "chunked"},
+                    "values": [[str(time.time_ns()), "one"], [str(time.time_ns()), "two"]],
+                }
+            ]
+        }
+    ).encode()
+    headers = {"Authorization": f"Bearer {TOKEN_A}", "Content-Type": "application/json"}
+    url = f"{gw.url}/loki/api/v1/push"
+
+    def chunks(body: bytes, size: int):
+        for i in range(0, len(body), size):
+            yield body[i : i + size]
+
+    answer = httpx.post(url, content=chunks(push, 7), headers=headers, timeout=30)
+    assert answer.status_code == 204, answer.text
+    lines = [
+        entry.line
+        for record in messages(gw.bootstrap, gw.logs)
+        for stream in loki.decode_push_request(snappy_decompress(record.value))
+        for entry in stream.entries
+    ]
+    assert lines == ["one", "two"]
+    # team-a's max_body_bytes is 64 KiB
+    big = b"x" * 70_000
+    assert (
+        httpx.post(url, content=chunks(big, 8192), headers=headers, timeout=30).status_code == 413
+    )
+    raw = (
+        f"POST /loki/api/v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN_A}\r\n"
+        "Content-Type: application/json\r\n"
+    )
+    assert _raw(gw.url, raw + "Transfer-Encoding: chunked\r\n\r\n10\r\nshort") == 400
+    assert _raw(gw.url, raw + "\r\n") == 411
+    assert gw.gateway.metric("ferryman_gateway_refused_total", reason="no_length") == 1
+
+
+def _raw(url: str, request: str) -> int:
+    """The status of ``request`` sent as bytes (the sender then stops writing)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request.encode())
+        sock.shutdown(socket.SHUT_WR)
+        answer = sock.makefile("rb").readline()
+    return int(answer.split()[1])

@@ -5,13 +5,16 @@ from __future__ import annotations
 import ssl
 import time
 
+import grpc
 import httpx
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from ferryman import headers as h
 from ferryman.wire.remote_write import HEADERS, encode_write_request, snappy_compress
-from tests.integration.gateway.helpers import TOKEN_A, messages, start_gateway
+from tests.integration.gateway.helpers import TOKEN_A, messages, sdk_spans, start_gateway
 from tests.integration.kube import issue_cert, make_ca
-from tests.integration.pipeline import time_series
+from tests.integration.pipeline import free_port, time_series
 
 SERVER_EXT = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
 CLIENT_EXT = "extendedKeyUsage=clientAuth\n"
@@ -76,3 +79,37 @@ def test_https_with_a_token_or_a_client_certificate(stack, tmp_path, processes, 
     assert refused in {0, 401}
     found = messages(setup.bootstrap, setup.metrics)
     assert sorted(dict(m.headers)[h.TENANT] for m in found) == [b"team-a", b"team-c"]
+
+
+def test_otlp_grpc_over_tls_with_a_token(stack, tmp_path, processes, unique):
+    """With tls: set, the gRPC listener serves TLS with the same certificate: the SDK's
+    gRPC exporter delivers over it with a token; a plaintext client gets nothing in."""
+
+    pki = tmp_path / "pki"
+    make_ca(pki, "ca", "gateway-test-ca")
+    issue_cert(pki, "server", "localhost", "ca", SERVER_EXT)
+    grpc_listen = f"127.0.0.1:{free_port()}"
+    setup = start_gateway(
+        tmp_path,
+        processes,
+        stack("kafka", "bootstrap"),
+        unique,
+        grpc_listen=grpc_listen,
+        tls={"cert_file": str(pki / "server.crt"), "key_file": str(pki / "server.key")},
+    )
+    ca = grpc.ssl_channel_credentials((pki / "ca.crt").read_bytes())
+    token = (("authorization", f"Bearer {TOKEN_A}"),)
+    spans = sdk_spans(unique, "alpha", 3)
+    exporter = OTLPSpanExporter(endpoint=grpc_listen, credentials=ca, headers=token, timeout=30)
+    try:
+        assert exporter.export(spans) == SpanExportResult.SUCCESS
+    finally:
+        exporter.shutdown()
+    plain = OTLPSpanExporter(endpoint=grpc_listen, insecure=True, headers=token, timeout=5)
+    try:
+        assert plain.export(sdk_spans(unique, "alpha", 1)) == SpanExportResult.FAILURE
+    finally:
+        plain.shutdown()
+    found = messages(setup.bootstrap, setup.traces)
+    assert {m.key for m in found} == {s.context.trace_id.to_bytes(16, "big") for s in spans}
+    assert {dict(m.headers)[h.TENANT] for m in found} == {b"team-a"}

@@ -5,31 +5,14 @@ from __future__ import annotations
 import httpx
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from ferryman import headers as h
-from tests.integration.gateway.helpers import PASSWORD_B, TOKEN_A, basic, messages
-
-
-def _spans(service: str, cluster: str, count: int):
-    memory = InMemorySpanExporter()
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": service, "k8s.cluster.name": cluster})
-    )
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer("ferryman.tests")
-    for i in range(count):
-        with tracer.start_as_current_span(f"op-{i}"):
-            pass
-    provider.shutdown()
-    return list(memory.get_finished_spans())
+from tests.integration.gateway.helpers import PASSWORD_B, TOKEN_A, basic, messages, sdk_spans
 
 
 def test_sdk_exporter_spans_arrive_with_tenant_and_cluster(gw, unique):
-    spans = _spans(unique, "alpha", 5)
+    spans = sdk_spans(unique, "alpha", 5)
     exporter = OTLPSpanExporter(
         endpoint=f"{gw.url}/v1/traces", headers={"Authorization": f"Bearer {TOKEN_A}"}
     )
@@ -52,7 +35,7 @@ def test_sdk_exporter_spans_arrive_with_tenant_and_cluster(gw, unique):
 
 
 def test_sdk_exporter_is_refused_for_another_cluster_and_a_wrong_password(gw, unique):
-    spans = _spans(unique, "alpha", 2)  # team-b may write only as beta
+    spans = sdk_spans(unique, "alpha", 2)  # team-b may write only as beta
     wrong_cluster = OTLPSpanExporter(
         endpoint=f"{gw.url}/v1/traces", headers={"Authorization": basic("bob", PASSWORD_B)}
     )
@@ -61,7 +44,7 @@ def test_sdk_exporter_is_refused_for_another_cluster_and_a_wrong_password(gw, un
     wrong_password = OTLPSpanExporter(
         endpoint=f"{gw.url}/v1/traces", headers={"Authorization": basic("bob", "nope")}
     )
-    assert wrong_password.export(_spans(unique, "beta", 2)) == SpanExportResult.FAILURE
+    assert wrong_password.export(sdk_spans(unique, "beta", 2)) == SpanExportResult.FAILURE
     wrong_password.shutdown()
     assert messages(gw.bootstrap, gw.traces) == []
     assert (
@@ -129,7 +112,7 @@ def test_grpc_exporter_spans_arrive_and_a_wrong_token_is_refused(
         tmp_path, processes, stack("kafka", "bootstrap"), unique, grpc_listen=grpc_listen
     )
     setup.gateway.wait_ready()
-    spans = _spans(unique, "alpha", 4)
+    spans = sdk_spans(unique, "alpha", 4)
     exporter = GrpcExporter(
         endpoint=grpc_listen, insecure=True, headers=(("authorization", f"Bearer {TOKEN_A}"),)
     )
@@ -138,12 +121,12 @@ def test_grpc_exporter_spans_arrive_and_a_wrong_token_is_refused(
     wrong = GrpcExporter(
         endpoint=grpc_listen, insecure=True, headers=(("authorization", "Bearer nope"),)
     )
-    assert wrong.export(_spans(unique, "alpha", 1)) == SpanExportResult.FAILURE
+    assert wrong.export(sdk_spans(unique, "alpha", 1)) == SpanExportResult.FAILURE
     wrong.shutdown()
     other_cluster = GrpcExporter(
         endpoint=grpc_listen, insecure=True, headers=(("authorization", f"Bearer {TOKEN_A}"),)
     )
-    assert other_cluster.export(_spans(unique, "beta", 1)) == SpanExportResult.FAILURE
+    assert other_cluster.export(sdk_spans(unique, "beta", 1)) == SpanExportResult.FAILURE
     other_cluster.shutdown()
     found = messages(setup.bootstrap, setup.traces)
     assert {m.key for m in found} == {s.context.trace_id.to_bytes(16, "big") for s in spans}

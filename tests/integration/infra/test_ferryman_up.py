@@ -1,10 +1,11 @@
 """``ferryman up``: the local pipeline on the real stack carries this machine's metrics
-and its /var/log into the backends, and OTLP traces (a test's own and HotROD's) into
-Jaeger."""
+and its /var/log into the backends, OTLP traces (a test's own and HotROD's) into
+Jaeger, and a Loki push to its gateway, as the demo tenant ``ferryman up`` prints."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -13,8 +14,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from ferryman.cli import gateway_hint
 from infra import local
-from infra.local.pipeline import OTLP_HTTP_PORT, PIPELINE
+from infra.local.pipeline import GATEWAY_PORT, OTLP_HTTP_PORT, PIPELINE, gateway_token_file
 from infra.local.procs import alive
 from tests.integration.hotrod import jaeger_trace, process_tags
 from tests.integration.pipeline import wait_for
@@ -46,6 +48,37 @@ def _spans_reach_jaeger_labelled_local(stack, unique: str) -> None:
         )
 
     wait_for(hotrod_local, 90, "HotROD's traces in Jaeger labelled cluster local", 2)
+
+
+def _gateway_carries_the_demo_tenant(stack, unique: str) -> None:
+    """The token ``ferryman up`` prints writes through the gateway into VictoriaLogs as
+    cluster ``demo``; another token gets 401."""
+    token = gateway_token_file(local.default_layout()).read_text().strip()
+    assert f"bearer token {token}" in gateway_hint()
+    url = f"http://127.0.0.1:{GATEWAY_PORT}/loki/api/v1/push"
+    push = {
+        "streams": [
+            {
+                "stream": {"cluster": "demo", "job": f"gw-{unique}"},
+                "values": [[str(time.time_ns()), f"{unique} through the gateway"]],
+            }
+        ]
+    }
+    wrong = httpx.post(url, json=push, headers={"Authorization": "Bearer nope"}, timeout=30)
+    assert wrong.status_code == 401
+    answer = httpx.post(url, json=push, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert answer.status_code == 204, answer.text
+
+    def arrived() -> list[dict[str, str]]:
+        response = httpx.get(
+            f"{stack('victorialogs', 'http')}/select/logsql/query",
+            params={"query": f'job:="gw-{unique}"', "limit": "10"},
+            timeout=30,
+        )
+        return [json.loads(r) for r in response.text.splitlines() if r.strip()]
+
+    rows = wait_for(arrived, 90, "the gateway's line in VictoriaLogs", 1)
+    assert [(r["_msg"], r["cluster"]) for r in rows] == [(f"{unique} through the gateway", "demo")]
 
 
 def _running() -> set[str]:
@@ -115,6 +148,7 @@ def test_up_ships_metrics_logs_and_traces_into_every_backend(stack, unique):
             1,
         )
         _spans_reach_jaeger_labelled_local(stack, unique)
+        _gateway_carries_the_demo_tenant(stack, unique)
     finally:
         log.unlink(missing_ok=True)
         started = [s.name for s in PIPELINE if s.name not in before]

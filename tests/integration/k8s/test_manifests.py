@@ -29,6 +29,9 @@ from typing import Any
 import pytest
 import yaml
 
+from edge.gateway.auth import Authenticator
+from edge.gateway.config import load_config as load_gateway_config
+from edge.gateway.config import load_tenants
 from edge.logs.config import load_config as load_logs_config
 from edge.metrics.config import load_config as load_metrics_config
 from edge.traces.config import load_config as load_traces_config
@@ -169,7 +172,8 @@ def _pod_env(
         local = root / volume["name"]
         local.mkdir(parents=True, exist_ok=True)
         data = _secret(docs, volume["secret"]["secretName"])
-        for item in volume["secret"]["items"]:
+        items = volume["secret"].get("items") or [{"key": k, "path": k} for k in data]
+        for item in items:
             (local / item["path"]).write_text(data[item["key"]])
         mounts[mount["mountPath"]] = local
     env = {}
@@ -286,6 +290,49 @@ def test_shipper_configs_carry_the_overlays_cluster_once(
         assert all(rule.target_label != "cluster" for rule in job.relabel_configs)
     assert "CHANGE-ME" not in metrics_file.read_text() + logs_file.read_text()
     assert "CHANGE-ME" not in traces_file.read_text()
+
+
+def test_gateway_loads_its_settings_and_tenants_as_the_pod_gets_them(
+    rendered: dict[Path, list[dict[str, Any]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The central overlay's gateway: its settings file and the tenants Secret, mounted
+    where the pod mounts them, load; it logs in to Kafka with the overlay's credentials;
+    the example token authenticates its tenant; the Service targets its listeners."""
+    docs = rendered[CENTRAL]
+    pod = _find(docs, "Deployment", "ferryman-gateway")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    config_path = Path(container["args"][-1])
+    (volume,) = [v for v in pod["volumes"] if "configMap" in v]
+    settings = yaml.safe_load(
+        _find(docs, "ConfigMap", volume["configMap"]["name"])["data"][config_path.name]
+    )
+    with monkeypatch.context() as env:
+        for key, value in _pod_env(docs, pod, container, tmp_path).items():
+            env.setenv(key, value)
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tenants"]
+        tenants_file = Path(settings["tenants_file"])
+        assert tenants_file.parent == Path(mount["mountPath"])
+        settings["tenants_file"] = str(tmp_path / "tenants" / tenants_file.name)
+        path = tmp_path / config_path.name
+        path.write_text(yaml.safe_dump(settings))
+        config = load_gateway_config(path)
+        _check_kafka_login(config.kafka, _secret(docs, "ferryman-kafka-auth"))
+    assert (
+        config.kafka.bootstrap_servers
+        == (_configmap(docs, "ferryman-central")["data"]["kafka_bootstrap_servers"])
+    )
+    tenants = load_tenants(config)
+    assert {t.name for t in tenants} == {"team-payments", "team-search"}
+    found = Authenticator(tenants).tenant("Bearer example-token-of-team-payments", None)
+    assert found is not None and found.name == "team-payments"
+    assert Authenticator(tenants).tenant("Bearer wrong", None) is None
+    service = _find(docs, "Service", "ferryman-gateway")["spec"]["ports"]
+    assert {p["name"]: p["port"] for p in service} == {
+        "http": int(config.listen.rsplit(":", 1)[1]),
+        "otlp-grpc": int((config.grpc_listen or "").rsplit(":", 1)[1]),
+    }
 
 
 # --- the real API server ------------------------------------------------------------------

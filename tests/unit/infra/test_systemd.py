@@ -40,6 +40,7 @@ def test_the_units_are_there() -> None:
         "ferryman-edge-logs.service",
         "ferryman-edge-metrics.service",
         "ferryman-edge-traces.service",
+        "ferryman-gateway.service",
         "ferryman-worker@.service",
     ]
 
@@ -99,9 +100,9 @@ def test_the_units_are_hardened_and_drain(unit: Path) -> None:
     }.items():
         assert service[key] == value, key
     assert int(service["TimeoutStopSec"]) >= 45
-    if "edge" in unit.name:
+    if "edge" in unit.name or "gateway" in unit.name:
         assert service["ExecReload"] == "kill -HUP $MAINPID"
-    if "edge-traces" in unit.name:
+    if "edge-traces" in unit.name or "gateway" in unit.name:
         # It keeps nothing: a client is answered only once Kafka took its spans.
         assert "ReadWritePaths" not in service
         assert "StateDirectory" not in service
