@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ferryman import headers as h
-from ferryman.wire import loki
-from ferryman.wire.protobuf import DecodeError, varint_at
+from ferryman.prom.relabel import Relabeler, is_valid_label_name
+from ferryman.wire import loki, remote_write2
+from ferryman.wire.protobuf import LENGTH, DecodeError, bytes_field, fields, varint_at
 from ferryman.wire.remote_write import (
     TimeSeries,
     decode_write_request,
     encode_write_request,
     snappy_compress,
     snappy_decompress,
+    sorted_labels,
 )
 
 from .config import Tenant, TenantLimits
@@ -31,8 +33,12 @@ from .config import Tenant, TenantLimits
 __all__ = [
     "Batch",
     "Refusal",
+    "Relabelled",
     "gunzip",
     "loki_messages",
+    "relabel_request2",
+    "relabel_series",
+    "relabelled_write_messages",
     "remote_write_messages",
     "unsnappy",
 ]
@@ -213,6 +219,82 @@ def remote_write_messages(
     except DecodeError as exc:
         raise Refusal(400, f"not a remote write 1.0 WriteRequest: {exc}", "decode") from None
     return series_messages(series, tenant, max_message_bytes, body), raw
+
+
+@dataclass
+class Relabelled:
+    """What a tenant's relabel rules kept of a request: ``series[i]`` with its new
+    labels and ``encoded[i]``, it as a WriteRequest field (its samples, exemplars and
+    histograms as received); the histograms and exemplars kept, the series dropped."""
+
+    series: list[TimeSeries] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)
+    histograms: int = 0
+    exemplars: int = 0
+    dropped: int = 0
+
+
+def relabel_series(
+    series: Sequence[TimeSeries],
+    bodies: Sequence[bytes | memoryview],
+    relabeler: Relabeler,
+) -> Relabelled:
+    """Apply ``relabeler`` to each series (``bodies[i]``: ``series[i]``'s TimeSeries
+    message). A series the rules drop, leave without labels, or give a name that is
+    not a valid label name is left out and counted in ``dropped``."""
+    out = Relabelled()
+    for one, body in zip(series, bodies, strict=True):
+        labels = relabeler.apply(dict(one.labels))
+        if not labels or not all(is_valid_label_name(name) for name in labels):
+            out.dropped += 1
+            continue
+        new = sorted_labels(labels)
+        rest: list[bytes] = []
+        for number, wire_type, raw in fields(body):
+            if number == 1 or wire_type != LENGTH or not isinstance(raw, memoryview):
+                continue  # labels are rewritten; a 1.0 series has nothing but LENGTH fields
+            out.exemplars += number == 3
+            out.histograms += number == 4
+            if new != one.labels:
+                rest.append(bytes_field(number, bytes(raw)))
+        if new == one.labels:
+            out.encoded.append(bytes_field(1, bytes(body)))
+        else:
+            label_fields = b"".join(
+                bytes_field(1, bytes_field(1, k.encode()) + bytes_field(2, v.encode()))
+                for k, v in new
+            )
+            out.encoded.append(bytes_field(1, label_fields + b"".join(rest)))
+        out.series.append(TimeSeries(new, one.samples))
+    return out
+
+
+def relabel_request2(request: remote_write2.Request, relabeler: Relabeler) -> Relabelled:
+    """A remote write 2.0 request's series relabelled (see :func:`relabel_series`)."""
+    bodies = []
+    for one in request.encoded:  # each is a WriteRequest field 1 holding the series
+        for _, _, value in fields(one):
+            bodies.append(value if isinstance(value, memoryview) else memoryview(b""))
+    return relabel_series(request.series, bodies, relabeler)
+
+
+def relabelled_write_messages(
+    body: bytes, tenant: Tenant, relabeler: Relabeler, max_message_bytes: int
+) -> tuple[Batch, Relabelled]:
+    """A remote write 1.0 body (snappy) relabelled, checked and cut: the path of a
+    tenant with ``write_relabel_configs`` (the body is decoded and re-encoded)."""
+    raw = unsnappy(body, tenant.limits.max_decompressed_bytes)
+    try:
+        series = decode_write_request(raw)
+        bodies = [
+            value
+            for number, wire_type, value in fields(raw)
+            if number == 1 and wire_type == LENGTH and isinstance(value, memoryview)
+        ]
+    except DecodeError as exc:
+        raise Refusal(400, f"not a remote write 1.0 WriteRequest: {exc}", "decode") from None
+    kept = relabel_series(series, bodies, relabeler)
+    return series_messages(kept.series, tenant, max_message_bytes, encoded=kept.encoded), kept
 
 
 def decode_loki_json(raw: bytes) -> list[loki.Stream]:
