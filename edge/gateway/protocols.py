@@ -18,7 +18,16 @@ from functools import partial
 from ferryman import headers as h
 from ferryman.prom.relabel import Relabeler, is_valid_label_name
 from ferryman.wire import loki, remote_write2
-from ferryman.wire.protobuf import LENGTH, DecodeError, bytes_field, fields, varint_at
+from ferryman.wire.protobuf import (
+    FIXED32,
+    FIXED64,
+    LENGTH,
+    VARINT,
+    DecodeError,
+    bytes_field,
+    fields,
+    varint_at,
+)
 from ferryman.wire.remote_write import (
     TimeSeries,
     decode_write_request,
@@ -234,6 +243,69 @@ class Relabelled:
     dropped: int = 0
 
 
+# Label sets repeat every scrape: remember what a tenant's rules make of each, with the
+# new labels' encoded fields. Keyed by the Relabeler itself, so a reload starts afresh.
+_RELABELLED: dict[
+    tuple[Relabeler, tuple[tuple[str, str], ...]],
+    tuple[tuple[tuple[str, str], ...], bytes] | None,
+] = {}
+_RELABELLED_MAX = 200_000
+
+
+def _relabel_labels(
+    relabeler: Relabeler, labels: tuple[tuple[str, str], ...]
+) -> tuple[tuple[tuple[str, str], ...], bytes] | None:
+    """The new labels (sorted) and their Label fields, or None to drop the series."""
+    key = (relabeler, labels)
+    try:
+        return _RELABELLED[key]
+    except KeyError:
+        pass
+    applied = relabeler.apply(dict(labels))
+    result = None
+    if applied and all(is_valid_label_name(name) for name in applied):
+        new = sorted_labels(applied)
+        encoded = b"".join(
+            bytes_field(1, bytes_field(1, k.encode()) + bytes_field(2, v.encode())) for k, v in new
+        )
+        result = (new, encoded)
+    if len(_RELABELLED) >= _RELABELLED_MAX:
+        _RELABELLED.clear()
+    _RELABELLED[key] = result
+    return result
+
+
+def _other_fields(body: bytes) -> tuple[bytes, int, int]:
+    """A TimeSeries message's fields but its labels (field 1), byte for byte as received;
+    also its exemplars (field 3) and histograms (field 4) counted."""
+    kept: list[bytes] = []
+    exemplars = histograms = 0
+    pos, end = 0, len(body)
+    try:
+        while pos < end:
+            start = pos
+            tag, pos = varint_at(body, pos)
+            number, wire_type = tag >> 3, tag & 7
+            if wire_type == LENGTH:
+                length, pos = varint_at(body, pos)
+                pos += length
+            elif wire_type == VARINT:
+                _, pos = varint_at(body, pos)
+            elif wire_type in {FIXED64, FIXED32}:
+                pos += 8 if wire_type == FIXED64 else 4
+            else:
+                raise DecodeError(f"wire type {wire_type} in a series")
+            if pos > end:
+                raise DecodeError("a series field runs past its end")
+            if number != 1:
+                kept.append(body[start:pos])
+                exemplars += number == 3
+                histograms += number == 4
+    except (IndexError, DecodeError) as exc:
+        raise Refusal(400, f"a series is not a TimeSeries message: {exc}", "decode") from None
+    return b"".join(kept), exemplars, histograms
+
+
 def relabel_series(
     series: Sequence[TimeSeries],
     bodies: Sequence[bytes | memoryview],
@@ -241,30 +313,20 @@ def relabel_series(
 ) -> Relabelled:
     """Apply ``relabeler`` to each series (``bodies[i]``: ``series[i]``'s TimeSeries
     message). A series the rules drop, leave without labels, or give a name that is
-    not a valid label name is left out and counted in ``dropped``."""
+    not a valid label name is left out and counted in ``dropped``; the others keep
+    their samples, exemplars and histograms byte for byte."""
     out = Relabelled()
     for one, body in zip(series, bodies, strict=True):
-        labels = relabeler.apply(dict(one.labels))
-        if not labels or not all(is_valid_label_name(name) for name in labels):
+        result = _relabel_labels(relabeler, one.labels)
+        if result is None:
             out.dropped += 1
             continue
-        new = sorted_labels(labels)
-        rest: list[bytes] = []
-        for number, wire_type, raw in fields(body):
-            if number == 1 or wire_type != LENGTH or not isinstance(raw, memoryview):
-                continue  # labels are rewritten; a 1.0 series has nothing but LENGTH fields
-            out.exemplars += number == 3
-            out.histograms += number == 4
-            if new != one.labels:
-                rest.append(bytes_field(number, bytes(raw)))
-        if new == one.labels:
-            out.encoded.append(bytes_field(1, bytes(body)))
-        else:
-            label_fields = b"".join(
-                bytes_field(1, bytes_field(1, k.encode()) + bytes_field(2, v.encode()))
-                for k, v in new
-            )
-            out.encoded.append(bytes_field(1, label_fields + b"".join(rest)))
+        new, label_fields = result
+        data = bytes(body)
+        rest, exemplars, histograms = _other_fields(data)
+        out.exemplars += exemplars
+        out.histograms += histograms
+        out.encoded.append(bytes_field(1, data if new == one.labels else label_fields + rest))
         out.series.append(TimeSeries(new, one.samples))
     return out
 
