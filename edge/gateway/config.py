@@ -19,6 +19,8 @@ A tenants file holds ``tenants: [...]``; each tenant::
       basic_auth: {username: team-a, password_hash: "pbkdf2-sha256:..."}
       clusters: [prod-eu-1]                  # the cluster label values it may write
       limits: {max_body_bytes: 4MiB, samples_per_second: 100000, ...}
+      write_relabel_configs:                 # optional: Prometheus <relabel_config>s,
+        - {source_labels: [__name__], regex: "go_.*", action: drop}   # regexes run by RE2
 
 Secrets are stored hashed only (``ferryman gateway hash-password`` makes a hash).
 """
@@ -30,10 +32,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ferryman.errors import ConfigError, format_errors
 from ferryman.kafkaconfig import KafkaSecurity, with_security_env
+from ferryman.prom.relabel import RegexNotSupportedError, RelabelConfig, Relabeler, compile_rules
 from ferryman.units import Duration, Size
 
 __all__ = [
@@ -134,6 +146,53 @@ class Tenant(_Strict):
         description="Cluster label / k8s.cluster.name values this tenant may write."
     )
     limits: TenantLimits = Field(default_factory=TenantLimits, description="Its limits.")
+    write_relabel_configs: tuple[RelabelConfig, ...] = Field(
+        (),
+        description="Prometheus <relabel_config>s applied to every remote-write series "
+        "before the label limits and the cluster check; regexes run by RE2 (linear "
+        "time). Default none: series are written as received.",
+    )
+    _relabeler: Relabeler | None = PrivateAttr(None)
+
+    @field_validator("write_relabel_configs", mode="before")
+    @classmethod
+    def _rules(cls, value: Any, info: ValidationInfo) -> Any:
+        """Each rule validated with RE2 as the regex engine; an error names the tenant and
+        the rule."""
+        if not isinstance(value, (list, tuple)):
+            return value
+        tenant = info.data.get("name", "?")
+        rules = []
+        for index, item in enumerate(value):
+            if isinstance(item, RelabelConfig):
+                rules.append(item)
+                continue
+            try:
+                rules.append(RelabelConfig.model_validate(item, context={"relabel_engine": "re2"}))
+            except ValidationError as exc:
+                reasons = "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or 'rule'}: "
+                    + e["msg"].removeprefix("Value error, ")
+                    for e in exc.errors()
+                )
+                raise ValueError(
+                    f"tenant {tenant}: write_relabel_configs[{index}]: {reasons}"
+                ) from None
+        return tuple(rules)
+
+    @model_validator(mode="after")
+    def _compile_rules(self) -> Tenant:
+        if self.write_relabel_configs:
+            try:
+                self._relabeler = compile_rules(self.write_relabel_configs, engine="re2")
+            except RegexNotSupportedError as exc:
+                raise ValueError(f"tenant {self.name}: write_relabel_configs: {exc}") from None
+        return self
+
+    @property
+    def relabeler(self) -> Relabeler | None:
+        """The tenant's rules compiled (RE2) when it was loaded; None without rules."""
+        return self._relabeler
 
     @field_validator("name")
     @classmethod

@@ -16,14 +16,25 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from ferryman import headers as h
-from ferryman.wire import loki
-from ferryman.wire.protobuf import DecodeError, varint_at
+from ferryman.prom.relabel import Relabeler, is_valid_label_name
+from ferryman.wire import loki, remote_write2
+from ferryman.wire.protobuf import (
+    FIXED32,
+    FIXED64,
+    LENGTH,
+    VARINT,
+    DecodeError,
+    bytes_field,
+    fields,
+    varint_at,
+)
 from ferryman.wire.remote_write import (
     TimeSeries,
     decode_write_request,
     encode_write_request,
     snappy_compress,
     snappy_decompress,
+    sorted_labels,
 )
 
 from .config import Tenant, TenantLimits
@@ -31,8 +42,12 @@ from .config import Tenant, TenantLimits
 __all__ = [
     "Batch",
     "Refusal",
+    "Relabelled",
     "gunzip",
     "loki_messages",
+    "relabel_request2",
+    "relabel_series",
+    "relabelled_write_messages",
     "remote_write_messages",
     "unsnappy",
 ]
@@ -213,6 +228,135 @@ def remote_write_messages(
     except DecodeError as exc:
         raise Refusal(400, f"not a remote write 1.0 WriteRequest: {exc}", "decode") from None
     return series_messages(series, tenant, max_message_bytes, body), raw
+
+
+@dataclass
+class Relabelled:
+    """What a tenant's relabel rules kept of a request: ``series[i]`` with its new
+    labels and ``encoded[i]``, it as a WriteRequest field (its samples, exemplars and
+    histograms as received); the histograms and exemplars kept, the series dropped."""
+
+    series: list[TimeSeries] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)
+    histograms: int = 0
+    exemplars: int = 0
+    dropped: int = 0
+
+
+# Label sets repeat every scrape: remember what a tenant's rules make of each, with the
+# new labels' encoded fields. Keyed by the Relabeler itself, so a reload starts afresh.
+_RELABELLED: dict[
+    tuple[Relabeler, tuple[tuple[str, str], ...]],
+    tuple[tuple[tuple[str, str], ...], bytes] | None,
+] = {}
+_RELABELLED_MAX = 200_000
+
+
+def _relabel_labels(
+    relabeler: Relabeler, labels: tuple[tuple[str, str], ...]
+) -> tuple[tuple[tuple[str, str], ...], bytes] | None:
+    """The new labels (sorted) and their Label fields, or None to drop the series."""
+    key = (relabeler, labels)
+    try:
+        return _RELABELLED[key]
+    except KeyError:
+        pass
+    applied = relabeler.apply(dict(labels))
+    result = None
+    if applied and all(is_valid_label_name(name) for name in applied):
+        new = sorted_labels(applied)
+        encoded = b"".join(
+            bytes_field(1, bytes_field(1, k.encode()) + bytes_field(2, v.encode())) for k, v in new
+        )
+        result = (new, encoded)
+    if len(_RELABELLED) >= _RELABELLED_MAX:
+        _RELABELLED.clear()
+    _RELABELLED[key] = result
+    return result
+
+
+def _other_fields(body: bytes) -> tuple[bytes, int, int]:
+    """A TimeSeries message's fields but its labels (field 1), byte for byte as received;
+    also its exemplars (field 3) and histograms (field 4) counted."""
+    kept: list[bytes] = []
+    exemplars = histograms = 0
+    pos, end = 0, len(body)
+    try:
+        while pos < end:
+            start = pos
+            tag, pos = varint_at(body, pos)
+            number, wire_type = tag >> 3, tag & 7
+            if wire_type == LENGTH:
+                length, pos = varint_at(body, pos)
+                pos += length
+            elif wire_type == VARINT:
+                _, pos = varint_at(body, pos)
+            elif wire_type in {FIXED64, FIXED32}:
+                pos += 8 if wire_type == FIXED64 else 4
+            else:
+                raise DecodeError(f"wire type {wire_type} in a series")
+            if pos > end:
+                raise DecodeError("a series field runs past its end")
+            if number != 1:
+                kept.append(body[start:pos])
+                exemplars += number == 3
+                histograms += number == 4
+    except (IndexError, DecodeError) as exc:
+        raise Refusal(400, f"a series is not a TimeSeries message: {exc}", "decode") from None
+    return b"".join(kept), exemplars, histograms
+
+
+def relabel_series(
+    series: Sequence[TimeSeries],
+    bodies: Sequence[bytes | memoryview],
+    relabeler: Relabeler,
+) -> Relabelled:
+    """Apply ``relabeler`` to each series (``bodies[i]``: ``series[i]``'s TimeSeries
+    message). A series the rules drop, leave without labels, or give a name that is
+    not a valid label name is left out and counted in ``dropped``; the others keep
+    their samples, exemplars and histograms byte for byte."""
+    out = Relabelled()
+    for one, body in zip(series, bodies, strict=True):
+        result = _relabel_labels(relabeler, one.labels)
+        if result is None:
+            out.dropped += 1
+            continue
+        new, label_fields = result
+        data = bytes(body)
+        rest, exemplars, histograms = _other_fields(data)
+        out.exemplars += exemplars
+        out.histograms += histograms
+        out.encoded.append(bytes_field(1, data if new == one.labels else label_fields + rest))
+        out.series.append(TimeSeries(new, one.samples))
+    return out
+
+
+def relabel_request2(request: remote_write2.Request, relabeler: Relabeler) -> Relabelled:
+    """A remote write 2.0 request's series relabelled (see :func:`relabel_series`)."""
+    bodies = []
+    for one in request.encoded:  # each is a WriteRequest field 1 holding the series
+        for _, _, value in fields(one):
+            bodies.append(value if isinstance(value, memoryview) else memoryview(b""))
+    return relabel_series(request.series, bodies, relabeler)
+
+
+def relabelled_write_messages(
+    body: bytes, tenant: Tenant, relabeler: Relabeler, max_message_bytes: int
+) -> tuple[Batch, Relabelled]:
+    """A remote write 1.0 body (snappy) relabelled, checked and cut: the path of a
+    tenant with ``write_relabel_configs`` (the body is decoded and re-encoded)."""
+    raw = unsnappy(body, tenant.limits.max_decompressed_bytes)
+    try:
+        series = decode_write_request(raw)
+        bodies = [
+            value
+            for number, wire_type, value in fields(raw)
+            if number == 1 and wire_type == LENGTH and isinstance(value, memoryview)
+        ]
+    except DecodeError as exc:
+        raise Refusal(400, f"not a remote write 1.0 WriteRequest: {exc}", "decode") from None
+    kept = relabel_series(series, bodies, relabeler)
+    return series_messages(kept.series, tenant, max_message_bytes, encoded=kept.encoded), kept
 
 
 def decode_loki_json(raw: bytes) -> list[loki.Stream]:

@@ -88,6 +88,12 @@ class Metrics:
         self.reloads = r.counter(
             "ferryman_gateway_reloads_total", "Tenant reloads (SIGHUP) by result.", ["result"]
         )
+        self.relabel_dropped = r.counter(
+            "ferryman_gateway_relabel_dropped_total",
+            "Remote-write series a tenant's write_relabel_configs dropped (or left without "
+            "labels, or with an invalid label name), in requests Kafka acknowledged.",
+            ["tenant"],
+        )
         self.in_flight = r.gauge(
             "ferryman_gateway_requests_in_flight", "Requests waiting for Kafka."
         )
@@ -335,29 +341,45 @@ class Gateway:
         if encoding != "snappy":
             raise p.Refusal(415, f"unsupported Content-Encoding {encoding!r}", "encoding")
         max_message = self.config.kafka.max_message_bytes
+        relabeler = tenant.relabeler
+        dropped = 0
         if proto == _V1:
-            batch, _ = p.remote_write_messages(body, tenant, max_message)
+            if relabeler is None:  # as received: no decode/re-encode of the body
+                batch, _ = p.remote_write_messages(body, tenant, max_message)
+            else:
+                batch, kept = p.relabelled_write_messages(body, tenant, relabeler, max_message)
+                dropped = kept.dropped
             self.take(tenant, "samples", batch.items)
             self.produce("metrics", batch)
             self.metrics.accepted.labels(endpoint="remote_write", tenant=tenant.name).inc(
                 batch.items
             )
+            if dropped:
+                self.metrics.relabel_dropped.labels(tenant=tenant.name).inc(dropped)
             return {}
         raw = p.unsnappy(body, tenant.limits.max_decompressed_bytes)
         try:
             request = remote_write2.decode_request(raw)
         except remote_write2.DecodeError as exc:
             raise p.Refusal(400, f"not a remote write 2.0 Request: {exc}", "decode") from None
-        batch = p.series_messages(request.series, tenant, max_message, encoded=request.encoded)
-        self.take(tenant, "samples", batch.items + request.histograms)
+        series, encoded = request.series, request.encoded
+        histograms, exemplars = request.histograms, request.exemplars
+        if relabeler is not None:
+            kept = p.relabel_request2(request, relabeler)
+            series, encoded, dropped = kept.series, kept.encoded, kept.dropped
+            histograms, exemplars = kept.histograms, kept.exemplars
+        batch = p.series_messages(series, tenant, max_message, encoded=encoded)
+        self.take(tenant, "samples", batch.items + histograms)
         self.produce("metrics", batch)
         self.metrics.accepted.labels(endpoint="remote_write", tenant=tenant.name).inc(
-            batch.items + request.histograms
+            batch.items + histograms
         )
+        if dropped:
+            self.metrics.relabel_dropped.labels(tenant=tenant.name).inc(dropped)
         return {
             "X-Prometheus-Remote-Write-Samples-Written": str(batch.items),
-            "X-Prometheus-Remote-Write-Histograms-Written": str(request.histograms),
-            "X-Prometheus-Remote-Write-Exemplars-Written": str(request.exemplars),
+            "X-Prometheus-Remote-Write-Histograms-Written": str(histograms),
+            "X-Prometheus-Remote-Write-Exemplars-Written": str(exemplars),
         }
 
     def loki_push(self, tenant: Tenant, body: bytes, headers: Any) -> None:

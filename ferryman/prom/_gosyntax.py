@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal, Protocol, TypeAlias
 
+import re2
+
 
 class RegexNotSupportedError(ValueError):
     """Raised when a regex is not valid RE2 syntax, or is RE2 that Python's ``re``
@@ -613,14 +615,39 @@ def _always(_: str) -> bool:
     return True
 
 
+class _Pattern(Protocol):
+    """What steps need of a compiled regex: a full match whose groups index by number."""
+
+    def fullmatch(self, text: str, /) -> _Groups | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Regex:
-    pattern: re.Pattern[str]
+    pattern: _Pattern
     group_names: tuple[str, ...]  # index -> name, "" when unnamed; [0] is the whole match
     matches: Callable[[str], bool]  # match-only test
     fast: bool  # ``matches`` avoids the regex engine
     exact: frozenset[str] | None  # the regex matches exactly these strings
     whole: bool  # ``(.*)`` or ``.*``: always matches, every group is the whole value
+
+
+def _finish(
+    pattern: _Pattern, names: tuple[str, ...], root: _Node | None, shape: _Shape | None
+) -> _Regex:
+    """A compiled regex with the fast paths its parsed form allows (none without one)."""
+    whole = (
+        root is not None
+        and _is_any_star(root)
+        and (len(names) == 1 or (len(names) == 2 and isinstance(root, _Group) and root.index == 1))
+    )
+    if whole:
+        return _Regex(pattern, names, _always, True, None, whole)
+    if shape is None:
+        return _Regex(
+            pattern, names, lambda v: pattern.fullmatch(v) is not None, False, None, whole
+        )
+    only_exact = not (shape.prefixes or shape.suffixes or shape.infixes)
+    return _Regex(pattern, names, shape.matcher(), True, shape.exact if only_exact else None, whole)
 
 
 @lru_cache(maxsize=1024)
@@ -637,18 +664,80 @@ def _compile_regex(source: str) -> _Regex:
         raise RegexNotSupportedError(
             f"regex {source!r} is valid RE2 but Python's re cannot compile it: {exc}"
         ) from None
-    names = tuple(parser.group_names)
-    whole = _is_any_star(root) and (
-        len(names) == 1 or (len(names) == 2 and isinstance(root, _Group) and root.index == 1)
-    )
-    if whole:
-        return _Regex(pattern, names, _always, True, None, whole)
-    if shape is None:
-        return _Regex(
-            pattern, names, lambda v: pattern.fullmatch(v) is not None, False, None, whole
+    return _finish(pattern, tuple(parser.group_names), root, shape)
+
+
+# --------------------------------------------------------------------------
+# The same regexes run by RE2 itself (google-re2): linear time in the input.
+# --------------------------------------------------------------------------
+
+# ``\C`` (any byte) is C++ RE2 only: Go refuses it, and it can split a character.
+_ANY_BYTE = re.compile(r"(?<!\\)(?:\\\\)*\\C")
+
+
+class _Re2Pattern:
+    """A compiled RE2 regex matched against ``str``; a string that has no UTF-8 form
+    (a lone surrogate, which no protobuf or JSON decoder yields) never matches."""
+
+    __slots__ = ("_regexp",)
+
+    def __init__(self, regexp: re2._Regexp[str]) -> None:
+        self._regexp = regexp
+
+    def fullmatch(self, text: str, /) -> _Groups | None:
+        try:
+            return self._regexp.fullmatch(text)
+        except UnicodeEncodeError:
+            return None
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False  # errors become RegexNotSupportedError, not stderr lines
+    return options
+
+
+@lru_cache(maxsize=1024)
+def _compile_regex_re2(source: str) -> _Regex:
+    """Compile a Prometheus relabel regex with RE2, anchored as ``^(?s:REGEX)$``.
+
+    RE2 matches in time linear in the input whatever the regex. Literal-shaped regexes
+    keep their fast paths (found by this module's parser, which knows RE2 syntax; a
+    regex it cannot translate, such as ``\\pL``, simply has none). Refused: what RE2
+    refuses, an unbalanced ``)`` (Prometheus would splice it into its anchoring), and
+    ``\\C``.
+    """
+    options = _re2_options()
+    if _ANY_BYTE.search(source):
+        raise RegexNotSupportedError(
+            f"invalid regex {source!r}: \\C (any byte) is not RE2 as Go has it"
         )
-    only_exact = not (shape.prefixes or shape.suffixes or shape.infixes)
-    return _Regex(pattern, names, shape.matcher(), True, shape.exact if only_exact else None, whole)
+    try:
+        re2.compile(source, options)  # alone: an unbalanced ) is an error here
+        regexp = re2.compile(f"^(?s:{source})$", options)
+    except re2.error as exc:
+        reason = (
+            exc.args[0].decode(errors="replace")
+            if exc.args and isinstance(exc.args[0], bytes)
+            else str(exc)
+        )
+        raise RegexNotSupportedError(f"invalid regex {source!r}: {reason}") from None
+    root: _Node | None = None
+    shape: _Shape | None = None
+    parser = _Parser(source)
+    try:
+        root = parser.parse()
+        shape = _literal_shape(root)
+        names = tuple(parser.group_names)
+    except (RegexNotSupportedError, RecursionError):
+        root = shape = None
+        names_list = [""] * (regexp.groups + 1)
+        for name, index in regexp.groupindex.items():
+            names_list[index] = name
+        names = tuple(names_list)
+    if len(names) != regexp.groups + 1:  # the parser and RE2 disagree: trust RE2 alone
+        raise RegexNotSupportedError(f"invalid regex {source!r}: its groups are ambiguous")
+    return _finish(_Re2Pattern(regexp), names, root, shape)
 
 
 # --------------------------------------------------------------------------

@@ -6,14 +6,22 @@ Behaves like Prometheus 3 (``model/relabel``) with the legacy label-name scheme
 (``$1``, ``${1}``, ``${name}``; ``$1x`` names the group ``1x``) and the same
 order of writes, so a ``labelmap`` onto one name keeps the value Prometheus keeps.
 
-Regexes are RE2 (Go) syntax, translated once to Python's ``re``; literal-shaped
-ones (``a|b``, ``go_.*``, ``.*_total``) skip the regex engine. Refused with a
-clear error: ``\\pL``-style Unicode classes (Python has none) and an unbalanced
-``)`` (which Prometheus would splice into its own anchoring). Known divergences,
-all in corner cases: Python backtracks, so nested repetition such as ``(a*)*``
-can take exponential time where RE2 is linear; a repetition of a sub-pattern
-that can match empty may leave an empty last capture where RE2 keeps the
-previous one; case folding under ``(?i)`` follows Python's Unicode tables.
+Regexes are RE2 (Go) syntax. Two engines run them; literal-shaped ones
+(``a|b``, ``go_.*``, ``.*_total``) skip either engine.
+
+- ``engine="python"`` (the default): translated once to Python's ``re``. Refused
+  with a clear error: ``\\pL``-style Unicode classes (Python has none) and an
+  unbalanced ``)`` (which Prometheus would splice into its own anchoring). Known
+  divergences, all in corner cases: Python backtracks, so nested repetition such
+  as ``(a*)*`` can take exponential time where RE2 is linear; a repetition of a
+  sub-pattern that can match empty may leave an empty last capture where RE2
+  keeps the previous one; case folding under ``(?i)`` follows Python's Unicode
+  tables.
+- ``engine="re2"``: compiled by RE2 itself (google-re2) from the RE2 source, so
+  matching takes time linear in the input whatever the regex; for rules that come
+  from outside (a tenant's). Refused: what RE2 refuses, an unbalanced ``)`` and
+  ``\\C``. Validate such configs with ``context={"relabel_engine": "re2"}`` so the
+  regex is checked by RE2, not by the translator.
 
 Who drops what: this module keeps every label it is not told to drop, including
 ``__meta_*``, ``__tmp*`` and ``__address__``. Removing ``__``-prefixed labels after
@@ -33,6 +41,7 @@ import pydantic
 from ._gosyntax import (
     RegexNotSupportedError,
     _compile_regex,
+    _compile_regex_re2,
     _compile_template,
     _go_lower,
     _go_upper,
@@ -40,8 +49,11 @@ from ._gosyntax import (
     _Regex,
 )
 
+Engine: TypeAlias = Literal["python", "re2"]
+
 __all__ = [
     "Action",
+    "Engine",
     "RegexNotSupportedError",
     "RelabelConfig",
     "Relabeler",
@@ -164,8 +176,9 @@ class RelabelConfig(pydantic.BaseModel):
 
     @pydantic.field_validator("regex")
     @classmethod
-    def _valid_regex(cls, source: str) -> str:
-        _compile_regex(source)
+    def _valid_regex(cls, source: str, info: pydantic.ValidationInfo) -> str:
+        context = info.context if isinstance(info.context, Mapping) else {}
+        _COMPILERS[context.get("relabel_engine", "python")](source)
         return source
 
     @pydantic.field_validator("modulus")
@@ -435,8 +448,14 @@ def _label_filter_step(config: RelabelConfig, regex: _Regex) -> _Step:
     return label_filter
 
 
-def _compile_step(config: RelabelConfig, track: bool) -> _Step:
-    regex = _compile_regex(config.regex)
+_COMPILERS: dict[str, Callable[[str], _Regex]] = {
+    "python": _compile_regex,
+    "re2": _compile_regex_re2,
+}
+
+
+def _compile_step(config: RelabelConfig, track: bool, engine: Engine) -> _Step:
+    regex = _COMPILERS[engine](config.regex)
     action = config.action
     if action == "replace":
         return _replace_step(config, regex, track)
@@ -464,15 +483,17 @@ class Relabeler:
     as Prometheus' scrape loop does.
     """
 
-    __slots__ = ("_steps", "configs")
+    __slots__ = ("_steps", "configs", "engine")
 
-    def __init__(self, configs: Sequence[RelabelConfig]) -> None:
+    def __init__(self, configs: Sequence[RelabelConfig], engine: Engine = "python") -> None:
         self.configs = tuple(configs)
+        self.engine = engine
         last_labelmap = max(
             (i for i, c in enumerate(self.configs) if c.action == "labelmap"), default=-1
         )
         self._steps = tuple(
-            _compile_step(config, track=i < last_labelmap) for i, config in enumerate(self.configs)
+            _compile_step(config, i < last_labelmap, engine)
+            for i, config in enumerate(self.configs)
         )
 
     def apply(self, labels: Mapping[str, str]) -> dict[str, str] | None:
@@ -486,9 +507,13 @@ class Relabeler:
         return out
 
     def __repr__(self) -> str:
-        return f"Relabeler({len(self.configs)} rules)"
+        return f"Relabeler({len(self.configs)} rules, {self.engine})"
 
 
-def compile_rules(configs: Sequence[RelabelConfig]) -> Relabeler:
-    """Compile relabel configs once (regexes, templates, fast paths) for ``apply``."""
-    return Relabeler(configs)
+def compile_rules(configs: Sequence[RelabelConfig], engine: Engine = "python") -> Relabeler:
+    """Compile relabel configs once (regexes, templates, fast paths) for ``apply``.
+
+    ``engine`` (default ``"python"``, the translator) picks who runs the regexes;
+    ``"re2"`` guarantees linear-time matching. RegexNotSupportedError when a regex
+    does not compile with that engine."""
+    return Relabeler(configs, engine)
