@@ -327,7 +327,9 @@ class Gateway:
             request = remote_write2.decode_request(raw)
         except remote_write2.DecodeError as exc:
             raise p.Refusal(400, f"not a remote write 2.0 Request: {exc}", "decode") from None
-        batch = p.series_messages(request.series, tenant, max_message, encoded=request.encoded)
+        batch = p.series_messages(
+            request.series, tenant, max_message, encoded=request.with_metadata()
+        )
         self.take(tenant, "samples", batch.items + request.histograms)
         self.produce("metrics", batch)
         self.metrics.accepted.labels(endpoint="remote_write", tenant=tenant.name).inc(
