@@ -169,20 +169,23 @@ def series_messages(
     max_message_bytes: int,
     received: bytes | None = None,
     encoded: Sequence[bytes] | None = None,
+    raw: bytes | None = None,
 ) -> Batch:
     """Check ``series`` and cut them into remote-write messages, one cluster each.
 
     ``received`` (the snappy body as it came) is produced as it is when its series are
     all of one cluster and it fits a message: no re-encoding on the common path.
-    ``encoded[i]`` (default: encoded here) is ``series[i]`` as a WriteRequest field."""
+    ``encoded[i]`` is ``series[i]`` as WriteRequest fields; without it, taken from
+    ``raw`` (``received`` decompressed: each series as received, with its exemplars
+    and histograms) or, failing both, encoded here from ``series``."""
     limits = tenant.limits
-    by_cluster: dict[str, list[bytes | TimeSeries]] = {}
+    by_cluster: dict[str, list[int]] = {}
     batch = Batch()
     for index, one in enumerate(series):
         what = partial(_describe, one.labels)
         check_labels(one.labels, limits, what)
         cluster = check_cluster(one.label("cluster"), tenant, what)
-        by_cluster.setdefault(cluster, []).append(encoded[index] if encoded else one)
+        by_cluster.setdefault(cluster, []).append(index)
         batch.items += len(one.samples)
     if received is not None and len(by_cluster) == 1 and len(received) <= max_message_bytes:
         cluster = next(iter(by_cluster))
@@ -194,9 +197,18 @@ def series_messages(
             )
         )
         return batch
-    for cluster, members in by_cluster.items():
+    if encoded is None and raw is not None:
+        encoded = [
+            bytes_field(1, bytes(value))
+            for number, wire_type, value in fields(raw)
+            if number == 1 and wire_type == LENGTH and isinstance(value, memoryview)
+        ]
+    for cluster, indexes in by_cluster.items():
         key = f"{tenant.name}/{cluster}".encode()
         headers = headers_for(h.SCHEMA_REMOTE_WRITE, cluster, tenant)
+        members: list[bytes | TimeSeries] = [
+            encoded[i] if encoded is not None else series[i] for i in indexes
+        ]
         for part in _cut(members, max_message_bytes):
             batch.messages.append((key, snappy_compress(b"".join(part)), headers))
     return batch
@@ -227,7 +239,7 @@ def remote_write_messages(
         series = decode_write_request(raw)
     except DecodeError as exc:
         raise Refusal(400, f"not a remote write 1.0 WriteRequest: {exc}", "decode") from None
-    return series_messages(series, tenant, max_message_bytes, body), raw
+    return series_messages(series, tenant, max_message_bytes, body, raw=raw), raw
 
 
 @dataclass

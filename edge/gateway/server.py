@@ -362,9 +362,10 @@ class Gateway:
             request = remote_write2.decode_request(raw)
         except remote_write2.DecodeError as exc:
             raise p.Refusal(400, f"not a remote write 2.0 Request: {exc}", "decode") from None
-        series, encoded = request.series, request.encoded
+        series, encoded = request.series, request.with_metadata()
         histograms, exemplars = request.histograms, request.exemplars
         if relabeler is not None:
+            # Metadata is left out here: a rule may rename the series it described.
             kept = p.relabel_request2(request, relabeler)
             series, encoded, dropped = kept.series, kept.encoded, kept.dropped
             histograms, exemplars = kept.histograms, kept.exemplars

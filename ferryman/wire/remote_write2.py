@@ -10,11 +10,18 @@ Field numbers from the specification's ``io.prometheus.write.v2`` definitions::
     Exemplar   { repeated uint32 labels_refs = 1; double value = 2; int64 timestamp = 3; }
     Sample     { double value = 1; int64 timestamp = 2; }
 
+    Metadata   { MetricType type = 1; uint32 help_ref = 3; uint32 unit_ref = 4; }
+
 Labels are pairs of indices into ``symbols``. A 2.0 ``Histogram`` has the field
 numbers of 1.0's, so its bytes are carried over as they are; exemplars become 1.0
 exemplars (``TimeSeries`` field 3: ``{repeated Label labels = 1; double value = 2;
-int64 timestamp = 3}``). Metadata and created timestamps have no place in a 1.0
-series and are left out.
+int64 timestamp = 3}``). A series' metadata becomes a 1.0 ``MetricMetadata``
+(``WriteRequest`` field 3: ``{MetricType type = 1; string metric_family_name = 2;
+string help = 4; string unit = 5}``, the same type numbers) named after the
+series' ``__name__``, in :attr:`Request.metadata` beside the series (to travel in
+the message of the series' cluster), once per cluster, name, type, help and unit
+in a request; metadata of all defaults is left out. Created timestamps have no
+place in 1.0 and are left out.
 """
 
 from __future__ import annotations
@@ -40,15 +47,23 @@ __all__ = ["DecodeError", "Request", "decode_request", "encode_request"]
 
 @dataclass
 class Request:
-    """A 2.0 request as 1.0 series: ``series[i]`` (its float samples) and
-    ``encoded[i]``, that series as a 1.0 ``WriteRequest.timeseries`` field (with its
-    histograms and exemplars)."""
+    """A 2.0 request as 1.0 series: ``series[i]`` (its float samples),
+    ``encoded[i]``, that series as one 1.0 ``WriteRequest.timeseries`` field (with its
+    histograms and exemplars), and ``metadata[i]``, its metadata as a 1.0
+    ``WriteRequest.metadata`` field (empty when it has none, or when an earlier
+    series of its cluster carried the same)."""
 
     series: list[TimeSeries] = field(default_factory=list)
     encoded: list[bytes] = field(default_factory=list)
+    metadata: list[bytes] = field(default_factory=list)
     samples: int = 0
     histograms: int = 0
     exemplars: int = 0
+
+    def with_metadata(self) -> list[bytes]:
+        """``encoded[i] + metadata[i]`` for each series: WriteRequest fields that keep
+        every series' metadata in the message of its cluster."""
+        return [one + meta for one, meta in zip(self.encoded, self.metadata, strict=True)]
 
 
 def _refs(raw: int | float | memoryview, wire_type: int) -> list[int]:
@@ -109,11 +124,13 @@ def decode_request(buf: bytes | memoryview) -> Request:
         elif number == 5:
             raw_series.append(raw)
     out = Request()
+    metadata_seen: set[tuple[str, str, bytes]] = set()
     for raw in raw_series:
         refs: list[int] = []
         samples: list[Sample] = []
         histograms: list[bytes] = []
         exemplars: list[bytes] = []
+        metadata = b""
         for number, wire_type, value in fields(raw):
             if number == 1:
                 refs += _refs(value, wire_type)
@@ -123,6 +140,8 @@ def decode_request(buf: bytes | memoryview) -> Request:
                 histograms.append(bytes(value))
             elif number == 4 and isinstance(value, memoryview):
                 exemplars.append(_exemplar(value, symbols))
+            elif number == 5 and isinstance(value, memoryview):
+                metadata = _metadata(value, symbols)
         labels = _labels(refs, symbols)
         series = TimeSeries(labels, tuple(samples))
         body = _label_fields(labels)
@@ -132,6 +151,13 @@ def decode_request(buf: bytes | memoryview) -> Request:
         )
         body += b"".join(bytes_field(3, e) for e in exemplars)
         body += b"".join(bytes_field(4, h) for h in histograms)
+        name = series.label("__name__") or ""
+        seen = (series.label("cluster") or "", name, metadata)
+        if metadata and seen not in metadata_seen:
+            metadata_seen.add(seen)
+            out.metadata.append(bytes_field(3, bytes_field(2, name.encode()) + metadata))
+        else:
+            out.metadata.append(b"")
         out.series.append(series)
         out.encoded.append(bytes_field(1, body))
         out.samples += len(samples)
@@ -149,6 +175,33 @@ def _sample(buf: memoryview) -> Sample:
         elif number == 2 and wire_type == VARINT:
             timestamp = sint_to_int64(int(raw))
     return Sample(value, timestamp)
+
+
+def _symbol(ref: int, symbols: list[str]) -> str:
+    try:
+        return symbols[ref]
+    except IndexError:
+        raise DecodeError("a metadata reference points past the symbols table") from None
+
+
+def _metadata(buf: memoryview, symbols: list[str]) -> bytes:
+    """A 2.0 series' metadata as the fields of a 1.0 ``MetricMetadata`` but its name
+    (empty when every field has its default)."""
+    kind = 0
+    help_text = unit = ""
+    for number, wire_type, raw in fields(buf):
+        if wire_type != VARINT:
+            continue
+        if number == 1:
+            kind = int(raw)
+        elif number == 3:
+            help_text = _symbol(int(raw), symbols)
+        elif number == 4:
+            unit = _symbol(int(raw), symbols)
+    out = varint_field(1, kind) if kind else b""
+    out += bytes_field(4, help_text.encode()) if help_text else b""
+    out += bytes_field(5, unit.encode()) if unit else b""
+    return out
 
 
 def _exemplar(buf: memoryview, symbols: list[str]) -> bytes:

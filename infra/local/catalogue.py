@@ -488,6 +488,20 @@ HOTROD = Service(
     autostart=False,
 )
 
+# --- rw2client (a Prometheus remote-write 2.0 client for the gateway's tests) ---------
+
+#: ``tests/integration/gateway/rw2client``: the Prometheus project's remote-write client
+#: (``github.com/prometheus/client_golang/exp/api/remote``) behind a small command of
+#: ours; the gateway tests run it, nothing starts it.
+RW2CLIENT = Service(
+    name="rw2client",
+    endpoints={},
+    install=lambda layout: _go_build("rw2client", "rw2client.sh", layout.bin / "rw2client"),
+    command=lambda layout: [str(layout.bin / "rw2client"), "-h"],
+    probe=lambda: True,
+    autostart=False,
+)
+
 # --- Redis --------------------------------------------------------------------------
 
 REDIS = Service(
@@ -605,6 +619,7 @@ SERVICES: tuple[Service, ...] = (
     VICTORIALOGS,
     JAEGER,
     HOTROD,
+    RW2CLIENT,
     REDIS,
     NODE_EXPORTER,
     RSYSLOG,

@@ -57,3 +57,39 @@ def test_histograms_and_exemplars_are_carried_into_the_1_0_series():
 def test_bad_label_references_are_refused(refs):
     with pytest.raises(DecodeError):
         decode_request(_request(["", "a"], [bytes_field(1, refs)]))
+
+
+def _metadata(kind: int, help_ref: int, unit_ref: int) -> bytes:
+    return bytes_field(
+        5, varint_field(1, kind) + varint_field(3, help_ref) + varint_field(4, unit_ref)
+    )
+
+
+def test_metadata_becomes_1_0_metric_metadata_once_per_cluster_and_family():
+    symbols = ["", "__name__", "m", "cluster", "a", "b", "Help.", "seconds", "x", "1"]
+    labels = bytes_field(1, varint(1) + varint(2) + varint(3) + varint(4))
+    other_cluster = bytes_field(1, varint(1) + varint(2) + varint(3) + varint(5))
+    second = bytes_field(1, varint(1) + varint(2) + varint(3) + varint(4) + varint(8) + varint(9))
+    bodies = [
+        labels + _metadata(1, 6, 7),
+        second + _metadata(1, 6, 7),  # same family and cluster: not repeated
+        other_cluster + _metadata(1, 6, 7),  # another cluster's message needs its own
+        other_cluster + bytes_field(5, b""),  # all defaults: none
+    ]
+    request = decode_request(_request(symbols, bodies))
+    want = bytes_field(
+        3,
+        bytes_field(2, b"m") + varint_field(1, 1) + bytes_field(4, b"Help.")
+        + bytes_field(5, b"seconds"),
+    )  # fmt: skip
+    assert request.metadata == [want, b"", want, b""]
+    encoded = request.encoded
+    assert request.with_metadata() == [encoded[0] + want, encoded[1], encoded[2] + want, encoded[3]]
+    # The workers' decoder reads past the metadata.
+    assert decode_write_request(b"".join(request.with_metadata())) == request.series
+
+
+def test_a_metadata_reference_past_the_table_is_refused():
+    body = bytes_field(1, varint(1) + varint(1)) + _metadata(1, 7, 0)
+    with pytest.raises(DecodeError):
+        decode_request(_request(["", "a"], [body]))
