@@ -231,6 +231,18 @@ class GatewayConfig(_Strict):
     ack_timeout: Duration = Field(10.0, gt=0, description="Wait for Kafka, then 503.")
     retry_after: Duration = Field(1.0, gt=0, description="Retry-After of a 503 (default 1s).")
     max_in_flight_requests: int = Field(64, ge=1, description="Waiting for Kafka; then 503.")
+    max_connections: int = Field(
+        1024,
+        ge=1,
+        description="Open HTTP connections at once (a thread each); one more is answered "
+        "503 with Retry-After and closed.",
+    )
+    idle_timeout: Duration = Field(
+        120.0,
+        gt=0,
+        description="An HTTP connection that sends nothing this long, between requests "
+        "or in the middle of one, is closed (default 2m).",
+    )
     tls: GatewayTLS | None = Field(
         None, description="TLS on the HTTP and gRPC listeners (default off)."
     )

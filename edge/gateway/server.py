@@ -97,6 +97,9 @@ class Metrics:
         self.in_flight = r.gauge(
             "ferryman_gateway_requests_in_flight", "Requests waiting for Kafka."
         )
+        self.connections = r.gauge(
+            "ferryman_gateway_connections", "Open HTTP connections (max_connections caps them)."
+        )
         self.traces = TraceMetrics(registry)
 
 
@@ -470,12 +473,46 @@ class _Server(ThreadingHTTPServer):
         self.gateway = gateway
         self.tls = _ssl_context(gateway.config.tls) if gateway.config.tls else None
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.connections = 0
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection, unless ``max_connections`` are open already:
+        then a 503 and the connection closed, so idle or slow clients cannot take every
+        thread of the process."""
+        gateway = self.gateway
+        with gateway._lock:
+            full = self.connections >= gateway.config.max_connections
+            if not full:
+                self.connections += 1
+                gateway.metrics.connections.set(self.connections)
+        if full:
+            gateway.metrics.refused.labels(endpoint="", reason="connections").inc()
+            retry = max(1, round(gateway.config.retry_after + 0.49))
+            try:
+                request.settimeout(1)
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: %d\r\n"
+                    b"Content-Length: 0\r\nConnection: close\r\n\r\n" % retry
+                )
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.gateway._lock:
+                self.connections -= 1
+                self.gateway.metrics.connections.set(self.connections)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.tls is not None:
             try:
-                request.settimeout(30)
+                request.settimeout(min(30.0, self.gateway.config.idle_timeout))
                 request = self.tls.wrap_socket(request, server_side=True)
             except (OSError, ssl.SSLError) as exc:
                 self.gateway.metrics.refused.labels(endpoint="", reason="tls_handshake").inc()
@@ -508,6 +545,11 @@ def _ssl_context(tls: GatewayTLS) -> ssl.SSLContext:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # A read that waits longer than idle_timeout ends the connection.
+        self.connection.settimeout(self.server.gateway.config.idle_timeout)
 
     def do_GET(self) -> None:
         gateway = self.server.gateway

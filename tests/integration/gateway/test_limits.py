@@ -241,3 +241,56 @@ def _raw(url: str, request: str) -> int:
         sock.shutdown(socket.SHUT_WR)
         answer = sock.makefile("rb").readline()
     return int(answer.split()[1])
+
+
+def test_connections_are_capped_and_idle_ones_closed(stack, tmp_path, processes, unique):
+    """Past max_connections a new connection gets 503 with Retry-After and is closed; a
+    connection silent for idle_timeout is closed, which frees its place."""
+    setup = start_gateway(
+        tmp_path,
+        processes,
+        stack("kafka", "bootstrap"),
+        unique,
+        max_connections=2,
+        idle_timeout="6s",
+    )
+    setup.gateway.wait_ready()
+    host, port = setup.gateway.settings["listen"].rsplit(":", 1)
+    idle = [socket.create_connection((host, int(port)), timeout=30) for _ in range(2)]
+    try:
+        wait_for(
+            lambda: (
+                setup.gateway.metric("ferryman_gateway_refused_total", reason="connections") > 0
+                or _over_the_cap(host, int(port))
+            ),
+            30,
+            "a third connection refused",
+        )
+        third = socket.create_connection((host, int(port)), timeout=30)
+        with third, third.makefile("rb") as answer:
+            status = answer.readline()
+            rest = answer.read()
+        assert status.startswith(b"HTTP/1.1 503")
+        assert b"Retry-After: 1" in rest
+        # The silent ones are closed by the gateway (recv returns b"" at their end).
+        assert [s.recv(1) for s in idle] == [b"", b""]
+    finally:
+        for s in idle:
+            s.close()
+    body = snappy_compress(encode_write_request(_series(3)))
+    answer = wait_for(
+        lambda: _post(f"{setup.url}/api/v1/write", body, BEARER_A).status_code == 204,
+        30,
+        "a request once the idle connections are gone",
+    )
+    assert answer
+
+
+def _over_the_cap(host: str, port: int) -> bool:
+    """Whether a new connection is answered 503 at once (it then counts as refused)."""
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.settimeout(0.5)
+        try:
+            return sock.recv(12).startswith(b"HTTP/1.1 503")
+        except TimeoutError:
+            return False
