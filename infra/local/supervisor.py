@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,7 +61,27 @@ def _select(names: Iterable[str] | None, pipeline: bool = False) -> list[Service
     return _everything() if pipeline else list(SERVICES)
 
 
+#: Installed by ``stack up`` (and so by ``./task test``) for tests and benchmarks only:
+#: ``ferryman up`` leaves them out, so a first ``./task up`` waits for what it runs.
+TEST_TOOLS = frozenset({"rw2client", "rsyslog", "kube-apiserver", "kube-tools"})
+
+#: Seconds between the lines naming the installs still running.
+_HEARTBEAT = 15.0
+
+
+def to_install(names: Iterable[str] | None, pipeline: bool) -> list[Service]:
+    """What ``up`` installs: the named services, else the stack's (``stack up``: test
+    tools included), else the stack's and the pipeline's without the test tools
+    (``ferryman up``)."""
+    services = _select(names, pipeline)
+    if pipeline and not names:
+        services = [s for s in services if s.name not in TEST_TOOLS]
+    return services
+
+
 def _install_all(layout: Layout, services: list[Service], say: Say) -> dict[str, str]:
+    """Install ``services`` (each idempotent and cached), saying what each took when it
+    took a while, and every 15 s which installs are still running."""
     started = time.monotonic()
     # Debian packages go first and alone: apt holds one lock for all of them. The
     # long builds (Go programs, downloads) then run side by side; their own few Debian
@@ -77,20 +97,41 @@ def _install_all(layout: Layout, services: list[Service], say: Say) -> dict[str,
         "kube-tools",
     }
     apt_like = [s for s in services if s.name not in slow]
-    versions = {s.name: s.install(layout) for s in apt_like}
+    versions: dict[str, str] = {}
+    for service in apt_like:
+        began = time.monotonic()
+        versions[service.name] = service.install(layout)
+        _said_install(say, service.name, versions[service.name], time.monotonic() - began)
     others = [s for s in services if s not in apt_like]
     errors: list[StackError] = []
     with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {s.name: pool.submit(s.install, layout) for s in others}
-        for name, future in futures.items():
-            try:
-                versions[name] = future.result()
-            except StackError as exc:
-                errors.append(exc)
+        began = time.monotonic()
+        futures = {pool.submit(s.install, layout): s.name for s in others}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=_HEARTBEAT, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = futures[future]
+                try:
+                    versions[name] = future.result()
+                except StackError as exc:
+                    errors.append(exc)
+                    say(f"  {name}: install failed")
+                    continue
+                _said_install(say, name, versions[name], time.monotonic() - began)
+            if pending and not done:
+                names = ", ".join(sorted(futures[f] for f in pending))
+                say(f"  still installing ({time.monotonic() - began:.0f}s): {names}")
     if errors:
         raise errors[0]
     say(f"installed {len(services)} services in {time.monotonic() - started:.1f}s")
     return versions
+
+
+def _said_install(say: Say, name: str, version: str, seconds: float) -> None:
+    """A line for an install that did work (a cached one takes well under a second)."""
+    if seconds >= 1.0:
+        say(f"  {name} {version}: ready after {seconds:.0f}s")
 
 
 def up(
@@ -107,7 +148,7 @@ def up(
     """
     layout = layout or default_layout()
     layout.ensure()
-    services = _select(names, pipeline)
+    services = to_install(names, pipeline)
     versions = _install_all(layout, services, say)
     state = load_state(layout)
     entries = state["services"]
