@@ -57,7 +57,9 @@ def _all_evaluated(prometheus: PrivatePrometheus) -> bool:
     return all(r["health"] == "ok" and not r["lastEvaluation"].startswith("0001") for r in rules)
 
 
-def test_a_dead_letter_fires_the_shipped_rule(stack, unique, worker, tmp_path: Path) -> None:
+def test_a_dead_letter_fires_the_shipped_rule(
+    stack: Any, unique: str, worker: Any, tmp_path: Path
+) -> None:
     bootstrap = stack("kafka", "bootstrap")
     source, kept = unique, f"{unique}-kept"
     create_topics(bootstrap, (source, 1), (kept, 1))
