@@ -12,6 +12,7 @@ from ferryman import headers as h
 from ferryman.telemetry import Registry
 from tests.unit.workers.fakes import FakeClock, FakeConsumer, FakeKafka, FakeProducer
 from workers.records import Batch, Delivered, Record
+from workers.retry_worker import RetryWorker
 from workers.runtime import Runtime
 from workers.runtime_metrics import MAX_CLUSTERS, RuntimeMetrics
 from workers.settings import WorkerSettings
@@ -101,3 +102,23 @@ def test_a_running_worker_is_ready_and_stamps_its_clusters() -> None:
         "ferryman_cluster_last_received_timestamp_seconds", function="prw", cluster="alpha"
     )
     assert stamp > 1_600_000_000  # Unix seconds, not the monotonic test clock
+
+
+def test_the_retry_worker_counts_from_zero_too() -> None:
+    registry = Registry()
+    RetryWorker(
+        WorkerSettings(
+            function="loki",
+            kafka={"input_topic": "t"},
+            retry_lane={"redis_url": "redis://127.0.0.1:1/0"},  # never connected here
+        ),
+        _TakesAll(),
+        registry,
+    )
+    lines = registry.render().splitlines()
+    for name in (
+        "ferryman_records_retried_total",
+        "ferryman_records_sent_total",
+        "ferryman_records_dead_lettered_total",
+    ):
+        assert f'{name}{{function="loki"}} 0.0' in lines, name
