@@ -119,6 +119,8 @@ class RetryWorker:
             "Message ids in the lane's Redis lists (ready: due now; delayed: waiting).",
             ["function", "queue", "state"],
         )
+        for counter in (self.m_retried, self.m_sent, self.m_dead):
+            counter.labels(function=self._function)  # at 0 from the start, for increase()
 
     # ---- lifecycle ---------------------------------------------------------------------
 

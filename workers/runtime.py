@@ -144,7 +144,17 @@ class Runtime:
         self.producer: Producer | None = None
         self.membership: Membership | None = None
         self.last_loop = clock()
-        self.ready = False
+        self._ready = False
+
+    @property
+    def ready(self) -> bool:
+        """Partitions assigned: what ``/readyz`` answers and ``ferryman_ready`` shows."""
+        return self._ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._ready = value
+        self.metrics.set_ready(value)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -277,6 +287,7 @@ class Runtime:
     def _process(self, batch: list[Record]) -> None:
         started = self.clock()
         self.metrics.count_received(len(batch))
+        self.metrics.mark_clusters(batch)
         dead, refusals = self._deliver(batch, started)
         if self._past_deadline():
             raise Abandoned
@@ -359,6 +370,7 @@ class Runtime:
         if not added:
             return pending
         self.metrics.count_received(len(added))
+        self.metrics.mark_clusters(added)
         self.metrics.count_widened()
         log.info(
             "widened a batch whose records were refused for %d attempts with %d "

@@ -64,6 +64,8 @@ class MetricsShipper:
         self.m_dropped = r.counter(
             "ferryman_samples_dropped_total", "Samples dropped, by reason.", ["reason"]
         )
+        # At 0 from the start: the first drop is then an increase() an alert sees.
+        self.m_dropped.labels(reason="buffer_full")
         self.m_errors = r.counter(
             "ferryman_errors_total", "Errors by type and stage.", ["error_type", "stage"]
         )
