@@ -60,7 +60,44 @@ def _up(args: argparse.Namespace) -> int:
         "Elasticsearch index metrics-ferryman-*, InfluxDB database 'ferryman'."
     )
     print(gateway_hint())
+    from infra.local.pipelinestatus import once, pipeline_targets
+
+    print(f"\n{once(pipeline_targets())}\nLive view, refreshed every second: ferryman status")
     return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from infra.local.pipelinestatus import once, pipeline_targets
+    from infra.local.statusview import watch
+
+    targets = args.target or pipeline_targets()
+    if args.once:
+        print(once(targets, interval=args.interval), flush=True)
+        return 0
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the live view ends
+        watch(targets, interval=args.interval)
+    return 0
+
+
+def _status_target(text: str) -> Any:
+    from infra.local.pipelinestatus import parse_target
+
+    try:
+        return parse_target(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds between 0.1 and 3600")
+    return value
 
 
 def gateway_hint() -> str:
@@ -446,6 +483,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the whole local pipeline on this machine")
     up.set_defaults(func=_up)
+
+    status = sub.add_parser(
+        "status",
+        help="live view of the local pipeline: records/s, lag, errors per process",
+        description="Read every pipeline process's /metrics each --interval and show, per "
+        "process: ready, records/s in and out, requests/s, consumer lag (or buffered "
+        "bytes), errors, dead-letters, shipped and dropped (or refused) totals; a live "
+        "table until Ctrl-C, or with --once one plain table from two reads an interval "
+        "apart. The processes are those ferryman up started, or the --target ones.",
+    )
+    status.add_argument(
+        "--once", action="store_true", help="print one plain table (two reads) and exit"
+    )
+    status.add_argument(
+        "--interval",
+        type=_interval,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between refreshes (default 1)",
+    )
+    status.add_argument(
+        "--target",
+        action="append",
+        type=_status_target,
+        metavar="NAME=URL",
+        help="watch this process (base URL of its /metrics, kind told from its series) "
+        "instead of the local pipeline; repeat for several",
+    )
+    status.set_defaults(func=_status)
 
     stack = sub.add_parser("stack", help="local real services (Kafka, Elasticsearch, ...)")
     stack.add_argument("action", choices=["up", "down", "status"])
