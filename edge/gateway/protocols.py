@@ -245,9 +245,11 @@ _SAMPLE = re.compile(
 
 #: Per (clusters, label limits), per cluster: the bytes of series up to their sample
 #: (``0x0A``, length, Label fields) that passed the checks, and that sample's length.
-#: Series repeat every scrape, so a sender's label sets are checked once.
+#: Series repeat every scrape, so a sender's label sets are checked once. At most
+#: ``_CHECKED_MAX`` in all (a few hundred bytes each); then it starts afresh.
 _CHECKED: dict[tuple[object, ...], dict[str, dict[bytes, int]]] = {}
 _CHECKED_MAX = 200_000
+_remembered = [0]
 
 
 def _checked(tenant: Tenant) -> dict[str, dict[bytes, int]]:
@@ -260,8 +262,6 @@ def _checked(tenant: Tenant) -> dict[str, dict[bytes, int]]:
     )
     found = _CHECKED.get(key)
     if found is None:
-        if len(_CHECKED) >= 64:
-            _CHECKED.clear()
         found = _CHECKED[key] = {}
     return found
 
@@ -294,10 +294,12 @@ def _pass_through(data: bytes, tenant: Tenant) -> tuple[str, int] | None:
         if checked is None or (found is not None and checked != found):
             return None  # the decoding path refuses, or cuts per cluster
         found = checked
-        lengths = known.setdefault(checked, {})
-        if len(lengths) >= _CHECKED_MAX:
-            lengths.clear()
-        lengths[head] = len(sample)
+        if _remembered[0] >= _CHECKED_MAX:
+            _CHECKED.clear()
+            _remembered[0] = 0
+            known = _checked(tenant)
+        known.setdefault(checked, {})[head] = len(sample)
+        _remembered[0] += 1
     return (found, len(samples)) if found is not None else None
 
 

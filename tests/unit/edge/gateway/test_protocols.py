@@ -125,3 +125,13 @@ def test_a_broken_body_is_400() -> None:
     with pytest.raises(p.Refusal) as refused:
         p.remote_write_messages(snappy_compress(raw[:-3]), who, BIG)
     assert (refused.value.status, refused.value.reason) == (400, "decode")
+
+
+def test_what_it_remembers_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(p, "_CHECKED_MAX", 30)
+    who = tenant(max_labels_per_series=35)
+    for start in range(0, 200, 20):
+        body = snappy_compress(encode_write_request(series(start + i) for i in range(20)))
+        assert p.remote_write_messages(body, who, BIG)[0].items == 20
+        remembered = sum(len(d) for by in p._CHECKED.values() for d in by.values())
+        assert remembered <= 30
