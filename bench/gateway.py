@@ -47,7 +47,8 @@ from kafka.admin import NewTopic
 
 from bench import loader
 from bench.loader import Load
-from bench.proctree import Measured, free_port, http_ok, wait_until
+from bench.metrics import table
+from bench.proctree import Measured, free_port, http_ok, tree_env, wait_until
 from edge.gateway.auth import hash_token
 from ferryman.wire import remote_write2
 from ferryman.wire.remote_write import (
@@ -267,7 +268,7 @@ def run_gateway(
     path.write_text(yaml.safe_dump(config))
     argv = [PY, "-m", "ferryman", "gateway", "--config", str(path), "--log-level", "warning"]
     try:
-        proc = Measured(name, argv, tmp, cwd=args.tree, env=_tree_env(args.tree))
+        proc = Measured(name, argv, tmp, cwd=args.tree, env=tree_env(args.tree))
         wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), name, [proc], 60)
         load = Load(
             f"http://127.0.0.1:{port}/api/v1/write",
@@ -327,26 +328,6 @@ def run_vmagent(bodies: list[bytes], args: argparse.Namespace, tmp: Path) -> dic
     return row
 
 
-def _tree_env(tree: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(tree)}
-
-
-def table(rows: list[dict[str, Any]]) -> str:
-    ref = next(r for r in rows if r["peer"] == V1)
-    out = [
-        "| candidate | samples/s | samples/s per core | CPU-s per 1M samples | CPU vs gateway "
-        "1.0 | peak RSS MiB |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        ratio = r["cpu_s_per_million"] / ref["cpu_s_per_million"]
-        out.append(
-            f"| {r['peer']} | {r['samples_per_s']:,.0f} | {r['per_core']:,.0f} | "
-            f"{r['cpu_s_per_million']:.2f} | {ratio:.2f}x | {r['peak_rss_mib']:.0f} |"
-        )
-    return "\n".join(out)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--series", type=int, default=2000, help="series (1 sample) a request")
@@ -392,7 +373,7 @@ def main() -> None:
         if "vmagent" in only:
             rows.append(run_vmagent(v1, args, tmp))
     if any(r["peer"] == V1 for r in rows):
-        report.append(table(rows))
+        report.append(table("Remote write into the gateway → Kafka, and vmagent", rows, V1))
     else:
         report.append(json.dumps(rows, indent=1))
     print("\n\n".join(report))
