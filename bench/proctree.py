@@ -4,6 +4,7 @@ and the small probes a benchmark waits on (health URL, Prometheus counter)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import subprocess
@@ -107,6 +108,11 @@ def wait_until(check: Callable[[], bool], what: str, procs: list[Measured], time
         if time.monotonic() > deadline:
             raise SystemExit(f"{what}: not after {timeout:.0f}s")
         time.sleep(0.1)
+
+
+def tree_env(tree: Path) -> dict[str, str]:
+    """The environment that runs ``tree``'s ferryman (its checkout first on the path)."""
+    return {**os.environ, "PYTHONPATH": str(tree)}
 
 
 def free_port() -> int:

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 import time
 from dataclasses import dataclass
-from http.client import HTTPConnection, HTTPException
-from multiprocessing import Pool
+from functools import partial
 
 from kafka import KafkaProducer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -24,6 +22,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationSc
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
+from bench import loader
+from bench.loader import Load
 from ferryman import headers as h
 from ferryman.wire.otlp import split_by_trace
 
@@ -184,69 +184,16 @@ def fresh(template: Template) -> bytes:
 # --- the load generator ------------------------------------------------------------------
 
 
-def _post_share(job: tuple[str, list[Template], int, int, int]) -> tuple[int, int]:
-    """One loader process: ``threads`` connections posting ``count`` requests in all."""
-    url, templates, count, threads, seed = job
-    host, _, rest = url.removeprefix("http://").partition("/")
-    path = "/" + rest
-    left = [count]
-    lock = threading.Lock()
-    retried = [0]
-    failure: list[str] = []
-
-    def run(offset: int) -> None:
-        conn = HTTPConnection(host, timeout=60)
-        i = offset
-        while not failure:
-            with lock:
-                if left[0] == 0:
-                    break
-                left[0] -= 1
-            body = fresh(templates[i % len(templates)])
-            i += threads
-            while True:
-                try:
-                    conn.request("POST", path, body, {"Content-Type": "application/x-protobuf"})
-                    response = conn.getresponse()
-                    response.read()
-                except (OSError, HTTPException):
-                    # The receiver closed a kept-alive connection: reconnect, resend.
-                    conn.close()
-                    conn = HTTPConnection(host, timeout=60)
-                    with lock:
-                        retried[0] += 1
-                    continue
-                if response.status == 200:
-                    break
-                if response.status in (429, 503):
-                    with lock:
-                        retried[0] += 1
-                    time.sleep(float(response.getheader("Retry-After") or 1))
-                    continue
-                failure.append(f"HTTP {response.status}")
-                return
-        conn.close()
-
-    workers = [threading.Thread(target=run, args=(seed + t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    if failure:
-        raise RuntimeError(f"the receiver answered {failure[0]}")
-    return count, retried[0]
+def _fresh_at(templates: list[Template], i: int) -> bytes:
+    return fresh(templates[i % len(templates)])
 
 
 def post(url: str, templates: list[Template], requests: int, processes: int, threads: int) -> int:
     """Post ``requests`` bodies to ``url`` from ``processes`` loader processes of
     ``threads`` connections each; returns how many posts were repeated (after a 429 or
     503, or a connection the receiver closed). Any other answer than 200 fails it."""
-    shares = [requests // processes + (p < requests % processes) for p in range(processes)]
-    with Pool(processes) as pool:
-        done = pool.map(
-            _post_share, [(url, templates, s, threads, p * threads) for p, s in enumerate(shares)]
-        )
-    return sum(r for _, r in done)
+    load = Load(url, partial(_fresh_at, templates), {"Content-Type": "application/x-protobuf"}, 200)
+    return loader.post(load, requests, processes, threads)
 
 
 def fill(bootstrap: str, topic: str, templates: list[Template], spans: int) -> int:

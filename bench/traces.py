@@ -49,7 +49,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
 from bench.jaegerpeer import BOOTSTRAP, jaeger_collector, jaeger_store, start_jaeger
-from bench.proctree import Measured, counter, free_port, http_ok, wait_until
+from bench.proctree import Measured, counter, free_port, http_ok, tree_env, wait_until
 from bench.spans import SPANS_PER_REQUEST, TRACES_PER_REQUEST, Template, corpus, fill, post
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,7 +175,7 @@ def leg1(
                 ],
                 tmp,
                 cwd=args.tree,
-                env=_tree_env(args.tree),
+                env=tree_env(args.tree),
             )
             wait_until(
                 lambda: http_ok(f"http://127.0.0.1:{listen}/readyz"),
@@ -334,7 +334,7 @@ def leg2(
             ],
             tmp,
             cwd=args.tree,
-            env=_tree_env(args.tree),
+            env=tree_env(args.tree),
         )
         try:
             rows.append(
@@ -349,13 +349,9 @@ def leg2(
 # --- which ferryman legs exist ----------------------------------------------------------------
 
 
-def _tree_env(tree: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(tree)}
-
-
 def ferryman_has(tree: Path) -> dict[str, bool]:
     """Whether ``tree`` has ``ferryman edge traces`` and the ``otlp_traces`` function."""
-    env = _tree_env(tree)
+    env = tree_env(tree)
     edge = subprocess.run(
         [PY, "-m", "ferryman", "edge", "traces", "--help"],
         cwd=tree,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -233,8 +234,27 @@ def _cut(series: list[bytes | TimeSeries], budget: int) -> Iterable[list[bytes]]
 def remote_write_messages(
     body: bytes, tenant: Tenant, max_message_bytes: int
 ) -> tuple[Batch, bytes]:
-    """A remote write 1.0 body (snappy) checked and cut; also the decompressed bytes."""
+    """A remote write 1.0 body (snappy) checked and cut; also the decompressed bytes.
+
+    A body of the common shape (series of labels and one sample each, all of one
+    cluster, fitting a message) is checked without being decoded: each series' label
+    bytes are looked up among those already checked for the same clusters and limits
+    (:func:`_pass_through`). Anything else, and every refusal, takes the decoding path,
+    so the answers are the same either way."""
     raw = unsnappy(body, tenant.limits.max_decompressed_bytes)
+    if len(body) <= max_message_bytes:
+        passed = _pass_through(raw, tenant)
+        if passed is not None:
+            cluster, samples = passed
+            batch = Batch(items=samples)
+            batch.messages.append(
+                (
+                    f"{tenant.name}/{cluster}".encode(),
+                    body,
+                    headers_for(h.SCHEMA_REMOTE_WRITE, cluster, tenant),
+                )
+            )
+            return batch, raw
     try:
         series = decode_write_request(raw)
     except DecodeError as exc:
@@ -369,6 +389,100 @@ def relabelled_write_messages(
         raise Refusal(400, f"not a remote write 1.0 WriteRequest: {exc}", "decode") from None
     kept = relabel_series(series, bodies, relabeler)
     return series_messages(kept.series, tenant, max_message_bytes, encoded=kept.encoded), kept
+
+
+#: One sample ending a series: 0x12 + its length, the value (0x09 + 8 bytes of double;
+#: left out when 0, as Prometheus's encoder does), then 0x10 + the timestamp, a 6-byte
+#: varint (milliseconds of 1971 to 2109).
+_SAMPLE = re.compile(
+    rb"(\x12\x10\x09.{8}\x10[\x80-\xff]{5}[\x00-\x7f]|\x12\x07\x10[\x80-\xff]{5}[\x00-\x7f])",
+    re.DOTALL,
+)
+
+#: Per (clusters, label limits), per cluster: the bytes of series up to their sample
+#: (``0x0A``, length, Label fields) that passed the checks, and that sample's length.
+#: Series repeat every scrape, so a sender's label sets are checked once. At most
+#: ``_CHECKED_MAX`` in all (a few hundred bytes each); then it starts afresh.
+_CHECKED: dict[tuple[object, ...], dict[str, dict[bytes, int]]] = {}
+_CHECKED_MAX = 200_000
+_remembered = [0]
+
+
+def _checked(tenant: Tenant) -> dict[str, dict[bytes, int]]:
+    limits = tenant.limits
+    key = (
+        tenant.clusters,
+        limits.max_labels_per_series,
+        limits.max_label_name_length,
+        limits.max_label_value_length,
+    )
+    found = _CHECKED.get(key)
+    if found is None:
+        found = _CHECKED[key] = {}
+    return found
+
+
+def _pass_through(data: bytes, tenant: Tenant) -> tuple[str, int] | None:
+    """(cluster, samples) when ``data`` (a decompressed WriteRequest) is only series of
+    labels and one sample each, every label set passing the checks, all of one
+    cluster; else None.
+
+    ``data`` is split (in C) after every byte run that is a well-formed sample; each
+    piece before one must be a series' start whose length covers exactly its Label
+    fields and that sample. Pieces seen before were parsed and checked then; so when
+    every piece is known with its sample's length, ``data`` is a sequence of such
+    series, wherever the split fell."""
+    parts = _SAMPLE.split(data)
+    if len(parts) < 3 or parts[-1]:
+        return None
+    heads, samples = parts[0:-1:2], parts[1::2]
+    known = _checked(tenant)
+    first = heads[0]
+    for cluster, lengths in known.items():
+        if first in lengths:
+            if list(map(lengths.get, heads)) == list(map(len, samples)):
+                return cluster, len(samples)
+            break
+    # Series not seen before: check each, remember those that pass.
+    found: str | None = None
+    for head, sample in zip(heads, samples, strict=True):
+        checked = _check_head(head, len(sample), tenant)
+        if checked is None or (found is not None and checked != found):
+            return None  # the decoding path refuses, or cuts per cluster
+        found = checked
+        if _remembered[0] >= _CHECKED_MAX:
+            _CHECKED.clear()
+            _remembered[0] = 0
+            known = _checked(tenant)
+        known.setdefault(checked, {})[head] = len(sample)
+        _remembered[0] += 1
+    return (found, len(samples)) if found is not None else None
+
+
+def _check_head(head: bytes, sample: int, tenant: Tenant) -> str | None:
+    """The cluster of a series whose bytes up to its ``sample``-byte sample are
+    ``head`` (``0x0A``, the series' length, its Label fields), when that is what they
+    are and the labels pass the checks; else None (the decoding path decides)."""
+    try:
+        if head[0] != 0x0A:
+            return None
+        length, pos = varint_at(head, 1)
+        if length != len(head) - pos + sample:
+            return None
+        labels = head[pos:]
+        at = 0
+        while at < len(labels):
+            if labels[at] != 0x0A:
+                return None
+            n, at = varint_at(labels, at + 1)
+            at += n
+        if at != len(labels):
+            return None
+        (one,) = decode_write_request(bytes_field(1, labels))
+        check_labels(one.labels, tenant.limits, "")
+        return check_cluster(one.label("cluster"), tenant, "")
+    except (IndexError, DecodeError, Refusal, ValueError):
+        return None
 
 
 def decode_loki_json(raw: bytes) -> list[loki.Stream]:
