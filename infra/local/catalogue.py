@@ -502,6 +502,21 @@ RW2CLIENT = Service(
     autostart=False,
 )
 
+# --- kube-state-metrics (for the Kubernetes dashboards' tests) -------------------------
+
+#: kube-state-metrics, built from its Go module; tests run it against the kube-apiserver
+#: they start, nothing starts it.
+KUBE_STATE_METRICS = Service(
+    name="kube-state-metrics",
+    endpoints={},
+    install=lambda layout: _go_build(
+        "kube-state-metrics", "kube-state-metrics.sh", layout.bin / "kube-state-metrics"
+    ),
+    command=lambda layout: [str(layout.bin / "kube-state-metrics"), "version"],
+    probe=lambda: True,
+    autostart=False,
+)
+
 # --- Redis --------------------------------------------------------------------------
 
 REDIS = Service(
@@ -626,6 +641,7 @@ SERVICES: tuple[Service, ...] = (
     JOURNAL,
     KUBE_APISERVER,
     KUBE_TOOLS,
+    KUBE_STATE_METRICS,
 )
 
 

@@ -63,7 +63,9 @@ def _select(names: Iterable[str] | None, pipeline: bool = False) -> list[Service
 
 #: Installed by ``stack up`` (and so by ``./task test``) for tests and benchmarks only:
 #: ``ferryman up`` leaves them out, so a first ``./task up`` waits for what it runs.
-TEST_TOOLS = frozenset({"rw2client", "rsyslog", "kube-apiserver", "kube-tools"})
+TEST_TOOLS = frozenset(
+    {"rw2client", "rsyslog", "kube-apiserver", "kube-tools", "kube-state-metrics"}
+)
 
 #: Seconds between the lines naming the installs still running.
 _HEARTBEAT = 15.0
@@ -95,6 +97,7 @@ def _install_all(layout: Layout, services: list[Service], say: Say) -> dict[str,
         "victorialogs",
         "kube-apiserver",
         "kube-tools",
+        "kube-state-metrics",
     }
     apt_like = [s for s in services if s.name not in slow]
     versions: dict[str, str] = {}

@@ -389,6 +389,55 @@ class Cluster:
             self._etcd = None
 
 
+def kube_state_metrics_binary() -> Path:
+    return built("kube-state-metrics.sh", default_layout().bin / "kube-state-metrics")
+
+
+class KubeStateMetrics:
+    """kube-state-metrics watching ``cluster``'s API server, its /metrics on
+    ``url``; the objects' series appear once its informers have synced."""
+
+    def __init__(self, cluster: Cluster, workdir: Path) -> None:
+        self.cluster = cluster
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"http://{HOST}:{self.port}/metrics"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> KubeStateMetrics:
+        log = self.workdir / "kube-state-metrics.log"
+        with log.open("ab") as out:
+            self._process = subprocess.Popen(
+                [
+                    str(kube_state_metrics_binary()),
+                    f"--kubeconfig={self.cluster.kubeconfig}",
+                    f"--host={HOST}",
+                    f"--port={self.port}",
+                    f"--telemetry-host={HOST}",
+                    f"--telemetry-port={free_port()}",
+                ],
+                stdout=out,
+                stderr=out,
+            )
+        return self
+
+    def metrics(self) -> str:
+        """Its exposition now ("" while it does not answer)."""
+        if self._process is not None and self._process.poll() is not None:
+            log = (self.workdir / "kube-state-metrics.log").read_text()[-2000:]
+            raise AssertionError(f"kube-state-metrics exited:\n{log}")
+        try:
+            response = httpx.get(self.url, timeout=10)
+        except httpx.TransportError:
+            return ""
+        return response.text if response.status_code == 200 else ""
+
+    def stop(self) -> None:
+        if self._process is not None:
+            _stop(self._process)
+            self._process = None
+
+
 @contextlib.contextmanager
 def running_apiserver(workdir: Path, *, aggregation: bool = False) -> Iterator[Cluster]:
     cluster = Cluster(workdir, aggregation=aggregation)
