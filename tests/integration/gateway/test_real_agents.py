@@ -1,16 +1,21 @@
 """Real agents write through the gateway: Prometheus and vmagent remote write (node
 exporter's series end in VictoriaMetrics through Kafka and the prometheus_remote_write
-worker), and the OpenTelemetry SDK's exporter sends spans."""
+worker), and python-logging-loki's handler pushes log lines."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import time
 
 import httpx
+import logging_loki
+import pytest
 
 from ferryman import headers as h
-from tests.integration.gateway.helpers import TOKEN_A, messages
+from ferryman.wire import loki
+from ferryman.wire.remote_write import snappy_decompress
+from tests.integration.gateway.helpers import PASSWORD_B, TOKEN_A, messages
 from tests.integration.pipeline import PrivatePrometheus, free_port, wait_for
 
 
@@ -128,3 +133,38 @@ def test_vmagent_remote_writes_through_the_gateway(gw, stack, tmp_path, worker, 
     assert gw.gateway.metric("ferryman_gateway_requests_total", status="204") > 0
     found = messages(gw.bootstrap, gw.metrics)
     assert {dict(m.headers)[h.TENANT] for m in found} == {b"team-a"}
+
+
+def test_python_logging_loki_handler_pushes_through_the_gateway(gw, unique):
+    """python-logging-loki's handler (Loki's JSON push with basic auth, as many
+    applications ship their logs) writes as team-b; a wrong password is its error."""
+    url = f"{gw.url}/loki/api/v1/push"
+    tags = {"cluster": "beta", "job": f"py-{unique}"}
+    handler = logging_loki.LokiHandler(url=url, tags=tags, auth=("bob", PASSWORD_B), version="1")
+    logger = logging.getLogger(f"ferryman.tests.loki.{unique}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        logger.info("payment accepted")
+        logger.warning("payment slow")
+    finally:
+        logger.removeHandler(handler)
+    found = messages(gw.bootstrap, gw.logs)
+    streams = [
+        (stream, dict(record.headers))
+        for record in found
+        for stream in loki.decode_push_request(snappy_decompress(record.value))
+    ]
+    lines = {(s.labels["severity"], entry.line) for s, _ in streams for entry in s.entries}
+    assert lines == {("info", "payment accepted"), ("warning", "payment slow")}
+    for stream, headers in streams:
+        assert stream.labels["cluster"] == "beta"
+        assert stream.labels["job"] == f"py-{unique}"
+        assert headers[h.TENANT] == b"team-b"
+        assert headers[h.CLUSTER] == b"beta"
+    wrong = logging_loki.LokiHandler(url=url, tags=tags, auth=("bob", "nope"), version="1")
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "refused", None, None)
+    with pytest.raises(ValueError, match="401"):
+        wrong.emitter(record, "refused")
+    assert len(messages(gw.bootstrap, gw.logs)) == len(found)
