@@ -45,7 +45,7 @@ import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
-from bench import loader
+from bench import chart, loader
 from bench.loader import Load
 from bench.metrics import table
 from bench.proctree import Measured, free_port, http_ok, tree_env, wait_until
@@ -343,6 +343,12 @@ def main() -> None:
     parser.add_argument(
         "--tree", type=Path, default=ROOT, help="checkout whose gateway runs (default: this)"
     )
+    parser.add_argument(
+        "--chart",
+        type=Path,
+        default=None,
+        help="PNG of the tables (default: docs/bench/gateway.png)",
+    )
     args = parser.parse_args()
     only = set(args.only or ["v1", "v2", "vmagent"])
     try:
@@ -377,9 +383,9 @@ def main() -> None:
     else:
         report.append(json.dumps(rows, indent=1))
     print("\n\n".join(report))
-    (ROOT / "bench" / "results-gateway.json").write_text(
-        json.dumps({"conditions": report[0], "rows": rows}, indent=1)
-    )
+    results = {"conditions": report[0], "rows": rows}
+    (ROOT / "bench" / "results-gateway.json").write_text(json.dumps(results, indent=1))
+    chart.write("gateway", results, args.chart)
 
 
 if __name__ == "__main__":

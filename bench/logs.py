@@ -29,6 +29,7 @@ import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
+from bench import chart
 from bench.procstat import cpu_seconds, peak_rss_mib
 from bench.worker import run_worker
 
@@ -337,6 +338,9 @@ def main() -> None:
     parser.add_argument("--slow-rate", type=int, default=50_000, help="lines/s written")
     parser.add_argument("--slow-seconds", type=float, default=60)
     parser.add_argument("--only", choices=["shippers", "functions", "slow"], default=None)
+    parser.add_argument(
+        "--chart", type=Path, default=None, help="PNG of the tables (default: docs/bench/logs.png)"
+    )
     args = parser.parse_args()
     subprocess.run(
         [
@@ -366,7 +370,7 @@ def main() -> None:
         f"Machine: {platform.node()}, 2 cores; Python {platform.python_version()}; "
         f"{time.strftime('%Y-%m-%d')}"
     ]
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"conditions": report[0], "lines": total_lines}
     try:
         with tempfile.TemporaryDirectory(prefix="ferryman-bench-logs-") as directory:
             tmp = Path(directory)
@@ -433,6 +437,8 @@ def main() -> None:
         admin.close()
     print("\n".join(report))
     (ROOT / "bench" / "results-logs.json").write_text(json.dumps(results, indent=1))
+    if results.get("shippers") or results.get("functions"):
+        chart.write("logs", results, args.chart)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import yaml
 
+from bench import chart
 from bench.procstat import cpu_seconds, peak_rss_mib
 from bench.targets import render
 
@@ -98,7 +99,7 @@ def bench_edge(args: argparse.Namespace, tmp: Path, sink: str) -> list[dict[str,
         parts = [TopicPartition(topic, p) for p in range(4)]
         total = sum(consumer.end_offsets(parts).values())
         consumer.close()
-        return total
+        return int(total)
 
     results = []
     edge = {
@@ -210,6 +211,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=12)
     parser.add_argument("--port", type=int, default=21001)
     parser.add_argument("--only", choices=["edge", "worker"], default=None)
+    parser.add_argument(
+        "--chart",
+        type=Path,
+        default=None,
+        help="PNG of the tables (default: docs/bench/metrics.png)",
+    )
     args = parser.parse_args()
     assert len(render(0, args.series, 0).splitlines()) >= args.series
     subprocess.run(
@@ -231,6 +238,7 @@ def main() -> None:
                 f", 2 cores; Python {platform.python_version()}; "
                 f"{time.strftime('%Y-%m-%d')}"
             ]
+            results: dict[str, Any] = {"conditions": report[0]}
             if args.only in (None, "edge"):
                 rows = bench_edge(args, tmp, sink)
                 report.append(
@@ -242,6 +250,7 @@ def main() -> None:
                     )
                 )
                 (ROOT / "bench" / "results-edge.json").write_text(json.dumps(rows, indent=1))
+                results["edge"] = rows
             if args.only in (None, "worker"):
                 from bench.worker import bench_worker
 
@@ -254,7 +263,10 @@ def main() -> None:
                     )
                 )
                 (ROOT / "bench" / "results-worker.json").write_text(json.dumps(rows, indent=1))
+                results["worker"] = rows
             print("\n\n".join(report))
+            (ROOT / "bench" / "results-metrics.json").write_text(json.dumps(results, indent=1))
+            chart.write("metrics", results, args.chart)
         finally:
             targets.terminate()
             sink_proc.terminate()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from functools import partial
 
 HEADER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %d\r\n\r\n"
 
@@ -71,11 +72,7 @@ async def serve(first_port: int, targets: int, series: int) -> None:
         await asyncio.start_server(lambda r, w: handle(-1, r, w), "127.0.0.1", first_port - 1)
     ]
     for t in range(targets):
-        servers.append(
-            await asyncio.start_server(
-                lambda r, w, t=t: handle(t, r, w), "127.0.0.1", first_port + t
-            )
-        )
+        servers.append(await asyncio.start_server(partial(handle, t), "127.0.0.1", first_port + t))
     print(
         f"serving {targets} targets x {series} series on ports "
         f"{first_port}-{first_port + targets - 1}",

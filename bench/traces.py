@@ -48,6 +48,7 @@ import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
+from bench import chart
 from bench.jaegerpeer import BOOTSTRAP, jaeger_collector, jaeger_store, start_jaeger
 from bench.proctree import Measured, counter, free_port, http_ok, tree_env, wait_until
 from bench.spans import SPANS_PER_REQUEST, TRACES_PER_REQUEST, Template, corpus, fill, post
@@ -412,6 +413,12 @@ def main() -> None:
         help="checkout whose ferryman runs the ferryman candidates (default: this one)",
     )
     parser.add_argument(
+        "--chart",
+        type=Path,
+        default=None,
+        help="PNG of the tables (default: docs/bench/traces.png)",
+    )
+    parser.add_argument(
         "--peers-only",
         action="store_true",
         help="skip the ferryman candidates even where they exist",
@@ -438,7 +445,11 @@ def main() -> None:
         f"{size / 1024:.1f} KiB protobuf); {args.loaders}x{args.connections} connections",
         "ferryman legs: " + "; ".join(f"{k}: {'ran' if v else why_not}" for k, v in has.items()),
     ]
-    results: dict[str, Any] = {"spans": args.spans, "ferryman": has}
+    results: dict[str, Any] = {
+        "conditions": report[0],
+        "spans": args.spans,
+        "ferryman": has,
+    }
     topics: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="ferryman-bench-traces-") as directory:
@@ -458,6 +469,7 @@ def main() -> None:
             admin.close()
     print("\n\n".join(report))
     (ROOT / "bench" / "results-traces.json").write_text(json.dumps(results, indent=1))
+    chart.write("traces", results, args.chart)
 
 
 if __name__ == "__main__":
