@@ -2,10 +2,14 @@
 
 Two clusters, each an edge metrics shipper labelled ``alpha-<token>`` or
 ``beta-<token>`` (unique per run: other tests write ``alpha``/``beta`` into the shared
-stores) scraping itself, its cluster's worker, the stack's node-exporter and a target
-that is down. Both ship into one Kafka topic; two ``prometheus_remote_write`` workers
-(one per cluster, own consumer groups) deliver it, alpha's to Prometheus, beta's to
-VictoriaMetrics, so each store holds both clusters. One malformed record makes both
+stores) scraping itself, its cluster's worker and log shipper, the stack's
+node-exporter and a target that is down. Both ship into one Kafka topic; two
+``prometheus_remote_write`` workers (one per cluster, own consumer groups) deliver it,
+alpha's to Prometheus, beta's to VictoriaMetrics, so each store holds both clusters.
+Each cluster's edge log shipper tails an info and an error log file into a logs topic
+that a ``count`` worker (``by: [level]``) turns into line counters on the metrics
+topic; its edge traces receiver takes OTLP/JSON spans, one of them with an all-zero
+(invalid) trace id that the receiver refuses. One malformed record makes both
 workers dead-letter it, which the error panels must show. Then every query of every
 panel in :data:`proof.PROVEN` is expanded with both clusters selected (``(a|b)``) and
 run through ``query_range`` on both stores; each must return series of both clusters.
@@ -13,10 +17,12 @@ run through ``query_range`` on both stores; each must return series of both clus
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.integration.grafana.expand import ALL, Range
@@ -29,7 +35,9 @@ from tests.integration.grafana.harness import (
 )
 from tests.integration.grafana.proof import NOT_PROVEN, PROVEN, all_panels
 from tests.integration.pipeline import (
+    EdgeLogs,
     EdgeMetrics,
+    EdgeTraces,
     Worker,
     create_topics,
     free_port,
@@ -38,6 +46,7 @@ from tests.integration.pipeline import (
 )
 
 DEADLINE_S = 180
+LEVELS = ("info", "error")
 
 
 def test_every_panel_is_proven_or_has_a_reason() -> None:
@@ -66,8 +75,93 @@ def _worker(stack: Any, tmp: Path, topic: str, cluster: str, store: str, port: i
     )
 
 
+def _log_shipper(stack: Any, tmp: Path, topic: str, cluster: str, port: int) -> EdgeLogs:
+    folder = tmp / cluster
+    folder.mkdir()
+    for level in LEVELS:
+        (folder / f"{level}.log").touch()
+    return EdgeLogs(
+        tmp,
+        {
+            "global": {"external_labels": {"cluster": cluster}},
+            "positions": {"filename": str(folder / "positions.json")},
+            "scrape_configs": [
+                {
+                    "job_name": f"app-{level}",
+                    "static_configs": [
+                        {"labels": {"__path__": str(folder / f"{level}.log"), "level": level}}
+                    ],
+                }
+                for level in LEVELS
+            ],
+            "ferryman": {
+                "kafka": {"bootstrap_servers": stack("kafka", "bootstrap"), "topic": topic},
+                "listen": f"127.0.0.1:{port}",
+                "batch_wait": "200ms",
+                "rescan_interval": "300ms",
+            },
+        },
+    )
+
+
+def _traces_receiver(stack: Any, tmp: Path, topic: str) -> EdgeTraces:
+    return EdgeTraces(
+        tmp,
+        {
+            "ferryman": {
+                "kafka": {"bootstrap_servers": stack("kafka", "bootstrap"), "topic": topic},
+                "grpc": {"listen": f"127.0.0.1:{free_port()}"},
+                "http": {"listen": f"127.0.0.1:{free_port()}"},
+                "listen": f"127.0.0.1:{free_port()}",
+            }
+        },
+    )
+
+
+def _send_spans(receivers: list[EdgeTraces]) -> None:
+    now = time.time_ns()
+    spans = [
+        {
+            "traceId": trace_id,
+            "spanId": os.urandom(8).hex(),
+            "name": "grafana-proof",
+            "kind": 1,
+            "startTimeUnixNano": str(now - 1_000_000),
+            "endTimeUnixNano": str(now),
+        }
+        for trace_id in (os.urandom(16).hex(), "0" * 32)
+    ]
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "proof"}}]
+                },
+                "scopeSpans": [{"spans": spans}],
+            }
+        ]
+    }
+    for receiver in receivers:
+        if receiver.ready():
+            httpx.post(f"http://{receiver.http}/v1/traces", json=body, timeout=10)
+
+
+def _write_lines(tmp: Path, clusters: tuple[str, str]) -> None:
+    for cluster in clusters:
+        for level in LEVELS:
+            with (tmp / cluster / f"{level}.log").open("a") as f:
+                f.write(f"{time.time():.3f} {level} something happened\n")
+
+
 def _shipper(
-    stack: Any, tmp: Path, topic: str, cluster: str, worker_port: int, down_port: int
+    stack: Any,
+    tmp: Path,
+    topic: str,
+    cluster: str,
+    worker_port: int,
+    logs_port: int,
+    traces_api: str,
+    down_port: int,
 ) -> EdgeMetrics:
     port = free_port()
     node = stack("node-exporter", "metrics").split("/")[2]
@@ -86,6 +180,8 @@ def _shipper(
             "scrape_configs": [
                 job("ferryman-edge", f"127.0.0.1:{port}"),
                 job("ferryman-worker", f"127.0.0.1:{worker_port}"),
+                job("ferryman-logs", f"127.0.0.1:{logs_port}"),
+                job("ferryman-traces", traces_api.removeprefix("http://")),
                 job("node", node),
                 job("gone", f"127.0.0.1:{down_port}"),
             ],
@@ -130,21 +226,49 @@ def _missing(stack: Any, clusters: tuple[str, str]) -> list[str]:
 def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes) -> None:
     topic = unique
     bootstrap = stack("kafka", "bootstrap")
-    create_topics(bootstrap, (topic, 2), (f"{topic}-dlq", 1))
+    logs = f"{topic}-logs"
+    traces = f"{topic}-traces"
+    create_topics(bootstrap, (topic, 2), (f"{topic}-dlq", 1), (logs, 2), (traces, 1))
     clusters = (f"alpha-{unique}", f"beta-{unique}")
     down_port = free_port()  # nothing listens there: each cluster has a target down
+    count = Worker(
+        tmp_path,
+        "count",
+        {
+            "kafka": {
+                "bootstrap_servers": bootstrap,
+                "input_topic": logs,
+                "output_topic": topic,
+                "dead_letter_topic": f"{topic}-dlq",
+            },
+            "batch": {"max_wait_s": 0.2},
+            "config": {"by": ["level"]},
+        },
+    )
+    processes(count)
+    receivers: list[EdgeTraces] = []
     for cluster, store in zip(clusters, BACKENDS, strict=True):
-        worker_port = free_port()
+        worker_port, logs_port = free_port(), free_port()
         worker = processes(_worker(stack, tmp_path, topic, cluster, store, worker_port))
         worker.wait_ready()
-        processes(_shipper(stack, tmp_path, topic, cluster, worker_port, down_port))
+        processes(_log_shipper(stack, tmp_path, logs, cluster, logs_port))
+        receiver = processes(_traces_receiver(stack, tmp_path, traces))
+        receivers.append(receiver)
+        processes(
+            _shipper(
+                stack, tmp_path, topic, cluster, worker_port, logs_port, receiver.api, down_port
+            )
+        )
     # A record no remote-write decoder accepts: both workers dead-letter it.
     produce(bootstrap, topic, [raw(b"not a remote-write message")])
 
     deadline = time.monotonic() + DEADLINE_S
+    _write_lines(tmp_path, clusters)
     missing = _missing(stack, clusters)
     while missing and time.monotonic() < deadline:
         time.sleep(3)
+        _write_lines(tmp_path, clusters)
+        _send_spans(receivers)
         missing = _missing(stack, clusters)
     assert missing == [], f"after {DEADLINE_S}s, panels without both clusters:\n" + "\n".join(
         missing
