@@ -8,7 +8,9 @@ node-exporter and a target that is down. Both ship into one Kafka topic; two
 alpha's to Prometheus, beta's to VictoriaMetrics, so each store holds both clusters.
 Each cluster's edge log shipper tails an info and an error log file into a logs topic
 that a ``count`` worker (``by: [level]``) turns into line counters on the metrics
-topic; its edge traces receiver takes OTLP/JSON spans, one of them with an all-zero
+topic, and drops the debug lines with a ``drop`` stage; a second metrics shipper
+whose Kafka never answers overflows its 16 KiB disk buffer and drops samples; its edge
+traces receiver takes OTLP/JSON spans, one of them with an all-zero
 (invalid) trace id that the receiver refuses. One malformed record makes both
 workers dead-letter it, which the error panels must show. Then every query of every
 panel in :data:`proof.PROVEN` is expanded with both clusters selected (``(a|b)``) and
@@ -91,6 +93,7 @@ def _log_shipper(stack: Any, tmp: Path, topic: str, cluster: str, port: int) -> 
                     "static_configs": [
                         {"labels": {"__path__": str(folder / f"{level}.log"), "level": level}}
                     ],
+                    "pipeline_stages": [{"drop": {"expression": "debug"}}],
                 }
                 for level in LEVELS
             ],
@@ -151,6 +154,26 @@ def _write_lines(tmp: Path, clusters: tuple[str, str]) -> None:
         for level in LEVELS:
             with (tmp / cluster / f"{level}.log").open("a") as f:
                 f.write(f"{time.time():.3f} {level} something happened\n")
+                f.write(f"{time.time():.3f} debug dropped by the drop stage\n")
+
+
+def _stranded(stack: Any, tmp: Path, cluster: str, port: int) -> EdgeMetrics:
+    """A metrics shipper whose Kafka never answers and whose 16 KiB disk buffer
+    overflows: it drops samples (reason buffer_full)."""
+    node = stack("node-exporter", "metrics").split("/")[2]
+    return EdgeMetrics(
+        tmp,
+        {
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+            "scrape_configs": [{"job_name": "node", "static_configs": [{"targets": [node]}]}],
+            "ferryman": {
+                "kafka": {"bootstrap_servers": f"127.0.0.1:{free_port()}", "topic": "nowhere"},
+                "buffer": {"directory": str(tmp / f"stranded-{cluster}"), "max_bytes": 16384},
+                "listen": f"127.0.0.1:{port}",
+                "flush_interval": "200ms",
+            },
+        },
+    )
 
 
 def _shipper(
@@ -161,6 +184,7 @@ def _shipper(
     worker_port: int,
     logs_port: int,
     traces_api: str,
+    stranded_port: int,
     down_port: int,
 ) -> EdgeMetrics:
     port = free_port()
@@ -182,6 +206,7 @@ def _shipper(
                 job("ferryman-worker", f"127.0.0.1:{worker_port}"),
                 job("ferryman-logs", f"127.0.0.1:{logs_port}"),
                 job("ferryman-traces", traces_api.removeprefix("http://")),
+                job("ferryman-edge-stranded", f"127.0.0.1:{stranded_port}"),
                 job("node", node),
                 job("gone", f"127.0.0.1:{down_port}"),
             ],
@@ -252,11 +277,21 @@ def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes) ->
         worker = processes(_worker(stack, tmp_path, topic, cluster, store, worker_port))
         worker.wait_ready()
         processes(_log_shipper(stack, tmp_path, logs, cluster, logs_port))
+        stranded_port = free_port()
+        processes(_stranded(stack, tmp_path, cluster, stranded_port))
         receiver = processes(_traces_receiver(stack, tmp_path, traces))
         receivers.append(receiver)
         processes(
             _shipper(
-                stack, tmp_path, topic, cluster, worker_port, logs_port, receiver.api, down_port
+                stack,
+                tmp_path,
+                topic,
+                cluster,
+                worker_port,
+                logs_port,
+                receiver.api,
+                stranded_port,
+                down_port,
             )
         )
     # A record no remote-write decoder accepts: both workers dead-letter it.
