@@ -14,6 +14,8 @@ What is reproduced (Grafana 10/11, Prometheus datasource):
   unescaped), else every value. ``${v:regex}``, ``${v:pipe}``, ``${v:csv}``,
   ``${v:raw}`` are the explicit formats.
 * ``query_range``'s ``step`` is ``$__interval`` and start/end are aligned to it.
+* For other datasources (Jaeger here) the default format is Grafana's "glob": one
+  value as is, several as ``{a,b}``.
 """
 
 from __future__ import annotations
@@ -98,7 +100,11 @@ def _regex(value: str) -> str:
 
 
 def format_value(
-    variable: Mapping[str, Any], selected: Sequence[str], every: Sequence[str], fmt: str | None
+    variable: Mapping[str, Any],
+    selected: Sequence[str],
+    every: Sequence[str],
+    fmt: str | None,
+    style: str = "prometheus",
 ) -> str:
     """The text Grafana puts in a Prometheus query for ``variable`` with ``selected``
     (``[ALL]`` for All; ``every`` is what All stands for without an ``allValue``)."""
@@ -115,6 +121,8 @@ def format_value(
     if fmt == "regex":
         escaped = [_regex(v) for v in selected]
         return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+    if style == "glob":
+        return selected[0] if len(selected) == 1 else "{" + ",".join(selected) + "}"
     if not (variable.get("multi") or variable.get("includeAll")):
         return _regular(selected[0])
     escaped = [_regex_special(v) for v in selected]
@@ -127,9 +135,11 @@ def expand(
     variables: Mapping[str, Mapping[str, Any]],
     selected: Mapping[str, Sequence[str]],
     every: Mapping[str, Sequence[str]] | None = None,
+    style: str = "prometheus",
 ) -> str:
-    """``text`` with the macros and the dashboard variables replaced; a variable the
-    dashboard does not define, or one without a selection, is an error."""
+    """``text`` with the macros and the dashboard variables replaced, formatted for a
+    Prometheus datasource or (``style="glob"``) another one; a variable the dashboard
+    does not define, or one without a selection, is an error."""
     macros = time_range.macros()
 
     def one(m: re.Match[str]) -> str:
@@ -142,7 +152,7 @@ def expand(
         variable = variables[name]
         if variable["type"] in ("textbox", "constant", "custom") and name not in selected:
             return str(variable["query"])
-        return format_value(variable, selected[name], (every or {}).get(name, ()), fmt)
+        return format_value(variable, selected[name], (every or {}).get(name, ()), fmt, style)
 
     return _VAR.sub(one, text)
 

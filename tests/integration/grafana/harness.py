@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,3 +88,57 @@ def label_values(
         params["match[]"] = expand(m.group(1), time_range, variables, selected)
     response = httpx.get(f"{base}/api/v1/label/{m.group(2)}/values", params=params, timeout=30)
     return response.status_code, response.json()
+
+
+@dataclass(frozen=True)
+class Search:
+    """A Jaeger search target of a panel (repeated per cluster when ``repeat`` is set)."""
+
+    dashboard: str
+    panel: str
+    target: Mapping[str, Any]
+    variables: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return f"{self.dashboard}:{self.panel}"
+
+
+def jaeger_searches(only: str | None = None) -> Iterator[Search]:
+    for file, build in DASHBOARDS.items():
+        if only and file != only:
+            continue
+        dash = build()
+        variables = {v["name"]: v for v in dash["templating"]["list"]}
+        for panel in dash["panels"]:
+            for target in panel.get("targets", []):
+                if target["datasource"]["type"] == "jaeger":
+                    yield Search(file.removesuffix(".json"), panel["title"], target, variables)
+
+
+def jaeger_search(
+    base: str,
+    search: Search,
+    time_range: Range,
+    selected: Mapping[str, Sequence[str]],
+    text: Mapping[str, str],
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Run ``search`` as Grafana's Jaeger datasource does: variables replaced (glob
+    format; a repeated panel has one value), the logfmt tags turned into Jaeger's JSON
+    ``tags``, the range in microseconds, GET /api/traces. ``text`` fills the textbox
+    variables. Returns the status, the JSON answer and the parameters sent."""
+    chosen = {**selected, **{k: [v] for k, v in text.items()}}
+
+    def fill(value: str) -> str:
+        return expand(value, time_range, search.variables, chosen, style="glob")
+
+    tags = dict(pair.split("=", 1) for pair in shlex.split(fill(search.target["tags"])))
+    params = {
+        "service": fill(search.target["service"]),
+        "tags": json.dumps(tags),
+        "limit": str(search.target.get("limit", 20)),
+        "start": str(int(time_range.start * 1_000_000)),
+        "end": str(int(time_range.end * 1_000_000)),
+    }
+    response = httpx.get(f"{base}/api/traces", params=params, timeout=30)
+    return response.status_code, response.json(), params

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from infra.grafana.dashboards import DASHBOARDS
 
-__all__ = ["NOT_PROVEN", "PROVEN", "all_panels"]
+__all__ = ["NOT_PROVEN", "PROVEN", "RUNS_ONLY", "all_panels"]
 
 PROVEN: dict[str, frozenset[str]] = {
     "overview": frozenset(
@@ -23,7 +23,7 @@ PROVEN: dict[str, frozenset[str]] = {
             "Spans refused",
         }
     ),
-    "traces": frozenset({"Spans received per cluster"}),
+    "traces": frozenset({"Spans received per cluster", "Traces in $cluster"}),
     "nodes": frozenset(
         {
             "CPU busy",
@@ -57,17 +57,28 @@ PROVEN: dict[str, frozenset[str]] = {
     ),
 }
 
+#: Panels whose queries the two-cluster test runs (and requires to answer) without
+#: requiring data; each also has its reason in NOT_PROVEN.
+RUNS_ONLY: dict[str, set[str]] = {
+    "overview": {"Error traces in $cluster"},
+    "traces": {"Error traces in $cluster"},
+}
+
 _KSM = "needs kube-state-metrics in the stack (not built yet)"
 _CADVISOR = "needs the kubelet's /metrics/cadvisor scraped per cluster (not set up yet)"
-_JAEGER = "Jaeger search: the harness runs PromQL only so far"
 _LOGS = "log queries (LogQL, LogsQL, Elasticsearch _msearch): the harness runs PromQL only"
+_JAEGER_ERROR = (
+    "the search runs (HTTP 200, test_two_clusters) but the local Jaeger v2 (memstore) "
+    "matches no trace on the status-derived error=true tag (nor otel.status_code=ERROR), "
+    "though the stored span shows it; resource tags such as k8s.cluster.name do match"
+)
 _LANE = "needs a retry lane (Redis) worker per cluster (not run yet)"
 
 NOT_PROVEN: dict[str, dict[str, str]] = {
     "overview": {
+        "Error traces in $cluster": _JAEGER_ERROR,
         "Nodes": _KSM,
         "Pods running": _KSM,
-        "Error traces in $cluster": _JAEGER,
     },
     "kubernetes": {
         "CPU usage by namespace": _CADVISOR,
@@ -79,16 +90,13 @@ NOT_PROVEN: dict[str, dict[str, str]] = {
         "Container restarts": _KSM,
         "Containers waiting": _KSM,
     },
+    "traces": {"Error traces in $cluster": _JAEGER_ERROR},
     "logs-loki": {
         "Log volume by level": "Loki is not in the local stack",
         "Logs": "Loki is not in the local stack",
     },
     "logs-elasticsearch": {"Log volume by level": _LOGS, "Logs": _LOGS},
     "logs-victorialogs": {"Log volume by level": _LOGS, "Logs": _LOGS},
-    "traces": {
-        "Traces in $cluster": _JAEGER,
-        "Error traces in $cluster": _JAEGER,
-    },
     "ferryman": {
         "Retry-lane depth": _LANE,
         "Records handed to the retry lane": _LANE,

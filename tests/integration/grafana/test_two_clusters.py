@@ -15,6 +15,9 @@ traces receiver takes OTLP/JSON spans, one of them with an all-zero
 workers dead-letter it, which the error panels must show. Then every query of every
 panel in :data:`proof.PROVEN` is expanded with both clusters selected (``(a|b)``) and
 run through ``query_range`` on both stores; each must return series of both clusters.
+The receivers' spans reach Jaeger through an ``otlp_traces`` worker; every proven
+Jaeger search panel (repeated per cluster) must find, for each cluster alone, that
+cluster's trace and no other.
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ import pytest
 from tests.integration.grafana.expand import ALL, Range
 from tests.integration.grafana.harness import (
     BACKENDS,
+    jaeger_search,
+    jaeger_searches,
     label_values,
     prometheus_queries,
     query_range,
     variable_queries,
 )
-from tests.integration.grafana.proof import NOT_PROVEN, PROVEN, all_panels
+from tests.integration.grafana.proof import NOT_PROVEN, PROVEN, RUNS_ONLY, all_panels
 from tests.integration.pipeline import (
     EdgeLogs,
     EdgeMetrics,
@@ -107,44 +112,40 @@ def _log_shipper(stack: Any, tmp: Path, topic: str, cluster: str, port: int) -> 
     )
 
 
-def _traces_receiver(stack: Any, tmp: Path, topic: str) -> EdgeTraces:
+def _traces_receiver(stack: Any, tmp: Path, topic: str, cluster: str) -> EdgeTraces:
     return EdgeTraces(
         tmp,
         {
+            "external_labels": {"cluster": cluster},
             "ferryman": {
                 "kafka": {"bootstrap_servers": stack("kafka", "bootstrap"), "topic": topic},
                 "grpc": {"listen": f"127.0.0.1:{free_port()}"},
                 "http": {"listen": f"127.0.0.1:{free_port()}"},
                 "listen": f"127.0.0.1:{free_port()}",
-            }
+            },
         },
     )
 
 
-def _send_spans(receivers: list[EdgeTraces]) -> None:
-    now = time.time_ns()
-    spans = [
-        {
-            "traceId": trace_id,
-            "spanId": os.urandom(8).hex(),
-            "name": "grafana-proof",
-            "kind": 1,
-            "startTimeUnixNano": str(now - 1_000_000),
-            "endTimeUnixNano": str(now),
-        }
-        for trace_id in (os.urandom(16).hex(), "0" * 32)
-    ]
-    body = {
-        "resourceSpans": [
-            {
-                "resource": {
-                    "attributes": [{"key": "service.name", "value": {"stringValue": "proof"}}]
-                },
-                "scopeSpans": [{"spans": spans}],
-            }
-        ]
-    }
+def _send_spans(receivers: list[EdgeTraces], service: str) -> None:
+    """One valid span with an error status (a trace of its own per cluster) and one
+    with an all-zero trace id, which the receiver refuses, to each receiver."""
     for receiver in receivers:
+        now = time.time_ns()
+        spans = [
+            {
+                "traceId": trace_id,
+                "spanId": os.urandom(8).hex(),
+                "name": "grafana-proof",
+                "kind": 1,
+                "startTimeUnixNano": str(now - 1_000_000),
+                "endTimeUnixNano": str(now),
+                "status": {"code": 2, "message": "proof of the error panels"},
+            }
+            for trace_id in (os.urandom(16).hex(), "0" * 32)
+        ]
+        resource = {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]}
+        body = {"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": spans}]}]}
         if receiver.ready():
             httpx.post(f"http://{receiver.http}/v1/traces", json=body, timeout=10)
 
@@ -220,11 +221,35 @@ def _shipper(
     )
 
 
-def _missing(stack: Any, clusters: tuple[str, str]) -> list[str]:
-    """Every proven query (and the cluster variable) lacking a cluster, per store."""
+def _missing(stack: Any, clusters: tuple[str, str], service: str) -> list[str]:
+    """Every proven query (and the cluster variable) lacking a cluster, per store; and
+    every proven Jaeger search (one per cluster: the panels repeat by cluster) that
+    finds no trace of ``service`` from that cluster."""
     now = time.time()
     time_range = Range(now - 300, now)
     out: list[str] = []
+    for dashboard, titles in PROVEN.items():
+        for search in jaeger_searches(f"{dashboard}.json"):
+            if search.panel not in titles | RUNS_ONLY.get(dashboard, set()):
+                continue
+            for cluster in clusters:
+                selected = {n: [ALL] for n, v in search.variables.items() if v["type"] == "query"}
+                selected["cluster"] = [cluster]
+                status, body, params = jaeger_search(
+                    stack("jaeger", "query"), search, time_range, selected, {"service": service}
+                )
+                assert status == 200 and not body.get("errors"), (params, body)
+                if search.panel in RUNS_ONLY.get(dashboard, ()):
+                    continue
+                found = {
+                    tag["value"]
+                    for trace in body["data"] or []
+                    for process in trace["processes"].values()
+                    for tag in process.get("tags", [])
+                    if tag["key"] == "k8s.cluster.name"
+                }
+                if found != {cluster}:
+                    out.append(f"jaeger {search.name} for {cluster}: clusters {sorted(found)}")
     for backend in BACKENDS:
         base = stack(backend, "http")
         for dashboard, titles in PROVEN.items():
@@ -271,6 +296,22 @@ def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes) ->
         },
     )
     processes(count)
+    service = f"proof-{unique}"
+    processes(
+        Worker(
+            tmp_path,
+            "otlp_traces",
+            {
+                "kafka": {
+                    "bootstrap_servers": bootstrap,
+                    "input_topic": traces,
+                    "dead_letter_topic": f"{topic}-dlq",
+                },
+                "batch": {"max_wait_s": 0.2},
+                "config": {"url": stack("jaeger", "otlp_http")},
+            },
+        )
+    )
     receivers: list[EdgeTraces] = []
     for cluster, store in zip(clusters, BACKENDS, strict=True):
         worker_port, logs_port = free_port(), free_port()
@@ -279,7 +320,7 @@ def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes) ->
         processes(_log_shipper(stack, tmp_path, logs, cluster, logs_port))
         stranded_port = free_port()
         processes(_stranded(stack, tmp_path, cluster, stranded_port))
-        receiver = processes(_traces_receiver(stack, tmp_path, traces))
+        receiver = processes(_traces_receiver(stack, tmp_path, traces, cluster))
         receivers.append(receiver)
         processes(
             _shipper(
@@ -299,12 +340,12 @@ def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes) ->
 
     deadline = time.monotonic() + DEADLINE_S
     _write_lines(tmp_path, clusters)
-    missing = _missing(stack, clusters)
+    missing = _missing(stack, clusters, service)
     while missing and time.monotonic() < deadline:
         time.sleep(3)
         _write_lines(tmp_path, clusters)
-        _send_spans(receivers)
-        missing = _missing(stack, clusters)
+        _send_spans(receivers, service)
+        missing = _missing(stack, clusters, service)
     assert missing == [], f"after {DEADLINE_S}s, panels without both clusters:\n" + "\n".join(
         missing
     )
