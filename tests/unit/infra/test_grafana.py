@@ -29,6 +29,17 @@ def test_dashboard_passes_the_rules(name: str) -> None:
     assert lint.problems(DASHBOARDS[name](), UNSCRAPED) == []
 
 
+def test_the_readme_lists_every_dashboard_and_panel() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("\n## Dashboards\n") :]
+    section = section[: section.index("\n## ", 5)]
+    for name, build in DASHBOARDS.items():
+        assert f"`dashboards/{name}`" in section
+        for panel in build()["panels"]:
+            if panel["type"] != "row":
+                assert f"- {panel['title']} — " in section, panel["title"]
+
+
 def test_provisioning_names_each_uid_once_and_links_to_real_datasources() -> None:
     body = yaml.safe_load((generate.HERE / "provisioning/datasources/ferryman.yaml").read_text())
     uids = [d["uid"] for d in body["datasources"]]
