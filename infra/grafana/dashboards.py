@@ -398,6 +398,7 @@ def _logs_dashboard(
     lines: Json,
     cluster: Json,
     *extra: Json,
+    search: str = "",
 ) -> Json:
     layout = Layout()
     layout.add(
@@ -429,7 +430,7 @@ def _logs_dashboard(
             datasource_variable(type_, default),
             cluster,
             *extra,
-            textbox_variable("search", "", "Line contains"),
+            textbox_variable("search", search, "Line contains"),
         ],
         layout,
         tags=("ferryman", "logs"),
@@ -457,7 +458,8 @@ def logs_loki() -> Json:
 
 def logs_elasticsearch() -> Json:
     es = ds("elasticsearch")
-    query = "cluster:$cluster AND ($search)"
+    # Raw: a textbox holds Lucene syntax, which the lucene format would escape.
+    query = "cluster:$cluster AND (${search:raw})"
     return _logs_dashboard(
         "ferryman-logs-elasticsearch",
         "Logs (Elasticsearch)",
@@ -496,6 +498,7 @@ def logs_elasticsearch() -> Json:
             "bucketAggs": [],
         },
         query_variable("cluster", '{"find": "terms", "field": "cluster"}', es, all_value="*"),
+        search="*",  # Lucene: an empty "()" would not parse
     )
 
 

@@ -14,8 +14,9 @@ What is reproduced (Grafana 10/11, Prometheus datasource):
   unescaped), else every value. ``${v:regex}``, ``${v:pipe}``, ``${v:csv}``,
   ``${v:raw}`` are the explicit formats.
 * ``query_range``'s ``step`` is ``$__interval`` and start/end are aligned to it.
-* For other datasources (Jaeger here) the default format is Grafana's "glob": one
-  value as is, several as ``{a,b}``.
+* For other datasources the default format is Grafana's "glob" (Jaeger: one value as
+  is, several as ``{a,b}``) or, for Elasticsearch, "lucene": each value
+  Lucene-escaped, several as ``("a" OR "b")``.
 """
 
 from __future__ import annotations
@@ -99,6 +100,10 @@ def _regex(value: str) -> str:
     return re.sub(r"[\\^$*+?.()|\[\]{}/]", lambda m: "\\" + m.group(0), value)
 
 
+def _lucene(value: str) -> str:
+    return re.sub(r'[+\-=&|><!(){}\[\]^"~*?:\\/]', lambda m: "\\" + m.group(0), value)
+
+
 def format_value(
     variable: Mapping[str, Any],
     selected: Sequence[str],
@@ -121,6 +126,10 @@ def format_value(
     if fmt == "regex":
         escaped = [_regex(v) for v in selected]
         return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+    if style == "lucene":
+        if len(selected) == 1:
+            return _lucene(selected[0])
+        return "(" + " OR ".join(f'"{_lucene(v)}"' for v in selected) + ")"
     if style == "glob":
         return selected[0] if len(selected) == 1 else "{" + ",".join(selected) + "}"
     if not (variable.get("multi") or variable.get("includeAll")):

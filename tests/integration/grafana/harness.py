@@ -142,3 +142,103 @@ def jaeger_search(
     }
     response = httpx.get(f"{base}/api/traces", params=params, timeout=30)
     return response.status_code, response.json(), params
+
+
+def elasticsearch_targets(only: str | None = None) -> Iterator[Search]:
+    for file, build in DASHBOARDS.items():
+        if only and file != only:
+            continue
+        dash = build()
+        variables = {v["name"]: v for v in dash["templating"]["list"]}
+        for panel in dash["panels"]:
+            for target in panel.get("targets", []):
+                if target["datasource"]["type"] == "elasticsearch":
+                    yield Search(file.removesuffix(".json"), panel["title"], target, variables)
+
+
+def _date_histogram(target: Mapping[str, Any], time_range: Range, ms: tuple[int, int]) -> Any:
+    return {
+        "date_histogram": {
+            "field": target["timeField"],
+            "fixed_interval": time_range.macros()["__interval"],
+            "min_doc_count": 0,
+            "extended_bounds": {"min": ms[0], "max": ms[1]},
+            "format": "epoch_millis",
+        }
+    }
+
+
+def msearch(
+    base: str,
+    index: str,
+    search: Search,
+    time_range: Range,
+    selected: Mapping[str, Sequence[str]],
+) -> tuple[int, dict[str, Any], str]:
+    """Send an Elasticsearch target as Grafana's datasource does: one ``_msearch``
+    header + body, the Lucene query with variables in Lucene format inside a
+    ``bool.filter`` beside the time range (epoch ms); a count over ``terms`` and
+    ``date_histogram`` aggregations nested in order, or a ``logs`` query (size,
+    newest first, with a histogram). Returns the status, the answer, the query."""
+    target = search.target
+    chosen = {**selected}
+    for name, v in search.variables.items():
+        if v["type"] == "textbox" and name not in chosen:
+            chosen[name] = [str(v["query"])]
+    query = expand(target["query"], time_range, search.variables, chosen, style="lucene")
+    ms = (int(time_range.start * 1000), int(time_range.end * 1000))
+    body: dict[str, Any] = {
+        "query": {
+            "bool": {
+                "filter": [
+                    {
+                        "range": {
+                            target["timeField"]: {
+                                "gte": ms[0],
+                                "lte": ms[1],
+                                "format": "epoch_millis",
+                            }
+                        }
+                    },
+                    {"query_string": {"analyze_wildcard": True, "query": query}},
+                ]
+            }
+        }
+    }
+    metric = target["metrics"][0]
+    if metric["type"] == "logs":
+        body["size"] = int(metric.get("settings", {}).get("limit", 500))
+        body["sort"] = [
+            {target["timeField"]: {"order": "desc", "unmapped_type": "boolean"}},
+            {"_doc": {"order": "desc"}},
+        ]
+        body["aggs"] = {"1": _date_histogram(target, time_range, ms)}
+    else:
+        body["size"] = 0
+        aggs: dict[str, Any] = {}
+        for agg in reversed(target["bucketAggs"]):
+            if agg["type"] == "terms":
+                settings = agg["settings"]
+                node: dict[str, Any] = {
+                    "terms": {
+                        "field": agg["field"],
+                        "size": int(settings["size"]),
+                        "order": {settings["orderBy"]: settings["order"]},
+                        "min_doc_count": int(settings["min_doc_count"]),
+                    }
+                }
+            else:
+                node = _date_histogram(target, time_range, ms)
+            if aggs:
+                node["aggs"] = aggs
+            aggs = {agg["id"]: node}
+        body["aggs"] = aggs
+    header = {"search_type": "query_then_fetch", "ignore_unavailable": True, "index": index}
+    payload = json.dumps(header) + "\n" + json.dumps(body) + "\n"
+    response = httpx.post(
+        f"{base}/_msearch",
+        content=payload,
+        headers={"Content-Type": "application/x-ndjson"},
+        timeout=30,
+    )
+    return response.status_code, response.json(), query

@@ -30,12 +30,15 @@ from typing import Any
 import httpx
 import pytest
 
+from infra.grafana.datasources import by_uid
 from tests.integration.grafana.expand import ALL, Range
 from tests.integration.grafana.harness import (
     BACKENDS,
+    elasticsearch_targets,
     jaeger_search,
     jaeger_searches,
     label_values,
+    msearch,
     prometheus_queries,
     query_range,
     variable_queries,
@@ -221,6 +224,34 @@ def _shipper(
     )
 
 
+def _missing_in_elasticsearch(
+    stack: Any, clusters: tuple[str, str], time_range: Range
+) -> list[str]:
+    """Each Elasticsearch panel, for each cluster alone and for both: the logs query
+    must return lines of exactly the selected clusters, the volume query a bucket for
+    each level."""
+    out: list[str] = []
+    index = by_uid()["elasticsearch-logs"].json_data["index"]
+    for search in elasticsearch_targets("logs-elasticsearch.json"):
+        for chosen in ([clusters[0]], [clusters[1]], list(clusters)):
+            status, body, query = msearch(
+                stack("elasticsearch", "http"), index, search, time_range, {"cluster": chosen}
+            )
+            assert status == 200, (query, body)
+            answer = body["responses"][0]
+            assert "error" not in answer, (query, answer)
+            if search.target["metrics"][0]["type"] == "logs":
+                seen = {hit["_source"].get("cluster") for hit in answer["hits"]["hits"]}
+                if seen != set(chosen):
+                    out.append(f"es {search.name} {query}: clusters {sorted(map(str, seen))}")
+            else:
+                buckets = answer.get("aggregations", {}).get("2", {}).get("buckets", [])
+                levels = {b["key"] for b in buckets}
+                if levels != set(LEVELS):
+                    out.append(f"es {search.name} {query}: levels {sorted(levels)}")
+    return out
+
+
 def _missing(stack: Any, clusters: tuple[str, str], service: str) -> list[str]:
     """Every proven query (and the cluster variable) lacking a cluster, per store; and
     every proven Jaeger search (one per cluster: the panels repeat by cluster) that
@@ -228,6 +259,7 @@ def _missing(stack: Any, clusters: tuple[str, str], service: str) -> list[str]:
     now = time.time()
     time_range = Range(now - 300, now)
     out: list[str] = []
+    out += _missing_in_elasticsearch(stack, clusters, time_range)
     for dashboard, titles in PROVEN.items():
         for search in jaeger_searches(f"{dashboard}.json"):
             if search.panel not in titles | RUNS_ONLY.get(dashboard, set()):
@@ -296,6 +328,22 @@ def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes) ->
         },
     )
     processes(count)
+    processes(
+        Worker(
+            tmp_path,
+            "elasticsearch_logs",
+            {
+                "kafka": {
+                    "bootstrap_servers": bootstrap,
+                    "input_topic": logs,
+                    "group_id": f"g-{logs}-es",
+                    "dead_letter_topic": f"{topic}-dlq",
+                },
+                "batch": {"max_wait_s": 0.2},
+                "config": {"url": stack("elasticsearch", "http")},
+            },
+        )
+    )
     service = f"proof-{unique}"
     processes(
         Worker(
