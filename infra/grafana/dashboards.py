@@ -512,12 +512,14 @@ def logs_victorialogs() -> Json:
         "victorialogs",
         {
             "datasource": vl,
-            "expr": f'{stream} "$search" | stats by (level) count()',
+            "expr": f"{stream} $search | stats by (level) count()",
             "legendFormat": "{{level}}",
             "queryType": "statsRange",
         },
-        {"datasource": vl, "expr": f'{stream} "$search"', "queryType": "instant"},
+        {"datasource": vl, "expr": f"{stream} $search", "queryType": "instant"},
         query_variable("cluster", {"type": "fieldValue", "field": "cluster", "query": "*"}, vl),
+        # LogsQL words, or * for every line: an empty phrase "" matches empty lines only.
+        search="*",
     )
 
 

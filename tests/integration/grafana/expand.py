@@ -16,7 +16,9 @@ What is reproduced (Grafana 10/11, Prometheus datasource):
 * ``query_range``'s ``step`` is ``$__interval`` and start/end are aligned to it.
 * For other datasources the default format is Grafana's "glob" (Jaeger: one value as
   is, several as ``{a,b}``) or, for Elasticsearch, "lucene": each value
-  Lucene-escaped, several as ``("a" OR "b")``.
+  Lucene-escaped, several as ``("a" OR "b")``; for the VictoriaLogs plugin,
+  "logsql": after a regex operator (``=~``, ``:~``) several values become ``(a|b)``
+  (the plugin's multi-value markers, expanded by operator), one value stays as is.
 """
 
 from __future__ import annotations
@@ -126,6 +128,8 @@ def format_value(
     if fmt == "regex":
         escaped = [_regex(v) for v in selected]
         return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+    if style == "logsql":
+        return selected[0] if len(selected) == 1 else "(" + "|".join(selected) + ")"
     if style == "lucene":
         if len(selected) == 1:
             return _lucene(selected[0])

@@ -242,3 +242,38 @@ def msearch(
         timeout=30,
     )
     return response.status_code, response.json(), query
+
+
+def victorialogs_targets(only: str | None = None) -> Iterator[Search]:
+    for file, build in DASHBOARDS.items():
+        if only and file != only:
+            continue
+        dash = build()
+        variables = {v["name"]: v for v in dash["templating"]["list"]}
+        for panel in dash["panels"]:
+            for target in panel.get("targets", []):
+                if target["datasource"]["type"] == "victoriametrics-logs-datasource":
+                    yield Search(file.removesuffix(".json"), panel["title"], target, variables)
+
+
+def logsql(
+    base: str, search: Search, time_range: Range, selected: Mapping[str, Sequence[str]]
+) -> tuple[int, str, str]:
+    """Send a VictoriaLogs plugin target as its backend does: ``statsRange`` to
+    ``/select/logsql/stats_query_range`` with the range and ``$__interval`` as step,
+    ``instant`` (raw lines) to ``/select/logsql/query`` with the range and a limit.
+    Returns the status, the body text (JSON or JSON lines) and the query."""
+    chosen = {**selected}
+    for name, v in search.variables.items():
+        if v["type"] == "textbox" and name not in chosen:
+            chosen[name] = [str(v["query"])]
+    query = expand(search.target["expr"], time_range, search.variables, chosen, style="logsql")
+    params = {"query": query, "start": f"{time_range.start:.3f}", "end": f"{time_range.end:.3f}"}
+    if search.target["queryType"] == "statsRange":
+        params["step"] = time_range.macros()["__interval"]
+        path = "/select/logsql/stats_query_range"
+    else:
+        params["limit"] = "1000"
+        path = "/select/logsql/query"
+    response = httpx.post(f"{base}{path}", data=params, timeout=30)
+    return response.status_code, response.text, query

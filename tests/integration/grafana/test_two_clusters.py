@@ -17,11 +17,15 @@ panel in :data:`proof.PROVEN` is expanded with both clusters selected (``(a|b)``
 run through ``query_range`` on both stores; each must return series of both clusters.
 The receivers' spans reach Jaeger through an ``otlp_traces`` worker; every proven
 Jaeger search panel (repeated per cluster) must find, for each cluster alone, that
-cluster's trace and no other.
+cluster's trace and no other. The lines also reach Elasticsearch
+(``elasticsearch_logs``) and VictoriaLogs (``loki`` into its Loki push API); each
+Elasticsearch and VictoriaLogs panel query, for one cluster, the other and both, must
+return lines of exactly those clusters, and its volume query a bucket per level.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -38,10 +42,12 @@ from tests.integration.grafana.harness import (
     jaeger_search,
     jaeger_searches,
     label_values,
+    logsql,
     msearch,
     prometheus_queries,
     query_range,
     variable_queries,
+    victorialogs_targets,
 )
 from tests.integration.grafana.proof import NOT_PROVEN, PROVEN, RUNS_ONLY, all_panels
 from tests.integration.pipeline import (
@@ -252,6 +258,31 @@ def _missing_in_elasticsearch(
     return out
 
 
+def _missing_in_victorialogs(stack: Any, clusters: tuple[str, str], time_range: Range) -> list[str]:
+    """Each VictoriaLogs panel, for each cluster alone and for both: the lines query
+    must return lines of exactly the selected clusters, the stats query a series per
+    level."""
+    out: list[str] = []
+    for search in victorialogs_targets("logs-victorialogs.json"):
+        for chosen in ([clusters[0]], [clusters[1]], list(clusters)):
+            status, text, query = logsql(
+                stack("victorialogs", "http"), search, time_range, {"cluster": chosen}
+            )
+            assert status == 200, (query, text)
+            if search.target["queryType"] == "statsRange":
+                answer = json.loads(text)
+                assert answer["status"] == "success", (query, answer)
+                levels = {r["metric"].get("level") for r in answer["data"]["result"]}
+                if levels != set(LEVELS):
+                    out.append(f"vl {search.name} {query}: levels {sorted(map(str, levels))}")
+            else:
+                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+                seen = {row.get("cluster") for row in rows}
+                if seen != set(chosen):
+                    out.append(f"vl {search.name} {query}: clusters {sorted(map(str, seen))}")
+    return out
+
+
 def _missing(stack: Any, clusters: tuple[str, str], service: str) -> list[str]:
     """Every proven query (and the cluster variable) lacking a cluster, per store; and
     every proven Jaeger search (one per cluster: the panels repeat by cluster) that
@@ -260,6 +291,7 @@ def _missing(stack: Any, clusters: tuple[str, str], service: str) -> list[str]:
     time_range = Range(now - 300, now)
     out: list[str] = []
     out += _missing_in_elasticsearch(stack, clusters, time_range)
+    out += _missing_in_victorialogs(stack, clusters, time_range)
     for dashboard, titles in PROVEN.items():
         for search in jaeger_searches(f"{dashboard}.json"):
             if search.panel not in titles | RUNS_ONLY.get(dashboard, set()):
@@ -341,6 +373,25 @@ def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes) ->
                 },
                 "batch": {"max_wait_s": 0.2},
                 "config": {"url": stack("elasticsearch", "http")},
+            },
+        )
+    )
+    processes(
+        Worker(
+            tmp_path,
+            "loki",
+            {
+                "kafka": {
+                    "bootstrap_servers": bootstrap,
+                    "input_topic": logs,
+                    "group_id": f"g-{logs}-vl",
+                    "dead_letter_topic": f"{topic}-dlq",
+                },
+                "batch": {"max_wait_s": 0.2},
+                "config": {
+                    "url": stack("victorialogs", "http"),
+                    "push_path": "/insert/loki/api/v1/push",
+                },
             },
         )
     )
