@@ -1,0 +1,112 @@
+"""Which panels the two-cluster test proves with data, and why the others are not yet.
+
+:data:`PROVEN` names the panels ``test_two_clusters`` requires to show both clusters on
+both Prometheus and VictoriaMetrics; :data:`NOT_PROVEN` gives the reason for every
+other panel; a test checks that the two together cover every panel of every dashboard,
+so a new panel has to be put in one of them.
+"""
+
+from __future__ import annotations
+
+from infra.grafana.dashboards import DASHBOARDS
+
+__all__ = ["NOT_PROVEN", "PROVEN", "RUNS_ONLY", "all_panels"]
+
+PROVEN: dict[str, frozenset[str]] = {
+    "overview": frozenset(
+        {
+            "Targets up",
+            "Targets down",
+            "Log volume",
+            "Error lines",
+            "Spans received",
+            "Spans refused",
+        }
+    ),
+    "logs-elasticsearch": frozenset({"Log volume by level", "Logs"}),
+    "logs-victorialogs": frozenset({"Log volume by level", "Logs"}),
+    "traces": frozenset({"Spans received per cluster", "Traces in $cluster"}),
+    "nodes": frozenset(
+        {
+            "CPU busy",
+            "Sys load (1m avg)",
+            "RAM used",
+            "Root FS used",
+            "CPU cores",
+            "Uptime",
+            "CPU basic",
+            "Memory used",
+            "Network traffic",
+            "Disk space used",
+        }
+    ),
+    "ferryman": frozenset(
+        {
+            "Records in",
+            "Records out",
+            "Errors",
+            "Batches by outcome",
+            "Consumer lag per group and partition",
+            "Delivery latency (batch start to commit)",
+            "Dead-lettered records",
+            "Disk buffer",
+            "Shipped to Kafka",
+            "Scrapes by result",
+            "Drops",
+            "Log files: bytes not yet shipped",
+            "Targets per cluster",
+        }
+    ),
+}
+
+#: Panels whose queries the two-cluster test runs (and requires to answer) without
+#: requiring data; each also has its reason in NOT_PROVEN.
+RUNS_ONLY: dict[str, set[str]] = {
+    "overview": {"Error traces in $cluster"},
+    "traces": {"Error traces in $cluster"},
+}
+
+_KSM = "needs kube-state-metrics in the stack (not built yet)"
+_CADVISOR = "needs the kubelet's /metrics/cadvisor scraped per cluster (not set up yet)"
+_JAEGER_ERROR = (
+    "the search runs (HTTP 200, test_two_clusters) but the local Jaeger v2 (memstore) "
+    "matches no trace on the status-derived error=true tag (nor otel.status_code=ERROR), "
+    "though the stored span shows it; resource tags such as k8s.cluster.name do match"
+)
+_LANE = "needs a retry lane (Redis) worker per cluster (not run yet)"
+
+NOT_PROVEN: dict[str, dict[str, str]] = {
+    "overview": {
+        "Error traces in $cluster": _JAEGER_ERROR,
+        "Nodes": _KSM,
+        "Pods running": _KSM,
+    },
+    "kubernetes": {
+        "CPU usage by namespace": _CADVISOR,
+        "Memory usage (working set) by namespace": _CADVISOR,
+        "CPU requests commitment": _KSM,
+        "Memory requests commitment": _KSM,
+        "Deployment replicas available / desired": _KSM,
+        "Pods by phase": _KSM,
+        "Container restarts": _KSM,
+        "Containers waiting": _KSM,
+    },
+    "traces": {"Error traces in $cluster": _JAEGER_ERROR},
+    "logs-loki": {
+        "Log volume by level": "Loki is not in the local stack",
+        "Logs": "Loki is not in the local stack",
+    },
+    "ferryman": {
+        "Retry-lane depth": _LANE,
+        "Records handed to the retry lane": _LANE,
+        "Lane records retried": _LANE,
+    },
+}
+
+
+def all_panels() -> dict[str, set[str]]:
+    """Dashboard (file name without .json) -> titles of its panels that hold queries."""
+    return {
+        file.removesuffix(".json"): {p["title"] for p in build()["panels"] if p["type"] != "row"}
+        for file, build in DASHBOARDS.items()
+    }
