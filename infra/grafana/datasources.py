@@ -1,4 +1,4 @@
-"""The datasources Grafana is provisioned with, pointing at the local stack.
+"""The datasources Grafana is provisioned with: the local stack's, and the central cluster's.
 
 Each has a fixed ``uid`` so dashboards and derived fields can name it. The
 Prometheus-compatible ones share the ``prometheus`` type, so a dashboard's
@@ -6,16 +6,29 @@ Prometheus-compatible ones share the ``prometheus`` type, so a dashboard's
 stack's (``infra/local/catalogue.py``); Mimir is not part of that stack, its URL is
 Mimir's usual one and is there to be edited. Grafana expands ``$NAME`` in
 provisioning files, so a literal ``$`` is written ``$$``.
+
+:func:`central_provisioning` is the same set for a Grafana in the central cluster of
+``infra/k8s/central/overlays/example``: the uids stay (so the same dashboards work),
+the URLs are the in-cluster services of the backends that overlay's sinks write to
+(:data:`CENTRAL_URLS`), and the stores that example does not run (Prometheus,
+VictoriaMetrics, VictoriaLogs) are left out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
 
-__all__ = ["DATASOURCES", "Datasource", "by_uid", "provisioning"]
+__all__ = [
+    "CENTRAL_URLS",
+    "DATASOURCES",
+    "Datasource",
+    "by_uid",
+    "central_provisioning",
+    "provisioning",
+]
 
 #: How often the edge shippers scrape by default: Grafana's ``timeInterval`` for
 #: Prometheus datasources, the floor of ``$__interval`` and the base of
@@ -178,5 +191,47 @@ def provisioning() -> str:
     body = {
         "apiVersion": 1,
         "datasources": [d.provisioned() for d in DATASOURCES],
+    }
+    return yaml.safe_dump(body, sort_keys=False, width=100)
+
+
+#: uid -> URL for a Grafana inside the central cluster of the example overlay
+#: (infra/k8s/central/overlays/example). Each is the query side of the backend that
+#: overlay's sink writes to, in the same namespace: Mimir and Loki split writes
+#: (``*-distributor``, where the sinks push) from reads (``*-query-frontend``, what
+#: Grafana asks; Mimir's Prometheus API under ``/prometheus``), Jaeger splits its
+#: collector (``jaeger-collector``, OTLP on 4317) from its query service
+#: (``jaeger-query``, 16686), and Elasticsearch answers both on one URL. An overlay
+#: for another cluster changes these along with its sinks' files.
+CENTRAL_URLS: dict[str, str] = {
+    "mimir": "http://mimir-query-frontend.mimir.svc:8080/prometheus",
+    "elasticsearch-logs": "https://elasticsearch-es-http.elastic.svc:9200",
+    "elasticsearch-metrics": "https://elasticsearch-es-http.elastic.svc:9200",
+    "loki": "http://loki-query-frontend.loki.svc:3100",
+    "jaeger": "http://jaeger-query.jaeger.svc:16686",
+}
+
+#: The central cluster's logs store for Jaeger's trace-to-logs link (the local
+#: stack's is VictoriaLogs, which the example central cluster does not run).
+_CENTRAL_LOGS_UID = "loki"
+
+
+def _central(d: Datasource) -> Datasource:
+    json_data = dict(d.json_data)
+    if "tracesToLogsV2" in json_data:
+        json_data["tracesToLogsV2"] = {
+            **json_data["tracesToLogsV2"],
+            "datasourceUid": _CENTRAL_LOGS_UID,
+        }
+    # Mimir is the central cluster's metrics store, hence the default datasource.
+    return replace(d, url=CENTRAL_URLS[d.uid], json_data=json_data, is_default=d.uid == "mimir")
+
+
+def central_provisioning() -> str:
+    """The ``provisioning/datasources`` file for a Grafana in the central cluster:
+    the datasources of :data:`CENTRAL_URLS` only, with those URLs, Mimir the default."""
+    body = {
+        "apiVersion": 1,
+        "datasources": [_central(d).provisioned() for d in DATASOURCES if d.uid in CENTRAL_URLS],
     }
     return yaml.safe_dump(body, sort_keys=False, width=100)

@@ -3,6 +3,12 @@
     python -m infra.grafana.generate           # (re)write provisioning/ and dashboards/
     python -m infra.grafana.generate --check   # exit 1, naming the stale files, if out of date
 
+``provisioning/datasources/ferryman.yaml`` points at the local stack,
+``provisioning/datasources/central.yaml`` at the central cluster's in-cluster services
+(shipped by infra/k8s/central as the ConfigMap ferryman-grafana-datasources; the
+kustomization beside these files, ``infra/grafana/kustomization.yaml``, is written by
+hand).
+
 Why code and not hand-written JSON: the eight dashboards share their variables
 (``datasource``, ``cluster``, ``job``, ``instance``), their matchers and their rules
 (``$__rate_interval`` in every rate, a unit on every graph, a variable for every
@@ -22,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from .dashboards import DASHBOARDS
-from .datasources import provisioning
+from .datasources import central_provisioning, provisioning
 
 __all__ = ["DASHBOARDS_DIR", "main", "render", "stale", "write"]
 
@@ -54,6 +60,8 @@ def render() -> dict[str, str]:
     """Path (relative to infra/grafana) -> text of every generated file."""
     out = {
         "provisioning/datasources/ferryman.yaml": _HEADER + provisioning(),
+        # For a Grafana in the central cluster: in-cluster URLs (infra/k8s/central).
+        "provisioning/datasources/central.yaml": _HEADER + central_provisioning(),
         "provisioning/dashboards/ferryman.yaml": _HEADER + _provider(),
     }
     for name, build in DASHBOARDS.items():
