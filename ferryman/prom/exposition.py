@@ -524,6 +524,10 @@ class _Parser:
                     f" which clashes with family {other.name}",
                 )
             index[sample_name] = family
+        if self.openmetrics and type_ == "counter" and family.name.endswith("_total"):
+            # kube-state-metrics (v2.20) names counter families with their _total and
+            # writes samples of that same name; Prometheus takes them, and so do we.
+            index.setdefault(family.name, family)
         family.type = type_
         family.has_type = True
 

@@ -3,7 +3,11 @@
 Two clusters, each an edge metrics shipper labelled ``alpha-<token>`` or
 ``beta-<token>`` (unique per run: other tests write ``alpha``/``beta`` into the shared
 stores) scraping itself, its cluster's worker and log shipper, the stack's
-node-exporter and a target that is down. Both ship into one Kafka topic; two
+node-exporter, kube-state-metrics and a target that is down. kube-state-metrics
+watches one real kube-apiserver holding the objects of :func:`_kube_objects` (nodes,
+a deployment, a running pod whose container keeps restarting, a pending one whose
+container waits), statuses written through the status subresources as kubelets and
+controllers write them. Both ship into one Kafka topic; two
 ``prometheus_remote_write`` workers (one per cluster, own consumer groups) deliver it,
 alpha's to Prometheus, beta's to VictoriaMetrics, so each store holds both clusters.
 Each cluster's edge log shipper tails an info and an error log file into a logs topic
@@ -28,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +55,7 @@ from tests.integration.grafana.harness import (
     victorialogs_targets,
 )
 from tests.integration.grafana.proof import NOT_PROVEN, PROVEN, RUNS_ONLY, all_panels
+from tests.integration.kube import CORE, Cluster, KubeStateMetrics, create, patch, running_apiserver
 from tests.integration.pipeline import (
     EdgeLogs,
     EdgeMetrics,
@@ -196,6 +202,7 @@ def _shipper(
     traces_api: str,
     stranded_port: int,
     down_port: int,
+    ksm: KubeStateMetrics,
 ) -> EdgeMetrics:
     port = free_port()
     node = stack("node-exporter", "metrics").split("/")[2]
@@ -218,6 +225,7 @@ def _shipper(
                 job("ferryman-traces", traces_api.removeprefix("http://")),
                 job("ferryman-edge-stranded", f"127.0.0.1:{stranded_port}"),
                 job("node", node),
+                job("kube-state-metrics", ksm.url.split("/")[2]),
                 job("gone", f"127.0.0.1:{down_port}"),
             ],
             "ferryman": {
@@ -228,6 +236,98 @@ def _shipper(
             },
         },
     )
+
+
+_APP = {"app": "checkout"}
+_RESOURCES = {
+    "requests": {"cpu": "500m", "memory": "256Mi"},
+    "limits": {"cpu": "1", "memory": "512Mi"},
+}
+_CONTAINER = {"name": "app", "image": "example/checkout:1.0", "resources": _RESOURCES}
+
+
+def _running_status(restarts: int) -> dict[str, Any]:
+    """A kubelet's status for a running pod whose container restarted ``restarts`` times."""
+    return {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "containerStatuses": [
+            {
+                "name": "app",
+                "image": "example/checkout:1.0",
+                "imageID": "",
+                "ready": True,
+                "restartCount": restarts,
+                "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+            }
+        ],
+    }
+
+
+def _kube_objects(cluster: Cluster, namespace: str) -> None:
+    """In the API server, as kubectl and the kubelets would leave them: a namespace,
+    two nodes with capacity and allocatable, a deployment (2 desired, 1 available), a
+    running pod of it with requests and limits and restarts, and a pending one whose
+    container waits on its image."""
+    node_status = {
+        "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+        "allocatable": {"cpu": "3800m", "memory": "7Gi", "pods": "110"},
+        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+    }
+    with cluster.http() as api:
+        create(api, f"{CORE}/namespaces", {"metadata": {"name": namespace}})
+        for i in (1, 2):
+            create(api, f"{CORE}/nodes", {"metadata": {"name": f"{namespace}-{i}"}}, node_status)
+        create(
+            api,
+            f"/apis/apps/v1/namespaces/{namespace}/deployments",
+            {
+                "metadata": {"name": "checkout", "labels": _APP},
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": _APP},
+                    "template": {
+                        "metadata": {"labels": _APP},
+                        "spec": {"containers": [_CONTAINER]},
+                    },
+                },
+            },
+            {"replicas": 2, "readyReplicas": 1, "availableReplicas": 1, "updatedReplicas": 2},
+        )
+        pods = f"{CORE}/namespaces/{namespace}/pods"
+        spec = {"nodeName": f"{namespace}-1", "containers": [_CONTAINER]}
+        create(
+            api,
+            pods,
+            {"metadata": {"name": "checkout-a", "labels": _APP}, "spec": spec},
+            _running_status(3),
+        )
+        waiting = {"reason": "ImagePullBackOff", "message": "proof: no such image"}
+        create(
+            api,
+            pods,
+            {"metadata": {"name": "checkout-b", "labels": _APP}, "spec": spec},
+            {
+                "phase": "Pending",
+                "containerStatuses": [
+                    {
+                        "name": "app",
+                        "image": "example/checkout:1.0",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {"waiting": waiting},
+                    }
+                ],
+            },
+        )
+
+
+def _restart(cluster: Cluster, namespace: str, restarts: int) -> None:
+    """The running pod's container restarted again (as its kubelet reports it)."""
+    with cluster.http() as api:
+        path = f"{CORE}/namespaces/{namespace}/pods/checkout-a/status"
+        patch(api, path, {"status": _running_status(restarts)})
 
 
 def _missing_in_elasticsearch(
@@ -336,8 +436,25 @@ def _missing(stack: Any, clusters: tuple[str, str], service: str) -> list[str]:
     return out
 
 
+@pytest.fixture
+def kube_state(tmp_path: Path, unique: str) -> Iterator[tuple[Cluster, KubeStateMetrics, str]]:
+    """One API server holding :func:`_kube_objects` in namespace ``proof-<token>``, and
+    kube-state-metrics watching it; both clusters' shippers scrape it."""
+    workdir = tmp_path / "kube"
+    workdir.mkdir()
+    with running_apiserver(workdir) as cluster:
+        namespace = f"proof-{unique}"
+        _kube_objects(cluster, namespace)
+        ksm = KubeStateMetrics(cluster, workdir).start()
+        try:
+            yield cluster, ksm, namespace
+        finally:
+            ksm.stop()
+
+
 @pytest.mark.integration
-def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes) -> None:
+def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes, kube_state) -> None:
+    kube, ksm, namespace = kube_state
     topic = unique
     bootstrap = stack("kafka", "bootstrap")
     logs = f"{topic}-logs"
@@ -432,6 +549,7 @@ def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes) ->
                 receiver.api,
                 stranded_port,
                 down_port,
+                ksm,
             )
         )
     # A record no remote-write decoder accepts: both workers dead-letter it.
@@ -440,9 +558,12 @@ def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes) ->
     deadline = time.monotonic() + DEADLINE_S
     _write_lines(tmp_path, clusters)
     missing = _missing(stack, clusters, service)
+    restarts = 3
     while missing and time.monotonic() < deadline:
         time.sleep(3)
         _write_lines(tmp_path, clusters)
+        restarts += 1  # a crash-looping container: the restarts panel sees increases
+        _restart(kube, namespace, restarts)
         _send_spans(receivers, service)
         missing = _missing(stack, clusters, service)
     assert missing == [], f"after {DEADLINE_S}s, panels without both clusters:\n" + "\n".join(

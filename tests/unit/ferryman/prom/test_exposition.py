@@ -320,6 +320,21 @@ def test_text_counter_samples_are_bare_names() -> None:
     assert families["foo_total"].type == "untyped"
 
 
+def test_openmetrics_counter_named_with_total_takes_samples_of_its_own_name() -> None:
+    # kube-state-metrics v2.20 writes its counters this way; Prometheus accepts them.
+    samples, families = om(
+        "# HELP kube_pod_container_status_restarts_total Restarts.\n"
+        "# TYPE kube_pod_container_status_restarts_total counter\n"
+        'kube_pod_container_status_restarts_total{pod="a"} 3\n'
+        "# EOF\n"
+    )
+    assert [(s.name, s.labels, s.value) for s in samples] == [
+        ("kube_pod_container_status_restarts_total", (("pod", "a"),), 3.0)
+    ]
+    family = families["kube_pod_container_status_restarts_total"]
+    assert family.type == "counter"
+
+
 TEXT_ERRORS = [
     # (body, line, reason or a part of it)
     ('a{b="1",b="2"} 1', 1, "duplicate label name b"),
