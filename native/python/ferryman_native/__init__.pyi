@@ -1,4 +1,5 @@
-"""Type stubs of the native hot path (see native/src/lib.rs and native/src/otlp.rs)."""
+"""Type stubs of the native hot path (see native/src/lib.rs, native/src/otlp.rs and
+native/src/rw2.rs)."""
 
 def loki_push_parts(
     labels: str, timestamps: list[int], lines: list[str], budget: int
@@ -11,3 +12,17 @@ def lines_deltas(offsets: list[int]) -> bytes | None: ...
 def otlp_split(
     body: bytes, max_bytes: int, attributes: list[tuple[str, str]] = ...
 ) -> tuple[list[tuple[bytes, bytes, int]], int, list[int]]: ...
+def rw2_convert(
+    body: bytes,
+) -> (
+    tuple[
+        list[bytes],
+        list[tuple[tuple[str, str], ...]],
+        list[list[tuple[float, int]]],
+        list[bytes],
+        int,
+        int,
+        int,
+    ]
+    | None
+): ...
