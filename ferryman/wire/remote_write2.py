@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import starmap
 
 from .protobuf import (
     FIXED64,
@@ -50,16 +49,8 @@ from .protobuf import (
 )
 from .remote_write import Sample, TimeSeries
 
-_Converted = tuple[
-    list[bytes],
-    list[tuple[tuple[str, str], ...]],
-    list[list[tuple[float, int]]],
-    list[bytes],
-    int,
-    int,
-    int,
-]
-_native_convert: Callable[[bytes], _Converted | None] | None
+_Converted = tuple[list[TimeSeries], list[bytes], list[bytes], int, int, int]
+_native_convert: Callable[[bytes, type[TimeSeries], type[Sample]], _Converted | None] | None
 try:
     from ferryman_native import rw2_convert as _native_convert
 except ImportError:  # an older build of the native module, or none: Python converts
@@ -149,11 +140,9 @@ def decode_request(buf: bytes | memoryview) -> Request:
     :func:`decode_request_python`), else, and for bytes the native path declines, in
     Python."""
     if _native_convert is not None:
-        converted = _native_convert(bytes(buf))
+        converted = _native_convert(bytes(buf), TimeSeries, Sample)
         if converted is not None:
-            encoded, labels, points, metadata, samples, histograms, exemplars = converted
-            series = list(map(TimeSeries, labels, [tuple(starmap(Sample, one)) for one in points]))
-            return Request(series, encoded, metadata, samples, histograms, exemplars)
+            return Request(*converted)
     return decode_request_python(buf)
 
 

@@ -16,8 +16,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyFloat, PyString, PyTuple, PyType};
 
 const VARINT: u64 = 0;
 const FIXED64: u64 = 1;
@@ -377,26 +378,48 @@ fn convert(buf: &[u8]) -> Res<(Vec<&[u8]>, Vec<Series>)> {
     Ok((symbols, out))
 }
 
-/// Columns, one row a series: encoded, labels, samples, metadata (see the module's
-/// text), then the request's samples, histograms and exemplars; `None` when the
-/// Python path must say what is wrong with the bytes.
+/// The series (`series_type` objects, their samples `sample_type` ones), the encoded
+/// series, the metadata fields, then the request's samples, histograms and
+/// exemplars; `None` when the Python path must say what is wrong with the bytes.
 type Converted<'py> = (
+    Vec<Bound<'py, PyAny>>,
     Vec<Bound<'py, PyBytes>>,
-    Vec<Bound<'py, PyTuple>>,
-    Vec<Vec<(f64, i64)>>,
     Vec<Bound<'py, PyBytes>>,
     usize,
     usize,
     usize,
 );
 
-/// The conversion of `decode_request` (see the module's text), in columns; `None`
-/// for bytes it would refuse. Equal label pairs are one tuple object.
+/// The conversion of `decode_request` (see the module's text); `None` for bytes it
+/// would refuse. `series_type` and `sample_type` are `remote_write.TimeSeries` and
+/// `remote_write.Sample`, frozen dataclasses: their objects are made the way their
+/// own `__init__` makes them (`object.__new__`, then `object.__setattr__` for
+/// `labels` and `samples`, `value` and `timestamp_ms`), without running it. Equal
+/// label pairs of a request are one tuple object, equal symbols one `str`.
 #[pyfunction]
-fn rw2_convert<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Option<Converted<'py>>> {
+fn rw2_convert<'py>(
+    py: Python<'py>,
+    body: &[u8],
+    series_type: &Bound<'py, PyType>,
+    sample_type: &Bound<'py, PyType>,
+) -> PyResult<Option<Converted<'py>>> {
     let Ok((symbols, converted)) = py.detach(|| convert(body)) else {
         return Ok(None);
     };
+    let object = py.get_type::<PyAny>();
+    let new = object.getattr(intern!(py, "__new__"))?;
+    let set = object.getattr(intern!(py, "__setattr__"))?;
+    let make = |kind: &Bound<'py, PyType>,
+                first: (&Bound<'py, PyString>, Bound<'py, PyAny>),
+                second: (&Bound<'py, PyString>, Bound<'py, PyAny>)|
+     -> PyResult<Bound<'py, PyAny>> {
+        let made = new.call1((kind,))?;
+        set.call1((&made, first.0, first.1))?;
+        set.call1((&made, second.0, second.1))?;
+        Ok(made)
+    };
+    let (labels_name, samples_name) = (intern!(py, "labels"), intern!(py, "samples"));
+    let (value_name, stamp_name) = (intern!(py, "value"), intern!(py, "timestamp_ms"));
     let mut texts: Vec<Option<Bound<'py, PyString>>> = vec![None; symbols.len()];
     let mut text = |index: u32| -> Bound<'py, PyString> {
         let slot = &mut texts[index as usize];
@@ -414,9 +437,8 @@ fn rw2_convert<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Option<Converted<'
     let mut tuples: HashMap<(u32, u32), Bound<'py, PyTuple>> = HashMap::new();
     let (mut samples, mut histograms, mut exemplars) = (0, 0, 0);
     let count = converted.len();
+    let mut series = Vec::with_capacity(count);
     let mut encoded = Vec::with_capacity(count);
-    let mut labels = Vec::with_capacity(count);
-    let mut points = Vec::with_capacity(count);
     let mut metadata = Vec::with_capacity(count);
     let empty = PyBytes::new(py, b"");
     for one in converted {
@@ -432,12 +454,26 @@ fn rw2_convert<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Option<Converted<'
             };
             pairs.push(pair);
         }
+        let points = one
+            .samples
+            .iter()
+            .map(|&(value, stamp)| {
+                make(
+                    sample_type,
+                    (value_name, PyFloat::new(py, value).into_any()),
+                    (stamp_name, stamp.into_pyobject(py)?.into_any()),
+                )
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        series.push(make(
+            series_type,
+            (labels_name, PyTuple::new(py, pairs)?.into_any()),
+            (samples_name, PyTuple::new(py, points)?.into_any()),
+        )?);
         samples += one.samples.len();
         histograms += one.histograms;
         exemplars += one.exemplars;
         encoded.push(PyBytes::new(py, &one.encoded));
-        labels.push(PyTuple::new(py, pairs)?);
-        points.push(one.samples);
         metadata.push(if one.metadata.is_empty() {
             empty.clone()
         } else {
@@ -445,7 +481,7 @@ fn rw2_convert<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Option<Converted<'
         });
     }
     Ok(Some((
-        encoded, labels, points, metadata, samples, histograms, exemplars,
+        series, encoded, metadata, samples, histograms, exemplars,
     )))
 }
 

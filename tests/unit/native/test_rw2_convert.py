@@ -209,7 +209,7 @@ def _oracle(body: bytes) -> remote_write2.Request | None:
 @given(requests())
 def test_the_native_conversion_is_the_python_one(body: bytes) -> None:
     want = _oracle(body)
-    converted = rw2_convert(body)
+    converted = rw2_convert(body, TimeSeries, Sample)
     assert (converted is None) == (want is None)
     try:
         got = remote_write2.decode_request(body)
@@ -229,7 +229,7 @@ def test_decode_request_converts_natively() -> None:
         TimeSeries((("__name__", "up"), ("job", "b")), (Sample(float("nan"), -1),)),
     ]
     body = remote_write2.encode_request(series)
-    assert rw2_convert(body) is not None
+    assert rw2_convert(body, TimeSeries, Sample) is not None
     got = remote_write2.decode_request(memoryview(body))
     assert _bits(got) == _bits(remote_write2.decode_request_python(body))
     assert got.series[0] == series[0]
@@ -243,7 +243,7 @@ def test_metadata_is_sent_once_per_cluster_and_name() -> None:
         return _length(5, _length(1, bytes([3, cluster, 1, 2])) + meta)
 
     body = symbols + up(4) + up(5) + up(4)
-    assert rw2_convert(body) is not None
+    assert rw2_convert(body, TimeSeries, Sample) is not None
     got = remote_write2.decode_request(body)
     assert got.metadata == [b'\x1a\t\x12\x02up\x08\x01"\x01x'] * 2 + [b""]
     assert _bits(got) == _bits(remote_write2.decode_request_python(body))
