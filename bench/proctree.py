@@ -111,8 +111,13 @@ def wait_until(check: Callable[[], bool], what: str, procs: list[Measured], time
 
 
 def tree_env(tree: Path) -> dict[str, str]:
-    """The environment that runs ``tree``'s ferryman (its checkout first on the path)."""
-    return {**os.environ, "PYTHONPATH": str(tree)}
+    """The environment that runs ``tree``'s ferryman (its checkout first on the path, and
+    its native module when one is built in place there)."""
+    native = tree / "native" / "python"
+    paths = [str(tree)]
+    if any((native / "ferryman_native").glob("*.so")):
+        paths.append(str(native))
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def free_port() -> int:

@@ -22,10 +22,17 @@ series' ``__name__``, in :attr:`Request.metadata` beside the series (to travel i
 the message of the series' cluster), once per cluster, name, type, help and unit
 in a request; metadata of all defaults is left out. Created timestamps have no
 place in 1.0 and are left out.
+
+:func:`decode_request` converts natively (``ferryman_native.rw2_convert``,
+``native/src/rw2.rs``) when the native module is built, :data:`NATIVE`; for bytes it
+would refuse, and without the native module, :func:`decode_request_python` (the
+reference the native path is held to, byte for byte) does the work and says what is
+wrong.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .protobuf import (
@@ -42,7 +49,24 @@ from .protobuf import (
 )
 from .remote_write import Sample, TimeSeries
 
-__all__ = ["DecodeError", "Request", "decode_request", "encode_request"]
+_Converted = tuple[list[TimeSeries], list[bytes], list[bytes], int, int, int]
+_native_convert: Callable[[bytes, type[TimeSeries], type[Sample]], _Converted | None] | None
+try:
+    from ferryman_native import rw2_convert as _native_convert
+except ImportError:  # an older build of the native module, or none: Python converts
+    _native_convert = None
+
+__all__ = [
+    "NATIVE",
+    "DecodeError",
+    "Request",
+    "decode_request",
+    "decode_request_python",
+    "encode_request",
+]
+
+#: Whether :func:`decode_request` converts natively.
+NATIVE = _native_convert is not None
 
 
 @dataclass
@@ -110,7 +134,20 @@ def _label_fields(labels: tuple[tuple[str, str], ...]) -> bytes:
 
 
 def decode_request(buf: bytes | memoryview) -> Request:
-    """Parse an uncompressed 2.0 Request; raises :class:`DecodeError` on bad bytes."""
+    """Parse an uncompressed 2.0 Request; raises :class:`DecodeError` on bad bytes.
+
+    Natively when :data:`NATIVE` (the same :class:`Request` as
+    :func:`decode_request_python`), else, and for bytes the native path declines, in
+    Python."""
+    if _native_convert is not None:
+        converted = _native_convert(bytes(buf), TimeSeries, Sample)
+        if converted is not None:
+            return Request(*converted)
+    return decode_request_python(buf)
+
+
+def decode_request_python(buf: bytes | memoryview) -> Request:
+    """:func:`decode_request` in Python: the reference for the native path."""
     symbols: list[str] = []
     raw_series: list[memoryview] = []
     for number, wire_type, raw in fields(buf):

@@ -12,6 +12,7 @@
 //! truncation marker) and a timestamp outside 0 ..= 2**63 - 1 nanoseconds.
 
 mod otlp;
+mod rw2;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -255,5 +256,6 @@ fn ferryman_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(loki_push_split, module)?)?;
     module.add_function(wrap_pyfunction!(loki_push_request, module)?)?;
     otlp::register(module)?;
+    rw2::register(module)?;
     Ok(())
 }

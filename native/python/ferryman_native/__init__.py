@@ -1,5 +1,6 @@
 """The edge's native hot paths (``native/src/lib.rs``: the log shipper's Loki encoder;
-``native/src/otlp.rs``: the traces receiver's splitter), re-exported from the
+``native/src/otlp.rs``: the traces receiver's splitter; ``native/src/rw2.rs``: the
+gateway's remote write 2.0 conversion), re-exported from the
 extension module beside this file so that the package can carry its type stubs."""
 
 from .ferryman_native import (
@@ -8,6 +9,14 @@ from .ferryman_native import (
     loki_push_request,
     loki_push_split,
     otlp_split,
+    rw2_convert,
 )
 
-__all__ = ["lines_deltas", "loki_push_parts", "loki_push_request", "loki_push_split", "otlp_split"]
+__all__ = [
+    "lines_deltas",
+    "loki_push_parts",
+    "loki_push_request",
+    "loki_push_split",
+    "otlp_split",
+    "rw2_convert",
+]

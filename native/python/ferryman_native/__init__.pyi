@@ -1,4 +1,10 @@
-"""Type stubs of the native hot path (see native/src/lib.rs and native/src/otlp.rs)."""
+"""Type stubs of the native hot path (see native/src/lib.rs, native/src/otlp.rs and
+native/src/rw2.rs)."""
+
+from typing import TypeVar
+
+_Series = TypeVar("_Series")
+_Sample = TypeVar("_Sample")
 
 def loki_push_parts(
     labels: str, timestamps: list[int], lines: list[str], budget: int
@@ -11,3 +17,6 @@ def lines_deltas(offsets: list[int]) -> bytes | None: ...
 def otlp_split(
     body: bytes, max_bytes: int, attributes: list[tuple[str, str]] = ...
 ) -> tuple[list[tuple[bytes, bytes, int]], int, list[int]]: ...
+def rw2_convert(
+    body: bytes, series_type: type[_Series], sample_type: type[_Sample]
+) -> tuple[list[_Series], list[bytes], list[bytes], int, int, int] | None: ...
