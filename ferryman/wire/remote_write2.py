@@ -43,11 +43,11 @@ from .protobuf import (
     bytes_field,
     double_field,
     fields,
-    sint_to_int64,
     varint,
     varint_field,
 )
 from .remote_write import Sample, TimeSeries
+from .remote_write import _decode_sample as _sample  # one Sample message, as in 1.0
 
 _Converted = tuple[list[TimeSeries], list[bytes], list[bytes], int, int, int]
 _native_convert: Callable[[bytes, type[TimeSeries], type[Sample]], _Converted | None] | None
@@ -201,17 +201,6 @@ def decode_request_python(buf: bytes | memoryview) -> Request:
         out.histograms += len(histograms)
         out.exemplars += len(exemplars)
     return out
-
-
-def _sample(buf: memoryview) -> Sample:
-    value = 0.0
-    timestamp = 0
-    for number, wire_type, raw in fields(buf):
-        if number == 1 and wire_type == FIXED64:
-            value = float(raw)
-        elif number == 2 and wire_type == VARINT:
-            timestamp = sint_to_int64(int(raw))
-    return Sample(value, timestamp)
 
 
 def _symbol(ref: int, symbols: list[str]) -> str:
