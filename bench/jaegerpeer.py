@@ -1,6 +1,6 @@
 """Jaeger v2 as the traces benchmark's peer: its configurations and start-up.
 
-The binary is the stack's (``~/.cache/ferryman/bin/jaeger``, v2.13.0, whose bundled
+The binary is the stack's (``~/.cache/ferryman/bin/jaeger``, v2.12.0, whose bundled
 OpenTelemetry Collector components include the ``kafka`` receiver and exporter). Every
 instance listens on free ports of 127.0.0.1 and serves its own metrics
 (``otelcol_exporter_sent_spans_total`` counts what its exporter handed on).

@@ -74,7 +74,10 @@ def _status(args: argparse.Namespace) -> int:
 
     targets = args.target or pipeline_targets()
     if args.once:
-        print(once(targets, interval=args.interval), flush=True)
+        try:
+            print(once(targets, interval=args.interval), flush=True)
+        except KeyboardInterrupt:  # stopped while sampling: no table, no traceback
+            return 130
         return 0
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how the live view ends
         watch(targets, interval=args.interval)

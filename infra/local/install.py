@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import InstallError
+from .paths import default_layout
 from .procs import run_captured
 
 __all__ = [
@@ -105,6 +106,8 @@ def maven_classpath(
             "mvn",
             "-q",
             "-B",
+            # Maven's downloads stay in the stack home too, not in ~/.m2.
+            f"-Dmaven.repo.local={default_layout().home / 'm2'}",
             "-f",
             str(pom),
             goal,
@@ -118,6 +121,18 @@ def maven_classpath(
     return dest
 
 
+def build_env() -> dict[str, str]:
+    """The environment of a build: Go's module and build caches under the stack home
+    (``$FERRYMAN_HOME/go``) unless the caller set them, so every download and build of a
+    fresh clone lands in the one cache folder (and removing it makes a run cold)."""
+    go = default_layout().home / "go"
+    env = dict(os.environ)
+    env.setdefault("GOPATH", str(go))
+    env.setdefault("GOMODCACHE", str(Path(env["GOPATH"]) / "pkg" / "mod"))
+    env.setdefault("GOCACHE", str(Path(env["GOPATH"]) / "cache"))
+    return env
+
+
 def run_script(service: str, script: Path, *args: str) -> None:
-    """Run an idempotent build script (it checks its own stamp)."""
-    _run(service, ["bash", str(script), *args])
+    """Run an idempotent build script (it checks its own stamp) in :func:`build_env`."""
+    _run(service, ["bash", str(script), *args], env=build_env())

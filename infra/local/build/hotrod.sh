@@ -14,7 +14,7 @@
 set -euo pipefail
 
 JAEGER_MODULE=github.com/jaegertracing/jaeger
-JAEGER_MODULE_VERSION=v1.76.0   # Go module tag, the same as jaeger.sh
+JAEGER_MODULE_VERSION=v1.75.0   # Go module tag, the same as jaeger.sh
 HOTROD_PKG=$JAEGER_MODULE/examples/hotrod
 
 out=${1:?usage: $0 OUTPUT_BINARY}

@@ -13,8 +13,8 @@
 set -euo pipefail
 
 JAEGER_MODULE=github.com/jaegertracing/jaeger
-JAEGER_MODULE_VERSION=v1.76.0   # Go module tag
-JAEGER_V2_VERSION=v2.13.0       # the v2 tag on the same commit (printed by `jaeger version`)
+JAEGER_MODULE_VERSION=v1.75.0   # Go module tag
+JAEGER_V2_VERSION=v2.12.0       # the v2 tag on the same commit (printed by `jaeger version`)
 JAEGER_PKG=$JAEGER_MODULE/cmd/jaeger
 
 out=${1:?usage: $0 OUTPUT_BINARY}

@@ -17,9 +17,9 @@ from tests.integration.hotrod import SERVICES, HotROD, complete_traces, process_
 def test_stack_install_builds_hotrod():
     layout = default_layout()
     # Idempotent: the stamp names the Jaeger module version HotROD was built from.
-    assert by_name("hotrod").install(layout) == "v1.76.0"
+    assert by_name("hotrod").install(layout) == "v1.75.0"
     binary = layout.bin / "hotrod"
-    assert (layout.bin / "hotrod.version").read_text().startswith("hotrod v1.76.0 ")
+    assert (layout.bin / "hotrod.version").read_text().startswith("hotrod v1.75.0 ")
     help_text = subprocess.run(
         [str(binary), "--help"], capture_output=True, text=True, check=True
     ).stdout
