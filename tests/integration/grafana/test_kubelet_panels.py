@@ -26,8 +26,11 @@ What differs from a shipper in a pod, and why:
   node role, like Prometheus', makes no target of a node without an address; the test
   writes the address kubelet would publish on a routable host (``InternalIP``
   127.0.0.1, where kubelet listens, and ``Hostname``) through ``nodes/status``.
-  kubelet's own status updates leave it there, and the port comes from the Node's
-  ``daemonEndpoints`` as kubelet registered it.
+  kubelet's own status updates leave it there (checked at the end), and the port
+  comes from the Node's ``daemonEndpoints`` as kubelet registered it.
+
+kubelet must answer /metrics/cadvisor with 401 without a token and 403 for a service
+account without the grant, 200 for the shipper's.
 
 Two such shippers (clusters ``alpha-<token>`` and ``beta-<token>``, both scraping the
 one kubelet) ship into one Kafka topic; two ``prometheus_remote_write`` workers deliver
@@ -332,3 +335,8 @@ def test_container_usage_panels_show_a_real_kubelet_for_both_clusters(
         + "\nkubelet log tail:\n"
         + kubelet_node.node.kubelet_log.read_text()[-3000:]
     )
+    # kubelet's own status updates (every 2 s here) left the written address alone.
+    with kubelet_node.cluster.http() as api:
+        status = api.get(f"{CORE}/nodes/{NODE_NAME}").json()["status"]
+    assert {"type": "InternalIP", "address": HOST} in status["addresses"]
+    assert status["daemonEndpoints"]["kubeletEndpoint"]["Port"] == node.port
