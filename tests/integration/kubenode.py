@@ -119,7 +119,27 @@ CNI_LOOPBACK = {
 }
 
 
-def kubelet_config(socket: Path, port: int, healthz_port: int) -> dict[str, Any]:
+def kubelet_config(
+    socket: Path, port: int, healthz_port: int, client_ca: Path | None = None
+) -> dict[str, Any]:
+    """kubelet's configuration. With ``client_ca`` its HTTPS port authenticates as a
+    kubeadm-made kubelet does: client certificates of that CA and bearer tokens
+    (service-account tokens among them) through the API server's TokenReview, each
+    request authorized by a SubjectAccessReview (``nodes/metrics`` for /metrics and
+    /metrics/cadvisor); without, it authenticates nobody (default)."""
+    if client_ca is None:
+        authentication: dict[str, Any] = {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": False},
+        }
+        authorization = {"mode": "AlwaysAllow"}
+    else:
+        authentication = {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True},
+            "x509": {"clientCAFile": str(client_ca)},
+        }
+        authorization = {"mode": "Webhook"}
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -129,11 +149,8 @@ def kubelet_config(socket: Path, port: int, healthz_port: int) -> dict[str, Any]
         "readOnlyPort": 0,
         "healthzBindAddress": HOST,
         "healthzPort": healthz_port,
-        "authentication": {
-            "anonymous": {"enabled": False},
-            "webhook": {"enabled": False},
-        },
-        "authorization": {"mode": "AlwaysAllow"},
+        "authentication": authentication,
+        "authorization": authorization,
         # This machine has cgroup v1 only, and no systemd.
         "failCgroupV1": False,
         "cgroupDriver": "cgroupfs",
@@ -228,11 +245,30 @@ def image_archive(name: str) -> Path:
 
 class Node:
     """containerd + kubelet under ``workdir``, registered with ``cluster`` as
-    ``NODE_NAME``."""
+    ``NODE_NAME``; ``authenticate`` (default off) makes kubelet's HTTPS port
+    authenticate and authorize through the cluster as an operator's kubelet does
+    (:func:`kubelet_config`).
 
-    def __init__(self, cluster: Cluster, workdir: Path) -> None:
+    ``cadvisor`` (default off) lets kubelet's embedded cAdvisor reach containerd, so
+    /metrics/cadvisor labels container series with their pod, namespace, container
+    and image: cAdvisor dials only ``/run/containerd/containerd.sock`` (kubelet does
+    not pass it ``containerRuntimeEndpoint``, and v1.37 no longer has cAdvisor's
+    ``--containerd`` flag), so kubelet runs in a mount namespace of its own where
+    this node's containerd folder is mounted on ``/run/containerd``; the host's
+    ``/run/containerd`` stays as it was. A volume kubelet itself mounts (secret,
+    configMap, projected: tmpfs) then stays in that namespace, out of containerd's
+    sight: pods of such a node must not use them.
+    """
+
+    def __init__(
+        self, cluster: Cluster, workdir: Path, *, authenticate: bool = False, cadvisor: bool = False
+    ) -> None:
         self.cluster = cluster
         self.workdir = workdir
+        self.authenticate = authenticate
+        self.cadvisor = cadvisor
+        self.port = free_port()
+        """kubelet's HTTPS port (on ``HOST``): /metrics, /metrics/cadvisor, /pods."""
         self.name = NODE_NAME
         self.containerd_dir = workdir / "containerd"
         self.socket = self.containerd_dir / "containerd.sock"
@@ -277,7 +313,15 @@ class Node:
         self.kubelet_dir.mkdir(parents=True, exist_ok=True)
         config = self.kubelet_dir / "config.yaml"
         config.write_text(
-            yaml.safe_dump(kubelet_config(self.socket, free_port(), free_port()), sort_keys=False)
+            yaml.safe_dump(
+                kubelet_config(
+                    self.socket,
+                    self.port,
+                    free_port(),
+                    self.cluster.ca_file if self.authenticate else None,
+                ),
+                sort_keys=False,
+            )
         )
         command = [
             str(binary),
@@ -290,6 +334,17 @@ class Node:
             f"--node-ip={HOST}",
             "--v=2",
         ]
+        if self.cadvisor:
+            command = [
+                "unshare",
+                "--mount",
+                "--propagation=private",
+                "sh",
+                "-c",
+                'mount --bind "$0" /run/containerd && exec "$@"',
+                str(self.containerd_dir),
+                *command,
+            ]
         with self.kubelet_log.open("ab") as out:
             self._kubelet = subprocess.Popen(command, stdout=out, stderr=out)
 
@@ -397,8 +452,10 @@ class Node:
 
 
 @contextlib.contextmanager
-def running_node(cluster: Cluster, workdir: Path) -> Iterator[Node]:
-    node = Node(cluster, workdir)
+def running_node(
+    cluster: Cluster, workdir: Path, *, authenticate: bool = False, cadvisor: bool = False
+) -> Iterator[Node]:
+    node = Node(cluster, workdir, authenticate=authenticate, cadvisor=cadvisor)
     try:
         node.start()
         yield node
