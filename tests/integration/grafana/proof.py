@@ -61,6 +61,9 @@ PROVEN: dict[str, frozenset[str]] = {
             "Consumer lag per group and partition",
             "Delivery latency (batch start to commit)",
             "Dead-lettered records",
+            "Retry-lane depth",
+            "Records handed to the retry lane",
+            "Lane records retried",
             "Disk buffer",
             "Shipped to Kafka",
             "Scrapes by result",
@@ -88,7 +91,6 @@ _JAEGER_ERROR = (
     "matches no trace on the status-derived error=true tag (nor otel.status_code=ERROR), "
     "though the stored span shows it; resource tags such as k8s.cluster.name do match"
 )
-_LANE = "needs a retry lane (Redis) worker per cluster (not run yet)"
 
 NOT_PROVEN: dict[str, dict[str, str]] = {
     "overview": {
@@ -102,11 +104,6 @@ NOT_PROVEN: dict[str, dict[str, str]] = {
     "logs-loki": {
         "Log volume by level": "Loki is not in the local stack",
         "Logs": "Loki is not in the local stack",
-    },
-    "ferryman": {
-        "Retry-lane depth": _LANE,
-        "Records handed to the retry lane": _LANE,
-        "Lane records retried": _LANE,
     },
 }
 
