@@ -533,7 +533,9 @@ def _missing(stack: Any, clusters: tuple[str, str], service: str) -> list[str]:
 @pytest.fixture
 def lanes(stack: Any, unique: str) -> Iterator[list[FaultProxy]]:
     """The fault proxies the test puts in front of the stores (closed at the end), and
-    the lanes' Redis keys, all under ``<unique>-`` (deleted at the end)."""
+    the lanes' Redis keys, all under ``<unique>-`` (deleted at the end). The test asks
+    for it before ``processes``, so it ends after the workers stopped: a retry worker
+    writes its heartbeat key until then."""
     proxies: list[FaultProxy] = []
     yield proxies
     for proxy in proxies:
@@ -564,7 +566,7 @@ def kube_state(tmp_path: Path, unique: str) -> Iterator[tuple[Cluster, KubeState
 
 @pytest.mark.integration
 def test_proven_panels_show_both_clusters(
-    stack, unique, tmp_path, processes, kube_state, lanes
+    stack, unique, tmp_path, lanes, processes, kube_state
 ) -> None:
     kube, ksm, namespace = kube_state
     topic = unique
