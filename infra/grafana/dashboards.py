@@ -58,6 +58,13 @@ def _prom_variables(cluster_from: str = "up", *extra: Json) -> list[Json]:
     ]
 
 
+#: Why an error-trace panel may list the wrong traces (README: Error traces and Jaeger).
+_ERROR_SEARCH = (
+    "Jaeger's memory store before v2.17.0 takes the error=true search for error=false and lists "
+    "traces with an Ok status instead."
+)
+
+
 def overview() -> Json:
     layout = Layout()
     layout.row("Per cluster")
@@ -159,7 +166,7 @@ def overview() -> Json:
                 }
             ],
             description="Traces with an error span; Jaeger has no per-cluster error-rate "
-            "series, so this lists them (repeated for each selected cluster).",
+            "series, so this lists them (repeated for each selected cluster). " + _ERROR_SEARCH,
             repeat="cluster",
         ),
         24,
@@ -541,9 +548,13 @@ def traces() -> Json:
         24,
         6,
     )
-    for title, tags in (
-        ("Traces in $cluster", "k8s.cluster.name=$cluster $tags"),
-        ("Error traces in $cluster", "error=true k8s.cluster.name=$cluster $tags"),
+    for title, tags, description in (
+        ("Traces in $cluster", "k8s.cluster.name=$cluster $tags", ""),
+        (
+            "Error traces in $cluster",
+            "error=true k8s.cluster.name=$cluster $tags",
+            "Traces with an error span. " + _ERROR_SEARCH,
+        ),
     ):
         layout.add(
             table(
@@ -557,6 +568,7 @@ def traces() -> Json:
                         "limit": 20,
                     }
                 ],
+                description=description,
                 repeat="cluster",
             ),
             24,

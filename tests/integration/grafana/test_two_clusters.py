@@ -16,12 +16,21 @@ topic, and drops the debug lines with a ``drop`` stage; a second metrics shipper
 whose Kafka never answers overflows its 16 KiB disk buffer and drops samples; its edge
 traces receiver takes OTLP/JSON spans, one of them with an all-zero
 (invalid) trace id that the receiver refuses. One malformed record makes both
-workers dead-letter it, which the error panels must show. Then every query of every
-panel in :data:`proof.PROVEN` is expanded with both clusters selected (``(a|b)``) and
-run through ``query_range`` on both stores; each must return series of both clusters.
-The receivers' spans reach Jaeger through an ``otlp_traces`` worker; every proven
-Jaeger search panel (repeated per cluster) must find, for each cluster alone, that
-cluster's trace and no other. The lines also reach Elasticsearch
+workers dead-letter it, which the error panels must show. Each cluster also has a
+retry lane: a ``prometheus_remote_write`` worker (own consumer group) reads a lane
+topic of one batch and writes to its cluster's store through a fault proxy that takes
+the first record and refuses the next writes with 503, so the refused records go to
+the lane (Redis, keys under ``<token>-<cluster>``) and the cluster's ``--retry-lane``
+worker, refused once more, then delivers them; the shipper scrapes both. The test
+requires in both stores that each cluster handed those records to the lane, retried
+and delivered every one, and that every lane record is stored. Then every query of
+every panel in :data:`proof.PROVEN` is expanded with both clusters selected
+(``(a|b)``) and run through ``query_range`` on both stores; each must return series
+of both clusters. The receivers' spans reach Jaeger through an ``otlp_traces``
+worker; every proven Jaeger search panel (repeated per cluster) must find, for each
+cluster alone, that cluster's trace and no other; the error-trace searches
+(:data:`proof.RUNS_ONLY`) must answer, though this Jaeger cannot filter on errors
+(:data:`proof.NOT_PROVEN` says why). The lines also reach Elasticsearch
 (``elasticsearch_logs``) and VictoriaLogs (``loki`` into its Loki push API); each
 Elasticsearch and VictoriaLogs panel query, for one cluster, the other and both, must
 return lines of exactly those clusters, and its volume query a bucket per level.
@@ -35,11 +44,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import redis
 
 from infra.grafana.datasources import by_uid
+from tests.integration.faultproxy import FaultProxy
 from tests.integration.grafana.expand import ALL, Range
 from tests.integration.grafana.harness import (
     BACKENDS,
@@ -60,15 +72,19 @@ from tests.integration.pipeline import (
     EdgeLogs,
     EdgeMetrics,
     EdgeTraces,
+    Process,
     Worker,
     create_topics,
     free_port,
     produce,
     raw,
+    remote_write,
+    time_series,
 )
 
 DEADLINE_S = 180
 LEVELS = ("info", "error")
+LANE_RECORDS = 3  # on the lane topic: the first is taken, the others go to the lane
 
 
 def test_every_panel_is_proven_or_has_a_reason() -> None:
@@ -95,6 +111,44 @@ def _worker(stack: Any, tmp: Path, topic: str, cluster: str, store: str, port: i
             "config": {"url": stack(store, "remote_write")},
         },
     )
+
+
+def _refusing_store(url: str) -> tuple[FaultProxy, str]:
+    """A fault proxy in front of the remote-write endpoint ``url`` and the URL to write
+    to through it: it forwards one write, refuses the next :data:`LANE_RECORDS` with
+    503 (the lane worker's first attempt, stopped at its second record, and each of the
+    other records' first retry from the lane), then forwards every write."""
+    proxy = FaultProxy(url)
+    path = urlsplit(url).path
+    proxy.pass_through(1, path=path)
+    proxy.fail(503, times=LANE_RECORDS, path=path)
+    return proxy, proxy.url + path
+
+
+def _lane_settings(
+    stack: Any, topic: str, dlq: str, cluster: str, url: str, namespace: str, port: int
+) -> dict[str, Any]:
+    """A ``prometheus_remote_write`` worker on the lane topic with a retry lane in Redis
+    under ``namespace``: a batch the store took in part goes to the lane after one
+    attempt; the lane retries after 0.2 s, then 0.4 s..."""
+    return {
+        "kafka": {
+            "bootstrap_servers": stack("kafka", "bootstrap"),
+            "input_topic": topic,
+            "group_id": f"g-{topic}-{cluster}",
+            "dead_letter_topic": dlq,
+        },
+        "batch": {"max_wait_s": 0.5},
+        "http": {"listen": f"127.0.0.1:{port}"},
+        "retry_lane": {
+            "redis_url": stack("redis", "url"),
+            "namespace": namespace,
+            "budget_attempts": 1,
+            "min_backoff_s": 0.2,
+            "max_backoff_s": 1.0,
+        },
+        "config": {"url": url},
+    }
 
 
 def _log_shipper(stack: Any, tmp: Path, topic: str, cluster: str, port: int) -> EdgeLogs:
@@ -203,6 +257,7 @@ def _shipper(
     stranded_port: int,
     down_port: int,
     ksm: KubeStateMetrics,
+    lane_ports: tuple[int, int],
 ) -> EdgeMetrics:
     port = free_port()
     node = stack("node-exporter", "metrics").split("/")[2]
@@ -224,6 +279,8 @@ def _shipper(
                 job("ferryman-logs", f"127.0.0.1:{logs_port}"),
                 job("ferryman-traces", traces_api.removeprefix("http://")),
                 job("ferryman-edge-stranded", f"127.0.0.1:{stranded_port}"),
+                job("ferryman-lane", f"127.0.0.1:{lane_ports[0]}"),
+                job("ferryman-retry-lane", f"127.0.0.1:{lane_ports[1]}"),
                 job("node", node),
                 job("kube-state-metrics", ksm.url.split("/")[2]),
                 job("gone", f"127.0.0.1:{down_port}"),
@@ -383,6 +440,42 @@ def _missing_in_victorialogs(stack: Any, clusters: tuple[str, str], time_range: 
     return out
 
 
+def _lane_unfinished(stack: Any, clusters: tuple[str, str], run: str) -> list[str]:
+    """What the retry lanes have not shown yet, in both stores: each cluster's lane
+    worker handed the records the store refused to the lane, its retry worker was
+    refused again and then delivered every one of them; and every record of the lane
+    topic reached the store its cluster writes to."""
+    chosen = f'cluster=~"{"|".join(clusters)}"'
+    handed = LANE_RECORDS - 1
+    checks = (
+        ("handed to the lane", "ferryman_records_handed_to_lane_total", "ferryman-lane", handed),
+        ("retried by the lane", "ferryman_records_retried_total", "ferryman-retry-lane", None),
+        ("sent by the lane", "ferryman_records_sent_total", "ferryman-retry-lane", handed),
+    )
+    out: list[str] = []
+    for backend in BACKENDS:
+        base = stack(backend, "http")
+        for what, metric, job, want in checks:
+            expr = f'sum by (cluster) ({metric}{{{chosen}, job="{job}"}})'
+            answer = httpx.get(f"{base}/api/v1/query", params={"query": expr}, timeout=30).json()
+            got = {
+                r["metric"].get("cluster"): float(r["value"][1]) for r in answer["data"]["result"]
+            }
+            for cluster in clusters:
+                value = got.get(cluster)
+                if value is None or (value != want if want is not None else value < 1):
+                    out.append(f"{backend} {cluster}: {what} {value}, want {want or '>= 1'}")
+    for backend in BACKENDS:
+        expr = f'count(ferryman_proof_lane{{run="{run}"}})'
+        answer = httpx.get(
+            f"{stack(backend, 'http')}/api/v1/query", params={"query": expr}, timeout=30
+        ).json()
+        stored = [float(r["value"][1]) for r in answer["data"]["result"]]
+        if stored != [LANE_RECORDS]:
+            out.append(f"{backend}: lane records stored {stored}, want {LANE_RECORDS}")
+    return out
+
+
 def _missing(stack: Any, clusters: tuple[str, str], service: str) -> list[str]:
     """Every proven query (and the cluster variable) lacking a cluster, per store; and
     every proven Jaeger search (one per cluster: the panels repeat by cluster) that
@@ -433,7 +526,26 @@ def _missing(stack: Any, clusters: tuple[str, str], service: str) -> list[str]:
                 _, body = label_values(base, variable, variables, time_range, all_selected)
                 if not set(clusters) <= set(body["data"]):
                     out.append(f"{backend} {dashboard} $cluster lists neither/one of {clusters}")
+    out += _lane_unfinished(stack, clusters, service)
     return out
+
+
+@pytest.fixture
+def lanes(stack: Any, unique: str) -> Iterator[list[FaultProxy]]:
+    """The fault proxies the test puts in front of the stores (closed at the end), and
+    the lanes' Redis keys, all under ``<unique>-`` (deleted at the end). The test asks
+    for it before ``processes``, so it ends after the workers stopped: a retry worker
+    writes its heartbeat key until then."""
+    proxies: list[FaultProxy] = []
+    yield proxies
+    for proxy in proxies:
+        proxy.close()
+    client = redis.Redis.from_url(stack("redis", "url"))
+    try:
+        for key in client.scan_iter(match=f"{unique}-*"):
+            client.delete(key)
+    finally:
+        client.close()
 
 
 @pytest.fixture
@@ -453,13 +565,17 @@ def kube_state(tmp_path: Path, unique: str) -> Iterator[tuple[Cluster, KubeState
 
 
 @pytest.mark.integration
-def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes, kube_state) -> None:
+def test_proven_panels_show_both_clusters(
+    stack, unique, tmp_path, lanes, processes, kube_state
+) -> None:
     kube, ksm, namespace = kube_state
     topic = unique
     bootstrap = stack("kafka", "bootstrap")
     logs = f"{topic}-logs"
     traces = f"{topic}-traces"
-    create_topics(bootstrap, (topic, 2), (f"{topic}-dlq", 1), (logs, 2), (traces, 1))
+    lane = f"{topic}-lane"
+    create_topics(bootstrap, (topic, 2), (f"{topic}-dlq", 1), (logs, 2), (traces, 1), (lane, 1))
+    service = f"proof-{unique}"
     clusters = (f"alpha-{unique}", f"beta-{unique}")
     down_port = free_port()  # nothing listens there: each cluster has a target down
     count = Worker(
@@ -512,7 +628,6 @@ def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes, ku
             },
         )
     )
-    service = f"proof-{unique}"
     processes(
         Worker(
             tmp_path,
@@ -529,6 +644,7 @@ def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes, ku
         )
     )
     receivers: list[EdgeTraces] = []
+    lane_workers: list[Worker] = []
     for cluster, store in zip(clusters, BACKENDS, strict=True):
         worker_port, logs_port = free_port(), free_port()
         worker = processes(_worker(stack, tmp_path, topic, cluster, store, worker_port))
@@ -538,6 +654,19 @@ def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes, ku
         processes(_stranded(stack, tmp_path, cluster, stranded_port))
         receiver = processes(_traces_receiver(stack, tmp_path, traces, cluster))
         receivers.append(receiver)
+        proxy, url = _refusing_store(stack(store, "remote_write"))
+        lanes.append(proxy)
+        lane_ports = (free_port(), free_port())
+        settings = _lane_settings(
+            stack, lane, f"{topic}-dlq", cluster, url, f"{unique}-{cluster}", lane_ports[0]
+        )
+        lane_workers.append(processes(Worker(tmp_path, "prometheus_remote_write", settings)))
+        settings = {**settings, "http": {"listen": f"127.0.0.1:{lane_ports[1]}"}}
+        processes(
+            Process(
+                tmp_path, ["worker", "prometheus_remote_write"], settings, flags=["--retry-lane"]
+            )
+        )
         processes(
             _shipper(
                 stack,
@@ -550,8 +679,29 @@ def test_proven_panels_show_both_clusters(stack, unique, tmp_path, processes, ku
                 stranded_port,
                 down_port,
                 ksm,
+                lane_ports,
             )
         )
+    # The lane topic, once both lane workers hold its partition (a rebalance hands no
+    # batch back after the proxy took its first record): one batch, a series per record.
+    for lane_worker in lane_workers:
+        lane_worker.wait_ready()
+    now_ms = int(time.time() * 1000)
+    produce(
+        bootstrap,
+        lane,
+        [
+            remote_write(
+                [
+                    time_series(
+                        {"__name__": "ferryman_proof_lane", "run": service, "n": str(n)},
+                        (1.0, now_ms),
+                    )
+                ]
+            )
+            for n in range(LANE_RECORDS)
+        ],
+    )
     # A record no remote-write decoder accepts: both workers dead-letter it.
     produce(bootstrap, topic, [raw(b"not a remote-write message")])
 
