@@ -44,18 +44,29 @@ def _lines(*matchers: str) -> str:
     return selector("ferryman_log_lines_total", *matchers, scope=("cluster",))
 
 
-def _prom_variables(cluster_from: str = "up", *extra: Json) -> list[Json]:
-    return [
-        datasource_variable("prometheus", "prometheus"),
-        query_variable("cluster", f"label_values({cluster_from}, cluster)", PROM),
+def _prom_variables(cluster_from: str = "up", *extra: Json, by_target: bool = True) -> list[Json]:
+    """The datasource and cluster variables, then (``by_target``) job and instance."""
+    target = [
         query_variable("job", f'label_values({cluster_from}{{cluster=~"$cluster"}}, job)', PROM),
         query_variable(
             "instance",
             f'label_values({cluster_from}{{cluster=~"$cluster", job=~"$job"}}, instance)',
             PROM,
         ),
+    ]
+    return [
+        datasource_variable("prometheus", "prometheus"),
+        query_variable("cluster", f"label_values({cluster_from}, cluster)", PROM),
+        *(target if by_target else []),
         *extra,
     ]
+
+
+def _cluster_selector(metric: str, *matchers: str) -> str:
+    """A selector scoped by cluster only: the Kubernetes panels mix cAdvisor's jobs
+    (one per node) with kube-state-metrics', so a job or instance choice would empty
+    half of them."""
+    return selector(metric, *matchers, scope=("cluster",))
 
 
 #: Why an error-trace panel may list the wrong traces (README: Error traces and Jaeger).
@@ -285,7 +296,8 @@ def kubernetes() -> Json:
             [
                 prom(
                     "sum by (cluster, namespace) (rate("
-                    f"{selector('container_cpu_usage_seconds_total', ns, container)}{RATE}))",
+                    + _cluster_selector("container_cpu_usage_seconds_total", ns, container)
+                    + f"{RATE}))",
                     "{{cluster}} {{namespace}}",
                 )
             ],
@@ -299,7 +311,7 @@ def kubernetes() -> Json:
             [
                 prom(
                     "sum by (cluster, namespace) "
-                    f"({selector('container_memory_working_set_bytes', ns, container)})",
+                    f"({_cluster_selector('container_memory_working_set_bytes', ns, container)})",
                     "{{cluster}} {{namespace}}",
                 )
             ],
@@ -310,9 +322,9 @@ def kubernetes() -> Json:
         wanted = f'resource="{resource}"'
         commit = (
             "sum by (cluster) ("
-            f"{selector('kube_pod_container_resource_requests', ns, wanted)})"
+            f"{_cluster_selector('kube_pod_container_resource_requests', ns, wanted)})"
             " / sum by (cluster) ("
-            f"{selector('kube_node_status_allocatable', wanted)})"
+            f"{_cluster_selector('kube_node_status_allocatable', wanted)})"
         )
         layout.add(
             timeseries(
@@ -329,12 +341,12 @@ def kubernetes() -> Json:
             [
                 prom(
                     f"sum by (cluster, namespace, deployment) "
-                    f"({selector('kube_deployment_status_replicas_available', ns)})",
+                    f"({_cluster_selector('kube_deployment_status_replicas_available', ns)})",
                     "{{cluster}} {{namespace}}/{{deployment}} available",
                 ),
                 prom(
                     f"sum by (cluster, namespace, deployment) "
-                    f"({selector('kube_deployment_spec_replicas', ns)})",
+                    f"({_cluster_selector('kube_deployment_spec_replicas', ns)})",
                     "{{cluster}} {{namespace}}/{{deployment}} desired",
                 ),
             ],
@@ -346,7 +358,7 @@ def kubernetes() -> Json:
             "Pods by phase",
             [
                 prom(
-                    f"sum by (cluster, phase) ({selector('kube_pod_status_phase', ns)})",
+                    f"sum by (cluster, phase) ({_cluster_selector('kube_pod_status_phase', ns)})",
                     "{{cluster}} {{phase}}",
                 )
             ],
@@ -360,7 +372,7 @@ def kubernetes() -> Json:
             [
                 prom(
                     "sum by (cluster, namespace, pod) (increase("
-                    f"{selector('kube_pod_container_status_restarts_total', ns)}{RATE}))",
+                    f"{_cluster_selector('kube_pod_container_status_restarts_total', ns)}{RATE}))",
                     "{{cluster}} {{namespace}}/{{pod}}",
                 )
             ],
@@ -373,7 +385,7 @@ def kubernetes() -> Json:
             [
                 prom(
                     "sum by (cluster, namespace, reason) "
-                    f"({selector('kube_pod_container_status_waiting_reason', ns)})",
+                    f"({_cluster_selector('kube_pod_container_status_waiting_reason', ns)})",
                     "{{cluster}} {{namespace}} {{reason}}",
                 )
             ],
@@ -391,6 +403,7 @@ def kubernetes() -> Json:
                 'label_values(kube_namespace_status_phase{cluster=~"$cluster"}, namespace)',
                 PROM,
             ),
+            by_target=False,
         ),
         layout,
     )

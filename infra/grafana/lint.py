@@ -3,7 +3,10 @@
 Besides consistency (every datasource a provisioned one behind a variable, every
 variable defined, unique ids, a grid that fits 24 columns without overlaps), the
 rules follow Grafana's dashboard linter: a ``datasource`` template variable, job and
-instance matchers on every PromQL selector, ``$__rate_interval`` in every rate, a
+instance matchers on every PromQL selector of a dashboard that has ``job`` and
+``instance`` variables (the Kubernetes dashboard has none, as the Kubernetes mixin's
+have none: its panels mix cAdvisor's per-node jobs with kube-state-metrics', and a
+choice of either would empty the others), ``$__rate_interval`` in every rate, a
 title on every panel and a unit on every graph. And one of ours: no cluster is ever
 written into a query; it always comes from ``$cluster``.
 """
@@ -118,12 +121,14 @@ def _query_text(target: Json) -> str:
     return " ".join(p for p in parts if isinstance(p, str))
 
 
-def _check_promql(expr: str, unscraped: frozenset[str]) -> Iterator[str]:
+def _check_promql(
+    expr: str, unscraped: frozenset[str], scope: tuple[str, ...] = ("cluster", "job", "instance")
+) -> Iterator[str]:
     selectors, bare = promql_selectors(expr)
     for name in bare:
         yield f"metric {name} has no matchers"
     for name, matchers in selectors:
-        wanted = ("cluster",) if name in unscraped else ("cluster", "job", "instance")
+        wanted = ("cluster",) if name in unscraped else scope
         for label in wanted:
             if matchers.get(label) != f"${label}":
                 yield f'{name} lacks {label}=~"${label}"'
@@ -175,6 +180,7 @@ def problems(dash: Json, unscraped: frozenset[str] = frozenset()) -> list[str]:
         if ref.get("type") != var["query"]:
             say(f"{uid}: {where}: type {ref.get('type')} but ${var['name']} is {var['query']}")
 
+    scope = ("cluster", *(n for n in ("job", "instance") if n in variables))
     cluster = variables.get("cluster")
     if cluster is None:
         say(f"{uid}: no cluster variable")
@@ -230,6 +236,6 @@ def problems(dash: Json, unscraped: frozenset[str] = frozenset()) -> list[str]:
                 if not _CLUSTER_VALUE.fullmatch(m.group(3)):
                     say(f"{uid}: {where} query {ref}: cluster written as {m.group(0)!r}")
             if target.get("datasource", {}).get("type") == "prometheus":
-                for problem in _check_promql(target.get("expr", ""), unscraped):
+                for problem in _check_promql(target.get("expr", ""), unscraped, scope):
                     say(f"{uid}: {where} query {ref}: {problem}")
     return out
