@@ -302,19 +302,28 @@ ELASTICSEARCH = Service(
 # --- Prometheus ---------------------------------------------------------------------
 
 _PROMETHEUS_CONFIG = """\
-# Written by ferryman stack: a remote-write receiver with no scrape jobs of its own.
+# Written by ferryman stack: a remote-write receiver with no scrape jobs of its own,
+# evaluating ferryman's alert rules (infra/alerts) on what the pipeline writes into it.
 global:
   scrape_interval: 15s
+  evaluation_interval: 15s
 storage:
   tsdb:
     # Replays after a worker restart re-send recent samples; accept them.
     out_of_order_time_window: 2h
+rule_files:
+  - ferryman.rules.yml
 scrape_configs: []
 """
 
+#: The alert rules operators load (infra/alerts), also evaluated by the stack.
+ALERT_RULES = ASSETS.parent / "alerts" / "ferryman.rules.yml"
+
 
 def _prometheus_prepare(layout: Layout) -> None:
-    _write(layout.conf("prometheus") / "prometheus.yml", _PROMETHEUS_CONFIG)
+    conf = layout.conf("prometheus")
+    _write(conf / "ferryman.rules.yml", ALERT_RULES.read_text())
+    _write(conf / "prometheus.yml", _PROMETHEUS_CONFIG)
 
 
 PROMETHEUS = Service(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from ferryman.wire.remote_write import (
     HEADERS,
@@ -56,6 +58,30 @@ def test_prometheus_remote_write_then_promql(stack, unique):
         "job": "smoke",
     }
     assert float(result[0]["value"][1]) == 42.5
+
+
+def test_the_stack_prometheus_evaluates_the_shipped_alert_rules(stack):
+    """`ferryman up` gives the local pipeline the operators' alerts: the stack's
+    Prometheus loads infra/alerts/ferryman.rules.yml and evaluates every rule."""
+    shipped = yaml.safe_load(
+        (Path(__file__).resolve().parents[3] / "infra/alerts/ferryman.rules.yml").read_text()
+    )
+    wanted = {
+        rule.get("alert") or rule["record"]
+        for group in shipped["groups"]
+        for rule in group["rules"]
+    }
+
+    def loaded() -> list[Any]:
+        response = httpx.get(f"{stack('prometheus', 'http')}/api/v1/rules", timeout=10)
+        response.raise_for_status()
+        groups = response.json()["data"]["groups"]
+        rules = [r for g in groups for r in g["rules"] if r["name"] in wanted]
+        # Evaluated at least once: a health of "ok" (never "unknown" or "err").
+        return rules if len(rules) == len(wanted) and {r["health"] for r in rules} == {"ok"} else []
+
+    rules = _poll(loaded, timeout=40)
+    assert {r["name"] for r in rules} == wanted
 
 
 def test_victoriametrics_remote_write_influx_and_opentsdb(stack, unique):
