@@ -341,7 +341,7 @@ class Node:
                 "--propagation=private",
                 "sh",
                 "-c",
-                'mount --bind "$0" /run/containerd && exec "$@"',
+                'mkdir -p /run/containerd && mount --bind "$0" /run/containerd && exec "$@"',
                 str(self.containerd_dir),
                 *command,
             ]
