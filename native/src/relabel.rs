@@ -43,14 +43,20 @@ const MAX_DEPTH: usize = 200;
 
 enum Node {
     Empty,
-    Lit(char, bool), // the char, folded
+    Lit(char, bool),     // the char, folded
     Class(String, bool), // its `[...]` spelling, folded
-    AnyChar(bool),   // matches \n too
+    AnyChar(bool),       // matches \n too
     Begin,
     End,
-    WordBoundary(bool), // \b (true) or \B
+    WordBoundary(bool),     // \b (true) or \B
     Group(bool, Box<Node>), // capturing?
-    Repeat { child: Box<Node>, min: u32, max: Option<u32>, greedy: bool, counted: bool },
+    Repeat {
+        child: Box<Node>,
+        min: u32,
+        max: Option<u32>,
+        greedy: bool,
+        counted: bool,
+    },
     Concat(Vec<Node>),
     Alternate(Vec<Node>),
 }
@@ -117,7 +123,13 @@ impl Node {
                 child.emit(out);
                 out.push(')');
             }
-            Node::Repeat { child, min, max, greedy, .. } => {
+            Node::Repeat {
+                child,
+                min,
+                max,
+                greedy,
+                ..
+            } => {
                 out.push_str("(?:");
                 child.emit(out);
                 out.push(')');
@@ -222,14 +234,7 @@ impl Parser {
     }
 
     fn at(&self, text: &str) -> bool {
-        let mut i = self.pos;
-        for c in text.chars() {
-            if self.src.get(i) != Some(&c) {
-                return false;
-            }
-            i += 1;
-        }
-        true
+        (self.pos..).zip(text.chars()).all(|(i, c)| self.src.get(i) == Some(&c))
     }
 
     fn alternation(&mut self, mut flags: u8, depth: usize) -> Parsed<Node> {
@@ -273,7 +278,10 @@ impl Parser {
                     if self.at("(?P<") || self.at("(?<") {
                         self.pos += if self.at("(?P<") { 4 } else { 3 };
                         let start = self.pos;
-                        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                        while self
+                            .peek()
+                            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                        {
                             self.pos += 1;
                         }
                         let name: String = self.src[start..self.pos].iter().collect();
@@ -334,7 +342,11 @@ impl Parser {
             can_repeat = true;
         }
         branches.push(concat(items));
-        Ok(if branches.len() == 1 { branches.pop().unwrap() } else { Node::Alternate(branches) })
+        Ok(if branches.len() == 1 {
+            branches.pop().unwrap()
+        } else {
+            Node::Alternate(branches)
+        })
     }
 
     fn close(&mut self) -> Parsed<()> {
@@ -399,7 +411,9 @@ impl Parser {
             }
             Some(digits.parse().unwrap_or(u64::MAX))
         };
-        let Some(min) = number(&mut i) else { return Ok(None) };
+        let Some(min) = number(&mut i) else {
+            return Ok(None);
+        };
         let mut max = Some(min);
         if self.src.get(i) == Some(&',') {
             i += 1;
@@ -458,7 +472,11 @@ impl Parser {
     }
 
     fn escape(&mut self, flags: u8) -> Parsed<Node> {
-        let c = self.src.get(self.pos + 1).copied().ok_or("trailing backslash")?;
+        let c = self
+            .src
+            .get(self.pos + 1)
+            .copied()
+            .ok_or("trailing backslash")?;
         let fold = flags & FOLD != 0;
         let node = match c {
             'A' => Node::Begin,
@@ -479,7 +497,11 @@ impl Parser {
 
     /// A single-character escape at pos; pos moves past it.
     fn escaped_char(&mut self) -> Parsed<char> {
-        let c = self.src.get(self.pos + 1).copied().ok_or("trailing backslash")?;
+        let c = self
+            .src
+            .get(self.pos + 1)
+            .copied()
+            .ok_or("trailing backslash")?;
         self.pos += 2;
         let simple = match c {
             'a' => Some('\x07'),
@@ -551,7 +573,8 @@ impl Parser {
                 continue;
             }
             if c == '\\' {
-                if let Some((ranges, negate)) = self.src.get(self.pos + 1).and_then(|&c| perl_class(c))
+                if let Some((ranges, negate)) =
+                    self.src.get(self.pos + 1).and_then(|&c| perl_class(c))
                 {
                     body.push_str(&spell_ranges(ranges, negate));
                     self.pos += 2;
@@ -577,7 +600,10 @@ impl Parser {
             }
         }
         self.pos += 1;
-        Ok(Node::Class(format!("[{}{body}]", if negated { "^" } else { "" }), fold))
+        Ok(Node::Class(
+            format!("[{}{body}]", if negated { "^" } else { "" }),
+            fold,
+        ))
     }
 
     fn class_char(&mut self) -> Parsed<char> {
@@ -608,9 +634,147 @@ fn concat(mut items: Vec<Node>) -> Node {
     }
 }
 
-/// A relabel regex, anchored as Prometheus anchors it, and its group names.
-fn compile_regex(source: &str) -> Parsed<(Regex, Vec<String>)> {
-    let mut parser = Parser { src: source.chars().collect(), pos: 0, names: vec![String::new()] };
+// Most relabel regexes are literals, alternations of literals, or literals around
+// `.*`: those are answered by comparing strings, without the regex engine (whose
+// fixed cost per search is larger than the comparisons on label-sized text).
+
+const MAX_LITERALS: usize = 64;
+
+/// The finite set of strings `node` matches, when it is small and case-sensitive.
+fn literals(node: &Node) -> Option<Vec<String>> {
+    match node {
+        Node::Empty => Some(vec![String::new()]),
+        Node::Lit(c, fold) if !(*fold && c.is_ascii_alphabetic()) => Some(vec![c.to_string()]),
+        Node::Group(_, child) => literals(child),
+        Node::Repeat {
+            child,
+            min: 0,
+            max: Some(1),
+            ..
+        } => {
+            let mut out = literals(child)?;
+            out.push(String::new());
+            Some(out)
+        }
+        Node::Alternate(items) => {
+            let mut out = Vec::new();
+            for item in items {
+                out.extend(literals(item)?);
+                if out.len() > MAX_LITERALS {
+                    return None;
+                }
+            }
+            Some(out)
+        }
+        Node::Concat(items) => {
+            let mut acc = vec![String::new()];
+            for item in items {
+                let tails = literals(item)?;
+                if acc.len() * tails.len() > MAX_LITERALS {
+                    return None;
+                }
+                acc = acc
+                    .iter()
+                    .flat_map(|a| tails.iter().map(move |t| format!("{a}{t}")))
+                    .collect();
+            }
+            Some(acc)
+        }
+        _ => None,
+    }
+}
+
+fn is_any_star(node: &Node) -> bool {
+    match node {
+        Node::Group(_, child) => is_any_star(child),
+        Node::Repeat {
+            child,
+            min: 0,
+            max: None,
+            ..
+        } => matches!(**child, Node::AnyChar(true)),
+        _ => false,
+    }
+}
+
+/// A regex that matches exactly: one of `exact`, or a string starting with one of
+/// `prefixes`, ending with one of `suffixes`, or containing one of `infixes`.
+#[derive(Default)]
+struct Shape {
+    exact: Vec<String>,
+    prefixes: Vec<String>,
+    suffixes: Vec<String>,
+    infixes: Vec<String>,
+}
+
+impl Shape {
+    fn matches(&self, text: &str) -> bool {
+        self.exact.iter().any(|e| e == text)
+            || self.prefixes.iter().any(|p| text.starts_with(p.as_str()))
+            || self.suffixes.iter().any(|s| text.ends_with(s.as_str()))
+            || self.infixes.iter().any(|i| text.contains(i.as_str()))
+    }
+}
+
+fn shape(root: &Node) -> Option<Shape> {
+    let mut root = root;
+    while let Node::Group(_, child) = root {
+        root = child;
+    }
+    let branches = match root {
+        Node::Alternate(items) => items.iter().collect::<Vec<_>>(),
+        node => vec![node],
+    };
+    let mut found = Shape::default();
+    for branch in branches {
+        let mut items: Vec<&Node> = match branch {
+            Node::Concat(items) => items.iter().collect(),
+            node => vec![node],
+        };
+        while items.first().is_some_and(|n| matches!(n, Node::Begin)) {
+            items.remove(0); // ^ at the start of a fully anchored branch: always true
+        }
+        while items.last().is_some_and(|n| matches!(n, Node::End)) {
+            items.pop();
+        }
+        let lead = items.first().is_some_and(|n| is_any_star(n));
+        let trail = items.len() > usize::from(lead) && items.last().is_some_and(|n| is_any_star(n));
+        let middle = &items[usize::from(lead)..items.len() - usize::from(trail)];
+        let mut acc = vec![String::new()];
+        for item in middle {
+            let tails = literals(item)?;
+            if acc.len() * tails.len() > MAX_LITERALS {
+                return None;
+            }
+            acc = acc
+                .iter()
+                .flat_map(|a| tails.iter().map(move |t| format!("{a}{t}")))
+                .collect();
+        }
+        match (lead, trail) {
+            (false, false) => found.exact.extend(acc),
+            (false, true) => found.prefixes.extend(acc),
+            (true, false) => found.suffixes.extend(acc),
+            (true, true) => found.infixes.extend(acc),
+        }
+    }
+    Some(found)
+}
+
+/// A relabel regex, anchored as Prometheus anchors it.
+struct Compiled {
+    regex: Regex,
+    names: Vec<String>, // group names, "" when unnamed; [0] is the whole match
+    whole: bool,        // `(.*)` or `.*`: always matches, every group is the whole value
+    shape: Option<Shape>,
+}
+
+fn compile_regex(source: &str) -> Parsed<Compiled> {
+    let mut parser = Parser {
+        src: source.chars().collect(),
+        pos: 0,
+        names: vec![String::new()],
+    };
     let root = parser.alternation(DOTNL, 0)?;
     if parser.pos != parser.src.len() {
         return Err("unbalanced )".into());
@@ -622,7 +786,16 @@ fn compile_regex(source: &str) -> Parsed<(Regex, Vec<String>)> {
     if regex.captures_len() != parser.names.len() {
         return Err("groups counted differently".into());
     }
-    Ok((regex, parser.names))
+    let whole = match &root {
+        Node::Group(true, child) => parser.names.len() == 2 && is_any_star(child),
+        node => parser.names.len() == 1 && is_any_star(node),
+    };
+    Ok(Compiled {
+        regex,
+        names: parser.names,
+        whole,
+        shape: shape(&root),
+    })
 }
 
 // --------------------------------------------------------------------------
@@ -704,14 +877,16 @@ fn constant(parts: &[Part]) -> Option<String> {
     Some(out)
 }
 
-fn expand(parts: &[Part], caps: &regex::Captures<'_>) -> String {
+/// The template with each group reference replaced by `group(index)`'s text (the
+/// first of its candidates that took part in the match).
+fn expand<'t>(parts: &[Part], group: impl Fn(usize) -> Option<&'t str>) -> String {
     let mut out = String::new();
     for part in parts {
         match part {
             Part::Text(text) => out.push_str(text),
             Part::Groups(groups) => {
-                if let Some(m) = groups.iter().find_map(|&g| caps.get(g)) {
-                    out.push_str(m.as_str());
+                if let Some(text) = groups.iter().find_map(|&g| group(g)) {
+                    out.push_str(text);
                 }
             }
         }
@@ -721,7 +896,9 @@ fn expand(parts: &[Part], caps: &regex::Captures<'_>) -> String {
 
 fn is_label_name(name: &str) -> bool {
     let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
@@ -746,6 +923,8 @@ enum Action {
 
 struct Rule {
     action: Action,
+    whole: bool, // the regex is `(.*)` or `.*`: it matches, every group is the value
+    shape: Option<Shape>, // the regex as literals, when it is that simple
     sources: Vec<String>,
     separator: String,
     regex: Regex,
@@ -754,6 +933,18 @@ struct Rule {
     replacement: Vec<Part>,
     replacement_constant: Option<String>,
     modulus: u64,
+}
+
+impl Rule {
+    fn matches(&self, text: &str) -> bool {
+        if self.whole {
+            return true;
+        }
+        match &self.shape {
+            Some(shape) => shape.matches(text),
+            None => self.regex.is_match(text),
+        }
+    }
 }
 
 /// One label: its name and value, borrowed from Python's strings while unchanged;
@@ -766,12 +957,18 @@ struct Label<'a> {
 
 struct Labels<'a> {
     items: Vec<Label<'a>>,
-    written: Vec<String>, // names in order of first write (Prometheus' labels.Builder)
+    // Names in order of first write (Prometheus' labels.Builder), which decides
+    // labelmap's order; kept only when a labelmap rule will read it.
+    written: Vec<Cow<'a, str>>,
+    track: bool,
 }
 
 impl<'a> Labels<'a> {
     fn get(&self, name: &str) -> &str {
-        self.items.iter().find(|l| l.name == name).map_or("", |l| &l.value)
+        self.items
+            .iter()
+            .find(|l| l.name == name)
+            .map_or("", |l| &l.value)
     }
 
     fn joined(&self, rule: &Rule) -> Cow<'_, str> {
@@ -792,30 +989,32 @@ impl<'a> Labels<'a> {
     }
 
     /// labels.Builder.Set: an empty value deletes.
-    fn set(&mut self, name: &str, value: String) {
+    fn set(&mut self, name: Cow<'a, str>, value: Cow<'a, str>) {
         if value.is_empty() {
-            self.remove(name);
+            self.remove(&name);
             return;
+        }
+        if self.track && !self.written.contains(&name) {
+            self.written.push(name.clone());
         }
         match self.items.iter_mut().find(|l| l.name == name) {
             Some(label) => {
-                label.value = Cow::Owned(value);
+                label.value = value;
                 label.source = None;
             }
             None => self.items.push(Label {
-                name: Cow::Owned(name.to_owned()),
-                value: Cow::Owned(value),
+                name,
+                value,
                 source: None,
             }),
-        }
-        if !self.written.iter().any(|w| w == name) {
-            self.written.push(name.to_owned());
         }
     }
 
     fn remove(&mut self, name: &str) {
         self.items.retain(|l| l.name != name);
-        self.written.retain(|w| w != name);
+        if self.track {
+            self.written.retain(|w| w != name);
+        }
     }
 }
 
@@ -827,7 +1026,11 @@ fn lower_or_upper(value: &str, upper: bool) -> Result<String, Declined> {
     if !value.is_ascii() {
         return Err(Declined::Input("lowercase/uppercase of a non-ASCII value"));
     }
-    Ok(if upper { value.to_ascii_uppercase() } else { value.to_ascii_lowercase() })
+    Ok(if upper {
+        value.to_ascii_uppercase()
+    } else {
+        value.to_ascii_lowercase()
+    })
 }
 
 fn hashmod(value: &str, modulus: u64) -> String {
@@ -838,38 +1041,56 @@ fn hashmod(value: &str, modulus: u64) -> String {
 }
 
 /// Runs one rule; false when it drops the series.
-fn step(rule: &Rule, labels: &mut Labels<'_>) -> Result<bool, Declined> {
+fn step<'a>(rule: &'a Rule, labels: &mut Labels<'a>) -> Result<bool, Declined> {
     match rule.action {
         Action::Replace => {
             let value = labels.joined(rule);
-            let (target, replacement) =
+            let (target, replacement): (Cow<'a, str>, Cow<'a, str>) =
                 match (&rule.target_constant, &rule.replacement_constant) {
                     (Some(target), Some(replacement)) => {
-                        if !rule.regex.is_match(&value) {
+                        if !rule.matches(&value) {
                             return Ok(true);
                         }
-                        (target.clone(), replacement.clone())
+                        (Cow::Borrowed(target), Cow::Borrowed(replacement))
+                    }
+                    _ if rule.whole => {
+                        // `(.*)` or `.*`: a match, and every group is the whole value.
+                        let group = |_: usize| Some(&*value);
+                        (
+                            rule.target_constant.as_deref().map_or_else(
+                                || Cow::Owned(expand(&rule.target, group)),
+                                Cow::Borrowed,
+                            ),
+                            rule.replacement_constant.as_deref().map_or_else(
+                                || Cow::Owned(expand(&rule.replacement, group)),
+                                Cow::Borrowed,
+                            ),
+                        )
                     }
                     _ => {
-                        let Some(caps) = rule.regex.captures(&value) else { return Ok(true) };
-                        let target = match &rule.target_constant {
-                            Some(target) => target.clone(),
-                            None => expand(&rule.target, &caps),
+                        let Some(caps) = rule.regex.captures(&value) else {
+                            return Ok(true);
                         };
-                        let replacement = match &rule.replacement_constant {
-                            Some(replacement) => replacement.clone(),
-                            None => expand(&rule.replacement, &caps),
-                        };
-                        (target, replacement)
+                        let group = |g: usize| caps.get(g).map(|m| m.as_str());
+                        (
+                            rule.target_constant.as_deref().map_or_else(
+                                || Cow::Owned(expand(&rule.target, group)),
+                                Cow::Borrowed,
+                            ),
+                            rule.replacement_constant.as_deref().map_or_else(
+                                || Cow::Owned(expand(&rule.replacement, group)),
+                                Cow::Borrowed,
+                            ),
+                        )
                     }
                 };
             if is_label_name(&target) {
-                labels.set(&target, replacement);
+                labels.set(target, replacement);
             }
             Ok(true)
         }
         Action::Keep | Action::Drop => {
-            let matched = rule.regex.is_match(&labels.joined(rule));
+            let matched = rule.matches(&labels.joined(rule));
             Ok(matched == (rule.action == Action::Keep))
         }
         Action::KeepEqual | Action::DropEqual => {
@@ -883,22 +1104,27 @@ fn step(rule: &Rule, labels: &mut Labels<'_>) -> Result<bool, Declined> {
                 Action::HashMod => hashmod(&value, rule.modulus),
                 action => lower_or_upper(&value, action == Action::Uppercase)?,
             };
-            let target = rule.target_constant.clone().unwrap_or_default();
-            labels.set(&target, result);
+            let target = rule.target_constant.as_deref().unwrap_or_default();
+            labels.set(Cow::Borrowed(target), Cow::Owned(result));
             Ok(true)
         }
         Action::LabelMap => {
-            let mut renames: Vec<(String, String, String)> = Vec::new();
+            let mut renames: Vec<(Cow<'a, str>, Cow<'a, str>, Cow<'a, str>)> = Vec::new();
             for label in &labels.items {
                 let new = match &rule.replacement_constant {
-                    Some(name) if rule.regex.is_match(&label.name) => name.clone(),
+                    Some(name) if rule.matches(&label.name) => Cow::Borrowed(name.as_str()),
                     Some(_) => continue,
+                    None if rule.whole => {
+                        Cow::Owned(expand(&rule.replacement, |_| Some(&*label.name)))
+                    }
                     None => match rule.regex.captures(&label.name) {
-                        Some(caps) => expand(&rule.replacement, &caps),
+                        Some(caps) => Cow::Owned(expand(&rule.replacement, |g| {
+                            caps.get(g).map(|m| m.as_str())
+                        })),
                         None => continue,
                     },
                 };
-                renames.push((label.name.to_string(), new, label.value.to_string()));
+                renames.push((label.name.clone(), new, label.value.clone()));
             }
             // Prometheus' Builder.Range order: input labels by name, then the
             // written ones in order of writing; the last write to a name wins.
@@ -909,17 +1135,17 @@ fn step(rule: &Rule, labels: &mut Labels<'_>) -> Result<bool, Declined> {
             });
             for (_, new, value) in renames {
                 // Unchecked names, as in Prometheus; values are never empty here.
-                labels.set(&new, value);
+                labels.set(new, value);
             }
             Ok(true)
         }
         Action::LabelDrop | Action::LabelKeep => {
             let drop_on_match = rule.action == Action::LabelDrop;
-            let doomed: Vec<String> = labels
+            let doomed: Vec<Cow<'a, str>> = labels
                 .items
                 .iter()
-                .filter(|l| rule.regex.is_match(&l.name) == drop_on_match)
-                .map(|l| l.name.to_string())
+                .filter(|l| rule.matches(&l.name) == drop_on_match)
+                .map(|l| l.name.clone())
                 .collect();
             for name in doomed {
                 labels.remove(&name);
@@ -942,9 +1168,18 @@ struct NativeRelabeler {
     rules: Vec<Rule>,
     fallback: Option<Py<PyAny>>,
     declined: AtomicU64,
+    track: bool, // a labelmap rule reads the order of writes
 }
 
-type RuleSpec = (String, Vec<String>, String, String, u64, Option<String>, String);
+type RuleSpec = (
+    String,
+    Vec<String>,
+    String,
+    String,
+    u64,
+    Option<String>,
+    String,
+);
 
 fn build_rule(spec: RuleSpec) -> Parsed<Rule> {
     let (action, sources, separator, regex_source, modulus, target, replacement) = spec;
@@ -965,17 +1200,30 @@ fn build_rule(spec: RuleSpec) -> Parsed<Rule> {
     if action == Action::HashMod && modulus == 0 {
         return Err("hashmod with modulus 0".into());
     }
-    let (regex, names) = compile_regex(&regex_source).map_err(|e| format!("regex: {e}"))?;
+    let Compiled {
+        regex,
+        names,
+        whole,
+        shape,
+    } = compile_regex(&regex_source).map_err(|e| format!("regex: {e}"))?;
     let target_text = target.unwrap_or_default();
     let (target, replacement) = if action == Action::Replace {
-        (template(&target_text, &names)?, template(&replacement, &names)?)
+        (
+            template(&target_text, &names)?,
+            template(&replacement, &names)?,
+        )
     } else if action == Action::LabelMap {
-        (vec![Part::Text(target_text)], template(&replacement, &names)?)
+        (
+            vec![Part::Text(target_text)],
+            template(&replacement, &names)?,
+        )
     } else {
         (vec![Part::Text(target_text)], vec![Part::Text(replacement)])
     };
     Ok(Rule {
         action,
+        whole,
+        shape,
         sources,
         separator,
         regex,
@@ -986,7 +1234,6 @@ fn build_rule(spec: RuleSpec) -> Parsed<Rule> {
         modulus,
     })
 }
-
 
 enum Refusal {
     Python(PyErr),
@@ -1033,9 +1280,19 @@ impl NativeRelabeler {
                 _ => return Err(Refusal::Declined("a label without a UTF-8 form")),
             }
         }
-        let mut set = Labels { items: Vec::with_capacity(texts.len() + 4), written: Vec::new() };
+        let mut set = Labels {
+            items: Vec::with_capacity(texts.len() + 4),
+            written: Vec::new(),
+            track: self.track,
+        };
         for (index, &(name, value)) in texts.iter().enumerate() {
-            match set.items.iter_mut().find(|l| l.name == name) {
+            // A dict's names are distinct; a later pair of a list wins.
+            let seen = if dict.is_some() {
+                None
+            } else {
+                set.items.iter_mut().find(|l| l.name == name)
+            };
+            match seen {
                 Some(label) => {
                     label.value = Cow::Borrowed(value);
                     label.source = Some(index);
@@ -1109,12 +1366,22 @@ impl NativeRelabeler {
                 build_rule(spec).map_err(|e| RelabelDeclined::new_err(format!("rule {i}: {e}")))
             })
             .collect::<PyResult<Vec<Rule>>>()?;
-        Ok(Self { rules, fallback, declined: AtomicU64::new(0) })
+        let track = rules.iter().any(|rule| rule.action == Action::LabelMap);
+        Ok(Self {
+            rules,
+            fallback,
+            declined: AtomicU64::new(0),
+            track,
+        })
     }
 
     /// The label set after the rules (a new dict), or None when a rule drops it.
     /// `labels`: a dict or a list of (name, value) pairs (a later pair wins).
-    fn apply<'py>(&self, py: Python<'py>, labels: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn apply<'py>(
+        &self,
+        py: Python<'py>,
+        labels: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         match self.run(py, labels) {
             Ok(answer) => Ok(answer),
             Err(Refusal::Python(err)) => Err(err),
@@ -1146,11 +1413,19 @@ fn relabel_regex_declined(source: &str) -> Option<String> {
     compile_regex(source).err()
 }
 
+/// Whether the native regex matches `text` by its literal fast path; None when the
+/// regex has none. For tests that hold the fast path to the regex.
+#[pyfunction]
+fn relabel_regex_shape_matches(source: &str, text: &str) -> PyResult<Option<bool>> {
+    let compiled = compile_regex(source).map_err(RelabelDeclined::new_err)?;
+    Ok(compiled.shape.map(|shape| shape.matches(text)))
+}
+
 /// Whether the native (anchored) regex matches `text`, for tests against RE2.
 #[pyfunction]
 fn relabel_regex_fullmatch(source: &str, text: &str) -> PyResult<bool> {
-    let (regex, _) = compile_regex(source).map_err(RelabelDeclined::new_err)?;
-    Ok(regex.is_match(text))
+    let compiled = compile_regex(source).map_err(RelabelDeclined::new_err)?;
+    Ok(compiled.regex.is_match(text))
 }
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -1158,5 +1433,6 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("RelabelDeclined", module.py().get_type::<RelabelDeclined>())?;
     module.add_function(wrap_pyfunction!(relabel_regex_declined, module)?)?;
     module.add_function(wrap_pyfunction!(relabel_regex_fullmatch, module)?)?;
+    module.add_function(wrap_pyfunction!(relabel_regex_shape_matches, module)?)?;
     Ok(())
 }

@@ -14,6 +14,7 @@ from .ferryman_native import (
     otlp_split,
     relabel_regex_declined,
     relabel_regex_fullmatch,
+    relabel_regex_shape_matches,
     rw2_convert,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     "otlp_split",
     "relabel_regex_declined",
     "relabel_regex_fullmatch",
+    "relabel_regex_shape_matches",
     "rw2_convert",
 ]

@@ -21,6 +21,7 @@ from ferryman_native import (
     RelabelDeclined,
     relabel_regex_declined,
     relabel_regex_fullmatch,
+    relabel_regex_shape_matches,
 )
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -135,6 +136,35 @@ def test_every_regex_it_takes_matches_what_re2_matches(source: str, texts: list[
         expected = _re2_fullmatch(source, text)
         assert expected is not None, f"RE2 refuses {source!r}, which the native side took"
         assert relabel_regex_fullmatch(source, text) == expected, (source, text)
+        assert relabel_regex_shape_matches(source, text) in {None, expected}, (source, text)
+
+
+LITERAL_SHAPED = st.lists(
+    st.tuples(
+        st.sampled_from(["", ".*", "(.*)", "^", "(?s:.*)"]),
+        st.lists(
+            st.sampled_from(["a", "k", "\\.", "(a|b)", "s?", "(?:k_|)", "\\n", "é"]), max_size=3
+        ),
+        st.sampled_from(["", ".*", "$", ".*?"]),
+    ).map(lambda t: t[0] + "".join(t[1]) + t[2]),
+    min_size=1,
+    max_size=3,
+).map("|".join)
+
+
+@given(LITERAL_SHAPED, st.lists(TEXTS, min_size=1, max_size=6))
+def test_the_literal_fast_path_matches_what_re2_matches(source: str, texts: list[str]) -> None:
+    assert relabel_regex_declined(source) is None
+    for text in [*texts, source.replace(".*", "").replace("\\", "")]:
+        fast = relabel_regex_shape_matches(source, text)
+        assert fast in {None, _re2_fullmatch(source, text)}, (source, text)
+
+
+@pytest.mark.parametrize(
+    "source", ["a|b", "go_.*", ".*_total", ".*er.*", "(a|b)_(c|d)?", "^x$", "(?:k_|)s"]
+)
+def test_literal_shaped_regexes_take_the_fast_path(source: str) -> None:
+    assert relabel_regex_shape_matches(source, "") is not None
 
 
 CORNERS = [
@@ -180,7 +210,9 @@ SHORT_TEXTS = [
 def test_corner_regexes_match_what_re2_matches_on_every_short_string(source: str) -> None:
     assert relabel_regex_declined(source) is None
     for text in SHORT_TEXTS:
-        assert relabel_regex_fullmatch(source, text) == _re2_fullmatch(source, text), text
+        expected = _re2_fullmatch(source, text)
+        assert relabel_regex_fullmatch(source, text) == expected, text
+        assert relabel_regex_shape_matches(source, text) in {None, expected}, text
 
 
 def _rule(action: str, regex: str, sources: list[str], target: str, replacement: str) -> Any:
