@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from .relabel import RelabelConfig
 
-__all__ = ["AVAILABLE", "NativeDeclinedError", "NativeRules", "native_rules"]
+__all__ = ["AVAILABLE", "NativeDeclinedError", "NativeRules", "native_rules", "rule_spec"]
 
 
 class NativeRules(Protocol):
@@ -43,6 +43,20 @@ class NativeDeclinedError(ValueError):
     or that the native module has no relabeler."""
 
 
+def rule_spec(config: RelabelConfig) -> tuple[str, list[str], str, str, int, str | None, str]:
+    """A rule as the native relabeler takes it: action, source labels, separator,
+    regex, modulus (0 for none), target label, replacement."""
+    return (
+        config.action,
+        list(config.source_labels),
+        config.separator,
+        config.regex,
+        config.modulus or 0,
+        config.target_label,
+        config.replacement,
+    )
+
+
 def native_rules(
     configs: Sequence[RelabelConfig], fallback: Callable[[Mapping[str, str]], dict[str, str] | None]
 ) -> NativeRules:
@@ -50,20 +64,8 @@ def native_rules(
     goes to ``fallback``, counted in its ``declined``."""
     if _native is None:
         raise NativeDeclinedError("the native module has no relabeler")
-    specs = [
-        (
-            config.action,
-            list(config.source_labels),
-            config.separator,
-            config.regex,
-            config.modulus or 0,
-            config.target_label,
-            config.replacement,
-        )
-        for config in configs
-    ]
     try:
-        rules: NativeRules = _native(specs, fallback)
+        rules: NativeRules = _native([rule_spec(config) for config in configs], fallback)
     except _declined as exc:
         raise NativeDeclinedError(str(exc)) from None
     return rules

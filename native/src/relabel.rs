@@ -234,7 +234,9 @@ impl Parser {
     }
 
     fn at(&self, text: &str) -> bool {
-        (self.pos..).zip(text.chars()).all(|(i, c)| self.src.get(i) == Some(&c))
+        (self.pos..)
+            .zip(text.chars())
+            .all(|(i, c)| self.src.get(i) == Some(&c))
     }
 
     fn alternation(&mut self, mut flags: u8, depth: usize) -> Parsed<Node> {
@@ -1164,14 +1166,81 @@ fn step<'a>(rule: &'a Rule, labels: &mut Labels<'a>) -> Result<bool, Declined> {
 /// raises `RelabelDeclined` without one). The constructor raises `RelabelDeclined`
 /// for a rule it does not take.
 #[pyclass(module = "ferryman_native", frozen)]
-struct NativeRelabeler {
-    rules: Vec<Rule>,
+pub(crate) struct NativeRelabeler {
+    rules: RuleSet,
     fallback: Option<Py<PyAny>>,
     declined: AtomicU64,
+}
+
+/// Compiled rules, also for native callers: a scrape path that relabels the label
+/// sets it parsed takes them from a `NativeRelabeler` (`rule_set`).
+pub(crate) struct RuleSet {
+    rules: Vec<Rule>,
     track: bool, // a labelmap rule reads the order of writes
 }
 
-type RuleSpec = (
+impl RuleSet {
+    /// The rules from their plain data (see `NativeRelabeler.__new__`); Err says
+    /// which rule is declined and why.
+    pub(crate) fn compile(specs: Vec<RuleSpec>) -> Result<Self, String> {
+        let rules = specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| build_rule(spec).map_err(|e| format!("rule {i}: {e}")))
+            .collect::<Result<Vec<Rule>, String>>()?;
+        let track = rules.iter().any(|rule| rule.action == Action::LabelMap);
+        Ok(Self { rules, track })
+    }
+
+    /// Runs the rules on `set`: false when one drops it, Err when it is declined.
+    fn run<'a>(&'a self, set: &mut Labels<'a>) -> Result<bool, &'static str> {
+        for rule in &self.rules {
+            match step(rule, set) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(Declined::Input(why)) => return Err(why),
+            }
+        }
+        Ok(true)
+    }
+
+    /// The label set after the rules, in no particular order, or None when a rule
+    /// drops it; Err (why) when the native side does not answer for it (a non-ASCII
+    /// value to lowercase or uppercase). `pairs` as `Relabeler.apply` takes them: a
+    /// later pair of a name wins and an empty value counts as absent.
+    pub(crate) fn apply<'a>(
+        &'a self,
+        pairs: &[(&'a str, &'a str)],
+    ) -> Result<Option<Vec<Pair<'a>>>, &'static str> {
+        let mut set = Labels {
+            items: Vec::with_capacity(pairs.len() + 4),
+            written: Vec::new(),
+            track: self.track,
+        };
+        for &(name, value) in pairs {
+            match set.items.iter_mut().find(|l| l.name == name) {
+                Some(label) => label.value = Cow::Borrowed(value),
+                None => set.items.push(Label {
+                    name: Cow::Borrowed(name),
+                    value: Cow::Borrowed(value),
+                    source: None,
+                }),
+            }
+        }
+        set.items.retain(|l| !l.value.is_empty());
+        if !self.run(&mut set)? {
+            return Ok(None);
+        }
+        Ok(Some(
+            set.items.into_iter().map(|l| (l.name, l.value)).collect(),
+        ))
+    }
+}
+
+/// A label's name and value.
+pub(crate) type Pair<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+pub(crate) type RuleSpec = (
     String,
     Vec<String>,
     String,
@@ -1247,6 +1316,12 @@ impl From<PyErr> for Refusal {
 }
 
 impl NativeRelabeler {
+    /// The compiled rules, for native callers.
+    #[allow(dead_code)] // for the native scrape path
+    pub(crate) fn rule_set(&self) -> &RuleSet {
+        &self.rules
+    }
+
     fn run<'py>(
         &self,
         py: Python<'py>,
@@ -1280,72 +1355,55 @@ impl NativeRelabeler {
                 _ => return Err(Refusal::Declined("a label without a UTF-8 form")),
             }
         }
+        let Some(dict) = dict else {
+            // Pairs: the native callers' path (`RuleSet::apply`), into a new dict.
+            let out = PyDict::new(py);
+            match self.rules.apply(&texts) {
+                Ok(None) => return Ok(py.None().into_bound(py)),
+                Ok(Some(pairs)) => {
+                    for (name, value) in pairs {
+                        out.set_item(name.as_ref(), value.as_ref())?;
+                    }
+                }
+                Err(why) => return Err(Refusal::Declined(why)),
+            }
+            return Ok(out.into_any());
+        };
         let mut set = Labels {
             items: Vec::with_capacity(texts.len() + 4),
             written: Vec::new(),
-            track: self.track,
+            track: self.rules.track,
         };
         for (index, &(name, value)) in texts.iter().enumerate() {
-            // A dict's names are distinct; a later pair of a list wins.
-            let seen = if dict.is_some() {
-                None
-            } else {
-                set.items.iter_mut().find(|l| l.name == name)
-            };
-            match seen {
-                Some(label) => {
-                    label.value = Cow::Borrowed(value);
-                    label.source = Some(index);
-                }
-                None => set.items.push(Label {
-                    name: Cow::Borrowed(name),
-                    value: Cow::Borrowed(value),
-                    source: Some(index),
-                }),
-            }
+            // A dict's names are distinct.
+            set.items.push(Label {
+                name: Cow::Borrowed(name),
+                value: Cow::Borrowed(value),
+                source: Some(index),
+            });
         }
         set.items.retain(|l| !l.value.is_empty());
-        for rule in &self.rules {
-            match step(rule, &mut set) {
-                Ok(true) => {}
-                Ok(false) => return Ok(py.None().into_bound(py)),
-                Err(Declined::Input(why)) => return Err(Refusal::Declined(why)),
+        match self.rules.run(&mut set) {
+            Ok(true) => {}
+            Ok(false) => return Ok(py.None().into_bound(py)),
+            Err(why) => return Err(Refusal::Declined(why)),
+        }
+        // A copy of the input, edited: most labels pass unchanged.
+        let out = dict.copy()?;
+        let mut alive = vec![false; objects.len()];
+        for label in &set.items {
+            if let Some(index) = label.source {
+                alive[index] = true;
             }
         }
-        let out = match dict {
-            // A copy of the input, edited: most labels pass unchanged.
-            Some(dict) => {
-                let out = dict.copy()?;
-                let mut alive = vec![false; objects.len()];
-                for label in &set.items {
-                    if let Some(index) = label.source {
-                        alive[index] = true;
-                    }
-                }
-                for (index, (name, _)) in objects.iter().enumerate() {
-                    if !alive[index] {
-                        out.del_item(name)?;
-                    }
-                }
-                for label in set.items.iter().filter(|l| l.source.is_none()) {
-                    out.set_item(label.name.as_ref(), label.value.as_ref())?;
-                }
-                out
+        for (index, (name, _)) in objects.iter().enumerate() {
+            if !alive[index] {
+                out.del_item(name)?;
             }
-            None => {
-                let out = PyDict::new(py);
-                for label in &set.items {
-                    match label.source {
-                        Some(index) => {
-                            let (name, value) = &objects[index];
-                            out.set_item(name, value)?;
-                        }
-                        None => out.set_item(label.name.as_ref(), label.value.as_ref())?,
-                    }
-                }
-                out
-            }
-        };
+        }
+        for label in set.items.iter().filter(|l| l.source.is_none()) {
+            out.set_item(label.name.as_ref(), label.value.as_ref())?;
+        }
         Ok(out.into_any())
     }
 }
@@ -1359,19 +1417,10 @@ impl NativeRelabeler {
     #[new]
     #[pyo3(signature = (rules, fallback = None))]
     fn new(rules: Vec<RuleSpec>, fallback: Option<Py<PyAny>>) -> PyResult<Self> {
-        let rules = rules
-            .into_iter()
-            .enumerate()
-            .map(|(i, spec)| {
-                build_rule(spec).map_err(|e| RelabelDeclined::new_err(format!("rule {i}: {e}")))
-            })
-            .collect::<PyResult<Vec<Rule>>>()?;
-        let track = rules.iter().any(|rule| rule.action == Action::LabelMap);
         Ok(Self {
-            rules,
+            rules: RuleSet::compile(rules).map_err(RelabelDeclined::new_err)?,
             fallback,
             declined: AtomicU64::new(0),
-            track,
         })
     }
 
@@ -1402,7 +1451,7 @@ impl NativeRelabeler {
     }
 
     fn __len__(&self) -> usize {
-        self.rules.len()
+        self.rules.rules.len()
     }
 }
 

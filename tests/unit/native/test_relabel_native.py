@@ -26,6 +26,7 @@ from ferryman_native import (
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from ferryman.prom._native import rule_spec
 from ferryman.prom.relabel import (
     NativeDeclinedError,
     RegexNotSupportedError,
@@ -288,10 +289,15 @@ def test_the_native_engine_answers_as_python_and_re2(
     configs: list[dict[str, Any]], label_sets: list[Labels]
 ) -> None:
     native, oracles = _engines(configs)
+    pairs = NativeRelabeler([rule_spec(config) for config in native.configs])  # no fallback
     for labels in label_sets:
         got = native.apply(labels)
         for oracle in oracles:
             assert got == oracle.apply(labels), (configs, labels, oracle.engine)
+        try:  # the path native callers take: (name, value) pairs
+            assert pairs.apply(list(labels.items())) == got
+        except RelabelDeclined:
+            assert getattr(native, "declined", 0) > 0  # the fallback answered, checked above
 
 
 @pytest.mark.parametrize("action", ACTIONS)
