@@ -68,4 +68,6 @@ def native_rules(
         rules: NativeRules = _native([rule_spec(config) for config in configs], fallback)
     except _declined as exc:
         raise NativeDeclinedError(str(exc)) from None
+    except UnicodeEncodeError:  # a lone surrogate in a regex, template or name
+        raise NativeDeclinedError("a rule holds text without a UTF-8 form") from None
     return rules

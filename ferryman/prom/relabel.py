@@ -527,24 +527,27 @@ class Relabeler:
 
 class _NativeRelabeler(Relabeler):
     """The native engine's :class:`Relabeler`: ``apply`` runs natively; a label set
-    the native side declines is answered by the ``fallback`` engine's rules, compiled
-    beside it, and counted in ``declined``."""
+    the native side declines is answered by ``fallback`` (the same rules on the RE2
+    engine, or the Python one when RE2 refuses a rule) and counted in ``declined``."""
 
     # ``apply`` is the native method itself, set per instance: a Python frame around
     # it would cost about as much as the native work (bench/relabel.py).
     __slots__ = ("_native", "apply", "fallback")
 
     def __init__(self, configs: Sequence[RelabelConfig]) -> None:
-        fallback: _RegexEngine = "re2"
         try:
-            super().__init__(configs, "re2")
+            fallback = Relabeler(configs, "re2")
         except RegexNotSupportedError:
-            fallback = "python"
-            super().__init__(configs, "python")
-        self._native = native_rules(self.configs, super().apply)
-        object.__setattr__(self, "apply", self._native.apply)  # over the method
+            fallback = Relabeler(configs, "python")
+        # Not Relabeler.__init__: the steps are the fallback's. The native side holds
+        # the fallback's apply, never this object's, so no reference cycle forms
+        # through the native object (which the cyclic GC cannot see into).
+        self.configs = fallback.configs
         self.engine = "native"
+        self._steps = ()
         self.fallback = fallback
+        self._native = native_rules(self.configs, fallback.apply)
+        object.__setattr__(self, "apply", self._native.apply)  # over the method
 
     @property
     def declined(self) -> int:
@@ -552,7 +555,7 @@ class _NativeRelabeler(Relabeler):
         return self._native.declined
 
     def __repr__(self) -> str:
-        return f"Relabeler({len(self.configs)} rules, native, else {self.fallback})"
+        return f"Relabeler({len(self.configs)} rules, native, else {self.fallback.engine})"
 
 
 _log = logging.getLogger(__name__)

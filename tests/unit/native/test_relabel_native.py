@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import sys
 from typing import Any
 
 import pydantic
@@ -374,6 +375,21 @@ def test_native_engine_refuses_a_rule_list_it_declines_and_auto_falls_back() -> 
     assert auto.engine == "re2"
     assert auto.apply({"a": "x"}) == {"a": "x", "t": "y"}
     assert compile_rules(configs).engine == "python"  # the default is unchanged
+
+
+def test_a_rule_without_a_utf8_form_is_declined() -> None:
+    configs = [RelabelConfig(source_labels=("a",), regex="x\udc00", target_label="t")]
+    with pytest.raises(NativeDeclinedError, match="UTF-8"):
+        compile_rules(configs, engine="native")
+    assert compile_rules(configs, engine="auto").engine != "native"
+
+
+def test_the_native_relabeler_makes_no_reference_cycle() -> None:
+    # The native object holds only the fallback's apply, not the relabeler: the
+    # cyclic GC cannot see into it, so a cycle through it would never be freed.
+    configs = [RelabelConfig(source_labels=("a",), target_label="t")]
+    relabeler = compile_rules(configs, engine="native")
+    assert sys.getrefcount(relabeler) == 2  # the name and getrefcount's argument
 
 
 def test_auto_picks_native_when_it_takes_every_rule() -> None:
