@@ -2,9 +2,10 @@
 
 Runs a realistic ``metric_relabel_configs`` list (drop by name, a labeldrop, a host
 taken out of ``instance``, a constant label, a keep by name) over generated label sets
-of eight labels, with each engine (``python``, ``re2``, ``native``), twice: every
-series once (cold memos), and the same 2,000 series ten times (what a scrape loop
-does). Prints microseconds per ``apply``; nothing is asserted."""
+of eight labels, with each engine (``python``, ``re2``, ``native``), twice: 20,000 series once each
+(cold memos), and the same 2,000 series ten times (what a scrape loop does). Prints
+the best of seven interleaved rounds, in microseconds per ``apply``; nothing is
+asserted."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ RULES = [
     RelabelConfig(target_label="cluster", replacement="eu-west-1"),
     RelabelConfig(action="keep", source_labels=("__name__",), regex="(http|node|go)_.+|up"),
 ]
+ROUNDS = 7
 NAMES = ["http_requests_total", "node_cpu_seconds_total", "go_gc_duration_seconds", "up"]
 
 
@@ -52,15 +54,23 @@ def per_apply(relabeler: Relabeler, sets: list[Mapping[str, str]], rounds: int) 
 
 
 def main() -> None:
-    cold: list[Mapping[str, str]] = list(label_sets(50_000))
+    cold: list[Mapping[str, str]] = list(label_sets(20_000))
     warm: list[Mapping[str, str]] = list(label_sets(2_000))
     engines: list[Engine] = ["python", "re2", "native"]
-    print(f"{len(RULES)} rules, 8 labels per set; microseconds per apply (best of 3)")
+    best: dict[tuple[Engine, str], float] = {}
+    for _ in range(ROUNDS):  # engines interleaved, so that a noisy moment hits them all
+        for engine in engines:
+            fresh = per_apply(compile_rules(RULES, engine), cold, 1)
+            relabeler = compile_rules(RULES, engine)
+            repeated = per_apply(relabeler, warm, 10)
+            for key, value in (((engine, "fresh"), fresh), ((engine, "repeated"), repeated)):
+                best[key] = min(best.get(key, value), value)
+    print(f"{len(RULES)} rules, 8 labels per set; µs per apply, best of {ROUNDS} rounds")
     for engine in engines:
-        cold_us = min(per_apply(compile_rules(RULES, engine), cold, 1) for _ in range(3))
-        relabeler = compile_rules(RULES, engine)
-        warm_us = min(per_apply(relabeler, warm, 10) for _ in range(3))
-        print(f"{engine:>7}: {cold_us:6.2f} µs fresh series, {warm_us:6.2f} µs repeated series")
+        print(
+            f"{engine:>7}: {best[engine, 'fresh']:5.2f} fresh series, "
+            f"{best[engine, 'repeated']:5.2f} repeated series"
+        )
 
 
 if __name__ == "__main__":
