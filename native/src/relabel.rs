@@ -2,7 +2,7 @@
 //! `ferryman/prom/relabel.py` (all eleven actions) with the same answers.
 //!
 //! Regexes are Go RE2 syntax. They are not handed to the `regex` crate as written:
-//! a small parser accepts a whitelisted subset whose meaning is the same in both
+//! a small parser (`relabel/syntax.rs`) accepts a whitelisted subset whose meaning is the same in both
 //! engines and writes it out again in an explicit spelling (every literal as
 //! `\x{..}`, Perl and POSIX classes as ASCII ranges, anchors as `\A`/`\z`, flags
 //! scoped per atom), so the crate's own syntax never decides anything. Anything
@@ -575,7 +575,13 @@ impl NativeRelabeler {
                 ));
             }
         } else {
-            for pair in labels.try_iter()? {
+            // Another mapping gives its items; a list or tuple is the pairs.
+            let pairs = if labels.hasattr("items")? {
+                labels.call_method0("items")?
+            } else {
+                labels.clone()
+            };
+            for pair in pairs.try_iter()? {
                 let pair = pair?;
                 let pair = pair.cast::<PyTuple>().map_err(PyErr::from)?;
                 let (name, value) = (pair.get_item(0)?, pair.get_item(1)?);
@@ -662,7 +668,7 @@ impl NativeRelabeler {
     }
 
     /// The label set after the rules (a new dict), or None when a rule drops it.
-    /// `labels`: a dict or a list of (name, value) pairs (a later pair wins).
+    /// `labels`: a mapping, or a list of (name, value) pairs (a later pair wins).
     fn apply<'py>(
         &self,
         py: Python<'py>,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sys
+import types
 from typing import Any
 
 import pydantic
@@ -316,6 +317,14 @@ def test_pairs_are_labels_and_the_later_pair_wins(pairs: list[tuple[str, str]]) 
     native = NativeRelabeler([("replace", ["a"], ";", "(.*)", 0, "copy", "$1")])
     oracle = compile_rules([RelabelConfig(source_labels=("a",), target_label="copy")])
     assert native.apply(pairs) == oracle.apply(dict(pairs))
+
+
+def test_any_mapping_is_labels() -> None:
+    configs = [RelabelConfig(source_labels=("a",), target_label="copy")]
+    native = compile_rules(configs, engine="native")
+    labels = types.MappingProxyType({"a": "x", "b": ""})
+    assert native.apply(labels) == {"a": "x", "copy": "x"}
+    assert getattr(native, "declined", None) == 0
 
 
 # --------------------------------------------------------------------------
