@@ -582,8 +582,9 @@ def compile_rules(configs: Sequence[RelabelConfig], engine: Engine = "python") -
     except RegexNotSupportedError:
         chosen = Relabeler(configs, "python")
     _log.info(
-        "Relabel rules run on the %s engine: the native one declines them.",
+        "relabel rules on the %s engine: %d rules, the native engine declines them: %s",
         chosen.engine,
-        extra={"rules": len(chosen.configs), "reason": reason},
+        len(chosen.configs),
+        reason,
     )
     return chosen

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import sys
 import types
 from typing import Any
@@ -374,14 +375,18 @@ def test_it_declines_templates_with_dollar_and_non_ascii(template: str) -> None:
         NativeRelabeler([("replace", ["a"], ";", "(.*)", 0, "t", template)])
 
 
-def test_native_engine_refuses_a_rule_list_it_declines_and_auto_falls_back() -> None:
+def test_native_engine_refuses_a_rule_list_it_declines_and_auto_falls_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     configs = [
         RelabelConfig(source_labels=("a",), regex="(?m)x$", target_label="t", replacement="y")
     ]
     with pytest.raises(NativeDeclinedError, match="rule 0"):
         compile_rules(configs, engine="native")
-    auto = compile_rules(configs, engine="auto")
+    with caplog.at_level(logging.INFO, logger="ferryman.prom.relabel"):
+        auto = compile_rules(configs, engine="auto")
     assert auto.engine == "re2"
+    assert "re2 engine: 1 rules, the native engine declines them: rule 0" in caplog.text
     assert auto.apply({"a": "x"}) == {"a": "x", "t": "y"}
     assert compile_rules(configs).engine == "python"  # the default is unchanged
 
