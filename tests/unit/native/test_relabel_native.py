@@ -37,6 +37,7 @@ from ferryman.prom.relabel import (
     Relabeler,
     compile_rules,
 )
+from tests.unit.ferryman.prom.test_relabel import EXPANSIONS, REGEX_MATCHES
 
 Labels = dict[str, str]
 
@@ -474,3 +475,49 @@ def test_ascii_case_mapping_and_hashmod_run_natively() -> None:
     labels = {"a": "MiXeD_1", "b": "é"}
     assert native.apply(labels) == compile_rules(configs).apply(labels)
     assert getattr(native, "declined", None) == 0
+
+
+# --------------------------------------------------------------------------
+# The Go dialect and template tables of the Python engine's tests.
+# --------------------------------------------------------------------------
+
+# What those tables hold that the native side declines (the rest it must answer).
+DECLINED_IN_TABLES = {
+    "(?m)^a$",
+    "(?i)é",
+    "\\Qa.b\\E",
+    "\\101",
+    "\\0",
+    "(?P<1x>a)",
+    "(?P<n>a)|(?P<n>b)",
+    "$é",
+}
+
+
+@pytest.mark.parametrize(("regex", "value", "matches"), REGEX_MATCHES)
+def test_the_dialect_table_holds_natively(regex: str, value: str, matches: bool) -> None:
+    config = RelabelConfig(source_labels=("v",), regex=regex, action="keep")
+    try:
+        keep = compile_rules([config], engine="native")
+    except NativeDeclinedError:
+        assert regex in DECLINED_IN_TABLES
+        return
+    assert regex not in DECLINED_IN_TABLES
+    assert (keep.apply({"v": value} if value else {}) is not None) == matches
+
+
+@pytest.mark.parametrize(("regex", "value", "replacement", "expected"), EXPANSIONS)
+def test_the_template_table_holds_natively(
+    regex: str, value: str, replacement: str, expected: str | None
+) -> None:
+    config = RelabelConfig(
+        source_labels=("v",), regex=regex, target_label="t", replacement=replacement
+    )
+    try:
+        rules = compile_rules([config], engine="native")
+    except NativeDeclinedError:
+        assert regex in DECLINED_IN_TABLES or replacement in DECLINED_IN_TABLES
+        return
+    out = rules.apply({"v": value, "t": "old"})
+    assert out is not None
+    assert out.get("t") == expected
