@@ -25,6 +25,10 @@ class NativeRules(Protocol):
     def apply(self, labels: Mapping[str, str], /) -> dict[str, str] | None: ...
 
 
+class _NoNativeModule(Exception):
+    """Stands for the native module's exception when there is no native module."""
+
+
 _native: Any
 _declined: type[Exception]
 try:
@@ -32,7 +36,7 @@ try:
     from ferryman_native import RelabelDeclined as _declined
 except ImportError:  # an older build of the native module, or none
     _native = None
-    _declined = Exception
+    _declined = _NoNativeModule
 
 AVAILABLE = _native is not None
 
