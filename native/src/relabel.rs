@@ -22,7 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use md5::{Digest, Md5};
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyTypeError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use regex::Regex;
@@ -564,6 +565,9 @@ impl NativeRelabeler {
         py: Python<'py>,
         labels: &Bound<'py, PyAny>,
     ) -> Result<Bound<'py, PyAny>, Refusal> {
+        if let Ok(dict) = labels.cast_exact::<PyDict>() {
+            return self.run_dict(py, dict);
+        }
         let dict = labels.cast::<PyDict>().ok();
         let mut objects: Vec<(Bound<'py, PyString>, Bound<'py, PyString>)> = Vec::new();
         if let Some(dict) = dict {
@@ -649,6 +653,82 @@ impl NativeRelabeler {
         }
         Ok(out.into_any())
     }
+
+    /// `run` for a dict (not a subclass): its items are read in place, without
+    /// taking references or converting them, and the answer is a copy of it, edited.
+    fn run_dict<'py>(
+        &self,
+        py: Python<'py>,
+        dict: &Bound<'py, PyDict>,
+    ) -> Result<Bound<'py, PyAny>, Refusal> {
+        let mut set = Labels {
+            items: Vec::with_capacity(dict.len() + 4),
+            written: Vec::new(),
+            track: self.rules.track,
+        };
+        let mut keys: Vec<*mut ffi::PyObject> = Vec::with_capacity(dict.len());
+        let (mut pos, mut key, mut value) = (0, std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: PyDict_Next lends the dict's own references; the dict is neither
+        // changed nor released until this returns, and nothing here runs Python code
+        // (names and values must be exact `str`s, whose UTF-8 form needs none), so the
+        // objects and the UTF-8 text they cache outlive every use below.
+        while unsafe { ffi::PyDict_Next(dict.as_ptr(), &mut pos, &mut key, &mut value) } != 0 {
+            let (name, text) = unsafe { (exact_str(py, key)?, exact_str(py, value)?) };
+            if !text.is_empty() {
+                set.items.push(Label {
+                    name: Cow::Borrowed(name),
+                    value: Cow::Borrowed(text),
+                    source: Some(keys.len()),
+                });
+            }
+            keys.push(key);
+        }
+        match self.rules.run(&mut set) {
+            Ok(true) => {}
+            Ok(false) => return Ok(py.None().into_bound(py)),
+            Err(why) => return Err(Refusal::Declined(why)),
+        }
+        let out = dict.copy()?;
+        let mut alive = vec![false; keys.len()];
+        for label in &set.items {
+            if let Some(index) = label.source {
+                alive[index] = true;
+            }
+        }
+        for (index, &key) in keys.iter().enumerate() {
+            // SAFETY: `key` is still held by `dict` (and by its copy `out`).
+            if !alive[index] && unsafe { ffi::PyDict_DelItem(out.as_ptr(), key) } != 0 {
+                return Err(Refusal::Python(PyErr::fetch(py)));
+            }
+        }
+        for label in set.items.iter().filter(|l| l.source.is_none()) {
+            out.set_item(label.name.as_ref(), label.value.as_ref())?;
+        }
+        Ok(out.into_any())
+    }
+}
+
+/// The text of an exact `str` lent by its container; a `TypeError` for anything
+/// else, and a decline for a string without a UTF-8 form (a lone surrogate).
+///
+/// # Safety
+/// `object` must be a live object that outlives `'a` unchanged.
+unsafe fn exact_str<'a>(py: Python<'_>, object: *mut ffi::PyObject) -> Result<&'a str, Refusal> {
+    if unsafe { ffi::PyUnicode_CheckExact(object) } == 0 {
+        return Err(Refusal::Python(PyTypeError::new_err(
+            "label names and values must be str",
+        )));
+    }
+    let mut size: ffi::Py_ssize_t = 0;
+    let data = unsafe { ffi::PyUnicode_AsUTF8AndSize(object, &mut size) };
+    if data.is_null() {
+        drop(PyErr::fetch(py)); // the UnicodeEncodeError: declined, not raised
+        return Err(Refusal::Declined("a label without a UTF-8 form"));
+    }
+    // SAFETY: CPython keeps the UTF-8 form (valid UTF-8, `size` bytes) with the
+    // string until the string is freed.
+    let bytes = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size as usize) };
+    Ok(unsafe { std::str::from_utf8_unchecked(bytes) })
 }
 
 #[pymethods]

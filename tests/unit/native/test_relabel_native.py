@@ -342,6 +342,27 @@ def test_pairs_are_labels_and_the_later_pair_wins(pairs: list[tuple[str, str]]) 
     assert native.apply(pairs) == oracle.apply(dict(pairs))
 
 
+class _Labels(dict[str, str]):
+    """A dict subclass: read through the general path, not the plain dict's."""
+
+
+@given(LABELS)
+def test_a_dict_subclass_answers_as_a_dict(labels: Labels) -> None:
+    configs = [
+        RelabelConfig(source_labels=("a", "k"), regex="(.*);(.*)", target_label="t"),
+        RelabelConfig(action="labeldrop", regex="job|s_1"),
+    ]
+    native = compile_rules(configs, engine="native")
+    assert native.apply(_Labels(labels)) == native.apply(dict(labels))
+
+
+@pytest.mark.parametrize("labels", [{"a": 1}, {2: "x"}, _Labels({"a": b"x"})])  # type: ignore[dict-item]
+def test_labels_that_are_not_str_are_a_type_error(labels: dict[Any, Any]) -> None:
+    native = compile_rules([RelabelConfig(source_labels=("a",), target_label="t")], "native")
+    with pytest.raises(TypeError):
+        native.apply(labels)
+
+
 def test_any_mapping_is_labels() -> None:
     configs = [RelabelConfig(source_labels=("a",), target_label="copy")]
     native = compile_rules(configs, engine="native")
