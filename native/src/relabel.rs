@@ -2,20 +2,20 @@
 //! `ferryman/prom/relabel.py` (all eleven actions) with the same answers.
 //!
 //! Regexes are Go RE2 syntax. They are not handed to the `regex` crate as written:
-//! a small parser (`relabel/syntax.rs`) accepts a whitelisted subset whose meaning is the same in both
-//! engines and writes it out again in an explicit spelling (every literal as
-//! `\x{..}`, Perl and POSIX classes as ASCII ranges, anchors as `\A`/`\z`, flags
-//! scoped per atom), so the crate's own syntax never decides anything. Anything
-//! else declines (`RelabelDeclined`) and the caller keeps its Python or RE2
-//! engine: Unicode classes (`\p..`), `(?m)`, `\Q..\E`, octal escapes, `\C`, case
-//! folding of anything but ASCII, nested counted repetitions, a repetition that
-//! can match empty around a capture (where engines differ on the last capture),
-//! group names not starting with a letter or `_`, and templates mixing `$` with
-//! non-ASCII text (Go's idea of a letter is not Rust's).
+//! a small parser (`relabel/syntax.rs`) accepts a whitelisted subset whose meaning
+//! is the same in both engines and writes it out again in an explicit spelling
+//! (every literal as `\x{..}`, Perl and POSIX classes as ASCII ranges, anchors as
+//! `\A`/`\z`, flags scoped per atom), so the crate's own syntax never decides
+//! anything. Anything else declines (`RelabelDeclined`) and the caller keeps its
+//! Python or RE2 engine: Unicode classes (`\p..`), `(?m)`, `\Q..\E`, octal escapes,
+//! `\C`, case folding of anything but ASCII, nested counted repetitions, a
+//! repetition that can match empty around a capture (where engines differ on the
+//! last capture), group names not starting with a letter or `_`, and templates
+//! mixing `$` with non-ASCII text (Go's idea of a letter is not Rust's).
 //!
 //! `apply` also declines a label set it cannot answer for exactly: a lone
 //! surrogate (no UTF-8 form) and `lowercase`/`uppercase` of a non-ASCII value
-//! (Unicode tables of different versions).
+//! (Unicode tables of different versions). Native callers use `RuleSet` directly.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicU64, Ordering};
