@@ -722,6 +722,10 @@ def _compile_regex_re2(source: str) -> _Regex:
             else str(exc)
         )
         raise RegexNotSupportedError(f"invalid regex {source!r}: {reason}") from None
+    except UnicodeEncodeError:  # a lone surrogate: RE2 reads UTF-8
+        raise RegexNotSupportedError(
+            f"invalid regex {source!r}: a lone surrogate has no UTF-8 form"
+        ) from None
     root: _Node | None = None
     shape: _Shape | None = None
     parser = _Parser(source)

@@ -22,6 +22,17 @@ Regexes are RE2 (Go) syntax. Two engines run them; literal-shaped ones
   from outside (a tenant's). Refused: what RE2 refuses, an unbalanced ``)`` and
   ``\\C``. Validate such configs with ``context={"relabel_engine": "re2"}`` so the
   regex is checked by RE2, not by the translator.
+- ``engine="native"``: the rules run in the native module (``native/src/relabel.rs``,
+  Rust's linear-time ``regex`` crate) with the same answers as RE2. It takes only a
+  whitelisted subset of RE2 syntax whose meaning it can vouch for, and refuses the
+  rule list otherwise (:class:`NativeDeclinedError`); a label set it cannot answer
+  for exactly (a lone surrogate, ``lowercase``/``uppercase`` of a non-ASCII value)
+  goes to the RE2 engine (the Python one if RE2 refuses a rule), counted in the
+  relabeler's ``declined``.
+- ``engine="auto"``: native when it takes every rule, else RE2 when it compiles
+  every regex, else Python; a choice other than native is logged once per rule list
+  with the reason. Use it only where RE2 semantics are wanted: it is not the
+  default, which stays ``"python"``.
 
 Who drops what: this module keeps every label it is not told to drop, including
 ``__meta_*``, ``__tmp*`` and ``__address__``. Removing ``__``-prefixed labels after
@@ -32,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias, get_args
@@ -48,12 +60,15 @@ from ._gosyntax import (
     _Groups,
     _Regex,
 )
+from ._native import NativeDeclinedError, native_rules
 
-Engine: TypeAlias = Literal["python", "re2"]
+Engine: TypeAlias = Literal["python", "re2", "native", "auto"]
+_RegexEngine: TypeAlias = Literal["python", "re2"]  # the engines that compile steps
 
 __all__ = [
     "Action",
     "Engine",
+    "NativeDeclinedError",
     "RegexNotSupportedError",
     "RelabelConfig",
     "Relabeler",
@@ -454,7 +469,7 @@ _COMPILERS: dict[str, Callable[[str], _Regex]] = {
 }
 
 
-def _compile_step(config: RelabelConfig, track: bool, engine: Engine) -> _Step:
+def _compile_step(config: RelabelConfig, track: bool, engine: _RegexEngine) -> _Step:
     regex = _COMPILERS[engine](config.regex)
     action = config.action
     if action == "replace":
@@ -485,9 +500,9 @@ class Relabeler:
 
     __slots__ = ("_steps", "configs", "engine")
 
-    def __init__(self, configs: Sequence[RelabelConfig], engine: Engine = "python") -> None:
+    def __init__(self, configs: Sequence[RelabelConfig], engine: _RegexEngine = "python") -> None:
         self.configs = tuple(configs)
-        self.engine = engine
+        self.engine: Engine = engine
         last_labelmap = max(
             (i for i, c in enumerate(self.configs) if c.action == "labelmap"), default=-1
         )
@@ -510,10 +525,66 @@ class Relabeler:
         return f"Relabeler({len(self.configs)} rules, {self.engine})"
 
 
+class _NativeRelabeler(Relabeler):
+    """The native engine's :class:`Relabeler`: ``apply`` runs natively; a label set
+    the native side declines is answered by ``fallback`` (the same rules on the RE2
+    engine, or the Python one when RE2 refuses a rule) and counted in ``declined``."""
+
+    # ``apply`` is the native method itself, set per instance: a Python frame around
+    # it would cost about as much as the native work (bench/relabel.py).
+    __slots__ = ("_native", "apply", "fallback")
+
+    def __init__(self, configs: Sequence[RelabelConfig]) -> None:
+        try:
+            fallback = Relabeler(configs, "re2")
+        except RegexNotSupportedError:
+            fallback = Relabeler(configs, "python")
+        # Not Relabeler.__init__: the steps are the fallback's. The native side holds
+        # the fallback's apply, never this object's, so no reference cycle forms
+        # through the native object (which the cyclic GC cannot see into).
+        self.configs = fallback.configs
+        self.engine = "native"
+        self._steps = ()
+        self.fallback = fallback
+        self._native = native_rules(self.configs, fallback.apply)
+        object.__setattr__(self, "apply", self._native.apply)  # over the method
+
+    @property
+    def declined(self) -> int:
+        """Label sets answered by the fallback engine since the rules were compiled."""
+        return self._native.declined
+
+    def __repr__(self) -> str:
+        return f"Relabeler({len(self.configs)} rules, native, else {self.fallback.engine})"
+
+
+_log = logging.getLogger(__name__)
+
+
 def compile_rules(configs: Sequence[RelabelConfig], engine: Engine = "python") -> Relabeler:
     """Compile relabel configs once (regexes, templates, fast paths) for ``apply``.
 
     ``engine`` (default ``"python"``, the translator) picks who runs the regexes;
-    ``"re2"`` guarantees linear-time matching. RegexNotSupportedError when a regex
-    does not compile with that engine."""
-    return Relabeler(configs, engine)
+    ``"re2"`` guarantees linear-time matching; ``"native"`` runs the rules in the
+    native module and ``"auto"`` picks native, else RE2, else Python (see the module
+    docstring). RegexNotSupportedError when a regex does not compile with that
+    engine; NativeDeclinedError when ``"native"`` does not take a rule."""
+    if engine == "native":
+        return _NativeRelabeler(configs)
+    if engine == "python" or engine == "re2":
+        return Relabeler(configs, engine)
+    try:
+        return _NativeRelabeler(configs)
+    except NativeDeclinedError as exc:
+        reason = str(exc)
+    try:
+        chosen = Relabeler(configs, "re2")
+    except RegexNotSupportedError:
+        chosen = Relabeler(configs, "python")
+    _log.info(
+        "relabel rules on the %s engine: %d rules, the native engine declines them: %s",
+        chosen.engine,
+        len(chosen.configs),
+        reason,
+    )
+    return chosen

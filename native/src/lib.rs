@@ -12,6 +12,7 @@
 //! truncation marker) and a timestamp outside 0 ..= 2**63 - 1 nanoseconds.
 
 mod otlp;
+mod relabel;
 mod rw2;
 
 use pyo3::exceptions::PyValueError;
@@ -257,5 +258,6 @@ fn ferryman_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(loki_push_request, module)?)?;
     otlp::register(module)?;
     rw2::register(module)?;
+    relabel::register(module)?;
     Ok(())
 }

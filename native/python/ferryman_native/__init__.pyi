@@ -1,6 +1,7 @@
-"""Type stubs of the native hot path (see native/src/lib.rs, native/src/otlp.rs and
-native/src/rw2.rs)."""
+"""Type stubs of the native hot path (see native/src/lib.rs, native/src/otlp.rs,
+native/src/rw2.rs and native/src/relabel.rs)."""
 
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 _Series = TypeVar("_Series")
@@ -20,3 +21,20 @@ def otlp_split(
 def rw2_convert(
     body: bytes, series_type: type[_Series], sample_type: type[_Sample]
 ) -> tuple[list[_Series], list[bytes], list[bytes], int, int, int] | None: ...
+
+class RelabelDeclined(Exception): ...
+
+class NativeRelabeler:
+    def __init__(
+        self,
+        rules: list[tuple[str, list[str], str, str, int, str | None, str]],
+        fallback: Callable[[Mapping[str, str]], dict[str, str] | None] | None = None,
+    ) -> None: ...
+    @property
+    def declined(self) -> int: ...
+    def apply(self, labels: Mapping[str, str] | list[tuple[str, str]]) -> dict[str, str] | None: ...
+    def __len__(self) -> int: ...
+
+def relabel_regex_declined(source: str) -> str | None: ...
+def relabel_regex_fullmatch(source: str, text: str) -> bool: ...
+def relabel_regex_shape_matches(source: str, text: str) -> bool | None: ...
