@@ -11,8 +11,10 @@
 //! Python path takes over: a line too big for any message (cut there, with the
 //! truncation marker) and a timestamp outside 0 ..= 2**63 - 1 nanoseconds.
 
+mod exposition;
 mod otlp;
 mod rw2;
+mod scrape;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -257,5 +259,6 @@ fn ferryman_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(loki_push_request, module)?)?;
     otlp::register(module)?;
     rw2::register(module)?;
+    scrape::register(module)?;
     Ok(())
 }

@@ -1,0 +1,560 @@
+//! The edge metrics shipper's scrape pass, natively: a scrape body → encoded
+//! remote-write samples in per-bucket message buffers, with the target's series cache
+//! and staleness tracking held in native memory (the cyclic GC never walks them).
+//!
+//! `ScrapeCache` does what `edge/metrics/scrape.py` `ScrapeLoop._process` does after
+//! `ferryman.prom.exposition.parse`: a series seen before is looked up by its identity
+//! as parsed (name and labels in order); a new one is handed to the Python
+//! `SeriesBuilder.build` (so relabeling, limits and external labels stay exactly the
+//! Python ones) and its result kept (the labels' protobuf bytes and the bucket, or
+//! "dropped"). A series twice in one body keeps its first sample; honored timestamps
+//! are not tracked for staleness; `sample_limit` fails the scrape before anything is
+//! written; series of the previous scrape now missing get a staleness marker. Every
+//! sample is written as the bytes `edge.metrics.series.encode_sample` gives into a
+//! `SampleBuffers`, which closes a bucket's message at `max_samples` as
+//! `edge.metrics.batcher.Batcher` does. `tests/unit/native/test_scrape_native.py`
+//! holds both to the Python path, byte for byte.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyIndexError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+use crate::exposition::{self, Parsed};
+
+create_exception!(
+    ferryman_native,
+    SampleLimitExceeded,
+    PyValueError,
+    "A scrape gave more samples (after metric relabeling) than sample_limit."
+);
+
+/// Prometheus's staleness marker, bit for bit.
+const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
+
+fn varint_len(mut value: u64) -> usize {
+    let mut len = 1;
+    while value >= 0x80 {
+        value >>= 7;
+        len += 1;
+    }
+    len
+}
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// One `WriteRequest.timeseries` field holding one sample: what `encode_sample` writes.
+fn encode_sample(out: &mut Vec<u8>, labels_pb: &[u8], value: u64, timestamp_ms: i64) {
+    let stamp = timestamp_ms as u64; // a negative int64 as its two's complement
+    let sample_len = 9 + 1 + varint_len(stamp);
+    let body_len = labels_pb.len() + 1 + varint_len(sample_len as u64) + sample_len;
+    out.reserve(1 + varint_len(body_len as u64) + body_len);
+    out.push(0x0a);
+    put_varint(out, body_len as u64);
+    out.extend_from_slice(labels_pb);
+    out.push(0x12);
+    put_varint(out, sample_len as u64);
+    out.push(0x09);
+    out.extend_from_slice(&value.to_le_bytes());
+    out.push(0x10);
+    put_varint(out, stamp);
+}
+
+/// Per-bucket remote-write messages being filled, and the closed ones in the order
+/// they closed. A message closes when it holds `max_samples` samples or on `flush`.
+#[pyclass(module = "ferryman_native")]
+pub struct SampleBuffers {
+    parts: Vec<Vec<u8>>,
+    counts: Vec<usize>,
+    max_samples: usize,
+    ready: Vec<(usize, usize, Vec<u8>)>,
+}
+
+impl SampleBuffers {
+    fn check(&self, bucket: usize) -> PyResult<()> {
+        if bucket >= self.parts.len() {
+            return Err(PyIndexError::new_err(format!("no bucket {bucket}")));
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, bucket: usize, labels_pb: &[u8], value: u64, timestamp_ms: i64) {
+        encode_sample(&mut self.parts[bucket], labels_pb, value, timestamp_ms);
+        self.added(bucket);
+    }
+
+    fn added(&mut self, bucket: usize) {
+        self.counts[bucket] += 1;
+        if self.counts[bucket] >= self.max_samples {
+            self.close(bucket);
+        }
+    }
+
+    fn close(&mut self, bucket: usize) {
+        let part = std::mem::take(&mut self.parts[bucket]);
+        let count = std::mem::replace(&mut self.counts[bucket], 0);
+        self.ready.push((bucket, count, part));
+    }
+}
+
+#[pymethods]
+impl SampleBuffers {
+    #[new]
+    fn new(buckets: usize, max_samples: usize) -> Self {
+        SampleBuffers {
+            parts: vec![Vec::new(); buckets],
+            counts: vec![0; buckets],
+            max_samples,
+            ready: Vec::new(),
+        }
+    }
+
+    /// Add one encoded sample to its bucket's message; True when a message closed.
+    fn add(&mut self, bucket: usize, encoded: &[u8]) -> PyResult<bool> {
+        self.check(bucket)?;
+        self.parts[bucket].extend_from_slice(encoded);
+        self.added(bucket);
+        Ok(!self.ready.is_empty())
+    }
+
+    /// Close every bucket's message that holds a sample, in bucket order.
+    fn flush(&mut self) {
+        for bucket in 0..self.parts.len() {
+            if self.counts[bucket] > 0 {
+                self.close(bucket);
+            }
+        }
+    }
+
+    /// The closed messages, in the order they closed, as (bucket, samples, the
+    /// uncompressed `WriteRequest` bytes); they are then forgotten.
+    fn drain<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let ready = std::mem::take(&mut self.ready);
+        let items = ready
+            .into_iter()
+            .map(|(bucket, count, part)| (bucket, count, PyBytes::new(py, &part)));
+        PyList::new(py, items)
+    }
+
+    /// Samples waiting in messages not closed yet.
+    fn pending(&self) -> usize {
+        self.counts.iter().sum()
+    }
+}
+
+/// A series ready to ship: its labels' protobuf bytes and its bucket.
+struct Series {
+    labels_pb: Box<[u8]>,
+    bucket: usize,
+}
+
+/// Series compared by their labels (as the Python path keys `tracked` by labels_pb).
+#[derive(Clone)]
+struct ByLabels(Arc<Series>);
+
+impl PartialEq for ByLabels {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.labels_pb == other.0.labels_pb
+    }
+}
+impl Eq for ByLabels {}
+impl Hash for ByLabels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.labels_pb.hash(state);
+    }
+}
+
+struct Cached {
+    generation: u64,
+    series: Option<Arc<Series>>, // None: relabeled away
+}
+
+/// What one scrape produced, before it is written.
+struct Pending {
+    out: Vec<(Arc<Series>, f64, i64)>,
+    tracked: Vec<ByLabels>,
+    tracked_set: HashSet<ByLabels>,
+}
+
+/// One target's series cache and staleness state; see the module docs.
+#[pyclass(module = "ferryman_native")]
+pub struct ScrapeCache {
+    build: Py<PyAny>,
+    honor_timestamps: bool,
+    sample_limit: usize,
+    cache: HashMap<Box<[u8]>, Cached>,
+    generation: u64,
+    tracked: Vec<ByLabels>,
+    tracked_set: HashSet<ByLabels>,
+    key: Vec<u8>,
+}
+
+fn push_key_part(key: &mut Vec<u8>, text: &str) {
+    put_varint(key, text.len() as u64);
+    key.extend_from_slice(text.as_bytes());
+}
+
+impl ScrapeCache {
+    fn begin(&mut self) -> Pending {
+        self.generation += 1;
+        Pending {
+            out: Vec::new(),
+            tracked: Vec::new(),
+            tracked_set: HashSet::new(),
+        }
+    }
+
+    /// One sample whose identity is in `self.key`; `make` gives the Python
+    /// (name, labels) for the builder on a miss.
+    fn sample<'py>(
+        &mut self,
+        py: Python<'py>,
+        pending: &mut Pending,
+        value: f64,
+        timestamp_ms: Option<i64>,
+        now_ms: i64,
+        make: impl FnOnce() -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+    ) -> PyResult<()> {
+        let generation = self.generation;
+        let series = match self.cache.get_mut(self.key.as_slice()) {
+            Some(cached) => {
+                if cached.generation == generation {
+                    return Ok(()); // twice in one body: the first sample stands
+                }
+                cached.generation = generation;
+                cached.series.clone()
+            }
+            None => {
+                let (name, labels) = make()?;
+                let built = self.build.bind(py).call1((name, labels))?;
+                let series = if built.is_none() {
+                    None
+                } else {
+                    let pb = built.getattr(intern!(py, "labels_pb"))?;
+                    let bucket: usize = built.getattr(intern!(py, "bucket"))?.extract()?;
+                    let labels_pb: &[u8] = pb.cast::<PyBytes>()?.as_bytes();
+                    Some(Arc::new(Series {
+                        labels_pb: labels_pb.into(),
+                        bucket,
+                    }))
+                };
+                self.cache.insert(
+                    self.key.as_slice().into(),
+                    Cached {
+                        generation,
+                        series: series.clone(),
+                    },
+                );
+                series
+            }
+        };
+        let Some(series) = series else {
+            return Ok(());
+        };
+        match timestamp_ms {
+            Some(stamp) if self.honor_timestamps => pending.out.push((series, value, stamp)),
+            _ => {
+                let key = ByLabels(series.clone());
+                pending.out.push((series, value, now_ms));
+                if pending.tracked_set.insert(key.clone()) {
+                    pending.tracked.push(key);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of a scrape: limits, then the samples and staleness markers written.
+    fn commit(
+        &mut self,
+        pending: Pending,
+        now_ms: i64,
+        buffers: &mut SampleBuffers,
+    ) -> PyResult<(usize, usize)> {
+        if self.sample_limit > 0 && pending.out.len() > self.sample_limit {
+            return Err(SampleLimitExceeded::new_err(format!(
+                "{} samples exceed sample_limit {}",
+                pending.out.len(),
+                self.sample_limit
+            )));
+        }
+        for (series, _, _) in &pending.out {
+            buffers.check(series.bucket)?;
+        }
+        for (series, value, stamp) in &pending.out {
+            buffers.write(series.bucket, &series.labels_pb, value.to_bits(), *stamp);
+        }
+        for previous in &self.tracked {
+            if !pending.tracked_set.contains(previous) {
+                buffers.check(previous.0.bucket)?;
+                buffers.write(previous.0.bucket, &previous.0.labels_pb, STALE_NAN, now_ms);
+            }
+        }
+        let added = pending
+            .tracked
+            .iter()
+            .filter(|s| !self.tracked_set.contains(*s))
+            .count();
+        let generation = self.generation;
+        self.cache
+            .retain(|_, cached| cached.generation == generation);
+        self.tracked = pending.tracked;
+        self.tracked_set = pending.tracked_set;
+        Ok((pending.out.len(), added))
+    }
+
+    fn run_parsed(
+        &mut self,
+        py: Python<'_>,
+        parsed: &Parsed,
+        text: &str,
+        now_ms: i64,
+    ) -> PyResult<Pending> {
+        let mut pending = self.begin();
+        for sample in &parsed.samples {
+            let name = parsed.name(text, sample);
+            let labels = parsed.labels_of(sample);
+            self.key.clear();
+            push_key_part(&mut self.key, name);
+            for label in labels {
+                push_key_part(&mut self.key, parsed.label_name(text, label));
+                push_key_part(&mut self.key, parsed.label_value(text, label));
+            }
+            let make = || -> PyResult<(Bound<'_, PyAny>, Bound<'_, PyAny>)> {
+                let pairs = labels.iter().map(|label| {
+                    (
+                        parsed.label_name(text, label),
+                        parsed.label_value(text, label),
+                    )
+                });
+                let tuple = PyTuple::new(py, pairs)?;
+                Ok((PyString::new(py, name).into_any(), tuple.into_any()))
+            };
+            self.sample(
+                py,
+                &mut pending,
+                sample.value,
+                sample.timestamp_ms,
+                now_ms,
+                make,
+            )?;
+        }
+        Ok(pending)
+    }
+
+    fn forget(&mut self) {
+        self.cache.clear();
+    }
+}
+
+#[pymethods]
+impl ScrapeCache {
+    /// `build(name, labels)` is `SeriesBuilder.build`: an object with `labels_pb`
+    /// (bytes) and `bucket` (int), or None for a series relabeled away; it may raise
+    /// (`LimitExceeded`), which fails the scrape.
+    #[new]
+    #[pyo3(signature = (build, *, honor_timestamps, sample_limit))]
+    fn new(build: Py<PyAny>, honor_timestamps: bool, sample_limit: usize) -> Self {
+        ScrapeCache {
+            build,
+            honor_timestamps,
+            sample_limit,
+            cache: HashMap::new(),
+            generation: 0,
+            tracked: Vec::new(),
+            tracked_set: HashSet::new(),
+            key: Vec::new(),
+        }
+    }
+
+    /// Parse a scrape body and write its samples and staleness markers into
+    /// `buffers`: (samples scraped, samples after relabeling, series added), or the
+    /// reason (a str) the native parser declined the body, with nothing changed (the
+    /// Python parser then parses it, and `process` takes its samples). Raises what the
+    /// builder raises and `SampleLimitExceeded`; the caller then calls
+    /// `mark_all_stale`.
+    fn scrape(
+        &mut self,
+        py: Python<'_>,
+        body: &Bound<'_, PyBytes>,
+        openmetrics: bool,
+        now_ms: i64,
+        buffers: &Bound<'_, SampleBuffers>,
+    ) -> PyResult<Py<PyAny>> {
+        let bytes = body.as_bytes();
+        let parsed = py.detach(|| exposition::parse(bytes, openmetrics).map(|(p, _)| p));
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(decline) => {
+                return Ok(PyString::new(py, decline.reason()).into_any().unbind());
+            }
+        };
+        // parse() has checked the body is UTF-8.
+        let text = std::str::from_utf8(bytes).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let scraped = parsed.samples.len();
+        let pending = match self.run_parsed(py, &parsed, text, now_ms) {
+            Ok(pending) => pending,
+            Err(err) => {
+                self.forget();
+                return Err(err);
+            }
+        };
+        let result = self.commit(pending, now_ms, &mut buffers.borrow_mut());
+        match result {
+            Ok((post, added)) => Ok((scraped, post, added)
+                .into_pyobject(py)?
+                .into_any()
+                .unbind()),
+            Err(err) => {
+                self.forget();
+                Err(err)
+            }
+        }
+    }
+
+    /// What `scrape` does after parsing, for samples the Python parser gave
+    /// (`ScrapedSample`s): (samples after relabeling, series added).
+    fn process(
+        &mut self,
+        py: Python<'_>,
+        samples: &Bound<'_, PyAny>,
+        now_ms: i64,
+        buffers: &Bound<'_, SampleBuffers>,
+    ) -> PyResult<(usize, usize)> {
+        let result = self.process_samples(py, samples, now_ms, buffers);
+        if result.is_err() {
+            self.forget();
+        }
+        result
+    }
+
+    /// A failed scrape or a target gone: every series of the last successful scrape
+    /// gets a staleness marker at `now_ms`, and the cache is emptied.
+    fn mark_all_stale(&mut self, now_ms: i64, buffers: &Bound<'_, SampleBuffers>) -> PyResult<()> {
+        let mut buffers = buffers.borrow_mut();
+        for series in &self.tracked {
+            buffers.check(series.0.bucket)?;
+        }
+        for series in std::mem::take(&mut self.tracked) {
+            buffers.write(series.0.bucket, &series.0.labels_pb, STALE_NAN, now_ms);
+        }
+        self.tracked_set.clear();
+        self.forget();
+        Ok(())
+    }
+
+    /// (series cached, series tracked for staleness, bytes those hold natively,
+    /// counting keys, labels, table slots and allocation headers roughly).
+    fn stats(&self) -> (usize, usize, usize) {
+        let slot = std::mem::size_of::<(Box<[u8]>, Cached)>() + 1;
+        let mut bytes = self.cache.capacity() * slot;
+        for (key, cached) in &self.cache {
+            bytes += key.len() + 16;
+            if let Some(series) = &cached.series {
+                // Shared with `tracked`; counted once here.
+                bytes += series.labels_pb.len() + 16 + std::mem::size_of::<Series>() + 16;
+            }
+        }
+        bytes += self.tracked.capacity() * std::mem::size_of::<ByLabels>();
+        bytes += self.tracked_set.capacity() * (std::mem::size_of::<ByLabels>() + 1);
+        (self.cache.len(), self.tracked.len(), bytes)
+    }
+}
+
+impl ScrapeCache {
+    fn process_samples(
+        &mut self,
+        py: Python<'_>,
+        samples: &Bound<'_, PyAny>,
+        now_ms: i64,
+        buffers: &Bound<'_, SampleBuffers>,
+    ) -> PyResult<(usize, usize)> {
+        let mut pending = self.begin();
+        let name_attr = intern!(py, "name");
+        let labels_attr = intern!(py, "labels");
+        let value_attr = intern!(py, "value");
+        let stamp_attr = intern!(py, "timestamp_ms");
+        for sample in samples.try_iter()? {
+            let sample = sample?;
+            let name = sample.getattr(name_attr)?;
+            let labels = sample.getattr(labels_attr)?;
+            let value: f64 = sample.getattr(value_attr)?.extract()?;
+            let stamp: Option<i64> = sample.getattr(stamp_attr)?.extract()?;
+            self.key.clear();
+            push_key_part(&mut self.key, name.cast::<PyString>()?.to_str()?);
+            for pair in labels.cast::<PyTuple>()?.iter() {
+                let pair = pair.cast_into::<PyTuple>()?;
+                push_key_part(
+                    &mut self.key,
+                    pair.get_item(0)?.cast::<PyString>()?.to_str()?,
+                );
+                push_key_part(
+                    &mut self.key,
+                    pair.get_item(1)?.cast::<PyString>()?.to_str()?,
+                );
+            }
+            let make = || Ok((name.clone(), labels.clone()));
+            self.sample(py, &mut pending, value, stamp, now_ms, make)?;
+        }
+        self.commit(pending, now_ms, &mut buffers.borrow_mut())
+    }
+}
+
+/// What the native parser makes of a body: a list of (name, labels, value,
+/// timestamp_ms) like `ScrapedSample`s, or the reason it declined (a str). For tests
+/// that hold it to `ferryman.prom.exposition.parse`.
+#[pyfunction]
+fn parse_exposition<'py>(
+    py: Python<'py>,
+    body: &[u8],
+    openmetrics: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (parsed, text) = match exposition::parse(body, openmetrics) {
+        Ok(parsed) => parsed,
+        Err(decline) => return Ok(PyString::new(py, decline.reason()).into_any()),
+    };
+    let items = parsed
+        .samples
+        .iter()
+        .map(|sample| -> PyResult<Bound<'py, PyAny>> {
+            let labels = PyTuple::new(
+                py,
+                parsed
+                    .labels_of(sample)
+                    .iter()
+                    .map(|l| (parsed.label_name(text, l), parsed.label_value(text, l))),
+            )?;
+            Ok((
+                parsed.name(text, sample),
+                labels,
+                sample.value,
+                sample.timestamp_ms,
+            )
+                .into_pyobject(py)?
+                .into_any())
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(PyList::new(py, items)?.into_any())
+}
+
+pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(parse_exposition, module)?)?;
+    module.add_class::<SampleBuffers>()?;
+    module.add_class::<ScrapeCache>()?;
+    module.add(
+        "SampleLimitExceeded",
+        module.py().get_type::<SampleLimitExceeded>(),
+    )?;
+    Ok(())
+}
