@@ -181,7 +181,6 @@ class ScrapeLoop:
         self._mark_all_stale(now)
         for series in self._report:
             self.emit(series.bucket, encode_sample(series, STALE_NAN, now))
-        self._tracked = {}
 
     async def _run(self) -> None:
         # Spread targets over the interval, stably, as Prometheus does.

@@ -15,8 +15,10 @@
 //! `edge.metrics.batcher.Batcher` does. `tests/unit/native/test_scrape_native.py`
 //! holds both to the Python path, byte for byte.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pyo3::create_exception;
@@ -216,15 +218,24 @@ impl Hasher for Fast {
 type FastMap<K, V> = HashMap<K, V, Seeded>;
 type FastSet<K> = HashSet<K, Seeded>;
 
-/// A series ready to ship: its labels' protobuf bytes and its bucket.
+/// A series ready to ship: its labels' protobuf bytes and its bucket, and the
+/// generation of the last scrape that tracked it for staleness. One per distinct
+/// labels_pb (interned), so "the same series" is "the same Arc".
 struct Series {
     labels_pb: Box<[u8]>,
     bucket: usize,
+    mark: AtomicU64,
 }
 
 /// Series compared by their labels (as the Python path keys `tracked` by labels_pb).
 #[derive(Clone)]
 struct ByLabels(Arc<Series>);
+
+impl Borrow<[u8]> for ByLabels {
+    fn borrow(&self) -> &[u8] {
+        &self.0.labels_pb
+    }
+}
 
 impl PartialEq for ByLabels {
     fn eq(&self, other: &Self) -> bool {
@@ -246,8 +257,8 @@ struct Cached {
 /// What one scrape produced, before it is written.
 struct Pending {
     out: Vec<(Arc<Series>, f64, i64)>,
-    tracked: Vec<ByLabels>,
-    tracked_set: FastSet<ByLabels>,
+    tracked: Vec<Arc<Series>>,
+    added: usize,
 }
 
 /// One target's series cache and staleness state; see the module docs.
@@ -258,8 +269,10 @@ pub struct ScrapeCache {
     sample_limit: usize,
     cache: FastMap<Box<[u8]>, Cached>,
     generation: u64,
-    tracked: Vec<ByLabels>,
-    tracked_set: FastSet<ByLabels>,
+    /// The series of the last successful scrape, in first-seen order, and its generation.
+    tracked: Vec<Arc<Series>>,
+    tracked_generation: u64,
+    interned: FastSet<ByLabels>,
     key: Vec<u8>,
 }
 
@@ -275,7 +288,7 @@ impl ScrapeCache {
         Pending {
             out: Vec::with_capacity(samples),
             tracked: Vec::with_capacity(series),
-            tracked_set: FastSet::with_capacity_and_hasher(series, Seeded::default()),
+            added: 0,
         }
     }
 
@@ -308,10 +321,18 @@ impl ScrapeCache {
                     let pb = built.getattr(intern!(py, "labels_pb"))?;
                     let bucket: usize = built.getattr(intern!(py, "bucket"))?.extract()?;
                     let labels_pb: &[u8] = pb.cast::<PyBytes>()?.as_bytes();
-                    Some(Arc::new(Series {
-                        labels_pb: labels_pb.into(),
-                        bucket,
-                    }))
+                    Some(match self.interned.get(labels_pb) {
+                        Some(known) => known.0.clone(),
+                        None => {
+                            let series = Arc::new(Series {
+                                labels_pb: labels_pb.into(),
+                                bucket,
+                                mark: AtomicU64::new(u64::MAX), // never a generation
+                            });
+                            self.interned.insert(ByLabels(series.clone()));
+                            series
+                        }
+                    })
                 };
                 self.cache.insert(
                     self.key.as_slice().into(),
@@ -329,11 +350,14 @@ impl ScrapeCache {
         match timestamp_ms {
             Some(stamp) if self.honor_timestamps => pending.out.push((series, value, stamp)),
             _ => {
-                let key = ByLabels(series.clone());
-                pending.out.push((series, value, now_ms));
-                if pending.tracked_set.insert(key.clone()) {
-                    pending.tracked.push(key);
+                let before = series.mark.swap(generation, Ordering::Relaxed);
+                if before != generation {
+                    if before != self.tracked_generation {
+                        pending.added += 1;
+                    }
+                    pending.tracked.push(series.clone());
                 }
+                pending.out.push((series, value, now_ms));
             }
         }
         Ok(())
@@ -359,23 +383,23 @@ impl ScrapeCache {
         for (series, value, stamp) in &pending.out {
             buffers.write(series.bucket, &series.labels_pb, value.to_bits(), *stamp);
         }
+        let generation = self.generation;
         for previous in &self.tracked {
-            if !pending.tracked_set.contains(previous) {
-                buffers.check(previous.0.bucket)?;
-                buffers.write(previous.0.bucket, &previous.0.labels_pb, STALE_NAN, now_ms);
+            if previous.mark.load(Ordering::Relaxed) != generation {
+                buffers.check(previous.bucket)?;
+                buffers.write(previous.bucket, &previous.labels_pb, STALE_NAN, now_ms);
             }
         }
-        let added = pending
-            .tracked
-            .iter()
-            .filter(|s| !self.tracked_set.contains(*s))
-            .count();
-        let generation = self.generation;
+        let post = pending.out.len();
+        drop(pending.out);
         self.cache
             .retain(|_, cached| cached.generation == generation);
         self.tracked = pending.tracked;
-        self.tracked_set = pending.tracked_set;
-        Ok((pending.out.len(), added))
+        self.tracked_generation = generation;
+        // Interned series no cache entry (nor `tracked`) holds any more.
+        self.interned
+            .retain(|series| Arc::strong_count(&series.0) > 1);
+        Ok((post, pending.added))
     }
 
     fn run_parsed(
@@ -419,6 +443,7 @@ impl ScrapeCache {
 
     fn forget(&mut self) {
         self.cache.clear();
+        self.interned.clear();
     }
 }
 
@@ -437,7 +462,8 @@ impl ScrapeCache {
             cache: FastMap::default(),
             generation: 0,
             tracked: Vec::new(),
-            tracked_set: FastSet::default(),
+            tracked_generation: 0,
+            interned: FastSet::default(),
             key: Vec::new(),
         }
     }
@@ -505,12 +531,12 @@ impl ScrapeCache {
     fn mark_all_stale(&mut self, now_ms: i64, buffers: &Bound<'_, SampleBuffers>) -> PyResult<()> {
         let mut buffers = buffers.borrow_mut();
         for series in &self.tracked {
-            buffers.check(series.0.bucket)?;
+            buffers.check(series.bucket)?;
         }
         for series in std::mem::take(&mut self.tracked) {
-            buffers.write(series.0.bucket, &series.0.labels_pb, STALE_NAN, now_ms);
+            buffers.write(series.bucket, &series.labels_pb, STALE_NAN, now_ms);
         }
-        self.tracked_set.clear();
+        self.tracked_generation = 0;
         self.forget();
         Ok(())
     }
@@ -520,15 +546,15 @@ impl ScrapeCache {
     fn stats(&self) -> (usize, usize, usize) {
         let slot = std::mem::size_of::<(Box<[u8]>, Cached)>() + 1;
         let mut bytes = self.cache.capacity() * slot;
-        for (key, cached) in &self.cache {
+        for key in self.cache.keys() {
             bytes += key.len() + 16;
-            if let Some(series) = &cached.series {
-                // Shared with `tracked`; counted once here.
-                bytes += series.labels_pb.len() + 16 + std::mem::size_of::<Series>() + 16;
-            }
         }
-        bytes += self.tracked.capacity() * std::mem::size_of::<ByLabels>();
-        bytes += self.tracked_set.capacity() * (std::mem::size_of::<ByLabels>() + 1);
+        for series in &self.interned {
+            // Shared by cache entries and `tracked`; counted once here.
+            bytes += series.0.labels_pb.len() + 16 + std::mem::size_of::<Series>() + 16;
+        }
+        bytes += self.interned.capacity() * (std::mem::size_of::<ByLabels>() + 1);
+        bytes += self.tracked.capacity() * std::mem::size_of::<Arc<Series>>();
         (self.cache.len(), self.tracked.len(), bytes)
     }
 }

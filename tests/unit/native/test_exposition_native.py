@@ -54,7 +54,7 @@ def check(body: bytes, openmetrics: bool) -> str:
     return "parsed"
 
 
-@settings(max_examples=600, derandomize=True, database=None)
+@settings(max_examples=500, derandomize=True, database=None)
 @given(st.data())
 def test_generated_text_bodies(data: st.DataObject) -> None:
     body = data.draw(exposition(openmetrics=False))
@@ -62,7 +62,7 @@ def test_generated_text_bodies(data: st.DataObject) -> None:
     check(body, True)
 
 
-@settings(max_examples=600, derandomize=True, database=None)
+@settings(max_examples=500, derandomize=True, database=None)
 @given(st.data())
 def test_generated_openmetrics_bodies(data: st.DataObject) -> None:
     body = data.draw(exposition(openmetrics=True))
