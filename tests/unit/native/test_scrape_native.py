@@ -28,7 +28,7 @@ from edge.metrics.batcher import Batcher
 from edge.metrics.scrape import ScrapeFailed, ScrapeLoop
 from edge.metrics.series import SeriesBuilder
 from edge.metrics.targets import Target
-from ferryman.prom.relabel import RelabelConfig, compile_rules
+from ferryman.prom.relabel import RelabelConfig, Relabeler, compile_rules
 from ferryman.telemetry import Registry
 from ferryman.wire.remote_write import decode_write_request, snappy_decompress
 
@@ -87,7 +87,7 @@ class Pipeline:
         builder = SeriesBuilder(
             TARGET.labels,
             honor_labels=bool(options["honor_labels"]),
-            metric_relabel=cast(object, options["relabel"]),  # type: ignore[arg-type]
+            metric_relabel=cast("Relabeler | None", options["relabel"]),
             external_labels={"cluster": "c1"},
             buckets=BUCKETS,
             label_limit=cast(int, options["label_limit"]),
