@@ -236,3 +236,38 @@ def test_cache_state_is_native_and_small() -> None:
     series, tracked, size = cache.stats()
     assert (series, tracked) == (1000, 1000)
     assert size < 400 * 1000, size
+
+
+@settings(max_examples=200, derandomize=True, database=None)
+@given(
+    st.integers(1, 5),
+    st.lists(
+        st.tuples(st.integers(0, BUCKETS - 1), st.binary(max_size=20)) | st.just(None),
+        max_size=60,
+    ),
+)
+def test_native_buffers_cut_messages_as_the_python_batcher(
+    max_samples: int, steps: list[tuple[int, bytes] | None]
+) -> None:
+    """``Batcher.add`` (the report series, the Python path's samples) and ``flush``
+    (None here) queue the same messages with the buffers native or not."""
+    queued = []
+    for native in (False, True):
+        registry = Registry()
+        queue = RecordingQueue()
+        batcher = Batcher(
+            cast(DiskQueue, queue),
+            buckets=BUCKETS,
+            max_samples=max_samples,
+            messages=registry.counter("m_total", "m"),
+            samples=registry.counter("s_total", "s"),
+            native=native,
+        )
+        for step in steps:
+            if step is None:
+                batcher.flush()
+            else:
+                batcher.add(*step)
+        batcher.flush()
+        queued.append(queue.records)
+    assert queued[0] == queued[1]
