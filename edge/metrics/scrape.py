@@ -8,6 +8,18 @@ staleness marker; and the report series ``up``, ``scrape_duration_seconds``,
 ``scrape_samples_scraped``, ``scrape_samples_post_metric_relabeling`` and
 ``scrape_series_added`` are written with the target's labels. A failed scrape
 writes ``up 0`` and marks every series of the previous scrape stale.
+
+Natively when it can: given a :class:`~.batcher.Batcher` whose messages are held
+natively, the loop keeps its series cache in a :class:`ferryman_native.ScrapeCache`
+(native memory the cyclic GC never walks), which parses the body, looks every
+series up, encodes every sample and marks stale series in one pass, and calls back
+into :meth:`SeriesBuilder.build` only for a series it has not seen (so relabeling
+stays the Python one). A body the native parser declines (one Python's parser
+refuses, or a spelling it leaves to Python) is parsed in Python and its samples go
+through the same native cache; each such scrape counts in
+``ferryman_edge_native_fallbacks_total{reason}``. Without the native module, the
+Python path below (the oracle of ``tests/unit/native/test_scrape_native.py``) does it
+all, with the same messages.
 """
 
 from __future__ import annotations
@@ -23,8 +35,16 @@ from typing import cast
 
 import httpx
 
-from ferryman.prom.exposition import ParseError, ScrapedSample, negotiate_accept, parse
+from ferryman.prom.exposition import (
+    ParseError,
+    ScrapedSample,
+    is_openmetrics,
+    negotiate_accept,
+    parse,
+)
+from ferryman.telemetry import Counter
 
+from .batcher import Batcher
 from .series import (
     STALE_NAN,
     EncodedSeries,
@@ -34,6 +54,15 @@ from .series import (
     timestamp_field,
 )
 from .targets import Target
+
+try:
+    from ferryman_native import SampleLimitExceeded, ScrapeCache
+except ImportError:  # an older build of the native module, or none: Python does it all
+    ScrapeCache = None  # type: ignore[assignment,misc]
+
+    class SampleLimitExceeded(ValueError):  # type: ignore[no-redef]
+        """Never raised: stands in for the native module's exception."""
+
 
 __all__ = ["ScrapeFailed", "ScrapeLoop", "ScrapeResult"]
 
@@ -80,7 +109,13 @@ class ScrapeLoop:
         auth_header: str | None = None,
         sni_hostname: str | None = None,
         on_result: Callable[[bool], None] = lambda up: None,
+        batcher: Batcher | None = None,
+        fallbacks: Counter | None = None,
     ) -> None:
+        """``emit`` takes every encoded sample of the Python path and the report
+        series. With ``batcher`` (whose ``add`` is ``emit``) holding its messages
+        natively, the native path writes into it directly; ``fallbacks`` counts the
+        bodies the native parser left to Python, by reason."""
         self.target = target
         self.client = client
         self.builder = builder
@@ -114,6 +149,14 @@ class ScrapeLoop:
             )
             for name in REPORT_NAMES
         ]
+        self._batcher = batcher
+        self._buffers = batcher.buffers if batcher is not None else None
+        self._native = (
+            ScrapeCache(builder.build, honor_timestamps=honor_timestamps, sample_limit=sample_limit)
+            if self._buffers is not None and ScrapeCache is not None
+            else None
+        )
+        self._fallbacks = fallbacks
         self._was_up: bool | None = None
         self._task: asyncio.Task[None] | None = None
         self.last: ScrapeResult | None = None
@@ -135,9 +178,9 @@ class ScrapeLoop:
         """Stop scraping and mark every series of this target stale (target gone)."""
         await self.close()
         now = int(time.time() * 1000)
-        for series in [*self._tracked.values(), *self._report]:
+        self._mark_all_stale(now)
+        for series in self._report:
             self.emit(series.bucket, encode_sample(series, STALE_NAN, now))
-        self._tracked = {}
 
     async def _run(self) -> None:
         # Spread targets over the interval, stably, as Prometheus does.
@@ -159,15 +202,10 @@ class ScrapeLoop:
         scraped = 0
         try:
             body, content_type = await self._fetch()
-            try:
-                samples, _ = parse(body, content_type)
-            except ParseError as exc:
-                raise ScrapeFailed(f"unparsable exposition: {exc}") from None
-            scraped = len(samples)
-            post, added = self._process(samples, now_ms)
+            scraped, post, added = self.ingest(body, content_type, now_ms)
             result = ScrapeResult(True, time.time() - started, scraped, post, added)
         except ScrapeFailed as exc:
-            self._mark_all_stale(now_ms)
+            self.mark_all_stale(now_ms)
             result = ScrapeResult(False, time.time() - started, 0, 0, 0, str(exc))
         self._log_transition(result)
         values = (
@@ -205,6 +243,38 @@ class ScrapeLoop:
             raise ScrapeFailed(f"timed out after {self.target.timeout:g}s") from None
         except httpx.HTTPError as exc:
             raise ScrapeFailed(f"{type(exc).__name__}: {exc}") from None
+
+    def ingest(self, body: bytes, content_type: str, now_ms: int) -> tuple[int, int, int]:
+        """A fetched body's samples and staleness markers written, as of ``now_ms``:
+        (samples scraped, samples after relabeling, series added). Raises
+        ScrapeFailed (the caller then calls :meth:`mark_all_stale`)."""
+        native = self._native
+        buffers = self._buffers
+        if native is not None and buffers is not None and self._batcher is not None:
+            try:
+                outcome = native.scrape(body, is_openmetrics(content_type), now_ms, buffers)
+            except (LimitExceeded, SampleLimitExceeded) as exc:
+                raise ScrapeFailed(str(exc)) from None
+            finally:
+                self._batcher.drain()
+            if not isinstance(outcome, str):
+                return outcome
+            if self._fallbacks is not None:
+                self._fallbacks.labels(reason=outcome).inc()
+        try:
+            samples, _ = parse(body, content_type)
+        except ParseError as exc:
+            raise ScrapeFailed(f"unparsable exposition: {exc}") from None
+        if native is not None and buffers is not None and self._batcher is not None:
+            try:
+                post, added = native.process(samples, now_ms, buffers)
+            except (LimitExceeded, SampleLimitExceeded) as exc:
+                raise ScrapeFailed(str(exc)) from None
+            finally:
+                self._batcher.drain()
+        else:
+            post, added = self._process(samples, now_ms)
+        return len(samples), post, added
 
     def _process(self, samples: list[ScrapedSample], now_ms: int) -> tuple[int, int]:
         cache = self._cache
@@ -249,7 +319,16 @@ class ScrapeLoop:
         self._tracked = tracked
         return len(out), added
 
+    def mark_all_stale(self, now_ms: int) -> None:
+        """Every series of the last successful scrape gets a staleness marker; the
+        cache is emptied (a failed scrape)."""
+        self._mark_all_stale(now_ms)
+
     def _mark_all_stale(self, now_ms: int) -> None:
+        if self._native is not None and self._buffers is not None and self._batcher is not None:
+            self._native.mark_all_stale(now_ms, self._buffers)
+            self._batcher.drain()
+            return
         for series in self._tracked.values():
             self.emit(series.bucket, encode_sample(series, STALE_NAN, now_ms))
         self._tracked = {}

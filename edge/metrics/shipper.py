@@ -69,6 +69,14 @@ class MetricsShipper:
         self.m_errors = r.counter(
             "ferryman_errors_total", "Errors by type and stage.", ["error_type", "stage"]
         )
+        self.m_native_fallbacks = r.counter(
+            "ferryman_edge_native_fallbacks_total",
+            "Scrape bodies the native parser left to the Python parser, by reason "
+            "(invalid_exposition: Python refuses it too; unsupported_spelling).",
+            ["reason"],
+        )
+        for reason in ("invalid_exposition", "unsupported_spelling"):
+            self.m_native_fallbacks.labels(reason=reason)
         self.m_backlog = r.gauge("ferryman_buffer_bytes", "Bytes waiting in the disk buffer.")
         self.m_reloads = r.counter(
             "ferryman_config_reloads_total", "Reloads by result.", ["result"]
@@ -277,6 +285,8 @@ class MetricsShipper:
                     auth_header=job.config.auth_header(),
                     sni_hostname=job.config.tls_config.server_name,
                     on_result=self._scrape_counter(name),
+                    batcher=self.batcher,
+                    fallbacks=self.m_native_fallbacks,
                 )
                 job.loops[key] = scrape_loop
                 scrape_loop.start()

@@ -50,6 +50,7 @@ __all__ = [
     "MetricFamily",
     "ParseError",
     "ScrapedSample",
+    "is_openmetrics",
     "negotiate_accept",
     "parse",
 ]
@@ -103,14 +104,18 @@ def negotiate_accept() -> str:
     return ACCEPT
 
 
+def is_openmetrics(content_type: str) -> bool:
+    """Whether :func:`parse` reads a body of this Content-Type as OpenMetrics."""
+    return content_type.partition(";")[0].strip().lower() == "application/openmetrics-text"
+
+
 def parse(body: bytes, content_type: str) -> tuple[list[ScrapedSample], dict[str, MetricFamily]]:
     """Parse a scrape body; the families are keyed by family name (``foo`` for ``foo_bucket``).
 
     Every family named by a metadata line or by a sample appears, so each sample's
     family is in the result. Raises ParseError for the first thing that is wrong.
     """
-    media_type = content_type.partition(";")[0].strip().lower()
-    parser = _Parser(openmetrics=media_type == "application/openmetrics-text")
+    parser = _Parser(openmetrics=is_openmetrics(content_type))
     text = _decode(body)
     # Parsing builds no reference cycles, yet the cyclic collector would rescan the
     # growing sample list again and again (about half the parse time); pause it.

@@ -11,9 +11,11 @@
 //! Python path takes over: a line too big for any message (cut there, with the
 //! truncation marker) and a timestamp outside 0 ..= 2**63 - 1 nanoseconds.
 
+mod exposition;
 mod otlp;
 mod relabel;
 mod rw2;
+mod scrape;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -259,5 +261,6 @@ fn ferryman_native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     otlp::register(module)?;
     rw2::register(module)?;
     relabel::register(module)?;
+    scrape::register(module)?;
     Ok(())
 }
