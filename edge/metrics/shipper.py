@@ -19,7 +19,7 @@ from ferryman import headers as h
 from ferryman.http import serve
 from ferryman.kafkacheck import check_kafka
 from ferryman.lineage import LineageExporter
-from ferryman.prom.relabel import compile_rules
+from ferryman.prom.relabel import Relabeler, compile_rules
 from ferryman.telemetry import Registry
 from ferryman.tls import ssl_verify
 from ferryman.wire.otlp import CLUSTER_ATTRIBUTE
@@ -42,6 +42,18 @@ class _Job:
     config: ScrapeConfig
     discoverers: list[Discoverer]
     loops: dict[tuple[str, tuple[tuple[str, str], ...]], ScrapeLoop] = field(default_factory=dict)
+    # Compiled once per job, on the native engine where it takes every rule (else RE2,
+    # else the Python translator: same answers, logged once).
+    relabel: Relabeler = field(init=False)
+    metric_relabel: Relabeler | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.relabel = compile_rules(self.config.relabel_configs, engine="auto")
+        self.metric_relabel = (
+            compile_rules(self.config.metric_relabel_configs, engine="auto")
+            if self.config.metric_relabel_configs
+            else None
+        )
 
 
 class MetricsShipper:
@@ -245,7 +257,7 @@ class MetricsShipper:
             changed = [d.changed() for d in job.discoverers]
             if not any(changed):
                 continue
-            relabeler = compile_rules(job.config.relabel_configs)
+            relabeler = job.relabel
             groups = [g for d in job.discoverers for g in d.groups()]
             targets, errors = build_targets(job.config, config, relabeler, groups)
             for error in errors:
@@ -254,11 +266,7 @@ class MetricsShipper:
             wanted = {t.key: t for t in targets}
             for key in [k for k in job.loops if k not in wanted]:
                 await job.loops.pop(key).stop()
-            metric_relabel = (
-                compile_rules(job.config.metric_relabel_configs)
-                if job.config.metric_relabel_configs
-                else None
-            )
+            metric_relabel = job.metric_relabel
             for key, target in wanted.items():
                 if key in job.loops:
                     continue
