@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.metrics.config import ScrapeConfig
+from edge.metrics.config import ScrapeConfig, TLSConfig
 from edge.metrics.scrape import ScrapeLoop, ScrapeResult
 from edge.metrics.series import SeriesBuilder
-from edge.metrics.shipper import _client
+from edge.metrics.shipper import _client, _tls_context
 from edge.metrics.targets import Target
 from tests.integration.kube import issue_cert, make_ca
 
@@ -158,3 +159,21 @@ def test_tls_sni_client_cert_gzip_limit_timeout_and_errors(tmp_path: Path) -> No
     assert (results["insecure"].up, results["insecure"].scraped) == (True, 200)
     assert results["slow"].error == "timed out after 0.5s"
     assert results["down"].error == "server returned HTTP 503"
+
+
+def test_targets_share_a_tls_context_until_a_file_changes(tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    make_ca(pki, "ca", "scrape-test-ca")
+    issue_cert(pki, "client", "edge-agent", "ca", CLIENT_EXT)
+    tls = TLSConfig(
+        ca_file=pki / "ca.crt", cert_file=pki / "client.crt", key_file=pki / "client.key"
+    )
+    first = _tls_context(tls)
+    assert isinstance(first, ssl.SSLContext)
+    assert _tls_context(tls) is first
+    assert _tls_context(TLSConfig(ca_file=pki / "ca.crt")) is not first
+    stat = (pki / "client.crt").stat()
+    os.utime(pki / "client.crt", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    rotated = _tls_context(tls)
+    assert rotated is not first
+    assert _tls_context(tls) is rotated
