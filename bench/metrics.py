@@ -109,8 +109,7 @@ def _measure(
         shipped_delta = shipped() - shipped0
         rss = peak_rss_mib(proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        stop_s = _stop(proc)
         log.close()
     samples = scrapes * args.samples
     if shipped_delta <= 0:
@@ -126,7 +125,22 @@ def _measure(
         "expected_scrapes": args.targets * elapsed / args.interval,
         "scrapes": scrapes,
         "load_average": load_average(),
+        "stop_s": stop_s,
     }
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = 60) -> float | None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; the seconds the peer took to
+    exit on SIGTERM, or None when it had to be killed."""
+    t0 = time.monotonic()
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(30)
+        return None
+    return time.monotonic() - t0
 
 
 def bench_edge(args: argparse.Namespace, tmp: Path, sink: str) -> list[dict[str, Any]]:
@@ -146,7 +160,20 @@ def bench_edge(args: argparse.Namespace, tmp: Path, sink: str) -> list[dict[str,
         consumer.close()
         return int(total)
 
-    results = []
+    results: list[dict[str, Any]] = []
+
+    def attempt(name: str, measure: Any) -> None:
+        """Measure one peer unless --peers leaves it out; a peer that exits or ships
+        nothing is reported (its log's tail printed) and left out of the table."""
+        if not any(name.lower().startswith(p) for p in args.peers):
+            return
+        try:
+            results.append(measure())
+        except SystemExit as exc:
+            logs = sorted(tmp.glob("*.log"), key=lambda f: f.stat().st_mtime)
+            tail = logs[-1].read_text(errors="replace")[-1500:] if logs else ""
+            print(f"{name} left out: {exc}\n{tail}", file=sys.stderr, flush=True)
+
     edge = {
         **_scrape_config(args),
         "ferryman": {
@@ -156,8 +183,9 @@ def bench_edge(args: argparse.Namespace, tmp: Path, sink: str) -> list[dict[str,
         },
     }
     (tmp / "edge.yaml").write_text(yaml.safe_dump(edge))
-    results.append(
-        _measure(
+    attempt(
+        "ferryman edge",
+        lambda: _measure(
             "ferryman edge",
             [
                 PY,
@@ -173,7 +201,7 @@ def bench_edge(args: argparse.Namespace, tmp: Path, sink: str) -> list[dict[str,
             args,
             tmp,
             kafka_offsets,
-        )
+        ),
     )
 
     def sink_requests() -> int:
@@ -188,8 +216,9 @@ def bench_edge(args: argparse.Namespace, tmp: Path, sink: str) -> list[dict[str,
             }
         )
     )
-    results.append(
-        _measure(
+    attempt(
+        "vmagent",
+        lambda: _measure(
             "vmagent",
             [
                 "/usr/bin/vmagent",
@@ -202,14 +231,15 @@ def bench_edge(args: argparse.Namespace, tmp: Path, sink: str) -> list[dict[str,
             args,
             tmp,
             sink_requests,
-        )
+        ),
     )
 
     prom = _scrape_config(args)
     prom["remote_write"] = [{"url": f"{sink}/api/v1/write"}]
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(prom))
-    results.append(
-        _measure(
+    attempt(
+        "Prometheus agent",
+        lambda: _measure(
             "Prometheus agent",
             [
                 "/usr/bin/prometheus",
@@ -222,7 +252,7 @@ def bench_edge(args: argparse.Namespace, tmp: Path, sink: str) -> list[dict[str,
             args,
             tmp,
             sink_requests,
-        )
+        ),
     )
     admin.delete_topics([topic])
     admin.close()
@@ -230,20 +260,22 @@ def bench_edge(args: argparse.Namespace, tmp: Path, sink: str) -> list[dict[str,
 
 
 def table(title: str, rows: list[dict[str, Any]], base: str) -> str:
-    ref = next(r for r in rows if r["peer"] == base)
+    ref = next((r for r in rows if r["peer"] == base), None)
     out = [
         f"### {title}",
         "",
         "| peer | samples/s | samples/s per core | CPU-s per 1M samples | vs ferryman "
-        "(CPU) | peak RSS MiB | load average |",
-        "|---|---|---|---|---|---|---|",
+        "(CPU) | peak RSS MiB | exit on SIGTERM, s | load average |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        ratio = r["cpu_s_per_million"] / ref["cpu_s_per_million"]
+        ratio = r["cpu_s_per_million"] / ref["cpu_s_per_million"] if ref else float("nan")
+        stop = r.get("stop_s", "")
+        stopped = "killed after 60" if stop is None else stop and f"{stop:.1f}"
         out.append(
             f"| {r['peer']} | {r['samples_per_s']:,.0f} | {r['per_core']:,.0f} | "
             f"{r['cpu_s_per_million']:.2f} | {ratio:.2f}x | {r['peak_rss_mib']:.0f} | "
-            f"{r.get('load_average', '')} |"
+            f"{stopped} | {r.get('load_average', '')} |"
         )
     return "\n".join(out)
 
@@ -314,8 +346,7 @@ def _cold_once(
                 return marks
             time.sleep(0.01)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        _stop(proc)
         log.close()
 
 
@@ -465,7 +496,8 @@ def main() -> None:
     parser.add_argument(
         "--scenario",
         choices=[*SCENARIOS, "all"],
-        default="all",
+        nargs="+",
+        default=["all"],
         help="edge table(s) to run (default all)",
     )
     parser.add_argument("--targets", type=int, default=None, help="override the scenario's")
@@ -478,13 +510,20 @@ def main() -> None:
     parser.add_argument("--cold-starts", type=int, default=5, help="runs per peer, 0 to skip")
     parser.add_argument("--only", choices=["edge", "worker", "cold-start"], default=None)
     parser.add_argument(
+        "--peers",
+        nargs="+",
+        choices=["ferryman", "vmagent", "prometheus"],
+        default=["ferryman", "vmagent", "prometheus"],
+        help="edge peers to measure (default all three)",
+    )
+    parser.add_argument(
         "--chart",
         type=Path,
         default=None,
         help="PNG of the tables (default: docs/bench/metrics.png)",
     )
     args = parser.parse_args()
-    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    names = list(SCENARIOS) if "all" in args.scenario else args.scenario
     subprocess.run(
         [PY, "-m", "ferryman", "stack", "up", "kafka"], check=True, stdout=subprocess.DEVNULL
     )
