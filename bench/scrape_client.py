@@ -108,7 +108,7 @@ async def _httpx(url: str, transport: Any = None) -> tuple[Fetch, Callable[[], A
 
 
 async def _httpx_aiohttp(url: str) -> tuple[Fetch, Callable[[], Awaitable[None]]]:
-    from httpx_aiohttp import AiohttpTransport  # type: ignore[import-not-found]
+    from httpx_aiohttp import AiohttpTransport
 
     return await _httpx(url, AiohttpTransport())
 
@@ -195,7 +195,7 @@ def main() -> None:
         size = len(render(0, args.series, 1))
         names = ["httpx", "aiohttp"]
         try:
-            import httpx_aiohttp  # type: ignore[import-not-found]  # noqa: F401
+            import httpx_aiohttp  # noqa: F401
 
             names.append("httpx+aiohttp")
         except ImportError:
