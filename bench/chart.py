@@ -86,9 +86,19 @@ def groups(name: str, results: dict[str, Any]) -> list[Group]:
     """The tables of bench ``name`` from its results file's content (``results``)."""
     found: list[Group] = []
     if name == "metrics":
-        if results.get("edge"):
-            bars = tuple(_bar(r) for r in results["edge"])
-            found.append(Group("Edge: scrape and ship", "samples", bars))
+        for key, title in (
+            ("edge", "Edge: scrape and ship"),
+            ("edge_many_targets", "Edge, many targets: scrape and ship"),
+            ("edge_histograms", "Edge, histograms: scrape and ship"),
+        ):
+            if results.get(key):
+                shape = results.get("scenarios", {}).get(key)
+                if shape:
+                    title += (
+                        f" ({shape['targets']:,} targets x {shape['samples_per_target']:,}"
+                        f" {shape['kind'].removesuffix('s')} samples)"
+                    )
+                found.append(Group(title, "samples", tuple(_bar(r) for r in results[key])))
         if results.get("worker"):
             bars = tuple(_bar(r) for r in results["worker"])
             found.append(Group("Worker: remote write from Kafka", "samples", bars))

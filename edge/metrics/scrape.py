@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-import httpx
+import aiohttp
 
 from ferryman.prom.exposition import (
     ParseError,
@@ -99,7 +99,7 @@ class ScrapeLoop:
     def __init__(
         self,
         target: Target,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         builder: SeriesBuilder,
         emit: Emit,
         *,
@@ -125,7 +125,7 @@ class ScrapeLoop:
         self.body_size_limit = body_size_limit
         self.on_result = on_result
         # tls_config.server_name: the name sent as SNI and verified in the certificate.
-        self.extensions = {"sni_hostname": sni_hostname} if sni_hostname else {}
+        self.sni_hostname = sni_hostname
         self.headers = {
             "Accept": negotiate_accept(),
             "User-Agent": "ferryman-edge/0.1",
@@ -172,7 +172,7 @@ class ScrapeLoop:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.client.aclose()
+        await self.client.close()
 
     async def stop(self) -> None:
         """Stop scraping and mark every series of this target stale (target gone)."""
@@ -224,14 +224,15 @@ class ScrapeLoop:
     async def _fetch(self) -> tuple[bytes, str]:
         try:
             async with asyncio.timeout(self.target.timeout):
-                async with self.client.stream(
-                    "GET", self.target.url, headers=self.headers, extensions=self.extensions
+                async with self.client.get(
+                    self.target.url, headers=self.headers, server_hostname=self.sni_hostname
                 ) as response:
-                    if response.status_code != 200:
-                        raise ScrapeFailed(f"server returned HTTP {response.status_code}")
+                    if response.status != 200:
+                        raise ScrapeFailed(f"server returned HTTP {response.status}")
                     chunks = []
                     size = 0
-                    async for chunk in response.aiter_bytes():
+                    # Decoded (gzip) chunks as they arrive: the limit holds for the body.
+                    async for chunk in response.content.iter_any():
                         size += len(chunk)
                         if self.body_size_limit and size > self.body_size_limit:
                             raise ScrapeFailed(
@@ -241,7 +242,7 @@ class ScrapeLoop:
                     return b"".join(chunks), response.headers.get("content-type", "")
         except TimeoutError:
             raise ScrapeFailed(f"timed out after {self.target.timeout:g}s") from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise ScrapeFailed(f"{type(exc).__name__}: {exc}") from None
 
     def ingest(self, body: bytes, content_type: str, now_ms: int) -> tuple[int, int, int]:

@@ -86,6 +86,20 @@ def test_each_bench_results_shape_gives_its_tables() -> None:
         "Edge: scrape and ship",
         "Worker: remote write from Kafka",
     ]
+    shape = {"targets": 2000, "samples_per_target": 100, "kind": "counters"}
+    scenarios = chart.groups(
+        "metrics",
+        {
+            "edge_histograms": ROWS,
+            "edge_many_targets": ROWS,
+            "scenarios": {"edge_many_targets": shape},
+            "cold_start": [{"peer": "vmagent", "median_s": 1.0}],
+        },
+    )
+    assert [g.title for g in scenarios] == [
+        "Edge, many targets: scrape and ship (2,000 targets x 100 counter samples)",
+        "Edge, histograms: scrape and ship",
+    ]
     assert chart.is_ferryman("gateway remote write 1.0 (pass-through)")
     assert not chart.is_ferryman("vmagent (remote write in → out)")
     with pytest.raises(ValueError, match="no table"):
