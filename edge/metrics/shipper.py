@@ -139,6 +139,9 @@ class MetricsShipper:
         self._stop = asyncio.Event()
         self._reload = False
         self._synced = False
+        # The first scrape after start is flushed at once rather than on the next
+        # flush_interval tick: a new shipper shows up in Kafka within a second.
+        self._first_flushed = False
 
     def _headers(self) -> list[tuple[str, bytes]]:
         out = [(h.SCHEMA, h.SCHEMA_REMOTE_WRITE)]
@@ -191,6 +194,7 @@ class MetricsShipper:
         )
         last_flush = time.monotonic()
         try:
+            await self._sync_targets()  # scrape loops start now, not after the first tick
             while not self._stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=0.2)
@@ -218,6 +222,10 @@ class MetricsShipper:
     def _scrape_counter(self, job: str) -> Callable[[bool], None]:
         def count(up: bool) -> None:
             self.m_scrapes.labels(job=job, result="success" if up else "failure").inc()
+            if not self._first_flushed:
+                self._first_flushed = True
+                self.batcher.flush()
+                self.sender.wake()
 
         return count
 
