@@ -33,7 +33,8 @@ const TAG_LINE: u8 = 0x12; // Entry.line = 2
 const TAG_SECONDS: u8 = 0x08; // Timestamp.seconds = 1, varint
 const TAG_NANOS: u8 = 0x10; // Timestamp.nanos = 2, varint
 
-fn varint_len(mut value: u64) -> usize {
+/// Bytes a protobuf varint of `value` takes (shared by every encoder of the crate).
+pub(crate) fn varint_len(mut value: u64) -> usize {
     let mut len = 1;
     while value >= 0x80 {
         value >>= 7;
@@ -42,7 +43,8 @@ fn varint_len(mut value: u64) -> usize {
     len
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+/// Appends `value` as a protobuf varint.
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;

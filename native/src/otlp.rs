@@ -18,6 +18,7 @@
 //! trace id, resource attributes' keys) and raises `ValueError` for bytes that are
 //! not protobuf there; it does not check what lies below (a span's attributes).
 
+use crate::{put_varint, varint_len};
 use std::collections::HashMap;
 
 use pyo3::exceptions::PyValueError;
@@ -37,23 +38,6 @@ const TAG_2: u8 = 0x12;
 const TAG_3: u8 = 0x1a;
 
 type Malformed = &'static str;
-
-fn varint_len(mut value: u64) -> usize {
-    let mut len = 1;
-    while value >= 0x80 {
-        value >>= 7;
-        len += 1;
-    }
-    len
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
 
 /// Bytes of a length-delimited field with a one-byte tag and `payload` bytes.
 fn field_size(payload: usize) -> usize {

@@ -14,6 +14,7 @@
 //! It never raises for bad bytes: it declines (returns `None`) on anything the Python
 //! path would refuse (and the Python path then raises its `DecodeError`).
 
+use crate::{put_varint, varint_len};
 use std::collections::{HashMap, HashSet};
 
 use pyo3::intern;
@@ -111,23 +112,6 @@ impl<'a> Fields<'a> {
         };
         Ok(Some((number, value)))
     }
-}
-
-fn varint_len(mut value: u64) -> usize {
-    let mut len = 1;
-    while value >= 0x80 {
-        value >>= 7;
-        len += 1;
-    }
-    len
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
 }
 
 fn put_bytes_field(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {

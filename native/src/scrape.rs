@@ -15,6 +15,7 @@
 //! `edge.metrics.batcher.Batcher` does. `tests/unit/native/test_scrape_native.py`
 //! holds both to the Python path, byte for byte.
 
+use crate::{put_varint, varint_len};
 use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -38,23 +39,6 @@ create_exception!(
 
 /// Prometheus's staleness marker, bit for bit.
 const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
-
-fn varint_len(mut value: u64) -> usize {
-    let mut len = 1;
-    while value >= 0x80 {
-        value >>= 7;
-        len += 1;
-    }
-    len
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
 
 /// One `WriteRequest.timeseries` field holding one sample: what `encode_sample` writes.
 fn encode_sample(out: &mut Vec<u8>, labels_pb: &[u8], value: u64, timestamp_ms: i64) {
